@@ -1,0 +1,43 @@
+# The two commands a newcomer needs are `make demo` and `make test`; the rest are
+# the pieces `make test` is made of. Every target installs what it needs.
+
+# Crates with a Redox side: daemons, drivers and the libraries they share.
+REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-scheme
+
+CARGO ?= cargo
+
+.PHONY: demo test test-host test-guest lint bench redox-check toolchain
+
+## demo: the scheme runtime at work on this machine (a daemon and its clients)
+demo: toolchain
+	$(CARGO) run --quiet --release -p scheme-testbed --bin testbed -- demo
+
+## test: everything: lint, host tests, the Redox type-check and the guest tests
+test: lint test-host redox-check test-guest
+
+## test-host: unit and integration tests on this machine
+test-host: toolchain
+	$(CARGO) test --workspace
+
+## test-guest: tests against QEMU's real devices inside a Linux guest
+test-guest: toolchain
+	$(CARGO) run --quiet -p guest-harness -- test
+
+## lint: formatting and clippy, warnings are errors
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: benchmarks, each printing ratios against a baseline measured in the same run
+bench: toolchain
+	$(CARGO) bench -p scheme-testbed
+
+## redox-check: type-check the Redox side (x86_64-unknown-redox)
+redox-check: toolchain
+	scripts/redox-check.sh $(REDOX_CRATES)
+
+## toolchain: the Rust components the targets above use
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first"; exit 1; }
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

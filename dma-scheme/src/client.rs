@@ -1,0 +1,78 @@
+//! The client side: allocate a buffer, map it, learn its bus address.
+
+use std::io;
+use std::num::NonZeroU64;
+
+use scheme_runtime::{Handle, Mapping};
+use syscall::flag::O_RDWR;
+
+use crate::info::{BufferInfo, INFO_CALL};
+use crate::request::AllocRequest;
+use crate::{BufferFlags, SCHEME_NAME};
+
+/// A DMA buffer from the `dma:` scheme, mapped read-write into this process.
+/// Dropping it unmaps and closes it; the daemon frees it when nothing holds it.
+pub struct DmaBuffer {
+    // Unmapped before the handle closes.
+    mapping: Mapping,
+    info: BufferInfo,
+    handle: Handle,
+}
+
+impl DmaBuffer {
+    /// Allocates at least `size` bytes with `flags` and maps all of them.
+    pub fn alloc(size: usize, flags: BufferFlags) -> io::Result<Self> {
+        let size = NonZeroU64::new(size as u64).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a DMA buffer has at least one byte",
+            )
+        })?;
+        let handle = Handle::open(
+            &format!("/scheme/{SCHEME_NAME}/{}", AllocRequest { size, flags }),
+            O_RDWR,
+        )?;
+        let mut reply = [0; BufferInfo::LEN];
+        handle.call(&mut reply, &[INFO_CALL])?;
+        let info = BufferInfo::from_bytes(&reply).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "dma: malformed buffer info")
+        })?;
+        let len = usize::try_from(info.size)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "dma: buffer size"))?;
+        let mapping = handle.mmap(0, len, true)?;
+        Ok(Self {
+            mapping,
+            info,
+            handle,
+        })
+    }
+
+    /// The bus address, size and flags the daemon reported.
+    pub fn info(&self) -> BufferInfo {
+        self.info
+    }
+
+    /// The device's address of byte 0 (`None` from the host test backend only).
+    pub fn bus_addr(&self) -> Option<u64> {
+        self.info.bus_addr
+    }
+
+    /// This process's mapping of byte 0. The device writes behind the compiler's
+    /// back: access it with volatile reads and writes and fences.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.mapping.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.mapping.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mapping.is_empty()
+    }
+
+    /// The scheme handle, e.g. for `fpath`.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}

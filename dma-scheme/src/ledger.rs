@@ -1,0 +1,163 @@
+//! Per-client accounting of DMA memory against quotas.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What one client holds. A client has an entry only while it holds buffers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientUsage {
+    pub buffers: usize,
+    pub bytes: u64,
+    /// The quota its latest allocation was checked against.
+    pub quota: u64,
+    /// Allocations refused over quota while it held buffers.
+    pub quota_hits: u64,
+}
+
+/// An allocation that would take a client past its quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverQuota {
+    pub held: u64,
+    pub requested: u64,
+    pub quota: u64,
+}
+
+impl fmt::Display for OverQuota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "holds {} bytes, asks for {} more, quota is {}",
+            self.held, self.requested, self.quota
+        )
+    }
+}
+
+/// Buffers and bytes held per client (by pid), and the quota hits.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    clients: BTreeMap<usize, ClientUsage>,
+    quota_hits: u64,
+}
+
+impl Ledger {
+    /// Charges one buffer of `bytes` to `pid` if it stays within `quota`.
+    pub fn charge(&mut self, pid: usize, bytes: u64, quota: u64) -> Result<(), OverQuota> {
+        let held = self.clients.get(&pid).map_or(0, |usage| usage.bytes);
+        let within = held.checked_add(bytes).is_some_and(|total| total <= quota);
+        if !within {
+            self.quota_hits += 1;
+            if let Some(usage) = self.clients.get_mut(&pid) {
+                usage.quota_hits += 1;
+            }
+            return Err(OverQuota {
+                held,
+                requested: bytes,
+                quota,
+            });
+        }
+        let usage = self.clients.entry(pid).or_default();
+        usage.buffers += 1;
+        usage.bytes += bytes;
+        usage.quota = quota;
+        Ok(())
+    }
+
+    /// Gives back one buffer of `bytes` that `pid` was charged for.
+    pub fn release(&mut self, pid: usize, bytes: u64) {
+        let Some(usage) = self.clients.get_mut(&pid) else {
+            log::error!("ledger: pid {pid} releases {bytes} bytes it was never charged");
+            return;
+        };
+        usage.buffers -= 1;
+        usage.bytes -= bytes;
+        if usage.buffers == 0 {
+            self.clients.remove(&pid);
+        }
+    }
+
+    /// Clients holding buffers, by pid.
+    pub fn clients(&self) -> impl Iterator<Item = (usize, &ClientUsage)> {
+        self.clients.iter().map(|(&pid, usage)| (pid, usage))
+    }
+
+    /// Allocations refused over quota, by any client, ever.
+    pub fn quota_hits(&self) -> u64 {
+        self.quota_hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(ledger: &Ledger, pid: usize) -> Option<ClientUsage> {
+        ledger
+            .clients()
+            .find(|&(p, _)| p == pid)
+            .map(|(_, usage)| *usage)
+    }
+
+    #[test]
+    fn charges_up_to_exact_fit() {
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.charge(7, 4096, 8192), Ok(()));
+        assert_eq!(ledger.charge(7, 4096, 8192), Ok(()));
+        assert_eq!(
+            usage(&ledger, 7),
+            Some(ClientUsage {
+                buffers: 2,
+                bytes: 8192,
+                quota: 8192,
+                quota_hits: 0
+            })
+        );
+        assert_eq!(
+            ledger.charge(7, 1, 8192),
+            Err(OverQuota {
+                held: 8192,
+                requested: 1,
+                quota: 8192
+            })
+        );
+        assert_eq!(usage(&ledger, 7).unwrap().quota_hits, 1);
+        assert_eq!(usage(&ledger, 7).unwrap().bytes, 8192);
+        assert_eq!(ledger.quota_hits(), 1);
+    }
+
+    #[test]
+    fn release_frees_room_and_forgets_idle_clients() {
+        let mut ledger = Ledger::default();
+        ledger.charge(7, 4096, 4096).unwrap();
+        ledger.charge(8, 4096, 4096).unwrap();
+        ledger.release(7, 4096);
+        assert_eq!(usage(&ledger, 7), None);
+        assert_eq!(
+            ledger.clients().map(|(pid, _)| pid).collect::<Vec<_>>(),
+            [8]
+        );
+        assert_eq!(ledger.charge(7, 4096, 4096), Ok(()));
+    }
+
+    #[test]
+    fn quotas_are_per_client() {
+        let mut ledger = Ledger::default();
+        ledger.charge(7, 4096, 4096).unwrap();
+        assert_eq!(ledger.charge(8, 4096, 4096), Ok(()));
+    }
+
+    #[test]
+    fn over_quota_of_a_new_client_counts_but_creates_no_entry() {
+        let mut ledger = Ledger::default();
+        assert!(ledger.charge(9, 8192, 4096).is_err());
+        assert!(ledger.charge(9, 1, 0).is_err());
+        assert_eq!(usage(&ledger, 9), None);
+        assert_eq!(ledger.quota_hits(), 2);
+    }
+
+    #[test]
+    fn overflow_is_over_quota() {
+        let mut ledger = Ledger::default();
+        ledger.charge(7, u64::MAX, u64::MAX).unwrap();
+        assert!(ledger.charge(7, 1, u64::MAX).is_err());
+    }
+}

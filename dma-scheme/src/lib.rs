@@ -1,0 +1,34 @@
+//! The `dma:` scheme: DMA buffers for drivers.
+//!
+//! `dma:alloc?size=<bytes>&flags=<flag,...>` opens a new buffer: physically
+//! contiguous, zeroed, its size rounded up to what the backend allocates, charged
+//! to the opener's quota, freed when its last handle (or mapping, on Redox) goes
+//! or its owner dies, and usable only by the process that opened it. The client
+//! learns the bus address from `call` ([`info`]) and maps the buffer (Linux: the
+//! host transport's `map_fd`; Redox: this scheme's `mmap_prep`, always
+//! `MAP_SHARED`). `dma:status` reads the accounting as text ([`status`]).
+//!
+//! On Linux a client that closes a handle but keeps its mapping keeps those pages
+//! (no later buffer reuses them) while they no longer count against its quota; on
+//! Redox the kernel holds the handle open until the last mapping goes.
+//!
+//! Drivers use [`DmaBuffer`]; the daemon is [`DmaScheme`] over a [`backend`].
+
+pub mod backend;
+mod client;
+mod flags;
+pub mod info;
+mod ledger;
+mod quota;
+pub mod request;
+mod scheme;
+pub mod status;
+
+pub use client::DmaBuffer;
+pub use flags::BufferFlags;
+pub use info::BufferInfo;
+pub use quota::{QuotaSource, UniformQuota};
+pub use scheme::DmaScheme;
+
+/// The name the daemon registers.
+pub const SCHEME_NAME: &str = "dma";

@@ -1,0 +1,129 @@
+//! `dma`: the DMA buffer daemon, serving the `dma:` scheme.
+
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use dma_scheme::backend::{DmaBackend, DmaMemory};
+use dma_scheme::request::parse_bytes;
+use dma_scheme::{DmaScheme, QuotaSource, UniformQuota, SCHEME_NAME};
+
+#[derive(Parser)]
+#[command(
+    name = "dma",
+    version,
+    about = "Serves the dma: scheme: contiguous, zeroed DMA buffers with per-client quotas",
+    after_help = "Clients open dma:alloc?size=<bytes>&flags=<flag,...> (flags: shared) \
+                  and dma:status.\nLogging: RUST_LOG=info (or debug)."
+)]
+struct Args {
+    /// The driver policy: each driver (recognised by its uid) may hold its rule's
+    /// `dma_quota`; callers without a rule get no DMA memory.
+    #[arg(long, value_name = "FILE", conflicts_with = "quota")]
+    policy: Option<std::path::PathBuf>,
+
+    /// The same quota for every client instead of a policy, in bytes (decimal, 0x
+    /// hex, or with K/M/G). With neither, every allocation is refused.
+    #[arg(long, value_name = "BYTES", value_parser = quota_bytes)]
+    quota: Option<u64>,
+
+    /// Where buffers come from.
+    #[arg(long, value_enum, default_value_t = BackendChoice::default())]
+    backend: BackendChoice,
+}
+
+#[cfg(target_os = "linux")]
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum BackendChoice {
+    /// One 2 MiB hugetlb page per buffer, bus address from /proc/self/pagemap
+    /// (needs root and vm.nr_hugepages)
+    #[default]
+    Hugetlb,
+    /// Plain memory with no bus address, for tests: NOT FOR DEVICES
+    MemfdNotForDevices,
+}
+
+#[cfg(target_os = "redox")]
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum BackendChoice {
+    /// Contiguous frames from the kernel's memory scheme (needs uid 0)
+    #[default]
+    RedoxMemory,
+}
+
+fn quota_bytes(text: &str) -> Result<u64, String> {
+    parse_bytes(text)
+        .ok_or_else(|| format!("{text:?} is not a byte count (decimal, 0x hex, or with K/M/G)"))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match &args.policy {
+        Some(path) => match driver_policy::Policy::load(path) {
+            Ok(policy) => {
+                log::info!("quotas from the policy {}", path.display());
+                run(args.backend, policy)
+            }
+            Err(e) => {
+                log::error!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            if args.quota.is_none() {
+                log::warn!("no --policy or --quota: every allocation will be refused");
+            }
+            run(args.backend, UniformQuota(args.quota))
+        }
+    }
+}
+
+fn run<Q: QuotaSource>(backend: BackendChoice, quota: Q) -> ExitCode {
+    let served = match backend {
+        #[cfg(target_os = "linux")]
+        BackendChoice::Hugetlb => serve(dma_scheme::backend::HugetlbBackend, quota),
+        #[cfg(target_os = "linux")]
+        BackendChoice::MemfdNotForDevices => {
+            log::warn!("memfd backend: buffers have no bus address; never give them to a device");
+            serve(dma_scheme::backend::MemfdBackend, quota)
+        }
+        #[cfg(target_os = "redox")]
+        BackendChoice::RedoxMemory => {
+            dma_scheme::backend::RedoxMemoryBackend::new().and_then(|backend| serve(backend, quota))
+        }
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<B: DmaBackend, Q: QuotaSource>(mut backend: B, quota: Q) -> std::io::Result<()> {
+    probe(&mut backend);
+    log::info!("serving {SCHEME_NAME} with the {} backend", backend.name());
+    scheme_runtime::serve(SCHEME_NAME, &mut DmaScheme::new(backend, quota))
+}
+
+/// Allocates and frees one buffer, so that a backend that cannot work here (no
+/// huge pages, no privilege) says so at start and not at a driver's first request.
+fn probe<B: DmaBackend>(backend: &mut B) {
+    let Some(size) = backend.buffer_size(1) else {
+        return;
+    };
+    match backend.allocate(size) {
+        Ok(memory) => log::info!(
+            "{} backend works (a test buffer had bus address {})",
+            backend.name(),
+            memory
+                .bus_addr()
+                .map_or("none".into(), |addr| format!("{addr:#x}"))
+        ),
+        Err(e) => log::warn!(
+            "{} backend cannot allocate now ({e}); allocations will fail until it can",
+            backend.name()
+        ),
+    }
+}

@@ -1,0 +1,283 @@
+//! The paths a client opens: `alloc?size=<bytes>&flags=<flag,...>` and `status`.
+
+use std::fmt;
+use std::num::NonZeroU64;
+
+use syscall::error::{EINVAL, ENOENT};
+
+use crate::BufferFlags;
+
+/// What an `openat` path asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenRequest {
+    Alloc(AllocRequest),
+    /// A snapshot of the daemon's accounting, read as text.
+    Status,
+}
+
+/// A new buffer of at least `size` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocRequest {
+    pub size: NonZeroU64,
+    pub flags: BufferFlags,
+}
+
+/// The path that asks for this buffer, as [`parse`] takes it.
+impl fmt::Display for AllocRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "alloc?size={}", self.size)?;
+        if !self.flags.is_empty() {
+            write!(f, "&flags={}", self.flags)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a path is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    UnknownPath(String),
+    /// A query part without `=`.
+    Malformed(String),
+    UnknownKey(String),
+    RepeatedKey(String),
+    MissingSize,
+    BadSize(String),
+    ZeroSize,
+    UnknownFlag(String),
+    RepeatedFlag(String),
+}
+
+impl RequestError {
+    /// The errno a client gets: an unknown path does not exist, the rest is a bad argument.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::UnknownPath(_) => ENOENT,
+            _ => EINVAL,
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownPath(path) => write!(
+                f,
+                "unknown path {path:?} (want alloc?size=...&flags=... or status)"
+            ),
+            Self::Malformed(part) => write!(f, "query part {part:?} is not key=value"),
+            Self::UnknownKey(key) => write!(f, "unknown key {key:?} (want size or flags)"),
+            Self::RepeatedKey(key) => write!(f, "key {key:?} given twice"),
+            Self::MissingSize => f.write_str("alloc needs size=<bytes>"),
+            Self::BadSize(text) => write!(
+                f,
+                "size {text:?} is not a byte count (decimal, 0x hex, or with K/M/G)"
+            ),
+            Self::ZeroSize => f.write_str("size 0: a buffer has at least one byte"),
+            Self::UnknownFlag(flag) => write!(f, "unknown flag {flag:?} (known: shared)"),
+            Self::RepeatedFlag(flag) => write!(f, "flag {flag:?} given twice"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// Parses the path an `openat` on the scheme receives.
+pub fn parse(path: &str) -> Result<OpenRequest, RequestError> {
+    let path = path.trim_start_matches('/');
+    let (name, query) = match path.split_once('?') {
+        Some((name, query)) => (name, Some(query)),
+        None => (path, None),
+    };
+    match (name, query) {
+        ("alloc", Some(query)) => parse_alloc(query).map(OpenRequest::Alloc),
+        ("alloc", None) => Err(RequestError::MissingSize),
+        ("status", None) => Ok(OpenRequest::Status),
+        _ => Err(RequestError::UnknownPath(path.to_owned())),
+    }
+}
+
+fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
+    let mut size = None;
+    let mut flags = None;
+    for part in query.split('&') {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| RequestError::Malformed(part.to_owned()))?;
+        let slot_taken = match key {
+            "size" => size.replace(parse_size(value)?).is_some(),
+            "flags" => flags.replace(parse_flags(value)?).is_some(),
+            _ => return Err(RequestError::UnknownKey(key.to_owned())),
+        };
+        if slot_taken {
+            return Err(RequestError::RepeatedKey(key.to_owned()));
+        }
+    }
+    Ok(AllocRequest {
+        size: size.ok_or(RequestError::MissingSize)?,
+        flags: flags.unwrap_or_default(),
+    })
+}
+
+fn parse_size(text: &str) -> Result<NonZeroU64, RequestError> {
+    let bytes = parse_bytes(text).ok_or_else(|| RequestError::BadSize(text.to_owned()))?;
+    NonZeroU64::new(bytes).ok_or(RequestError::ZeroSize)
+}
+
+fn parse_flags(list: &str) -> Result<BufferFlags, RequestError> {
+    let mut flags = BufferFlags::empty();
+    if list.is_empty() {
+        return Ok(flags);
+    }
+    for name in list.split(',') {
+        let flag =
+            BufferFlags::named(name).ok_or_else(|| RequestError::UnknownFlag(name.to_owned()))?;
+        if flags.contains(flag) {
+            return Err(RequestError::RepeatedFlag(name.to_owned()));
+        }
+        flags |= flag;
+    }
+    Ok(flags)
+}
+
+/// A byte count: decimal (`8192`), hexadecimal (`0x2000`), or decimal with a
+/// binary suffix `K`, `M` or `G` (`2M` is 2 MiB). `None` if malformed or beyond `u64`.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return digits_only(hex, |b| b.is_ascii_hexdigit())
+            .and_then(|h| u64::from_str_radix(h, 16).ok());
+    }
+    let (number, shift) = match text.as_bytes().last()? {
+        b'K' => (&text[..text.len() - 1], 10),
+        b'M' => (&text[..text.len() - 1], 20),
+        b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value: u64 = digits_only(number, |b| b.is_ascii_digit())?.parse().ok()?;
+    value.checked_mul(1 << shift)
+}
+
+/// `text` if it is non-empty and every byte passes `is_digit` (`parse` alone would take a sign).
+fn digits_only(text: &str, is_digit: fn(&u8) -> bool) -> Option<&str> {
+    (!text.is_empty() && text.as_bytes().iter().all(is_digit)).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(size: u64, flags: BufferFlags) -> OpenRequest {
+        OpenRequest::Alloc(AllocRequest {
+            size: NonZeroU64::new(size).unwrap(),
+            flags,
+        })
+    }
+
+    #[test]
+    fn accepts() {
+        assert_eq!(
+            parse("alloc?size=4096"),
+            Ok(alloc(4096, BufferFlags::empty()))
+        );
+        assert_eq!(
+            parse("alloc?size=100&flags=shared"),
+            Ok(alloc(100, BufferFlags::SHARED))
+        );
+        assert_eq!(
+            parse("/alloc?flags=shared&size=0x2000"),
+            Ok(alloc(0x2000, BufferFlags::SHARED))
+        );
+        assert_eq!(
+            parse("alloc?size=2M&flags="),
+            Ok(alloc(2 << 20, BufferFlags::empty()))
+        );
+        assert_eq!(parse("status"), Ok(OpenRequest::Status));
+    }
+
+    #[test]
+    fn rejects() {
+        let err = |path: &str| parse(path).unwrap_err();
+        assert_eq!(err("alloc"), RequestError::MissingSize);
+        assert_eq!(err("alloc?flags=shared"), RequestError::MissingSize);
+        assert_eq!(err("alloc?size=0"), RequestError::ZeroSize);
+        assert_eq!(err("alloc?size=0x0"), RequestError::ZeroSize);
+        assert_eq!(err("alloc?size=-1"), RequestError::BadSize("-1".into()));
+        assert_eq!(err("alloc?size=+1"), RequestError::BadSize("+1".into()));
+        assert_eq!(err("alloc?size="), RequestError::BadSize("".into()));
+        assert_eq!(err("alloc?size=1T"), RequestError::BadSize("1T".into()));
+        assert_eq!(
+            err("alloc?size=99999999999999999999"),
+            RequestError::BadSize("99999999999999999999".into())
+        );
+        assert_eq!(
+            err("alloc?size=17179869184G"),
+            RequestError::BadSize("17179869184G".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&size=8192"),
+            RequestError::RepeatedKey("size".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&colour=red"),
+            RequestError::UnknownKey("colour".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&shared"),
+            RequestError::Malformed("shared".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&flags=cached"),
+            RequestError::UnknownFlag("cached".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&flags=shared,"),
+            RequestError::UnknownFlag("".into())
+        );
+        assert_eq!(
+            err("alloc?size=4096&flags=shared,shared"),
+            RequestError::RepeatedFlag("shared".into())
+        );
+        assert_eq!(
+            err("status?verbose=1"),
+            RequestError::UnknownPath("status?verbose=1".into())
+        );
+        assert_eq!(err(""), RequestError::UnknownPath("".into()));
+        assert_eq!(err("free"), RequestError::UnknownPath("free".into()));
+    }
+
+    #[test]
+    fn errnos() {
+        assert_eq!(RequestError::UnknownPath("x".into()).errno(), ENOENT);
+        assert_eq!(RequestError::ZeroSize.errno(), EINVAL);
+        assert_eq!(RequestError::UnknownFlag("x".into()).errno(), EINVAL);
+    }
+
+    #[test]
+    fn display_is_parseable() {
+        for request in [
+            AllocRequest {
+                size: NonZeroU64::new(12345).unwrap(),
+                flags: BufferFlags::SHARED,
+            },
+            AllocRequest {
+                size: NonZeroU64::new(1).unwrap(),
+                flags: BufferFlags::empty(),
+            },
+        ] {
+            assert_eq!(parse(&request.to_string()), Ok(OpenRequest::Alloc(request)));
+        }
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("0"), Some(0));
+        assert_eq!(parse_bytes("8K"), Some(8192));
+        assert_eq!(parse_bytes("3G"), Some(3 << 30));
+        assert_eq!(parse_bytes("0x1F"), Some(31));
+        assert_eq!(parse_bytes("0x"), None);
+        assert_eq!(parse_bytes("K"), None);
+        assert_eq!(parse_bytes("1.5M"), None);
+        assert_eq!(parse_bytes(" 1"), None);
+        assert_eq!(parse_bytes(&u64::MAX.to_string()), Some(u64::MAX));
+    }
+}

@@ -1,0 +1,332 @@
+//! The `dma:` scheme: buffers owned by the client that opened them, checked on every operation.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::num::NonZeroU64;
+use std::ptr;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::SchemeDaemon;
+use syscall::error::{
+    Error, Result, EACCES, EBADF, EDQUOT, EINVAL, EIO, ENFILE, ENOMEM, ENOTDIR, EOPNOTSUPP,
+};
+use syscall::schemev2::NewFdFlags;
+use syscall::{Stat, MODE_FILE};
+
+use crate::backend::{DmaBackend, DmaMemory};
+use crate::info::{BufferInfo, INFO_CALL};
+use crate::ledger::Ledger;
+use crate::quota::QuotaSource;
+use crate::request::{self, AllocRequest, OpenRequest};
+use crate::status;
+
+/// The id `scheme_root` answers; every handle id is larger and none is reused.
+const ROOT_ID: usize = 0;
+
+/// The `dma:` scheme over a backend `B`, with quotas from `Q`.
+///
+/// A handle belongs to the process that opened it: every operation from another
+/// pid gets `EBADF`, as if the id did not exist. Over quota is `EDQUOT`, not
+/// `ENOMEM`: the system has memory, this caller may not have more of it, and it
+/// is the caller that must free buffers. A backend out of memory is `ENOMEM`.
+pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
+    backend: B,
+    quota: Q,
+    handles: BTreeMap<usize, Handle<B::Memory>>,
+    last_id: usize,
+    ledger: Ledger,
+}
+
+struct Handle<M> {
+    owner: usize,
+    kind: HandleKind<M>,
+}
+
+enum HandleKind<M> {
+    Buffer {
+        memory: M,
+        /// What it serves: the size is the buffer's, the request's rounded up.
+        request: AllocRequest,
+    },
+    /// The status text as it was at open, read at offsets.
+    Status(Vec<u8>),
+}
+
+impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
+    pub fn new(backend: B, quota: Q) -> Self {
+        Self {
+            backend,
+            quota,
+            handles: BTreeMap::new(),
+            last_id: ROOT_ID,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// The status text (see [`crate::status`]).
+    pub fn status(&self) -> String {
+        status::render(self.backend.name(), &self.ledger)
+    }
+
+    fn alloc(&mut self, request: AllocRequest, ctx: &CallerCtx) -> Result<HandleKind<B::Memory>> {
+        let pid = ctx.pid;
+        let Some(quota) = self.quota.quota(ctx) else {
+            log::warn!(
+                "pid {pid} (uid {}): no DMA quota, {request} refused",
+                ctx.uid
+            );
+            return Err(Error::new(EACCES));
+        };
+        let rounded = self.backend.buffer_size(request.size.get());
+        let Some(size) = rounded.and_then(|size| NonZeroU64::new(size as u64)) else {
+            log::warn!(
+                "pid {pid}: {request} refused: the {} backend makes buffers of at most {} bytes",
+                self.backend.name(),
+                self.backend.max_buffer_size()
+            );
+            return Err(Error::new(EINVAL));
+        };
+        if let Err(over) = self.ledger.charge(pid, size.get(), quota) {
+            log::warn!("pid {pid}: {request} ({size} bytes) refused over quota: {over}");
+            return Err(Error::new(EDQUOT));
+        }
+        let memory = match self.backend.allocate(size.get() as usize) {
+            Ok(memory) => memory,
+            Err(e) => {
+                self.ledger.release(pid, size.get());
+                log::error!("pid {pid}: {request}: {} backend: {e}", self.backend.name());
+                return Err(Error::new(if e.kind() == io::ErrorKind::OutOfMemory {
+                    ENOMEM
+                } else {
+                    EIO
+                }));
+            }
+        };
+        // SAFETY: `memory` is mapped read-write for `size()` bytes in this process and
+        // no client has seen it yet. Zeroed here whatever the backend promised.
+        unsafe { ptr::write_bytes(memory.as_ptr(), 0, memory.size()) };
+        Ok(HandleKind::Buffer {
+            memory,
+            request: AllocRequest { size, ..request },
+        })
+    }
+
+    fn next_id(&mut self) -> Result<usize> {
+        self.last_id = self.last_id.checked_add(1).ok_or(Error::new(ENFILE))?;
+        Ok(self.last_id)
+    }
+
+    /// The handle `id` if `ctx` is its owner.
+    fn handle(&self, id: usize, ctx: &CallerCtx) -> Result<&HandleKind<B::Memory>> {
+        let handle = self.handles.get(&id).ok_or(Error::new(EBADF))?;
+        if handle.owner != ctx.pid {
+            log::warn!(
+                "pid {} used handle {id} of pid {}: refused",
+                ctx.pid,
+                handle.owner
+            );
+            return Err(Error::new(EBADF));
+        }
+        Ok(&handle.kind)
+    }
+
+    /// The memory of buffer `id` if `ctx` owns it and `size` bytes at `offset` lie within it.
+    fn mappable(&self, id: usize, offset: u64, size: usize, ctx: &CallerCtx) -> Result<&B::Memory> {
+        let HandleKind::Buffer { memory, .. } = self.handle(id, ctx)? else {
+            return Err(Error::new(EOPNOTSUPP));
+        };
+        let within = offset.is_multiple_of(syscall::PAGE_SIZE as u64)
+            && size != 0
+            && offset
+                .checked_add(size as u64)
+                .is_some_and(|end| end <= memory.size() as u64);
+        if !within {
+            log::warn!(
+                "pid {}: mapping {size} bytes at {offset:#x} of a {}-byte buffer refused",
+                ctx.pid,
+                memory.size()
+            );
+            return Err(Error::new(EINVAL));
+        }
+        Ok(memory)
+    }
+}
+
+impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT_ID)
+    }
+
+    fn openat(
+        &mut self,
+        fd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl_flags: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if fd != ROOT_ID {
+            return Err(Error::new(ENOTDIR));
+        }
+        let request = request::parse(path).map_err(|e| {
+            log::warn!("pid {}: open {path:?}: {e}", ctx.pid);
+            Error::new(e.errno())
+        })?;
+        let id = self.next_id()?;
+        let (kind, flags) = match request {
+            OpenRequest::Alloc(request) => (self.alloc(request, ctx)?, NewFdFlags::empty()),
+            OpenRequest::Status => (
+                HandleKind::Status(self.status().into_bytes()),
+                NewFdFlags::POSITIONED,
+            ),
+        };
+        if let HandleKind::Buffer { memory, request } = &kind {
+            log::info!(
+                "pid {}: buffer {id}: {} bytes, bus address {}, flags [{}]",
+                ctx.pid,
+                memory.size(),
+                memory
+                    .bus_addr()
+                    .map_or("none".into(), |addr| format!("{addr:#x}")),
+                request.flags
+            );
+        }
+        self.handles.insert(
+            id,
+            Handle {
+                owner: ctx.pid,
+                kind,
+            },
+        );
+        Ok(OpenResult::ThisScheme { number: id, flags })
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl_flags: u32,
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        let HandleKind::Status(text) = self.handle(id, ctx)? else {
+            // A buffer is mapped, not read.
+            return Err(Error::new(EOPNOTSUPP));
+        };
+        let rest = usize::try_from(offset)
+            .ok()
+            .and_then(|start| text.get(start..))
+            .unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
+    fn call(
+        &mut self,
+        id: usize,
+        payload: &mut [u8],
+        metadata: &[u64],
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        let HandleKind::Buffer { memory, request } = self.handle(id, ctx)? else {
+            return Err(Error::new(EOPNOTSUPP));
+        };
+        if metadata != [INFO_CALL] || payload.len() < BufferInfo::LEN {
+            log::warn!(
+                "pid {}: call with metadata {metadata:?}, {} payload bytes: want [{INFO_CALL}], {}+",
+                ctx.pid,
+                payload.len(),
+                BufferInfo::LEN
+            );
+            return Err(Error::new(EINVAL));
+        }
+        let info = BufferInfo {
+            bus_addr: memory.bus_addr(),
+            size: memory.size() as u64,
+            flags: request.flags,
+        };
+        payload[..BufferInfo::LEN].copy_from_slice(&info.to_bytes());
+        Ok(BufferInfo::LEN)
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
+        let (mode, size) = match self.handle(id, ctx)? {
+            HandleKind::Buffer { memory, .. } => (MODE_FILE | 0o600, memory.size()),
+            HandleKind::Status(text) => (MODE_FILE | 0o400, text.len()),
+        };
+        *stat = Stat {
+            st_mode: mode,
+            st_size: size as u64,
+            st_blksize: syscall::PAGE_SIZE as u32,
+            ..Stat::default()
+        };
+        Ok(())
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], ctx: &CallerCtx) -> Result<usize> {
+        let path = match self.handle(id, ctx)? {
+            HandleKind::Buffer { request, .. } => {
+                format!("/scheme/{}/{request}", crate::SCHEME_NAME)
+            }
+            HandleKind::Status(_) => format!("/scheme/{}/status", crate::SCHEME_NAME),
+        };
+        let n = path.len().min(buf.len());
+        buf[..n].copy_from_slice(&path.as_bytes()[..n]);
+        Ok(n)
+    }
+
+    #[cfg(target_os = "redox")]
+    fn mmap_prep(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        flags: syscall::MapFlags,
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        if !flags.contains(syscall::MapFlags::MAP_SHARED) {
+            // A private mapping would be a copy-on-write copy the device never sees.
+            log::warn!(
+                "pid {}: buffer {id} mapped without MAP_SHARED: refused",
+                ctx.pid
+            );
+            return Err(Error::new(EINVAL));
+        }
+        let memory = self.mappable(id, offset, size, ctx)?;
+        Ok(memory.as_ptr() as usize + offset as usize)
+    }
+
+    fn on_close(&mut self, id: usize) {
+        let Some(handle) = self.handles.remove(&id) else {
+            return;
+        };
+        if let HandleKind::Buffer { memory, .. } = handle.kind {
+            self.ledger.release(handle.owner, memory.size() as u64);
+            log::info!(
+                "pid {}: buffer {id} freed ({} bytes)",
+                handle.owner,
+                memory.size()
+            );
+        }
+    }
+}
+
+impl<B: DmaBackend, Q: QuotaSource> SchemeDaemon for DmaScheme<B, Q> {
+    #[cfg(target_os = "linux")]
+    fn map_fd(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        ctx: &CallerCtx,
+    ) -> Result<scheme_runtime::MapGrant> {
+        let memory = self.mappable(id, offset, size, ctx)?;
+        let fd = memory.share_fd().map_err(|e| {
+            log::error!("pid {}: sharing buffer {id}: {e}", ctx.pid);
+            Error::new(EIO)
+        })?;
+        Ok(scheme_runtime::MapGrant { fd, offset })
+    }
+}

@@ -1,0 +1,152 @@
+//! The hugetlb backend on real huge pages. Needs root: it raises
+//! `/proc/sys/vm/nr_hugepages` for the test and restores it afterwards. Where it
+//! cannot, it says why on stderr instead of testing.
+#![cfg(target_os = "linux")]
+
+use std::fs::{self, File};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::FileExt;
+
+use dma_scheme::backend::{DmaBackend, DmaMemory, HugetlbBackend};
+use dma_scheme::info::INFO_CALL;
+use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, UniformQuota};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::OpenResult;
+use scheme_runtime::{caller_ctx, SchemeDaemon};
+use syscall::error::EINVAL;
+
+const HUGE: usize = 2 << 20;
+const PAGE: usize = 4096;
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+/// Extra huge pages in the kernel's pool for the test's lifetime.
+struct HugePages {
+    old: u64,
+}
+
+impl HugePages {
+    fn reserve(extra: u64) -> Result<Self, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("not root: cannot raise nr_hugepages or read physical addresses".into());
+        }
+        let read = || -> Result<u64, String> {
+            let text =
+                fs::read_to_string(NR_HUGEPAGES).map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
+            text.trim()
+                .parse()
+                .map_err(|e| format!("{NR_HUGEPAGES}: {e}"))
+        };
+        let old = read()?;
+        fs::write(NR_HUGEPAGES, (old + extra).to_string())
+            .map_err(|e| format!("raising {NR_HUGEPAGES}: {e}"))?;
+        let pages = Self { old };
+        let now = read()?;
+        if now < old + extra {
+            return Err(format!(
+                "the kernel found only {} of {extra} huge pages",
+                now - old
+            ));
+        }
+        Ok(pages)
+    }
+}
+
+impl Drop for HugePages {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(NR_HUGEPAGES, self.old.to_string()) {
+            eprintln!("restoring {NR_HUGEPAGES} to {}: {e}", self.old);
+        }
+    }
+}
+
+/// Physical addresses of the pages at `addr`, read independently of the backend.
+fn physical_pages(addr: usize, len: usize) -> Vec<u64> {
+    let pagemap = File::open("/proc/self/pagemap").unwrap();
+    (0..len / PAGE)
+        .map(|i| {
+            let mut entry = [0; 8];
+            pagemap
+                .read_exact_at(&mut entry, ((addr / PAGE + i) * 8) as u64)
+                .unwrap();
+            let entry = u64::from_ne_bytes(entry);
+            assert_ne!(entry & 1 << 63, 0, "page {i} present");
+            (entry & ((1 << 55) - 1)) * PAGE as u64
+        })
+        .collect()
+}
+
+fn assert_contiguous_at(addr: usize, len: usize, bus_addr: u64) {
+    for (i, phys) in physical_pages(addr, len).into_iter().enumerate() {
+        assert_eq!(phys, bus_addr + (i * PAGE) as u64, "page {i}");
+    }
+}
+
+#[test]
+fn hugetlb_buffers_are_contiguous_zeroed_and_shared_with_the_client() {
+    let _pages = match HugePages::reserve(2) {
+        Ok(pages) => pages,
+        Err(why) => {
+            eprintln!("hugetlb test NOT RUN: {why}");
+            return;
+        }
+    };
+
+    let mut backend = HugetlbBackend;
+    let memory = backend.allocate(HUGE).expect("a huge page");
+    let bus_addr = memory.bus_addr().expect("hugetlb memory has a bus address");
+    assert_ne!(bus_addr, 0);
+    assert_eq!(bus_addr % HUGE as u64, 0, "{bus_addr:#x} is 2 MiB aligned");
+    assert_contiguous_at(memory.as_ptr() as usize, HUGE, bus_addr);
+    eprintln!("hugetlb buffer at bus address {bus_addr:#x}");
+    drop(memory);
+
+    let mut scheme = DmaScheme::new(HugetlbBackend, UniformQuota(Some(2 * HUGE as u64)));
+    let ctx = caller_ctx(4242, 0, 0);
+    let root = scheme.scheme_root().unwrap();
+    let open =
+        |scheme: &mut DmaScheme<_, _>, path: &str| match scheme.openat(root, path, 0, 0, &ctx) {
+            Ok(OpenResult::ThisScheme { number, .. }) => Ok(number),
+            Ok(_) => panic!("the dma scheme opens only its own handles"),
+            Err(e) => Err(e.errno),
+        };
+    assert_eq!(
+        open(&mut scheme, "alloc?size=2097153"),
+        Err(EINVAL),
+        "more than one huge page"
+    );
+
+    for round in 0..2 {
+        let id = open(&mut scheme, "alloc?size=4096&flags=shared").unwrap();
+        let mut reply = [0; BufferInfo::LEN];
+        scheme.call(id, &mut reply, &[INFO_CALL], &ctx).unwrap();
+        let info = BufferInfo::from_bytes(&reply).unwrap();
+        assert_eq!((info.size, info.flags), (HUGE as u64, BufferFlags::SHARED));
+        let bus_addr = info.bus_addr.expect("a bus address");
+        assert_eq!(bus_addr % HUGE as u64, 0);
+
+        let grant = scheme.map_fd(id, 0, HUGE, &ctx).unwrap();
+        // SAFETY: a fresh shared mapping of the granted fd, unmapped below.
+        let base = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(HUGE).unwrap(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &grant.fd,
+                grant.offset as i64,
+            )
+        }
+        .unwrap();
+        // SAFETY: HUGE bytes mapped read-write just above, touched only here.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(base.as_ptr().cast::<u8>(), HUGE) };
+        assert!(bytes.iter().all(|&b| b == 0), "round {round}: zeroed");
+        bytes.fill(0x5a);
+        // The client's pages are the device-visible ones.
+        assert_contiguous_at(base.as_ptr() as usize, HUGE, bus_addr);
+        // SAFETY: the mapping made above.
+        unsafe { munmap(base, HUGE) }.unwrap();
+        scheme.on_close(id);
+    }
+    assert!(scheme.status().contains("buffers=0\nbytes=0\n"));
+}

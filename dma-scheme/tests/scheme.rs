@@ -1,0 +1,393 @@
+//! The dma scheme driven through its `SchemeSync` calls, over the memfd backend.
+#![cfg(target_os = "linux")]
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::ptr::NonNull;
+
+use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
+use dma_scheme::info::INFO_CALL;
+use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, UniformQuota};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::{caller_ctx, SchemeDaemon};
+use syscall::error::{Error, EACCES, EBADF, EDQUOT, EINVAL, ENOENT, ENOMEM, ENOTDIR, EOPNOTSUPP};
+
+const PAGE: usize = 4096;
+const ALICE: usize = 100;
+const MALLORY: usize = 200;
+
+fn ctx(pid: usize) -> CallerCtx {
+    caller_ctx(pid, 1000, 1000)
+}
+
+fn scheme(quota: u64) -> DmaScheme<MemfdBackend, UniformQuota> {
+    DmaScheme::new(MemfdBackend, UniformQuota(Some(quota)))
+}
+
+fn open<S: SchemeSync>(scheme: &mut S, path: &str, pid: usize) -> Result<usize, Error> {
+    let root = scheme.scheme_root()?;
+    match scheme.openat(root, path, 0, 0, &ctx(pid))? {
+        OpenResult::ThisScheme { number, .. } => Ok(number),
+        _ => panic!("the dma scheme opens only its own handles"),
+    }
+}
+
+fn errno<T: std::fmt::Debug>(result: Result<T, Error>) -> i32 {
+    result.expect_err("should fail").errno
+}
+
+fn info<S: SchemeSync>(scheme: &mut S, id: usize, pid: usize) -> Result<BufferInfo, Error> {
+    let mut payload = [0; BufferInfo::LEN];
+    let n = scheme.call(id, &mut payload, &[INFO_CALL], &ctx(pid))?;
+    assert_eq!(n, BufferInfo::LEN);
+    Ok(BufferInfo::from_bytes(&payload).expect("well-formed info"))
+}
+
+fn status<S: SchemeSync>(scheme: &mut S) -> String {
+    let id = open(scheme, "status", 1).unwrap();
+    let mut text = vec![0; 4096];
+    let n = scheme.read(id, &mut text, 0, 0, &ctx(1)).unwrap();
+    scheme.on_close(id);
+    text.truncate(n);
+    String::from_utf8(text).unwrap()
+}
+
+/// A buffer mapped the way the host transport lets a client map it.
+struct ClientMapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl ClientMapping {
+    fn new<D: SchemeDaemon>(scheme: &mut D, id: usize, len: usize, pid: usize) -> Self {
+        let grant = scheme.map_fd(id, 0, len, &ctx(pid)).expect("map_fd");
+        // SAFETY: a fresh shared mapping of the granted fd, unmapped in drop.
+        let base = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(len).unwrap(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &grant.fd,
+                grant.offset as i64,
+            )
+        }
+        .expect("mmap of the granted fd");
+        Self {
+            base: base.cast(),
+            len,
+        }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` mapped read-write bytes that only this test touches.
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for ClientMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`.
+        unsafe { munmap(self.base.cast(), self.len) }.unwrap();
+    }
+}
+
+#[test]
+fn alloc_rounds_up_and_reports_the_buffer() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "alloc?size=100&flags=shared", ALICE).unwrap();
+    assert_eq!(
+        info(&mut scheme, id, ALICE).unwrap(),
+        BufferInfo {
+            bus_addr: None,
+            size: PAGE as u64,
+            flags: BufferFlags::SHARED
+        }
+    );
+    let mut stat = syscall::Stat::default();
+    scheme.fstat(id, &mut stat, &ctx(ALICE)).unwrap();
+    assert_eq!(stat.st_size, PAGE as u64);
+    let mut path = [0; 64];
+    let n = scheme.fpath(id, &mut path, &ctx(ALICE)).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&path[..n]).unwrap(),
+        "/scheme/dma/alloc?size=4096&flags=shared"
+    );
+
+    let plain = open(&mut scheme, "/alloc?size=0x2000", ALICE).unwrap();
+    assert_eq!(
+        info(&mut scheme, plain, ALICE).unwrap().flags,
+        BufferFlags::empty()
+    );
+    assert_ne!(plain, id);
+}
+
+#[test]
+fn bad_paths_are_refused_and_charge_nothing() {
+    let mut scheme = scheme(1 << 20);
+    for path in [
+        "alloc?size=0",
+        "alloc",
+        "alloc?size=4096&flags=cached",
+        "alloc?size=4096&colour=red",
+        "alloc?size=4096&size=4096",
+        "alloc?size=lots",
+    ] {
+        assert_eq!(errno(open(&mut scheme, path, ALICE)), EINVAL, "{path}");
+    }
+    assert_eq!(errno(open(&mut scheme, "free", ALICE)), ENOENT);
+    // Beyond what the backend can make contiguous: refused, not truncated.
+    assert_eq!(
+        errno(open(&mut scheme, "alloc?size=4194305", ALICE)),
+        EINVAL
+    );
+    assert!(status(&mut scheme)
+        .starts_with("backend=memfd-not-for-devices\nbuffers=0\nbytes=0\nquota_hits=0\n"));
+}
+
+#[test]
+fn opens_only_relative_to_the_root() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "alloc?size=1", ALICE).unwrap();
+    assert_eq!(
+        errno(scheme.openat(id, "alloc?size=1", 0, 0, &ctx(ALICE))),
+        ENOTDIR
+    );
+}
+
+#[test]
+fn no_quota_means_no_dma() {
+    let mut scheme = DmaScheme::new(MemfdBackend, UniformQuota(None));
+    assert_eq!(errno(open(&mut scheme, "alloc?size=1", ALICE)), EACCES);
+    // The status handle needs no quota.
+    assert!(status(&mut scheme).contains("buffers=0"));
+}
+
+#[test]
+fn quota_is_per_caller() {
+    let quota = |ctx: &CallerCtx| (ctx.pid == ALICE).then_some(2 * PAGE as u64);
+    let mut scheme = DmaScheme::new(MemfdBackend, quota);
+    open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
+    assert_eq!(errno(open(&mut scheme, "alloc?size=1", MALLORY)), EACCES);
+}
+
+#[test]
+fn quota_exact_fit_then_over_then_room_after_free() {
+    let mut scheme = scheme(3 * PAGE as u64);
+    let a = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
+    open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
+    assert_eq!(errno(open(&mut scheme, "alloc?size=1", ALICE)), EDQUOT);
+    // Another client has its own quota.
+    open(&mut scheme, "alloc?size=12288", MALLORY).unwrap();
+
+    let text = status(&mut scheme);
+    assert!(
+        text.contains("buffers=3\nbytes=24576\nquota_hits=1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("client pid=100 buffers=2 bytes=12288 quota=12288 quota_hits=1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("client pid=200 buffers=1 bytes=12288 quota=12288 quota_hits=0\n"),
+        "{text}"
+    );
+
+    scheme.on_close(a);
+    let b = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
+    assert_eq!(errno(open(&mut scheme, "alloc?size=1", ALICE)), EDQUOT);
+    assert_ne!(a, b, "ids are not reused");
+}
+
+#[test]
+fn buffers_are_zeroed_after_reuse() {
+    let mut scheme = scheme(1 << 20);
+    let first = open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
+    {
+        let mut mapping = ClientMapping::new(&mut scheme, first, 2 * PAGE, ALICE);
+        mapping.bytes().fill(0xa5);
+    }
+    scheme.on_close(first);
+    let second = open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
+    let mut mapping = ClientMapping::new(&mut scheme, second, 2 * PAGE, ALICE);
+    assert!(mapping.bytes().iter().all(|&b| b == 0));
+}
+
+/// Hands out memory full of old data, as a recycled page would be.
+struct DirtyBackend(MemfdBackend);
+
+impl DmaBackend for DirtyBackend {
+    type Memory = MappedMemfd;
+    fn name(&self) -> &'static str {
+        "dirty"
+    }
+    fn buffer_size(&self, requested: u64) -> Option<usize> {
+        self.0.buffer_size(requested)
+    }
+    fn max_buffer_size(&self) -> usize {
+        self.0.max_buffer_size()
+    }
+    fn allocate(&mut self, size: usize) -> io::Result<MappedMemfd> {
+        let memory = self.0.allocate(size)?;
+        // SAFETY: `size` bytes mapped read-write, owned by `memory`.
+        unsafe { memory.as_ptr().write_bytes(0xee, size) };
+        Ok(memory)
+    }
+}
+
+#[test]
+fn the_scheme_zeroes_what_the_backend_gives() {
+    let mut scheme = DmaScheme::new(DirtyBackend(MemfdBackend), UniformQuota(Some(1 << 20)));
+    let id = open(&mut scheme, "alloc?size=12288", ALICE).unwrap();
+    let mut mapping = ClientMapping::new(&mut scheme, id, 3 * PAGE, ALICE);
+    assert!(mapping.bytes().iter().all(|&b| b == 0));
+}
+
+/// Fails every allocation, as a machine without free huge pages does.
+struct ExhaustedBackend;
+
+impl DmaBackend for ExhaustedBackend {
+    type Memory = MappedMemfd;
+    fn name(&self) -> &'static str {
+        "exhausted"
+    }
+    fn buffer_size(&self, requested: u64) -> Option<usize> {
+        MemfdBackend.buffer_size(requested)
+    }
+    fn max_buffer_size(&self) -> usize {
+        MemfdBackend.max_buffer_size()
+    }
+    fn allocate(&mut self, _size: usize) -> io::Result<MappedMemfd> {
+        Err(io::ErrorKind::OutOfMemory.into())
+    }
+}
+
+#[test]
+fn backend_failure_is_enomem_and_leaks_no_quota() {
+    let mut scheme = DmaScheme::new(ExhaustedBackend, UniformQuota(Some(PAGE as u64)));
+    assert_eq!(errno(open(&mut scheme, "alloc?size=4096", ALICE)), ENOMEM);
+    assert_eq!(
+        errno(open(&mut scheme, "alloc?size=4096", ALICE)),
+        ENOMEM,
+        "not EDQUOT: nothing was charged"
+    );
+    assert!(status(&mut scheme).contains("buffers=0\nbytes=0\nquota_hits=0\n"));
+}
+
+#[test]
+fn another_callers_handle_is_a_bad_handle() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
+    let mallory = ctx(MALLORY);
+    assert_eq!(errno(info(&mut scheme, id, MALLORY)), EBADF);
+    assert_eq!(
+        errno(scheme.fstat(id, &mut syscall::Stat::default(), &mallory)),
+        EBADF
+    );
+    assert_eq!(errno(scheme.fpath(id, &mut [0; 64], &mallory)), EBADF);
+    assert_eq!(
+        errno(scheme.map_fd(id, 0, PAGE, &mallory).map(|_| ())),
+        EBADF
+    );
+    assert_eq!(errno(scheme.read(id, &mut [0; 8], 0, 0, &mallory)), EBADF);
+
+    let status_id = open(&mut scheme, "status", ALICE).unwrap();
+    assert_eq!(
+        errno(scheme.read(status_id, &mut [0; 8], 0, 0, &mallory)),
+        EBADF
+    );
+
+    // Same answer as for an id that does not exist: no oracle.
+    assert_eq!(errno(info(&mut scheme, 9999, MALLORY)), EBADF);
+    // The owner is unaffected.
+    assert_eq!(info(&mut scheme, id, ALICE).unwrap().size, PAGE as u64);
+}
+
+#[test]
+fn close_frees_and_closed_ids_are_dead() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
+    assert!(status(&mut scheme).contains("client pid=100 buffers=1 bytes=4096"));
+    scheme.on_close(id);
+    assert!(status(&mut scheme).contains("buffers=0\nbytes=0\n"));
+    assert!(!status(&mut scheme).contains("client"));
+    assert_eq!(errno(info(&mut scheme, id, ALICE)), EBADF);
+    scheme.on_close(id);
+}
+
+#[test]
+fn call_and_map_arguments_are_checked() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
+    let alice = ctx(ALICE);
+    assert_eq!(
+        errno(scheme.call(id, &mut [0; BufferInfo::LEN], &[], &alice)),
+        EINVAL
+    );
+    assert_eq!(
+        errno(scheme.call(id, &mut [0; BufferInfo::LEN], &[2], &alice)),
+        EINVAL
+    );
+    assert_eq!(
+        errno(scheme.call(id, &mut [0; BufferInfo::LEN - 1], &[INFO_CALL], &alice)),
+        EINVAL
+    );
+    assert_eq!(
+        errno(scheme.read(id, &mut [0; 8], 0, 0, &alice)),
+        EOPNOTSUPP
+    );
+
+    assert!(scheme.map_fd(id, PAGE as u64, PAGE, &alice).is_ok());
+    for (offset, size) in [
+        (0, 0),
+        (0, 3 * PAGE),
+        (PAGE as u64, 2 * PAGE),
+        (1, PAGE),
+        (u64::MAX - 4095, PAGE),
+    ] {
+        assert_eq!(
+            errno(scheme.map_fd(id, offset, size, &alice).map(|_| ())),
+            EINVAL,
+            "{offset} {size}"
+        );
+    }
+
+    let status_id = open(&mut scheme, "status", ALICE).unwrap();
+    assert_eq!(
+        errno(scheme.map_fd(status_id, 0, PAGE, &alice).map(|_| ())),
+        EOPNOTSUPP
+    );
+    assert_eq!(
+        errno(scheme.call(status_id, &mut [0; BufferInfo::LEN], &[INFO_CALL], &alice)),
+        EOPNOTSUPP
+    );
+}
+
+#[test]
+fn status_reads_at_offsets() {
+    let mut scheme = scheme(1 << 20);
+    let id = open(&mut scheme, "status", ALICE).unwrap();
+    let mut stat = syscall::Stat::default();
+    scheme.fstat(id, &mut stat, &ctx(ALICE)).unwrap();
+    let whole = "backend=memfd-not-for-devices\nbuffers=0\nbytes=0\nquota_hits=0\n";
+    assert_eq!(stat.st_size, whole.len() as u64);
+    let mut head = [0; 8];
+    assert_eq!(scheme.read(id, &mut head, 0, 0, &ctx(ALICE)).unwrap(), 8);
+    assert_eq!(&head, b"backend=");
+    let mut tail = [0; 64];
+    let n = scheme.read(id, &mut tail, 8, 0, &ctx(ALICE)).unwrap();
+    assert_eq!(&tail[..n], &whole.as_bytes()[8..]);
+    assert_eq!(
+        scheme.read(id, &mut tail, 10_000, 0, &ctx(ALICE)).unwrap(),
+        0
+    );
+    assert_eq!(
+        scheme
+            .read(id, &mut tail, u64::MAX, 0, &ctx(ALICE))
+            .unwrap(),
+        0
+    );
+}

@@ -1,0 +1,173 @@
+//! Linux: PCI functions through sysfs, legacy ports through `ioperm`.
+
+mod io_bar;
+mod memory_bar;
+mod sysfs;
+
+use std::io;
+use std::path::PathBuf;
+
+use driver_policy::{Bdf, DeviceId, PortRange};
+
+use super::Hardware;
+use crate::bus::{PortBus, RegisterBus};
+use crate::region::Space;
+use io_bar::SysfsIoBar;
+use memory_bar::SysfsMemoryBar;
+use sysfs::{SysfsFunction, COMMAND_BUS_MASTER, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE, PCI_DEVICES};
+
+/// The Linux machine this process runs on (needs root: sysfs `config` and
+/// `resourceN` writes, `ioperm`).
+pub struct LinuxHardware {
+    devices: PathBuf,
+}
+
+impl Default for LinuxHardware {
+    fn default() -> Self {
+        Self { devices: PCI_DEVICES.into() }
+    }
+}
+
+impl LinuxHardware {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// PCI functions listed under `devices` instead of sysfs (for tests on a
+    /// tree of ordinary files).
+    #[cfg(test)]
+    fn at(devices: &std::path::Path) -> Self {
+        Self { devices: devices.to_owned() }
+    }
+}
+
+impl Hardware for LinuxHardware {
+    fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId> {
+        SysfsFunction::open(&self.devices, bdf)?.device_id()
+    }
+
+    fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>> {
+        let function = SysfsFunction::open(&self.devices, bdf)?;
+        let resource = function.bar(bar)?;
+        let file = function.resource_file(bar)?;
+        Ok(match resource.space {
+            Space::Memory => {
+                function.enable(COMMAND_MEMORY_SPACE | COMMAND_BUS_MASTER)?;
+                Box::new(SysfsMemoryBar::map(file, resource.len)?)
+            }
+            Space::Port => {
+                function.enable(COMMAND_IO_SPACE | COMMAND_BUS_MASTER)?;
+                Box::new(SysfsIoBar::new(file, resource.len))
+            }
+        })
+    }
+
+    fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>> {
+        // SAFETY: ioperm changes only this thread's I/O permission bitmap.
+        let granted = unsafe { nix::libc::ioperm(range.first().into(), range.count().into(), 1) };
+        if granted != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: this thread now may use the range, and it is the thread that
+        // serves the scheme; the policy gives each range to one driver.
+        Ok(Box::new(unsafe { PortBus::new(range) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Width;
+    use crate::bus::Window;
+    use std::fs;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    const BDF: &str = "0000:00:03.0";
+
+    /// A sysfs-like tree of ordinary files: BAR 0 memory (8 KiB), BAR 1 I/O
+    /// (64 ports), BAR 2 absent; command register 0x0003 at first.
+    fn fake_function(root: &Path) -> PathBuf {
+        let dir = root.join(BDF);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("vendor"), "0x8086\n").unwrap();
+        fs::write(dir.join("device"), "0x100e\n").unwrap();
+        fs::write(
+            dir.join("resource"),
+            "0x00000000febc0000 0x00000000febc1fff 0x0000000000040200\n\
+             0x000000000000c000 0x000000000000c03f 0x0000000000040101\n\
+             0x0000000000000000 0x0000000000000000 0x0000000000000000\n",
+        )
+        .unwrap();
+        let mut config = vec![0u8; 64];
+        config[4] = 0x03;
+        fs::write(dir.join("config"), config).unwrap();
+        fs::write(dir.join("resource0"), vec![0u8; 8192]).unwrap();
+        fs::write(dir.join("resource1"), vec![0u8; 64]).unwrap();
+        dir
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mmio-sysfs-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn command(dir: &Path) -> u16 {
+        let config = fs::read(dir.join("config")).unwrap();
+        u16::from_le_bytes([config[4], config[5]])
+    }
+
+    #[test]
+    fn memory_bar_is_mapped_and_enabled() {
+        let root = scratch("memory");
+        let dir = fake_function(&root);
+        let mut hardware = LinuxHardware::at(&root);
+        let bdf: Bdf = BDF.parse().unwrap();
+        assert_eq!(hardware.device_id(bdf).unwrap(), DeviceId { vendor: 0x8086, device: 0x100e });
+
+        let mut window = Window::new(hardware.open_bar(bdf, 0).unwrap());
+        assert_eq!(window.region(), crate::region::Region::memory(0x2000));
+        assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER, "memory space and bus mastering on");
+        window.write(0x1ffc, Width::U32, 0xdead_beef).unwrap();
+        assert_eq!(window.read(0x1ffe, Width::U16).unwrap(), 0xdead);
+        let mut written = [0; 4];
+        fs::File::open(dir.join("resource0")).unwrap().read_exact_at(&mut written, 0x1ffc).unwrap();
+        assert_eq!(u32::from_le_bytes(written), 0xdead_beef, "the store reached the file");
+
+        let grant = window.bus().map_grant(0x1000).unwrap();
+        assert_eq!(grant.offset, 0x1000);
+        drop(window);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn io_bar_goes_through_the_resource_file() {
+        let root = scratch("io");
+        let dir = fake_function(&root);
+        let mut hardware = LinuxHardware::at(&root);
+        let mut window = Window::new(hardware.open_bar(BDF.parse().unwrap(), 1).unwrap());
+        assert_eq!(window.region(), crate::region::Region::ports(64));
+        assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER);
+        window.write(0x4, Width::U32, 0x0102_0304).unwrap();
+        assert_eq!(window.read(0x4, Width::U8).unwrap(), 0x04);
+        assert_eq!(fs::read(dir.join("resource1")).unwrap()[4..8], [4, 3, 2, 1]);
+        assert!(window.bus().map_grant(0).is_err(), "ports cannot be mapped");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn missing_things_are_not_found() {
+        let root = scratch("missing");
+        fake_function(&root);
+        let mut hardware = LinuxHardware::at(&root);
+        let absent: Bdf = "00:04.0".parse().unwrap();
+        let error = hardware.device_id(absent).unwrap_err();
+        assert_eq!((error.kind(), error.to_string()), (io::ErrorKind::NotFound, "no PCI function 0000:00:04.0".into()));
+        let error = hardware.open_bar(BDF.parse().unwrap(), 2).err().unwrap();
+        assert_eq!(error.to_string(), "BAR 2 of 0000:00:03.0 is not implemented");
+        let error = hardware.open_bar(BDF.parse().unwrap(), 5).err().unwrap();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,123 @@
+//! One PCI function in Linux sysfs (`/sys/bus/pci/devices/<bdf>/`): its ids,
+//! its BARs (the `resource` table) and its command register (in `config`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use driver_policy::{Bdf, DeviceId};
+
+use crate::region::Space;
+
+/// Where sysfs lists the PCI functions.
+pub(super) const PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// The PCI command register, in configuration space.
+const COMMAND_OFFSET: u64 = 0x04;
+pub(super) const COMMAND_IO_SPACE: u16 = 1 << 0;
+pub(super) const COMMAND_MEMORY_SPACE: u16 = 1 << 1;
+pub(super) const COMMAND_BUS_MASTER: u16 = 1 << 2;
+
+/// Flags of a `resource` line (Linux `IORESOURCE_IO`, `IORESOURCE_MEM`).
+const IORESOURCE_IO: u64 = 0x100;
+const IORESOURCE_MEM: u64 = 0x200;
+
+/// What the `resource` table says about one BAR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BarResource {
+    pub space: Space,
+    pub len: u64,
+}
+
+pub(super) struct SysfsFunction {
+    bdf: Bdf,
+    dir: PathBuf,
+}
+
+impl SysfsFunction {
+    pub fn open(devices: &Path, bdf: Bdf) -> io::Result<Self> {
+        let dir = devices.join(bdf.to_string());
+        if dir.is_dir() {
+            Ok(Self { bdf, dir })
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, format!("no PCI function {bdf}")))
+        }
+    }
+
+    pub fn device_id(&self) -> io::Result<DeviceId> {
+        Ok(DeviceId { vendor: self.read_id("vendor")?, device: self.read_id("device")? })
+    }
+
+    fn read_id(&self, name: &str) -> io::Result<u16> {
+        let text = fs::read_to_string(self.dir.join(name))?;
+        text.trim()
+            .strip_prefix("0x")
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| invalid(format!("{bdf}: {name} reads {text:?}", bdf = self.bdf)))
+    }
+
+    pub fn bar(&self, bar: u8) -> io::Result<BarResource> {
+        let table = fs::read_to_string(self.dir.join("resource"))?;
+        let line = table.lines().nth(bar.into()).unwrap_or("");
+        let (start, end, flags) =
+            parse_resource_line(line).ok_or_else(|| invalid(format!("{}: resource line {bar} reads {line:?}", self.bdf)))?;
+        let space = match flags {
+            _ if end <= start => None,
+            f if f & IORESOURCE_MEM != 0 => Some(Space::Memory),
+            f if f & IORESOURCE_IO != 0 => Some(Space::Port),
+            _ => None,
+        };
+        let not_implemented = || io::Error::new(io::ErrorKind::NotFound, format!("BAR {bar} of {} is not implemented", self.bdf));
+        Ok(BarResource { space: space.ok_or_else(not_implemented)?, len: end - start + 1 })
+    }
+
+    /// The file whose contents are the registers of BAR `bar`.
+    pub fn resource_file(&self, bar: u8) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(self.dir.join(format!("resource{bar}")))
+    }
+
+    /// Sets `bits` in the command register (decoding, bus mastering); leaves the others.
+    pub fn enable(&self, bits: u16) -> io::Result<()> {
+        let config = OpenOptions::new().read(true).write(true).open(self.dir.join("config"))?;
+        let mut command = [0; 2];
+        config.read_exact_at(&mut command, COMMAND_OFFSET)?;
+        let old = u16::from_le_bytes(command);
+        if old & bits != bits {
+            config.write_all_at(&(old | bits).to_le_bytes(), COMMAND_OFFSET)?;
+            log::info!("{}: command register {old:#06x} -> {:#06x}", self.bdf, old | bits);
+        }
+        Ok(())
+    }
+}
+
+/// `0x00000000febc0000 0x00000000febdffff 0x0000000000040200`: start, end, flags.
+fn parse_resource_line(line: &str) -> Option<(u64, u64, u64)> {
+    let mut fields = line.split_whitespace().map(|field| {
+        field.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok())
+    });
+    let parsed = (fields.next()??, fields.next()??, fields.next()??);
+    fields.next().is_none().then_some(parsed)
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_lines() {
+        assert_eq!(
+            parse_resource_line("0x00000000febc0000 0x00000000febdffff 0x0000000000040200"),
+            Some((0xfebc_0000, 0xfebd_ffff, 0x40200))
+        );
+        assert_eq!(parse_resource_line("0x0 0x0 0x0"), Some((0, 0, 0)));
+        assert_eq!(parse_resource_line(""), None);
+        assert_eq!(parse_resource_line("0x1 0x2"), None);
+        assert_eq!(parse_resource_line("0x1 0x2 0x3 0x4"), None);
+        assert_eq!(parse_resource_line("1 0x2 0x3"), None);
+    }
+}

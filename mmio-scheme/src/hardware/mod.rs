@@ -1,0 +1,44 @@
+//! The machine's devices as the scheme sees them: PCI functions with BARs, and
+//! legacy I/O port ranges. Each platform opens them its own way.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(any(target_os = "redox", test))]
+mod pcid_wire;
+#[cfg(target_os = "redox")]
+mod redox;
+mod soft;
+
+use std::io;
+
+use driver_policy::{Bdf, DeviceId, PortRange};
+
+use crate::bus::RegisterBus;
+
+#[cfg(target_os = "linux")]
+pub use linux::LinuxHardware;
+#[cfg(target_os = "redox")]
+pub use redox::RedoxHardware;
+pub use soft::SoftMachine;
+
+/// This platform's real hardware.
+#[cfg(target_os = "linux")]
+pub type SystemHardware = LinuxHardware;
+/// This platform's real hardware.
+#[cfg(target_os = "redox")]
+pub type SystemHardware = RedoxHardware;
+
+/// Opens the registers the scheme serves. Called only after the policy
+/// granted the request, except [`device_id`](Self::device_id), which the
+/// policy decision itself needs.
+pub trait Hardware {
+    /// The vendor and device id the PCI function at `bdf` reports.
+    fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId>;
+
+    /// The registers of BAR `bar` of the function at `bdf`, with the function
+    /// set up to decode them (and to master the bus, for DMA).
+    fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>>;
+
+    /// The I/O ports of `range`.
+    fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>>;
+}

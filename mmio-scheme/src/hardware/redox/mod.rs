@@ -1,0 +1,89 @@
+//! Redox: PCI functions through pcid's channel, BARs through the `memory`
+//! scheme, ports through the thread's I/O privilege.
+
+mod pcid;
+mod physical_bar;
+
+use std::collections::BTreeMap;
+use std::io;
+
+use driver_policy::{Bdf, DeviceId, PortRange};
+use libredox::call::call_wo;
+use syscall::flag::{CallFlags, ProcSchemeVerb};
+
+use super::pcid_wire::PcidBar;
+use super::Hardware;
+use crate::bus::{PortBus, RegisterBus};
+use pcid::PcidFunction;
+use physical_bar::PhysicalBar;
+
+extern "C" {
+    /// relibc: the calling thread's handle in the `proc` scheme.
+    fn redox_cur_thrfd_v0() -> usize;
+}
+
+/// The Redox machine this process runs on (needs uid 0: pcid channels,
+/// `physical@` memory and I/O privilege).
+#[derive(Default)]
+pub struct RedoxHardware {
+    functions: BTreeMap<Bdf, PcidFunction>,
+    port_rights: bool,
+}
+
+impl RedoxHardware {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn function(&mut self, bdf: Bdf) -> io::Result<&PcidFunction> {
+        if !self.functions.contains_key(&bdf) {
+            self.functions.insert(bdf, PcidFunction::open(bdf)?);
+        }
+        Ok(&self.functions[&bdf])
+    }
+
+    /// Redox grants port I/O to a thread all at once (the TSS I/O bitmap is
+    /// all or nothing); the scheme's own checks keep each driver to its range.
+    fn acquire_port_rights(&mut self) -> io::Result<()> {
+        if self.port_rights {
+            return Ok(());
+        }
+        // SAFETY: relibc's accessor for this thread's proc handle; no arguments.
+        let thread = unsafe { redox_cur_thrfd_v0() };
+        let kernel = syscall::dup(thread, b"open_via_dup").map_err(io_error)?;
+        let result = call_wo(kernel, &[], CallFlags::empty(), &[ProcSchemeVerb::Iopl as u64]);
+        let _ = syscall::close(kernel);
+        result?;
+        self.port_rights = true;
+        log::info!("acquired I/O port rights");
+        Ok(())
+    }
+}
+
+impl Hardware for RedoxHardware {
+    fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId> {
+        Ok(self.function(bdf)?.config.id)
+    }
+
+    fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>> {
+        let config = self.function(bdf)?.config;
+        match config.bars.get(usize::from(bar)).copied().unwrap_or(PcidBar::None) {
+            PcidBar::Memory { address, size } => Ok(Box::new(PhysicalBar::map(address, size)?)),
+            PcidBar::Port(base) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("BAR {bar} of {bdf} is ports from {base:#x}: pcid does not tell their count; grant them as a port range"),
+            )),
+            PcidBar::None => Err(io::Error::new(io::ErrorKind::NotFound, format!("BAR {bar} of {bdf} is not implemented"))),
+        }
+    }
+
+    fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>> {
+        self.acquire_port_rights()?;
+        // SAFETY: this thread, the one that serves the scheme, has I/O privilege.
+        Ok(Box::new(unsafe { PortBus::new(range) }))
+    }
+}
+
+fn io_error(error: syscall::error::Error) -> io::Error {
+    io::Error::from_raw_os_error(error.errno)
+}

@@ -1,0 +1,312 @@
+//! The `mmio:` scheme: opens register windows for drivers the policy grants,
+//! and serves their accesses.
+//!
+//! The policy decides at open time, when the caller's uid is known (a `call`
+//! carries no uid); a handle then carries the grant, as a capability. On a
+//! register handle:
+//!
+//! - `read`/`write` at offset `o` with a buffer of 1, 2, 4 or 8 bytes is one
+//!   access of that width at register `o` (little-endian value);
+//! - `call` runs a batch (see [`crate::wire`]; no metadata);
+//! - mapping (`map_fd` on Linux, `mmap_prep` on Redox) hands the BAR itself to
+//!   a driver the policy grants it in `direct_bars`.
+//!
+//! Malformed requests are EINVAL, policy refusals EACCES (and logged with the
+//! rule), device failures EIO.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use driver_policy::{Denial, Policy};
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::{MapGrant, SchemeDaemon};
+use syscall::data::Stat;
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EOPNOTSUPP};
+use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE};
+use syscall::schemev2::NewFdFlags;
+
+use crate::bus::{RegisterBus, Window, WindowError};
+use crate::hardware::Hardware;
+use crate::open_path::{OpenRequest, RegisterTarget, Target};
+use crate::status::{self, Counters};
+use crate::PAGE_SIZE;
+
+/// The handle id of the scheme's root, which paths are opened against.
+const ROOT_ID: usize = 0;
+
+/// The `mmio:` scheme over the registers of `H`.
+pub struct MmioScheme<H: Hardware> {
+    policy: Policy,
+    hardware: H,
+    handles: BTreeMap<usize, Handle>,
+    next_id: usize,
+    counters: Counters,
+}
+
+enum Handle {
+    /// A snapshot of the status text, taken at open.
+    Status(Vec<u8>),
+    Registers(RegisterHandle),
+}
+
+struct RegisterHandle {
+    /// The driver whose grant this handle carries.
+    driver: String,
+    pid: usize,
+    target: RegisterTarget,
+    window: Window,
+    accesses: u64,
+}
+
+impl<H: Hardware> MmioScheme<H> {
+    pub fn new(policy: Policy, hardware: H) -> Self {
+        Self { policy, hardware, handles: BTreeMap::new(), next_id: ROOT_ID + 1, counters: Counters::default() }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn open(&mut self, path: &str, ctx: &CallerCtx) -> Result<Handle> {
+        let request = OpenRequest::parse(path).map_err(|error| {
+            log::debug!("pid {} opens {path:?}: {error}", ctx.pid);
+            error.errno()
+        })?;
+        let target = match request.target {
+            Target::Status => return Ok(Handle::Status(self.status_text().into_bytes())),
+            Target::Registers(target) => target,
+        };
+        let driver = match self.policy.resolve(ctx.uid, request.label) {
+            Ok(rule) => rule.label().to_owned(),
+            Err(denial) => return Err(self.deny(ctx, &request, &denial)),
+        };
+        let bus = match self.grant(&driver, target) {
+            Ok(bus) => bus,
+            Err(Refusal::Denied(denial)) => return Err(self.deny(ctx, &request, &denial)),
+            Err(Refusal::Hardware(error)) => {
+                log::warn!("pid {} (driver {driver}) opens {target}: {error}", ctx.pid);
+                return Err(hardware_errno(&error));
+            }
+        };
+        self.counters.opens += 1;
+        log::info!("pid {} (driver {driver}) opened {target}", ctx.pid);
+        Ok(Handle::Registers(RegisterHandle { driver, pid: ctx.pid, target, window: Window::new(bus), accesses: 0 }))
+    }
+
+    /// Asks the policy, touching the hardware only as far as the decision
+    /// needs (reading a function's ids), then opens the registers.
+    fn grant(&mut self, driver: &str, target: RegisterTarget) -> std::result::Result<Box<dyn RegisterBus>, Refusal> {
+        let rule = self.policy.driver(driver).ok_or_else(|| Denial::UnknownLabel { label: driver.to_owned() })?;
+        match target {
+            RegisterTarget::Bar { bdf, bar } => {
+                rule.check_bar(bdf, bar)?;
+                rule.check_device(bdf, self.hardware.device_id(bdf)?)?;
+                Ok(self.hardware.open_bar(bdf, bar)?)
+            }
+            RegisterTarget::Ports(range) => {
+                rule.check_ports(range)?;
+                Ok(self.hardware.open_ports(range)?)
+            }
+        }
+    }
+
+    fn deny(&mut self, ctx: &CallerCtx, request: &OpenRequest, denial: &Denial) -> Error {
+        self.counters.denials += 1;
+        log::warn!("denied pid {} uid {} {request}: {denial}", ctx.pid, ctx.uid);
+        Error::new(EACCES)
+    }
+
+    /// Performs register operations on handle `id`, which return how many
+    /// accesses they made, and counts and logs the outcome.
+    fn perform(&mut self, id: usize, operations: impl FnOnce(&mut Window) -> std::result::Result<usize, WindowError>) -> Result<usize> {
+        let handle = match self.handles.get_mut(&id) {
+            Some(Handle::Registers(handle)) => handle,
+            _ => return Err(Error::new(EBADF)),
+        };
+        match operations(&mut handle.window) {
+            Ok(count) => {
+                handle.accesses += count as u64;
+                self.counters.accesses += count as u64;
+                Ok(count)
+            }
+            Err(error @ WindowError::Io(_)) => {
+                self.counters.errors += 1;
+                log::error!("driver {}, {}: {error}", handle.driver, handle.target);
+                Err(Error::new(EIO))
+            }
+            Err(error) => {
+                self.counters.invalid += 1;
+                log::debug!("driver {}, {}: {error}", handle.driver, handle.target);
+                Err(Error::new(EINVAL))
+            }
+        }
+    }
+
+    /// Checks a request to map `size` bytes at `offset` of handle `id` directly.
+    fn direct(&mut self, id: usize, offset: u64, size: usize) -> Result<&RegisterHandle> {
+        let handle = match self.handles.get(&id) {
+            Some(Handle::Registers(handle)) => handle,
+            _ => return Err(Error::new(EBADF)),
+        };
+        let RegisterTarget::Bar { bar, .. } = handle.target else {
+            return Err(Error::new(EOPNOTSUPP));
+        };
+        let rule = self.policy.driver(&handle.driver).expect("handles carry labels of this policy");
+        if let Err(denial) = rule.check_direct_bar(bar) {
+            self.counters.denials += 1;
+            log::warn!("denied pid {} direct mapping of {}: {denial}", handle.pid, handle.target);
+            return Err(Error::new(EACCES));
+        }
+        let mappable = handle.window.region().len.next_multiple_of(PAGE_SIZE as u64);
+        let fits = (size as u64).checked_add(offset).is_some_and(|end| end <= mappable);
+        if size == 0 || offset % PAGE_SIZE as u64 != 0 || !fits {
+            self.counters.invalid += 1;
+            return Err(Error::new(EINVAL));
+        }
+        log::info!("driver {} maps {} directly ({size:#x} bytes at {offset:#x})", handle.driver, handle.target);
+        Ok(handle)
+    }
+
+    fn status_text(&self) -> String {
+        let lines: Vec<String> = self
+            .handles
+            .iter()
+            .filter_map(|(id, handle)| match handle {
+                Handle::Registers(h) => Some(format!(
+                    "handle {id}: driver {} pid {} {} ({} {:#x} bytes) accesses {}",
+                    h.driver,
+                    h.pid,
+                    h.target,
+                    h.window.region().space,
+                    h.window.region().len,
+                    h.accesses
+                )),
+                Handle::Status(_) => None,
+            })
+            .collect();
+        status::render(&self.counters, &lines)
+    }
+}
+
+/// Why an open was refused.
+enum Refusal {
+    Denied(Denial),
+    Hardware(io::Error),
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        Self::Denied(denial)
+    }
+}
+
+impl From<io::Error> for Refusal {
+    fn from(error: io::Error) -> Self {
+        Self::Hardware(error)
+    }
+}
+
+/// The errno for a hardware failure while opening registers.
+fn hardware_errno(error: &io::Error) -> Error {
+    Error::new(match error.kind() {
+        io::ErrorKind::NotFound => ENOENT,
+        io::ErrorKind::PermissionDenied => EACCES,
+        io::ErrorKind::Unsupported => EOPNOTSUPP,
+        io::ErrorKind::InvalidInput => EINVAL,
+        _ => EIO,
+    })
+}
+
+impl<H: Hardware> SchemeSync for MmioScheme<H> {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT_ID)
+    }
+
+    fn openat(&mut self, dirfd: usize, path: &str, _flags: usize, _fcntl: u32, ctx: &CallerCtx) -> Result<OpenResult> {
+        if dirfd != ROOT_ID {
+            return Err(Error::new(EBADF));
+        }
+        let handle = self.open(path, ctx)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.handles.insert(id, handle);
+        Ok(OpenResult::ThisScheme { number: id, flags: NewFdFlags::POSITIONED })
+    }
+
+    fn read(&mut self, id: usize, buf: &mut [u8], offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+        if let Some(Handle::Status(text)) = self.handles.get(&id) {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+            let len = buf.len().min(text.len() - start);
+            buf[..len].copy_from_slice(&text[start..start + len]);
+            return Ok(len);
+        }
+        self.perform(id, |window| window.read_into(offset, buf).map(|()| 1))?;
+        Ok(buf.len())
+    }
+
+    fn write(&mut self, id: usize, buf: &[u8], offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+        self.perform(id, |window| window.write_from(offset, buf).map(|()| 1))?;
+        Ok(buf.len())
+    }
+
+    fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
+        if !metadata.is_empty() && self.handles.contains_key(&id) {
+            self.counters.invalid += 1;
+            log::debug!("handle {id}: call with metadata {metadata:?} (a batch takes none)");
+            return Err(Error::new(EINVAL));
+        }
+        let count = self.perform(id, |window| window.run_batch(payload))?;
+        self.counters.batches += 1;
+        Ok(count)
+    }
+
+    fn fsize(&mut self, id: usize, _ctx: &CallerCtx) -> Result<u64> {
+        match self.handles.get(&id) {
+            Some(Handle::Status(text)) => Ok(text.len() as u64),
+            Some(Handle::Registers(handle)) => Ok(handle.window.region().len),
+            None => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
+        stat.st_size = self.fsize(id, ctx)?;
+        stat.st_mode = match self.handles.get(&id) {
+            Some(Handle::Status(_)) => MODE_FILE | 0o444,
+            _ => MODE_CHR | 0o600,
+        };
+        Ok(())
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let target = match self.handles.get(&id) {
+            Some(Handle::Status(_)) => Target::Status,
+            Some(Handle::Registers(handle)) => Target::Registers(handle.target),
+            None => return Err(Error::new(EBADF)),
+        };
+        let path = format!("/scheme/mmio/{target}");
+        let len = buf.len().min(path.len());
+        buf[..len].copy_from_slice(&path.as_bytes()[..len]);
+        Ok(len)
+    }
+
+    fn mmap_prep(&mut self, id: usize, offset: u64, size: usize, _flags: MapFlags, _ctx: &CallerCtx) -> Result<usize> {
+        self.direct(id, offset, size)?.window.bus().mapped_address(offset).ok_or(Error::new(EOPNOTSUPP))
+    }
+
+    fn on_close(&mut self, id: usize) {
+        if let Some(Handle::Registers(handle)) = self.handles.remove(&id) {
+            log::info!("driver {} closed {} after {} accesses", handle.driver, handle.target, handle.accesses);
+        }
+    }
+}
+
+impl<H: Hardware> SchemeDaemon for MmioScheme<H> {
+    fn map_fd(&mut self, id: usize, offset: u64, size: usize, _ctx: &CallerCtx) -> Result<MapGrant> {
+        let grant = self.direct(id, offset, size)?.window.bus().map_grant(offset);
+        grant.map_err(|error| {
+            log::warn!("direct mapping of handle {id} failed: {error}");
+            hardware_errno(&error)
+        })
+    }
+}

@@ -1,0 +1,38 @@
+//! What a daemon implements beyond `SchemeSync`.
+
+use std::os::fd::OwnedFd;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::CallerCtx;
+use syscall::error::{Error, Result, EOPNOTSUPP};
+
+/// A memory object a client may map on the Linux host: the daemon hands out a
+/// file descriptor (a memfd, a hugetlbfs file, a sysfs `resourceN`) and the offset
+/// in it where the requested range starts.
+pub struct MapGrant {
+    pub fd: OwnedFd,
+    pub offset: u64,
+}
+
+/// A scheme daemon: a `SchemeSync` plus the hooks the platform layer needs.
+///
+/// Readiness contract: `SchemeSync::fevent(id, flags)` registers interest in
+/// `flags` and returns the subset that is ready now. The platform layer calls it
+/// again after every round of requests for each handle with interest, and posts an
+/// event when a flag becomes ready, so `fevent` must be cheap and idempotent.
+///
+/// Blocking contract: `read` and `write` return `EWOULDBLOCK` when they cannot
+/// proceed. For a handle opened without `O_NONBLOCK` the platform layer parks the
+/// request (other clients go on being served) and retries it after later rounds.
+pub trait SchemeDaemon: SchemeSync {
+    /// Linux host counterpart of `mmap_prep`: which file descriptor, at which
+    /// offset, backs `size` bytes at `offset` of handle `id`.
+    #[allow(unused_variables)]
+    fn map_fd(&mut self, id: usize, offset: u64, size: usize, ctx: &CallerCtx) -> Result<MapGrant> {
+        Err(Error::new(EOPNOTSUPP))
+    }
+
+    /// Called after every round of requests, before parked requests are retried:
+    /// the place to poll a device or drain an internal queue.
+    fn after_round(&mut self) {}
+}

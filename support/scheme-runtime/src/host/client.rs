@@ -1,0 +1,341 @@
+//! Opening and using a scheme handle on the Linux host.
+
+use std::cell::Cell;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+use syscall::error::{Error, EINVAL, EMSGSIZE, ENODEV, EPIPE, EPROTO};
+use syscall::flag::{EventFlags, O_NONBLOCK};
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+use super::socket::{connect_to, recv, send, Received};
+use crate::wire::{
+    encode_request_head, Opcode, RequestHeader, ResponseHeader, ResponseKind, MAX_METADATA,
+    MAX_PAYLOAD, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN,
+};
+use crate::{io_error, scheme_dir, Mapping, SchemePath};
+
+fn redox_error(errno: i32) -> io::Error {
+    io_error(Error::new(errno))
+}
+
+/// An open handle of a scheme: one connection to the scheme's socket.
+///
+/// Requests are sequential, like system calls on one file descriptor. Readiness
+/// events the scheme posts arrive on the same connection; they are collected
+/// while waiting for a reply and returned by [`Handle::take_events`].
+#[derive(Debug)]
+pub struct Handle {
+    socket: OwnedFd,
+    fcntl_flags: Cell<u32>,
+    /// Kept by the client, as the kernel keeps it on Redox, when the scheme asked
+    /// for positioned I/O.
+    position: Option<Cell<u64>>,
+    pending_events: Cell<usize>,
+}
+
+impl Handle {
+    /// Opens `name:path` or `/scheme/name/path` with Redox open flags
+    /// (`syscall::flag::O_RDWR`, `O_NONBLOCK`, ...), in [`scheme_dir`].
+    pub fn open(path: &str, flags: usize) -> io::Result<Self> {
+        Self::open_in(&scheme_dir(), path, flags)
+    }
+
+    /// Opens a path among the schemes served in `dir` (a private scheme namespace,
+    /// as tests and the demo use).
+    pub fn open_in(dir: &Path, path: &str, flags: usize) -> io::Result<Self> {
+        let scheme_path = SchemePath::parse(path)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{path:?}: {e}")))?;
+        if scheme_path.path.len() > MAX_PAYLOAD {
+            return Err(redox_error(syscall::error::ENAMETOOLONG));
+        }
+        let socket_path = dir.join(scheme_path.scheme);
+        let socket = connect_to(&socket_path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                log::debug!(
+                    "no scheme {} at {}: {e}",
+                    scheme_path.scheme,
+                    socket_path.display()
+                );
+                redox_error(ENODEV)
+            }
+            _ => e,
+        })?;
+        let mut handle = Self {
+            socket,
+            fcntl_flags: Cell::new((flags & syscall::flag::O_FCNTL_MASK) as u32),
+            position: None,
+            pending_events: Cell::new(0),
+        };
+        let header = RequestHeader {
+            opcode: Opcode::Open,
+            flags: flags as u64,
+            offset: 0,
+            len: 0,
+        };
+        let (reply, _) = handle.round_trip(header, &[], scheme_path.path.as_bytes(), &mut [])?;
+        if NewFdFlags::from_bits_truncate(reply.extra).contains(NewFdFlags::POSITIONED) {
+            handle.position = Some(Cell::new(0));
+        }
+        Ok(handle)
+    }
+
+    /// Reads at the handle's position (or offset 0 for a stream handle).
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_at(buf, self.position())?;
+        self.advance(n);
+        Ok(n)
+    }
+
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.write_at(buf, self.position())?;
+        self.advance(n);
+        Ok(n)
+    }
+
+    /// Reads at `offset` (pread); at most [`MAX_PAYLOAD`] bytes per request.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = buf.len().min(MAX_PAYLOAD);
+        let header = self.io_header(Opcode::Read, offset, len);
+        let (reply, _) = self.round_trip(header, &[], &[], &mut buf[..len])?;
+        Ok(reply.status as usize)
+    }
+
+    /// Writes at `offset` (pwrite). A buffer over [`MAX_PAYLOAD`] is refused whole
+    /// (EMSGSIZE): a write may be one frame that must not be split.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let header = self.io_header(Opcode::Write, offset, buf.len());
+        let (reply, _) = self.round_trip(header, &[], buf, &mut [])?;
+        Ok(reply.status as usize)
+    }
+
+    /// A scheme-specific call: `payload` goes in and comes back as the scheme left it.
+    pub fn call(&self, payload: &mut [u8], metadata: &[u64]) -> io::Result<usize> {
+        if metadata.len() > MAX_METADATA {
+            return Err(redox_error(EINVAL));
+        }
+        let header = RequestHeader {
+            opcode: Opcode::Call,
+            flags: 0,
+            offset: 0,
+            len: 0,
+        };
+        self.send_request(header, metadata, payload)?;
+        let (reply, _) = self.receive_reply(payload)?;
+        Ok(reply.status as usize)
+    }
+
+    pub fn fstat(&self) -> io::Result<Stat> {
+        let mut stat = Stat::default();
+        let header = RequestHeader {
+            opcode: Opcode::Fstat,
+            flags: 0,
+            offset: 0,
+            len: 0,
+        };
+        self.round_trip(header, &[], &[], &mut stat)?;
+        Ok(stat)
+    }
+
+    pub fn fpath(&self) -> io::Result<String> {
+        let mut buf = vec![0u8; 4096];
+        let header = RequestHeader {
+            opcode: Opcode::Fpath,
+            flags: 0,
+            offset: 0,
+            len: buf.len() as u64,
+        };
+        let (reply, received) = self.round_trip(header, &[], &[], &mut buf)?;
+        buf.truncate((reply.status as usize).min(received));
+        String::from_utf8(buf).map_err(|_| redox_error(EPROTO))
+    }
+
+    /// Registers interest in `flags`; returns those ready now. Later edges arrive
+    /// as events: wait for this handle's descriptor to be readable, then call
+    /// [`Handle::take_events`].
+    pub fn fevent(&self, flags: EventFlags) -> io::Result<EventFlags> {
+        let header = RequestHeader {
+            opcode: Opcode::Fevent,
+            flags: flags.bits() as u64,
+            offset: 0,
+            len: 0,
+        };
+        let (reply, _) = self.round_trip(header, &[], &[], &mut [])?;
+        Ok(EventFlags::from_bits_truncate(reply.status as usize))
+    }
+
+    /// The events that arrived since the last call, without blocking.
+    pub fn take_events(&self) -> io::Result<EventFlags> {
+        loop {
+            let mut head = [0u8; RESPONSE_HEADER_LEN];
+            match recv(
+                self.socket.as_raw_fd(),
+                &mut [IoSliceMut::new(&mut head)],
+                true,
+            ) {
+                Ok(Received { len, .. }) if len == RESPONSE_HEADER_LEN => {
+                    match ResponseHeader::decode(&head) {
+                        Some(header) if header.kind == ResponseKind::Event => {
+                            self.note_event(header.status);
+                        }
+                        _ => return Err(redox_error(EPROTO)),
+                    }
+                }
+                Ok(Received { len: 0, .. }) => return Err(redox_error(EPIPE)),
+                Ok(_) => return Err(redox_error(EPROTO)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(EventFlags::from_bits_truncate(
+            self.pending_events.replace(0),
+        ))
+    }
+
+    /// Maps `len` bytes at `offset` of the handle's memory.
+    pub fn mmap(&self, offset: u64, len: usize, writable: bool) -> io::Result<Mapping> {
+        let length = std::num::NonZeroUsize::new(len).ok_or_else(|| redox_error(EINVAL))?;
+        let header = RequestHeader {
+            opcode: Opcode::Mmap,
+            flags: 0,
+            offset,
+            len: len as u64,
+        };
+        self.send_request(header, &[], &[])?;
+        let (reply, received) = self.receive(&mut [])?;
+        let fd = received.fd.ok_or_else(|| redox_error(EPROTO))?;
+        let mut prot = ProtFlags::PROT_READ;
+        if writable {
+            prot |= ProtFlags::PROT_WRITE;
+        }
+        let file_offset = reply.status;
+        // SAFETY: a fresh shared mapping at an address the kernel chooses aliases no
+        // Rust object; `Mapping` unmaps it exactly once.
+        let ptr = unsafe { mmap(None, length, prot, MapFlags::MAP_SHARED, &fd, file_offset) }?;
+        // SAFETY: exactly what mmap returned.
+        Ok(unsafe { Mapping::new(ptr.cast(), len) })
+    }
+
+    /// Closes the handle and waits until the scheme has released it.
+    pub fn close(self) -> io::Result<()> {
+        let header = RequestHeader {
+            opcode: Opcode::Close,
+            flags: 0,
+            offset: 0,
+            len: 0,
+        };
+        self.round_trip(header, &[], &[], &mut []).map(drop)
+    }
+
+    pub fn set_nonblocking(&self, nonblocking: bool) {
+        let mut flags = self.fcntl_flags.get();
+        if nonblocking {
+            flags |= O_NONBLOCK as u32;
+        } else {
+            flags &= !(O_NONBLOCK as u32);
+        }
+        self.fcntl_flags.set(flags);
+    }
+
+    fn position(&self) -> u64 {
+        self.position.as_ref().map_or(0, Cell::get)
+    }
+
+    fn advance(&self, n: usize) {
+        if let Some(position) = &self.position {
+            position.set(position.get() + n as u64);
+        }
+    }
+
+    fn io_header(&self, opcode: Opcode, offset: u64, len: usize) -> RequestHeader {
+        RequestHeader {
+            opcode,
+            flags: u64::from(self.fcntl_flags.get()),
+            offset,
+            len: len as u64,
+        }
+    }
+
+    fn note_event(&self, flags: i64) {
+        self.pending_events
+            .set(self.pending_events.get() | flags as usize);
+    }
+
+    /// Sends a request and waits for its reply; the reply's data lands in `into`.
+    fn round_trip(
+        &self,
+        header: RequestHeader,
+        metadata: &[u64],
+        payload: &[u8],
+        into: &mut [u8],
+    ) -> io::Result<(ResponseHeader, usize)> {
+        self.send_request(header, metadata, payload)?;
+        self.receive_reply(into)
+    }
+
+    fn send_request(
+        &self,
+        header: RequestHeader,
+        metadata: &[u64],
+        payload: &[u8],
+    ) -> io::Result<()> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(redox_error(EMSGSIZE));
+        }
+        let mut head = [0u8; REQUEST_HEADER_LEN + MAX_METADATA * 8];
+        let head_len = encode_request_head(&header, metadata, payload.len(), &mut head);
+        let parts = [IoSlice::new(&head[..head_len]), IoSlice::new(payload)];
+        send(self.socket.as_raw_fd(), &parts, None, false).map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::EPIPE | nix::libc::ECONNRESET) => redox_error(EPIPE),
+            _ => e,
+        })
+    }
+
+    fn receive_reply(&self, into: &mut [u8]) -> io::Result<(ResponseHeader, usize)> {
+        let (reply, received) = self.receive(into)?;
+        Ok((reply, received.len - RESPONSE_HEADER_LEN))
+    }
+
+    /// Receives the reply to the request just sent, collecting events that come
+    /// first; a scheme error becomes the `Err`.
+    fn receive(&self, into: &mut [u8]) -> io::Result<(ResponseHeader, Received)> {
+        loop {
+            let mut head = [0u8; RESPONSE_HEADER_LEN];
+            let received = recv(
+                self.socket.as_raw_fd(),
+                &mut [IoSliceMut::new(&mut head), IoSliceMut::new(into)],
+                false,
+            )?;
+            if received.len == 0 {
+                // The daemon went away mid-request.
+                return Err(redox_error(EPIPE));
+            }
+            if received.len < RESPONSE_HEADER_LEN || received.truncated {
+                return Err(redox_error(EPROTO));
+            }
+            let header = ResponseHeader::decode(&head).ok_or_else(|| redox_error(EPROTO))?;
+            match header.kind {
+                ResponseKind::Event => self.note_event(header.status),
+                ResponseKind::Reply => {
+                    header.result().map_err(io_error)?;
+                    return Ok((header, received));
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Handle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Handle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}

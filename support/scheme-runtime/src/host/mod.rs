@@ -1,0 +1,5 @@
+//! The Linux host transport: schemes served over `SOCK_SEQPACKET` Unix sockets.
+
+pub mod client;
+pub mod server;
+mod socket;

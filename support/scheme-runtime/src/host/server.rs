@@ -1,0 +1,620 @@
+//! Serving a scheme on the Linux host.
+//!
+//! A plain single-threaded event loop over epoll: the listening socket, one
+//! connection per open handle, and an optional tick. A request that would block on
+//! a blocking handle is parked, not waited for, so one client's blocking read never
+//! stalls another; parked requests are retried after every round.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::socket::{accept4, bind, getsockopt, listen, sockopt, Backlog, SockFlag, UnixAddr};
+use redox_scheme::{CallerCtx, OpenResult};
+use syscall::error::{Error, Result, EBADF, EINVAL, EMSGSIZE, EOPNOTSUPP, EPROTO, EWOULDBLOCK};
+use syscall::flag::{EventFlags, O_NONBLOCK};
+use syscall::Stat;
+
+use super::socket::{recv, send, seqpacket_socket};
+use crate::readiness::{Caller, Readiness};
+use crate::wire::{
+    decode_request, Opcode, RequestHeader, ResponseHeader, ResponseKind, MAX_PAYLOAD,
+    MAX_REQUEST_LEN,
+};
+use crate::{caller_ctx, SchemeDaemon};
+
+/// The environment variable naming the directory of scheme sockets.
+pub const SCHEME_DIR_ENV: &str = "SCHEME_DIR";
+const DEFAULT_SCHEME_DIR: &str = "/run/schemes";
+const LISTENER: u64 = 0;
+
+/// Where scheme sockets live: `$SCHEME_DIR`, or `/run/schemes`.
+pub fn scheme_dir() -> PathBuf {
+    std::env::var_os(SCHEME_DIR_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_SCHEME_DIR), PathBuf::from)
+}
+
+/// Serves `daemon` as scheme `name` in [`scheme_dir`] until an I/O error stops it.
+pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
+    let mut server = HostServer::bind(&scheme_dir(), name)?;
+    server.run(daemon)
+}
+
+/// A request that could not proceed and waits for the scheme's state to change.
+struct Parked {
+    header: RequestHeader,
+    /// A parked write keeps its data: the receive buffer is reused.
+    data: Vec<u8>,
+}
+
+/// One client connection, holding at most one handle.
+struct Connection {
+    socket: OwnedFd,
+    caller: Caller,
+    handle: Option<usize>,
+    parked: Option<Parked>,
+}
+
+/// What became of a request.
+enum Outcome {
+    Reply {
+        header: ResponseHeader,
+        data_len: usize,
+        fd: Option<OwnedFd>,
+    },
+    Park(Parked),
+}
+
+impl Outcome {
+    fn status(result: Result<usize>) -> Self {
+        Self::Reply {
+            header: ResponseHeader::reply(result),
+            data_len: 0,
+            fd: None,
+        }
+    }
+}
+
+pub struct HostServer {
+    name: String,
+    socket_path: PathBuf,
+    listener: OwnedFd,
+    epoll: Epoll,
+    connections: HashMap<u64, Connection>,
+    next_token: u64,
+    readiness: Readiness<u64>,
+    root_id: Option<usize>,
+    tick: Option<Duration>,
+    receive_buffer: Vec<u8>,
+    data_buffer: Vec<u8>,
+}
+
+impl HostServer {
+    /// Listens as scheme `name` in `dir`. A socket left by a daemon that died is
+    /// replaced; one that still answers means the scheme is already served.
+    pub fn bind(dir: &Path, name: &str) -> io::Result<Self> {
+        crate::SchemePath::parse(&format!("{name}:")).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("scheme name {name:?}: {e}"),
+            )
+        })?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create scheme directory {}: {e}", dir.display()),
+            )
+        })?;
+        let socket_path = dir.join(name);
+        if socket_path.exists() {
+            if super::socket::connect_to(&socket_path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "scheme {name} is already served at {}",
+                        socket_path.display()
+                    ),
+                ));
+            }
+            std::fs::remove_file(&socket_path)?;
+        }
+        let listener = seqpacket_socket()?;
+        bind(listener.as_raw_fd(), &UnixAddr::new(&socket_path)?).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot bind {}: {e}", socket_path.display()),
+            )
+        })?;
+        // Any user may connect: the scheme decides per caller, as on Redox.
+        std::fs::set_permissions(
+            &socket_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )?;
+        listen(&listener, Backlog::new(128).map_err(io::Error::from)?)?;
+        nix::fcntl::fcntl(
+            &listener,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
+        log::info!("serving scheme {name} at {}", socket_path.display());
+        Ok(Self {
+            name: name.to_owned(),
+            socket_path,
+            listener,
+            epoll,
+            connections: HashMap::new(),
+            next_token: LISTENER + 1,
+            readiness: Readiness::new(),
+            root_id: None,
+            tick: None,
+            receive_buffer: vec![0; MAX_REQUEST_LEN + 1],
+            data_buffer: vec![0; MAX_PAYLOAD],
+        })
+    }
+
+    /// Also run a round every `tick` when no request arrives, for daemons whose
+    /// state changes on its own (a device to poll in `after_round`).
+    pub fn set_tick(&mut self, tick: Option<Duration>) {
+        self.tick = tick;
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    /// Serves forever.
+    pub fn run<D: SchemeDaemon>(&mut self, daemon: &mut D) -> io::Result<()> {
+        loop {
+            self.run_round(daemon)?;
+        }
+    }
+
+    /// Waits for requests (or the tick), handles them, then lets the daemon run,
+    /// retries parked requests and reports readiness.
+    pub fn run_round<D: SchemeDaemon>(&mut self, daemon: &mut D) -> io::Result<()> {
+        let root_id = match self.root_id {
+            Some(id) => id,
+            None => {
+                let id = daemon.scheme_root().map_err(crate::io_error)?;
+                *self.root_id.insert(id)
+            }
+        };
+        let mut events = [EpollEvent::empty(); 64];
+        let timeout = match self.tick {
+            Some(tick) => EpollTimeout::try_from(tick).unwrap_or(EpollTimeout::MAX),
+            None => EpollTimeout::NONE,
+        };
+        let ready = match self.epoll.wait(&mut events, timeout) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        for event in &events[..ready] {
+            match event.data() {
+                LISTENER => self.accept_all()?,
+                token => self.serve_connection(token, event.events(), root_id, daemon),
+            }
+        }
+        daemon.after_round();
+        self.retry_parked(daemon);
+        self.report_readiness(daemon);
+        Ok(())
+    }
+
+    fn accept_all(&mut self) -> io::Result<()> {
+        loop {
+            let raw = match accept4(
+                self.listener.as_raw_fd(),
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            ) {
+                Ok(raw) => raw,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
+                // Out of descriptors or memory: keep serving the clients we have.
+                Err(e) => {
+                    log::warn!("{}: accept failed: {e}", self.name);
+                    return Ok(());
+                }
+            };
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            let socket = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            let credentials = getsockopt(&socket, sockopt::PeerCredentials)?;
+            let caller = Caller {
+                pid: credentials.pid() as usize,
+                uid: credentials.uid(),
+                gid: credentials.gid(),
+            };
+            let token = self.next_token;
+            self.next_token += 1;
+            self.epoll
+                .add(&socket, EpollEvent::new(Self::listening(), token))?;
+            log::debug!(
+                "{}: connection {token} from pid {} uid {}",
+                self.name,
+                caller.pid,
+                caller.uid
+            );
+            self.connections.insert(
+                token,
+                Connection {
+                    socket,
+                    caller,
+                    handle: None,
+                    parked: None,
+                },
+            );
+        }
+    }
+
+    fn listening() -> EpollFlags {
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP
+    }
+
+    fn serve_connection<D: SchemeDaemon>(
+        &mut self,
+        token: u64,
+        events: EpollFlags,
+        root_id: usize,
+        daemon: &mut D,
+    ) {
+        let Some(connection) = self.connections.get(&token) else {
+            return;
+        };
+        let hung_up =
+            events.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLERR);
+        if connection.parked.is_some() {
+            // Only a hang-up wakes a parked connection (see `park`).
+            if hung_up {
+                self.disconnect(token, daemon);
+            }
+            return;
+        }
+        let fd = connection.socket.as_raw_fd();
+        let received = {
+            let mut parts = [IoSliceMut::new(&mut self.receive_buffer)];
+            recv(fd, &mut parts, true)
+        };
+        let outcome = match received {
+            Ok(received) if received.len == 0 && hung_up => return self.disconnect(token, daemon),
+            Ok(received) if received.truncated => {
+                log::warn!(
+                    "{}: connection {token}: message over {MAX_REQUEST_LEN} bytes",
+                    self.name
+                );
+                Outcome::status(Err(Error::new(EMSGSIZE)))
+            }
+            Ok(received) => self.dispatch(token, received.len, root_id, daemon),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                log::debug!("{}: connection {token}: receive failed: {e}", self.name);
+                return self.disconnect(token, daemon);
+            }
+        };
+        self.conclude(token, outcome, daemon);
+    }
+
+    /// Decodes and performs one request.
+    fn dispatch<D: SchemeDaemon>(
+        &mut self,
+        token: u64,
+        len: usize,
+        root_id: usize,
+        daemon: &mut D,
+    ) -> Outcome {
+        let connection = self
+            .connections
+            .get_mut(&token)
+            .expect("dispatch on a live connection");
+        let request = match decode_request(&mut self.receive_buffer[..len]) {
+            Ok(request) => request,
+            Err(malformed) => {
+                log::warn!(
+                    "{}: connection {token}: malformed request: {malformed}",
+                    self.name
+                );
+                return Outcome::status(Err(Error::new(EPROTO)));
+            }
+        };
+        let header = request.header;
+        let Caller { pid, uid, gid } = connection.caller;
+        let ctx = caller_ctx(pid, uid, gid);
+
+        if header.opcode == Opcode::Open {
+            if connection.handle.is_some() {
+                log::warn!(
+                    "{}: connection {token}: open on a connection that holds a handle",
+                    self.name
+                );
+                return Outcome::status(Err(Error::new(EINVAL)));
+            }
+            let Ok(path) = std::str::from_utf8(request.payload) else {
+                return Outcome::status(Err(Error::new(EINVAL)));
+            };
+            let flags = header.flags as usize;
+            let fcntl_flags = (flags & syscall::flag::O_FCNTL_MASK) as u32;
+            return match daemon.openat(root_id, path, flags, fcntl_flags, &ctx) {
+                Ok(OpenResult::ThisScheme { number, flags }) => {
+                    connection.handle = Some(number);
+                    let mut header = ResponseHeader::reply(Ok(0));
+                    header.extra = flags.bits();
+                    Outcome::Reply {
+                        header,
+                        data_len: 0,
+                        fd: None,
+                    }
+                }
+                Ok(OpenResult::WouldBlock) => Outcome::status(Err(Error::new(EWOULDBLOCK))),
+                Ok(other) => {
+                    log::warn!("{}: open {path:?} answered {other:?}, which the host transport cannot pass on", self.name);
+                    Outcome::status(Err(Error::new(EOPNOTSUPP)))
+                }
+                Err(error) => Outcome::status(Err(error)),
+            };
+        }
+
+        let Some(id) = connection.handle else {
+            return Outcome::status(Err(Error::new(EBADF)));
+        };
+        match header.opcode {
+            Opcode::Open => unreachable!("handled above"),
+            Opcode::Read | Opcode::Write => {
+                match perform_io(
+                    daemon,
+                    id,
+                    &ctx,
+                    header,
+                    request.payload,
+                    &mut self.data_buffer,
+                ) {
+                    Some((header, data_len)) => Outcome::Reply {
+                        header,
+                        data_len,
+                        fd: None,
+                    },
+                    None => Outcome::Park(Parked {
+                        header,
+                        data: if header.opcode == Opcode::Write {
+                            request.payload.to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    }),
+                }
+            }
+            Opcode::Call => {
+                let result = daemon.call(id, request.payload, request.metadata.as_slice(), &ctx);
+                let data_len = request.payload.len();
+                // The payload goes back as the scheme left it.
+                self.data_buffer[..data_len].copy_from_slice(request.payload);
+                Outcome::Reply {
+                    header: ResponseHeader::reply(result),
+                    data_len,
+                    fd: None,
+                }
+            }
+            Opcode::Fstat => {
+                let mut stat = Stat::default();
+                let result = daemon.fstat(id, &mut stat, &ctx);
+                let data_len = if result.is_ok() { stat.len() } else { 0 };
+                self.data_buffer[..data_len].copy_from_slice(&stat[..data_len]);
+                Outcome::Reply {
+                    header: ResponseHeader::reply(result.map(|()| 0)),
+                    data_len,
+                    fd: None,
+                }
+            }
+            Opcode::Fpath => {
+                let want = (header.len as usize).min(MAX_PAYLOAD);
+                let result = daemon.fpath(id, &mut self.data_buffer[..want], &ctx);
+                let data_len = result.map_or(0, |n| n.min(want));
+                Outcome::Reply {
+                    header: ResponseHeader::reply(result),
+                    data_len,
+                    fd: None,
+                }
+            }
+            Opcode::Fevent => {
+                let wanted = EventFlags::from_bits_truncate(header.flags as usize);
+                let result = daemon.fevent(id, wanted, &ctx);
+                if let Ok(ready) = result {
+                    self.readiness
+                        .register(token, id, connection.caller, wanted, ready);
+                }
+                Outcome::status(result.map(|ready| ready.bits()))
+            }
+            Opcode::Close => {
+                connection.handle = None;
+                self.readiness.forget(token);
+                daemon.on_close(id);
+                Outcome::status(Ok(0))
+            }
+            Opcode::Mmap => match daemon.map_fd(id, header.offset, header.len as usize, &ctx) {
+                Ok(grant) => Outcome::Reply {
+                    header: ResponseHeader::reply(Ok(grant.offset as usize)),
+                    data_len: 0,
+                    fd: Some(grant.fd),
+                },
+                Err(error) => Outcome::status(Err(error)),
+            },
+        }
+    }
+
+    /// Sends a reply, or parks the request.
+    fn conclude<D: SchemeDaemon>(&mut self, token: u64, outcome: Outcome, daemon: &mut D) {
+        let Some(connection) = self.connections.get_mut(&token) else {
+            return;
+        };
+        match outcome {
+            Outcome::Park(parked) => {
+                // Stop reading this connection until the request completes, but still
+                // learn of a hang-up.
+                if let Err(e) = self.epoll.modify(
+                    &connection.socket,
+                    &mut EpollEvent::new(EpollFlags::EPOLLRDHUP, token),
+                ) {
+                    log::warn!("{}: connection {token}: cannot park: {e}", self.name);
+                }
+                connection.parked = Some(parked);
+            }
+            Outcome::Reply {
+                header,
+                data_len,
+                fd,
+            } => {
+                let head = header.encode();
+                let parts = [
+                    IoSlice::new(&head),
+                    IoSlice::new(&self.data_buffer[..data_len]),
+                ];
+                let pass_fd = fd.as_ref().map(|fd| fd.as_raw_fd());
+                // The client waits for this reply, so its receive queue has room;
+                // a full queue means a client that does not play by the protocol.
+                if let Err(e) = send(connection.socket.as_raw_fd(), &parts, pass_fd, true) {
+                    log::debug!(
+                        "{}: connection {token}: reply lost ({e}); closing",
+                        self.name
+                    );
+                    self.disconnect(token, daemon);
+                }
+            }
+        }
+    }
+
+    fn retry_parked<D: SchemeDaemon>(&mut self, daemon: &mut D) {
+        let parked: Vec<u64> = self
+            .connections
+            .iter()
+            .filter_map(|(token, c)| c.parked.as_ref().map(|_| *token))
+            .collect();
+        for token in parked {
+            let connection = self.connections.get_mut(&token).expect("listed above");
+            let (Some(id), Some(mut parked)) = (connection.handle, connection.parked.take()) else {
+                continue;
+            };
+            let Caller { pid, uid, gid } = connection.caller;
+            let ctx = caller_ctx(pid, uid, gid);
+            let Some((header, data_len)) = perform_io(
+                daemon,
+                id,
+                &ctx,
+                parked.header,
+                &mut parked.data,
+                &mut self.data_buffer,
+            ) else {
+                connection.parked = Some(parked);
+                continue;
+            };
+            if let Err(e) = self.epoll.modify(
+                &connection.socket,
+                &mut EpollEvent::new(Self::listening(), token),
+            ) {
+                log::warn!("{}: connection {token}: cannot resume: {e}", self.name);
+            }
+            self.conclude(
+                token,
+                Outcome::Reply {
+                    header,
+                    data_len,
+                    fd: None,
+                },
+                daemon,
+            );
+        }
+    }
+
+    fn report_readiness<D: SchemeDaemon>(&mut self, daemon: &mut D) {
+        let connections = &self.connections;
+        let name = &self.name;
+        self.readiness.poll(daemon, |token, id, flags| {
+            let Some(connection) = connections.get(&token) else {
+                return;
+            };
+            let header = ResponseHeader {
+                kind: ResponseKind::Event,
+                extra: 0,
+                status: flags.bits() as i64,
+            };
+            // An event is a hint the client can always re-query: when its queue is
+            // full it has unread events already, so dropping this one loses nothing.
+            if let Err(e) = send(
+                connection.socket.as_raw_fd(),
+                &[IoSlice::new(&header.encode())],
+                None,
+                true,
+            ) {
+                log::debug!("{name}: handle {id}: event not delivered: {e}");
+            }
+        });
+    }
+
+    fn disconnect<D: SchemeDaemon>(&mut self, token: u64, daemon: &mut D) {
+        let Some(connection) = self.connections.remove(&token) else {
+            return;
+        };
+        let _ = self.epoll.delete(&connection.socket);
+        self.readiness.forget(token);
+        if let Some(id) = connection.handle {
+            log::debug!(
+                "{}: connection {token} gone; closing handle {id}",
+                self.name
+            );
+            daemon.on_close(id);
+        }
+    }
+
+    /// How many clients are connected (for status and tests).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The descriptor to wait on for the next round, for embedding in another loop.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.epoll.0.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket_path);
+    }
+}
+
+/// Performs a read or write: the reply header and how much of `data_buffer` it
+/// carries, or `None` when it would block on a blocking handle and must wait.
+fn perform_io<D: SchemeDaemon>(
+    daemon: &mut D,
+    id: usize,
+    ctx: &CallerCtx,
+    header: RequestHeader,
+    payload: &mut [u8],
+    data_buffer: &mut [u8],
+) -> Option<(ResponseHeader, usize)> {
+    let fcntl_flags = header.flags as u32;
+    let (result, data_len) = if header.opcode == Opcode::Read {
+        let want = (header.len as usize).min(MAX_PAYLOAD);
+        let result = daemon.read(
+            id,
+            &mut data_buffer[..want],
+            header.offset,
+            fcntl_flags,
+            ctx,
+        );
+        (result, result.map_or(0, |n| n.min(want)))
+    } else {
+        (
+            daemon.write(id, payload, header.offset, fcntl_flags, ctx),
+            0,
+        )
+    };
+    let blocking = fcntl_flags as usize & O_NONBLOCK == 0;
+    match result {
+        Err(error) if error.errno == EWOULDBLOCK && blocking => None,
+        result => Some((ResponseHeader::reply(result), data_len)),
+    }
+}

@@ -1,0 +1,44 @@
+//! The platform layer: one `SchemeSync` implementation, served on two platforms.
+//!
+//! A daemon implements [`redox_scheme::scheme::SchemeSync`] (plus the small
+//! [`SchemeDaemon`] extension) once and calls [`serve`]:
+//!
+//! - on Redox the scheme is registered in the namespace and served from a
+//!   `redox_scheme::Socket` request loop;
+//! - on Linux it is served over the host transport: one listening Unix socket per
+//!   scheme name in the scheme directory ([`scheme_dir`]), one connection per open
+//!   handle, the caller's identity taken from `SO_PEERCRED`.
+//!
+//! Clients open `name:path` or `/scheme/name/path` with [`Handle::open`] on both
+//! platforms. Everything above this crate (request parsing, policy, voting, the
+//! drivers) is platform-neutral and tested on Linux.
+
+mod caller;
+mod daemon;
+mod errno;
+mod mapping;
+pub mod path;
+mod readiness;
+
+#[cfg(target_os = "linux")]
+mod host;
+#[cfg(target_os = "redox")]
+mod redox;
+#[cfg(target_os = "linux")]
+pub mod wire;
+
+pub use caller::caller_ctx;
+pub use daemon::{MapGrant, SchemeDaemon};
+pub use errno::{errno_name, io_error};
+pub use mapping::Mapping;
+pub use path::SchemePath;
+
+#[cfg(target_os = "linux")]
+pub use host::client::Handle;
+#[cfg(target_os = "linux")]
+pub use host::server::{scheme_dir, serve, HostServer, SCHEME_DIR_ENV};
+
+#[cfg(target_os = "redox")]
+pub use redox::client::Handle;
+#[cfg(target_os = "redox")]
+pub use redox::server::serve;

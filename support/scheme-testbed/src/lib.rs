@@ -1,0 +1,357 @@
+//! The testbed scheme: a small but complete scheme for exercising the runtime.
+//!
+//! | path           | what a handle does                                              |
+//! |----------------|-----------------------------------------------------------------|
+//! | `queue/<name>` | a byte queue shared by everyone who opens the name: write appends (back-pressure at [`QUEUE_CAPACITY`]), read takes; readiness for both |
+//! | `whoami`       | read gives the caller's `pid= uid= gid=` as the scheme saw them  |
+//! | `stats`        | read gives `opened= closed= queues=` (stats handles not counted) |
+//! | `shared`       | one page of memory every client maps (on Linux)                  |
+//!
+//! `call` with metadata `[CALL_REVERSE]` reverses the payload in place.
+
+#[cfg(target_os = "linux")]
+pub mod process;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::SchemeDaemon;
+use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, EWOULDBLOCK};
+use syscall::flag::{EventFlags, MODE_FILE};
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+/// Bytes a queue holds before writers are pushed back.
+pub const QUEUE_CAPACITY: usize = 64 * 1024;
+/// `call` metadata word: reverse the payload in place.
+pub const CALL_REVERSE: u64 = 1;
+/// Size of the `shared` page.
+pub const SHARED_SIZE: usize = 4096;
+
+const ROOT_ID: usize = 0;
+
+enum HandleKind {
+    Queue(String),
+    /// A text fixed at open or produced at read time, read by offset.
+    WhoAmI(String),
+    Stats,
+    Shared,
+}
+
+#[derive(Default)]
+pub struct Testbed {
+    next_id: usize,
+    handles: BTreeMap<usize, HandleKind>,
+    queues: HashMap<String, VecDeque<u8>>,
+    opened: u64,
+    closed: u64,
+    #[cfg(target_os = "linux")]
+    shared: Option<std::os::fd::OwnedFd>,
+}
+
+impl Testbed {
+    pub fn new() -> Self {
+        Self {
+            next_id: ROOT_ID + 1,
+            ..Self::default()
+        }
+    }
+
+    fn handle(&self, id: usize) -> Result<&HandleKind> {
+        self.handles.get(&id).ok_or(Error::new(EBADF))
+    }
+
+    fn queue(&mut self, id: usize) -> Result<&mut VecDeque<u8>> {
+        match self.handles.get(&id) {
+            Some(HandleKind::Queue(name)) => {
+                Ok(self.queues.get_mut(name).expect("queues outlive handles"))
+            }
+            Some(_) => Err(Error::new(EINVAL)),
+            None => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn stats_text(&self) -> String {
+        format!(
+            "opened={} closed={} queues={}\n",
+            self.opened,
+            self.closed,
+            self.queues.len()
+        )
+    }
+}
+
+fn read_text(text: &str, buf: &mut [u8], offset: u64) -> usize {
+    let bytes = text.as_bytes();
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let n = (bytes.len() - start).min(buf.len());
+    buf[..n].copy_from_slice(&bytes[start..start + n]);
+    n
+}
+
+impl SchemeSync for Testbed {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT_ID)
+    }
+
+    fn openat(
+        &mut self,
+        fd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if fd != ROOT_ID {
+            return Err(Error::new(EBADF));
+        }
+        let (kind, flags) = match path.trim_matches('/') {
+            "whoami" => (
+                HandleKind::WhoAmI(format!("pid={} uid={} gid={}\n", ctx.pid, ctx.uid, ctx.gid)),
+                NewFdFlags::POSITIONED,
+            ),
+            "stats" => (HandleKind::Stats, NewFdFlags::POSITIONED),
+            "shared" => (HandleKind::Shared, NewFdFlags::empty()),
+            other => match other.strip_prefix("queue/") {
+                Some(name) if !name.is_empty() && !name.contains('/') => {
+                    self.queues.entry(name.to_owned()).or_default();
+                    (HandleKind::Queue(name.to_owned()), NewFdFlags::empty())
+                }
+                _ => return Err(Error::new(ENOENT)),
+            },
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        if !matches!(kind, HandleKind::Stats) {
+            self.opened += 1;
+        }
+        self.handles.insert(id, kind);
+        Ok(OpenResult::ThisScheme { number: id, flags })
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        match self.handle(id)? {
+            HandleKind::WhoAmI(text) => Ok(read_text(text, buf, offset)),
+            HandleKind::Stats => Ok(read_text(&self.stats_text(), buf, offset)),
+            HandleKind::Shared => Err(Error::new(EINVAL)),
+            HandleKind::Queue(_) => {
+                let queue = self.queue(id)?;
+                if queue.is_empty() {
+                    return Err(Error::new(EWOULDBLOCK));
+                }
+                let n = queue.len().min(buf.len());
+                for (slot, byte) in buf.iter_mut().zip(queue.drain(..n)) {
+                    *slot = byte;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        id: usize,
+        buf: &[u8],
+        _offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        let queue = self.queue(id)?;
+        let room = QUEUE_CAPACITY - queue.len();
+        if room == 0 && !buf.is_empty() {
+            return Err(Error::new(EWOULDBLOCK));
+        }
+        let n = room.min(buf.len());
+        queue.extend(&buf[..n]);
+        Ok(n)
+    }
+
+    fn call(
+        &mut self,
+        id: usize,
+        payload: &mut [u8],
+        metadata: &[u64],
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.handle(id)?;
+        match metadata {
+            [CALL_REVERSE] => {
+                payload.reverse();
+                Ok(payload.len())
+            }
+            _ => Err(Error::new(EINVAL)),
+        }
+    }
+
+    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        let queue = self.queue(id)?;
+        let mut ready = EventFlags::empty();
+        if !queue.is_empty() {
+            ready |= EventFlags::EVENT_READ;
+        }
+        if queue.len() < QUEUE_CAPACITY {
+            ready |= EventFlags::EVENT_WRITE;
+        }
+        Ok(ready & flags)
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        let size = match self.handle(id)? {
+            HandleKind::Queue(name) => self.queues[name].len(),
+            HandleKind::WhoAmI(text) => text.len(),
+            HandleKind::Stats => self.stats_text().len(),
+            HandleKind::Shared => SHARED_SIZE,
+        };
+        stat.st_mode = MODE_FILE | 0o666;
+        stat.st_size = size as u64;
+        Ok(())
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let path = match self.handle(id)? {
+            HandleKind::Queue(name) => format!("testbed:queue/{name}"),
+            HandleKind::WhoAmI(_) => "testbed:whoami".to_owned(),
+            HandleKind::Stats => "testbed:stats".to_owned(),
+            HandleKind::Shared => "testbed:shared".to_owned(),
+        };
+        Ok(read_text(&path, buf, 0))
+    }
+
+    fn on_close(&mut self, id: usize) {
+        // Stats handles are not counted, so reading the counters leaves them be.
+        if matches!(self.handles.remove(&id), Some(kind) if !matches!(kind, HandleKind::Stats)) {
+            self.closed += 1;
+        }
+    }
+}
+
+impl SchemeDaemon for Testbed {
+    #[cfg(target_os = "linux")]
+    fn map_fd(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        _ctx: &CallerCtx,
+    ) -> Result<scheme_runtime::MapGrant> {
+        use nix::sys::memfd::{memfd_create, MFdFlags};
+        if !matches!(self.handle(id)?, HandleKind::Shared) {
+            return Err(Error::new(EINVAL));
+        }
+        if offset != 0 || size == 0 || size > SHARED_SIZE {
+            return Err(Error::new(EINVAL));
+        }
+        let io = |e: nix::Error| Error::new(e as i32);
+        if self.shared.is_none() {
+            let memfd = memfd_create("testbed-shared", MFdFlags::MFD_CLOEXEC).map_err(io)?;
+            nix::unistd::ftruncate(&memfd, SHARED_SIZE as i64).map_err(io)?;
+            self.shared = Some(memfd);
+        }
+        let fd = self
+            .shared
+            .as_ref()
+            .expect("created above")
+            .try_clone()
+            .map_err(|_| Error::new(syscall::error::EMFILE))?;
+        Ok(scheme_runtime::MapGrant { fd, offset: 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scheme_runtime::caller_ctx;
+
+    fn open(bed: &mut Testbed, path: &str) -> Result<usize> {
+        match bed.openat(ROOT_ID, path, 0, 0, &caller_ctx(1, 2, 3))? {
+            OpenResult::ThisScheme { number, .. } => Ok(number),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn queue_back_pressure_and_readiness() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let q = open(&mut bed, "queue/a").unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            bed.read(q, &mut buf, 0, 0, &ctx).unwrap_err().errno,
+            EWOULDBLOCK
+        );
+        assert_eq!(
+            bed.fevent(q, EventFlags::all(), &ctx).unwrap(),
+            EventFlags::EVENT_WRITE
+        );
+
+        let big = vec![7u8; QUEUE_CAPACITY + 10];
+        assert_eq!(bed.write(q, &big, 0, 0, &ctx).unwrap(), QUEUE_CAPACITY);
+        assert_eq!(
+            bed.write(q, b"x", 0, 0, &ctx).unwrap_err().errno,
+            EWOULDBLOCK
+        );
+        assert_eq!(
+            bed.fevent(q, EventFlags::all(), &ctx).unwrap(),
+            EventFlags::EVENT_READ
+        );
+        assert_eq!(bed.read(q, &mut buf, 0, 0, &ctx).unwrap(), 8);
+        assert_eq!(bed.write(q, b"xy", 0, 0, &ctx).unwrap(), 2);
+    }
+
+    #[test]
+    fn bad_paths_and_handles() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        for path in ["", "queue/", "queue/a/b", "nope"] {
+            assert_eq!(open(&mut bed, path).unwrap_err().errno, ENOENT, "{path:?}");
+        }
+        assert_eq!(
+            bed.openat(99, "whoami", 0, 0, &ctx).unwrap_err().errno,
+            EBADF
+        );
+        assert_eq!(
+            bed.read(42, &mut [0; 4], 0, 0, &ctx).unwrap_err().errno,
+            EBADF
+        );
+        let who = open(&mut bed, "whoami").unwrap();
+        assert_eq!(bed.write(who, b"x", 0, 0, &ctx).unwrap_err().errno, EINVAL);
+        assert_eq!(
+            bed.call(who, &mut [1, 2], &[77], &ctx).unwrap_err().errno,
+            EINVAL
+        );
+    }
+
+    #[test]
+    fn whoami_call_and_close_accounting() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let who = open(&mut bed, "whoami").unwrap();
+        let mut buf = [0u8; 64];
+        let n = bed.read(who, &mut buf, 0, 0, &ctx).unwrap();
+        assert_eq!(&buf[..n], b"pid=1 uid=2 gid=3\n");
+        assert_eq!(bed.read(who, &mut buf, 4, 0, &ctx).unwrap(), n - 4);
+
+        let mut payload = *b"abc";
+        assert_eq!(
+            bed.call(who, &mut payload, &[CALL_REVERSE], &ctx).unwrap(),
+            3
+        );
+        assert_eq!(&payload, b"cba");
+
+        let stats = open(&mut bed, "stats").unwrap();
+        bed.on_close(who);
+        bed.on_close(who);
+        bed.on_close(stats);
+        assert_eq!(bed.stats_text(), "opened=1 closed=1 queues=0\n");
+    }
+}

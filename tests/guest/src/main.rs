@@ -1,0 +1,222 @@
+//! Runs the project's programs against QEMU's real emulated e1000 and 16550 inside a
+//! small Linux guest: provisions the host, builds the guest programs statically, packs
+//! an initramfs, boots it under a timeout, and judges what the guest and host saw.
+
+mod initramfs;
+mod pcap;
+mod programs;
+mod provision;
+mod qemu;
+mod results;
+mod serial_peer;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use guest_harness::protocol::{
+    parse_mac, Summary, COM2_GUEST_LINE, COM2_HOST_LINE, GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
+};
+
+use crate::programs::{Workspace, GUEST_PROGRAMS};
+use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
+use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
+use crate::serial_peer::Exchange;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Boots a small Linux guest in QEMU with an emulated e1000 NIC and 16550 COM2, runs the
+/// guest test programs there, checks the host's side (COM2 bytes, captured frames), and
+/// prints `guest-test`/`host-check` lines and a `harness: N passed, M failed` summary.
+///
+/// Provisioning (Debian packages, the cloud kernel unpacked into <target>/guest/kernel)
+/// happens on the first run and is a no-op afterwards. Log detail: RUST_LOG=debug.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+    /// Seconds QEMU may run before it is killed and the run fails
+    #[arg(long, global = true, default_value_t = 90, value_name = "SECS")]
+    timeout: u64,
+    /// Guest memory in MiB
+    #[arg(long, global = true, default_value_t = 512, value_name = "MIB")]
+    memory: u32,
+    /// Extra kernel parameter, repeatable; unknown KEY=VALUE ones become environment
+    /// variables of /init and the guest programs (e.g. RUST_LOG=debug, loglevel=7)
+    #[arg(long = "kernel-param", global = true, value_name = "PARAM")]
+    kernel_params: Vec<String>,
+    /// Forward 127.0.0.1:PORT on the host to PORT in the guest, repeatable
+    #[arg(long = "forward", global = true, value_name = "PORT")]
+    forwarded_ports: Vec<u16>,
+    /// Keep this run's artifacts in a new folder under <target>/guest/runs/ instead of
+    /// replacing <target>/guest/last-run
+    #[arg(long, global = true)]
+    keep: bool,
+    /// Accelerator; auto uses KVM only where it really works
+    #[arg(long, global = true, value_enum, default_value_t = AccelChoice::Auto)]
+    accel: AccelChoice,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Provision, build, boot and check; exits non-zero on any failure, a missing
+    /// summary or a timeout (what `make test-guest` runs)
+    Test,
+    /// The same run, narrated for a newcomer, with the guest's console shown live
+    Demo,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(err) => {
+            log::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<Summary> {
+    let demo = cli.mode == Mode::Demo;
+    let narrate = |text: &str| {
+        if demo {
+            println!("\n{text}");
+        }
+    };
+    let workspace = Workspace::locate()?;
+    let guest_dir = workspace.target_dir.join("guest");
+
+    narrate(
+        "== 1/5 Provisioning: QEMU, a static busybox and the Debian cloud kernel (only \
+         unpacked, never installed). The first run downloads them; later runs find them.",
+    );
+    let started = Instant::now();
+    let script = workspace.root.join("tests/guest/provision.sh");
+    let kernel = provision::provision(&script, &guest_dir.join("kernel"))?;
+    log::info!(
+        "kernel {} ready in {:.1?}",
+        kernel.release,
+        started.elapsed()
+    );
+
+    narrate(
+        "== 2/5 Building the guest programs as static executables, so they run in a guest \
+         that has no C library.",
+    );
+    let programs = programs::build(&workspace, GUEST_PROGRAMS)?;
+
+    narrate(
+        "== 3/5 Packing the initramfs: busybox, /init, the programs, the kernel modules and \
+         /dev/console. The guest runs entirely from it.",
+    );
+    let run_dir = prepare_run_dir(&guest_dir, cli.keep)?;
+    let initrd = run_dir.join("initramfs.cpio.gz");
+    let contents = initramfs::Contents {
+        busybox: Path::new(provision::BUSYBOX),
+        programs: &programs,
+        modules: &kernel.modules,
+    };
+    let started = Instant::now();
+    initramfs::write(&contents, &initrd)?;
+    let size_kib = fs::metadata(&initrd)?.len() >> 10;
+    log::info!(
+        "initramfs {} ({size_kib} KiB) in {:.1?}",
+        initrd.display(),
+        started.elapsed()
+    );
+
+    narrate(
+        "== 4/5 Booting QEMU: COM1 is the console below, COM2 is a socket the harness \
+         answers on, the e1000 sits on an isolated user network whose frames are captured.\n   \
+         /init loads the modules and runs each test program; every step prints one line.",
+    );
+    let config = BootConfig {
+        kernel: kernel.vmlinuz,
+        initrd,
+        memory_mib: cli.memory,
+        accel: cli.accel.resolve(),
+        kernel_params: cli.kernel_params.clone(),
+        forwarded_ports: cli.forwarded_ports.clone(),
+        run_dir: run_dir.clone(),
+    };
+    let com2_script = vec![Exchange {
+        expect: COM2_GUEST_LINE,
+        answer: COM2_HOST_LINE,
+    }];
+    let show_line = |line: &str| {
+        if demo {
+            println!("  guest | {line}");
+        } else if line.starts_with(GUEST_TEST_PREFIX) || line.starts_with(GUEST_SUMMARY_LABEL) {
+            println!("{line}");
+        }
+    };
+    let boot = qemu::boot(
+        &config,
+        Duration::from_secs(cli.timeout),
+        com2_script,
+        show_line,
+    )?;
+    match boot.ending {
+        qemu::Ending::Exited(_) => log::info!("QEMU ran {:.2?} from start to exit", boot.elapsed),
+        qemu::Ending::TimedOut(_) => log::warn!("QEMU killed after {:.2?}", boot.elapsed),
+    }
+
+    narrate(
+        "== 5/5 Checking from the host's side: QEMU ended cleanly, every program closed \
+         with a summary, COM2 carried the guest's line, the capture holds the guest's frame.",
+    );
+    let guest = results::parse_console(&boot.console);
+    let test_programs = programs.iter().filter(|program| program.runs_tests).count();
+    let mac = parse_mac(GUEST_MAC)?;
+    let capture = fs::read(config.capture())
+        .map_err(|err| format!("cannot read {}: {err}", config.capture().display()));
+    let checks = [
+        host_check(
+            "qemu-powered-off",
+            results::check_ending(&boot.ending, &boot.console),
+        ),
+        host_check(
+            "guest-summaries",
+            results::check_summaries(&guest, test_programs),
+        ),
+        host_check(
+            "com2-output-has-guest-line",
+            results::check_com2(&boot.com2),
+        ),
+        host_check(
+            "capture-has-guest-frame",
+            capture.and_then(|bytes| results::check_capture(&bytes, mac)),
+        ),
+    ];
+    for check in &checks {
+        println!("{check}");
+    }
+    let summary = results::overall(&guest.tests, &checks);
+    println!(
+        "artifacts: {} (console.log, com2.txt, dump.pcap, qemu-stderr.log)",
+        run_dir.display()
+    );
+    println!("{}", summary.format(HARNESS_SUMMARY_LABEL));
+    Ok(summary)
+}
+
+/// A fresh folder for this run's artifacts.
+fn prepare_run_dir(guest_dir: &Path, keep: bool) -> Result<PathBuf> {
+    let dir = if keep {
+        let seconds = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        guest_dir.join("runs").join(format!("run-{seconds}"))
+    } else {
+        guest_dir.join("last-run")
+    };
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

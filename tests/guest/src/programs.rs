@@ -1,0 +1,136 @@
+//! The workspace binaries that go into the guest, and building them as static
+//! executables for the guest's target.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::Result;
+
+/// One workspace binary copied into the guest's /bin.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestProgram {
+    pub package: &'static str,
+    pub bin: &'static str,
+    /// /init runs it, and it must print result lines and one `guest:` summary.
+    pub runs_tests: bool,
+}
+
+/// Add a line here to put another binary (a daemon, a driver, a test program) into the
+/// guest; test programs run in this order.
+pub const GUEST_PROGRAMS: &[GuestProgram] = &[GuestProgram {
+    package: "guest-harness",
+    bin: "guest-check",
+    runs_tests: true,
+}];
+
+/// An explicit target keeps these static builds apart from the host builds' cache.
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Static, because the guest has no C library. Without debug info, because the release
+/// profile's would make each binary ~10x larger, and the initramfs slower to pack and boot.
+const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=debuginfo";
+
+/// Where the workspace and its build outputs are.
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+}
+
+impl Workspace {
+    /// Asks cargo, so CARGO_TARGET_DIR and cargo configuration are honoured.
+    pub fn locate() -> Result<Workspace> {
+        let output = Command::new(cargo())
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("cargo metadata failed: {stderr}").into());
+        }
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let path = |key: &str| -> Result<PathBuf> {
+            let value = metadata[key].as_str();
+            Ok(value
+                .ok_or_else(|| format!("cargo metadata has no {key}"))?
+                .into())
+        };
+        Ok(Workspace {
+            root: path("workspace_root")?,
+            target_dir: path("target_directory")?,
+        })
+    }
+}
+
+/// A built guest program.
+#[derive(Debug, Clone)]
+pub struct BuiltProgram {
+    pub name: String,
+    pub path: PathBuf,
+    pub runs_tests: bool,
+}
+
+/// Builds `programs` statically in release mode and returns where they are.
+pub fn build(workspace: &Workspace, programs: &[GuestProgram]) -> Result<Vec<BuiltProgram>> {
+    let args = cargo_build_args(programs);
+    log::info!(
+        "building guest programs: RUSTFLAGS='{STATIC_RUSTFLAGS}' cargo {}",
+        args.join(" ")
+    );
+    let status = Command::new(cargo())
+        .args(&args)
+        .current_dir(&workspace.root)
+        .env("RUSTFLAGS", STATIC_RUSTFLAGS)
+        // Would override RUSTFLAGS if an outer cargo had set it.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()?;
+    if !status.success() {
+        return Err(format!("building the guest programs failed: {status}").into());
+    }
+    let out_dir = workspace.target_dir.join(GUEST_TARGET).join("release");
+    Ok(programs
+        .iter()
+        .map(|program| BuiltProgram {
+            name: program.bin.to_string(),
+            path: out_dir.join(program.bin),
+            runs_tests: program.runs_tests,
+        })
+        .collect())
+}
+
+fn cargo_build_args(programs: &[GuestProgram]) -> Vec<String> {
+    let mut args: Vec<String> = ["build", "--release", "--target", GUEST_TARGET]
+        .map(String::from)
+        .to_vec();
+    for program in programs {
+        args.extend(["-p", program.package, "--bin", program.bin].map(String::from));
+    }
+    args
+}
+
+/// The cargo that runs us (`cargo run` sets CARGO), else the one on PATH.
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_selects_each_program_by_package_and_bin_for_the_guest_target() {
+        let programs = [
+            GUEST_PROGRAMS[0],
+            GuestProgram {
+                package: "mmio-scheme",
+                bin: "mmio",
+                runs_tests: false,
+            },
+        ];
+        assert_eq!(
+            cargo_build_args(&programs).join(" "),
+            "build --release --target x86_64-unknown-linux-gnu \
+             -p guest-harness --bin guest-check -p mmio-scheme --bin mmio"
+        );
+    }
+}

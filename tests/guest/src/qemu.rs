@@ -1,0 +1,385 @@
+//! Booting the guest in QEMU: choosing the accelerator, assembling the command line, and
+//! running QEMU under a timeout while collecting the console and serving COM2.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::provision::QEMU;
+use crate::serial_peer::{Exchange, SerialPeer};
+use crate::Result;
+use guest_harness::protocol::GUEST_MAC_VAR;
+
+/// The e1000's MAC address; the guest learns it from the kernel command line.
+pub const GUEST_MAC: &str = "52:54:00:12:34:56";
+
+/// The accelerator asked for on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if it really works here, else TCG
+    Auto,
+    /// Software emulation
+    Tcg,
+    /// Hardware virtualisation
+    Kvm,
+}
+
+/// The accelerator QEMU runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl AccelChoice {
+    /// Resolves `Auto` by looking at this host.
+    pub fn resolve(self) -> Accel {
+        match self {
+            AccelChoice::Auto => {
+                let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+                let kvm_pvm = Path::new("/sys/module/kvm_pvm").exists();
+                let dev_kvm = Path::new("/dev/kvm").exists();
+                choose_accel(&cpuinfo, kvm_pvm, dev_kvm)
+            }
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Kvm => Accel::Kvm,
+        }
+    }
+}
+
+/// KVM needs hardware virtualisation flags; under nested PVM (kvm_pvm loaded) /dev/kvm
+/// exists but guests fail with emulation errors, so that counts as no KVM.
+fn choose_accel(cpuinfo: &str, kvm_pvm_loaded: bool, dev_kvm: bool) -> Accel {
+    let hardware_virt = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| {
+            line.split_whitespace()
+                .any(|flag| flag == "vmx" || flag == "svm")
+        });
+    if hardware_virt && !kvm_pvm_loaded && dev_kvm {
+        Accel::Kvm
+    } else {
+        Accel::Tcg
+    }
+}
+
+/// Everything that decides how the guest boots.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub memory_mib: u32,
+    pub accel: Accel,
+    /// Extra kernel parameters; unknown KEY=VALUE ones become environment variables of /init.
+    pub kernel_params: Vec<String>,
+    /// Ports forwarded from 127.0.0.1 on the host to the same port in the guest.
+    pub forwarded_ports: Vec<u16>,
+    /// Where the console log, COM2 output, capture and QEMU's stderr go.
+    pub run_dir: PathBuf,
+}
+
+impl BootConfig {
+    pub fn console_log(&self) -> PathBuf {
+        self.run_dir.join("console.log")
+    }
+    pub fn com2_log(&self) -> PathBuf {
+        self.run_dir.join("com2.txt")
+    }
+    pub fn capture(&self) -> PathBuf {
+        self.run_dir.join("dump.pcap")
+    }
+    pub fn qemu_stderr(&self) -> PathBuf {
+        self.run_dir.join("qemu-stderr.log")
+    }
+    fn com2_socket(&self) -> PathBuf {
+        self.run_dir.join("com2.sock")
+    }
+
+    pub fn kernel_command_line(&self) -> String {
+        let mut params = vec![
+            "console=ttyS0".to_string(),
+            // Reboot at once on a panic; with -no-reboot that ends QEMU instead of hanging.
+            "panic=-1".to_string(),
+            "quiet".to_string(),
+            format!("{GUEST_MAC_VAR}={GUEST_MAC}"),
+        ];
+        params.extend(self.kernel_params.iter().cloned());
+        params.join(" ")
+    }
+
+    pub fn command_line(&self) -> Vec<String> {
+        let (accel, cpu) = match self.accel {
+            Accel::Kvm => ("kvm", "host"),
+            Accel::Tcg => ("tcg", "max"),
+        };
+        let hostfwd: String = self
+            .forwarded_ports
+            .iter()
+            .map(|port| format!(",hostfwd=tcp:127.0.0.1:{port}-:{port}"))
+            .collect();
+        let mut args: Vec<String> = vec!["-accel", accel, "-cpu", cpu, "-m"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        args.push(self.memory_mib.to_string());
+        args.extend(
+            [
+                "-smp",
+                "1",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-monitor",
+                "none",
+            ]
+            .map(String::from),
+        );
+        args.extend([
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.kernel_command_line(),
+            // COM1: the console, read line by line from QEMU's stdout.
+            "-serial".into(),
+            "stdio".into(),
+            // COM2: a socket, both ways; QEMU waits for the harness to connect.
+            "-chardev".into(),
+            format!(
+                "socket,id=com2,path={},server=on,wait=on",
+                option_value(&self.com2_socket())
+            ),
+            "-serial".into(),
+            "chardev:com2".into(),
+            // restrict=on keeps all traffic inside QEMU; hostfwd still reaches the guest.
+            "-netdev".into(),
+            format!("user,id=n1,restrict=on{hostfwd}"),
+            "-device".into(),
+            format!("e1000,netdev=n1,mac={GUEST_MAC},romfile="),
+            "-object".into(),
+            format!(
+                "filter-dump,id=f1,netdev=n1,file={}",
+                option_value(&self.capture())
+            ),
+        ]);
+        args
+    }
+}
+
+/// QEMU option lists separate with commas, so a comma inside a value is doubled.
+fn option_value(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// How QEMU ended.
+#[derive(Debug)]
+pub enum Ending {
+    Exited(ExitStatus),
+    /// Killed by the harness after this long.
+    TimedOut(Duration),
+}
+
+/// What one boot produced.
+#[derive(Debug)]
+pub struct Boot {
+    pub console: String,
+    pub com2: Vec<u8>,
+    pub ending: Ending,
+    /// From starting QEMU to its exit (or the kill).
+    pub elapsed: Duration,
+}
+
+/// Kills and reaps QEMU however the boot ends, so no emulator outlives the harness.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Boots the guest, hands each console line to `on_line`, and serves COM2 with `com2_script`.
+pub fn boot(
+    config: &BootConfig,
+    timeout: Duration,
+    com2_script: Vec<Exchange>,
+    mut on_line: impl FnMut(&str),
+) -> Result<Boot> {
+    let args = config.command_line();
+    log::info!("starting {QEMU} {}", shell_words(&args));
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut qemu = Running(
+        Command::new(QEMU)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(config.qemu_stderr())?)
+            .spawn()
+            .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
+    );
+    let stream = connect_com2(config, &mut qemu.0, deadline)?;
+    let peer = SerialPeer::start(stream, com2_script, File::create(config.com2_log())?)?;
+
+    let stdout = qemu.0.stdout.take().ok_or("QEMU's stdout is not piped")?;
+    let (lines, console_lines) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut raw = Vec::new();
+        while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&raw);
+            if lines
+                .send(line.trim_end_matches(['\r', '\n']).to_string())
+                .is_err()
+            {
+                break;
+            }
+            raw.clear();
+        }
+    });
+
+    let mut log_file = File::create(config.console_log())?;
+    let mut console = String::new();
+    let ending = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // A guest that floods the console must still hit the deadline.
+        let received = match remaining.is_zero() {
+            true => Err(RecvTimeoutError::Timeout),
+            false => console_lines.recv_timeout(remaining),
+        };
+        match received {
+            Ok(line) => {
+                writeln!(log_file, "{line}")?;
+                console.push_str(&line);
+                console.push('\n');
+                on_line(&line);
+            }
+            Err(RecvTimeoutError::Disconnected) => break Ending::Exited(qemu.0.wait()?),
+            Err(RecvTimeoutError::Timeout) => {
+                qemu.0.kill()?;
+                qemu.0.wait()?;
+                break Ending::TimedOut(timeout);
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    Ok(Boot {
+        console,
+        com2: peer.finish(),
+        ending,
+        elapsed,
+    })
+}
+
+/// QEMU creates the COM2 socket and does not start the guest until someone connects.
+fn connect_com2(config: &BootConfig, qemu: &mut Child, deadline: Instant) -> Result<UnixStream> {
+    let socket = config.com2_socket();
+    loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => {
+                if let Some(status) = qemu.try_wait()? {
+                    let stderr = fs::read_to_string(config.qemu_stderr()).unwrap_or_default();
+                    return Err(
+                        format!("QEMU exited ({status}) before COM2 was up: {stderr}").into(),
+                    );
+                }
+                if Instant::now() > deadline {
+                    return Err(
+                        format!("cannot connect to COM2 at {}: {err}", socket.display()).into(),
+                    );
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// The arguments as one line a shell would accept, for the log.
+fn shell_words(args: &[String]) -> String {
+    let quote = |arg: &String| {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/=+@".contains(c);
+        if !arg.is_empty() && arg.chars().all(plain) {
+            arg.clone()
+        } else {
+            format!("'{}'", arg.replace('\'', r"'\''"))
+        }
+    };
+    args.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BootConfig {
+        BootConfig {
+            kernel: "/cache/vmlinuz".into(),
+            initrd: "/run/initramfs.cpio.gz".into(),
+            memory_mib: 512,
+            accel: Accel::Tcg,
+            kernel_params: vec!["RUST_LOG=debug".into()],
+            forwarded_ports: vec![],
+            run_dir: "/run/a,b".into(),
+        }
+    }
+
+    #[test]
+    fn command_line_is_the_documented_one() {
+        assert_eq!(
+            shell_words(&config().command_line()),
+            "-accel tcg -cpu max -m 512 -smp 1 -nodefaults -display none -no-reboot \
+             -monitor none -kernel /cache/vmlinuz -initrd /run/initramfs.cpio.gz \
+             -append 'console=ttyS0 panic=-1 quiet GUEST_MAC=52:54:00:12:34:56 RUST_LOG=debug' \
+             -serial stdio -chardev socket,id=com2,path=/run/a,,b/com2.sock,server=on,wait=on \
+             -serial chardev:com2 -netdev user,id=n1,restrict=on \
+             -device e1000,netdev=n1,mac=52:54:00:12:34:56,romfile= \
+             -object filter-dump,id=f1,netdev=n1,file=/run/a,,b/dump.pcap"
+        );
+    }
+
+    #[test]
+    fn memory_kvm_and_forwarded_ports_change_their_options() {
+        let mut config = config();
+        config.memory_mib = 256;
+        config.accel = Accel::Kvm;
+        config.forwarded_ports = vec![8080, 9000];
+        let line = config.command_line().join(" ");
+        assert!(line.starts_with("-accel kvm -cpu host -m 256 "), "{line}");
+        assert!(
+            line.contains(
+                "user,id=n1,restrict=on,hostfwd=tcp:127.0.0.1:8080-:8080,hostfwd=tcp:127.0.0.1:9000-:9000 "
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn kvm_only_with_virtualisation_flags_a_kvm_device_and_no_pvm() {
+        let vmx = "processor\t: 0\nflags\t\t: fpu vme vmx sse\n";
+        let svm = "flags\t\t: fpu svm\n";
+        let none = "flags\t\t: fpu vme sse\nmodel name\t: vmx-like name\n";
+        assert_eq!(choose_accel(vmx, false, true), Accel::Kvm);
+        assert_eq!(choose_accel(svm, false, true), Accel::Kvm);
+        assert_eq!(choose_accel(vmx, true, true), Accel::Tcg, "nested PVM");
+        assert_eq!(choose_accel(vmx, false, false), Accel::Tcg, "no /dev/kvm");
+        assert_eq!(choose_accel(none, false, true), Accel::Tcg, "no flags");
+    }
+
+    #[test]
+    fn explicit_accelerators_are_kept() {
+        assert_eq!(AccelChoice::Tcg.resolve(), Accel::Tcg);
+        assert_eq!(AccelChoice::Kvm.resolve(), Accel::Kvm);
+    }
+}

@@ -1,0 +1,251 @@
+//! Judging a run: the guest's result lines and summaries found on the console, the
+//! checks made from the host's view (QEMU's ending, COM2 output, the capture), and the
+//! overall summary.
+
+use guest_harness::protocol::{
+    Outcome, Summary, TestLine, COM2_GUEST_LINE, GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
+    HOST_CHECK_PREFIX, TEST_FRAME_ETHERTYPE, TEST_FRAME_PAYLOAD,
+};
+
+use crate::pcap;
+use crate::qemu::Ending;
+
+/// Label of the harness's own closing line.
+pub const HARNESS_SUMMARY_LABEL: &str = "harness";
+
+/// What the guest programs reported on the console.
+#[derive(Debug, Default)]
+pub struct GuestOutput {
+    pub tests: Vec<TestLine>,
+    pub summaries: Vec<Summary>,
+}
+
+pub fn parse_console(console: &str) -> GuestOutput {
+    let mut output = GuestOutput::default();
+    for line in console.lines() {
+        if let Some(test) = TestLine::parse(GUEST_TEST_PREFIX, line) {
+            output.tests.push(test);
+        } else if let Some(summary) = Summary::parse(GUEST_SUMMARY_LABEL, line) {
+            output.summaries.push(summary);
+        }
+    }
+    output
+}
+
+/// A result line for a check made on the host.
+pub fn host_check(name: &str, result: Result<(), String>) -> TestLine {
+    TestLine {
+        prefix: HOST_CHECK_PREFIX.into(),
+        name: name.into(),
+        outcome: match result {
+            Ok(()) => Outcome::Passed,
+            Err(reason) => Outcome::Failed(reason),
+        },
+        elapsed: None,
+    }
+}
+
+/// QEMU ended by itself, successfully, and the kernel did not panic on the way.
+pub fn check_ending(ending: &Ending, console: &str) -> Result<(), String> {
+    match ending {
+        Ending::TimedOut(after) => Err(format!("timed out after {after:?}; QEMU was killed")),
+        Ending::Exited(status) if !status.success() => Err(format!("QEMU exited with {status}")),
+        Ending::Exited(_) => match console.lines().find(|line| line.contains("Kernel panic")) {
+            Some(panic) => Err(format!("the guest kernel panicked: {}", panic.trim())),
+            None => Ok(()),
+        },
+    }
+}
+
+/// Every test program closed with a summary, and the summaries agree with the lines.
+pub fn check_summaries(guest: &GuestOutput, test_programs: usize) -> Result<(), String> {
+    if guest.summaries.len() != test_programs {
+        return Err(format!(
+            "expected {test_programs} `{GUEST_SUMMARY_LABEL}:` summary line(s), one per test program, found {}",
+            guest.summaries.len()
+        ));
+    }
+    let claimed = guest
+        .summaries
+        .iter()
+        .fold((0, 0), |(p, f), s| (p + s.passed, f + s.failed));
+    let passed = guest.tests.iter().filter(|test| test.passed()).count();
+    let seen = (passed, guest.tests.len() - passed);
+    if claimed != seen {
+        return Err(format!(
+            "summaries count {} passed, {} failed, but the console has {} ok and {} FAILED lines",
+            claimed.0, claimed.1, seen.0, seen.1
+        ));
+    }
+    Ok(())
+}
+
+/// The line the guest wrote to COM2's transmit register reached QEMU's COM2 output.
+pub fn check_com2(com2: &[u8]) -> Result<(), String> {
+    let expected = COM2_GUEST_LINE.as_bytes();
+    if com2
+        .windows(expected.len())
+        .any(|window| window == expected)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "COM2 output lacks {COM2_GUEST_LINE:?}; it holds {:?}",
+            String::from_utf8_lossy(com2)
+        ))
+    }
+}
+
+/// The capture holds the guest's test frame: from `mac`, with the test EtherType and payload.
+pub fn check_capture(capture: &[u8], mac: [u8; 6]) -> Result<(), String> {
+    let frames = pcap::frames(capture)?;
+    let is_test_frame = |frame: &&[u8]| {
+        frame.len() >= 14 + TEST_FRAME_PAYLOAD.len()
+            && frame[6..12] == mac
+            && frame[12..14] == TEST_FRAME_ETHERTYPE.to_be_bytes()
+            && frame[14..].starts_with(TEST_FRAME_PAYLOAD)
+    };
+    if frames.iter().any(is_test_frame) {
+        Ok(())
+    } else {
+        Err(format!(
+            "none of the {} captured frames is the guest's test frame",
+            frames.len()
+        ))
+    }
+}
+
+/// Counts the guest's and the host's result lines together.
+pub fn overall(guest_tests: &[TestLine], host_checks: &[TestLine]) -> Summary {
+    let all = guest_tests.iter().chain(host_checks);
+    let passed = all.clone().filter(|line| line.passed()).count();
+    Summary {
+        passed,
+        failed: all.count() - passed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcap::tests::capture;
+    use crate::qemu::GUEST_MAC;
+    use guest_harness::protocol::parse_mac;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+    use std::time::Duration;
+
+    const PASSING_CONSOLE: &str = "\
+[    0.000000] Linux version 6.1.0-56-cloud-amd64
+guest: running guest-check
+[2026-11-21T05:40:00Z INFO  guest_check::e1000] STATUS 0x80080783
+guest-test e1000-find ... ok (0.120 ms)
+guest-test e1000-status-link-up ... ok (0.050 ms)
+guest: 2 passed, 0 failed
+reboot: Power down
+";
+
+    fn exited(code: i32) -> Ending {
+        Ending::Exited(ExitStatus::from_raw(code << 8))
+    }
+
+    #[test]
+    fn passing_console_yields_its_lines_and_a_consistent_summary() {
+        let guest = parse_console(PASSING_CONSOLE);
+        assert_eq!(guest.tests.len(), 2);
+        assert_eq!(
+            guest.summaries,
+            vec![Summary {
+                passed: 2,
+                failed: 0
+            }]
+        );
+        assert_eq!(check_summaries(&guest, 1), Ok(()));
+        assert_eq!(check_ending(&exited(0), PASSING_CONSOLE), Ok(()));
+        let checks = [host_check("qemu-powered-off", Ok(()))];
+        assert_eq!(
+            overall(&guest.tests, &checks),
+            Summary {
+                passed: 3,
+                failed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_line_fails_the_run() {
+        let console = PASSING_CONSOLE
+            .replace(
+                "link-up ... ok (0.050 ms)",
+                "link-up ... FAILED (0.050 ms): link down",
+            )
+            .replace("2 passed, 0 failed", "1 passed, 1 failed");
+        let guest = parse_console(&console);
+        assert_eq!(check_summaries(&guest, 1), Ok(()));
+        assert_eq!(guest.tests[1].outcome, Outcome::Failed("link down".into()));
+        assert_eq!(
+            overall(&guest.tests, &[]),
+            Summary {
+                passed: 1,
+                failed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_summary_is_a_failure() {
+        let console = PASSING_CONSOLE.replace("guest: 2 passed, 0 failed\n", "");
+        let err = check_summaries(&parse_console(&console), 1).unwrap_err();
+        assert!(err.contains("found 0"), "{err}");
+        let err = check_summaries(&parse_console(PASSING_CONSOLE), 2).unwrap_err();
+        assert!(err.contains("expected 2"), "{err}");
+    }
+
+    #[test]
+    fn a_summary_that_disagrees_with_the_lines_is_a_failure() {
+        let console = PASSING_CONSOLE.replace("2 passed, 0 failed", "3 passed, 0 failed");
+        let err = check_summaries(&parse_console(&console), 1).unwrap_err();
+        assert!(err.contains("has 2 ok and 0 FAILED"), "{err}");
+    }
+
+    #[test]
+    fn timeout_bad_exit_and_kernel_panic_are_failures() {
+        let err = check_ending(&Ending::TimedOut(Duration::from_secs(90)), "").unwrap_err();
+        assert!(err.contains("timed out after 90s"), "{err}");
+        assert!(check_ending(&exited(1), PASSING_CONSOLE)
+            .unwrap_err()
+            .contains("exited"));
+        let panicked = "[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n";
+        let err = check_ending(&exited(0), panicked).unwrap_err();
+        assert!(err.contains("Attempted to kill init"), "{err}");
+    }
+
+    #[test]
+    fn com2_check_finds_the_guest_line_among_other_bytes() {
+        let output = format!("\x00noise{COM2_GUEST_LINE}more");
+        assert_eq!(check_com2(output.as_bytes()), Ok(()));
+        assert!(check_com2(b"guest-check: hello")
+            .unwrap_err()
+            .contains("lacks"));
+    }
+
+    #[test]
+    fn capture_check_wants_the_test_frame_from_the_guest_mac() {
+        let mac = parse_mac(GUEST_MAC).unwrap();
+        let frame = |source: [u8; 6], ethertype: u16| {
+            let mut frame = vec![0xff; 6];
+            frame.extend_from_slice(&source);
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(TEST_FRAME_PAYLOAD);
+            frame.resize(60, 0);
+            frame
+        };
+        let good = frame(mac, TEST_FRAME_ETHERTYPE);
+        let other_mac = frame([2, 0, 0, 0, 0, 1], TEST_FRAME_ETHERTYPE);
+        let arp = frame(mac, 0x0806);
+        assert_eq!(check_capture(&capture(&[&arp, &good]), mac), Ok(()));
+        let err = check_capture(&capture(&[&arp, &other_mac, b"short"]), mac).unwrap_err();
+        assert!(err.contains("none of the 3"), "{err}");
+        assert!(check_capture(b"", mac).unwrap_err().contains("too short"));
+    }
+}

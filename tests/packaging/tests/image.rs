@@ -1,0 +1,296 @@
+//! The Redox packaging: every recipe has what the cookbook needs and points at a
+//! crate of this workspace with a binary, and `filesystem.toml` parses with the
+//! installer's own config types and starts the stack from init.
+//!
+//! The cookbook and init are not crates we can depend on, so their formats are
+//! mirrored here with `deny_unknown_fields`: a misspelt key fails the test instead
+//! of being ignored by the image build.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use redox_installer::Config;
+use serde::Deserialize;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The cookbook's `recipe.toml`, as far as a path-sourced cargo recipe uses it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recipe {
+    source: PathSource,
+    build: CargoBuild,
+    /// Accepted (a recipe may declare runtime dependencies), not checked.
+    #[serde(default, rename = "package")]
+    _package: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathSource {
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CargoBuild {
+    template: String,
+    package_path: Option<String>,
+    /// Accepted (the cookbook knows these keys), not checked.
+    #[serde(default, rename = "cargoflags")]
+    _cargoflags: String,
+    #[serde(default, rename = "dependencies")]
+    _dependencies: Vec<String>,
+}
+
+/// Init's unit file (`/usr/lib/init.d/NN_name.service`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Unit {
+    unit: UnitInfo,
+    service: Service,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnitInfo {
+    description: Option<String>,
+    #[serde(default)]
+    requires: Vec<String>,
+    #[serde(default)]
+    requires_weak: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Service {
+    cmd: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    envs: BTreeMap<String, String>,
+    #[serde(default)]
+    inherit_envs: BTreeSet<String>,
+    #[serde(rename = "type")]
+    kind: ServiceKind,
+    priority: Option<i32>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum ServiceKind {
+    Notify,
+    Scheme(String),
+    Oneshot,
+    OneshotAsync,
+}
+
+/// The binaries a crate builds: its `[[bin]]` names, or the package name for
+/// `src/main.rs`.
+fn binaries_of(crate_dir: &Path) -> Vec<String> {
+    let manifest: toml::Table = std::fs::read_to_string(crate_dir.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut bins: Vec<String> = manifest
+        .get("bin")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.get("name")?.as_str().map(str::to_owned))
+        .collect();
+    if bins.is_empty() && crate_dir.join("src/main.rs").exists() {
+        bins.push(manifest["package"]["name"].as_str().unwrap().to_owned());
+    }
+    bins
+}
+
+/// Every recipe, checked, with the binaries its package installs.
+fn recipes() -> BTreeMap<String, Vec<String>> {
+    let recipes_dir = workspace_root().join("recipes");
+    let mut found = BTreeMap::new();
+    for entry in std::fs::read_dir(&recipes_dir).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(dir.join("recipe.toml"))
+            .unwrap_or_else(|e| panic!("recipes/{name}: no recipe.toml: {e}"));
+        let recipe: Recipe =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("recipes/{name}/recipe.toml: {e}"));
+        assert_eq!(
+            recipe.build.template, "cargo",
+            "recipes/{name}: cargo template"
+        );
+        let source = dir.join(&recipe.source.path).canonicalize().unwrap();
+        assert_eq!(
+            source,
+            workspace_root(),
+            "recipes/{name}: the source is this workspace"
+        );
+        let package_path = recipe
+            .build
+            .package_path
+            .unwrap_or_else(|| panic!("recipes/{name}: package_path"));
+        let crate_dir = source.join(&package_path);
+        let bins = binaries_of(&crate_dir);
+        assert!(
+            !bins.is_empty(),
+            "recipes/{name}: {package_path} builds no binary"
+        );
+        found.insert(name, bins);
+    }
+    found
+}
+
+#[test]
+fn every_recipe_builds_a_binary_of_this_workspace() {
+    let recipes = recipes();
+    for daemon in ["mmio-scheme", "dma-scheme", "romain-scheme"] {
+        assert!(recipes.contains_key(daemon), "no recipe for {daemon}");
+    }
+}
+
+fn image() -> Config {
+    let text = std::fs::read_to_string(workspace_root().join("filesystem.toml")).unwrap();
+    toml::from_str(&text).unwrap_or_else(|e| panic!("filesystem.toml: {e}"))
+}
+
+fn file<'a>(config: &'a Config, path: &str) -> &'a redox_installer::FileConfig {
+    config
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("filesystem.toml writes no {path}"))
+}
+
+fn units(config: &Config) -> BTreeMap<String, Unit> {
+    config
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.strip_prefix("/usr/lib/init.d/")?.to_owned(), f)))
+        .map(|(name, f)| {
+            assert!(
+                name.ends_with(".service"),
+                "{name}: init only reads TOML units named *.service"
+            );
+            let unit = toml::from_str(&f.data).unwrap_or_else(|e| panic!("{}: {e}", f.path));
+            (name, unit)
+        })
+        .collect()
+}
+
+#[test]
+fn the_image_includes_a_base_and_installs_our_packages() {
+    let config = image();
+    assert!(
+        !config.include.is_empty(),
+        "filesystem.toml must include a Redox base config"
+    );
+    for package in recipes().keys() {
+        assert!(
+            config.packages.contains_key(package),
+            "filesystem.toml does not install {package}"
+        );
+    }
+}
+
+#[test]
+fn init_starts_the_daemons_as_schemes_and_brings_up_the_replicated_e1000() {
+    let config = image();
+    let units = units(&config);
+    let installed: BTreeSet<String> = recipes().into_values().flatten().collect();
+
+    for (scheme, binary) in [("mmio", "mmio"), ("dma", "dma"), ("romain", "romain")] {
+        let (name, unit) = units
+            .iter()
+            .find(|(_, u)| u.service.kind == ServiceKind::Scheme(scheme.to_owned()))
+            .unwrap_or_else(|| panic!("no init unit serves scheme {scheme}"));
+        assert_eq!(unit.service.cmd, binary, "{name}");
+        assert!(
+            installed.contains(binary),
+            "{name}: {binary} is built by none of our recipes"
+        );
+        assert!(
+            unit.unit.description.is_some(),
+            "{name}: a description helps whoever reads the boot log"
+        );
+    }
+
+    let (name, bring_up) = units
+        .iter()
+        .find(|(_, u)| {
+            u.service.cmd == "romain" && u.service.args.first().map(String::as_str) == Some("up")
+        })
+        .expect("a unit that brings up the replicated e1000");
+    assert_eq!(bring_up.service.kind, ServiceKind::Oneshot, "{name}");
+    assert_eq!(
+        bring_up.service.args,
+        ["up", "e1000", "--replicas", "3"],
+        "{name}"
+    );
+    let romain_unit = units
+        .iter()
+        .find(|(_, u)| u.service.kind == ServiceKind::Scheme("romain".into()))
+        .unwrap()
+        .0;
+    assert!(
+        bring_up.unit.requires_weak.contains(romain_unit),
+        "{name} must start after {romain_unit}"
+    );
+    for (name, unit) in &units {
+        for dependency in unit.unit.requires.iter().chain(&unit.unit.requires_weak) {
+            assert!(
+                units.contains_key(dependency) || dependency.starts_with("00_"),
+                "{name} depends on {dependency}, which neither this image nor the base's early units provide"
+            );
+        }
+        assert!(
+            unit.service.envs.is_empty()
+                && unit.service.inherit_envs.is_empty()
+                && unit.service.priority.is_none()
+        );
+    }
+}
+
+#[test]
+fn the_stock_e1000d_is_kept_off_the_replicated_nic() {
+    let config = image();
+    let matcher = file(&config, "/usr/lib/pcid.d/e1000d.toml");
+    assert!(
+        matcher.postinstall,
+        "the override must be written after the e1000d package installs its own"
+    );
+    let table: toml::Table = matcher.data.parse().unwrap();
+    let drivers = table["drivers"].as_array().unwrap();
+    for driver in drivers {
+        let intel = driver["ids"]["0x8086"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(
+            !intel.iter().any(|id| id.as_integer() == Some(0x100e)),
+            "e1000d still matches 8086:100e"
+        );
+    }
+}
+
+#[test]
+fn the_image_policy_is_valid_and_grants_the_e1000_driver_its_nic() {
+    let config = image();
+    let policy: driver_policy::Policy = file(&config, "/etc/drivers/policy.toml")
+        .data
+        .parse()
+        .unwrap_or_else(|e| panic!("/etc/drivers/policy.toml: {e}"));
+    let e1000 = policy.driver("e1000").expect("a rule for the e1000 driver");
+    let nic = e1000.device().expect("the e1000 rule names its device");
+    assert_eq!((nic.vendor, nic.device), (0x8086, 0x100e));
+    assert!(e1000.bars().contains(&0), "the e1000 registers are BAR 0");
+    assert!(
+        e1000.dma_quota() > 0,
+        "the e1000 needs DMA memory for its rings"
+    );
+}
