@@ -1,1 +1,52 @@
-fn main() {}
+//! `mmio`: serves the `mmio:` scheme over this machine's devices.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use driver_policy::Policy;
+use mmio_scheme::{MmioScheme, SystemHardware};
+
+/// Serve the mmio: scheme: checked device register access for unprivileged
+/// drivers, as a policy grants it.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// The driver policy (TOML): which driver may use which BARs and ports.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let policy = match Policy::load(&args.policy) {
+        Ok(policy) => policy,
+        Err(error) => {
+            log::error!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for rule in policy.drivers() {
+        log::info!(
+            "policy: driver {} (uid {}): bars {:?}, direct {:?}, ports {:?}",
+            rule.label(),
+            rule.uid(),
+            rule.bars(),
+            rule.direct_bars(),
+            rule.ports()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+    }
+    let mut scheme = MmioScheme::new(policy, SystemHardware::new());
+    log::info!("serving mmio: with policy {}", args.policy.display());
+    match scheme_runtime::serve("mmio", &mut scheme) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("serving mmio: failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

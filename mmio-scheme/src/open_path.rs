@@ -56,7 +56,9 @@ impl PathError {
 impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoSuchResource => f.write_str("no such resource (want pci/<bdf>/bar<N>, port/<first>-<last> or status)"),
+            Self::NoSuchResource => f.write_str(
+                "no such resource (want pci/<bdf>/bar<N>, port/<first>-<last> or status)",
+            ),
             Self::BadQuery(why) => write!(f, "bad query: {why}"),
         }
     }
@@ -81,10 +83,13 @@ fn parse_target(path: &str) -> Option<Target> {
     let mut parts = path.split('/');
     let target = match (parts.next()?, parts.next(), parts.next()) {
         ("status", None, None) => Target::Status,
-        ("port", Some(range), None) => Target::Registers(RegisterTarget::Ports(range.parse().ok()?)),
-        ("pci", Some(bdf), Some(bar)) => {
-            Target::Registers(RegisterTarget::Bar { bdf: bdf.parse().ok()?, bar: parse_bar(bar)? })
+        ("port", Some(range), None) => {
+            Target::Registers(RegisterTarget::Ports(range.parse().ok()?))
         }
+        ("pci", Some(bdf), Some(bar)) => Target::Registers(RegisterTarget::Bar {
+            bdf: bdf.parse().ok()?,
+            bar: parse_bar(bar)?,
+        }),
         _ => return None,
     };
     parts.next().is_none().then_some(target)
@@ -104,7 +109,11 @@ fn parse_label(query: &str) -> Result<&str, PathError> {
             Some(("label", value)) if !value.is_empty() && label.is_none() => label = Some(value),
             Some(("label", "")) => return Err(PathError::BadQuery("empty label".into())),
             Some(("label", _)) => return Err(PathError::BadQuery("label given twice".into())),
-            _ => return Err(PathError::BadQuery(format!("unknown parameter `{pair}` (only label=<driver>)"))),
+            _ => {
+                return Err(PathError::BadQuery(format!(
+                    "unknown parameter `{pair}` (only label=<driver>)"
+                )))
+            }
         }
     }
     label.ok_or_else(|| PathError::BadQuery("empty query".into()))
@@ -146,28 +155,64 @@ mod tests {
     use super::*;
 
     fn bar(bdf: &str, bar: u8) -> Target {
-        Target::Registers(RegisterTarget::Bar { bdf: bdf.parse().unwrap(), bar })
+        Target::Registers(RegisterTarget::Bar {
+            bdf: bdf.parse().unwrap(),
+            bar,
+        })
     }
 
     #[test]
     fn parses_targets() {
         let parse = |p| OpenRequest::parse(p).map(|r| (r.target, r.label));
-        assert_eq!(parse("pci/0000:00:03.0/bar0"), Ok((bar("00:03.0", 0), None)));
+        assert_eq!(
+            parse("pci/0000:00:03.0/bar0"),
+            Ok((bar("00:03.0", 0), None))
+        );
         assert_eq!(parse("/pci/00:03.0/bar5/"), Ok((bar("00:03.0", 5), None)));
-        assert_eq!(parse("port/0x2f8-0x2ff"), Ok((Target::Registers(RegisterTarget::Ports(PortRange::new(0x2f8, 0x2ff).unwrap())), None)));
+        assert_eq!(
+            parse("port/0x2f8-0x2ff"),
+            Ok((
+                Target::Registers(RegisterTarget::Ports(PortRange::new(0x2f8, 0x2ff).unwrap())),
+                None
+            ))
+        );
         assert_eq!(parse("status"), Ok((Target::Status, None)));
-        assert_eq!(parse("pci/00:03.0/bar0?label=e1000"), Ok((bar("00:03.0", 0), Some("e1000"))));
-        assert_eq!(parse("port/0x2f8-0x2ff?label=uart").unwrap().1, Some("uart"));
+        assert_eq!(
+            parse("pci/00:03.0/bar0?label=e1000"),
+            Ok((bar("00:03.0", 0), Some("e1000")))
+        );
+        assert_eq!(
+            parse("port/0x2f8-0x2ff?label=uart").unwrap().1,
+            Some("uart")
+        );
     }
 
     #[test]
     fn unknown_paths_are_not_found() {
         for path in [
-            "", "/", "pci", "pci/00:03.0", "pci/00:03.0/bar6", "pci/00:03.0/bar", "pci/00:03.0/bar01",
-            "pci/00:03.0/rom", "pci/00:3.0.1/bar0", "pci/00:03.0/bar0/x", "port", "port/0x2ff-0x2f8",
-            "port/2f8-2ff", "status/x", "statusx", "dma", "../pci/00:03.0/bar0",
+            "",
+            "/",
+            "pci",
+            "pci/00:03.0",
+            "pci/00:03.0/bar6",
+            "pci/00:03.0/bar",
+            "pci/00:03.0/bar01",
+            "pci/00:03.0/rom",
+            "pci/00:3.0.1/bar0",
+            "pci/00:03.0/bar0/x",
+            "port",
+            "port/0x2ff-0x2f8",
+            "port/2f8-2ff",
+            "status/x",
+            "statusx",
+            "dma",
+            "../pci/00:03.0/bar0",
         ] {
-            assert_eq!(OpenRequest::parse(path), Err(PathError::NoSuchResource), "{path:?}");
+            assert_eq!(
+                OpenRequest::parse(path),
+                Err(PathError::NoSuchResource),
+                "{path:?}"
+            );
         }
         assert_eq!(PathError::NoSuchResource.errno(), Error::new(ENOENT));
     }
@@ -176,11 +221,26 @@ mod tests {
     fn bad_queries_are_invalid() {
         let error = |path| OpenRequest::parse(path).unwrap_err().to_string();
         assert_eq!(error("pci/00:03.0/bar0?label="), "bad query: empty label");
-        assert_eq!(error("pci/00:03.0/bar0?"), "bad query: unknown parameter `` (only label=<driver>)");
-        assert_eq!(error("pci/00:03.0/bar0?label=a&label=b"), "bad query: label given twice");
-        assert_eq!(error("pci/00:03.0/bar0?replicas=3"), "bad query: unknown parameter `replicas=3` (only label=<driver>)");
-        assert_eq!(error("status?label=e1000"), "bad query: status takes no label");
-        assert_eq!(OpenRequest::parse("status?x").unwrap_err().errno(), Error::new(EINVAL));
+        assert_eq!(
+            error("pci/00:03.0/bar0?"),
+            "bad query: unknown parameter `` (only label=<driver>)"
+        );
+        assert_eq!(
+            error("pci/00:03.0/bar0?label=a&label=b"),
+            "bad query: label given twice"
+        );
+        assert_eq!(
+            error("pci/00:03.0/bar0?replicas=3"),
+            "bad query: unknown parameter `replicas=3` (only label=<driver>)"
+        );
+        assert_eq!(
+            error("status?label=e1000"),
+            "bad query: status takes no label"
+        );
+        assert_eq!(
+            OpenRequest::parse("status?x").unwrap_err().errno(),
+            Error::new(EINVAL)
+        );
     }
 
     #[test]
@@ -188,6 +248,9 @@ mod tests {
         let request = OpenRequest::parse("/pci/00:03.0/bar0?label=e1000").unwrap();
         assert_eq!(request.to_string(), "pci/0000:00:03.0/bar0?label=e1000");
         assert_eq!(request.target.to_string(), "pci/0000:00:03.0/bar0");
-        assert_eq!(OpenRequest::parse("port/0x2F8-0x2FF").unwrap().to_string(), "port/0x2f8-0x2ff");
+        assert_eq!(
+            OpenRequest::parse("port/0x2F8-0x2FF").unwrap().to_string(),
+            "port/0x2f8-0x2ff"
+        );
     }
 }

@@ -58,10 +58,17 @@ impl fmt::Display for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OutOfRange { offset, width, len } => {
-                write!(f, "{width} access at {offset:#x} is outside the region of {len:#x} bytes")
+                write!(
+                    f,
+                    "{width} access at {offset:#x} is outside the region of {len:#x} bytes"
+                )
             }
-            Self::Misaligned { offset, width } => write!(f, "{width} access at {offset:#x} is misaligned"),
-            Self::UnsupportedWidth { width, space } => write!(f, "{space} registers have no {width} access"),
+            Self::Misaligned { offset, width } => {
+                write!(f, "{width} access at {offset:#x} is misaligned")
+            }
+            Self::UnsupportedWidth { width, space } => {
+                write!(f, "{space} registers have no {width} access")
+            }
         }
     }
 }
@@ -70,11 +77,17 @@ impl std::error::Error for AccessError {}
 
 impl Region {
     pub fn memory(len: u64) -> Self {
-        Self { space: Space::Memory, len }
+        Self {
+            space: Space::Memory,
+            len,
+        }
     }
 
     pub fn ports(len: u64) -> Self {
-        Self { space: Space::Port, len }
+        Self {
+            space: Space::Port,
+            len,
+        }
     }
 
     pub fn supports(&self, width: Width) -> bool {
@@ -85,14 +98,21 @@ impl Region {
     /// the offset is a multiple of it and every byte lies inside the region.
     pub fn check(&self, offset: u64, width: Width) -> Result<Access, AccessError> {
         if !self.supports(width) {
-            return Err(AccessError::UnsupportedWidth { width, space: self.space });
+            return Err(AccessError::UnsupportedWidth {
+                width,
+                space: self.space,
+            });
         }
-        if offset % width.bytes() as u64 != 0 {
+        if !offset.is_multiple_of(width.bytes() as u64) {
             return Err(AccessError::Misaligned { offset, width });
         }
         match offset.checked_add(width.bytes() as u64) {
             Some(end) if end <= self.len => Ok(Access { offset, width }),
-            _ => Err(AccessError::OutOfRange { offset, width, len: self.len }),
+            _ => Err(AccessError::OutOfRange {
+                offset,
+                width,
+                len: self.len,
+            }),
         }
     }
 }
@@ -107,7 +127,10 @@ mod tests {
         let bar = Region::memory(0x20000);
         for width in Width::ALL {
             let last = 0x20000 - width.bytes() as u64;
-            assert_eq!(bar.check(last, width).map(|a| (a.offset(), a.width())), Ok((last, width)));
+            assert_eq!(
+                bar.check(last, width).map(|a| (a.offset(), a.width())),
+                Ok((last, width))
+            );
             assert!(bar.check(0, width).is_ok());
         }
     }
@@ -117,10 +140,17 @@ mod tests {
         let bar = Region::memory(0x20000);
         assert_eq!(
             bar.check(0x20000, Width::U32),
-            Err(AccessError::OutOfRange { offset: 0x20000, width: Width::U32, len: 0x20000 })
+            Err(AccessError::OutOfRange {
+                offset: 0x20000,
+                width: Width::U32,
+                len: 0x20000
+            })
         );
         assert!(bar.check(0x1fffc, Width::U64).is_err(), "straddles the end");
-        assert!(bar.check(u64::MAX - 7, Width::U64).is_err(), "offset + width overflows");
+        assert!(
+            bar.check(u64::MAX - 7, Width::U64).is_err(),
+            "offset + width overflows"
+        );
         assert!(Region::memory(0).check(0, Width::U8).is_err());
         assert_eq!(
             bar.check(0x20000, Width::U32).unwrap_err().to_string(),
@@ -131,11 +161,20 @@ mod tests {
     #[test]
     fn refuses_misaligned() {
         let bar = Region::memory(0x100);
-        assert_eq!(bar.check(2, Width::U32), Err(AccessError::Misaligned { offset: 2, width: Width::U32 }));
+        assert_eq!(
+            bar.check(2, Width::U32),
+            Err(AccessError::Misaligned {
+                offset: 2,
+                width: Width::U32
+            })
+        );
         assert!(bar.check(1, Width::U16).is_err());
         assert!(bar.check(4, Width::U64).is_err());
         assert!(bar.check(3, Width::U8).is_ok());
-        assert_eq!(bar.check(6, Width::U32).unwrap_err().to_string(), "4-byte access at 0x6 is misaligned");
+        assert_eq!(
+            bar.check(6, Width::U32).unwrap_err().to_string(),
+            "4-byte access at 0x6 is misaligned"
+        );
     }
 
     #[test]
@@ -143,9 +182,15 @@ mod tests {
         let com2 = Region::ports(8);
         assert_eq!(
             com2.check(0, Width::U64),
-            Err(AccessError::UnsupportedWidth { width: Width::U64, space: Space::Port })
+            Err(AccessError::UnsupportedWidth {
+                width: Width::U64,
+                space: Space::Port
+            })
         );
-        assert_eq!(com2.check(0, Width::U64).unwrap_err().to_string(), "port registers have no 8-byte access");
+        assert_eq!(
+            com2.check(0, Width::U64).unwrap_err().to_string(),
+            "port registers have no 8-byte access"
+        );
         assert!(com2.check(4, Width::U32).is_ok());
         assert!(com2.check(7, Width::U8).is_ok());
         assert!(com2.check(8, Width::U8).is_err());

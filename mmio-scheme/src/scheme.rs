@@ -11,8 +11,8 @@
 //! - mapping (`map_fd` on Linux, `mmap_prep` on Redox) hands the BAR itself to
 //!   a driver the policy grants it in `direct_bars`.
 //!
-//! Malformed requests are EINVAL, policy refusals EACCES (and logged with the
-//! rule), device failures EIO.
+//! `status` is open to any caller. Malformed requests are EINVAL, policy
+//! refusals EACCES (and logged with the rule), device failures EIO.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -61,7 +61,13 @@ struct RegisterHandle {
 
 impl<H: Hardware> MmioScheme<H> {
     pub fn new(policy: Policy, hardware: H) -> Self {
-        Self { policy, hardware, handles: BTreeMap::new(), next_id: ROOT_ID + 1, counters: Counters::default() }
+        Self {
+            policy,
+            hardware,
+            handles: BTreeMap::new(),
+            next_id: ROOT_ID + 1,
+            counters: Counters::default(),
+        }
     }
 
     pub fn counters(&self) -> Counters {
@@ -91,13 +97,28 @@ impl<H: Hardware> MmioScheme<H> {
         };
         self.counters.opens += 1;
         log::info!("pid {} (driver {driver}) opened {target}", ctx.pid);
-        Ok(Handle::Registers(RegisterHandle { driver, pid: ctx.pid, target, window: Window::new(bus), accesses: 0 }))
+        Ok(Handle::Registers(RegisterHandle {
+            driver,
+            pid: ctx.pid,
+            target,
+            window: Window::new(bus),
+            accesses: 0,
+        }))
     }
 
     /// Asks the policy, touching the hardware only as far as the decision
     /// needs (reading a function's ids), then opens the registers.
-    fn grant(&mut self, driver: &str, target: RegisterTarget) -> std::result::Result<Box<dyn RegisterBus>, Refusal> {
-        let rule = self.policy.driver(driver).ok_or_else(|| Denial::UnknownLabel { label: driver.to_owned() })?;
+    fn grant(
+        &mut self,
+        driver: &str,
+        target: RegisterTarget,
+    ) -> std::result::Result<Box<dyn RegisterBus>, Refusal> {
+        let rule = self
+            .policy
+            .driver(driver)
+            .ok_or_else(|| Denial::UnknownLabel {
+                label: driver.to_owned(),
+            })?;
         match target {
             RegisterTarget::Bar { bdf, bar } => {
                 rule.check_bar(bdf, bar)?;
@@ -119,7 +140,11 @@ impl<H: Hardware> MmioScheme<H> {
 
     /// Performs register operations on handle `id`, which return how many
     /// accesses they made, and counts and logs the outcome.
-    fn perform(&mut self, id: usize, operations: impl FnOnce(&mut Window) -> std::result::Result<usize, WindowError>) -> Result<usize> {
+    fn perform(
+        &mut self,
+        id: usize,
+        operations: impl FnOnce(&mut Window) -> std::result::Result<usize, WindowError>,
+    ) -> Result<usize> {
         let handle = match self.handles.get_mut(&id) {
             Some(Handle::Registers(handle)) => handle,
             _ => return Err(Error::new(EBADF)),
@@ -152,19 +177,39 @@ impl<H: Hardware> MmioScheme<H> {
         let RegisterTarget::Bar { bar, .. } = handle.target else {
             return Err(Error::new(EOPNOTSUPP));
         };
-        let rule = self.policy.driver(&handle.driver).expect("handles carry labels of this policy");
-        if let Err(denial) = rule.check_direct_bar(bar) {
+        let decision = self
+            .policy
+            .driver(&handle.driver)
+            .ok_or_else(|| Denial::UnknownLabel {
+                label: handle.driver.clone(),
+            })
+            .and_then(|rule| rule.check_direct_bar(bar));
+        if let Err(denial) = decision {
             self.counters.denials += 1;
-            log::warn!("denied pid {} direct mapping of {}: {denial}", handle.pid, handle.target);
+            log::warn!(
+                "denied pid {} direct mapping of {}: {denial}",
+                handle.pid,
+                handle.target
+            );
             return Err(Error::new(EACCES));
         }
-        let mappable = handle.window.region().len.next_multiple_of(PAGE_SIZE as u64);
-        let fits = (size as u64).checked_add(offset).is_some_and(|end| end <= mappable);
-        if size == 0 || offset % PAGE_SIZE as u64 != 0 || !fits {
+        let mappable = handle
+            .window
+            .region()
+            .len
+            .next_multiple_of(PAGE_SIZE as u64);
+        let fits = (size as u64)
+            .checked_add(offset)
+            .is_some_and(|end| end <= mappable);
+        if size == 0 || !offset.is_multiple_of(PAGE_SIZE as u64) || !fits {
             self.counters.invalid += 1;
             return Err(Error::new(EINVAL));
         }
-        log::info!("driver {} maps {} directly ({size:#x} bytes at {offset:#x})", handle.driver, handle.target);
+        log::info!(
+            "driver {} maps {} directly ({size:#x} bytes at {offset:#x})",
+            handle.driver,
+            handle.target
+        );
         Ok(handle)
     }
 
@@ -223,7 +268,14 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         Ok(ROOT_ID)
     }
 
-    fn openat(&mut self, dirfd: usize, path: &str, _flags: usize, _fcntl: u32, ctx: &CallerCtx) -> Result<OpenResult> {
+    fn openat(
+        &mut self,
+        dirfd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
         if dirfd != ROOT_ID {
             return Err(Error::new(EBADF));
         }
@@ -231,12 +283,24 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         let id = self.next_id;
         self.next_id += 1;
         self.handles.insert(id, handle);
-        Ok(OpenResult::ThisScheme { number: id, flags: NewFdFlags::POSITIONED })
+        Ok(OpenResult::ThisScheme {
+            number: id,
+            flags: NewFdFlags::POSITIONED,
+        })
     }
 
-    fn read(&mut self, id: usize, buf: &mut [u8], offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
         if let Some(Handle::Status(text)) = self.handles.get(&id) {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(text.len());
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(text.len());
             let len = buf.len().min(text.len() - start);
             buf[..len].copy_from_slice(&text[start..start + len]);
             return Ok(len);
@@ -245,12 +309,25 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         Ok(buf.len())
     }
 
-    fn write(&mut self, id: usize, buf: &[u8], offset: u64, _fcntl: u32, _ctx: &CallerCtx) -> Result<usize> {
+    fn write(
+        &mut self,
+        id: usize,
+        buf: &[u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
         self.perform(id, |window| window.write_from(offset, buf).map(|()| 1))?;
         Ok(buf.len())
     }
 
-    fn call(&mut self, id: usize, payload: &mut [u8], metadata: &[u64], _ctx: &CallerCtx) -> Result<usize> {
+    fn call(
+        &mut self,
+        id: usize,
+        payload: &mut [u8],
+        metadata: &[u64],
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
         if !metadata.is_empty() && self.handles.contains_key(&id) {
             self.counters.invalid += 1;
             log::debug!("handle {id}: call with metadata {metadata:?} (a batch takes none)");
@@ -290,20 +367,46 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         Ok(len)
     }
 
-    fn mmap_prep(&mut self, id: usize, offset: u64, size: usize, _flags: MapFlags, _ctx: &CallerCtx) -> Result<usize> {
-        self.direct(id, offset, size)?.window.bus().mapped_address(offset).ok_or(Error::new(EOPNOTSUPP))
+    fn mmap_prep(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        _flags: MapFlags,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.direct(id, offset, size)?
+            .window
+            .bus()
+            .mapped_address(offset)
+            .ok_or(Error::new(EOPNOTSUPP))
     }
 
     fn on_close(&mut self, id: usize) {
         if let Some(Handle::Registers(handle)) = self.handles.remove(&id) {
-            log::info!("driver {} closed {} after {} accesses", handle.driver, handle.target, handle.accesses);
+            log::info!(
+                "driver {} closed {} after {} accesses",
+                handle.driver,
+                handle.target,
+                handle.accesses
+            );
         }
     }
 }
 
 impl<H: Hardware> SchemeDaemon for MmioScheme<H> {
-    fn map_fd(&mut self, id: usize, offset: u64, size: usize, _ctx: &CallerCtx) -> Result<MapGrant> {
-        let grant = self.direct(id, offset, size)?.window.bus().map_grant(offset);
+    fn map_fd(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        _ctx: &CallerCtx,
+    ) -> Result<MapGrant> {
+        let grant = self
+            .direct(id, offset, size)?
+            .window
+            .bus()
+            .map_grant(offset);
         grant.map_err(|error| {
             log::warn!("direct mapping of handle {id} failed: {error}");
             hardware_errno(&error)

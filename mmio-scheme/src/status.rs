@@ -22,7 +22,14 @@ pub struct Counters {
 
 /// The status text: `key: value` lines, then the open handles' lines.
 pub fn render(counters: &Counters, open_handles: &[String]) -> String {
-    let Counters { opens, denials, accesses, batches, invalid, errors } = counters;
+    let Counters {
+        opens,
+        denials,
+        accesses,
+        batches,
+        invalid,
+        errors,
+    } = counters;
     let mut text = String::new();
     for (key, value) in [
         ("handles", open_handles.len() as u64),
@@ -47,7 +54,14 @@ mod tests {
 
     #[test]
     fn renders_counters_then_handles() {
-        let counters = Counters { opens: 3, denials: 1, accesses: 70, batches: 2, invalid: 4, errors: 0 };
+        let counters = Counters {
+            opens: 3,
+            denials: 1,
+            accesses: 70,
+            batches: 2,
+            invalid: 4,
+            errors: 0,
+        };
         let text = render(&counters, &["handle 1: driver uart".into()]);
         assert_eq!(
             text,

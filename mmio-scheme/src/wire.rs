@@ -84,7 +84,10 @@ pub enum WireError {
     BadWidth(u8),
     OffsetTooLarge(u64),
     /// A write value with bits set above its width.
-    ValueTooWide { width: Width, value: u64 },
+    ValueTooWide {
+        width: Width,
+        value: u64,
+    },
 }
 
 impl fmt::Display for WireError {
@@ -94,7 +97,9 @@ impl fmt::Display for WireError {
             Self::UnknownKind(kind) => write!(f, "unknown operation kind {kind}"),
             Self::BadWidth(width) => write!(f, "width {width} is not 1, 2, 4 or 8"),
             Self::OffsetTooLarge(offset) => write!(f, "offset {offset:#x} does not fit in 48 bits"),
-            Self::ValueTooWide { width, value } => write!(f, "value {value:#x} does not fit a {width} write"),
+            Self::ValueTooWide { width, value } => {
+                write!(f, "value {value:#x} does not fit a {width} write")
+            }
         }
     }
 }
@@ -103,11 +108,21 @@ impl std::error::Error for WireError {}
 
 impl RegisterOp {
     pub fn read(offset: u64, width: Width) -> Self {
-        Self { kind: OpKind::Read, width, offset, value: 0 }
+        Self {
+            kind: OpKind::Read,
+            width,
+            offset,
+            value: 0,
+        }
     }
 
     pub fn write(offset: u64, width: Width, value: u64) -> Self {
-        Self { kind: OpKind::Write, width, offset, value }
+        Self {
+            kind: OpKind::Write,
+            width,
+            offset,
+            value,
+        }
     }
 
     pub fn encode(&self) -> Result<[u8; OP_SIZE], WireError> {
@@ -115,13 +130,13 @@ impl RegisterOp {
             return Err(WireError::OffsetTooLarge(self.offset));
         }
         if self.kind == OpKind::Write && self.value > self.width.max_value() {
-            return Err(WireError::ValueTooWide { width: self.width, value: self.value });
+            return Err(WireError::ValueTooWide {
+                width: self.width,
+                value: self.value,
+            });
         }
         let control = self.offset | (self.width as u64) << 48 | (self.kind as u64) << 56;
-        let mut bytes = [0; OP_SIZE];
-        bytes[..8].copy_from_slice(&control.to_le_bytes());
-        bytes[8..].copy_from_slice(&self.value.to_le_bytes());
-        Ok(bytes)
+        Ok((u128::from(control) | u128::from(self.value) << 64).to_le_bytes())
     }
 
     pub fn decode(bytes: &[u8; OP_SIZE]) -> Result<Self, WireError> {
@@ -133,7 +148,12 @@ impl RegisterOp {
         };
         let width_byte = (control >> 48) as u8;
         let width = Width::from_bytes(width_byte.into()).ok_or(WireError::BadWidth(width_byte))?;
-        let op = Self { kind, width, offset: control & MAX_OFFSET, value };
+        let op = Self {
+            kind,
+            width,
+            offset: control & MAX_OFFSET,
+            value,
+        };
         if kind == OpKind::Write && value > width.max_value() {
             return Err(WireError::ValueTooWide { width, value });
         }
@@ -141,10 +161,10 @@ impl RegisterOp {
     }
 }
 
+/// The control word (offset, width, kind) and the value of an encoded operation.
 fn split(bytes: &[u8; OP_SIZE]) -> (u64, u64) {
-    let (control, value) = bytes.split_at(8);
-    let word = |half: &[u8]| u64::from_le_bytes(half.try_into().expect("an operation is two 8-byte words"));
-    (word(control), word(value))
+    let both = u128::from_le_bytes(*bytes);
+    (both as u64, (both >> 64) as u64)
 }
 
 /// The operations of a batch payload, as fixed-size records.
@@ -182,7 +202,9 @@ impl Batch {
     }
 
     pub fn with_capacity(ops: usize) -> Self {
-        Self { bytes: Vec::with_capacity(ops * OP_SIZE) }
+        Self {
+            bytes: Vec::with_capacity(ops * OP_SIZE),
+        }
     }
 
     /// Appends `op`; returns its index.
@@ -264,7 +286,10 @@ mod tests {
         write[10] = 1;
         assert_eq!(
             RegisterOp::decode(&write),
-            Err(WireError::ValueTooWide { width: Width::U16, value: 0x1ffff })
+            Err(WireError::ValueTooWide {
+                width: Width::U16,
+                value: 0x1ffff
+            })
         );
     }
 
@@ -284,10 +309,17 @@ mod tests {
         );
         assert_eq!(
             RegisterOp::write(0, Width::U8, 0x100).encode(),
-            Err(WireError::ValueTooWide { width: Width::U8, value: 0x100 })
+            Err(WireError::ValueTooWide {
+                width: Width::U8,
+                value: 0x100
+            })
         );
         assert_eq!(
-            WireError::ValueTooWide { width: Width::U8, value: 0x100 }.to_string(),
+            WireError::ValueTooWide {
+                width: Width::U8,
+                value: 0x100
+            }
+            .to_string(),
             "value 0x100 does not fit a 1-byte write"
         );
     }
@@ -297,7 +329,10 @@ mod tests {
         assert_eq!(records(&[]).unwrap().len(), 0);
         assert_eq!(records(&[0; 32]).unwrap().len(), 2);
         assert_eq!(records(&[0; 17]), Err(WireError::Length(17)));
-        assert_eq!(records_mut(&mut [0; 15]).unwrap_err().to_string(), "batch of 15 bytes is not a multiple of 16");
+        assert_eq!(
+            records_mut(&mut [0; 15]).unwrap_err().to_string(),
+            "batch of 15 bytes is not a multiple of 16"
+        );
     }
 
     #[test]
@@ -306,7 +341,13 @@ mod tests {
         assert!(batch.is_empty());
         assert_eq!(batch.read(0x8, Width::U32), Ok(0));
         assert_eq!(batch.write(0x0, Width::U32, 0x0400_0000), Ok(1));
-        assert_eq!(batch.write(0x0, Width::U8, 0x100), Err(WireError::ValueTooWide { width: Width::U8, value: 0x100 }));
+        assert_eq!(
+            batch.write(0x0, Width::U8, 0x100),
+            Err(WireError::ValueTooWide {
+                width: Width::U8,
+                value: 0x100
+            })
+        );
         assert_eq!(batch.len(), 2);
         let records = records_mut(batch.payload_mut()).unwrap();
         set_value(&mut records[0], 0x8008_0783);
@@ -322,13 +363,15 @@ mod tests {
     }
 
     fn any_valid_op() -> impl Strategy<Value = RegisterOp> {
-        (any::<bool>(), any_width(), 0..=MAX_OFFSET, any::<u64>()).prop_map(|(write, width, offset, value)| {
-            if write {
-                RegisterOp::write(offset, width, value & width.max_value())
-            } else {
-                RegisterOp::read(offset, width)
-            }
-        })
+        (any::<bool>(), any_width(), 0..=MAX_OFFSET, any::<u64>()).prop_map(
+            |(write, width, offset, value)| {
+                if write {
+                    RegisterOp::write(offset, width, value & width.max_value())
+                } else {
+                    RegisterOp::read(offset, width)
+                }
+            },
+        )
     }
 
     proptest! {

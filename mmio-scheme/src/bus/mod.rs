@@ -141,7 +141,8 @@ impl Window {
     /// untouched. Read values are stored in place. Returns the number of
     /// operations performed.
     pub fn run_batch(&mut self, payload: &mut [u8]) -> Result<usize, WindowError> {
-        let records = wire::records_mut(payload).map_err(|error| WindowError::Wire { index: 0, error })?;
+        let records =
+            wire::records_mut(payload).map_err(|error| WindowError::Wire { index: 0, error })?;
         for (index, record) in records.iter().enumerate() {
             self.decode_checked(index, record)?;
         }
@@ -149,20 +150,31 @@ impl Window {
             let (op, access) = self.decode_checked(index, record)?;
             // SAFETY (both arms): `access` was checked against this bus's region.
             match op.kind {
-                OpKind::Read => wire::set_value(record, unsafe { self.bus.read(access) }.map_err(WindowError::Io)?),
-                OpKind::Write => unsafe { self.bus.write(access, op.value) }.map_err(WindowError::Io)?,
+                OpKind::Read => wire::set_value(
+                    record,
+                    unsafe { self.bus.read(access) }.map_err(WindowError::Io)?,
+                ),
+                OpKind::Write => {
+                    unsafe { self.bus.write(access, op.value) }.map_err(WindowError::Io)?
+                }
             }
         }
         Ok(records.len())
     }
 
-    fn decode_checked(&self, index: usize, record: &[u8; wire::OP_SIZE]) -> Result<(RegisterOp, Access), WindowError> {
+    fn decode_checked(
+        &self,
+        index: usize,
+        record: &[u8; wire::OP_SIZE],
+    ) -> Result<(RegisterOp, Access), WindowError> {
         let op = RegisterOp::decode(record).map_err(|error| WindowError::Wire { index, error })?;
         Ok((op, self.check(index, op.offset, op.width)?))
     }
 
     fn check(&self, index: usize, offset: u64, width: Width) -> Result<Access, WindowError> {
-        self.region.check(offset, width).map_err(|error| WindowError::Access { index, error })
+        self.region
+            .check(offset, width)
+            .map_err(|error| WindowError::Access { index, error })
     }
 }
 
@@ -183,9 +195,18 @@ mod tests {
         assert_eq!(window.read(0x10, Width::U32).unwrap(), 0x8008_0783);
         assert_eq!(window.read(0x12, Width::U16).unwrap(), 0x8008);
         assert_eq!(bank.peek(0x10, Width::U8), 0x83);
-        assert!(matches!(window.read(0x100, Width::U8), Err(WindowError::Access { index: 0, .. })));
-        assert!(matches!(window.write(0x11, Width::U32, 0), Err(WindowError::Access { .. })));
-        assert!(matches!(window.write(0, Width::U8, 0x100), Err(WindowError::Wire { .. })));
+        assert!(matches!(
+            window.read(0x100, Width::U8),
+            Err(WindowError::Access { index: 0, .. })
+        ));
+        assert!(matches!(
+            window.write(0x11, Width::U32, 0),
+            Err(WindowError::Access { .. })
+        ));
+        assert!(matches!(
+            window.write(0, Width::U8, 0x100),
+            Err(WindowError::Wire { .. })
+        ));
         assert_eq!(bank.log().len(), 3, "refused accesses never reach the bus");
     }
 
@@ -201,11 +222,22 @@ mod tests {
         window.read_into(0x0, &mut eight).unwrap();
         assert_eq!(u64::from_le_bytes(eight), 0x8008_0783_0000_0000);
         for len in [0, 3, 5, 16] {
-            assert!(matches!(window.read_into(0, &mut vec![0; len]), Err(WindowError::AccessSize(l)) if l == len));
-            assert!(matches!(window.write_from(0, &vec![0; len]), Err(WindowError::AccessSize(_))));
+            assert!(
+                matches!(window.read_into(0, &mut vec![0; len]), Err(WindowError::AccessSize(l)) if l == len)
+            );
+            assert!(matches!(
+                window.write_from(0, &vec![0; len]),
+                Err(WindowError::AccessSize(_))
+            ));
         }
-        assert_eq!(WindowError::AccessSize(3).to_string(), "an access of 3 bytes (want 1, 2, 4 or 8)");
-        assert!(matches!(window.read_into(0xe, &mut [0; 4]), Err(WindowError::Access { .. })));
+        assert_eq!(
+            WindowError::AccessSize(3).to_string(),
+            "an access of 3 bytes (want 1, 2, 4 or 8)"
+        );
+        assert!(matches!(
+            window.read_into(0xe, &mut [0; 4]),
+            Err(WindowError::Access { .. })
+        ));
         assert_eq!(bank.log().len(), 3);
     }
 
@@ -213,22 +245,35 @@ mod tests {
     fn batch_runs_in_order_and_returns_reads_in_place() {
         let bank = SoftBank::memory(0x100);
         bank.poke(0x8, Width::U32, 0x8008_0783);
+        bank.poke(0xc, Width::U32, 0x1234);
         let mut window = window(&bank);
         let mut batch = Batch::new();
         let status = batch.read(0x8, Width::U32).unwrap();
         batch.write(0x0, Width::U32, 0x0400_0000).unwrap();
         let ctrl = batch.read(0x0, Width::U32).unwrap();
-        let wide = batch.read(0x0, Width::U64).unwrap();
+        let wide = batch.read(0x8, Width::U64).unwrap();
         assert_eq!(window.run_batch(batch.payload_mut()).unwrap(), 4);
         assert_eq!(batch.value(status), Some(0x8008_0783));
         assert_eq!(batch.value(ctrl), Some(0x0400_0000));
-        assert_eq!(batch.value(wide), Some(0x8008_0783_0400_0000));
-        assert_eq!(bank.log(), vec![
-            RegisterOp { value: 0x8008_0783, ..RegisterOp::read(0x8, Width::U32) },
-            RegisterOp::write(0x0, Width::U32, 0x0400_0000),
-            RegisterOp { value: 0x0400_0000, ..RegisterOp::read(0x0, Width::U32) },
-            RegisterOp { value: 0x8008_0783_0400_0000, ..RegisterOp::read(0x0, Width::U64) },
-        ]);
+        assert_eq!(batch.value(wide), Some(0x1234_8008_0783));
+        assert_eq!(
+            bank.log(),
+            vec![
+                RegisterOp {
+                    value: 0x8008_0783,
+                    ..RegisterOp::read(0x8, Width::U32)
+                },
+                RegisterOp::write(0x0, Width::U32, 0x0400_0000),
+                RegisterOp {
+                    value: 0x0400_0000,
+                    ..RegisterOp::read(0x0, Width::U32)
+                },
+                RegisterOp {
+                    value: 0x1234_8008_0783,
+                    ..RegisterOp::read(0x8, Width::U64)
+                },
+            ]
+        );
     }
 
     #[test]
@@ -241,7 +286,10 @@ mod tests {
         }
         batch.read(0x100, Width::U32).unwrap();
         let error = window.run_batch(batch.payload_mut()).unwrap_err();
-        assert_eq!(error.to_string(), "operation 17: 4-byte access at 0x100 is outside the region of 0x100 bytes");
+        assert_eq!(
+            error.to_string(),
+            "operation 17: 4-byte access at 0x100 is outside the region of 0x100 bytes"
+        );
         assert!(bank.log().is_empty(), "no operation ran");
         assert_eq!(bank.peek(0, Width::U64), 0);
 
@@ -251,11 +299,17 @@ mod tests {
         garbled.payload_mut()[16 + 7] = 9;
         assert!(matches!(
             window.run_batch(garbled.payload_mut()),
-            Err(WindowError::Wire { index: 1, error: WireError::UnknownKind(9) })
+            Err(WindowError::Wire {
+                index: 1,
+                error: WireError::UnknownKind(9)
+            })
         ));
         assert!(matches!(
             window.run_batch(&mut [0; 20]),
-            Err(WindowError::Wire { error: WireError::Length(20), .. })
+            Err(WindowError::Wire {
+                error: WireError::Length(20),
+                ..
+            })
         ));
         assert!(bank.log().is_empty());
     }
@@ -267,7 +321,10 @@ mod tests {
         let mut batch = Batch::new();
         batch.write(0, Width::U8, 0x41).unwrap();
         batch.read(0, Width::U64).unwrap();
-        assert!(matches!(window.run_batch(batch.payload_mut()), Err(WindowError::Access { index: 1, .. })));
+        assert!(matches!(
+            window.run_batch(batch.payload_mut()),
+            Err(WindowError::Access { index: 1, .. })
+        ));
         assert_eq!(ports.peek(0x2f8, Width::U8), 0);
         window.write(0, Width::U8, 0x41).unwrap();
         assert_eq!(ports.peek(0x2f8, Width::U8), 0x41);

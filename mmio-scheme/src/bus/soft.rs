@@ -40,8 +40,16 @@ impl SoftBank {
     }
 
     fn new(space: Space, len: usize) -> Self {
-        let registers = Registers { bytes: vec![0; len], log: Vec::new() };
-        Self { space, base: 0, len: len as u64, registers: Arc::new(Mutex::new(registers)) }
+        let registers = Registers {
+            bytes: vec![0; len],
+            log: Vec::new(),
+        };
+        Self {
+            space,
+            base: 0,
+            len: len as u64,
+            registers: Arc::new(Mutex::new(registers)),
+        }
     }
 
     /// A bus over `len` bytes from `base` of this bank, sharing its registers.
@@ -49,8 +57,15 @@ impl SoftBank {
     /// # Panics
     /// If the slice does not lie inside this bank.
     pub fn slice(&self, base: u64, len: u64) -> Self {
-        assert!(base.checked_add(len).is_some_and(|end| end <= self.len), "slice outside the bank");
-        Self { base: self.base + base, len, ..self.clone() }
+        assert!(
+            base.checked_add(len).is_some_and(|end| end <= self.len),
+            "slice outside the bank"
+        );
+        Self {
+            base: self.base + base,
+            len,
+            ..self.clone()
+        }
     }
 
     /// Reads a register without going through the bus (not logged). `offset`
@@ -74,7 +89,8 @@ impl SoftBank {
     pub fn poke(&self, offset: u64, width: Width, value: u64) {
         assert!(value <= width.max_value(), "value wider than the register");
         let mut registers = self.lock();
-        registers.bytes[byte_range(offset, width)].copy_from_slice(&value.to_le_bytes()[..width.bytes()]);
+        registers.bytes[byte_range(offset, width)]
+            .copy_from_slice(&value.to_le_bytes()[..width.bytes()]);
     }
 
     /// Every access made through a bus of this bank, in order, with offsets
@@ -85,7 +101,9 @@ impl SoftBank {
 
     fn lock(&self) -> MutexGuard<'_, Registers> {
         // A test that panicked while holding the lock leaves plain bytes behind: still usable.
-        self.registers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.registers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -96,20 +114,28 @@ fn byte_range(offset: u64, width: Width) -> std::ops::Range<usize> {
 
 impl RegisterBus for SoftBank {
     fn region(&self) -> Region {
-        Region { space: self.space, len: self.len }
+        Region {
+            space: self.space,
+            len: self.len,
+        }
     }
 
     unsafe fn read(&mut self, access: Access) -> io::Result<u64> {
         let offset = self.base + access.offset();
         let value = self.peek(offset, access.width());
-        self.lock().log.push(RegisterOp { value, ..RegisterOp::read(offset, access.width()) });
+        self.lock().log.push(RegisterOp {
+            value,
+            ..RegisterOp::read(offset, access.width())
+        });
         Ok(value)
     }
 
     unsafe fn write(&mut self, access: Access, value: u64) -> io::Result<()> {
         let offset = self.base + access.offset();
         self.poke(offset, access.width(), value);
-        self.lock().log.push(RegisterOp::write(offset, access.width(), value));
+        self.lock()
+            .log
+            .push(RegisterOp::write(offset, access.width(), value));
         Ok(())
     }
 }

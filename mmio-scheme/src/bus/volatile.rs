@@ -89,7 +89,6 @@ mod tests {
         }
         assert_eq!(regs.address(31), Some(base.as_ptr() as usize + 31));
         assert_eq!(regs.address(32), None);
-        drop(regs);
         assert_eq!(backing[1], 0x8008_0783);
     }
 }

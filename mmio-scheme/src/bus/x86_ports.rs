@@ -69,35 +69,39 @@ impl RegisterBus for PortBus {
 unsafe fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: the caller holds the port right; `in` touches no memory.
-    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nostack, preserves_flags)) };
     value
 }
 
 unsafe fn inw(port: u16) -> u16 {
     let value: u16;
     // SAFETY: as in `inb`.
-    unsafe { asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("in ax, dx", out("ax") value, in("dx") port, options(nostack, preserves_flags)) };
     value
 }
 
 unsafe fn inl(port: u16) -> u32 {
     let value: u32;
     // SAFETY: as in `inb`.
-    unsafe { asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", out("eax") value, in("dx") port, options(nostack, preserves_flags))
+    };
     value
 }
 
 unsafe fn outb(port: u16, value: u8) {
     // SAFETY: the caller holds the port right; `out` touches no memory.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nostack, preserves_flags)) };
 }
 
 unsafe fn outw(port: u16, value: u16) {
     // SAFETY: as in `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) };
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nostack, preserves_flags)) };
 }
 
 unsafe fn outl(port: u16, value: u32) {
     // SAFETY: as in `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
+    };
 }

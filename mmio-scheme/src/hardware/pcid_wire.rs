@@ -29,7 +29,10 @@ pub const MAX_RESPONSE: u64 = 0x10_0000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PcidBar {
     None,
-    Memory { address: u64, size: u64 },
+    Memory {
+        address: u64,
+        size: u64,
+    },
     /// pcid reports an I/O BAR's base port but not its size.
     Port(u16),
 }
@@ -77,15 +80,28 @@ pub fn decode_config(response: &[u8]) -> Result<FunctionConfig, PcidWireError> {
     let mut reader = Reader(response);
     let variant = reader.u32()?;
     if variant != RESPONSE_CONFIG {
-        return Err(PcidWireError(format!("variant {variant}, want Config ({RESPONSE_CONFIG})")));
+        return Err(PcidWireError(format!(
+            "variant {variant}, want Config ({RESPONSE_CONFIG})"
+        )));
     }
-    let bdf = Bdf { domain: reader.u16()?, bus: reader.u8()?, device: reader.u8()?, function: reader.u8()? };
+    let bdf = Bdf {
+        domain: reader.u16()?,
+        bus: reader.u8()?,
+        device: reader.u8()?,
+        function: reader.u8()?,
+    };
     let mut bars = [PcidBar::None; 6];
     for bar in &mut bars {
         *bar = match reader.u32()? {
             0 => PcidBar::None,
-            1 => PcidBar::Memory { address: reader.u32()?.into(), size: reader.u32()?.into() },
-            2 => PcidBar::Memory { address: reader.u64()?, size: reader.u64()? },
+            1 => PcidBar::Memory {
+                address: reader.u32()?.into(),
+                size: reader.u32()?.into(),
+            },
+            2 => PcidBar::Memory {
+                address: reader.u64()?,
+                size: reader.u64()?,
+            },
             3 => PcidBar::Port(reader.u16()?),
             other => return Err(PcidWireError(format!("BAR variant {other}"))),
         };
@@ -97,7 +113,10 @@ pub fn decode_config(response: &[u8]) -> Result<FunctionConfig, PcidWireError> {
             reader.skip(4 + 3 * 4 + 8)?;
         }
     }
-    let id = DeviceId { vendor: reader.u16()?, device: reader.u16()? };
+    let id = DeviceId {
+        vendor: reader.u16()?,
+        device: reader.u16()?,
+    };
     Ok(FunctionConfig { bdf, bars, id })
 }
 
@@ -106,13 +125,19 @@ struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], PcidWireError> {
-        let (head, rest) = self.0.split_first_chunk::<N>().ok_or_else(|| PcidWireError("truncated".into()))?;
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or_else(|| PcidWireError("truncated".into()))?;
         self.0 = rest;
         Ok(*head)
     }
 
     fn skip(&mut self, n: usize) -> Result<(), PcidWireError> {
-        self.0 = self.0.get(n..).ok_or_else(|| PcidWireError("truncated".into()))?;
+        self.0 = self
+            .0
+            .get(n..)
+            .ok_or_else(|| PcidWireError("truncated".into()))?;
         Ok(())
     }
 
@@ -174,10 +199,28 @@ mod tests {
     fn decodes_a_config_response() {
         let config = decode_config(&e1000_config()).unwrap();
         assert_eq!(config.bdf, "00:03.0".parse().unwrap());
-        assert_eq!(config.id, DeviceId { vendor: 0x8086, device: 0x100e });
-        assert_eq!(config.bars[0], PcidBar::Memory { address: 0xfebc_0000, size: 0x2_0000 });
+        assert_eq!(
+            config.id,
+            DeviceId {
+                vendor: 0x8086,
+                device: 0x100e
+            }
+        );
+        assert_eq!(
+            config.bars[0],
+            PcidBar::Memory {
+                address: 0xfebc_0000,
+                size: 0x2_0000
+            }
+        );
         assert_eq!(config.bars[1], PcidBar::Port(0xc000));
-        assert_eq!(config.bars[2], PcidBar::Memory { address: 0x1_0000_0000, size: 0x4000 });
+        assert_eq!(
+            config.bars[2],
+            PcidBar::Memory {
+                address: 0x1_0000_0000,
+                size: 0x4000
+            }
+        );
         assert_eq!(config.bars[5], PcidBar::None);
     }
 
@@ -186,7 +229,13 @@ mod tests {
         let mut bytes = e1000_config();
         let irq = bytes.len() - 11;
         bytes.splice(irq..irq + 3, [1, 11, 1].into_iter().chain([0xaa; 24]));
-        assert_eq!(decode_config(&bytes).unwrap().id, DeviceId { vendor: 0x8086, device: 0x100e });
+        assert_eq!(
+            decode_config(&bytes).unwrap().id,
+            DeviceId {
+                vendor: 0x8086,
+                device: 0x100e
+            }
+        );
     }
 
     #[test]
@@ -199,7 +248,10 @@ mod tests {
         );
         let mut bad_bar = e1000_config();
         bad_bar[9] = 7;
-        assert_eq!(decode_config(&bad_bar).unwrap_err().to_string(), "unexpected pcid response: BAR variant 7");
+        assert_eq!(
+            decode_config(&bad_bar).unwrap_err().to_string(),
+            "unexpected pcid response: BAR variant 7"
+        );
         let full = e1000_config();
         for len in 0..full.len() - 4 {
             assert!(decode_config(&full[..len]).is_err(), "truncated at {len}");
@@ -207,8 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_lengths() {
-        assert_eq!(channel_path("0000:00:03.0".parse().unwrap()), "/scheme/pci/00-00--03.0/channel");
+    fn requests_and_lengths() {
+        assert_eq!(REQUEST_CONFIG, [1, 0, 0, 0]);
+        assert_eq!(
+            channel_path("0000:00:03.0".parse().unwrap()),
+            "/scheme/pci/00-00--03.0/channel"
+        );
         assert_eq!(response_len(57u64.to_le_bytes()), Ok(57));
         assert!(response_len((MAX_RESPONSE + 1).to_le_bytes()).is_err());
     }

@@ -23,7 +23,10 @@ struct SoftFunction {
 
 impl Default for SoftMachine {
     fn default() -> Self {
-        Self { functions: BTreeMap::new(), ports: SoftBank::port_space() }
+        Self {
+            functions: BTreeMap::new(),
+            ports: SoftBank::port_space(),
+        }
     }
 }
 
@@ -34,7 +37,10 @@ impl SoftMachine {
 
     /// Installs `bank` as BAR `bar` of the function at `bdf`, which reports `id`.
     pub fn add_bar(&mut self, bdf: Bdf, id: DeviceId, bar: u8, bank: SoftBank) {
-        let function = self.functions.entry(bdf).or_insert_with(|| SoftFunction { id, bars: BTreeMap::new() });
+        let function = self.functions.entry(bdf).or_insert_with(|| SoftFunction {
+            id,
+            bars: BTreeMap::new(),
+        });
         function.id = id;
         function.bars.insert(bar, bank);
     }
@@ -45,9 +51,9 @@ impl SoftMachine {
     }
 
     fn function(&self, bdf: Bdf) -> io::Result<&SoftFunction> {
-        self.functions
-            .get(&bdf)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no PCI function {bdf}")))
+        self.functions.get(&bdf).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no PCI function {bdf}"))
+        })
     }
 }
 
@@ -58,12 +64,17 @@ impl Hardware for SoftMachine {
 
     fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>> {
         let bank = self.function(bdf)?.bars.get(&bar).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("BAR {bar} of {bdf} is not implemented"))
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("BAR {bar} of {bdf} is not implemented"),
+            )
         })?;
         Ok(Box::new(bank.clone()))
     }
 
     fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>> {
-        Ok(Box::new(self.ports.slice(range.first().into(), range.count().into())))
+        Ok(Box::new(
+            self.ports.slice(range.first().into(), range.count().into()),
+        ))
     }
 }

@@ -57,6 +57,24 @@ impl DriverRule {
         &self.schemes
     }
 
+    /// May the driver use BAR `bar` of the PCI function at `bdf`? Decided
+    /// without the function's ids, so before touching the hardware; the
+    /// function must then pass [`check_device`](Self::check_device).
+    pub fn check_bar(&self, bdf: Bdf, bar: u8) -> Result<(), Denial> {
+        let located = match (self.device, self.bdf) {
+            (None, None) => false,
+            (_, at) => at.is_none_or(|a| a == bdf),
+        };
+        if !located {
+            return Err(self.denial(format!("device {bdf}"), self.device_grant()));
+        }
+        if self.bars.contains(&bar) {
+            Ok(())
+        } else {
+            Err(self.denial(format!("BAR {bar}"), format!("bars = {}", list(&self.bars))))
+        }
+    }
+
     /// May the driver use the PCI function at `bdf`, which reports `id`?
     pub fn check_device(&self, bdf: Bdf, id: DeviceId) -> Result<(), Denial> {
         let granted = match (self.device, self.bdf) {
@@ -70,17 +88,7 @@ impl DriverRule {
         }
     }
 
-    /// May the driver use BAR `bar` of the PCI function at `bdf`?
-    pub fn check_bar(&self, bdf: Bdf, id: DeviceId, bar: u8) -> Result<(), Denial> {
-        self.check_device(bdf, id)?;
-        if self.bars.contains(&bar) {
-            Ok(())
-        } else {
-            Err(self.denial(format!("BAR {bar}"), format!("bars = {}", list(&self.bars))))
-        }
-    }
-
-    /// May the driver map BAR `bar` into its own address space? (Asked after
+    /// May the driver map BAR `bar` into its own address space? (Asked once
     /// [`check_bar`](Self::check_bar) granted the BAR itself.)
     pub fn check_direct_bar(&self, bar: u8) -> Result<(), Denial> {
         if self.direct_bars.contains(&bar) {

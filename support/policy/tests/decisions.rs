@@ -104,41 +104,66 @@ fn dma_quota_lookup() {
 fn bar_decisions() {
     let policy = policy();
     let e1000 = policy.driver("e1000").unwrap();
-    assert_eq!(e1000.check_bar(bdf("00:03.0"), E1000, 0), Ok(()));
+    assert_eq!(e1000.check_bar(bdf("00:03.0"), 0), Ok(()));
     assert_eq!(
-        e1000.check_bar(bdf("00:05.0"), E1000, 0),
+        e1000.check_bar(bdf("00:05.0"), 0),
         Ok(()),
-        "any function with the granted id"
+        "any function, if its id is granted"
     );
-
-    let denial = e1000.check_bar(bdf("00:03.0"), E1000, 2).unwrap_err();
+    let denial = e1000.check_bar(bdf("00:03.0"), 2).unwrap_err();
     assert_eq!(
         denial.to_string(),
         "driver e1000: BAR 2 not granted (bars = [0])"
     );
     assert_eq!(denial.driver(), Some("e1000"));
+
+    let pinned = policy.driver("pinned").unwrap();
+    assert_eq!(pinned.check_bar(bdf("00:04.0"), 1), Ok(()));
+    assert_eq!(
+        pinned.check_bar(bdf("00:03.0"), 1).unwrap_err().to_string(),
+        "driver pinned: device 0000:00:03.0 not granted (device = \"8086:100e\", bdf = \"0000:00:04.0\")"
+    );
+
+    assert_eq!(
+        policy
+            .driver("uart")
+            .unwrap()
+            .check_bar(bdf("00:03.0"), 0)
+            .unwrap_err()
+            .to_string(),
+        "driver uart: device 0000:00:03.0 not granted (no `device` or `bdf`)"
+    );
+}
+
+#[test]
+fn device_decisions() {
+    let policy = policy();
+    let e1000 = policy.driver("e1000").unwrap();
+    assert_eq!(e1000.check_device(bdf("00:03.0"), E1000), Ok(()));
     assert_eq!(
         e1000
-            .check_bar(bdf("00:04.0"), OTHER, 0)
+            .check_device(bdf("00:04.0"), OTHER)
             .unwrap_err()
             .to_string(),
         "driver e1000: device 0000:00:04.0 (8086:100f) not granted (device = \"8086:100e\")"
     );
 
     let pinned = policy.driver("pinned").unwrap();
-    assert_eq!(pinned.check_bar(bdf("00:04.0"), E1000, 1), Ok(()));
-    assert_eq!(
-        pinned.check_bar(bdf("00:03.0"), E1000, 1).unwrap_err().to_string(),
-        "driver pinned: device 0000:00:03.0 (8086:100e) not granted (device = \"8086:100e\", bdf = \"0000:00:04.0\")"
+    assert_eq!(pinned.check_device(bdf("00:04.0"), E1000), Ok(()));
+    assert!(
+        pinned.check_device(bdf("00:04.0"), OTHER).is_err(),
+        "both device and bdf must match"
     );
     assert!(
-        pinned.check_bar(bdf("00:04.0"), OTHER, 1).is_err(),
+        pinned.check_device(bdf("00:03.0"), E1000).is_err(),
         "both device and bdf must match"
     );
 
-    let uart = policy.driver("uart").unwrap();
     assert_eq!(
-        uart.check_bar(bdf("00:03.0"), E1000, 0)
+        policy
+            .driver("uart")
+            .unwrap()
+            .check_device(bdf("00:03.0"), E1000)
             .unwrap_err()
             .to_string(),
         "driver uart: device 0000:00:03.0 (8086:100e) not granted (no `device` or `bdf`)"

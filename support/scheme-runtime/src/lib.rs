@@ -36,9 +36,9 @@ pub use path::SchemePath;
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;
 #[cfg(target_os = "linux")]
-pub use host::server::{scheme_dir, serve, HostServer, SCHEME_DIR_ENV};
+pub use host::server::{scheme_dir, serve, serve_with_tick, HostServer, SCHEME_DIR_ENV};
 
 #[cfg(target_os = "redox")]
 pub use redox::client::Handle;
 #[cfg(target_os = "redox")]
-pub use redox::server::serve;
+pub use redox::server::{serve, serve_with_tick};

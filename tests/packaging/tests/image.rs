@@ -41,9 +41,9 @@ struct PathSource {
 struct CargoBuild {
     template: String,
     package_path: Option<String>,
-    /// Accepted (the cookbook knows these keys), not checked.
-    #[serde(default, rename = "cargoflags")]
-    _cargoflags: String,
+    #[serde(default)]
+    cargoflags: String,
+    /// Accepted (the cookbook knows this key), not checked.
     #[serde(default, rename = "dependencies")]
     _dependencies: Vec<String>,
 }
@@ -136,7 +136,23 @@ fn recipes() -> BTreeMap<String, Vec<String>> {
             .package_path
             .unwrap_or_else(|| panic!("recipes/{name}: package_path"));
         let crate_dir = source.join(&package_path);
-        let bins = binaries_of(&crate_dir);
+        let mut bins = binaries_of(&crate_dir);
+        // `cargo install --bin X` installs only the binaries named.
+        let flags: Vec<&str> = recipe.build.cargoflags.split_whitespace().collect();
+        let chosen: Vec<&str> = flags
+            .windows(2)
+            .filter(|w| w[0] == "--bin")
+            .map(|w| w[1])
+            .collect();
+        if !chosen.is_empty() {
+            for bin in &chosen {
+                assert!(
+                    bins.iter().any(|b| b == bin),
+                    "recipes/{name}: cargoflags name {bin}, which {package_path} does not build"
+                );
+            }
+            bins.retain(|b| chosen.contains(&b.as_str()));
+        }
         assert!(
             !bins.is_empty(),
             "recipes/{name}: {package_path} builds no binary"
@@ -292,5 +308,29 @@ fn the_image_policy_is_valid_and_grants_the_e1000_driver_its_nic() {
     assert!(
         e1000.dma_quota() > 0,
         "the e1000 needs DMA memory for its rings"
+    );
+}
+
+#[test]
+fn the_image_registry_is_valid_and_names_the_e1000_driver() {
+    let config = image();
+    let registry: romain_scheme::Registry = file(&config, "/etc/romain/drivers.toml")
+        .data
+        .parse()
+        .unwrap_or_else(|e| panic!("/etc/romain/drivers.toml: {e}"));
+    let e1000 = registry
+        .driver("e1000")
+        .expect("the bring-up unit starts e1000, so the registry must know it");
+    assert_eq!(
+        e1000.policy, "e1000",
+        "the driver runs under its policy rule"
+    );
+    let policy: driver_policy::Policy = file(&config, "/etc/drivers/policy.toml")
+        .data
+        .parse()
+        .unwrap();
+    assert!(
+        policy.driver(&e1000.policy).is_some(),
+        "the registry's policy label has a rule"
     );
 }

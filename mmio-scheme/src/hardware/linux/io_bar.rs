@@ -27,11 +27,15 @@ impl RegisterBus for SysfsIoBar {
 
     unsafe fn read(&mut self, access: Access) -> io::Result<u64> {
         let mut value = [0; 8];
-        self.file.read_exact_at(&mut value[..access.width().bytes()], access.offset())?;
+        self.file
+            .read_exact_at(&mut value[..access.width().bytes()], access.offset())?;
         Ok(u64::from_le_bytes(value))
     }
 
     unsafe fn write(&mut self, access: Access, value: u64) -> io::Result<()> {
-        self.file.write_all_at(&value.to_le_bytes()[..access.width().bytes()], access.offset())
+        self.file.write_all_at(
+            &value.to_le_bytes()[..access.width().bytes()],
+            access.offset(),
+        )
     }
 }

@@ -28,16 +28,33 @@ unsafe impl Send for SysfsMemoryBar {}
 impl SysfsMemoryBar {
     /// Maps `len` bytes of registers from `file` (a `resourceN` file).
     pub fn map(file: File, len: u64) -> io::Result<Self> {
-        let too_large = || io::Error::new(io::ErrorKind::InvalidData, format!("BAR of {len:#x} bytes"));
-        let mapping_len = usize::try_from(len).map_err(|_| too_large())?.checked_next_multiple_of(PAGE_SIZE);
-        let mapping_len = mapping_len.and_then(NonZeroUsize::new).ok_or_else(too_large)?;
+        let too_large =
+            || io::Error::new(io::ErrorKind::InvalidData, format!("BAR of {len:#x} bytes"));
+        let mapping_len = usize::try_from(len)
+            .map_err(|_| too_large())?
+            .checked_next_multiple_of(PAGE_SIZE);
+        let mapping_len = mapping_len
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(too_large)?;
         // SAFETY: a fresh shared mapping of a file we own; nothing else aliases it.
         let mapping = unsafe {
-            mmap(None, mapping_len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &file, 0)
+            mmap(
+                None,
+                mapping_len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &file,
+                0,
+            )
         }?;
         // SAFETY: `len` bytes at the page-aligned `mapping` stay mapped until drop.
         let registers = unsafe { VolatileRegion::new(mapping.cast(), len) };
-        Ok(Self { registers, mapping, mapping_len: mapping_len.get(), file })
+        Ok(Self {
+            registers,
+            mapping,
+            mapping_len: mapping_len.get(),
+            file,
+        })
     }
 }
 
@@ -67,6 +84,13 @@ impl RegisterBus for SysfsMemoryBar {
     }
 
     fn map_grant(&self, offset: u64) -> io::Result<MapGrant> {
-        Ok(MapGrant { fd: OwnedFd::from(self.file.try_clone()?), offset })
+        Ok(MapGrant {
+            fd: OwnedFd::from(self.file.try_clone()?),
+            offset,
+        })
+    }
+
+    fn mapped_address(&self, offset: u64) -> Option<usize> {
+        self.registers.address(offset)
     }
 }

@@ -14,7 +14,9 @@ use crate::bus::{PortBus, RegisterBus};
 use crate::region::Space;
 use io_bar::SysfsIoBar;
 use memory_bar::SysfsMemoryBar;
-use sysfs::{SysfsFunction, COMMAND_BUS_MASTER, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE, PCI_DEVICES};
+use sysfs::{
+    SysfsFunction, COMMAND_BUS_MASTER, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE, PCI_DEVICES,
+};
 
 /// The Linux machine this process runs on (needs root: sysfs `config` and
 /// `resourceN` writes, `ioperm`).
@@ -24,7 +26,9 @@ pub struct LinuxHardware {
 
 impl Default for LinuxHardware {
     fn default() -> Self {
-        Self { devices: PCI_DEVICES.into() }
+        Self {
+            devices: PCI_DEVICES.into(),
+        }
     }
 }
 
@@ -37,7 +41,9 @@ impl LinuxHardware {
     /// tree of ordinary files).
     #[cfg(test)]
     fn at(devices: &std::path::Path) -> Self {
-        Self { devices: devices.to_owned() }
+        Self {
+            devices: devices.to_owned(),
+        }
     }
 }
 
@@ -77,8 +83,8 @@ impl Hardware for LinuxHardware {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Width;
     use crate::bus::Window;
+    use crate::wire::Width;
     use std::fs;
     use std::os::unix::fs::FileExt;
     use std::path::Path;
@@ -124,16 +130,33 @@ mod tests {
         let dir = fake_function(&root);
         let mut hardware = LinuxHardware::at(&root);
         let bdf: Bdf = BDF.parse().unwrap();
-        assert_eq!(hardware.device_id(bdf).unwrap(), DeviceId { vendor: 0x8086, device: 0x100e });
+        assert_eq!(
+            hardware.device_id(bdf).unwrap(),
+            DeviceId {
+                vendor: 0x8086,
+                device: 0x100e
+            }
+        );
 
         let mut window = Window::new(hardware.open_bar(bdf, 0).unwrap());
         assert_eq!(window.region(), crate::region::Region::memory(0x2000));
-        assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER, "memory space and bus mastering on");
+        assert_eq!(
+            command(&dir),
+            0x0003 | COMMAND_BUS_MASTER,
+            "memory space and bus mastering on"
+        );
         window.write(0x1ffc, Width::U32, 0xdead_beef).unwrap();
         assert_eq!(window.read(0x1ffe, Width::U16).unwrap(), 0xdead);
         let mut written = [0; 4];
-        fs::File::open(dir.join("resource0")).unwrap().read_exact_at(&mut written, 0x1ffc).unwrap();
-        assert_eq!(u32::from_le_bytes(written), 0xdead_beef, "the store reached the file");
+        fs::File::open(dir.join("resource0"))
+            .unwrap()
+            .read_exact_at(&mut written, 0x1ffc)
+            .unwrap();
+        assert_eq!(
+            u32::from_le_bytes(written),
+            0xdead_beef,
+            "the store reached the file"
+        );
 
         let grant = window.bus().map_grant(0x1000).unwrap();
         assert_eq!(grant.offset, 0x1000);
@@ -157,15 +180,76 @@ mod tests {
     }
 
     #[test]
+    fn direct_mode_hands_the_client_the_resource_file() {
+        use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+        use redox_scheme::scheme::SchemeSync;
+        use redox_scheme::OpenResult;
+        use scheme_runtime::SchemeDaemon;
+
+        let root = scratch("direct");
+        fake_function(&root);
+        let policy =
+            "[driver.e1000]\nuid = 1001\ndevice = \"8086:100e\"\nbars = [0]\ndirect_bars = [0]\n";
+        let mut scheme = crate::MmioScheme::new(policy.parse().unwrap(), LinuxHardware::at(&root));
+        let ctx = scheme_runtime::caller_ctx(7, 1001, 1001);
+        let scheme_root = scheme.scheme_root().unwrap();
+        let Ok(OpenResult::ThisScheme { number: bar, .. }) = scheme.openat(
+            scheme_root,
+            "pci/0000:00:03.0/bar0",
+            syscall::flag::O_RDWR,
+            0,
+            &ctx,
+        ) else {
+            panic!("open refused");
+        };
+        scheme
+            .write(bar, &0xcafe_f00du32.to_le_bytes(), 0x1004, 0, &ctx)
+            .unwrap();
+
+        let grant = scheme.map_fd(bar, 0x1000, 0x1000, &ctx).unwrap();
+        let length = std::num::NonZeroUsize::new(0x1000).unwrap();
+        // SAFETY: a fresh read-only mapping of the granted file, as a client makes it.
+        let mapping = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                &grant.fd,
+                grant.offset as i64,
+            )
+        }
+        .unwrap();
+        // SAFETY: offset 4 of a mapped, readable page.
+        let seen = unsafe { mapping.cast::<u32>().add(1).read_volatile() };
+        assert_eq!(
+            seen, 0xcafe_f00d,
+            "the client sees the register the scheme wrote"
+        );
+        // SAFETY: unmapping the mapping made above; nothing refers to it.
+        unsafe { munmap(mapping, 0x1000) }.unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn missing_things_are_not_found() {
         let root = scratch("missing");
         fake_function(&root);
         let mut hardware = LinuxHardware::at(&root);
         let absent: Bdf = "00:04.0".parse().unwrap();
         let error = hardware.device_id(absent).unwrap_err();
-        assert_eq!((error.kind(), error.to_string()), (io::ErrorKind::NotFound, "no PCI function 0000:00:04.0".into()));
+        assert_eq!(
+            (error.kind(), error.to_string()),
+            (
+                io::ErrorKind::NotFound,
+                "no PCI function 0000:00:04.0".into()
+            )
+        );
         let error = hardware.open_bar(BDF.parse().unwrap(), 2).err().unwrap();
-        assert_eq!(error.to_string(), "BAR 2 of 0000:00:03.0 is not implemented");
+        assert_eq!(
+            error.to_string(),
+            "BAR 2 of 0000:00:03.0 is not implemented"
+        );
         let error = hardware.open_bar(BDF.parse().unwrap(), 5).err().unwrap();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         fs::remove_dir_all(&root).unwrap();

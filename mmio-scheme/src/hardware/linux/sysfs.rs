@@ -41,12 +41,18 @@ impl SysfsFunction {
         if dir.is_dir() {
             Ok(Self { bdf, dir })
         } else {
-            Err(io::Error::new(io::ErrorKind::NotFound, format!("no PCI function {bdf}")))
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no PCI function {bdf}"),
+            ))
         }
     }
 
     pub fn device_id(&self) -> io::Result<DeviceId> {
-        Ok(DeviceId { vendor: self.read_id("vendor")?, device: self.read_id("device")? })
+        Ok(DeviceId {
+            vendor: self.read_id("vendor")?,
+            device: self.read_id("device")?,
+        })
     }
 
     fn read_id(&self, name: &str) -> io::Result<u16> {
@@ -60,41 +66,68 @@ impl SysfsFunction {
     pub fn bar(&self, bar: u8) -> io::Result<BarResource> {
         let table = fs::read_to_string(self.dir.join("resource"))?;
         let line = table.lines().nth(bar.into()).unwrap_or("");
-        let (start, end, flags) =
-            parse_resource_line(line).ok_or_else(|| invalid(format!("{}: resource line {bar} reads {line:?}", self.bdf)))?;
-        let space = match flags {
-            _ if end <= start => None,
-            f if f & IORESOURCE_MEM != 0 => Some(Space::Memory),
-            f if f & IORESOURCE_IO != 0 => Some(Space::Port),
-            _ => None,
-        };
-        let not_implemented = || io::Error::new(io::ErrorKind::NotFound, format!("BAR {bar} of {} is not implemented", self.bdf));
-        Ok(BarResource { space: space.ok_or_else(not_implemented)?, len: end - start + 1 })
+        let (start, end, flags) = parse_resource_line(line)
+            .ok_or_else(|| invalid(format!("{}: resource line {bar} reads {line:?}", self.bdf)))?;
+        let space = resource_space(flags)
+            .filter(|_| end > start)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("BAR {bar} of {} is not implemented", self.bdf),
+                )
+            })?;
+        Ok(BarResource {
+            space,
+            len: end - start + 1,
+        })
     }
 
     /// The file whose contents are the registers of BAR `bar`.
     pub fn resource_file(&self, bar: u8) -> io::Result<File> {
-        OpenOptions::new().read(true).write(true).open(self.dir.join(format!("resource{bar}")))
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(format!("resource{bar}")))
     }
 
     /// Sets `bits` in the command register (decoding, bus mastering); leaves the others.
     pub fn enable(&self, bits: u16) -> io::Result<()> {
-        let config = OpenOptions::new().read(true).write(true).open(self.dir.join("config"))?;
+        let config = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join("config"))?;
         let mut command = [0; 2];
         config.read_exact_at(&mut command, COMMAND_OFFSET)?;
         let old = u16::from_le_bytes(command);
         if old & bits != bits {
             config.write_all_at(&(old | bits).to_le_bytes(), COMMAND_OFFSET)?;
-            log::info!("{}: command register {old:#06x} -> {:#06x}", self.bdf, old | bits);
+            log::info!(
+                "{}: command register {old:#06x} -> {:#06x}",
+                self.bdf,
+                old | bits
+            );
         }
         Ok(())
+    }
+}
+
+/// The address space that the flags of a `resource` line name.
+fn resource_space(flags: u64) -> Option<Space> {
+    if flags & IORESOURCE_MEM != 0 {
+        Some(Space::Memory)
+    } else if flags & IORESOURCE_IO != 0 {
+        Some(Space::Port)
+    } else {
+        None
     }
 }
 
 /// `0x00000000febc0000 0x00000000febdffff 0x0000000000040200`: start, end, flags.
 fn parse_resource_line(line: &str) -> Option<(u64, u64, u64)> {
     let mut fields = line.split_whitespace().map(|field| {
-        field.strip_prefix("0x").and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        field
+            .strip_prefix("0x")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
     });
     let parsed = (fields.next()??, fields.next()??, fields.next()??);
     fields.next().is_none().then_some(parsed)

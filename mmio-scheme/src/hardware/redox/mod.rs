@@ -4,11 +4,11 @@
 mod pcid;
 mod physical_bar;
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::io;
 
 use driver_policy::{Bdf, DeviceId, PortRange};
-use libredox::call::call_wo;
+use libredox::Fd;
 use syscall::flag::{CallFlags, ProcSchemeVerb};
 
 use super::pcid_wire::PcidBar;
@@ -35,11 +35,12 @@ impl RedoxHardware {
         Self::default()
     }
 
+    /// The function at `bdf`, taken from pcid on first use and kept.
     fn function(&mut self, bdf: Bdf) -> io::Result<&PcidFunction> {
-        if !self.functions.contains_key(&bdf) {
-            self.functions.insert(bdf, PcidFunction::open(bdf)?);
-        }
-        Ok(&self.functions[&bdf])
+        Ok(match self.functions.entry(bdf) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(PcidFunction::open(bdf)?),
+        })
     }
 
     /// Redox grants port I/O to a thread all at once (the TSS I/O bitmap is
@@ -50,10 +51,8 @@ impl RedoxHardware {
         }
         // SAFETY: relibc's accessor for this thread's proc handle; no arguments.
         let thread = unsafe { redox_cur_thrfd_v0() };
-        let kernel = syscall::dup(thread, b"open_via_dup").map_err(io_error)?;
-        let result = call_wo(kernel, &[], CallFlags::empty(), &[ProcSchemeVerb::Iopl as u64]);
-        let _ = syscall::close(kernel);
-        result?;
+        let kernel = Fd::new(libredox::call::dup(thread, b"open_via_dup")?);
+        kernel.call_wo(&[], CallFlags::empty(), &[ProcSchemeVerb::Iopl as u64])?;
         self.port_rights = true;
         log::info!("acquired I/O port rights");
         Ok(())
@@ -82,8 +81,4 @@ impl Hardware for RedoxHardware {
         // SAFETY: this thread, the one that serves the scheme, has I/O privilege.
         Ok(Box::new(unsafe { PortBus::new(range) }))
     }
-}
-
-fn io_error(error: syscall::error::Error) -> io::Error {
-    io::Error::from_raw_os_error(error.errno)
 }

@@ -19,7 +19,10 @@ impl PcidFunction {
     /// Takes the function at `bdf` (pcid enables its decoding and bus
     /// mastering) and asks for its configuration.
     pub fn open(bdf: Bdf) -> io::Result<Self> {
-        let mut channel = OpenOptions::new().read(true).write(true).open(pcid_wire::channel_path(bdf))?;
+        let mut channel = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pcid_wire::channel_path(bdf))?;
         channel.write_all(&pcid_wire::REQUEST_CONFIG)?;
         let mut header = [0; 8];
         channel.read_exact(&mut header)?;
@@ -27,10 +30,16 @@ impl PcidFunction {
         channel.read_exact(&mut response)?;
         let config = pcid_wire::decode_config(&response).map_err(invalid)?;
         if config.bdf != bdf {
-            return Err(invalid(format!("pcid answered for {} when asked for {bdf}", config.bdf)));
+            return Err(invalid(format!(
+                "pcid answered for {} when asked for {bdf}",
+                config.bdf
+            )));
         }
         log::info!("took PCI function {bdf} ({}) from pcid", config.id);
-        Ok(Self { _channel: channel, config })
+        Ok(Self {
+            _channel: channel,
+            config,
+        })
     }
 }
 

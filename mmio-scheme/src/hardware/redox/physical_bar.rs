@@ -24,11 +24,18 @@ unsafe impl Send for PhysicalBar {}
 impl PhysicalBar {
     /// Maps `size` bytes of device memory at physical address `address`.
     pub fn map(address: u64, size: u64) -> io::Result<Self> {
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("BAR at {address:#x} of {size:#x} bytes"));
-        if address == 0 || address % PAGE_SIZE as u64 != 0 {
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("BAR at {address:#x} of {size:#x} bytes"),
+            )
+        };
+        if address == 0 || !address.is_multiple_of(PAGE_SIZE as u64) {
             return Err(bad());
         }
-        let mapping_len = usize::try_from(size).ok().and_then(|len| len.checked_next_multiple_of(PAGE_SIZE));
+        let mapping_len = usize::try_from(size)
+            .ok()
+            .and_then(|len| len.checked_next_multiple_of(PAGE_SIZE));
         let mapping_len = mapping_len.filter(|len| *len > 0).ok_or_else(bad)?;
         let memory = Fd::open("/scheme/memory/physical@uc", O_CLOEXEC | O_RDWR, 0)?;
         let args = MmapArgs {
@@ -44,7 +51,11 @@ impl PhysicalBar {
         let mapping = NonNull::new(mapping.cast::<u8>()).ok_or_else(bad)?;
         // SAFETY: `size` bytes at the page-aligned `mapping` stay mapped until drop.
         let registers = unsafe { VolatileRegion::new(mapping, size) };
-        Ok(Self { registers, mapping, mapping_len })
+        Ok(Self {
+            registers,
+            mapping,
+            mapping_len,
+        })
     }
 }
 

@@ -39,9 +39,21 @@ pub fn scheme_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_SCHEME_DIR), PathBuf::from)
 }
 
-/// Serves `daemon` as scheme `name` in [`scheme_dir`] until an I/O error stops it.
+/// Serves `daemon` as scheme `name` in [`scheme_dir`] until an I/O error stops it;
+/// a round runs only when requests arrive.
 pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
+    serve_with_tick(name, daemon, None)
+}
+
+/// As [`serve`], and also runs a round every `tick` when no request arrives, for
+/// daemons whose state changes on its own (children to reap, a device to poll).
+pub fn serve_with_tick<D: SchemeDaemon>(
+    name: &str,
+    daemon: &mut D,
+    tick: Option<Duration>,
+) -> io::Result<()> {
     let mut server = HostServer::bind(&scheme_dir(), name)?;
+    server.set_tick(tick);
     server.run(daemon)
 }
 

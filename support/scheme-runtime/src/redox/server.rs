@@ -1,33 +1,93 @@
 //! Serving a scheme on Redox.
 //!
-//! The same loop as on the host: handle a request, park a read or write that
+//! The same loop as on the host: handle requests, park a read or write that
 //! would block on a blocking handle, and after every round let the daemon run,
-//! retry parked requests and post readiness events.
+//! retry parked requests and post readiness events. With a tick, the scheme
+//! socket is non-blocking and an event queue wakes the loop for requests or for
+//! a `time:` timer, whichever comes first.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::time::Duration;
 
-use redox_scheme::scheme::{register_sync_scheme, Op, SchemeResponse, SchemeState};
-use redox_scheme::{RequestKind, Response, SignalBehavior, Socket};
-use syscall::error::{Error, EWOULDBLOCK};
-use syscall::CallFlags;
+use libredox::flag::{O_CLOEXEC, O_RDWR};
+use redox_scheme::scheme::{register_sync_scheme, IntoTag, Op, SchemeResponse, SchemeState};
+use redox_scheme::{Request, RequestKind, Response, SignalBehavior, Socket};
+use syscall::error::{Error, EINTR, ENOSYS, EWOULDBLOCK};
+use syscall::flag::{EventFlags, CLOCK_MONOTONIC};
+use syscall::{CallFlags, Event, TimeSpec};
 
 use crate::readiness::{Caller, Readiness};
 use crate::{caller_ctx, io_error, SchemeDaemon};
 
-struct Parked {
-    op: Op,
-    caller: Caller,
+fn lib_error(error: libredox::error::Error) -> io::Error {
+    io_error(Error::new(error.errno()))
 }
 
 /// Makes `daemon` reachable as scheme `name` and serves it until the kernel
-/// closes the scheme socket.
+/// closes the scheme socket; a round runs only when requests arrive.
+pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
+    serve_with_tick(name, daemon, None)
+}
+
+/// As [`serve`], and also runs a round every `tick` when no request arrives, for
+/// daemons whose state changes on its own (children to reap, a device to poll).
 ///
 /// Started by init as a `type = { scheme = "name" }` service, the daemon hands
 /// its scheme capability to init through the `INIT_NOTIFY` descriptor and init
 /// registers it in the root namespace; started otherwise, it registers the scheme
 /// in its own namespace.
-pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
-    let socket = Socket::create().map_err(io_error)?;
+pub fn serve_with_tick<D: SchemeDaemon>(
+    name: &str,
+    daemon: &mut D,
+    tick: Option<Duration>,
+) -> io::Result<()> {
+    let socket = match tick {
+        Some(_) => Socket::nonblock(),
+        None => Socket::create(),
+    }
+    .map_err(io_error)?;
+    announce(&socket, name, daemon)?;
+    log::info!("serving scheme {name}");
+    let mut server = RedoxServer {
+        socket,
+        state: SchemeState::new(),
+        parked: Vec::new(),
+        readiness: Readiness::new(),
+    };
+    match tick {
+        None => {
+            while let Some(request) = server
+                .socket
+                .next_request(SignalBehavior::Restart)
+                .map_err(io_error)?
+            {
+                server.handle(request, daemon)?;
+                server.round(daemon)?;
+            }
+            Ok(())
+        }
+        Some(tick) => {
+            let mut wakeups = Wakeups::new(&server.socket, tick)?;
+            loop {
+                wakeups.wait()?;
+                // Drain what arrived; EWOULDBLOCK means the queue is empty.
+                loop {
+                    match server.socket.next_request(SignalBehavior::Restart) {
+                        Ok(Some(request)) => server.handle(request, daemon)?,
+                        Ok(None) => return Ok(()),
+                        Err(error) if error.errno == EWOULDBLOCK => break,
+                        Err(error) => return Err(io_error(error)),
+                    }
+                }
+                server.round(daemon)?;
+            }
+        }
+    }
+}
+
+fn announce<D: SchemeDaemon>(socket: &Socket, name: &str, daemon: &mut D) -> io::Result<()> {
     match std::env::var("INIT_NOTIFY")
         .ok()
         .and_then(|fd| fd.parse::<usize>().ok())
@@ -38,20 +98,28 @@ pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
                 .create_this_scheme_fd(0, cap_id, 0, 0)
                 .map_err(io_error)?;
             libredox::call::call_wo(notify_fd, &cap_fd.to_ne_bytes(), CallFlags::FD, &[])
-                .map_err(|e| io_error(Error::new(e.errno())))?;
+                .map_err(lib_error)?;
             let _ = libredox::call::close(notify_fd);
+            Ok(())
         }
-        None => register_sync_scheme(&socket, name, daemon).map_err(io_error)?,
+        None => register_sync_scheme(socket, name, daemon).map_err(io_error),
     }
-    log::info!("serving scheme {name}");
-    let mut state = SchemeState::new();
-    let mut parked: Vec<Parked> = Vec::new();
-    let mut readiness: Readiness<usize> = Readiness::new();
+}
 
-    while let Some(request) = socket
-        .next_request(SignalBehavior::Restart)
-        .map_err(io_error)?
-    {
+struct Parked {
+    op: Op,
+    caller: Caller,
+}
+
+struct RedoxServer {
+    socket: Socket,
+    state: SchemeState,
+    parked: Vec<Parked>,
+    readiness: Readiness<usize>,
+}
+
+impl RedoxServer {
+    fn handle<D: SchemeDaemon>(&mut self, request: Request, daemon: &mut D) -> io::Result<()> {
         match request.kind() {
             RequestKind::Call(call) => {
                 let ctx = call.caller();
@@ -62,58 +130,137 @@ pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
                 };
                 let mut op = match call.op() {
                     Ok(op) => op,
-                    Err(call) => {
-                        respond(&socket, Response::err(syscall::error::ENOSYS, call))?;
-                        continue;
-                    }
+                    Err(call) => return self.respond(Response::err(ENOSYS, call)),
                 };
-                let response = op.handle_sync_dont_consume(&ctx, daemon, &mut state);
+                let response = op.handle_sync_dont_consume(&ctx, daemon, &mut self.state);
                 if would_block(&op, &response) {
-                    parked.push(Parked { op, caller });
-                    continue;
+                    self.parked.push(Parked { op, caller });
+                    return Ok(());
                 }
                 if let (Op::Fevent { fd, req_flags, .. }, SchemeResponse::Regular(Ok(ready))) =
                     (&op, &response)
                 {
-                    let ready = syscall::flag::EventFlags::from_bits_truncate(*ready);
-                    readiness.register(*fd, *fd, caller, *req_flags, ready);
+                    self.readiness.register(
+                        *fd,
+                        *fd,
+                        caller,
+                        *req_flags,
+                        EventFlags::from_bits_truncate(*ready),
+                    );
                 }
-                respond(&socket, into_response(response, op))?;
+                self.respond(into_response(response, op))
             }
             RequestKind::OnClose { id } => {
-                readiness.forget(id);
+                self.readiness.forget(id);
                 daemon.on_close(id);
+                Ok(())
             }
             RequestKind::Cancellation(cancel) => {
-                if let Some(at) = parked
-                    .iter()
-                    .position(|p| redox_scheme::scheme::IntoTag::req_id(&p.op) == cancel.id)
-                {
-                    let Parked { op, .. } = parked.swap_remove(at);
-                    respond(&socket, Response::err(syscall::error::EINTR, op))?;
+                match self.parked.iter().position(|p| p.op.req_id() == cancel.id) {
+                    Some(at) => {
+                        let Parked { op, .. } = self.parked.swap_remove(at);
+                        self.respond(Response::err(EINTR, op))
+                    }
+                    None => Ok(()),
                 }
             }
-            _ => {}
+            _ => Ok(()),
         }
+    }
+
+    /// After a round of requests: the daemon's own work, parked requests, events.
+    fn round<D: SchemeDaemon>(&mut self, daemon: &mut D) -> io::Result<()> {
         daemon.after_round();
-        for Parked { mut op, caller } in std::mem::take(&mut parked) {
+        for Parked { mut op, caller } in std::mem::take(&mut self.parked) {
             let ctx = caller_ctx(caller.pid, caller.uid, caller.gid);
-            let response = op.handle_sync_dont_consume(&ctx, daemon, &mut state);
+            let response = op.handle_sync_dont_consume(&ctx, daemon, &mut self.state);
             if would_block(&op, &response) {
-                parked.push(Parked { op, caller });
+                self.parked.push(Parked { op, caller });
             } else {
-                respond(&socket, into_response(response, op))?;
+                self.respond(into_response(response, op))?;
             }
         }
         let mut posted = Ok(());
-        readiness.poll(daemon, |id, _, flags| {
+        let socket = &self.socket;
+        self.readiness.poll(daemon, |id, _, flags| {
             if posted.is_ok() {
-                posted = respond(&socket, Response::post_fevent(id, flags.bits()));
+                posted = socket
+                    .write_response(
+                        Response::post_fevent(id, flags.bits()),
+                        SignalBehavior::Restart,
+                    )
+                    .map(drop)
+                    .map_err(io_error);
             }
         });
-        posted?;
+        posted
     }
-    Ok(())
+
+    fn respond(&self, response: Response) -> io::Result<()> {
+        self.socket
+            .write_response(response, SignalBehavior::Restart)
+            .map_err(io_error)?;
+        Ok(())
+    }
+}
+
+/// An event queue over the scheme socket and a monotonic timer re-armed every tick.
+struct Wakeups {
+    queue: File,
+    timer: File,
+    tick: Duration,
+}
+
+impl Wakeups {
+    const SOCKET: usize = 0;
+    const TIMER: usize = 1;
+
+    fn new(socket: &Socket, tick: Duration) -> io::Result<Self> {
+        let open = |path: &str| -> io::Result<File> {
+            let fd = libredox::call::open(path, O_RDWR | O_CLOEXEC, 0).map_err(lib_error)?;
+            // SAFETY: open returned a new descriptor that nothing else owns.
+            Ok(unsafe { File::from_raw_fd(fd as RawFd) })
+        };
+        let mut wakeups = Self {
+            queue: open("/scheme/event")?,
+            timer: open(&format!("/scheme/time/{CLOCK_MONOTONIC}"))?,
+            tick,
+        };
+        wakeups.subscribe(socket.inner().raw(), Self::SOCKET)?;
+        wakeups.subscribe(wakeups.timer.as_raw_fd() as usize, Self::TIMER)?;
+        wakeups.arm_timer()?;
+        Ok(wakeups)
+    }
+
+    fn subscribe(&mut self, fd: usize, data: usize) -> io::Result<()> {
+        self.queue.write_all(&Event {
+            id: fd,
+            flags: EventFlags::EVENT_READ,
+            data,
+        })
+    }
+
+    /// Asks the timer for an event `tick` from now.
+    fn arm_timer(&mut self) -> io::Result<()> {
+        let mut now = TimeSpec::default();
+        self.timer.read_exact(&mut now)?;
+        let nanos = i64::from(now.tv_nsec) + i64::from(self.tick.subsec_nanos());
+        let deadline = TimeSpec {
+            tv_sec: now.tv_sec + self.tick.as_secs() as i64 + nanos / 1_000_000_000,
+            tv_nsec: (nanos % 1_000_000_000) as i32,
+        };
+        self.timer.write_all(&deadline)
+    }
+
+    /// Blocks until a request or the timer wakes the loop.
+    fn wait(&mut self) -> io::Result<()> {
+        let mut event = Event::default();
+        self.queue.read_exact(&mut event)?;
+        if event.data == Self::TIMER {
+            self.arm_timer()?;
+        }
+        Ok(())
+    }
 }
 
 fn would_block(op: &Op, response: &SchemeResponse) -> bool {
@@ -133,11 +280,4 @@ fn into_response(response: SchemeResponse, op: Op) -> Response {
         }
         SchemeResponse::Regular(status) => Response::new(status, op),
     }
-}
-
-fn respond(socket: &Socket, response: Response) -> io::Result<()> {
-    socket
-        .write_response(response, SignalBehavior::Restart)
-        .map_err(io_error)?;
-    Ok(())
 }

@@ -1,0 +1,523 @@
+//! The scheme's `SchemeSync` implementation over software register banks,
+//! called directly as the platform layer would call it.
+
+use driver_policy::{Bdf, DeviceId, Policy};
+use mmio_scheme::bus::SoftBank;
+use mmio_scheme::scheme::MmioScheme;
+use mmio_scheme::wire::{Batch, RegisterOp, Width};
+use mmio_scheme::SoftMachine;
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::{caller_ctx, SchemeDaemon};
+use syscall::data::Stat;
+use syscall::error::{Error, EACCES, EBADF, EINVAL, ENOENT, EOPNOTSUPP};
+use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_RDWR};
+
+const POLICY: &str = r#"
+[driver.e1000]
+uid = 1001
+device = "8086:100e"
+bars = [0]
+direct_bars = [0]
+dma_quota = "4M"
+schemes = ["mmio", "dma", "network"]
+
+[driver.uart]
+uid = 1002
+ports = ["0x2f8-0x2ff"]
+
+[driver.indirect]
+uid = 1003
+bdf = "0000:00:05.0"
+bars = [0]
+"#;
+
+const E1000: DeviceId = DeviceId {
+    vendor: 0x8086,
+    device: 0x100e,
+};
+const E1000_BAR0: &str = "pci/0000:00:03.0/bar0";
+const COM2: &str = "port/0x2f8-0x2ff";
+
+fn bdf(s: &str) -> Bdf {
+    s.parse().unwrap()
+}
+
+/// An e1000 at 00:03.0 (BAR 0 of 128 KiB, BAR 2 of 4 KiB), an unknown device
+/// at 00:04.0, another e1000 at 00:05.0, and the port space.
+struct Machine {
+    scheme: MmioScheme<SoftMachine>,
+    e1000: SoftBank,
+    e1000_bar2: SoftBank,
+    other: SoftBank,
+    ports: SoftBank,
+}
+
+fn machine() -> Machine {
+    let (e1000, e1000_bar2, other) = (
+        SoftBank::memory(0x2_0000),
+        SoftBank::memory(0x1000),
+        SoftBank::memory(0x1000),
+    );
+    let mut hardware = SoftMachine::new();
+    hardware.add_bar(bdf("00:03.0"), E1000, 0, e1000.clone());
+    hardware.add_bar(bdf("00:03.0"), E1000, 2, e1000_bar2.clone());
+    hardware.add_bar(
+        bdf("00:04.0"),
+        DeviceId {
+            vendor: 0x1234,
+            device: 0x1111,
+        },
+        0,
+        other.clone(),
+    );
+    hardware.add_bar(bdf("00:05.0"), E1000, 0, SoftBank::memory(0x1000));
+    let ports = hardware.ports().clone();
+    let policy: Policy = POLICY.parse().unwrap();
+    Machine {
+        scheme: MmioScheme::new(policy, hardware),
+        e1000,
+        e1000_bar2,
+        other,
+        ports,
+    }
+}
+
+fn e1000_ctx() -> CallerCtx {
+    caller_ctx(40, 1001, 1001)
+}
+
+fn uart_ctx() -> CallerCtx {
+    caller_ctx(41, 1002, 1002)
+}
+
+fn root_ctx() -> CallerCtx {
+    caller_ctx(1, 0, 0)
+}
+
+fn open(scheme: &mut MmioScheme<SoftMachine>, path: &str, ctx: &CallerCtx) -> Result<usize, Error> {
+    let root = scheme.scheme_root()?;
+    match scheme.openat(root, path, O_RDWR, 0, ctx)? {
+        OpenResult::ThisScheme { number, .. } => Ok(number),
+        other => panic!("open answered {other:?}"),
+    }
+}
+
+fn errno<T>(result: Result<T, Error>) -> i32 {
+    match result {
+        Ok(_) => panic!("the request must fail"),
+        Err(error) => error.errno,
+    }
+}
+
+fn pread(
+    scheme: &mut MmioScheme<SoftMachine>,
+    id: usize,
+    len: usize,
+    offset: u64,
+) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0; len];
+    let read = scheme.read(id, &mut buf, offset, 0, &e1000_ctx())?;
+    buf.truncate(read);
+    Ok(buf)
+}
+
+fn pwrite(
+    scheme: &mut MmioScheme<SoftMachine>,
+    id: usize,
+    bytes: &[u8],
+    offset: u64,
+) -> Result<usize, Error> {
+    scheme.write(id, bytes, offset, 0, &e1000_ctx())
+}
+
+#[test]
+fn granted_opens_and_what_the_handle_says() {
+    let Machine { mut scheme, .. } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    let mut path = [0; 64];
+    let len = scheme.fpath(bar, &mut path, &e1000_ctx()).unwrap();
+    assert_eq!(&path[..len], b"/scheme/mmio/pci/0000:00:03.0/bar0");
+    let mut stat = Stat::default();
+    scheme.fstat(bar, &mut stat, &e1000_ctx()).unwrap();
+    assert_eq!((stat.st_size, stat.st_mode), (0x2_0000, MODE_CHR | 0o600));
+
+    assert!(
+        open(&mut scheme, "/pci/00:03.0/bar0/", &e1000_ctx()).is_ok(),
+        "short BDF and slashes"
+    );
+    assert!(
+        open(&mut scheme, "pci/00:03.0/bar0?label=e1000", &e1000_ctx()).is_ok(),
+        "its own label"
+    );
+    let ports = open(&mut scheme, COM2, &uart_ctx()).unwrap();
+    assert_eq!(scheme.fsize(ports, &uart_ctx()), Ok(8));
+    assert!(
+        open(&mut scheme, "port/0x2f8-0x2fa", &uart_ctx()).is_ok(),
+        "a part of the granted range"
+    );
+    assert_eq!(scheme.counters().opens, 5);
+    assert_eq!(scheme.counters().denials, 0);
+}
+
+#[test]
+fn the_supervisor_opens_for_a_named_driver() {
+    let Machine { mut scheme, .. } = machine();
+    assert!(open(&mut scheme, "pci/00:03.0/bar0?label=e1000", &root_ctx()).is_ok());
+    assert!(open(&mut scheme, "port/0x2f8-0x2ff?label=uart", &root_ctx()).is_ok());
+    assert_eq!(
+        errno(open(
+            &mut scheme,
+            "port/0x2f8-0x2ff?label=e1000",
+            &root_ctx()
+        )),
+        EACCES,
+        "under e1000's rule"
+    );
+    assert_eq!(
+        errno(open(&mut scheme, E1000_BAR0, &root_ctx())),
+        EACCES,
+        "root acts for no driver of its own"
+    );
+    assert_eq!(
+        errno(open(
+            &mut scheme,
+            "pci/00:03.0/bar0?label=ne2k",
+            &root_ctx()
+        )),
+        EACCES
+    );
+}
+
+#[test]
+fn denials_are_eacces_and_touch_no_device() {
+    let Machine {
+        mut scheme,
+        e1000,
+        e1000_bar2,
+        other,
+        ports,
+    } = machine();
+    let denied = [
+        ("pci/00:03.0/bar2", e1000_ctx()),                // BAR not granted
+        ("pci/00:04.0/bar0", e1000_ctx()),                // another device
+        ("pci/00:03.0/bar0", uart_ctx()),                 // no device at all
+        ("pci/00:03.0/bar0", caller_ctx(50, 1005, 1005)), // not a driver
+        ("pci/00:03.0/bar0?label=e1000", uart_ctx()),     // another driver's label
+        ("pci/00:03.0/bar0", caller_ctx(52, 1003, 1003)), // pinned to 00:05.0
+        (COM2, e1000_ctx()),                              // no ports
+        ("port/0x2f8-0x300", uart_ctx()),                 // beyond the range
+        ("port/0x3f8-0x3ff", uart_ctx()),                 // another range
+    ];
+    for (path, ctx) in &denied {
+        assert_eq!(
+            errno(open(&mut scheme, path, ctx)),
+            EACCES,
+            "{path} by uid {}",
+            ctx.uid
+        );
+    }
+    assert_eq!(scheme.counters().denials, denied.len() as u64);
+    assert_eq!(scheme.counters().opens, 0);
+    for bank in [e1000, e1000_bar2, other, ports] {
+        assert!(bank.log().is_empty());
+    }
+}
+
+#[test]
+fn bad_paths() {
+    let Machine { mut scheme, .. } = machine();
+    for path in [
+        "",
+        "pci/00:03.0",
+        "pci/00:03.0/bar6",
+        "pci/zz:03.0/bar0",
+        "port/0x2ff-0x2f8",
+        "port/2f8-2ff",
+        "irq/11",
+    ] {
+        assert_eq!(
+            errno(open(&mut scheme, path, &e1000_ctx())),
+            ENOENT,
+            "{path:?}"
+        );
+    }
+    assert_eq!(
+        errno(open(&mut scheme, "pci/00:09.0/bar0", &e1000_ctx())),
+        ENOENT,
+        "no such function"
+    );
+    assert_eq!(
+        errno(open(
+            &mut scheme,
+            "pci/00:03.0/bar0?replicas=3",
+            &e1000_ctx()
+        )),
+        EINVAL
+    );
+    assert_eq!(
+        errno(open(&mut scheme, "pci/00:03.0/bar0?label=", &e1000_ctx())),
+        EINVAL
+    );
+    assert_eq!(
+        errno(scheme.openat(7, E1000_BAR0, O_RDWR, 0, &e1000_ctx())),
+        EBADF,
+        "not the root"
+    );
+}
+
+#[test]
+fn pread_and_pwrite_are_single_accesses_of_their_length() {
+    let Machine {
+        mut scheme, e1000, ..
+    } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    e1000.poke(0x8, Width::U32, 0x8008_0783);
+    assert_eq!(
+        pread(&mut scheme, bar, 4, 0x8).unwrap(),
+        0x8008_0783u32.to_le_bytes()
+    );
+    assert_eq!(pread(&mut scheme, bar, 1, 0xb).unwrap(), [0x80]);
+    assert_eq!(pread(&mut scheme, bar, 2, 0xa).unwrap(), [0x08, 0x80]);
+    assert_eq!(
+        pread(&mut scheme, bar, 8, 0x8).unwrap(),
+        0x8008_0783u64.to_le_bytes()
+    );
+    assert_eq!(
+        pwrite(&mut scheme, bar, &0x0400_0000u32.to_le_bytes(), 0x0),
+        Ok(4)
+    );
+    assert_eq!(e1000.peek(0x0, Width::U32), 0x0400_0000);
+    assert_eq!(
+        pwrite(&mut scheme, bar, &[0x11, 0x22], 0x1_fffe),
+        Ok(2),
+        "last register"
+    );
+    assert_eq!(scheme.counters().accesses, 6);
+
+    for (len, offset) in [
+        (3, 0),
+        (0, 0),
+        (16, 0),
+        (4, 0x2),
+        (8, 0x4),
+        (4, 0x2_0000),
+        (2, 0x1_ffff),
+        (4, u64::MAX - 3),
+    ] {
+        assert_eq!(
+            errno(pread(&mut scheme, bar, len, offset)),
+            EINVAL,
+            "read {len} at {offset:#x}"
+        );
+        assert_eq!(
+            errno(pwrite(&mut scheme, bar, &vec![0; len], offset)),
+            EINVAL,
+            "write {len} at {offset:#x}"
+        );
+    }
+    assert_eq!(scheme.counters().invalid, 16);
+    assert_eq!(
+        e1000.log().len(),
+        6,
+        "refused accesses never reached the device"
+    );
+}
+
+#[test]
+fn port_handles_move_1_2_4_bytes_at_the_range() {
+    let Machine {
+        mut scheme, ports, ..
+    } = machine();
+    let com2 = open(&mut scheme, COM2, &uart_ctx()).unwrap();
+    assert_eq!(scheme.write(com2, &[0x41], 0, 0, &uart_ctx()), Ok(1));
+    assert_eq!(ports.peek(0x2f8, Width::U8), 0x41);
+    ports.poke(0x2fd, Width::U8, 0x60);
+    let mut lsr = [0];
+    assert_eq!(scheme.read(com2, &mut lsr, 5, 0, &uart_ctx()), Ok(1));
+    assert_eq!(lsr, [0x60]);
+    assert_eq!(scheme.write(com2, &[0; 4], 4, 0, &uart_ctx()), Ok(4));
+    assert_eq!(
+        errno(scheme.write(com2, &[0; 8], 0, 0, &uart_ctx())),
+        EINVAL,
+        "no 8-byte port access"
+    );
+    assert_eq!(
+        errno(scheme.read(com2, &mut [0; 1], 8, 0, &uart_ctx())),
+        EINVAL,
+        "0x300 is not granted"
+    );
+    assert_eq!(ports.peek(0x300, Width::U8), 0);
+}
+
+#[test]
+fn call_runs_a_batch_and_returns_reads_in_place() {
+    let Machine {
+        mut scheme, e1000, ..
+    } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    e1000.poke(0x8, Width::U32, 0x8008_0783);
+    let mut batch = Batch::new();
+    let status = batch.read(0x8, Width::U32).unwrap();
+    batch.write(0x5400, Width::U32, 0x1234_5678).unwrap();
+    let ral = batch.read(0x5400, Width::U32).unwrap();
+    assert_eq!(
+        scheme.call(bar, batch.payload_mut(), &[], &e1000_ctx()),
+        Ok(3)
+    );
+    assert_eq!(batch.value(status), Some(0x8008_0783));
+    assert_eq!(batch.value(ral), Some(0x1234_5678));
+    let counters = scheme.counters();
+    assert_eq!((counters.batches, counters.accesses), (1, 3));
+    assert_eq!(
+        scheme.call(bar, &mut [], &[], &e1000_ctx()),
+        Ok(0),
+        "an empty batch does nothing"
+    );
+}
+
+#[test]
+fn a_batch_is_refused_whole() {
+    let Machine {
+        mut scheme, e1000, ..
+    } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    let mut batch = Batch::new();
+    for i in 0..17 {
+        batch.write(0x100 + 4 * i, Width::U32, 0xffff_ffff).unwrap();
+    }
+    batch.read(0x2_0000, Width::U32).unwrap();
+    assert_eq!(
+        errno(scheme.call(bar, batch.payload_mut(), &[], &e1000_ctx())),
+        EINVAL
+    );
+
+    let mut misaligned = Batch::new();
+    misaligned.write(0x0, Width::U32, 1).unwrap();
+    misaligned.push(RegisterOp::read(0x2, Width::U32)).unwrap();
+    assert_eq!(
+        errno(scheme.call(bar, misaligned.payload_mut(), &[], &e1000_ctx())),
+        EINVAL
+    );
+
+    let mut garbled = Batch::new();
+    garbled.write(0x0, Width::U32, 1).unwrap();
+    garbled.read(0x4, Width::U32).unwrap();
+    garbled.payload_mut()[16 + 6] = 3; // width 3
+    assert_eq!(
+        errno(scheme.call(bar, garbled.payload_mut(), &[], &e1000_ctx())),
+        EINVAL
+    );
+
+    assert_eq!(
+        errno(scheme.call(bar, &mut [0; 24], &[], &e1000_ctx())),
+        EINVAL,
+        "not whole operations"
+    );
+    let mut fine = Batch::new();
+    fine.write(0x0, Width::U32, 1).unwrap();
+    assert_eq!(
+        errno(scheme.call(bar, fine.payload_mut(), &[1], &e1000_ctx())),
+        EINVAL,
+        "metadata"
+    );
+
+    assert!(
+        e1000.log().is_empty(),
+        "no operation of a refused batch ran"
+    );
+    assert_eq!(scheme.counters().invalid, 5);
+    assert_eq!(scheme.counters().batches, 0);
+}
+
+#[test]
+fn status_reports_counters_and_handles_to_anyone() {
+    let Machine { mut scheme, .. } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    pread(&mut scheme, bar, 4, 0x8).unwrap();
+    assert!(open(&mut scheme, "pci/00:03.0/bar2", &e1000_ctx()).is_err());
+    let stranger = caller_ctx(60, 4242, 4242);
+    let status = open(&mut scheme, "status", &stranger).unwrap();
+    let mut text = vec![0; 4096];
+    let len = scheme.read(status, &mut text, 0, 0, &stranger).unwrap();
+    let text = String::from_utf8(text[..len].to_vec()).unwrap();
+    assert!(
+        text.starts_with("handles: 1\nopens: 1\ndenials: 1\naccesses: 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "driver e1000 pid 40 pci/0000:00:03.0/bar0 (memory 0x20000 bytes) accesses 1"
+        ),
+        "{text}"
+    );
+    let mut tail = [0; 8];
+    let tail_len = scheme
+        .read(status, &mut tail, len as u64 - 3, 0, &stranger)
+        .unwrap();
+    assert_eq!(&tail[..tail_len], &text.as_bytes()[len - 3..]);
+    assert_eq!(scheme.read(status, &mut tail, 1 << 40, 0, &stranger), Ok(0));
+    let mut stat = Stat::default();
+    scheme.fstat(status, &mut stat, &stranger).unwrap();
+    assert_eq!(
+        (stat.st_size, stat.st_mode),
+        (len as u64, MODE_FILE | 0o444)
+    );
+    assert_eq!(errno(scheme.write(status, &[0; 4], 0, 0, &stranger)), EBADF);
+    assert_eq!(errno(scheme.call(status, &mut [], &[], &stranger)), EBADF);
+}
+
+#[test]
+fn closed_handles_are_gone() {
+    let Machine { mut scheme, .. } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    scheme.on_close(bar);
+    assert_eq!(errno(pread(&mut scheme, bar, 4, 0)), EBADF);
+    assert_eq!(errno(pwrite(&mut scheme, bar, &[0; 4], 0)), EBADF);
+    assert_eq!(errno(scheme.call(bar, &mut [], &[], &e1000_ctx())), EBADF);
+    assert_eq!(errno(scheme.fsize(bar, &e1000_ctx())), EBADF);
+    assert_eq!(errno(scheme.fpath(bar, &mut [0; 8], &e1000_ctx())), EBADF);
+    scheme.on_close(bar);
+    let status = open(&mut scheme, "status", &e1000_ctx()).unwrap();
+    let mut text = [0; 16];
+    scheme.read(status, &mut text, 0, 0, &e1000_ctx()).unwrap();
+    assert!(text.starts_with(b"handles: 0\n"));
+}
+
+#[test]
+fn direct_mapping_follows_direct_bars() {
+    let Machine { mut scheme, .. } = machine();
+    let ctx = e1000_ctx();
+    let bar = open(&mut scheme, E1000_BAR0, &ctx).unwrap();
+    // Granted: the request reaches the bus, and a software bank has no file to hand out.
+    assert_eq!(errno(scheme.map_fd(bar, 0, 0x2_0000, &ctx)), EOPNOTSUPP);
+    assert_eq!(
+        errno(scheme.mmap_prep(bar, 0x1000, 0x1000, MapFlags::PROT_READ, &ctx)),
+        EOPNOTSUPP
+    );
+    assert_eq!(scheme.counters().denials, 0);
+    for (offset, size) in [(0x10, 0x1000), (0, 0), (0x1_f000, 0x2000), (!0xfff, 0x1000)] {
+        assert_eq!(
+            errno(scheme.map_fd(bar, offset, size, &ctx)),
+            EINVAL,
+            "{size:#x} at {offset:#x}"
+        );
+    }
+
+    let indirect = caller_ctx(52, 1003, 1003);
+    let pinned = open(&mut scheme, "pci/00:05.0/bar0", &indirect).unwrap();
+    assert_eq!(errno(scheme.map_fd(pinned, 0, 0x1000, &indirect)), EACCES);
+    assert_eq!(
+        errno(scheme.mmap_prep(pinned, 0, 0x1000, MapFlags::PROT_READ, &indirect)),
+        EACCES
+    );
+    assert_eq!(scheme.counters().denials, 2);
+
+    let com2 = open(&mut scheme, COM2, &uart_ctx()).unwrap();
+    assert_eq!(
+        errno(scheme.map_fd(com2, 0, 0x1000, &uart_ctx())),
+        EOPNOTSUPP,
+        "ports cannot be mapped"
+    );
+    assert_eq!(errno(scheme.map_fd(999, 0, 0x1000, &uart_ctx())), EBADF);
+}

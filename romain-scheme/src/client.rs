@@ -1,0 +1,117 @@
+//! Using `romain:` from another process: what the `romain` command line does,
+//! for scripts, tests and other crates.
+
+use std::io;
+use std::num::NonZeroUsize;
+
+use scheme_runtime::Handle;
+use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ESRCH};
+use syscall::flag::{O_RDONLY, O_RDWR};
+
+use crate::command::Command;
+use crate::registry::is_driver_name;
+use crate::SCHEME_NAME;
+
+/// The path of `driver`'s group with an optional query (`replicas=3`, `attach`).
+pub fn group_path(driver: &str, query: Option<&str>) -> io::Result<String> {
+    if !is_driver_name(driver) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{driver:?} is not a driver name"),
+        ));
+    }
+    Ok(match query {
+        Some(query) => format!("/scheme/{SCHEME_NAME}/{driver}?{query}"),
+        None => format!("/scheme/{SCHEME_NAME}/{driver}"),
+    })
+}
+
+/// Starts `driver`'s group (or attaches to it) and returns its status. The
+/// group keeps running after this returns.
+pub fn up(driver: &str, replicas: Option<NonZeroUsize>) -> io::Result<String> {
+    let query = replicas.map(|n| format!("replicas={n}"));
+    let handle = Handle::open(&group_path(driver, query.as_deref())?, O_RDONLY)?;
+    read_text(&handle)
+}
+
+/// The status of `driver`'s group, or the list of groups; starts nothing.
+pub fn status(driver: Option<&str>) -> io::Result<String> {
+    let path = match driver {
+        Some(driver) => group_path(driver, Some("attach"))?,
+        None => format!("/scheme/{SCHEME_NAME}"),
+    };
+    read_text(&Handle::open(&path, O_RDONLY)?)
+}
+
+/// Sends `command` to `driver`'s running group and returns the status after it.
+pub fn send(driver: &str, command: Command) -> io::Result<String> {
+    let handle = Handle::open(&group_path(driver, Some("attach"))?, O_RDWR)?;
+    handle.write(command.to_string().as_bytes())?;
+    read_text(&handle)
+}
+
+/// Reads a handle's whole text from offset 0.
+fn read_text(handle: &Handle) -> io::Result<String> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = handle.read_at(&mut chunk, text.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// What an error from `romain:` means, in words, for `driver`.
+pub fn explain(error: &io::Error, driver: &str) -> String {
+    match error.raw_os_error() {
+        Some(ENOENT) => format!("no driver {driver:?} in the registry"),
+        Some(ESRCH) => format!("{driver} is not running"),
+        Some(EOPNOTSUPP) => {
+            format!("{driver}: replication is not available yet; a group runs one process (use --replicas 1)")
+        }
+        Some(ENODEV) => format!("{SCHEME_NAME}: is not served (is `romain serve` running?)"),
+        Some(EACCES) => {
+            format!("{driver}: only root or the supervisor's user may start or command groups")
+        }
+        Some(EINVAL) => {
+            format!("{driver}: request refused as invalid (the supervisor's log says why)")
+        }
+        _ => format!("{driver}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(group_path("e1000", None).unwrap(), "/scheme/romain/e1000");
+        assert_eq!(
+            group_path("e1000", Some("replicas=3")).unwrap(),
+            "/scheme/romain/e1000?replicas=3"
+        );
+        for bad in ["", "e1000?replicas=3", "a/b", ".."] {
+            assert_eq!(
+                group_path(bad, None).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn explanations() {
+        let said = |errno| explain(&io::Error::from_raw_os_error(errno), "e1000");
+        assert_eq!(said(ENOENT), "no driver \"e1000\" in the registry");
+        assert_eq!(said(ESRCH), "e1000 is not running");
+        assert!(said(EOPNOTSUPP).contains("replication is not available yet"));
+        assert!(said(ENODEV).contains("romain serve"));
+        assert!(said(EACCES).contains("only root"));
+        assert!(said(EINVAL).contains("refused"));
+        assert!(said(syscall::error::EIO).starts_with("e1000: "));
+    }
+}

@@ -1,0 +1,36 @@
+//! `romain:`, the driver supervisor: MINIX 3 reincarnation-server style.
+//!
+//! Opening `romain:<driver>` starts the driver's group from the [`Registry`] (or
+//! attaches to it); the group lives until told `down`, not until the handle
+//! closes. The supervisor reaps a crashed driver and restarts it with backoff
+//! (at once, then 1, 2, 4, ... periods up to a cap), kills and restarts a driver
+//! whose heartbeat goes unanswered, and runs a recovery script on every fault.
+//! Reading a handle gives status; writing one takes commands.
+//!
+//! A group runs one process today. The replication engine (N traced replicas
+//! with voting) will run under the same paths; until then `replicas=N` with
+//! N > 1 is refused with `EOPNOTSUPP`.
+
+mod backoff;
+pub mod client;
+mod command;
+mod fault;
+mod group;
+mod heartbeat;
+mod open_path;
+mod platform;
+mod recovery;
+mod registry;
+mod replica;
+mod scheme;
+mod status;
+mod supervisor;
+
+pub use command::{Command, CommandError};
+pub use platform::own_uid;
+pub use registry::{DriverSpec, Registry, RegistryError};
+pub use scheme::RomainScheme;
+pub use supervisor::Supervisor;
+
+/// The name the supervisor serves under.
+pub const SCHEME_NAME: &str = "romain";

@@ -1,0 +1,55 @@
+//! The recovery script of a driver (MINIX 3's recovery policy script).
+//!
+//! After every fault the script runs as `script <driver> <reason> <repetition>`,
+//! with `reason` one of `exit`, `signal`, `hang`, `killed`, `spawn` and
+//! `repetition` the number of consecutive faults. It is told, not asked: the
+//! supervisor restarts the driver on its own schedule, and the script adds what
+//! the site wants (an alert, a device reset, a log entry). It runs beside the
+//! supervisor, never waited for; one at a time per driver.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+#[derive(Debug, Default)]
+pub struct RecoveryScript {
+    running: Option<Child>,
+}
+
+impl RecoveryScript {
+    pub fn run(&mut self, script: &Path, driver: &str, reason: &str, repetition: u32) {
+        self.reap();
+        if self.running.is_some() {
+            log::warn!("{driver}: recovery script still running; not run for this {reason} fault");
+            return;
+        }
+        let spawned = Command::new(script)
+            .arg(driver)
+            .arg(reason)
+            .arg(repetition.to_string())
+            .stdin(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => self.running = Some(child),
+            Err(e) => log::error!(
+                "{driver}: cannot run recovery script {}: {e}",
+                script.display()
+            ),
+        }
+    }
+
+    /// Collects the script once it has ended and logs a failure; never waits.
+    pub fn reap(&mut self) {
+        let Some(child) = &mut self.running else {
+            return;
+        };
+        match child.try_wait() {
+            Ok(None) => return,
+            Ok(Some(status)) if !status.success() => {
+                log::warn!("recovery script pid {} ended with {status}", child.id())
+            }
+            Ok(Some(_)) => {}
+            Err(e) => log::error!("cannot wait for recovery script pid {}: {e}", child.id()),
+        }
+        self.running = None;
+    }
+}

@@ -1,0 +1,400 @@
+//! The driver registry: which drivers the supervisor may start, and how.
+//!
+//! ```toml
+//! [driver.e1000]
+//! binary = "/usr/bin/e1000d"           # absolute path
+//! args = ["--mac-from-eeprom"]         # optional
+//! env = { RUST_LOG = "info" }          # optional
+//! policy = "e1000"                     # policy label; default: the driver's name
+//! heartbeat = "/scheme/network.e1000"  # optional: a path the driver serves
+//! period_ms = 5000                     # heartbeat period and backoff unit (default 5000)
+//! missed_periods = 2                   # kill after this many periods without a reply (default 2)
+//! backoff_cap_periods = 30             # restart delays 1, 2, 4, ... periods, at most this (default 30)
+//! recovery_script = "/etc/romain/recover"  # optional: run with (driver, reason, repetition)
+//! ```
+//!
+//! The defaults are MINIX 3's reincarnation server's. Any answer from the
+//! heartbeat path counts as a reply, even an error: it proves the driver's
+//! request loop runs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use scheme_runtime::SchemePath;
+use serde::Deserialize;
+
+const DEFAULT_PERIOD_MS: u64 = 5000;
+const DEFAULT_MISSED_PERIODS: u32 = 2;
+const DEFAULT_BACKOFF_CAP_PERIODS: u32 = 30;
+/// A longer period is a typo, and bounding it keeps every deadline representable.
+const MAX_PERIOD_MS: u64 = 24 * 60 * 60 * 1000;
+/// Bound for the period counts, for the same reasons.
+const MAX_PERIODS: u32 = 1000;
+
+/// One driver the supervisor may start, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverSpec {
+    pub name: String,
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The label of the driver's rule in the isolation policy, handed to the
+    /// driver as `ROMAIN_POLICY`.
+    pub policy: String,
+    /// A scheme path the driver serves, opened as a liveness probe.
+    pub heartbeat: Option<String>,
+    pub period: Duration,
+    pub missed_periods: u32,
+    pub backoff_cap_periods: u32,
+    pub recovery_script: Option<PathBuf>,
+}
+
+/// All drivers, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Registry {
+    drivers: BTreeMap<String, DriverSpec>,
+}
+
+impl Registry {
+    /// Reads and validates the registry file at `path`.
+    pub fn load(path: &Path) -> Result<Self, RegistryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        text.parse()
+    }
+
+    pub fn driver(&self, name: &str) -> Option<&DriverSpec> {
+        self.drivers.get(name)
+    }
+
+    pub fn drivers(&self) -> impl Iterator<Item = &DriverSpec> {
+        self.drivers.values()
+    }
+}
+
+impl FromStr for Registry {
+    type Err = RegistryError;
+
+    fn from_str(text: &str) -> Result<Self, RegistryError> {
+        let file: RegistryFile = toml::from_str(text).map_err(RegistryError::Syntax)?;
+        let drivers = file
+            .driver
+            .into_iter()
+            .map(|(name, entry)| Ok((name.clone(), entry.validate(name)?)))
+            .collect::<Result<_, RegistryError>>()?;
+        Ok(Self { drivers })
+    }
+}
+
+/// Why a registry was refused. Every message names the file or the driver and
+/// key at fault.
+#[derive(Debug)]
+pub enum RegistryError {
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Not TOML, or a key the registry does not know.
+    Syntax(toml::de::Error),
+    Invalid {
+        driver: String,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, source } => {
+                write!(f, "cannot read registry {}: {source}", path.display())
+            }
+            Self::Syntax(e) => write!(f, "registry: {e}"),
+            Self::Invalid {
+                driver,
+                key,
+                problem,
+            } => write!(f, "registry: driver `{driver}`: {key}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            Self::Syntax(e) => Some(e),
+            Self::Invalid { .. } => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    driver: BTreeMap<String, DriverEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DriverEntry {
+    binary: PathBuf,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    policy: Option<String>,
+    heartbeat: Option<String>,
+    period_ms: Option<u64>,
+    missed_periods: Option<u32>,
+    backoff_cap_periods: Option<u32>,
+    recovery_script: Option<PathBuf>,
+}
+
+impl DriverEntry {
+    fn validate(self, name: String) -> Result<DriverSpec, RegistryError> {
+        let invalid = |key: &'static str, problem: String| RegistryError::Invalid {
+            driver: name.clone(),
+            key,
+            problem,
+        };
+        if !is_driver_name(&name) {
+            return Err(invalid(
+                "name",
+                "want letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if !self.binary.is_absolute() {
+            return Err(invalid(
+                "binary",
+                format!("{} is not an absolute path", self.binary.display()),
+            ));
+        }
+        if let Some(script) = &self.recovery_script {
+            if !script.is_absolute() {
+                return Err(invalid(
+                    "recovery_script",
+                    format!("{} is not an absolute path", script.display()),
+                ));
+            }
+        }
+        if let Some(arg) = self.args.iter().find(|arg| arg.contains('\0')) {
+            return Err(invalid("args", format!("{arg:?} holds a NUL byte")));
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return Err(invalid(
+                    "env",
+                    format!("{key:?} = {value:?} is not a valid environment variable"),
+                ));
+            }
+        }
+        let policy = self.policy.unwrap_or_else(|| name.clone());
+        if policy.is_empty() || policy.contains(char::is_whitespace) {
+            return Err(invalid(
+                "policy",
+                format!("{policy:?}: want a non-empty label without spaces"),
+            ));
+        }
+        if let Some(path) = &self.heartbeat {
+            SchemePath::parse(path).map_err(|e| invalid("heartbeat", format!("{path:?}: {e}")))?;
+        }
+        let period_ms = self.period_ms.unwrap_or(DEFAULT_PERIOD_MS);
+        if !(1..=MAX_PERIOD_MS).contains(&period_ms) {
+            return Err(invalid(
+                "period_ms",
+                format!("{period_ms}: want 1 to {MAX_PERIOD_MS}"),
+            ));
+        }
+        let count =
+            |key: &'static str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
+                n @ 1..=MAX_PERIODS => Ok(n),
+                n => Err(invalid(key, format!("{n}: want 1 to {MAX_PERIODS}"))),
+            };
+        let missed_periods = count(
+            "missed_periods",
+            self.missed_periods,
+            DEFAULT_MISSED_PERIODS,
+        )?;
+        let backoff_cap_periods = count(
+            "backoff_cap_periods",
+            self.backoff_cap_periods,
+            DEFAULT_BACKOFF_CAP_PERIODS,
+        )?;
+        Ok(DriverSpec {
+            binary: self.binary,
+            args: self.args,
+            env: self.env,
+            policy,
+            heartbeat: self.heartbeat,
+            period: Duration::from_millis(period_ms),
+            missed_periods,
+            backoff_cap_periods,
+            recovery_script: self.recovery_script,
+            name,
+        })
+    }
+}
+
+/// Driver names appear in scheme paths and status lines: keep them plain.
+pub fn is_driver_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Registry, RegistryError> {
+        text.parse()
+    }
+
+    fn problem(text: &str) -> String {
+        parse(text).expect_err("expected a refusal").to_string()
+    }
+
+    #[test]
+    fn full_entry_and_minix_defaults() {
+        let registry = parse(
+            r#"
+            [driver.e1000]
+            binary = "/usr/bin/e1000d"
+            args = ["-v", "--bar=0"]
+            env = { RUST_LOG = "debug" }
+            policy = "nic"
+            heartbeat = "network.e1000:"
+            period_ms = 250
+            missed_periods = 3
+            backoff_cap_periods = 8
+            recovery_script = "/etc/romain/recover"
+
+            [driver.uart]
+            binary = "/usr/bin/uartd"
+            "#,
+        )
+        .unwrap();
+        let e1000 = registry.driver("e1000").unwrap();
+        assert_eq!(e1000.binary, Path::new("/usr/bin/e1000d"));
+        assert_eq!(e1000.args, ["-v", "--bar=0"]);
+        assert_eq!(e1000.env["RUST_LOG"], "debug");
+        assert_eq!(e1000.policy, "nic");
+        assert_eq!(e1000.heartbeat.as_deref(), Some("network.e1000:"));
+        assert_eq!(e1000.period, Duration::from_millis(250));
+        assert_eq!((e1000.missed_periods, e1000.backoff_cap_periods), (3, 8));
+        assert_eq!(
+            e1000.recovery_script.as_deref(),
+            Some(Path::new("/etc/romain/recover"))
+        );
+
+        let uart = registry.driver("uart").unwrap();
+        assert_eq!(
+            uart.policy, "uart",
+            "the policy label defaults to the driver's name"
+        );
+        assert_eq!(uart.period, Duration::from_secs(5));
+        assert_eq!((uart.missed_periods, uart.backoff_cap_periods), (2, 30));
+        assert!(uart.args.is_empty() && uart.env.is_empty() && uart.heartbeat.is_none());
+        assert_eq!(
+            registry
+                .drivers()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>(),
+            ["e1000", "uart"]
+        );
+        assert!(registry.driver("nope").is_none());
+        assert_eq!(parse("").unwrap(), Registry::default());
+    }
+
+    #[test]
+    fn refusals_name_the_driver_and_key() {
+        let cases = [
+            (
+                "[driver.a]\nbinary = \"rel/path\"",
+                "driver `a`: binary: rel/path is not an absolute path",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nperiod_ms = 0",
+                "driver `a`: period_ms: 0: want 1 to",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nperiod_ms = 99999999999",
+                "period_ms: 99999999999",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nmissed_periods = 0",
+                "missed_periods: 0",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nbackoff_cap_periods = 5000",
+                "backoff_cap_periods: 5000",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nheartbeat = \"no-scheme\"",
+                "heartbeat: \"no-scheme\": not a scheme path",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\npolicy = \"two words\"",
+                "policy: \"two words\"",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nrecovery_script = \"r.sh\"",
+                "recovery_script: r.sh is not an absolute",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nenv = { \"A=B\" = \"c\" }",
+                "env: \"A=B\"",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nargs = [\"a\\u0000b\"]",
+                "args: \"a\\0b\" holds a NUL byte",
+            ),
+            ("[driver.\"a/b\"]\nbinary = \"/x\"", "driver `a/b`: name:"),
+        ];
+        for (text, expected) in cases {
+            let message = problem(text);
+            assert!(message.contains(expected), "{text:?} gave {message:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_refused() {
+        assert!(
+            problem("[driver.a]\nbinary = \"/x\"\nperiod = 5").contains("unknown field `period`")
+        );
+        assert!(problem("[drivers.a]\nbinary = \"/x\"").contains("unknown field `drivers`"));
+        assert!(problem("[driver.a]\nargs = []").contains("missing field `binary`"));
+        assert!(problem("[driver.a]\nbinary = \"/x\"\nperiod_ms = \"5s\"").contains("period_ms"));
+        assert!(problem("[driver.a").starts_with("registry: "));
+    }
+
+    #[test]
+    fn a_missing_file_names_the_path() {
+        let message = Registry::load(Path::new("/nonexistent/romain/drivers.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("cannot read registry /nonexistent/romain/drivers.toml: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn driver_names() {
+        for good in ["e1000", "uart-16550", "a.b_c"] {
+            assert!(is_driver_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "a?b", "a b", "é"] {
+            assert!(!is_driver_name(bad), "{bad}");
+        }
+    }
+}

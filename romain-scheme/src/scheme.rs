@@ -1,0 +1,345 @@
+//! The `romain:` scheme: handles on the group table.
+//!
+//! Reading a handle gives status text (the root: one line per group; a group:
+//! its `key=value` lines), taken afresh at every read at offset 0 so a reader
+//! going through it in pieces sees one consistent snapshot. Writing a group
+//! handle takes one [`Command`]. Starting a group and commanding one take root
+//! or the supervisor's own user; anyone may read.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::SchemeDaemon;
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL};
+use syscall::flag::MODE_FILE;
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+use crate::command::Command;
+use crate::open_path::{self, OpenTarget};
+use crate::supervisor::Supervisor;
+use crate::SCHEME_NAME;
+
+const ROOT_ID: usize = 0;
+
+enum Target {
+    Root,
+    Group(String),
+}
+
+struct OpenHandle {
+    target: Target,
+    /// The text the last read at offset 0 produced.
+    snapshot: String,
+}
+
+pub struct RomainScheme {
+    supervisor: Supervisor,
+    handles: BTreeMap<usize, OpenHandle>,
+    next_id: usize,
+    owner_uid: u32,
+}
+
+impl RomainScheme {
+    /// Serves `supervisor`; callers running as `owner_uid` or root may start and
+    /// command groups.
+    pub fn new(supervisor: Supervisor, owner_uid: u32) -> Self {
+        Self {
+            supervisor,
+            handles: BTreeMap::new(),
+            next_id: ROOT_ID + 1,
+            owner_uid,
+        }
+    }
+
+    fn may_control(&self, ctx: &CallerCtx) -> bool {
+        ctx.uid == 0 || ctx.uid == self.owner_uid
+    }
+
+    fn handle(&self, id: usize) -> Result<&OpenHandle> {
+        self.handles.get(&id).ok_or(Error::new(EBADF))
+    }
+
+    fn render(&self, target: &Target) -> String {
+        match target {
+            Target::Root => self.supervisor.listing(),
+            Target::Group(driver) => self
+                .supervisor
+                .group(driver)
+                .map(|group| group.status().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn command(&mut self, id: usize, text: &[u8], ctx: &CallerCtx) -> Result<()> {
+        let Target::Group(driver) = &self.handle(id)?.target else {
+            log::warn!(
+                "pid {}: commands go to a group handle ({SCHEME_NAME}:<driver>), not the root",
+                ctx.pid
+            );
+            return Err(Error::new(EINVAL));
+        };
+        let driver = driver.clone();
+        if !self.may_control(ctx) {
+            log::warn!(
+                "{driver}: pid {} (uid {}) may not command groups",
+                ctx.pid,
+                ctx.uid
+            );
+            return Err(Error::new(EACCES));
+        }
+        let parsed = std::str::from_utf8(text)
+            .map_err(|_| "command is not UTF-8".to_owned())
+            .and_then(|text| text.parse::<Command>().map_err(|e| e.to_string()));
+        let command = parsed.map_err(|problem| {
+            log::warn!("{driver}: pid {}: bad command: {problem}", ctx.pid);
+            Error::new(EINVAL)
+        })?;
+        log::info!("{driver}: pid {} says {command}", ctx.pid);
+        self.supervisor
+            .command(&driver, command, Instant::now())
+            .map_err(|e| {
+                log::warn!("{driver}: {command} refused: {e}");
+                Error::new(e.errno())
+            })
+    }
+}
+
+impl SchemeSync for RomainScheme {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT_ID)
+    }
+
+    fn openat(
+        &mut self,
+        fd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if fd != ROOT_ID {
+            return Err(Error::new(EBADF));
+        }
+        let target = match open_path::parse(path) {
+            Ok(OpenTarget::Root) => Target::Root,
+            Ok(OpenTarget::Group(request)) => {
+                let may_start = self.may_control(ctx);
+                self.supervisor
+                    .open(&request, may_start, Instant::now())
+                    .map_err(|e| {
+                        log::warn!("open {path:?} by pid {}: {e}", ctx.pid);
+                        Error::new(e.errno())
+                    })?;
+                Target::Group(request.driver.to_owned())
+            }
+            Err(e) => {
+                log::warn!("open {path:?} by pid {}: {e}", ctx.pid);
+                return Err(Error::new(EINVAL));
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.handles.insert(
+            id,
+            OpenHandle {
+                target,
+                snapshot: String::new(),
+            },
+        );
+        Ok(OpenResult::ThisScheme {
+            number: id,
+            flags: NewFdFlags::POSITIONED,
+        })
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        let handle = self.handle(id)?;
+        if offset == 0 {
+            let text = self.render(&handle.target);
+            self.handles.get_mut(&id).expect("looked up above").snapshot = text;
+        }
+        let bytes = self.handle(id)?.snapshot.as_bytes();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let n = (bytes.len() - start).min(buf.len());
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
+        Ok(n)
+    }
+
+    fn write(
+        &mut self,
+        id: usize,
+        buf: &[u8],
+        _offset: u64,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.command(id, buf, ctx)?;
+        Ok(buf.len())
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        let handle = self.handle(id)?;
+        stat.st_mode = MODE_FILE | 0o644;
+        stat.st_size = self.render(&handle.target).len() as u64;
+        Ok(())
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let path = match &self.handle(id)?.target {
+            Target::Root => format!("{SCHEME_NAME}:"),
+            Target::Group(driver) => format!("{SCHEME_NAME}:{driver}"),
+        };
+        let n = path.len().min(buf.len());
+        buf[..n].copy_from_slice(&path.as_bytes()[..n]);
+        Ok(n)
+    }
+
+    fn on_close(&mut self, id: usize) {
+        // The group lives on: closing a handle never stops it.
+        self.handles.remove(&id);
+    }
+}
+
+impl SchemeDaemon for RomainScheme {
+    fn after_round(&mut self) {
+        self.supervisor.poll(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scheme_runtime::caller_ctx;
+    use syscall::error::{ENOENT, EOPNOTSUPP};
+
+    const OWNER: u32 = 1000;
+
+    fn scheme() -> RomainScheme {
+        let registry = "[driver.absent]\nbinary = \"/nonexistent/driver\"\n"
+            .parse()
+            .unwrap();
+        RomainScheme::new(Supervisor::new(registry), OWNER)
+    }
+
+    fn open(scheme: &mut RomainScheme, path: &str, uid: u32) -> Result<usize> {
+        match scheme.openat(ROOT_ID, path, 0, 0, &caller_ctx(7, uid, uid))? {
+            OpenResult::ThisScheme { number, .. } => Ok(number),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn read_all(scheme: &mut RomainScheme, id: usize, chunk: usize) -> String {
+        let mut text = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = scheme
+                .read(id, &mut buf, text.len() as u64, 0, &caller_ctx(7, 0, 0))
+                .unwrap();
+            if n == 0 {
+                return String::from_utf8(text).unwrap();
+            }
+            text.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn paths_map_to_errnos() {
+        let mut scheme = scheme();
+        let errno =
+            |scheme: &mut RomainScheme, path: &str| open(scheme, path, OWNER).unwrap_err().errno;
+        assert_eq!(errno(&mut scheme, "nosuch"), ENOENT);
+        assert_eq!(errno(&mut scheme, "absent?replicas=zero"), EINVAL);
+        assert_eq!(errno(&mut scheme, "absent?replicas=3"), EOPNOTSUPP);
+        assert_eq!(errno(&mut scheme, "absent?attach"), syscall::error::ESRCH);
+        assert_eq!(
+            open(&mut scheme, "absent", 4321).unwrap_err().errno,
+            EACCES,
+            "a stranger may not start"
+        );
+        assert_eq!(
+            scheme
+                .openat(99, "", 0, 0, &caller_ctx(7, 0, 0))
+                .unwrap_err()
+                .errno,
+            EBADF
+        );
+    }
+
+    #[test]
+    fn status_reads_in_pieces_and_commands_are_checked() {
+        let mut scheme = scheme();
+        let root = open(&mut scheme, "", 4321).unwrap();
+        assert_eq!(read_all(&mut scheme, root, 64), "");
+        let group = open(&mut scheme, "absent?replicas=1", 0).unwrap();
+        let status = read_all(&mut scheme, group, 7);
+        assert!(
+            status.starts_with("driver=absent\nstate=backoff\nreplicas=1\npids=\n"),
+            "{status}"
+        );
+        assert!(status.contains("\nlast_fault=spawn\n"), "{status}");
+        assert_eq!(
+            read_all(&mut scheme, root, 5),
+            "driver=absent state=backoff replicas=1 pids= restarts=0\n"
+        );
+
+        let stranger = caller_ctx(8, 4321, 4321);
+        let owner = caller_ctx(8, OWNER, OWNER);
+        let write = |scheme: &mut RomainScheme, id, text: &str, ctx: &CallerCtx| {
+            scheme
+                .write(id, text.as_bytes(), 0, 0, ctx)
+                .map_err(|e| e.errno)
+        };
+        assert_eq!(write(&mut scheme, group, "down", &stranger), Err(EACCES));
+        assert_eq!(write(&mut scheme, root, "down", &owner), Err(EINVAL));
+        assert_eq!(write(&mut scheme, group, "explode", &owner), Err(EINVAL));
+        assert_eq!(write(&mut scheme, group, "kill 1", &owner), Err(EINVAL));
+        assert_eq!(
+            scheme
+                .write(group, &[0xff, 0xfe], 0, 0, &owner)
+                .unwrap_err()
+                .errno,
+            EINVAL
+        );
+        assert_eq!(
+            write(&mut scheme, group, "kill 0", &owner),
+            Err(syscall::error::ESRCH)
+        );
+        assert_eq!(write(&mut scheme, group, "down\n", &owner), Ok(5));
+        assert!(read_all(&mut scheme, group, 4096).contains("\nstate=down\n"));
+
+        let mut stat = Stat::default();
+        scheme.fstat(group, &mut stat, &owner).unwrap();
+        assert_eq!(
+            stat.st_size as usize,
+            read_all(&mut scheme, group, 4096).len()
+        );
+        let mut path = [0u8; 64];
+        let n = scheme.fpath(group, &mut path, &owner).unwrap();
+        assert_eq!(&path[..n], b"romain:absent");
+
+        scheme.on_close(group);
+        assert_eq!(
+            scheme
+                .read(group, &mut path, 0, 0, &owner)
+                .unwrap_err()
+                .errno,
+            EBADF
+        );
+        assert!(
+            scheme.supervisor.group("absent").is_some(),
+            "closing a handle leaves the group"
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The table of groups, by driver name, and what opening one means.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use syscall::error::{EACCES, EINVAL, ENOENT, EOPNOTSUPP, ESRCH};
+
+use crate::command::Command;
+use crate::group::{ControlError, Group};
+use crate::heartbeat::Probes;
+use crate::open_path::GroupRequest;
+use crate::registry::Registry;
+use crate::status::GroupState;
+
+/// The longest a dead process waits to be noticed: the supervisor polls at
+/// least this often.
+const MAX_TICK: Duration = Duration::from_millis(100);
+const MIN_TICK: Duration = Duration::from_millis(5);
+/// Polls per heartbeat period, so deadlines are met to within a quarter period.
+const TICKS_PER_PERIOD: u32 = 4;
+
+/// Why a group cannot be opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    UnknownDriver,
+    /// `attach` to a driver without a group.
+    NotRunning,
+    ReplicationUnavailable {
+        asked: usize,
+    },
+    ReplicaMismatch {
+        running: usize,
+        asked: usize,
+    },
+    /// Starting a group takes root or the supervisor's own user.
+    NotPermitted,
+}
+
+impl OpenError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::UnknownDriver => ENOENT,
+            Self::NotRunning => ESRCH,
+            Self::ReplicationUnavailable { .. } => EOPNOTSUPP,
+            Self::ReplicaMismatch { .. } => EINVAL,
+            Self::NotPermitted => EACCES,
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownDriver => f.write_str("no such driver in the registry"),
+            Self::NotRunning => f.write_str("no group to attach to"),
+            Self::ReplicationUnavailable { asked } => write!(
+                f,
+                "replication is not available yet: {asked} replicas asked, but a group runs one process"
+            ),
+            Self::ReplicaMismatch { running, asked } => {
+                write!(f, "the running group has {running} replicas, not {asked}")
+            }
+            Self::NotPermitted => f.write_str("only root or the supervisor's user may start a group"),
+        }
+    }
+}
+
+pub struct Supervisor {
+    registry: Registry,
+    groups: BTreeMap<String, Group>,
+    probes: Probes,
+}
+
+impl Supervisor {
+    pub fn new(registry: Registry) -> Self {
+        Self {
+            registry,
+            groups: BTreeMap::new(),
+            probes: Probes::new(),
+        }
+    }
+
+    /// Attaches to the driver's group, starting it (`may_start`) when it is not
+    /// running and the request does not say `attach`.
+    pub fn open(
+        &mut self,
+        request: &GroupRequest,
+        may_start: bool,
+        now: Instant,
+    ) -> Result<(), OpenError> {
+        let spec = self
+            .registry
+            .driver(request.driver)
+            .ok_or(OpenError::UnknownDriver)?;
+        let asked = request.replicas.map(|n| n.get());
+        let group = self.groups.get_mut(request.driver);
+        let state = group.as_ref().map(|g| g.state());
+        if let (Some(GroupState::Running | GroupState::Backoff), Some(group)) = (state, &group) {
+            return match asked {
+                Some(asked) if asked != group.replicas() => Err(OpenError::ReplicaMismatch {
+                    running: group.replicas(),
+                    asked,
+                }),
+                _ => Ok(()),
+            };
+        }
+        if request.attach {
+            // A group that went down can still be read.
+            return group.map(drop).ok_or(OpenError::NotRunning);
+        }
+        match asked {
+            Some(asked) if asked > 1 => return Err(OpenError::ReplicationUnavailable { asked }),
+            _ if !may_start => return Err(OpenError::NotPermitted),
+            _ => {}
+        }
+        match group {
+            Some(group) => group.up(now),
+            None => {
+                let group = Group::start(spec.clone(), now);
+                self.groups.insert(spec.name.clone(), group);
+            }
+        }
+        Ok(())
+    }
+
+    /// The group of `driver`; only drivers opened once have one.
+    pub fn group(&self, driver: &str) -> Option<&Group> {
+        self.groups.get(driver)
+    }
+
+    pub fn command(
+        &mut self,
+        driver: &str,
+        command: Command,
+        now: Instant,
+    ) -> Result<(), ControlError> {
+        match self.groups.get_mut(driver) {
+            Some(group) => group.command(command, now),
+            None => Err(ControlError::NoProcess(GroupState::Down)),
+        }
+    }
+
+    /// One summary line per group.
+    pub fn listing(&self) -> String {
+        self.groups
+            .values()
+            .map(|group| group.status().summary())
+            .collect()
+    }
+
+    /// Collects heartbeat replies, then lets every group reap, check and restart.
+    pub fn poll(&mut self, now: Instant) {
+        for reply in self.probes.drain() {
+            // A reply for a replica that is gone matches no group.
+            for group in self.groups.values_mut() {
+                if group.record_probe(&reply) {
+                    break;
+                }
+            }
+        }
+        for group in self.groups.values_mut() {
+            group.poll(now, self.probes.sender());
+        }
+    }
+
+    /// How often [`Supervisor::poll`] must run.
+    pub fn tick(&self) -> Duration {
+        self.registry
+            .drivers()
+            .map(|spec| spec.period / TICKS_PER_PERIOD)
+            .fold(MAX_TICK, Duration::min)
+            .max(MIN_TICK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::open_path::{parse, OpenTarget};
+
+    fn registry() -> Registry {
+        "[driver.fast]\nbinary = \"/nonexistent/fast\"\nperiod_ms = 40\nbackoff_cap_periods = 4\n\
+         [driver.slow]\nbinary = \"/nonexistent/slow\"\n"
+            .parse()
+            .unwrap()
+    }
+
+    fn open(supervisor: &mut Supervisor, path: &str, may_start: bool) -> Result<(), OpenError> {
+        let OpenTarget::Group(request) = parse(path).unwrap() else {
+            panic!("{path} is not a group")
+        };
+        supervisor.open(&request, may_start, Instant::now())
+    }
+
+    #[test]
+    fn the_tick_follows_the_shortest_period() {
+        assert_eq!(
+            Supervisor::new(registry()).tick(),
+            Duration::from_millis(10)
+        );
+        assert_eq!(Supervisor::new(Registry::default()).tick(), MAX_TICK);
+        let tiny: Registry = "[driver.t]\nbinary = \"/x\"\nperiod_ms = 1\n"
+            .parse()
+            .unwrap();
+        assert_eq!(Supervisor::new(tiny).tick(), MIN_TICK);
+    }
+
+    #[test]
+    fn refusals_before_anything_is_started() {
+        let mut supervisor = Supervisor::new(registry());
+        assert_eq!(
+            open(&mut supervisor, "nosuch", true),
+            Err(OpenError::UnknownDriver)
+        );
+        assert_eq!(
+            open(&mut supervisor, "fast?attach", true),
+            Err(OpenError::NotRunning)
+        );
+        assert_eq!(
+            open(&mut supervisor, "fast?replicas=3", true),
+            Err(OpenError::ReplicationUnavailable { asked: 3 })
+        );
+        assert_eq!(
+            open(&mut supervisor, "fast", false),
+            Err(OpenError::NotPermitted)
+        );
+        assert!(supervisor.group("fast").is_none());
+        assert_eq!(supervisor.listing(), "");
+        let errnos: Vec<i32> = [
+            OpenError::UnknownDriver,
+            OpenError::NotRunning,
+            OpenError::ReplicationUnavailable { asked: 3 },
+            OpenError::ReplicaMismatch {
+                running: 1,
+                asked: 2,
+            },
+            OpenError::NotPermitted,
+        ]
+        .iter()
+        .map(OpenError::errno)
+        .collect();
+        assert_eq!(errnos, [ENOENT, ESRCH, EOPNOTSUPP, EINVAL, EACCES]);
+    }
+
+    #[test]
+    fn a_driver_that_cannot_start_backs_off_and_can_be_attached_and_downed() {
+        let mut supervisor = Supervisor::new(registry());
+        open(&mut supervisor, "fast?replicas=1", true).unwrap();
+        let group = supervisor.group("fast").unwrap();
+        assert_eq!(group.state(), GroupState::Backoff);
+        let status = group.status();
+        assert_eq!(status.last_fault.unwrap().reason.keyword(), "spawn");
+        assert_eq!(status.repetition, 1);
+
+        // Attaching leaves it be; a different replica count is refused.
+        open(&mut supervisor, "fast", false).unwrap();
+        open(&mut supervisor, "fast?attach", false).unwrap();
+        assert_eq!(
+            open(&mut supervisor, "fast?replicas=2", true),
+            Err(OpenError::ReplicaMismatch {
+                running: 1,
+                asked: 2
+            })
+        );
+        assert_eq!(
+            supervisor.listing(),
+            "driver=fast state=backoff replicas=1 pids= restarts=0\n"
+        );
+
+        supervisor
+            .command("fast", Command::Down, Instant::now())
+            .unwrap();
+        assert_eq!(supervisor.group("fast").unwrap().state(), GroupState::Down);
+        supervisor.poll(Instant::now() + Duration::from_secs(10));
+        assert_eq!(
+            supervisor.group("fast").unwrap().state(),
+            GroupState::Down,
+            "down is for good"
+        );
+        assert_eq!(
+            supervisor
+                .command("fast", Command::Kill(0), Instant::now())
+                .unwrap_err()
+                .errno(),
+            ESRCH
+        );
+        assert_eq!(
+            supervisor
+                .command("slow", Command::Restart, Instant::now())
+                .unwrap_err()
+                .errno(),
+            ESRCH
+        );
+        open(&mut supervisor, "fast?attach", false).unwrap();
+        // Opening it again starts afresh.
+        open(&mut supervisor, "fast", true).unwrap();
+        let status = supervisor.group("fast").unwrap().status();
+        assert_eq!((status.restarts, status.repetition), (0, 1));
+    }
+
+    #[test]
+    fn the_backoff_grows_while_spawning_fails() {
+        let mut supervisor = Supervisor::new(registry());
+        open(&mut supervisor, "fast", true).unwrap();
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        // Step a clock through 1 s of polls, 1 ms apart.
+        for ms in 0..1000 {
+            supervisor.poll(start + Duration::from_millis(ms));
+            let repetition = supervisor.group("fast").unwrap().status().repetition;
+            if seen.last().is_none_or(|&(r, _)| r != repetition) {
+                seen.push((repetition, ms));
+            }
+        }
+        // The first retry is immediate (at open), then 1, 2, 4 periods of 40 ms,
+        // and never more than the cap of 4.
+        let gaps: Vec<u64> = seen.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert_eq!(seen[0], (2, 0), "{seen:?}");
+        assert_eq!(gaps, [40, 80, 160, 160, 160, 160, 160], "{seen:?}");
+        assert_eq!(supervisor.group("fast").unwrap().status().restarts, 8);
+    }
+}

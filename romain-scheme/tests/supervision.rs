@@ -1,0 +1,547 @@
+//! The supervisor end to end: `romain serve` in its own process and scheme
+//! directory, `romain-testdriver` as the supervised driver, clients speaking the
+//! real host transport.
+#![cfg(target_os = "linux")]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use scheme_runtime::{Handle, SCHEME_DIR_ENV};
+use syscall::error::{EINVAL, ENOENT, EOPNOTSUPP, ESRCH};
+use syscall::flag::{O_RDONLY, O_RDWR};
+
+const ROMAIN: &str = env!("CARGO_BIN_EXE_romain");
+const TEST_DRIVER: &str = env!("CARGO_BIN_EXE_romain-testdriver");
+/// The heartbeat period of `alive`.
+const PERIOD: Duration = Duration::from_millis(200);
+/// Scheduling slack on a loaded two-core machine.
+const SLACK: Duration = Duration::from_millis(300);
+
+/// `alive` serves a scheme and answers heartbeats; `crashy` exits at once.
+fn registry(dir: &Path) -> String {
+    format!(
+        r#"
+        [driver.alive]
+        binary = "{TEST_DRIVER}"
+        args = ["serve", "alive-scheme"]
+        heartbeat = "alive-scheme:"
+        period_ms = {period}
+        missed_periods = 2
+        recovery_script = "{script}"
+
+        [driver.crashy]
+        binary = "{TEST_DRIVER}"
+        args = ["exit", "3"]
+        period_ms = 100
+        backoff_cap_periods = 4
+        "#,
+        period = PERIOD.as_millis(),
+        script = dir.join("recover.sh").display(),
+    )
+}
+
+/// A running `romain serve` with its own scheme directory, killed (with its
+/// drivers) on drop. Its log goes to a file that is printed if the test fails.
+struct Supervised {
+    daemon: Child,
+    dir: PathBuf,
+}
+
+impl Supervised {
+    fn start() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("romain-test-{}-{:x}", std::process::id(), unique()));
+        fs::create_dir_all(dir.join("schemes")).unwrap();
+        let script = dir.join("recover.sh");
+        fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\n",
+                dir.join("recovery.log").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("drivers.toml"), registry(&dir)).unwrap();
+        let daemon = Command::new(ROMAIN)
+            .arg("serve")
+            .arg("--registry")
+            .arg(dir.join("drivers.toml"))
+            .env(SCHEME_DIR_ENV, dir.join("schemes"))
+            .env("RUST_LOG", "info")
+            .stderr(fs::File::create(dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let supervised = Self { daemon, dir };
+        wait_for("the daemon to serve", Duration::from_secs(10), || {
+            supervised.open("romain:", O_RDONLY).ok()
+        });
+        supervised
+    }
+
+    fn open(&self, path: &str, flags: usize) -> io::Result<Handle> {
+        Handle::open_in(&self.dir.join("schemes"), path, flags)
+    }
+
+    fn open_errno(&self, path: &str) -> i32 {
+        self.open(path, O_RDONLY)
+            .expect_err(path)
+            .raw_os_error()
+            .expect("an errno")
+    }
+
+    fn status(&self, driver: &str) -> BTreeMap<String, String> {
+        let handle = self
+            .open(&format!("romain:{driver}?attach"), O_RDONLY)
+            .unwrap();
+        fields(&read_text(&handle))
+    }
+
+    fn command(&self, driver: &str, command: &str) -> io::Result<usize> {
+        self.open(&format!("romain:{driver}?attach"), O_RDWR)?
+            .write(command.as_bytes())
+    }
+
+    fn listing(&self) -> String {
+        read_text(&self.open("romain:", O_RDONLY).unwrap())
+    }
+
+    /// Waits until `driver`'s group runs a process other than `old_pid`.
+    fn wait_for_new_pid(&self, driver: &str, old_pid: Option<u32>, limit: Duration) -> u32 {
+        wait_for("a new process", limit, || {
+            let status = self.status(driver);
+            let pid = status["pids"].parse().ok()?;
+            (status["state"] == "running" && Some(pid) != old_pid).then_some(pid)
+        })
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn recovery_log(&self) -> String {
+        fs::read_to_string(self.dir.join("recovery.log")).unwrap_or_default()
+    }
+
+    /// Proves the daemon is alive and still answers.
+    fn assert_serving(&mut self) {
+        assert!(
+            matches!(self.daemon.try_wait(), Ok(None)),
+            "the daemon died"
+        );
+        assert_eq!(self.open_errno("romain:nosuch"), ENOENT);
+        self.listing();
+    }
+
+    /// Runs `romain ARGS` as a client of this daemon.
+    fn cli(&self, args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
+        let mut command = Command::new(ROMAIN);
+        command
+            .args(args)
+            .env(SCHEME_DIR_ENV, self.dir.join("schemes"))
+            .env("RUST_LOG", "warn");
+        configure(&mut command);
+        command.stdin(Stdio::null()).output().unwrap()
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log ---\n{}--- end of daemon log ---",
+                self.log()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn read_text(handle: &Handle) -> String {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = handle.read_at(&mut buf, 0).unwrap();
+    String::from_utf8(buf[..n].to_vec()).unwrap()
+}
+
+fn fields(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(|line| {
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {line:?}"));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether `pid` still names a process (a zombie counts).
+fn exists(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Milliseconds of a `last_fault_at`/`next_restart_at` value.
+fn unix_ms(value: &str) -> u64 {
+    let (secs, millis) = value
+        .split_once('.')
+        .unwrap_or_else(|| panic!("not a time: {value:?}"));
+    secs.parse::<u64>().unwrap() * 1000 + millis.parse::<u64>().unwrap()
+}
+
+fn unique() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+#[test]
+fn a_killed_driver_comes_back_counted_and_a_healthy_one_is_left_alone() {
+    let mut romain = Supervised::start();
+    // The group outlives the handle that started it.
+    romain
+        .open("romain:alive?replicas=1", O_RDONLY)
+        .unwrap()
+        .close()
+        .unwrap();
+    let first = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    let status = romain.status("alive");
+    assert_eq!(
+        (status["restarts"].as_str(), status["last_fault"].as_str()),
+        ("0", "none")
+    );
+    assert_eq!(status["heartbeat"], "alive-scheme:");
+
+    assert_eq!(romain.command("alive", "kill 0\n").unwrap(), 7);
+    let second = romain.wait_for_new_pid("alive", Some(first), Duration::from_secs(3));
+    assert!(!exists(first), "the killed process was reaped");
+    let status = romain.status("alive");
+    assert_eq!(status["restarts"], "1");
+    assert_eq!(status["repetition"], "1");
+    assert_eq!(status["last_fault"], "killed");
+    assert_eq!(status["last_fault_detail"], "killed by command");
+    assert_ne!(status["last_fault_at"], "none");
+    assert_eq!(status["next_restart_at"], "none");
+    wait_for("the recovery script", Duration::from_secs(3), || {
+        (romain.recovery_log() == "alive killed 1\n").then_some(())
+    });
+
+    // Three heartbeat periods later the answering driver is still the same one.
+    std::thread::sleep(PERIOD * 3);
+    let status = romain.status("alive");
+    assert_eq!(
+        (status["pids"].as_str(), status["restarts"].as_str()),
+        (second.to_string().as_str(), "1")
+    );
+    romain.assert_serving();
+}
+
+#[test]
+fn a_driver_that_exits_at_once_is_backed_off() {
+    let mut romain = Supervised::start();
+    let start = Instant::now();
+    romain.open("romain:crashy", O_RDONLY).unwrap();
+    // The delay of each backoff, read from the status while it waits.
+    let mut delays = BTreeMap::new();
+    wait_for("five faults in a row", Duration::from_secs(5), || {
+        let status = romain.status("crashy");
+        if status["state"] == "backoff" {
+            let delay = unix_ms(&status["next_restart_at"]) - unix_ms(&status["last_fault_at"]);
+            delays.insert(status["repetition"].parse::<u32>().unwrap(), delay);
+        }
+        delays.contains_key(&5).then_some(())
+    });
+    let elapsed = start.elapsed();
+    // Period 100 ms, cap 4 periods: 1, 2, 4, 4 periods after faults 2 to 5.
+    for (repetition, expected) in [(2, 100), (3, 200), (4, 400), (5, 400)] {
+        let delay = delays[&repetition];
+        assert!(
+            delay.abs_diff(expected) <= 15,
+            "fault {repetition}: delay {delay} ms, want {expected}: {delays:?}"
+        );
+    }
+    assert!(
+        elapsed >= Duration::from_millis(700),
+        "five faults within {elapsed:?}: no backoff"
+    );
+    let status = romain.status("crashy");
+    assert_eq!(status["last_fault"], "exit");
+    assert_eq!(status["last_fault_detail"], "exited with status 3");
+    assert!(
+        status["restarts"].parse::<u32>().unwrap() <= 5,
+        "{status:?}"
+    );
+    romain.assert_serving();
+}
+
+#[test]
+fn a_stopped_driver_is_caught_by_the_heartbeat() {
+    let mut romain = Supervised::start();
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    let hung = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    std::thread::sleep(PERIOD);
+
+    let stopped_at = Instant::now();
+    romain.command("alive", "stop 0").unwrap();
+    romain.wait_for_new_pid("alive", Some(hung), PERIOD * 2 + SLACK * 2);
+    let detected = stopped_at.elapsed();
+    assert!(
+        detected <= PERIOD * 2 + SLACK,
+        "replaced after {detected:?}"
+    );
+    assert!(
+        detected >= PERIOD / 2,
+        "replaced after {detected:?}, before any heartbeat could be missed"
+    );
+    assert!(!exists(hung), "the hung process was killed and reaped");
+    let status = romain.status("alive");
+    assert_eq!(status["last_fault"], "hang");
+    assert_eq!(
+        status["last_fault_detail"],
+        "hung: no heartbeat reply for 2 periods"
+    );
+    assert_eq!(status["restarts"], "1");
+    wait_for("the recovery script", Duration::from_secs(3), || {
+        (romain.recovery_log() == "alive hang 1\n").then_some(())
+    });
+    romain.assert_serving();
+}
+
+#[test]
+fn down_stops_the_group_for_good() {
+    let mut romain = Supervised::start();
+    let handle = romain.open("romain:alive", O_RDWR).unwrap();
+    let pid = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    handle.write(b"down").unwrap();
+    wait_for("the group to go down", Duration::from_secs(3), || {
+        (romain.status("alive")["state"] == "down").then_some(())
+    });
+    assert!(!exists(pid), "the process was killed and reaped");
+
+    std::thread::sleep(PERIOD * 3);
+    let status = romain.status("alive");
+    assert_eq!(
+        (status["state"].as_str(), status["pids"].as_str()),
+        ("down", "")
+    );
+    assert_eq!(
+        (status["restarts"].as_str(), status["last_fault"].as_str()),
+        ("0", "none")
+    );
+    assert_eq!(
+        romain.listing(),
+        "driver=alive state=down replicas=1 pids= restarts=0\n"
+    );
+    let errno = |result: io::Result<usize>| result.unwrap_err().raw_os_error();
+    assert_eq!(errno(handle.write(b"kill 0")), Some(ESRCH));
+    assert_eq!(errno(handle.write(b"restart")), Some(ESRCH));
+    assert_eq!(handle.write(b"down").unwrap(), 4, "down again is no error");
+    assert!(romain.recovery_log().is_empty(), "going down is no fault");
+
+    // Opening it again starts a fresh group.
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    let again = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    assert_ne!(again, pid);
+    assert_eq!(romain.status("alive")["restarts"], "0");
+
+    // Up right after down, whether or not the old process is gone yet, runs it.
+    romain.command("alive", "down").unwrap();
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    romain.wait_for_new_pid("alive", Some(again), Duration::from_secs(3));
+    romain.assert_serving();
+}
+
+#[test]
+fn restart_replaces_the_process_without_a_fault() {
+    let mut romain = Supervised::start();
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    let pid = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    romain.command("alive", "restart").unwrap();
+    romain.wait_for_new_pid("alive", Some(pid), Duration::from_secs(3));
+    let status = romain.status("alive");
+    assert_eq!(
+        (status["restarts"].as_str(), status["last_fault"].as_str()),
+        ("1", "none")
+    );
+    romain.assert_serving();
+}
+
+#[test]
+fn bad_opens_and_commands_are_refused_and_the_daemon_goes_on() {
+    let mut romain = Supervised::start();
+    assert_eq!(romain.open_errno("romain:nosuch"), ENOENT);
+    assert_eq!(romain.open_errno("romain:nosuch?replicas=1"), ENOENT);
+    for bad in [
+        "alive?replicas=0",
+        "alive?replicas=two",
+        "alive?voters=3",
+        "alive?",
+        "?replicas=1",
+    ] {
+        assert_eq!(romain.open_errno(&format!("romain:{bad}")), EINVAL, "{bad}");
+    }
+    assert_eq!(romain.open_errno("romain:alive?attach"), ESRCH);
+    assert_eq!(
+        romain.open_errno("/scheme/romain/alive?replicas=3"),
+        EOPNOTSUPP
+    );
+    assert!(
+        romain.log().contains("replication is not available yet"),
+        "{}",
+        romain.log()
+    );
+    assert!(romain.listing().is_empty(), "nothing was started");
+
+    romain.open("romain:alive?replicas=1", O_RDONLY).unwrap();
+    romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    assert_eq!(romain.open_errno("romain:alive?replicas=2"), EINVAL);
+    assert_eq!(
+        romain.open_errno("romain:alive?replicas=3"),
+        EINVAL,
+        "attaching with another N"
+    );
+    romain.open("romain:alive?replicas=1", O_RDONLY).unwrap();
+
+    for bad in ["explode", "kill", "kill 1", "kill x", "stop 0 0", ""] {
+        let error = romain.command("alive", bad).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(EINVAL), "{bad:?}");
+    }
+    let root = romain.open("romain:", O_RDWR).unwrap();
+    assert_eq!(
+        root.write(b"down").unwrap_err().raw_os_error(),
+        Some(EINVAL)
+    );
+    assert!(
+        romain
+            .log()
+            .contains("bad command: unknown command \"explode\""),
+        "{}",
+        romain.log()
+    );
+
+    let status = romain.status("alive");
+    assert_eq!(
+        (status["state"].as_str(), status["restarts"].as_str()),
+        ("running", "0")
+    );
+    romain.assert_serving();
+}
+
+#[test]
+fn the_command_line() {
+    let mut romain = Supervised::start();
+    let text = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["up", "--help"],
+        &["status", "--help"],
+        &["down", "--help"],
+    ] {
+        let output = romain.cli(args, |_| {});
+        assert!(
+            output.status.success() && text(&output).contains("Usage: romain"),
+            "{args:?}"
+        );
+    }
+
+    let up = romain.cli(&["up", "alive", "--replicas", "1"], |_| {});
+    assert!(up.status.success(), "{}", said(&up));
+    assert!(text(&up).starts_with("driver=alive\n"), "{}", text(&up));
+    let status = romain.cli(&["status", "alive"], |_| {});
+    assert!(
+        fields(&text(&status))["state"] == "running",
+        "{}",
+        text(&status)
+    );
+    let listing = romain.cli(&["status"], |_| {});
+    assert!(
+        text(&listing).starts_with("driver=alive state=running replicas=1 pids="),
+        "{}",
+        text(&listing)
+    );
+
+    let refused = [
+        (
+            &["up", "alive", "--replicas", "3"][..],
+            "alive: request refused as invalid",
+        ),
+        (
+            &["up", "crashy", "--replicas", "3"],
+            "replication is not available yet",
+        ),
+        (&["up", "nosuch"], "no driver \"nosuch\" in the registry"),
+        (&["status", "crashy"], "crashy is not running"),
+        (&["down", "crashy"], "crashy is not running"),
+        (&["up", "a/b"], "\"a/b\" is not a driver name"),
+    ];
+    for (args, message) in refused {
+        let output = romain.cli(args, |_| {});
+        assert!(
+            !output.status.success() && said(&output).contains(message),
+            "{args:?}: {}",
+            said(&output)
+        );
+    }
+    if nix::unistd::geteuid().is_root() {
+        let output = romain.cli(&["up", "crashy"], |command| {
+            std::os::unix::process::CommandExt::uid(command, 4321);
+        });
+        assert!(
+            said(&output).contains("only root or the supervisor's user"),
+            "{}",
+            said(&output)
+        );
+        assert_eq!(
+            romain.open_errno("romain:crashy?attach"),
+            ESRCH,
+            "a stranger started nothing"
+        );
+    } else {
+        eprintln!("not root: starting a group as another user is not checked");
+    }
+
+    let down = romain.cli(&["down", "alive"], |_| {});
+    assert!(down.status.success(), "{}", said(&down));
+    assert!(
+        ["stopping", "down"].contains(&fields(&text(&down))["state"].as_str()),
+        "{}",
+        text(&down)
+    );
+
+    let bad_registry = Command::new(ROMAIN)
+        .args(["serve", "--registry", "/nonexistent/drivers.toml"])
+        .output()
+        .unwrap();
+    assert!(!bad_registry.status.success());
+    assert!(said(&bad_registry).contains("cannot read registry /nonexistent/drivers.toml"));
+
+    let no_daemon = Command::new(ROMAIN)
+        .args(["status"])
+        .env(SCHEME_DIR_ENV, romain.dir.join("no-schemes-here"))
+        .output()
+        .unwrap();
+    assert!(
+        said(&no_daemon).contains("is not served"),
+        "{}",
+        said(&no_daemon)
+    );
+    romain.assert_serving();
+}
