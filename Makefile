@@ -28,9 +28,10 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: benchmarks, each printing ratios against a baseline measured in the same run
+## bench: benchmarks with ratios against baselines of the same run: host transport, then mmio: in the guest
 bench: toolchain
 	$(CARGO) bench -p scheme-testbed
+	$(CARGO) run --quiet -p guest-harness -- bench
 
 ## redox-check: type-check the Redox side (x86_64-unknown-redox)
 redox-check: toolchain

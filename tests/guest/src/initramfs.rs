@@ -1,6 +1,6 @@
 //! The guest's initramfs: a gzip-compressed newc cpio archive (written with the `cpio`
-//! crate) holding busybox, `/init`, the guest programs, the kernel modules and the
-//! `/dev/console` node that `/init` prints through.
+//! crate) holding busybox, `/init`, the guest programs, the kernel modules, the driver
+//! policy, the lists `/init` works through and the `/dev/console` node it prints through.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -10,10 +10,13 @@ use cpio::newc::{trailer, Builder, ModeFileType};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::programs::BuiltProgram;
+use crate::programs::{BuiltProgram, Purpose};
 use crate::Result;
+use guest_harness::protocol::GUEST_POLICY_PATH;
 
 const INIT_SCRIPT: &str = include_str!("../init.sh");
+/// The driver policy the daemons enforce inside the guest.
+pub const GUEST_POLICY: &str = include_str!("../guest-policy.toml");
 /// Folders busybox installs its applet links into, plus the mount points /init uses.
 const DIRECTORIES: &[&str] = &[
     "bin",
@@ -36,9 +39,12 @@ const CONSOLE_MINOR: u32 = 1;
 /// What goes into the archive besides the fixed layout.
 pub struct Contents<'a> {
     pub busybox: &'a Path,
+    /// Daemons and the programs /init runs, in order.
     pub programs: &'a [BuiltProgram],
     /// (module name, .ko file), in load order.
     pub modules: &'a [(String, PathBuf)],
+    /// The driver policy, put at [`GUEST_POLICY_PATH`].
+    pub policy: &'a str,
 }
 
 /// Writes the compressed archive to `out`.
@@ -63,11 +69,19 @@ pub fn write(contents: &Contents, out: &Path) -> Result<()> {
     for (name, path) in contents.modules {
         archive.file(&format!("lib/modules/{name}.ko"), 0o644, &read(path)?)?;
     }
-    let module_list = lines(contents.modules.iter().map(|(name, _)| name.as_str()));
+    let module_list = lines(contents.modules.iter().map(|(name, _)| name.clone()));
     archive.file("etc/guest/modules", 0o644, module_list.as_bytes())?;
-    let tests = contents.programs.iter().filter(|p| p.runs_tests);
-    let test_list = lines(tests.map(|p| p.name.as_str()));
-    archive.file("etc/guest/tests", 0o644, test_list.as_bytes())?;
+    // One daemon per line: its name, then its arguments (which hold no spaces).
+    let daemons = contents.programs.iter().filter_map(|p| match p.purpose {
+        Purpose::Daemon(args) => Some([&[p.name.as_str()], args].concat().join(" ")),
+        Purpose::Test | Purpose::Bench => None,
+    });
+    archive.file("etc/guest/daemons", 0o644, lines(daemons).as_bytes())?;
+    let runs = contents.programs.iter().filter(|p| p.purpose.is_run());
+    let run_list = lines(runs.map(|p| p.name.clone()));
+    archive.file("etc/guest/programs", 0o644, run_list.as_bytes())?;
+    let policy_path = GUEST_POLICY_PATH.trim_start_matches('/');
+    archive.file(policy_path, 0o644, contents.policy.as_bytes())?;
     archive.finish()?.finish()?.flush()?;
     Ok(())
 }
@@ -76,7 +90,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()).into())
 }
 
-fn lines<'a>(items: impl Iterator<Item = &'a str>) -> String {
+fn lines(items: impl Iterator<Item = String>) -> String {
     items.map(|item| format!("{item}\n")).collect()
 }
 
@@ -177,20 +191,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let busybox = dir.path().join("busybox");
         fs::write(&busybox, b"busybox binary").unwrap();
-        let program = dir.path().join("guest-check");
+        let program = dir.path().join("guest-mmio-dma");
         fs::write(&program, b"odd length").unwrap();
         let module = dir.path().join("uio.ko");
         fs::write(&module, b"module").unwrap();
         let programs = [
             BuiltProgram {
-                name: "guest-check".into(),
+                name: "mmio".into(),
                 path: program.clone(),
-                runs_tests: true,
+                purpose: Purpose::Daemon(&["--policy", "/etc/guest/policy.toml"]),
             },
             BuiltProgram {
-                name: "mmio".into(),
+                name: "dma".into(),
+                path: program.clone(),
+                purpose: Purpose::Daemon(&["--quota", "4M"]),
+            },
+            BuiltProgram {
+                name: "guest-mmio-dma".into(),
                 path: program,
-                runs_tests: false,
+                purpose: Purpose::Test,
             },
         ];
         let modules = [("uio".to_string(), module)];
@@ -199,6 +218,7 @@ mod tests {
             busybox: &busybox,
             programs: &programs,
             modules: &modules,
+            policy: GUEST_POLICY,
         };
         write(&contents, &out).unwrap();
 
@@ -216,15 +236,48 @@ mod tests {
         assert_eq!(find("bin/sh").4, b"busybox");
         assert_eq!(find("init").1, 0o100755);
         assert!(find("init").4.starts_with(b"#!/bin/sh\n"));
-        assert_eq!(find("bin/guest-check").4, b"odd length");
+        assert_eq!(find("bin/guest-mmio-dma").4, b"odd length");
         assert_eq!(find("bin/mmio").1, 0o100755);
         assert_eq!(find("lib/modules/uio.ko").4, b"module");
         assert_eq!(find("etc/guest/modules").4, b"uio\n");
         assert_eq!(
-            find("etc/guest/tests").4,
-            b"guest-check\n",
-            "only test programs run"
+            find("etc/guest/daemons").4,
+            b"mmio --policy /etc/guest/policy.toml\ndma --quota 4M\n"
         );
+        assert_eq!(
+            find("etc/guest/programs").4,
+            b"guest-mmio-dma\n",
+            "daemons are started, not run"
+        );
+        assert_eq!(find("etc/guest/policy.toml").4, GUEST_POLICY.as_bytes());
+    }
+
+    #[test]
+    fn the_guest_policy_grants_what_the_guest_tests_expect() {
+        use driver_policy::{Bdf, DeviceId, Policy, PortRange};
+        use guest_harness::protocol::{E1000_DRIVER_LABEL, UART_DRIVER_LABEL};
+
+        let policy: Policy = GUEST_POLICY.parse().unwrap();
+        let e1000 = policy.driver(E1000_DRIVER_LABEL).unwrap();
+        let e1000_id = DeviceId {
+            vendor: 0x8086,
+            device: 0x100e,
+        };
+        assert_eq!(e1000.uid(), 1001);
+        assert_eq!(e1000.device(), Some(e1000_id));
+        assert_eq!((e1000.bars(), e1000.direct_bars()), (&[0][..], &[0][..]));
+        assert_eq!(e1000.dma_quota(), 4 << 20);
+        let nic: Bdf = "00:02.0".parse().unwrap();
+        assert!(e1000.check_bar(nic, 1).is_err(), "BAR 1 is not granted");
+
+        let uart = policy.driver(UART_DRIVER_LABEL).unwrap();
+        assert_eq!(uart.uid(), 1002);
+        assert_eq!(uart.ports(), [PortRange::new(0x2f8, 0x2ff).unwrap()]);
+        assert!(
+            uart.check_bar(nic, 0).is_err(),
+            "no device for the uart driver"
+        );
+        assert_eq!(policy.drivers().count(), 2, "every other uid is a stranger");
     }
 
     #[test]
@@ -234,6 +287,7 @@ mod tests {
             busybox: &dir.path().join("no-busybox"),
             programs: &[],
             modules: &[],
+            policy: "",
         };
         let err = write(&contents, &dir.path().join("out.cpio.gz")).unwrap_err();
         assert!(err.to_string().contains("no-busybox"), "{err}");

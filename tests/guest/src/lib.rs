@@ -1,6 +1,6 @@
 //! Shared by the host harness and the programs it runs inside the QEMU guest: the result
-//! line protocol, and helpers that reach the guest's devices directly (PCI functions
-//! through sysfs, legacy I/O ports, DMA memory).
+//! line protocol, and what the in-guest programs need to act as drivers of the guest's
+//! devices through the `mmio:` and `dma:` daemons.
 
 pub mod guest;
 pub mod protocol;

@@ -1,6 +1,7 @@
 //! Runs the project's programs against QEMU's real emulated e1000 and 16550 inside a
-//! small Linux guest: provisions the host, builds the guest programs statically, packs
-//! an initramfs, boots it under a timeout, and judges what the guest and host saw.
+//! small Linux guest: provisions the host, builds the daemons and the guest programs
+//! statically, packs an initramfs, boots it under a timeout, and judges what the guest
+//! and host saw. A benchmark run boots the same guest with the benchmark programs.
 
 mod initramfs;
 mod pcap;
@@ -17,19 +18,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use guest_harness::protocol::{
-    parse_mac, Summary, COM2_GUEST_LINE, COM2_HOST_LINE, GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
+    parse_mac, test_frame, Summary, COM2_GUEST_LINE, COM2_HOST_LINE, GUEST_BENCH_PREFIX,
+    GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
 };
 
-use crate::programs::{Workspace, GUEST_PROGRAMS};
+use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
 use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
 use crate::serial_peer::Exchange;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Boots a small Linux guest in QEMU with an emulated e1000 NIC and 16550 COM2, runs the
-/// guest test programs there, checks the host's side (COM2 bytes, captured frames), and
-/// prints `guest-test`/`host-check` lines and a `harness: N passed, M failed` summary.
+/// Boots a small Linux guest in QEMU with an emulated e1000 NIC and 16550 COM2, starts
+/// the mmio and dma daemons there, runs the guest test programs, checks the host's side
+/// (the daemons survived, COM2 bytes, captured frames), and prints `guest-test` and
+/// `host-check` lines and a `harness: N passed, M failed` summary.
 ///
 /// Provisioning (Debian packages, the cloud kernel unpacked into <target>/guest/kernel)
 /// happens on the first run and is a no-op afterwards. Log detail: RUST_LOG=debug.
@@ -67,6 +70,19 @@ enum Mode {
     Test,
     /// The same run, narrated for a newcomer, with the guest's console shown live
     Demo,
+    /// Boot the guest with the benchmark programs instead of the tests and print their
+    /// tables (what `make bench` runs after the host benchmarks)
+    Bench,
+}
+
+impl Mode {
+    /// Which guest programs /init runs besides the daemons.
+    fn runs(self) -> Purpose {
+        match self {
+            Mode::Test | Mode::Demo => Purpose::Test,
+            Mode::Bench => Purpose::Bench,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,11 +125,14 @@ fn run(cli: &Cli) -> Result<Summary> {
         "== 2/5 Building the guest programs as static executables, so they run in a guest \
          that has no C library.",
     );
-    let programs = programs::build(&workspace, GUEST_PROGRAMS)?;
+    let programs = programs::build(
+        &workspace,
+        &programs::for_run(GUEST_PROGRAMS, cli.mode.runs()),
+    )?;
 
     narrate(
-        "== 3/5 Packing the initramfs: busybox, /init, the programs, the kernel modules and \
-         /dev/console. The guest runs entirely from it.",
+        "== 3/5 Packing the initramfs: busybox, /init, the daemons, the programs, the \
+         driver policy, the kernel modules and /dev/console. The guest runs entirely from it.",
     );
     let run_dir = prepare_run_dir(&guest_dir, cli.keep)?;
     let initrd = run_dir.join("initramfs.cpio.gz");
@@ -121,6 +140,7 @@ fn run(cli: &Cli) -> Result<Summary> {
         busybox: Path::new(provision::BUSYBOX),
         programs: &programs,
         modules: &kernel.modules,
+        policy: initramfs::GUEST_POLICY,
     };
     let started = Instant::now();
     initramfs::write(&contents, &initrd)?;
@@ -134,7 +154,8 @@ fn run(cli: &Cli) -> Result<Summary> {
     narrate(
         "== 4/5 Booting QEMU: COM1 is the console below, COM2 is a socket the harness \
          answers on, the e1000 sits on an isolated user network whose frames are captured.\n   \
-         /init loads the modules and runs each test program; every step prints one line.",
+         /init loads the modules, starts the mmio and dma daemons as root and runs each test \
+         program, whose steps act as the drivers of the policy; every step prints one line.",
     );
     let config = BootConfig {
         kernel: kernel.vmlinuz,
@@ -152,6 +173,8 @@ fn run(cli: &Cli) -> Result<Summary> {
     let show_line = |line: &str| {
         if demo {
             println!("  guest | {line}");
+        } else if let Some(bench) = line.strip_prefix(GUEST_BENCH_PREFIX) {
+            println!("{}", bench.trim_start());
         } else if line.starts_with(GUEST_TEST_PREFIX) || line.starts_with(GUEST_SUMMARY_LABEL) {
             println!("{line}");
         }
@@ -169,31 +192,45 @@ fn run(cli: &Cli) -> Result<Summary> {
 
     narrate(
         "== 5/5 Checking from the host's side: QEMU ended cleanly, every program closed \
-         with a summary, COM2 carried the guest's line, the capture holds the guest's frame.",
+         with a summary, the daemons outlived the programs, COM2 carried the uart driver's \
+         line, the capture holds the e1000 driver's frame byte for byte.",
     );
     let guest = results::parse_console(&boot.console);
-    let test_programs = programs.iter().filter(|program| program.runs_tests).count();
-    let mac = parse_mac(GUEST_MAC)?;
-    let capture = fs::read(config.capture())
-        .map_err(|err| format!("cannot read {}: {err}", config.capture().display()));
-    let checks = [
+    let runs = programs.iter().filter(|program| program.purpose.is_run());
+    let daemons: Vec<&str> = programs
+        .iter()
+        .filter(|program| !program.purpose.is_run())
+        .map(|program| program.name.as_str())
+        .collect();
+    let mut checks = vec![
         host_check(
             "qemu-powered-off",
             results::check_ending(&boot.ending, &boot.console),
         ),
         host_check(
             "guest-summaries",
-            results::check_summaries(&guest, test_programs),
+            results::check_summaries(&guest, runs.count()),
         ),
         host_check(
-            "com2-output-has-guest-line",
-            results::check_com2(&boot.com2),
-        ),
-        host_check(
-            "capture-has-guest-frame",
-            capture.and_then(|bytes| results::check_capture(&bytes, mac)),
+            "daemons-survived-the-run",
+            results::check_daemons(&guest, &daemons),
         ),
     ];
+    if cli.mode.runs() == Purpose::Test {
+        let frame = test_frame(parse_mac(GUEST_MAC)?);
+        let capture = fs::read(config.capture())
+            .map_err(|err| format!("cannot read {}: {err}", config.capture().display()));
+        checks.extend([
+            host_check(
+                "com2-output-has-uart-driver-line",
+                results::check_com2(&boot.com2),
+            ),
+            host_check(
+                "capture-has-e1000-driver-frame",
+                capture.and_then(|bytes| results::check_capture(&bytes, &frame)),
+            ),
+        ]);
+    }
     for check in &checks {
         println!("{check}");
     }

@@ -6,23 +6,78 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::Result;
+use guest_harness::protocol::GUEST_POLICY_PATH;
 
 /// One workspace binary copied into the guest's /bin.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestProgram {
     pub package: &'static str,
     pub bin: &'static str,
-    /// /init runs it, and it must print result lines and one `guest:` summary.
-    pub runs_tests: bool,
+    pub purpose: Purpose,
 }
 
+/// What /init does with a guest program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Started as root with these arguments before the other programs run, in every
+    /// mode, as init starts a scheme daemon on Redox; it must still run at the end.
+    Daemon(&'static [&'static str]),
+    /// Run in a test run; prints result lines and one `guest:` summary.
+    Test,
+    /// Run in a benchmark run instead of the tests; prints `guest-bench` lines, result
+    /// lines and one `guest:` summary.
+    Bench,
+}
+
+/// The daemons' arguments: both enforce the guest's policy.
+const DAEMON_ARGS: &[&str] = &["--policy", GUEST_POLICY_PATH];
+
 /// Add a line here to put another binary (a daemon, a driver, a test program) into the
-/// guest; test programs run in this order.
-pub const GUEST_PROGRAMS: &[GuestProgram] = &[GuestProgram {
-    package: "guest-harness",
-    bin: "guest-check",
-    runs_tests: true,
-}];
+/// guest; daemons start and test programs run in this order.
+pub const GUEST_PROGRAMS: &[GuestProgram] = &[
+    GuestProgram {
+        package: "mmio-scheme",
+        bin: "mmio",
+        purpose: Purpose::Daemon(DAEMON_ARGS),
+    },
+    GuestProgram {
+        package: "dma-scheme",
+        bin: "dma",
+        purpose: Purpose::Daemon(DAEMON_ARGS),
+    },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-mmio-dma",
+        purpose: Purpose::Test,
+    },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-bench",
+        purpose: Purpose::Bench,
+    },
+];
+
+/// The programs a run of `purpose` (tests or benchmarks) needs: the daemons and its own.
+pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram> {
+    programs
+        .iter()
+        .filter(|program| program.purpose == purpose || program.is_daemon())
+        .copied()
+        .collect()
+}
+
+impl GuestProgram {
+    pub fn is_daemon(&self) -> bool {
+        !self.purpose.is_run()
+    }
+}
+
+impl Purpose {
+    /// /init runs the program to its end (a test or benchmark program, not a daemon).
+    pub fn is_run(&self) -> bool {
+        !matches!(self, Purpose::Daemon(_))
+    }
+}
 
 /// An explicit target keeps these static builds apart from the host builds' cache.
 pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -67,7 +122,7 @@ impl Workspace {
 pub struct BuiltProgram {
     pub name: String,
     pub path: PathBuf,
-    pub runs_tests: bool,
+    pub purpose: Purpose,
 }
 
 /// Builds `programs` statically in release mode and returns where they are.
@@ -93,7 +148,7 @@ pub fn build(workspace: &Workspace, programs: &[GuestProgram]) -> Result<Vec<Bui
         .map(|program| BuiltProgram {
             name: program.bin.to_string(),
             path: out_dir.join(program.bin),
-            runs_tests: program.runs_tests,
+            purpose: program.purpose,
         })
         .collect())
 }
@@ -119,18 +174,30 @@ mod tests {
 
     #[test]
     fn build_selects_each_program_by_package_and_bin_for_the_guest_target() {
-        let programs = [
-            GUEST_PROGRAMS[0],
-            GuestProgram {
-                package: "mmio-scheme",
-                bin: "mmio",
-                runs_tests: false,
-            },
-        ];
+        let programs = for_run(GUEST_PROGRAMS, Purpose::Test);
         assert_eq!(
             cargo_build_args(&programs).join(" "),
             "build --release --target x86_64-unknown-linux-gnu \
-             -p guest-harness --bin guest-check -p mmio-scheme --bin mmio"
+             -p mmio-scheme --bin mmio -p dma-scheme --bin dma \
+             -p guest-harness --bin guest-mmio-dma"
         );
+    }
+
+    #[test]
+    fn each_run_gets_the_daemons_and_only_its_own_programs() {
+        let names = |purpose| -> Vec<&str> {
+            for_run(GUEST_PROGRAMS, purpose)
+                .iter()
+                .map(|program| program.bin)
+                .collect()
+        };
+        assert_eq!(names(Purpose::Test), ["mmio", "dma", "guest-mmio-dma"]);
+        assert_eq!(names(Purpose::Bench), ["mmio", "dma", "guest-bench"]);
+        assert!(GUEST_PROGRAMS
+            .iter()
+            .filter(|program| program.is_daemon())
+            .all(
+                |daemon| daemon.purpose == Purpose::Daemon(&["--policy", "/etc/guest/policy.toml"])
+            ));
     }
 }

@@ -18,20 +18,46 @@ pub const GUEST_TEST_PREFIX: &str = "guest-test";
 pub const HOST_CHECK_PREFIX: &str = "host-check";
 /// Label of the summary line each in-guest test program closes with.
 pub const GUEST_SUMMARY_LABEL: &str = "guest";
+/// Prefix of the line `/init` prints per daemon at the end of the run:
+/// `guest-daemon mmio ... ok` if it still runs, `... FAILED: <why>` if it died.
+pub const GUEST_DAEMON_PREFIX: &str = "guest-daemon";
+/// Prefix of a line of a benchmark's report; the harness shows the rest of the line.
+pub const GUEST_BENCH_PREFIX: &str = "guest-bench";
 
 /// Kernel parameter (an environment variable of `/init` and its children) carrying the
 /// MAC address given to QEMU's e1000, so the guest checks it without a second copy.
 pub const GUEST_MAC_VAR: &str = "GUEST_MAC";
+/// Where the guest's driver policy lies; the daemons and the test programs read it.
+pub const GUEST_POLICY_PATH: &str = "/etc/guest/policy.toml";
+/// The guest policy's rule for the e1000 driver.
+pub const E1000_DRIVER_LABEL: &str = "e1000";
+/// The guest policy's rule for the COM2 (16550 UART) driver.
+pub const UART_DRIVER_LABEL: &str = "uart";
 
-/// The line a guest program writes to COM2; the host looks for it in QEMU's COM2 output.
-pub const COM2_GUEST_LINE: &str = "guest-check: hello host, this is the guest on COM2\n";
+/// The line the guest's uart driver writes to COM2; the host looks for it in QEMU's
+/// COM2 output.
+pub const COM2_GUEST_LINE: &str = "uart driver: hello host, this line went through mmio:\n";
 /// The line the host writes back to COM2 once it has seen [`COM2_GUEST_LINE`].
 pub const COM2_HOST_LINE: &str = "host: hello guest, this is the host on COM2\n";
 
 /// EtherType of the test frame the guest transmits (IEEE 802 local experimental).
 pub const TEST_FRAME_ETHERTYPE: u16 = 0x88b5;
 /// Payload that identifies the test frame in the capture.
-pub const TEST_FRAME_PAYLOAD: &[u8] = b"guest-check e1000 transmit";
+pub const TEST_FRAME_PAYLOAD: &[u8] =
+    b"e1000 driver: one frame from a dma: buffer, sent through mmio:";
+/// Shorter frames are padded to this length (without the frame check sequence).
+const MIN_FRAME_LEN: usize = 60;
+
+/// The exact frame the guest transmits and the host expects in the capture: a broadcast
+/// from `mac` with the test EtherType and payload, zero-padded to the Ethernet minimum.
+pub fn test_frame(mac: [u8; 6]) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&TEST_FRAME_ETHERTYPE.to_be_bytes());
+    frame.extend_from_slice(TEST_FRAME_PAYLOAD);
+    frame.resize(frame.len().max(MIN_FRAME_LEN), 0);
+    frame
+}
 
 /// Parses a MAC address written as six colon-separated hex bytes.
 pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
@@ -223,6 +249,20 @@ mod tests {
             let err = parse_mac(bad).unwrap_err();
             assert!(err.contains("not a MAC address"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn test_frame_is_a_broadcast_from_the_mac_with_the_test_payload() {
+        let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        let frame = test_frame(mac);
+        assert_eq!(frame[..6], [0xff; 6]);
+        assert_eq!(frame[6..12], mac);
+        assert_eq!(frame[12..14], [0x88, 0xb5]);
+        assert!(frame[14..].starts_with(TEST_FRAME_PAYLOAD));
+        assert!(frame.len() >= MIN_FRAME_LEN);
+        assert!(frame[14 + TEST_FRAME_PAYLOAD.len()..]
+            .iter()
+            .all(|&b| b == 0));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Judging a run: the guest's result lines and summaries found on the console, the
-//! checks made from the host's view (QEMU's ending, COM2 output, the capture), and the
-//! overall summary.
+//! checks made from the host's view (QEMU's ending, the daemons' survival, COM2 output,
+//! the capture), and the overall summary.
 
 use guest_harness::protocol::{
-    Outcome, Summary, TestLine, COM2_GUEST_LINE, GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
-    HOST_CHECK_PREFIX, TEST_FRAME_ETHERTYPE, TEST_FRAME_PAYLOAD,
+    Outcome, Summary, TestLine, COM2_GUEST_LINE, GUEST_DAEMON_PREFIX, GUEST_SUMMARY_LABEL,
+    GUEST_TEST_PREFIX, HOST_CHECK_PREFIX, TEST_FRAME_ETHERTYPE,
 };
 
 use crate::pcap;
@@ -13,11 +13,13 @@ use crate::qemu::Ending;
 /// Label of the harness's own closing line.
 pub const HARNESS_SUMMARY_LABEL: &str = "harness";
 
-/// What the guest programs reported on the console.
+/// What the guest programs and /init reported on the console.
 #[derive(Debug, Default)]
 pub struct GuestOutput {
     pub tests: Vec<TestLine>,
     pub summaries: Vec<Summary>,
+    /// /init's end-of-run line per daemon.
+    pub daemons: Vec<TestLine>,
 }
 
 pub fn parse_console(console: &str) -> GuestOutput {
@@ -27,6 +29,8 @@ pub fn parse_console(console: &str) -> GuestOutput {
             output.tests.push(test);
         } else if let Some(summary) = Summary::parse(GUEST_SUMMARY_LABEL, line) {
             output.summaries.push(summary);
+        } else if let Some(daemon) = TestLine::parse(GUEST_DAEMON_PREFIX, line) {
+            output.daemons.push(daemon);
         }
     }
     output
@@ -80,6 +84,23 @@ pub fn check_summaries(guest: &GuestOutput, test_programs: usize) -> Result<(), 
     Ok(())
 }
 
+/// Every daemon in `daemons` was still running when the programs had ended.
+pub fn check_daemons(guest: &GuestOutput, daemons: &[&str]) -> Result<(), String> {
+    for daemon in daemons {
+        let line = guest.daemons.iter().find(|line| line.name == *daemon);
+        match line.map(|line| &line.outcome) {
+            Some(Outcome::Passed) => {}
+            Some(Outcome::Failed(reason)) => return Err(format!("daemon {daemon}: {reason}")),
+            None => {
+                return Err(format!(
+                    "no `{GUEST_DAEMON_PREFIX} {daemon}` line: /init did not reach its end"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The line the guest wrote to COM2's transmit register reached QEMU's COM2 output.
 pub fn check_com2(com2: &[u8]) -> Result<(), String> {
     let expected = COM2_GUEST_LINE.as_bytes();
@@ -96,23 +117,27 @@ pub fn check_com2(com2: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The capture holds the guest's test frame: from `mac`, with the test EtherType and payload.
-pub fn check_capture(capture: &[u8], mac: [u8; 6]) -> Result<(), String> {
+/// The capture holds exactly `expected`, the guest's test frame.
+pub fn check_capture(capture: &[u8], expected: &[u8]) -> Result<(), String> {
     let frames = pcap::frames(capture)?;
-    let is_test_frame = |frame: &&[u8]| {
-        frame.len() >= 14 + TEST_FRAME_PAYLOAD.len()
-            && frame[6..12] == mac
-            && frame[12..14] == TEST_FRAME_ETHERTYPE.to_be_bytes()
-            && frame[14..].starts_with(TEST_FRAME_PAYLOAD)
-    };
-    if frames.iter().any(is_test_frame) {
-        Ok(())
-    } else {
-        Err(format!(
+    if frames.contains(&expected) {
+        return Ok(());
+    }
+    let ethertype = TEST_FRAME_ETHERTYPE.to_be_bytes();
+    let similar = frames
+        .iter()
+        .find(|frame| frame.get(12..14) == Some(&ethertype[..]));
+    Err(match similar {
+        Some(frame) => format!(
+            "none of the {} captured frames is the guest's test frame; one with its \
+             EtherType holds {frame:02x?}, expected {expected:02x?}",
+            frames.len()
+        ),
+        None => format!(
             "none of the {} captured frames is the guest's test frame",
             frames.len()
-        ))
-    }
+        ),
+    })
 }
 
 /// Counts the guest's and the host's result lines together.
@@ -130,18 +155,20 @@ mod tests {
     use super::*;
     use crate::pcap::tests::capture;
     use crate::qemu::GUEST_MAC;
-    use guest_harness::protocol::parse_mac;
+    use guest_harness::protocol::{parse_mac, test_frame, TEST_FRAME_PAYLOAD};
     use std::os::unix::process::ExitStatusExt;
     use std::process::ExitStatus;
     use std::time::Duration;
 
     const PASSING_CONSOLE: &str = "\
 [    0.000000] Linux version 6.1.0-56-cloud-amd64
-guest: running guest-check
-[2026-11-21T05:40:00Z INFO  guest_check::e1000] STATUS 0x80080783
+guest: running guest-mmio-dma
+[2026-11-21T05:40:00Z INFO  guest_mmio_dma::e1000_driver] STATUS 0x80080783
 guest-test e1000-find ... ok (0.120 ms)
 guest-test e1000-status-link-up ... ok (0.050 ms)
 guest: 2 passed, 0 failed
+guest-daemon mmio ... ok
+guest-daemon dma ... FAILED: exited during the run
 reboot: Power down
 ";
 
@@ -224,28 +251,49 @@ reboot: Power down
     fn com2_check_finds_the_guest_line_among_other_bytes() {
         let output = format!("\x00noise{COM2_GUEST_LINE}more");
         assert_eq!(check_com2(output.as_bytes()), Ok(()));
-        assert!(check_com2(b"guest-check: hello")
+        assert!(check_com2(b"uart driver: hello")
             .unwrap_err()
             .contains("lacks"));
     }
 
     #[test]
-    fn capture_check_wants_the_test_frame_from_the_guest_mac() {
+    fn daemon_check_wants_an_ok_line_for_every_daemon() {
+        let guest = parse_console(PASSING_CONSOLE);
+        assert_eq!(guest.daemons.len(), 2);
+        assert_eq!(check_daemons(&guest, &["mmio"]), Ok(()));
+        assert_eq!(
+            check_daemons(&guest, &["mmio", "dma"]),
+            Err("daemon dma: exited during the run".into())
+        );
+        let err = check_daemons(&guest, &["romain"]).unwrap_err();
+        assert!(err.contains("no `guest-daemon romain` line"), "{err}");
+    }
+
+    #[test]
+    fn capture_check_wants_the_exact_test_frame() {
         let mac = parse_mac(GUEST_MAC).unwrap();
-        let frame = |source: [u8; 6], ethertype: u16| {
-            let mut frame = vec![0xff; 6];
-            frame.extend_from_slice(&source);
-            frame.extend_from_slice(&ethertype.to_be_bytes());
-            frame.extend_from_slice(TEST_FRAME_PAYLOAD);
-            frame.resize(60, 0);
-            frame
-        };
-        let good = frame(mac, TEST_FRAME_ETHERTYPE);
-        let other_mac = frame([2, 0, 0, 0, 0, 1], TEST_FRAME_ETHERTYPE);
-        let arp = frame(mac, 0x0806);
-        assert_eq!(check_capture(&capture(&[&arp, &good]), mac), Ok(()));
-        let err = check_capture(&capture(&[&arp, &other_mac, b"short"]), mac).unwrap_err();
-        assert!(err.contains("none of the 3"), "{err}");
-        assert!(check_capture(b"", mac).unwrap_err().contains("too short"));
+        let good = test_frame(mac);
+        let mut other_mac = good.clone();
+        other_mac[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        let mut arp = good.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let mut longer = good.clone();
+        longer.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(check_capture(&capture(&[&arp, &good]), &good), Ok(()));
+        let err = check_capture(&capture(&[&arp, &other_mac, b"short"]), &good).unwrap_err();
+        assert!(
+            err.contains("none of the 3") && err.contains("holds"),
+            "{err}"
+        );
+        let err = check_capture(&capture(&[&longer]), &good).unwrap_err();
+        assert!(
+            err.contains("none of the 1"),
+            "a frame with extra bytes is not it: {err}"
+        );
+        let mut payload_only = vec![0; 14];
+        payload_only.extend_from_slice(TEST_FRAME_PAYLOAD);
+        let err = check_capture(&capture(&[&payload_only]), &good).unwrap_err();
+        assert!(!err.contains("holds"), "{err}");
+        assert!(check_capture(b"", &good).unwrap_err().contains("too short"));
     }
 }

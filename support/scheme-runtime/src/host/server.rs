@@ -1,18 +1,23 @@
 //! Serving a scheme on the Linux host.
 //!
-//! A plain single-threaded event loop over epoll: the listening socket, one
+//! A plain single-threaded event loop over poll(2): the listening socket, one
 //! connection per open handle, and an optional tick. A request that would block on
 //! a blocking handle is parked, not waited for, so one client's blocking read never
 //! stalls another; parked requests are retried after every round.
+//!
+//! The descriptor set is rebuilt from the connection table every round, so
+//! parking and resuming a connection needs no bookkeeping beyond `parked`;
+//! poll's cost per round grows with the number of connections, which for a
+//! driver's handful of clients is nothing next to the wake-ups.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{accept4, bind, getsockopt, listen, sockopt, Backlog, SockFlag, UnixAddr};
 use redox_scheme::{CallerCtx, OpenResult};
 use syscall::error::{Error, Result, EBADF, EINVAL, EMSGSIZE, EOPNOTSUPP, EPROTO, EWOULDBLOCK};
@@ -30,7 +35,6 @@ use crate::{caller_ctx, SchemeDaemon};
 /// The environment variable naming the directory of scheme sockets.
 pub const SCHEME_DIR_ENV: &str = "SCHEME_DIR";
 const DEFAULT_SCHEME_DIR: &str = "/run/schemes";
-const LISTENER: u64 = 0;
 
 /// Where scheme sockets live: `$SCHEME_DIR`, or `/run/schemes`.
 pub fn scheme_dir() -> PathBuf {
@@ -96,7 +100,6 @@ pub struct HostServer {
     name: String,
     socket_path: PathBuf,
     listener: OwnedFd,
-    epoll: Epoll,
     connections: HashMap<u64, Connection>,
     next_token: u64,
     readiness: Readiness<u64>,
@@ -152,16 +155,13 @@ impl HostServer {
             &listener,
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         )?;
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(&listener, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER))?;
         log::info!("serving scheme {name} at {}", socket_path.display());
         Ok(Self {
             name: name.to_owned(),
             socket_path,
             listener,
-            epoll,
             connections: HashMap::new(),
-            next_token: LISTENER + 1,
+            next_token: 0,
             readiness: Readiness::new(),
             root_id: None,
             tick: None,
@@ -197,20 +197,38 @@ impl HostServer {
                 *self.root_id.insert(id)
             }
         };
-        let mut events = [EpollEvent::empty(); 64];
+        // The listener first, then every connection: a parked one only to learn of
+        // a hang-up. The kernel reports POLLHUP and POLLERR whatever is asked, and a
+        // SEQPACKET peer's close sets POLLHUP.
+        let tokens: Vec<u64> = self.connections.keys().copied().collect();
+        let mut fds = Vec::with_capacity(tokens.len() + 1);
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        for token in &tokens {
+            let connection = &self.connections[token];
+            let wanted = match connection.parked {
+                Some(_) => PollFlags::empty(),
+                None => PollFlags::POLLIN,
+            };
+            fds.push(PollFd::new(connection.socket.as_fd(), wanted));
+        }
         let timeout = match self.tick {
-            Some(tick) => EpollTimeout::try_from(tick).unwrap_or(EpollTimeout::MAX),
-            None => EpollTimeout::NONE,
+            Some(tick) => PollTimeout::try_from(tick).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
         };
-        let ready = match self.epoll.wait(&mut events, timeout) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => 0,
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
-        };
-        for event in &events[..ready] {
-            match event.data() {
-                LISTENER => self.accept_all()?,
-                token => self.serve_connection(token, event.events(), root_id, daemon),
+        }
+        let ready: Vec<(usize, PollFlags)> = fds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, fd)| fd.revents().filter(|r| !r.is_empty()).map(|r| (i, r)))
+            .collect();
+        drop(fds);
+        for (index, revents) in ready {
+            match index {
+                0 => self.accept_all()?,
+                i => self.serve_connection(tokens[i - 1], revents, root_id, daemon),
             }
         }
         daemon.after_round();
@@ -244,8 +262,6 @@ impl HostServer {
             };
             let token = self.next_token;
             self.next_token += 1;
-            self.epoll
-                .add(&socket, EpollEvent::new(Self::listening(), token))?;
             log::debug!(
                 "{}: connection {token} from pid {} uid {}",
                 self.name,
@@ -264,22 +280,17 @@ impl HostServer {
         }
     }
 
-    fn listening() -> EpollFlags {
-        EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP
-    }
-
     fn serve_connection<D: SchemeDaemon>(
         &mut self,
         token: u64,
-        events: EpollFlags,
+        events: PollFlags,
         root_id: usize,
         daemon: &mut D,
     ) {
         let Some(connection) = self.connections.get(&token) else {
             return;
         };
-        let hung_up =
-            events.intersects(EpollFlags::EPOLLHUP | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLERR);
+        let hung_up = events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR);
         if connection.parked.is_some() {
             // Only a hang-up wakes a parked connection (see `park`).
             if hung_up {
@@ -463,17 +474,9 @@ impl HostServer {
             return;
         };
         match outcome {
-            Outcome::Park(parked) => {
-                // Stop reading this connection until the request completes, but still
-                // learn of a hang-up.
-                if let Err(e) = self.epoll.modify(
-                    &connection.socket,
-                    &mut EpollEvent::new(EpollFlags::EPOLLRDHUP, token),
-                ) {
-                    log::warn!("{}: connection {token}: cannot park: {e}", self.name);
-                }
-                connection.parked = Some(parked);
-            }
+            // The next rounds stop reading this connection until the request
+            // completes, but still learn of a hang-up.
+            Outcome::Park(parked) => connection.parked = Some(parked),
             Outcome::Reply {
                 header,
                 data_len,
@@ -522,12 +525,6 @@ impl HostServer {
                 connection.parked = Some(parked);
                 continue;
             };
-            if let Err(e) = self.epoll.modify(
-                &connection.socket,
-                &mut EpollEvent::new(Self::listening(), token),
-            ) {
-                log::warn!("{}: connection {token}: cannot resume: {e}", self.name);
-            }
             self.conclude(
                 token,
                 Outcome::Reply {
@@ -569,7 +566,6 @@ impl HostServer {
         let Some(connection) = self.connections.remove(&token) else {
             return;
         };
-        let _ = self.epoll.delete(&connection.socket);
         self.readiness.forget(token);
         if let Some(id) = connection.handle {
             log::debug!(
@@ -578,16 +574,6 @@ impl HostServer {
             );
             daemon.on_close(id);
         }
-    }
-
-    /// How many clients are connected (for status and tests).
-    pub fn connection_count(&self) -> usize {
-        self.connections.len()
-    }
-
-    /// The descriptor to wait on for the next round, for embedding in another loop.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.epoll.0.as_fd().as_raw_fd()
     }
 }
 

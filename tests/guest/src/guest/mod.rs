@@ -1,7 +1,10 @@
-//! In-guest building blocks for test programs: finding and mapping PCI functions,
-//! legacy port I/O, physically contiguous DMA memory, and reporting results.
+//! In-guest building blocks for test and benchmark programs: waiting for the daemons,
+//! finding PCI functions, register access through `mmio:`, the e1000's registers,
+//! running parts of a program as a driver's user, and reporting results.
 
-pub mod dma;
+pub mod daemons;
+pub mod e1000;
+pub mod mmio;
 pub mod pci;
-pub mod port_io;
 pub mod report;
+pub mod roles;

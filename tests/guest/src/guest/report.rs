@@ -1,5 +1,5 @@
 //! Runs named, timed test steps inside the guest and prints their result lines and the
-//! closing summary in the [`crate::protocol`] format.
+//! closing summary in the [`crate::protocol`] format; lines from child processes join in.
 
 use std::error::Error;
 use std::time::Instant;
@@ -22,9 +22,20 @@ impl Report {
 
     /// Runs one step, prints its result line, and hands on what it produced.
     pub fn run<T>(&mut self, name: &str, step: impl FnOnce() -> StepResult<T>) -> Option<T> {
-        let start = Instant::now();
+        let started = Instant::now();
         let result = step();
-        let elapsed = Some(start.elapsed());
+        self.conclude(name, started, result)
+    }
+
+    /// Prints and counts the result line of a step that began at `started` and ended
+    /// with `result`, for steps that cannot be one closure; hands on what it produced.
+    pub fn conclude<T>(
+        &mut self,
+        name: &str,
+        started: Instant,
+        result: StepResult<T>,
+    ) -> Option<T> {
+        let elapsed = Some(started.elapsed());
         let (outcome, value) = match result {
             Ok(value) => (Outcome::Passed, Some(value)),
             Err(reason) => (Outcome::Failed(reason.to_string()), None),
@@ -36,6 +47,11 @@ impl Report {
             elapsed,
         });
         value
+    }
+
+    /// Prints and counts a result line another process reported (see [`super::roles`]).
+    pub fn adopt(&mut self, line: TestLine) {
+        self.record(line);
     }
 
     /// Runs a step that needs what an earlier step produced; if that step failed, this
@@ -93,14 +109,17 @@ mod tests {
             panic!("a step whose input failed must not run")
         });
         assert_eq!(after, None);
+        let adopted = TestLine::parse(GUEST_TEST_PREFIX, "guest-test child ... ok (1.000 ms)");
+        report.adopt(adopted.unwrap());
 
         let reasons: Vec<_> = report.lines.iter().map(|l| l.outcome.clone()).collect();
         assert_eq!(reasons[2], Outcome::Failed("bad register".into()));
         assert!(report.lines[3].elapsed.is_none());
+        assert_eq!(report.lines[4].name, "child");
         assert_eq!(
             report.finish(),
             Summary {
-                passed: 2,
+                passed: 3,
                 failed: 2
             }
         );

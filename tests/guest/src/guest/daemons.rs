@@ -1,0 +1,46 @@
+//! The daemons `/init` starts before the programs run: waiting until they serve, and
+//! reading their status text.
+
+use std::io;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use scheme_runtime::Handle;
+use syscall::flag::O_RDONLY;
+
+/// Counters and open handles of the `mmio:` daemon.
+pub const MMIO_STATUS: &str = "/scheme/mmio/status";
+/// Buffers per client of the `dma:` daemon.
+pub const DMA_STATUS: &str = "/scheme/dma/status";
+
+/// Waits until every status path opens, which means its daemon serves; returns how
+/// long that took.
+pub fn wait_until_serving(status_paths: &[&str], timeout: Duration) -> io::Result<Duration> {
+    let started = Instant::now();
+    for path in status_paths {
+        while let Err(err) = Handle::open(path, O_RDONLY) {
+            if started.elapsed() > timeout {
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("{path} does not open after {timeout:?}: {err}"),
+                ));
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// The whole status text behind `path`, a snapshot taken when it opens.
+pub fn read_status(path: &str) -> io::Result<String> {
+    let handle = Handle::open(path, O_RDONLY)?;
+    let mut text = Vec::new();
+    let mut chunk = [0; 4096];
+    loop {
+        match handle.read(&mut chunk)? {
+            0 => break,
+            n => text.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8(text).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+}
