@@ -6,11 +6,18 @@ REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-schem
 
 CARGO ?= cargo
 
-.PHONY: demo test test-host test-guest lint bench redox-check toolchain
+.PHONY: demo demo-host demo-guest test test-host test-guest lint bench redox-check toolchain
 
-## demo: the scheme runtime at work on this machine (a daemon and its clients)
-demo: toolchain
+## demo: what the project does today, on this machine and in a QEMU guest
+demo: demo-host demo-guest
+
+## demo-host: the scheme runtime at work on this machine (a daemon and its clients)
+demo-host: toolchain
 	$(CARGO) run --quiet --release -p scheme-testbed --bin testbed -- demo
+
+## demo-guest: mmio: and dma: driving QEMU's real e1000 and 16550 inside a Linux guest
+demo-guest: toolchain
+	$(CARGO) run --quiet -p guest-harness -- demo
 
 ## test: everything: lint, host tests, the Redox type-check and the guest tests
 test: lint test-host redox-check test-guest

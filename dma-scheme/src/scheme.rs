@@ -214,13 +214,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             // A buffer is mapped, not read.
             return Err(Error::new(EOPNOTSUPP));
         };
-        let rest = usize::try_from(offset)
-            .ok()
-            .and_then(|start| text.get(start..))
-            .unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        Ok(n)
+        Ok(scheme_runtime::copy_at_offset(text, offset, buf))
     }
 
     fn call(
@@ -272,9 +266,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             }
             HandleKind::Status(_) => format!("/scheme/{}/status", crate::SCHEME_NAME),
         };
-        let n = path.len().min(buf.len());
-        buf[..n].copy_from_slice(&path.as_bytes()[..n]);
-        Ok(n)
+        Ok(scheme_runtime::copy_at_offset(path.as_bytes(), 0, buf))
     }
 
     #[cfg(target_os = "redox")]

@@ -298,12 +298,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         if let Some(Handle::Status(text)) = self.handles.get(&id) {
-            let start = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(text.len());
-            let len = buf.len().min(text.len() - start);
-            buf[..len].copy_from_slice(&text[start..start + len]);
-            return Ok(len);
+            return Ok(scheme_runtime::copy_at_offset(text, offset, buf));
         }
         self.perform(id, |window| window.read_into(offset, buf).map(|()| 1))?;
         Ok(buf.len())
@@ -362,9 +357,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
             None => return Err(Error::new(EBADF)),
         };
         let path = format!("/scheme/mmio/{target}");
-        let len = buf.len().min(path.len());
-        buf[..len].copy_from_slice(&path.as_bytes()[..len]);
-        Ok(len)
+        Ok(scheme_runtime::copy_at_offset(path.as_bytes(), 0, buf))
     }
 
     fn mmap_prep(

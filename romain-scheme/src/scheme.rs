@@ -168,13 +168,8 @@ impl SchemeSync for RomainScheme {
             let text = self.render(&handle.target);
             self.handles.get_mut(&id).expect("looked up above").snapshot = text;
         }
-        let bytes = self.handle(id)?.snapshot.as_bytes();
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        let n = (bytes.len() - start).min(buf.len());
-        buf[..n].copy_from_slice(&bytes[start..start + n]);
-        Ok(n)
+        let snapshot = self.handle(id)?.snapshot.as_bytes();
+        Ok(scheme_runtime::copy_at_offset(snapshot, offset, buf))
     }
 
     fn write(
@@ -201,9 +196,7 @@ impl SchemeSync for RomainScheme {
             Target::Root => format!("{SCHEME_NAME}:"),
             Target::Group(driver) => format!("{SCHEME_NAME}:{driver}"),
         };
-        let n = path.len().min(buf.len());
-        buf[..n].copy_from_slice(&path.as_bytes()[..n]);
-        Ok(n)
+        Ok(scheme_runtime::copy_at_offset(path.as_bytes(), 0, buf))
     }
 
     fn on_close(&mut self, id: usize) {

@@ -19,6 +19,7 @@ mod errno;
 mod mapping;
 pub mod path;
 mod readiness;
+mod text;
 
 #[cfg(target_os = "linux")]
 mod host;
@@ -32,6 +33,7 @@ pub use daemon::{MapGrant, SchemeDaemon};
 pub use errno::{errno_name, io_error};
 pub use mapping::Mapping;
 pub use path::SchemePath;
+pub use text::copy_at_offset;
 
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::SchemeDaemon;
+use scheme_runtime::{copy_at_offset, SchemeDaemon};
 use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
@@ -82,16 +82,6 @@ impl Testbed {
     }
 }
 
-fn read_text(text: &str, buf: &mut [u8], offset: u64) -> usize {
-    let bytes = text.as_bytes();
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let n = (bytes.len() - start).min(buf.len());
-    buf[..n].copy_from_slice(&bytes[start..start + n]);
-    n
-}
-
 impl SchemeSync for Testbed {
     fn scheme_root(&mut self) -> Result<usize> {
         Ok(ROOT_ID)
@@ -141,8 +131,8 @@ impl SchemeSync for Testbed {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         match self.handle(id)? {
-            HandleKind::WhoAmI(text) => Ok(read_text(text, buf, offset)),
-            HandleKind::Stats => Ok(read_text(&self.stats_text(), buf, offset)),
+            HandleKind::WhoAmI(text) => Ok(copy_at_offset(text.as_bytes(), offset, buf)),
+            HandleKind::Stats => Ok(copy_at_offset(self.stats_text().as_bytes(), offset, buf)),
             HandleKind::Shared => Err(Error::new(EINVAL)),
             HandleKind::Queue(_) => {
                 let queue = self.queue(id)?;
@@ -224,7 +214,7 @@ impl SchemeSync for Testbed {
             HandleKind::Stats => "testbed:stats".to_owned(),
             HandleKind::Shared => "testbed:shared".to_owned(),
         };
-        Ok(read_text(&path, buf, 0))
+        Ok(copy_at_offset(path.as_bytes(), 0, buf))
     }
 
     fn on_close(&mut self, id: usize) {
