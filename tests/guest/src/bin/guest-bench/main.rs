@@ -44,11 +44,19 @@ struct Args {
     /// Direct mapped reads per round
     #[arg(long, default_value_t = 20_000)]
     direct_reads: usize,
+    /// Internal: be the echo partner of the plain round-trip baseline on this
+    /// inherited socket
+    #[arg(long, hide = true, value_name = "FD")]
+    echo_fd: Option<i32>,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if let Some(fd) = args.echo_fd {
+        measure::serve_echo(fd);
+        return ExitCode::SUCCESS;
+    }
     let settings = Settings {
         rounds: args.rounds.max(1),
         requests: args.requests.max(1),

@@ -3,6 +3,8 @@
 //! STATUS once and must agree with the others, so what is timed is a real register read.
 
 use std::hint::black_box;
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use driver_policy::Bdf;
@@ -12,6 +14,8 @@ use guest_harness::guest::mmio::Registers;
 use guest_harness::guest::report::StepResult;
 use mmio_scheme::open_path::RegisterTarget;
 use mmio_scheme::wire::{Batch, Width};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use scheme_runtime::{Handle, Mapping};
 use syscall::flag::O_RDONLY;
 
@@ -27,6 +31,9 @@ pub struct Settings {
 
 /// Median time per operation of each path.
 pub struct Measurements {
+    /// A 4-byte SOCK_SEQPACKET echo with a child process: the least any request
+    /// and response between two processes costs in this guest.
+    pub echo: Duration,
     /// A pread of 4 bytes of `mmio:status`: one round trip to the daemon, no device.
     pub round_trip: Duration,
     /// A pread of STATUS through `mmio:`.
@@ -50,6 +57,7 @@ pub fn all(e1000: Bdf, settings: &Settings) -> StepResult<Measurements> {
     let mut word = [0; 4];
     let requests = settings.requests;
     Ok(Measurements {
+        echo: echo_round_trip(settings)?,
         round_trip: per_op(settings.rounds, requests, 1, || {
             status_text.read_at(&mut word, 0).map(drop)
         })?,
@@ -64,6 +72,42 @@ pub fn all(e1000: Bdf, settings: &Settings) -> StepResult<Measurements> {
             Ok(())
         })?,
     })
+}
+
+/// The round trip to a child process that echoes on a socket pair: what any
+/// request and response between two processes costs in this guest, with no scheme.
+fn echo_round_trip(settings: &Settings) -> StepResult<Duration> {
+    let (client, server) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::empty(),
+    )?;
+    fcntl(&client, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--echo-fd")
+        .arg(server.as_raw_fd().to_string())
+        .spawn()?;
+    drop(server);
+    let mut word = [0u8; 4];
+    let per_echo = per_op(settings.rounds, settings.requests, 1, || {
+        send(client.as_raw_fd(), &word, MsgFlags::empty())?;
+        recv(client.as_raw_fd(), &mut word, MsgFlags::empty()).map(drop)?;
+        Ok(())
+    });
+    drop(client);
+    child.wait()?;
+    per_echo
+}
+
+/// The echo child: answers every message with itself until the peer closes.
+pub fn serve_echo(fd: RawFd) {
+    let mut buf = [0u8; 64];
+    while let Ok(n) = recv(fd, &mut buf, MsgFlags::empty()) {
+        if n == 0 || send(fd, &buf[..n], MsgFlags::empty()).is_err() {
+            break;
+        }
+    }
 }
 
 /// STATUS read through a single access, a batch and the mapping is the same value,

@@ -15,6 +15,11 @@ const SINGLE_GOAL: f64 = 1.5;
 pub fn render(m: &Measurements, settings: &Settings) -> Vec<String> {
     let rows = [
         (
+            "plain socket echo with another process (no scheme)",
+            m.echo,
+            settings.requests,
+        ),
+        (
             "scheme round trip (pread of mmio:status, no device)",
             m.round_trip,
             settings.requests,
@@ -66,6 +71,11 @@ pub fn render(m: &Measurements, settings: &Settings) -> Vec<String> {
         ratio(daemon_work, m.direct_read)
     ));
     lines.push(format!(
+        "| {:<54} | {:>9.1}x | the transport's own cost under TCG |",
+        "scheme round trip / plain socket echo",
+        ratio(m.round_trip, m.echo)
+    ));
+    lines.push(format!(
         "| {:<54} | {:>9.2}x | goal one round trip (< {SINGLE_GOAL}x): {} |",
         "single read / scheme round trip",
         single_ratio,
@@ -102,6 +112,7 @@ mod tests {
     #[test]
     fn table_has_each_path_and_both_ratios_with_verdicts() {
         let m = Measurements {
+            echo: Duration::from_micros(20),
             round_trip: Duration::from_micros(40),
             single_read: Duration::from_micros(42),
             batched_read: Duration::from_nanos(1_500),
@@ -114,12 +125,18 @@ mod tests {
         };
         let lines = render(&m, &settings);
         assert!(lines[0].contains("median of 7 rounds"));
-        assert!(lines[2].contains("40.0 us") && lines[2].ends_with(" 1000 |"));
-        assert!(lines[4].contains("1.5 us") && lines[4].contains("32000"));
-        assert!(lines[5].contains("60 ns"));
-        assert!(lines[6].contains("25.0x") && lines[6].ends_with("missed |"));
+        assert!(lines[2].contains("20.0 us") && lines[2].contains("echo"));
+        assert!(lines[3].contains("40.0 us") && lines[3].ends_with(" 1000 |"));
+        assert!(lines[5].contains("1.5 us") && lines[5].contains("32000"));
+        assert!(lines[6].contains("60 ns"));
+        assert!(lines[7].contains("25.0x") && lines[7].ends_with("missed |"));
         // (32 * 1.5 us - 40 us) / 32 = 250 ns, about 4 direct reads.
-        assert!(lines[7].contains("4.2x"), "{}", lines[7]);
-        assert!(lines[8].contains("1.05x") && lines[8].ends_with("met |"));
+        assert!(lines[8].contains("4.2x"), "{}", lines[8]);
+        assert!(
+            lines[9].contains("2.0x") && lines[9].contains("transport"),
+            "{}",
+            lines[9]
+        );
+        assert!(lines[10].contains("1.05x") && lines[10].ends_with("met |"));
     }
 }
