@@ -2,7 +2,7 @@
 # the pieces `make test` is made of. Every target installs what it needs.
 
 # Crates with a Redox side: daemons, drivers and the libraries they share.
-REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-scheme
+REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-scheme e1000 uart16550
 
 CARGO ?= cargo
 
@@ -26,7 +26,7 @@ test: lint test-host redox-check test-guest
 test-host: toolchain
 	$(CARGO) test --workspace
 
-## test-guest: tests against QEMU's real devices inside a Linux guest
+## test-guest: tests against QEMU's real devices inside a Linux guest, and TCP from the host through our e1000 driver
 test-guest: toolchain
 	$(CARGO) run --quiet -p guest-harness -- test
 
@@ -35,10 +35,10 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: benchmarks with ratios against baselines of the same run: host transport, then mmio: in the guest
+## bench: benchmarks with ratios against baselines of the same run: host transport, mmio: in the guest, then TCP through our e1000 driver against Linux's own e1000 driver
 bench: toolchain
 	$(CARGO) bench -p scheme-testbed
-	$(CARGO) run --quiet -p guest-harness -- bench
+	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
 
 ## redox-check: type-check the Redox side (x86_64-unknown-redox)
 redox-check: toolchain

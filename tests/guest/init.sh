@@ -17,6 +17,10 @@ for module in $(cat /etc/guest/modules); do
     insmod "/lib/modules/$module.ko" || echo "guest: insmod $module failed"
 done
 
+# Scheme sockets: drivers run unprivileged and serve schemes too, so anyone may add a
+# socket here; the sticky bit keeps each one its owner's, as in /tmp.
+mkdir -p /run/schemes && chmod 1777 /run/schemes
+
 # Each line: a daemon and its arguments. The programs wait until the daemons serve.
 daemons=""
 while read -r daemon args; do

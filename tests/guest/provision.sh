@@ -7,7 +7,9 @@
 # A provisioned machine with a filled cache does nothing and touches no network; delete
 # CACHE_DIR to pick up a newer kernel.
 #
-# usage: provision.sh CACHE_DIR MODULE...
+# usage: [KERNEL_PACKAGE=META] provision.sh CACHE_DIR MODULE...
+# KERNEL_PACKAGE names the kernel's meta package: linux-image-cloud-amd64 unless set
+# (linux-image-amd64, the generic kernel, has the e1000 module the baseline loads).
 # Afterwards CACHE_DIR holds: vmlinuz, kernel-release, modules/<MODULE>.ko
 set -eu
 
@@ -62,10 +64,11 @@ if kernel_cached; then
 fi
 
 apt_update_once
+meta=${KERNEL_PACKAGE:-linux-image-cloud-amd64}
 # The meta package only depends on the current versioned image package.
-package=$(apt-cache depends linux-image-cloud-amd64 |
-    sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1)
-[ -n "$package" ] || { echo "provision: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+package=$(apt-cache depends "$meta" |
+    sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n 1)
+[ -n "$package" ] || { echo "provision: cannot resolve $meta" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/guest-kernel.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -2,5 +2,6 @@
 //! line protocol, and what the in-guest programs need to act as drivers of the guest's
 //! devices through the `mmio:` and `dma:` daemons.
 
+pub mod com2_bulk;
 pub mod guest;
 pub mod protocol;

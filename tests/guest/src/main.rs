@@ -3,6 +3,7 @@
 //! statically, packs an initramfs, boots it under a timeout, and judges what the guest
 //! and host saw. A benchmark run boots the same guest with the benchmark programs.
 
+mod baseline;
 mod initramfs;
 mod pcap;
 mod programs;
@@ -10,6 +11,8 @@ mod provision;
 mod qemu;
 mod results;
 mod serial_peer;
+mod tcp_load;
+mod tcp_table;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,15 +20,19 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use guest_harness::com2_bulk::BULK_RUNS;
 use guest_harness::protocol::{
     parse_mac, test_frame, Summary, COM2_GUEST_LINE, COM2_HOST_LINE, GUEST_BENCH_PREFIX,
     GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
 };
+use guest_net::load::Workload;
+use guest_net::paths::OUR_DRIVER_PATHS;
 
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
 use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
 use crate::serial_peer::Exchange;
+use crate::tcp_load::TcpLoad;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -42,7 +49,7 @@ struct Cli {
     #[command(subcommand)]
     mode: Mode,
     /// Seconds QEMU may run before it is killed and the run fails
-    #[arg(long, global = true, default_value_t = 90, value_name = "SECS")]
+    #[arg(long, global = true, default_value_t = 300, value_name = "SECS")]
     timeout: u64,
     /// Guest memory in MiB
     #[arg(long, global = true, default_value_t = 512, value_name = "MIB")]
@@ -81,6 +88,14 @@ impl Mode {
         match self {
             Mode::Test | Mode::Demo => Purpose::Test,
             Mode::Bench => Purpose::Bench,
+        }
+    }
+
+    /// The host's TCP load on each network path the guest serves.
+    fn tcp_workload(self) -> Workload {
+        match self {
+            Mode::Test | Mode::Demo => tcp_load::TEST_WORKLOAD,
+            Mode::Bench => tcp_load::BENCH_WORKLOAD,
         }
     }
 }
@@ -157,19 +172,25 @@ fn run(cli: &Cli) -> Result<Summary> {
          /init loads the modules, starts the mmio and dma daemons as root and runs each test \
          program, whose steps act as the drivers of the policy; every step prints one line.",
     );
+    let tcp = TcpLoad::start(cli.mode.tcp_workload())?;
+    let tcp_params = tcp.kernel_params(&OUR_DRIVER_PATHS);
     let config = BootConfig {
         kernel: kernel.vmlinuz,
         initrd,
         memory_mib: cli.memory,
         accel: cli.accel.resolve(),
-        kernel_params: cli.kernel_params.clone(),
-        forwarded_ports: cli.forwarded_ports.clone(),
+        kernel_params: [&cli.kernel_params[..], &tcp_params].concat(),
+        forwarded_ports: [&cli.forwarded_ports[..], &[tcp.port()]].concat(),
         run_dir: run_dir.clone(),
     };
-    let com2_script = vec![Exchange {
+    let mut com2_script = vec![Exchange {
         expect: COM2_GUEST_LINE,
-        answer: COM2_HOST_LINE,
+        answer: COM2_HOST_LINE.as_bytes().into(),
     }];
+    com2_script.extend(BULK_RUNS.iter().map(|run| Exchange {
+        expect: run.marker,
+        answer: run.host_bytes().into(),
+    }));
     let show_line = |line: &str| {
         if demo {
             println!("  guest | {line}");
@@ -183,8 +204,12 @@ fn run(cli: &Cli) -> Result<Summary> {
         &config,
         Duration::from_secs(cli.timeout),
         com2_script,
-        show_line,
+        |line: &str| {
+            tcp.observe(line);
+            show_line(line)
+        },
     )?;
+    let mut tcp_reports = tcp.finish();
     match boot.ending {
         qemu::Ending::Exited(_) => log::info!("QEMU ran {:.2?} from start to exit", boot.elapsed),
         qemu::Ending::TimedOut(_) => log::warn!("QEMU killed after {:.2?}", boot.elapsed),
@@ -199,7 +224,7 @@ fn run(cli: &Cli) -> Result<Summary> {
     let runs = programs.iter().filter(|program| program.purpose.is_run());
     let daemons: Vec<&str> = programs
         .iter()
-        .filter(|program| !program.purpose.is_run())
+        .filter(|program| program.purpose.is_daemon())
         .map(|program| program.name.as_str())
         .collect();
     let mut checks = vec![
@@ -230,6 +255,37 @@ fn run(cli: &Cli) -> Result<Summary> {
                 capture.and_then(|bytes| results::check_capture(&bytes, &frame)),
             ),
         ]);
+        checks.extend(BULK_RUNS.iter().map(|run| {
+            host_check(
+                &format!("com2-uart16550-{}-bytes-reached-host", run.access),
+                results::check_com2_bulk(&boot.com2, run),
+            )
+        }));
+    }
+    let (tcp_checks, mut tcp_lines) = tcp_load::checks(&tcp_reports, &OUR_DRIVER_PATHS);
+    checks.extend(tcp_checks);
+    if cli.mode == Mode::Bench {
+        let settings = baseline::Settings {
+            workspace: &workspace,
+            timeout: Duration::from_secs(cli.timeout),
+            memory_mib: cli.memory,
+            accel: config.accel,
+            kernel_params: &cli.kernel_params,
+            keep: cli.keep,
+            workload: cli.mode.tcp_workload(),
+        };
+        match baseline::run(&settings) {
+            Ok(baseline) => {
+                checks.extend(baseline.checks);
+                tcp_lines.extend(baseline.lines);
+                tcp_reports.extend(baseline.reports);
+            }
+            Err(err) => checks.push(host_check("baseline-run", Err(err.to_string()))),
+        }
+        tcp_lines.extend(tcp_table::render(&tcp_reports, &cli.mode.tcp_workload()));
+    }
+    for line in &tcp_lines {
+        println!("{line}");
     }
     for check in &checks {
         println!("{check}");

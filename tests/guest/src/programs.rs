@@ -27,6 +27,12 @@ pub enum Purpose {
     /// Run in a benchmark run instead of the tests; prints `guest-bench` lines, result
     /// lines and one `guest:` summary.
     Bench,
+    /// A driver the programs start and stop themselves (under the driver's uid, in the
+    /// modes they test); /init only puts it into /bin.
+    Driver,
+    /// A helper the programs start and stop themselves (a service, a bridge); /init
+    /// only puts it into /bin.
+    Helper,
 }
 
 /// The daemons' arguments: both enforce the guest's policy.
@@ -46,8 +52,43 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
         purpose: Purpose::Daemon(DAEMON_ARGS),
     },
     GuestProgram {
+        package: "e1000",
+        bin: "e1000",
+        purpose: Purpose::Driver,
+    },
+    GuestProgram {
+        package: "uart16550",
+        bin: "uart16550",
+        purpose: Purpose::Driver,
+    },
+    GuestProgram {
+        package: "guest-net",
+        bin: "tcp-echo",
+        purpose: Purpose::Helper,
+    },
+    GuestProgram {
+        package: "guest-net",
+        bin: "tap-bridge",
+        purpose: Purpose::Helper,
+    },
+    GuestProgram {
         package: "guest-harness",
         bin: "guest-mmio-dma",
+        purpose: Purpose::Test,
+    },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-e1000",
+        purpose: Purpose::Test,
+    },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-uart16550",
+        purpose: Purpose::Test,
+    },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-tcp",
         purpose: Purpose::Test,
     },
     GuestProgram {
@@ -55,27 +96,32 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
         bin: "guest-bench",
         purpose: Purpose::Bench,
     },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-tcp",
+        purpose: Purpose::Bench,
+    },
 ];
 
-/// The programs a run of `purpose` (tests or benchmarks) needs: the daemons and its own.
+/// The programs a run of `purpose` (tests or benchmarks) needs: the daemons, the drivers
+/// and helpers programs start, and its own.
 pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram> {
     programs
         .iter()
-        .filter(|program| program.purpose == purpose || program.is_daemon())
+        .filter(|program| program.purpose == purpose || !program.purpose.is_run())
         .copied()
         .collect()
 }
 
-impl GuestProgram {
-    pub fn is_daemon(&self) -> bool {
-        !self.purpose.is_run()
-    }
-}
-
 impl Purpose {
-    /// /init runs the program to its end (a test or benchmark program, not a daemon).
+    /// /init runs the program to its end (a test or benchmark program).
     pub fn is_run(&self) -> bool {
-        !matches!(self, Purpose::Daemon(_))
+        matches!(self, Purpose::Test | Purpose::Bench)
+    }
+
+    /// /init starts the program before the others, and it must outlive them.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Purpose::Daemon(_))
     }
 }
 
@@ -178,8 +224,11 @@ mod tests {
         assert_eq!(
             cargo_build_args(&programs).join(" "),
             "build --release --target x86_64-unknown-linux-gnu \
-             -p mmio-scheme --bin mmio -p dma-scheme --bin dma \
-             -p guest-harness --bin guest-mmio-dma"
+             -p mmio-scheme --bin mmio -p dma-scheme --bin dma -p e1000 --bin e1000 \
+             -p uart16550 --bin uart16550 -p guest-net --bin tcp-echo \
+             -p guest-net --bin tap-bridge -p guest-harness --bin guest-mmio-dma \
+             -p guest-harness --bin guest-e1000 -p guest-harness --bin guest-uart16550 \
+             -p guest-harness --bin guest-tcp"
         );
     }
 
@@ -191,11 +240,37 @@ mod tests {
                 .map(|program| program.bin)
                 .collect()
         };
-        assert_eq!(names(Purpose::Test), ["mmio", "dma", "guest-mmio-dma"]);
-        assert_eq!(names(Purpose::Bench), ["mmio", "dma", "guest-bench"]);
+        assert_eq!(
+            names(Purpose::Test),
+            [
+                "mmio",
+                "dma",
+                "e1000",
+                "uart16550",
+                "tcp-echo",
+                "tap-bridge",
+                "guest-mmio-dma",
+                "guest-e1000",
+                "guest-uart16550",
+                "guest-tcp"
+            ]
+        );
+        assert_eq!(
+            names(Purpose::Bench),
+            [
+                "mmio",
+                "dma",
+                "e1000",
+                "uart16550",
+                "tcp-echo",
+                "tap-bridge",
+                "guest-bench",
+                "guest-tcp"
+            ]
+        );
         assert!(GUEST_PROGRAMS
             .iter()
-            .filter(|program| program.is_daemon())
+            .filter(|program| program.purpose.is_daemon())
             .all(
                 |daemon| daemon.purpose == Purpose::Daemon(&["--policy", "/etc/guest/policy.toml"])
             ));

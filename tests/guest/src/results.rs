@@ -2,6 +2,7 @@
 //! checks made from the host's view (QEMU's ending, the daemons' survival, COM2 output,
 //! the capture), and the overall summary.
 
+use guest_harness::com2_bulk::{checksum, BulkRun, BULK_LEN};
 use guest_harness::protocol::{
     Outcome, Summary, TestLine, COM2_GUEST_LINE, GUEST_DAEMON_PREFIX, GUEST_SUMMARY_LABEL,
     GUEST_TEST_PREFIX, HOST_CHECK_PREFIX, TEST_FRAME_ETHERTYPE,
@@ -115,6 +116,30 @@ pub fn check_com2(com2: &[u8]) -> Result<(), String> {
             String::from_utf8_lossy(com2)
         ))
     }
+}
+
+/// The guest's bytes of bulk run `run` follow its marker on COM2, all of them, in order.
+pub fn check_com2_bulk(com2: &[u8], run: &BulkRun) -> Result<(), String> {
+    let marker = run.marker.as_bytes();
+    let start = com2
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .ok_or_else(|| format!("COM2 output lacks the marker {:?}", run.marker))?
+        + marker.len();
+    let got = &com2[start..com2.len().min(start + BULK_LEN)];
+    let expected = run.guest_bytes();
+    if got == expected {
+        return Ok(());
+    }
+    let first_difference = got.iter().zip(&expected).position(|(a, b)| a != b);
+    Err(format!(
+        "{} of {BULK_LEN} bytes after the marker, checksum {:#018x}, expected {:#018x}; \
+         first difference at byte {}",
+        got.len(),
+        checksum(got),
+        checksum(&expected),
+        first_difference.unwrap_or(got.len())
+    ))
 }
 
 /// The capture holds exactly `expected`, the guest's test frame.
@@ -254,6 +279,31 @@ reboot: Power down
         assert!(check_com2(b"uart driver: hello")
             .unwrap_err()
             .contains("lacks"));
+    }
+
+    #[test]
+    fn com2_bulk_check_wants_every_byte_after_the_marker() {
+        let run = guest_harness::com2_bulk::BULK_RUNS[0];
+        let mut com2 = format!("{COM2_GUEST_LINE}{}", run.marker).into_bytes();
+        com2.extend(run.guest_bytes());
+        com2.extend_from_slice(b"later output");
+        assert_eq!(check_com2_bulk(&com2, &run), Ok(()));
+
+        let without_later_output = &com2[..com2.len() - b"later output".len()];
+        assert_eq!(check_com2_bulk(without_later_output, &run), Ok(()));
+        let start = COM2_GUEST_LINE.len() + run.marker.len();
+        let mut lost = com2[..start + 1000].to_vec();
+        lost.extend_from_slice(&com2[start + 1001..start + BULK_LEN]);
+        let err = check_com2_bulk(&lost, &run).unwrap_err();
+        assert!(
+            err.contains("65535 of 65536 bytes") && err.contains("first difference at byte 1000"),
+            "{err}"
+        );
+        assert!(check_com2_bulk(&com2[..start - 1], &run)
+            .unwrap_err()
+            .contains("lacks the marker"));
+        let other = guest_harness::com2_bulk::BULK_RUNS[1];
+        assert!(check_com2_bulk(&com2, &other).is_err());
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! The host's end of the guest's COM2: records every byte the guest sends (also into a
-//! log file) and answers scripted lines, like a tiny `expect`.
+//! log file) and answers scripted lines, like a tiny `expect`. Answers go out from a
+//! thread of their own, so a long one (64 KiB of bulk data) never stops the peer from
+//! reading what the guest sends meanwhile.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
 /// When `expect` has appeared in the guest's output, send `answer` once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exchange {
     pub expect: &'static str,
-    pub answer: &'static str,
+    pub answer: Cow<'static, [u8]>,
 }
 
 /// A running peer; [`SerialPeer::finish`] returns what the guest sent.
 pub struct SerialPeer {
     thread: JoinHandle<Vec<u8>>,
+    answering: JoinHandle<()>,
 }
 
 impl SerialPeer {
@@ -27,6 +32,15 @@ impl SerialPeer {
     ) -> std::io::Result<SerialPeer> {
         let mut to_guest = stream.try_clone()?;
         let mut from_guest = stream;
+        let (answers, due_answers) = mpsc::channel::<Cow<'static, [u8]>>();
+        let answering = thread::spawn(move || {
+            for answer in due_answers {
+                if let Err(err) = to_guest.write_all(&answer) {
+                    log::warn!("writing to COM2 failed: {err}");
+                    break;
+                }
+            }
+        });
         let thread = thread::spawn(move || {
             let mut received = Vec::new();
             let mut pending = script;
@@ -40,43 +54,51 @@ impl SerialPeer {
                         break;
                     }
                 };
+                let searched = received.len();
                 received.extend_from_slice(&buf[..n]);
                 if let Err(err) = log.write_all(&buf[..n]) {
                     log::warn!("writing the COM2 log failed: {err}");
                 }
-                for answer in take_due(&mut pending, &received) {
-                    log::debug!("COM2: answering {answer:?}");
-                    if let Err(err) = to_guest.write_all(answer.as_bytes()) {
-                        log::warn!("writing to COM2 failed: {err}");
-                    }
+                for answer in take_due(&mut pending, &received, searched) {
+                    log::debug!("COM2: answering with {} bytes", answer.len());
+                    // The answering thread only stops after a failed write, logged there.
+                    let _ = answers.send(answer);
                 }
             }
             received
         });
-        Ok(SerialPeer { thread })
+        Ok(SerialPeer { thread, answering })
     }
 
     /// Waits for QEMU to close COM2 and returns every byte the guest sent.
     pub fn finish(self) -> Vec<u8> {
-        self.thread.join().unwrap_or_else(|_| {
+        let received = self.thread.join().unwrap_or_else(|_| {
             log::warn!("the COM2 peer thread panicked");
             Vec::new()
-        })
+        });
+        if self.answering.join().is_err() {
+            log::warn!("the COM2 answering thread panicked");
+        }
+        received
     }
 }
 
 /// Removes the exchanges whose expected text has arrived and returns their answers.
-fn take_due(pending: &mut Vec<Exchange>, received: &[u8]) -> Vec<&'static str> {
-    let mut due = Vec::new();
-    pending.retain(|exchange| {
-        let expect = exchange.expect.as_bytes();
-        let arrived = expect.is_empty() || received.windows(expect.len()).any(|w| w == expect);
-        if arrived {
-            due.push(exchange.answer);
-        }
-        !arrived
-    });
-    due
+/// The first `searched` bytes of `received` were looked at before, so only the rest
+/// (and the tail an expected text may straddle) is searched again.
+fn take_due(
+    pending: &mut Vec<Exchange>,
+    received: &[u8],
+    searched: usize,
+) -> Vec<Cow<'static, [u8]>> {
+    pending
+        .extract_if(.., |exchange| {
+            let expect = exchange.expect.as_bytes();
+            let from = searched.saturating_sub(expect.len().saturating_sub(1));
+            expect.is_empty() || received[from..].windows(expect.len()).any(|w| w == expect)
+        })
+        .map(|exchange| exchange.answer)
+        .collect()
 }
 
 #[cfg(test)]
@@ -85,27 +107,67 @@ mod tests {
 
     const HELLO: Exchange = Exchange {
         expect: "hello\n",
-        answer: "hi\n",
+        answer: Cow::Borrowed(b"hi\n"),
     };
     const BYE: Exchange = Exchange {
         expect: "bye\n",
-        answer: "ciao\n",
+        answer: Cow::Borrowed(b"ciao\n"),
     };
 
     #[test]
     fn answers_once_when_the_expected_text_has_arrived() {
         let mut pending = vec![HELLO, BYE];
-        assert!(take_due(&mut pending, b"hel").is_empty());
-        assert_eq!(take_due(&mut pending, b"noise hello\n"), vec!["hi\n"]);
+        assert!(take_due(&mut pending, b"hel", 0).is_empty());
         assert_eq!(
-            take_due(&mut pending, b"noise hello\nhello\n"),
-            Vec::<&str>::new()
+            take_due(&mut pending, b"noise hello\n", 3),
+            vec![&b"hi\n"[..]]
         );
+        assert!(take_due(&mut pending, b"noise hello\nhello\n", 12).is_empty());
         assert_eq!(
-            take_due(&mut pending, b"noise hello\nbye\n"),
-            vec!["ciao\n"]
+            take_due(&mut pending, b"noise hello\nhello\nbye\n", 18),
+            vec![&b"ciao\n"[..]]
         );
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn finds_text_that_straddles_two_reads_but_not_text_searched_before() {
+        let mut pending = vec![BYE];
+        assert!(take_due(&mut pending, b"b", 0).is_empty());
+        assert_eq!(take_due(&mut pending, b"bye\n", 1).len(), 1, "straddles");
+        let mut pending = vec![BYE];
+        assert!(
+            take_due(&mut pending, b"bye\nxyz", 4).is_empty(),
+            "only bytes from offset 4 - 3 on are searched again"
+        );
+    }
+
+    #[test]
+    fn a_long_answer_does_not_stop_the_peer_from_reading() {
+        const LONG: usize = 4 << 20;
+        let (qemu_side, peer_side) = UnixStream::pair().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let script = vec![Exchange {
+            expect: "go\n",
+            answer: Cow::Owned(vec![7; LONG]),
+        }];
+        let log = File::create(dir.path().join("com2.txt")).unwrap();
+        let peer = SerialPeer::start(peer_side, script, log).unwrap();
+
+        // The guest writes as much as the peer answers before it reads the answer:
+        // a peer that wrote its answer from its reading thread would deadlock here.
+        let mut guest = qemu_side;
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            guest.write_all(b"go\n").unwrap();
+            guest.write_all(&vec![1; LONG]).unwrap();
+            let mut answer = vec![0; LONG];
+            guest.read_exact(&mut answer).unwrap();
+            let _ = done.send(answer.iter().all(|&b| b == 7));
+        });
+        let answered = finished.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(answered, Ok(true), "the whole answer arrived");
+        assert_eq!(peer.finish().len(), 3 + LONG);
     }
 
     #[test]

@@ -35,12 +35,14 @@ impl Registers {
         })
     }
 
-    pub fn read32(&self, offset: u64) -> io::Result<u32> {
-        self.read(offset).map(u32::from_le_bytes)
+    /// A 32-bit read; `offset` is a register (`u32`, as `e1000::regs` names them)
+    /// or any byte offset (`u64`, to probe the checks).
+    pub fn read32(&self, offset: impl Into<u64>) -> io::Result<u32> {
+        self.read(offset.into()).map(u32::from_le_bytes)
     }
 
-    pub fn write32(&self, offset: u64, value: u32) -> io::Result<()> {
-        self.write(offset, &value.to_le_bytes())
+    pub fn write32(&self, offset: impl Into<u64>, value: u32) -> io::Result<()> {
+        self.write(offset.into(), &value.to_le_bytes())
     }
 
     pub fn read8(&self, offset: u64) -> io::Result<u8> {

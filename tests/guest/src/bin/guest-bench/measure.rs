@@ -47,10 +47,10 @@ pub struct Measurements {
 pub fn all(e1000: Bdf, settings: &Settings) -> StepResult<Measurements> {
     let status_text = Handle::open(MMIO_STATUS, O_RDONLY)?;
     let bar0 = Registers::open(RegisterTarget::Bar { bdf: e1000, bar: 0 })?;
-    let direct = bar0.handle().mmap(0, BAR0_SIZE as usize, false)?;
+    let direct = bar0.handle().mmap(0, BAR0_SIZE, false)?;
     let mut batch = Batch::with_capacity(BATCH_OPS);
     for _ in 0..BATCH_OPS {
-        batch.read(STATUS, Width::U32)?;
+        batch.read(STATUS.into(), Width::U32)?;
     }
     check_paths_agree(&bar0, &mut batch, &direct)?;
 

@@ -27,7 +27,7 @@ use crate::tx_ring;
 const EERD_TIMEOUT: Duration = Duration::from_millis(100);
 /// A receive address entry nothing uses (its valid bit stays clear): a register the
 /// bad-batch tests may write without effect on the NIC.
-const SPARE_RAL: u64 = ral(1);
+const SPARE_RAL: u32 = ral(1);
 
 pub fn check(report: &mut Report, env: &Environment) {
     let bar0 = report.run("e1000-open-bar0", || Ok(Registers::open(env.e1000_bar(0))?));
@@ -42,8 +42,8 @@ pub fn check(report: &mut Report, env: &Environment) {
     });
     report.run_after("e1000-mac-in-ral0-rah0", bar0, |bar0| {
         let mut batch = Batch::new();
-        let low = batch.read(ral(0), Width::U32)?;
-        let high = batch.read(rah(0), Width::U32)?;
+        let low = batch.read(u64::from(ral(0)), Width::U32)?;
+        let high = batch.read(u64::from(rah(0)), Width::U32)?;
         bar0.run(&mut batch)?;
         let (low, high) = (value32(&batch, low)?, value32(&batch, high)?);
         log::info!("RAL0 {low:#010x} RAH0 {high:#010x}");
@@ -74,11 +74,11 @@ pub fn check(report: &mut Report, env: &Environment) {
 fn read_eeprom(bar0: &Registers, address: u32) -> StepResult<u16> {
     let mut batch = Batch::new();
     batch.write(
-        EERD,
+        u64::from(EERD),
         Width::U32,
         (address << EERD_ADDR_SHIFT | EERD_START).into(),
     )?;
-    let poll = batch.read(EERD, Width::U32)?;
+    let poll = batch.read(u64::from(EERD), Width::U32)?;
     bar0.run(&mut batch)?;
     let mut eerd = value32(&batch, poll)?;
     let started = Instant::now();
@@ -123,22 +123,22 @@ fn malformed_single_accesses(report: &mut Report, bar0: Option<&Registers>) {
     type Request = fn(&Handle) -> std::io::Result<usize>;
     let requests: [(&str, Request); 6] = [
         ("mmio-rejects-out-of-range-pread", |bar0| {
-            bar0.read_at(&mut [0; 4], BAR0_SIZE)
+            bar0.read_at(&mut [0; 4], BAR0_SIZE as u64)
         }),
         ("mmio-rejects-out-of-range-pwrite", |bar0| {
-            bar0.write_at(&[0; 4], BAR0_SIZE)
+            bar0.write_at(&[0; 4], BAR0_SIZE as u64)
         }),
         ("mmio-rejects-misaligned-pread", |bar0| {
-            bar0.read_at(&mut [0; 4], STATUS + 2)
+            bar0.read_at(&mut [0; 4], u64::from(STATUS) + 2)
         }),
         ("mmio-rejects-misaligned-pwrite", |bar0| {
-            bar0.write_at(&[0; 4], SPARE_RAL + 2)
+            bar0.write_at(&[0; 4], u64::from(SPARE_RAL) + 2)
         }),
         ("mmio-rejects-wrong-width-pread", |bar0| {
-            bar0.read_at(&mut [0; 3], STATUS)
+            bar0.read_at(&mut [0; 3], u64::from(STATUS))
         }),
         ("mmio-rejects-wrong-width-pwrite", |bar0| {
-            bar0.write_at(&[0; 3], SPARE_RAL)
+            bar0.write_at(&[0; 3], u64::from(SPARE_RAL))
         }),
     ];
     for (name, request) in requests {
@@ -152,17 +152,17 @@ fn malformed_batches(report: &mut Report, bar0: Option<&Registers>) {
     type PushBadOp = fn(&mut Batch) -> StepResult<()>;
     let bad_ops: [(&str, PushBadOp); 3] = [
         ("mmio-rejects-batch-with-out-of-range-op", |batch| {
-            batch.read(BAR0_SIZE, Width::U32)?;
+            batch.read(BAR0_SIZE as u64, Width::U32)?;
             Ok(())
         }),
         ("mmio-rejects-batch-with-misaligned-op", |batch| {
-            batch.read(STATUS + 2, Width::U32)?;
+            batch.read(u64::from(STATUS) + 2, Width::U32)?;
             Ok(())
         }),
         ("mmio-rejects-batch-with-wrong-width-op", |batch| {
             // No width the client library encodes is wrong for a memory BAR, so the
             // record is patched: width byte 3.
-            let index = batch.read(STATUS, Width::U32)?;
+            let index = batch.read(u64::from(STATUS), Width::U32)?;
             batch.payload_mut()[index * OP_SIZE + 6] = 3;
             Ok(())
         }),
@@ -171,7 +171,11 @@ fn malformed_batches(report: &mut Report, bar0: Option<&Registers>) {
         report.run_after(name, bar0, |bar0| {
             bar0.write32(SPARE_RAL, 0)?;
             let mut batch = Batch::new();
-            batch.push(RegisterOp::write(SPARE_RAL, Width::U32, 0x5a5a_5a5a))?;
+            batch.push(RegisterOp::write(
+                u64::from(SPARE_RAL),
+                Width::U32,
+                0x5a5a_5a5a,
+            ))?;
             push_bad_op(&mut batch)?;
             refused(bar0.run(&mut batch), EINVAL)?;
             equal(

@@ -43,7 +43,7 @@ pub fn hold_and_loop(report: &mut Report, env: &Environment) {
     };
     let mut batch = Batch::with_capacity(OPS_PER_CALL);
     for _ in 0..OPS_PER_CALL {
-        if batch.read(STATUS, Width::U32).is_err() {
+        if batch.read(u64::from(STATUS), Width::U32).is_err() {
             return;
         }
     }

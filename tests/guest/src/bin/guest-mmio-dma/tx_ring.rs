@@ -38,13 +38,13 @@ pub fn transmit(bar0: &Registers, frame: &[u8]) -> StepResult<Duration> {
     fence(Ordering::SeqCst);
 
     let mut setup = Batch::new();
-    setup.write(TDBAL, Width::U32, ring_bus & 0xffff_ffff)?;
-    setup.write(TDBAH, Width::U32, ring_bus >> 32)?;
-    setup.write(TDLEN, Width::U32, (RING_DESCS * DESC_LEN) as u64)?;
-    setup.write(TDH, Width::U32, 0)?;
-    setup.write(TDT, Width::U32, 0)?;
-    setup.write(TCTL, Width::U32, (TCTL_EN | TCTL_PSP).into())?;
-    setup.write(TDT, Width::U32, 1)?;
+    setup.write(u64::from(TDBAL), Width::U32, ring_bus & 0xffff_ffff)?;
+    setup.write(u64::from(TDBAH), Width::U32, ring_bus >> 32)?;
+    setup.write(u64::from(TDLEN), Width::U32, (RING_DESCS * DESC_LEN) as u64)?;
+    setup.write(u64::from(TDH), Width::U32, 0)?;
+    setup.write(u64::from(TDT), Width::U32, 0)?;
+    setup.write(u64::from(TCTL), Width::U32, (TCTL_EN | TCTL_PSP).into())?;
+    setup.write(u64::from(TDT), Width::U32, 1)?;
     let started = Instant::now();
     bar0.run(&mut setup)?;
     let done = loop {

@@ -1,0 +1,50 @@
+//! Memory the NIC reads and writes by bus address: where the descriptor rings and
+//! their packet buffers live.
+
+use std::io;
+
+use dma_scheme::{BufferFlags, DmaBuffer};
+
+/// A physically contiguous region, mapped into the driver.
+pub trait DmaMemory {
+    /// This process's mapping of byte 0. The device writes behind the compiler's
+    /// back: descriptors are accessed with volatile loads and stores.
+    fn as_ptr(&self) -> *mut u8;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The device's address of byte 0.
+    fn bus_addr(&self) -> u64;
+}
+
+/// A `dma:` buffer with a known bus address.
+pub struct SchemeBuffer {
+    buffer: DmaBuffer,
+    bus_addr: u64,
+}
+
+impl SchemeBuffer {
+    /// Allocates a device-shared `dma:` buffer of at least `size` bytes.
+    pub fn alloc(size: usize) -> io::Result<Self> {
+        let buffer = DmaBuffer::alloc(size, BufferFlags::SHARED)?;
+        let bus_addr = buffer
+            .bus_addr()
+            .ok_or_else(|| io::Error::other("dma: gave a buffer without a bus address"))?;
+        Ok(Self { buffer, bus_addr })
+    }
+}
+
+impl DmaMemory for SchemeBuffer {
+    fn as_ptr(&self) -> *mut u8 {
+        self.buffer.as_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn bus_addr(&self) -> u64 {
+        self.bus_addr
+    }
+}

@@ -1,0 +1,92 @@
+//! A driver for the Intel 82540EM (QEMU's default NIC, `8086:100e`) as an
+//! ordinary unprivileged process: it reaches the NIC's registers only through
+//! `mmio:` and its DMA memory only through `dma:`, and serves `network.<name>`
+//! with the semantics of Redox's network drivers, so a network stack can sit on
+//! top.
+//!
+//! One module per concern: [`regs`] (the manual's register names), [`io`] (the
+//! [`Io`] trait, a directly mapped BAR or `mmio:` requests), [`dma`] and
+//! [`ring`] (descriptor rings in `dma:` buffers), [`device`] (bring-up and the
+//! per-round tail moves), [`stats`] (counters and the status text), [`scheme`]
+//! (the network scheme).
+//!
+//! # Using `network.<name>`
+//!
+//! The scheme is `network.<name>` (`--name`, default `e1000`), reached as
+//! `/scheme/network.e1000/<path>` or `network.e1000:<path>`. As in Redox, only
+//! uid 0 (where the network stack runs) may open it: anyone else gets EACCES.
+//!
+//! | path     | read | write | events |
+//! |----------|------|-------|--------|
+//! | `""`     | one received Ethernet frame per read (destination, source, EtherType, payload; no frame check sequence). A buffer shorter than the frame gets its first bytes and the rest is dropped, as with a datagram socket; 1514 bytes always suffice | one frame per write, 14 to 1514 bytes (header plus MTU 1500, without frame check sequence); the NIC pads it to 60 bytes and appends the check sequence. Anything shorter or longer: EINVAL | `EVENT_READ` while a frame is waiting, `EVENT_WRITE` while a write would not block |
+//! | `mac`    | the 6-byte address at offset 0 (EINVAL for a buffer shorter than 6 bytes: part of an address is no address); 0 bytes (end of file) at offset 6 and beyond | EINVAL | none |
+//! | `status` | a text snapshot taken at open: `key=value` lines for the scheme and access mode, the link, the driver's counters, the NIC's statistics registers | EINVAL | none |
+//!
+//! Other paths: ENOENT. A handle that was closed (or never opened): EBADF.
+//!
+//! Blocking: a frame handle opened without `O_NONBLOCK` waits in `read` until a
+//! frame arrives, and in `write` while every transmit descriptor (255 frames) is
+//! in flight; with `O_NONBLOCK` both return EWOULDBLOCK (EAGAIN on Linux)
+//! instead. Waiting requests do not hold up other clients. Every open frame handle
+//! reads from the same receive queue: each frame goes to exactly one reader.
+//!
+//! Events: `fevent(EVENT_READ | EVENT_WRITE)` answers what is ready now and
+//! registers interest; later rising edges arrive as events (on Linux, the handle's
+//! descriptor polls readable and `Handle::take_events` returns them).
+//!
+//! Latency: interrupts stay masked (on Linux a user-space process gets none
+//! without UIO or VFIO), and the driver polls the descriptors in memory after
+//! every round of requests and every tick (`--tick-us`, default 1000 µs). A frame
+//! already waiting is returned at once; one that arrives while a reader waits is
+//! handed over at the next tick, which adds up to one tick (half on average) to
+//! its latency. A written frame is handed to the NIC at the end of the round that
+//! carried the write. Polling an idle NIC costs a few memory reads per tick and no
+//! register access.
+//!
+//! Start-up on QEMU: its e1000 model holds received frames back for one second
+//! after every RCTL write, and the driver writes RCTL at start (and at stop) only.
+//! A client may send at once; replies that arrive in that first second are queued
+//! by QEMU and delivered when it ends, none is lost.
+//!
+//! If a register access fails (`mmio:` gone), frame reads and writes answer EIO
+//! from then on and `status` says why.
+//!
+//! A client, with this workspace's `scheme_runtime::Handle` (an ordinary file
+//! descriptor on Redox):
+//!
+//! ```no_run
+//! use scheme_runtime::Handle;
+//! use syscall::flag::{EventFlags, O_RDONLY, O_RDWR};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let mut mac = [0u8; 6];
+//! Handle::open("/scheme/network.e1000/mac", O_RDONLY)?.read(&mut mac)?;
+//!
+//! let nic = Handle::open("/scheme/network.e1000", O_RDWR)?;
+//! let frame = [0u8; 60]; // destination, source, EtherType, payload
+//! nic.write(&frame)?;
+//! let mut buf = [0u8; 1514];
+//! let len = nic.read(&mut buf)?; // waits for a frame
+//!
+//! nic.set_nonblocking(true);
+//! let ready = nic.fevent(EventFlags::EVENT_READ)?; // then poll the handle, take_events()
+//! # let _ = (len, ready);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod device;
+pub mod dma;
+pub mod io;
+pub mod regs;
+pub mod ring;
+pub mod scheme;
+pub mod shutdown;
+pub mod stats;
+
+#[cfg(test)]
+mod model;
+
+pub use device::Device;
+pub use io::{DirectIo, Io, MmioIo};
+pub use scheme::NetworkScheme;

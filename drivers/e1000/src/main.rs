@@ -1,0 +1,100 @@
+//! `e1000`: the 82540EM driver as a scheme daemon.
+
+use std::io;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use driver_policy::Bdf;
+use e1000::dma::SchemeBuffer;
+use e1000::ring::REGION_LEN;
+use e1000::stats::format_mac;
+use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
+use mmio_scheme::open_path::RegisterTarget;
+use scheme_runtime::Handle;
+use syscall::flag::O_RDWR;
+
+/// Drive an Intel 82540EM (e1000) through mmio: and dma: and serve its frames as
+/// the scheme network.<NAME>. Run it as the uid the driver policy gives e1000; it
+/// needs no other privilege. SIGTERM stops the NIC's DMA, then the driver.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// PCI address of the NIC, as mmio: names it (e.g. 0000:00:03.0)
+    #[arg(long, value_name = "BDF")]
+    pci: Bdf,
+    /// How the registers are reached: BAR 0 mapped directly, or a request to
+    /// mmio: per batch of accesses
+    #[arg(long, value_enum, default_value_t = Access::Mmio)]
+    access: Access,
+    /// Serve the scheme network.<NAME>
+    #[arg(long, default_value = "e1000")]
+    name: String,
+    /// Poll the NIC this often (microseconds) when no request arrives; a frame
+    /// that arrives for a waiting reader is handed over within one tick
+    #[arg(long, default_value_t = 1000, value_name = "US",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    tick_us: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Access {
+    /// Volatile loads and stores on BAR 0, mapped through mmio:'s direct mode
+    Direct,
+    /// Batches of accesses as mmio: calls
+    Mmio,
+}
+
+impl Access {
+    fn name(self) -> &'static str {
+        match self {
+            Access::Direct => "direct",
+            Access::Mmio => "mmio",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> io::Result<()> {
+    let bar0 = RegisterTarget::Bar {
+        bdf: args.pci,
+        bar: 0,
+    };
+    let path = format!("/scheme/mmio/{bar0}");
+    let handle = Handle::open(&path, O_RDWR)
+        .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+    let io: Box<dyn Io> = match args.access {
+        Access::Direct => Box::new(DirectIo::map(handle)?),
+        Access::Mmio => Box::new(MmioIo::new(handle)?),
+    };
+    let rx = SchemeBuffer::alloc(REGION_LEN)?;
+    let tx = SchemeBuffer::alloc(REGION_LEN)?;
+    let device = Device::bring_up(io, Box::new(rx), Box::new(tx))?;
+    let name = format!("network.{}", args.name);
+    log::info!(
+        "{} at {}: address {}, registers {}",
+        name,
+        args.pci,
+        format_mac(device.mac()),
+        args.access.name()
+    );
+    let mut scheme = NetworkScheme::new(&name, args.access.name(), device);
+    #[cfg(target_os = "linux")]
+    e1000::shutdown::install()?;
+    scheme_runtime::serve_with_tick(
+        &name,
+        &mut scheme,
+        Some(Duration::from_micros(args.tick_us)),
+    )
+}

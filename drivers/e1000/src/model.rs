@@ -1,0 +1,333 @@
+//! A software model of the parts of the 82540EM the driver uses, for host tests:
+//! registers (self-clearing reset, EEPROM reads, read-to-clear counters) and DMA
+//! (the legacy rings in fake DMA memory: a TDT write sends, a test delivers frames
+//! into the receive ring). No real device is touched.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+
+use crate::dma::DmaMemory;
+use crate::io::{check_batch, Access, Io, RegOp};
+use crate::regs::*;
+
+/// Where the first fake buffer lies on the bus: above 4 GiB, so the high halves of
+/// the base address registers matter.
+const FIRST_BUS_ADDR: u64 = 0x1_2340_0000;
+const BUS_STRIDE: u64 = 2 << 20;
+
+/// Heap memory standing in for `dma:` buffers, each with a made-up bus address.
+#[derive(Clone, Default)]
+pub struct FakeDma(Rc<RefCell<Vec<Rc<Region>>>>);
+
+struct Region {
+    ptr: *mut u8,
+    layout: Layout,
+    bus: u64,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: ptr was allocated with layout in FakeDma::alloc.
+        unsafe { dealloc(self.ptr, self.layout) }
+    }
+}
+
+struct FakeBuffer(Rc<Region>);
+
+impl DmaMemory for FakeBuffer {
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.ptr
+    }
+
+    fn len(&self) -> usize {
+        self.0.layout.size()
+    }
+
+    fn bus_addr(&self) -> u64 {
+        self.0.bus
+    }
+}
+
+impl FakeDma {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A zeroed buffer of `len` bytes.
+    pub fn alloc(&self, len: usize) -> Box<dyn DmaMemory> {
+        let layout = Layout::from_size_align(len.max(1), 4096).unwrap();
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of memory");
+        let mut regions = self.0.borrow_mut();
+        let bus = FIRST_BUS_ADDR + BUS_STRIDE * regions.len() as u64;
+        let region = Rc::new(Region { ptr, layout, bus });
+        regions.push(region.clone());
+        Box::new(FakeBuffer(region))
+    }
+
+    /// The device's view: `len` bytes at bus address `bus`. A model DMA outside
+    /// every buffer is a driver bug the test must see, hence the panic.
+    fn at(&self, bus: u64, len: usize) -> *mut u8 {
+        let regions = self.0.borrow();
+        let region = regions
+            .iter()
+            .find(|r| bus >= r.bus && bus + len as u64 <= r.bus + r.layout.size() as u64)
+            .unwrap_or_else(|| panic!("NIC DMA of {len} bytes at {bus:#x} outside every buffer"));
+        // SAFETY: the range lies inside the region (found above).
+        unsafe { region.ptr.add((bus - region.bus) as usize) }
+    }
+
+    pub fn read(&self, bus: u64, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        // SAFETY: `at` checked the range.
+        unsafe { std::ptr::copy_nonoverlapping(self.at(bus, len), bytes.as_mut_ptr(), len) };
+        bytes
+    }
+
+    pub fn write(&self, bus: u64, bytes: &[u8]) {
+        // SAFETY: `at` checked the range.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.at(bus, bytes.len()), bytes.len())
+        };
+    }
+}
+
+/// The counters the model keeps, cleared when read as on the NIC.
+const READ_TO_CLEAR: [u32; 14] = [
+    ICR, CRCERRS, MPC, GPRC, BPRC, MPRC, GPTC, GORCL, GORCH, GOTCL, GOTCH, RNBC, TPR, TPT,
+];
+
+/// Descriptor status bits the model writes back.
+pub const DD: u8 = 1 << 0;
+pub const EOP: u8 = 1 << 1;
+const CMD_RS: u8 = 1 << 3;
+
+/// The model NIC; clones share it, so a test keeps one while the driver owns
+/// another as its [`Io`].
+#[derive(Clone)]
+pub struct SoftNic(Rc<RefCell<Nic>>);
+
+struct Nic {
+    regs: HashMap<u32, u32>,
+    eeprom: [u16; 3],
+    dma: FakeDma,
+    sent: Vec<Vec<u8>>,
+    writes: Vec<RegOp>,
+    runs: usize,
+    failing: bool,
+    tx_paused: bool,
+    reset_stuck: bool,
+}
+
+impl SoftNic {
+    /// A NIC with link up at 1000 Mb/s full duplex, `mac` in receive address 0 and
+    /// in the EEPROM, and state a previous driver left: receiver and transmitter on.
+    pub fn new(dma: &FakeDma, mac: [u8; 6]) -> Self {
+        let (ral0, rah0) = ral_rah_from_address(mac);
+        let regs = HashMap::from([
+            (STATUS, STATUS_LU | STATUS_FD | 2 << STATUS_SPEED_SHIFT),
+            (ral(0), ral0),
+            (rah(0), rah0),
+            (RCTL, RCTL_EN),
+            (TCTL, TCTL_EN),
+            (GPRC, 7),
+        ]);
+        let word = |i: usize| u16::from_le_bytes([mac[2 * i], mac[2 * i + 1]]);
+        Self(Rc::new(RefCell::new(Nic {
+            regs,
+            eeprom: [word(0), word(1), word(2)],
+            dma: dma.clone(),
+            sent: Vec::new(),
+            writes: Vec::new(),
+            runs: 0,
+            failing: false,
+            tx_paused: false,
+            reset_stuck: false,
+        })))
+    }
+
+    /// Receive address 0 not valid: the driver must read the EEPROM.
+    pub fn without_receive_address(self) -> Self {
+        self.0.borrow_mut().regs.insert(rah(0), 0);
+        self
+    }
+
+    /// CTRL.RST never clears.
+    pub fn with_stuck_reset(self) -> Self {
+        self.0.borrow_mut().reset_stuck = true;
+        self
+    }
+
+    pub fn io(&self) -> Box<dyn Io> {
+        Box::new(self.clone())
+    }
+
+    pub fn reg(&self, reg: u32) -> u32 {
+        self.0.borrow().read(reg)
+    }
+
+    /// Every value written to `reg`, in order.
+    pub fn writes_to(&self, reg: u32) -> Vec<u32> {
+        let nic = self.0.borrow();
+        nic.writes
+            .iter()
+            .filter(|op| op.reg == reg)
+            .map(|op| op.value)
+            .collect()
+    }
+
+    /// How many batches the driver ran.
+    pub fn runs(&self) -> usize {
+        self.0.borrow().runs
+    }
+
+    /// Every later access fails, as when `mmio:` goes away.
+    pub fn fail(&self) {
+        self.0.borrow_mut().failing = true;
+    }
+
+    /// While paused, TDT writes queue frames but the NIC sends nothing.
+    pub fn pause_tx(&self, paused: bool) {
+        let mut nic = self.0.borrow_mut();
+        nic.tx_paused = paused;
+        nic.transmit();
+    }
+
+    /// The frames sent since the last call.
+    pub fn take_sent(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.0.borrow_mut().sent)
+    }
+
+    /// A good frame arrives from the wire; false if the NIC had no buffer for it.
+    pub fn deliver(&self, frame: &[u8]) -> bool {
+        self.deliver_descriptor(frame, DD | EOP, 0)
+    }
+
+    /// Writes `frame` back into the next receive descriptor with `status` and
+    /// `errors`, as the NIC would.
+    pub fn deliver_descriptor(&self, frame: &[u8], status: u8, errors: u8) -> bool {
+        self.0.borrow_mut().receive(frame, status, errors)
+    }
+}
+
+impl Io for SoftNic {
+    fn run(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
+        let mut nic = self.0.borrow_mut();
+        if nic.failing {
+            return Err(io::Error::other("model: register access refused"));
+        }
+        check_batch(ops, BAR0_SIZE)?;
+        nic.runs += 1;
+        for op in ops {
+            match op.access {
+                Access::Read => op.value = nic.read_and_clear(op.reg),
+                Access::Write => nic.write(op.reg, op.value),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Nic {
+    fn read(&self, reg: u32) -> u32 {
+        self.regs.get(&reg).copied().unwrap_or(0)
+    }
+
+    fn read_and_clear(&mut self, reg: u32) -> u32 {
+        if READ_TO_CLEAR.contains(&reg) {
+            self.regs.remove(&reg).unwrap_or(0)
+        } else {
+            self.read(reg)
+        }
+    }
+
+    fn add(&mut self, reg: u32, n: u32) {
+        *self.regs.entry(reg).or_default() += n;
+    }
+
+    fn write(&mut self, reg: u32, value: u32) {
+        self.writes.push(RegOp::write(reg, value));
+        let stored = match reg {
+            CTRL if !self.reset_stuck => value & !CTRL_RST,
+            EERD if value & EERD_START != 0 => {
+                let address = (value >> EERD_ADDR_SHIFT) & 0xff;
+                let word = self.eeprom.get(address as usize).copied().unwrap_or(0xffff);
+                u32::from(word) << EERD_DATA_SHIFT | address << EERD_ADDR_SHIFT | EERD_DONE
+            }
+            _ => value,
+        };
+        self.regs.insert(reg, stored);
+        if reg == TDT {
+            self.transmit();
+        }
+    }
+
+    fn ring(&self, base_low: u32, base_high: u32, len: u32) -> (u64, u32) {
+        let base = u64::from(self.read(base_high)) << 32 | u64::from(self.read(base_low));
+        (base, self.read(len) / 16)
+    }
+
+    /// Sends every descriptor from TDH up to TDT.
+    fn transmit(&mut self) {
+        if self.read(TCTL) & TCTL_EN == 0 || self.tx_paused {
+            return;
+        }
+        let (base, slots) = self.ring(TDBAL, TDBAH, TDLEN);
+        while self.read(TDH) != self.read(TDT) {
+            let desc = base + u64::from(self.read(TDH)) * 16;
+            let frame = consume_tx(&self.dma, desc);
+            self.regs.insert(TDH, (self.read(TDH) + 1) % slots);
+            self.add(GPTC, 1);
+            self.add(GOTCL, frame.len() as u32);
+            self.sent.push(frame);
+        }
+    }
+
+    fn receive(&mut self, frame: &[u8], status: u8, errors: u8) -> bool {
+        if self.read(RCTL) & RCTL_EN == 0 {
+            return false;
+        }
+        let (base, slots) = self.ring(RDBAL, RDBAH, RDLEN);
+        let head = self.read(RDH);
+        if head == self.read(RDT) {
+            self.add(RNBC, 1);
+            return false;
+        }
+        write_back_rx(
+            &self.dma,
+            base + u64::from(head) * 16,
+            frame,
+            status,
+            errors,
+        );
+        self.regs.insert(RDH, (head + 1) % slots);
+        self.add(GPRC, 1);
+        self.add(GORCL, frame.len() as u32);
+        true
+    }
+}
+
+/// The NIC's side of the receive descriptor at bus address `desc`: `frame` into
+/// its buffer, then its length, status and errors.
+pub fn write_back_rx(dma: &FakeDma, desc: u64, frame: &[u8], status: u8, errors: u8) {
+    let buffer = u64::from_le_bytes(dma.read(desc, 8).try_into().unwrap());
+    dma.write(buffer, frame);
+    dma.write(desc + 8, &(frame.len() as u16).to_le_bytes());
+    dma.write(desc + 12, &[status, errors]);
+}
+
+/// The NIC's side of the transmit descriptor at bus address `desc`: the frame it
+/// points at, and DD set if it asked for a status report.
+pub fn consume_tx(dma: &FakeDma, desc: u64) -> Vec<u8> {
+    let raw = dma.read(desc, 16);
+    let buffer = u64::from_le_bytes(raw[..8].try_into().unwrap());
+    let len = u16::from_le_bytes([raw[8], raw[9]]);
+    if raw[11] & CMD_RS != 0 {
+        dma.write(desc + 12, &[raw[12] | DD]);
+    }
+    dma.read(buffer, len.into())
+}

@@ -1,0 +1,543 @@
+//! The `network.<name>` scheme, with the semantics of Redox's network drivers
+//! (driver-network): see the crate documentation for what a client sees.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::{copy_at_offset, SchemeDaemon};
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EWOULDBLOCK};
+use syscall::flag::{EventFlags, MODE_FILE};
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+use crate::device::Device;
+use crate::ring::TxError;
+use crate::shutdown;
+use crate::stats::{DriverCounters, StatusReport};
+
+/// Destination, source and EtherType.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+/// The largest payload a frame carries (long packets are off).
+pub const MTU: usize = 1500;
+/// The largest frame a write takes: header and MTU, without the frame check
+/// sequence, which the NIC adds.
+pub const MAX_FRAME_LEN: usize = ETHERNET_HEADER_LEN + MTU;
+/// Bytes of an Ethernet address.
+pub const MAC_LEN: usize = 6;
+
+const ROOT_ID: usize = 0;
+
+/// What an open handle is.
+enum HandleKind {
+    /// `""`: frames in and out.
+    Frames,
+    /// `mac`: the station address.
+    Mac,
+    /// `status`: a text snapshot taken at open.
+    Status(Vec<u8>),
+}
+
+impl HandleKind {
+    fn path(&self) -> &'static str {
+        match self {
+            Self::Frames => "",
+            Self::Mac => "mac",
+            Self::Status(_) => "status",
+        }
+    }
+}
+
+pub struct NetworkScheme {
+    name: String,
+    /// How registers are reached, for the status text.
+    access: String,
+    device: Device,
+    handles: BTreeMap<usize, HandleKind>,
+    next_id: usize,
+    counters: DriverCounters,
+    /// Set when a register access failed: the NIC's state is unknown from then on.
+    failure: Option<String>,
+}
+
+impl NetworkScheme {
+    /// Serves `device` as scheme `name` (`network.e1000`); `access` names how
+    /// its registers are reached.
+    pub fn new(name: &str, access: &str, device: Device) -> Self {
+        Self {
+            name: name.to_owned(),
+            access: access.to_owned(),
+            device,
+            handles: BTreeMap::new(),
+            next_id: ROOT_ID + 1,
+            counters: DriverCounters::default(),
+            failure: None,
+        }
+    }
+
+    /// Stops the NIC's DMA (on the way out).
+    pub fn shut_down(&mut self) {
+        match self.device.stop() {
+            Ok(()) => log::info!("{}: receiver and transmitter stopped", self.name),
+            Err(error) => log::error!("{}: stopping the NIC failed: {error}", self.name),
+        }
+    }
+
+    fn handle(&self, id: usize) -> Result<&HandleKind> {
+        self.handles.get(&id).ok_or(Error::new(EBADF))
+    }
+
+    /// The device, unless a register access failed earlier (EIO).
+    fn working_device(&mut self) -> Result<&mut Device> {
+        match self.failure {
+            Some(_) => Err(Error::new(EIO)),
+            None => Ok(&mut self.device),
+        }
+    }
+
+    fn fail(&mut self, what: &str, error: io::Error) {
+        log::error!(
+            "{}: {what} failed: {error}; the NIC is left as it is and frame I/O answers EIO",
+            self.name
+        );
+        self.failure = Some(format!("{what}: {error}"));
+    }
+
+    fn status_text(&mut self) -> String {
+        let link = match self.failure {
+            Some(_) => None,
+            None => match self.device.read_status() {
+                Ok(link) => Some(link),
+                Err(error) => {
+                    self.fail("reading the statistics", error);
+                    None
+                }
+            },
+        };
+        StatusReport {
+            scheme: &self.name,
+            access: &self.access,
+            mac: self.device.mac(),
+            link,
+            failure: self.failure.as_deref(),
+            driver: &self.counters,
+            rx_dropped: self.device.rx_dropped(),
+            tx_in_flight: self.device.tx_in_flight(),
+            nic: self.device.nic_counters(),
+        }
+        .render()
+    }
+
+    fn read_frame(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let received = self
+            .working_device()?
+            .receive(buf)
+            .ok_or(Error::new(EWOULDBLOCK))?;
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += received.frame_len as u64;
+        if received.len < received.frame_len {
+            self.counters.rx_truncated += 1;
+            log::debug!(
+                "{}: a {}-byte frame cut to the reader's {} bytes",
+                self.name,
+                received.frame_len,
+                received.len
+            );
+        }
+        Ok(received.len)
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> Result<usize> {
+        if !(ETHERNET_HEADER_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
+            self.counters.tx_rejected += 1;
+            log::debug!(
+                "{}: refused a {}-byte write (a frame is {ETHERNET_HEADER_LEN}..={MAX_FRAME_LEN} bytes)",
+                self.name,
+                frame.len()
+            );
+            return Err(Error::new(EINVAL));
+        }
+        match self.working_device()?.send(frame) {
+            Ok(()) => {
+                self.counters.tx_frames += 1;
+                self.counters.tx_bytes += frame.len() as u64;
+                Ok(frame.len())
+            }
+            Err(TxError::Full) => {
+                self.counters.tx_ring_full += 1;
+                Err(Error::new(EWOULDBLOCK))
+            }
+            Err(TxError::TooLong(_)) => Err(Error::new(EINVAL)),
+        }
+    }
+}
+
+/// The address, whole: a part of one is no address, so a shorter buffer is EINVAL.
+fn read_mac(mac: [u8; MAC_LEN], buf: &mut [u8], offset: u64) -> Result<usize> {
+    match offset {
+        0 if buf.len() >= MAC_LEN => {
+            buf[..MAC_LEN].copy_from_slice(&mac);
+            Ok(MAC_LEN)
+        }
+        // Past the address: end of file, so a read-to-end loop stops.
+        offset if offset >= MAC_LEN as u64 => Ok(0),
+        _ => Err(Error::new(EINVAL)),
+    }
+}
+
+impl SchemeSync for NetworkScheme {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT_ID)
+    }
+
+    fn openat(
+        &mut self,
+        dirfd: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if dirfd != ROOT_ID {
+            return Err(Error::new(EBADF));
+        }
+        // As in Redox: the network stack, and only it, runs as root.
+        if ctx.uid != 0 {
+            return Err(Error::new(EACCES));
+        }
+        let (kind, flags) = match path.trim_matches('/') {
+            "" => (HandleKind::Frames, NewFdFlags::empty()),
+            "mac" => (HandleKind::Mac, NewFdFlags::POSITIONED),
+            "status" => (
+                HandleKind::Status(self.status_text().into_bytes()),
+                NewFdFlags::POSITIONED,
+            ),
+            _ => return Err(Error::new(ENOENT)),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.handles.insert(id, kind);
+        Ok(OpenResult::ThisScheme { number: id, flags })
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        match self.handle(id)? {
+            HandleKind::Frames => self.read_frame(buf),
+            HandleKind::Mac => read_mac(self.device.mac(), buf, offset),
+            HandleKind::Status(text) => Ok(copy_at_offset(text, offset, buf)),
+        }
+    }
+
+    fn write(
+        &mut self,
+        id: usize,
+        buf: &[u8],
+        _offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        match self.handle(id)? {
+            HandleKind::Frames => self.write_frame(buf),
+            HandleKind::Mac | HandleKind::Status(_) => Err(Error::new(EINVAL)),
+        }
+    }
+
+    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        if !matches!(self.handle(id)?, HandleKind::Frames) || self.failure.is_some() {
+            return Ok(EventFlags::empty());
+        }
+        let mut ready = EventFlags::empty();
+        if self.device.frame_waiting() {
+            ready |= EventFlags::EVENT_READ;
+        }
+        if self.device.can_send() {
+            ready |= EventFlags::EVENT_WRITE;
+        }
+        Ok(ready & flags)
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        let path = format!("/scheme/{}/{}", self.name, self.handle(id)?.path());
+        Ok(copy_at_offset(path.as_bytes(), 0, buf))
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        let (mode, size) = match self.handle(id)? {
+            HandleKind::Frames => (0o600, 0),
+            HandleKind::Mac => (0o400, MAC_LEN),
+            HandleKind::Status(text) => (0o400, text.len()),
+        };
+        stat.st_mode = MODE_FILE | mode;
+        stat.st_size = size as u64;
+        Ok(())
+    }
+
+    fn fsync(&mut self, id: usize, _ctx: &CallerCtx) -> Result<()> {
+        self.handle(id).map(drop)
+    }
+
+    fn on_close(&mut self, id: usize) {
+        self.handles.remove(&id);
+    }
+}
+
+impl SchemeDaemon for NetworkScheme {
+    /// Runs after every round of requests and every tick: frees sent buffers and
+    /// hands the NIC consumed receive descriptors and queued frames.
+    fn after_round(&mut self) {
+        if shutdown::requested() {
+            self.shut_down();
+            std::process::exit(0);
+        }
+        if self.failure.is_none() {
+            if let Err(error) = self.device.poll() {
+                self.fail("moving the ring tails", error);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FakeDma, SoftNic};
+    use crate::ring::REGION_LEN;
+    use scheme_runtime::caller_ctx;
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+    fn root() -> CallerCtx {
+        caller_ctx(10, 0, 0)
+    }
+
+    struct Fixture {
+        scheme: NetworkScheme,
+        nic: SoftNic,
+        _dma: FakeDma,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dma = FakeDma::new();
+            let nic = SoftNic::new(&dma, MAC);
+            let device =
+                Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN)).unwrap();
+            Self {
+                scheme: NetworkScheme::new("network.e1000", "mmio", device),
+                nic,
+                _dma: dma,
+            }
+        }
+
+        fn open(&mut self, path: &str) -> Result<usize> {
+            match self.scheme.openat(ROOT_ID, path, 0, 0, &root())? {
+                OpenResult::ThisScheme { number, .. } => Ok(number),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn read(&mut self, id: usize, buf: &mut [u8], offset: u64) -> Result<usize> {
+            self.scheme.read(id, buf, offset, 0, &root())
+        }
+
+        fn write(&mut self, id: usize, buf: &[u8]) -> Result<usize> {
+            self.scheme.write(id, buf, 0, 0, &root())
+        }
+
+        fn events(&mut self, id: usize) -> Result<EventFlags> {
+            let all = EventFlags::EVENT_READ | EventFlags::EVENT_WRITE;
+            self.scheme.fevent(id, all, &root())
+        }
+
+        fn status(&mut self) -> String {
+            let id = self.open("status").unwrap();
+            let mut buf = vec![0; 4096];
+            let n = self.read(id, &mut buf, 0).unwrap();
+            self.scheme.on_close(id);
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        }
+    }
+
+    fn errno<T: std::fmt::Debug>(result: Result<T>) -> i32 {
+        result.expect_err("an error").errno
+    }
+
+    #[test]
+    fn paths_and_who_may_open_them() {
+        let mut f = Fixture::new();
+        for path in ["", "/", "mac", "/mac/", "status"] {
+            assert!(f.open(path).is_ok(), "{path:?}");
+        }
+        for path in ["nope", "mac/x", "macs", "status/1"] {
+            assert_eq!(errno(f.open(path)), ENOENT, "{path:?}");
+        }
+        let driver_uid = caller_ctx(10, 1001, 1001);
+        assert_eq!(
+            errno(f.scheme.openat(ROOT_ID, "", 0, 0, &driver_uid)),
+            EACCES
+        );
+        assert_eq!(errno(f.scheme.openat(7, "mac", 0, 0, &root())), EBADF);
+    }
+
+    #[test]
+    fn mac_is_read_whole() {
+        let mut f = Fixture::new();
+        let mac = f.open("mac").unwrap();
+        let mut buf = [0; 16];
+        assert_eq!(f.read(mac, &mut buf, 0), Ok(6));
+        assert_eq!(buf[..6], MAC);
+        assert_eq!(f.read(mac, &mut buf, 6), Ok(0), "end of file");
+        assert_eq!(errno(f.read(mac, &mut buf[..5], 0)), EINVAL, "short buffer");
+        assert_eq!(
+            errno(f.read(mac, &mut buf, 3)),
+            EINVAL,
+            "part of the address"
+        );
+        assert_eq!(errno(f.write(mac, &MAC)), EINVAL);
+        assert_eq!(f.events(mac), Ok(EventFlags::empty()));
+        let mut stat = Stat::default();
+        f.scheme.fstat(mac, &mut stat, &root()).unwrap();
+        assert_eq!((stat.st_size, stat.st_mode), (6, MODE_FILE | 0o400));
+        let mut path = [0; 64];
+        let n = f.scheme.fpath(mac, &mut path, &root()).unwrap();
+        assert_eq!(&path[..n], b"/scheme/network.e1000/mac");
+    }
+
+    #[test]
+    fn a_write_sends_one_frame_and_a_read_returns_one() {
+        let mut f = Fixture::new();
+        let nic = f.open("").unwrap();
+        let frame: Vec<u8> = (0..60).collect();
+        assert_eq!(f.write(nic, &frame), Ok(60));
+        f.scheme.after_round();
+        assert_eq!(f.nic.take_sent(), std::slice::from_ref(&frame));
+
+        let mut buf = [0; 1514];
+        assert_eq!(errno(f.read(nic, &mut buf, 0)), EWOULDBLOCK, "nothing yet");
+        f.nic.deliver(&frame);
+        f.nic.deliver(&[7; 1514]);
+        assert_eq!(f.read(nic, &mut buf, 0), Ok(60));
+        assert_eq!(buf[..60], frame[..]);
+        assert_eq!(f.read(nic, &mut buf[..20], 0), Ok(20), "truncated");
+        assert_eq!(errno(f.read(nic, &mut buf, 0)), EWOULDBLOCK);
+        let status = f.status();
+        assert!(
+            status.contains("driver rx_frames=2 rx_bytes=1574 rx_truncated=1 "),
+            "{status}"
+        );
+        assert!(status.contains(" tx_frames=1 tx_bytes=60 "), "{status}");
+        assert!(
+            status.contains("\nlink=up speed=1000 duplex=full\n"),
+            "{status}"
+        );
+        assert!(
+            status.contains("nic gprc=2 gptc=1 gorc=1574 gotc=60 "),
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_refused_and_serving_goes_on() {
+        let mut f = Fixture::new();
+        let nic = f.open("").unwrap();
+        assert_eq!(
+            errno(f.write(nic, &[0; ETHERNET_HEADER_LEN - 1])),
+            EINVAL,
+            "short"
+        );
+        assert_eq!(
+            errno(f.write(nic, &[0; MAX_FRAME_LEN + 1])),
+            EINVAL,
+            "oversized"
+        );
+        assert_eq!(errno(f.write(nic, &[])), EINVAL, "empty");
+        assert_eq!(f.write(nic, &[1; ETHERNET_HEADER_LEN]), Ok(14));
+        assert_eq!(f.write(nic, &[2; MAX_FRAME_LEN]), Ok(1514));
+        f.scheme.after_round();
+        assert_eq!(f.nic.take_sent().len(), 2);
+        assert!(f.status().contains(" tx_rejected=3 "));
+    }
+
+    #[test]
+    fn closed_and_unknown_handles_are_ebadf() {
+        let mut f = Fixture::new();
+        let nic = f.open("").unwrap();
+        f.scheme.on_close(nic);
+        assert_eq!(errno(f.write(nic, &[0; 60])), EBADF);
+        assert_eq!(errno(f.read(nic, &mut [0; 60], 0)), EBADF);
+        assert_eq!(errno(f.events(nic)), EBADF);
+        assert_eq!(errno(f.scheme.fsync(nic, &root())), EBADF);
+        assert_eq!(errno(f.scheme.fpath(nic, &mut [0; 8], &root())), EBADF);
+        let other = f.open("").unwrap();
+        assert_ne!(other, nic, "ids are not reused");
+        assert_eq!(f.write(other, &[0; 60]), Ok(60));
+    }
+
+    #[test]
+    fn readiness_follows_the_rings() {
+        let mut f = Fixture::new();
+        let nic = f.open("").unwrap();
+        assert_eq!(f.events(nic), Ok(EventFlags::EVENT_WRITE));
+        f.nic.deliver(&[0; 60]);
+        let both = EventFlags::EVENT_READ | EventFlags::EVENT_WRITE;
+        assert_eq!(f.events(nic), Ok(both));
+        assert_eq!(
+            f.scheme.fevent(nic, EventFlags::EVENT_READ, &root()),
+            Ok(EventFlags::EVENT_READ),
+            "only what was asked"
+        );
+
+        // A NIC that sends nothing: the ring fills, then writes would block.
+        f.nic.pause_tx(true);
+        for _ in 0..RING_IN_FLIGHT {
+            assert_eq!(f.write(nic, &[0; 60]), Ok(60));
+        }
+        f.scheme.after_round();
+        assert_eq!(errno(f.write(nic, &[0; 60])), EWOULDBLOCK);
+        assert_eq!(f.events(nic), Ok(EventFlags::EVENT_READ));
+        f.nic.pause_tx(false);
+        assert_eq!(f.events(nic), Ok(both), "sent buffers come back");
+        assert_eq!(f.write(nic, &[0; 60]), Ok(60));
+        assert!(f.status().contains(" tx_ring_full=1 "));
+    }
+
+    #[test]
+    fn a_failed_register_access_turns_frame_io_into_eio() {
+        let mut f = Fixture::new();
+        let nic = f.open("").unwrap();
+        f.nic.fail();
+        assert_eq!(
+            f.write(nic, &[0; 60]),
+            Ok(60),
+            "queued before the failure shows"
+        );
+        f.scheme.after_round();
+        assert_eq!(errno(f.write(nic, &[0; 60])), EIO);
+        assert_eq!(errno(f.read(nic, &mut [0; 60], 0)), EIO);
+        assert_eq!(f.events(nic), Ok(EventFlags::empty()));
+        let status = f.status();
+        assert!(
+            status.contains(
+                "\ndevice=failed error=moving the ring tails: model: register access refused\n"
+            ),
+            "{status}"
+        );
+        let mac = f.open("mac").unwrap();
+        assert_eq!(
+            f.read(mac, &mut [0; 6], 0),
+            Ok(6),
+            "the address is still known"
+        );
+    }
+
+    /// Frames a full transmit ring holds.
+    const RING_IN_FLIGHT: u16 = crate::ring::RING_SLOTS - 1;
+}

@@ -1,0 +1,117 @@
+//! In-guest half of the TCP acceptance tests and benchmark: serves the TCP echo
+//! service over each network path in turn for the host's load client, which QEMU's
+//! port forward lets in. Over our e1000 driver, the driver runs as the e1000 rule's
+//! uid and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
+//! e1000 (the baseline guest), the stack drives `eth0` itself. Prints `guest-test`
+//! lines, the `tcp-echo serving` line the host waits for, and a `guest:` summary.
+
+mod linux;
+mod our_driver;
+mod service;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use driver_policy::{Bdf, Policy};
+use guest_harness::guest::daemons::{wait_until_serving, DMA_STATUS, MMIO_STATUS};
+use guest_harness::guest::pci::{self, SYSFS_PCI_DEVICES};
+use guest_harness::guest::report::{Report, StepResult};
+use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_POLICY_PATH};
+use guest_net::paths::{NetPath, DRIVER_TICK_US};
+
+/// /init starts the daemons just before the first program; generous for TCG.
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve the TCP echo service over each network path in turn, until the host's load
+/// client says `quit` on each; run as root.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Port the service listens on; QEMU forwards the host's same port to it
+    #[arg(long, env = "GUEST_TCP_PORT")]
+    port: u16,
+    /// Network paths to serve over, in order
+    #[arg(
+        long,
+        env = "GUEST_TCP_PATHS",
+        value_delimiter = ',',
+        default_value = "e1000-direct,e1000-mmio"
+    )]
+    paths: Vec<NetPath>,
+    /// Our driver's polling tick in microseconds (its --tick-us)
+    #[arg(long, env = "GUEST_TCP_DRIVER_TICK_US", default_value_t = DRIVER_TICK_US)]
+    driver_tick_us: u32,
+    /// Seconds the host may take over one path's load before the path fails and the
+    /// next one starts (a path takes well under a minute; the harness gives the whole
+    /// guest run a few minutes)
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    host_timeout: u64,
+    /// The driver policy the daemons enforce
+    #[arg(long, default_value = GUEST_POLICY_PATH)]
+    policy: PathBuf,
+    /// Folder listing the PCI functions
+    #[arg(long, default_value = SYSFS_PCI_DEVICES)]
+    pci_devices: PathBuf,
+}
+
+/// Where our driver runs and how, found once per run.
+pub struct Environment {
+    pub nic: Bdf,
+    pub driver_uid: u32,
+    pub driver_tick_us: u32,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let mut report = Report::new();
+    let ours = args
+        .paths
+        .iter()
+        .any(|path| matches!(path, NetPath::OurE1000(_)));
+    let env = if ours {
+        report.run("tcp-daemons-serving", || {
+            Ok(wait_until_serving(
+                &[MMIO_STATUS, DMA_STATUS],
+                DAEMON_START_TIMEOUT,
+            )?)
+        });
+        report.run("tcp-driver-environment", || discover(&args))
+    } else {
+        None
+    };
+    let service = service::Settings {
+        port: args.port,
+        host_timeout: Duration::from_secs(args.host_timeout),
+    };
+    for &path in &args.paths {
+        match path {
+            NetPath::OurE1000(access) => {
+                our_driver::run(&mut report, env.as_ref(), access, &service)
+            }
+            NetPath::LinuxE1000 => linux::run(&mut report, &service),
+        }
+    }
+    if report.finish().failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn discover(args: &Args) -> StepResult<Environment> {
+    let policy = Policy::load(&args.policy)?;
+    let rule = policy
+        .driver(E1000_DRIVER_LABEL)
+        .ok_or("the guest policy has no e1000 driver")?;
+    let id = rule
+        .device()
+        .ok_or("the e1000 rule names no vendor:device")?;
+    Ok(Environment {
+        nic: pci::find(&args.pci_devices, id)?,
+        driver_uid: rule.uid(),
+        driver_tick_us: args.driver_tick_us,
+    })
+}

@@ -1,0 +1,167 @@
+//! The echo service: one connection at a time, one [`Command`] per connection, until
+//! a client says `quit`. A connection that fails is logged and counted, and the
+//! service goes on; every read and write has a deadline, so a vanished client costs
+//! at most that long.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::pattern::Pattern;
+use crate::protocol::{
+    banner, check_label, checksum_line, error_line, read_line, write_line, Command, BYE,
+};
+
+/// Bytes moved per read or write.
+const CHUNK: usize = 64 << 10;
+/// The line the service prints once it listens: `tcp-echo listening <details>`.
+pub const LISTENING: &str = "tcp-echo listening";
+/// The line the service prints when it ends: `tcp-echo served <`[`Served`]`>`.
+pub const SERVED: &str = "tcp-echo served";
+
+/// What the service did before it was told to stop.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub connections: u64,
+    /// Connections that ended in an error (the client's or the network's).
+    pub failed: u64,
+    pub echoed_bytes: u64,
+    pub sunk_bytes: u64,
+    pub sourced_bytes: u64,
+}
+
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections ({} failed), {} bytes echoed, {} sunk, {} sourced",
+            self.connections, self.failed, self.echoed_bytes, self.sunk_bytes, self.sourced_bytes
+        )
+    }
+}
+
+pub struct EchoService {
+    listener: TcpListener,
+    label: String,
+    io_timeout: Duration,
+}
+
+impl EchoService {
+    /// Listens on `addr`, greeting clients with `label` (the network path's name).
+    pub fn bind(addr: SocketAddr, label: &str, io_timeout: Duration) -> io::Result<Self> {
+        check_label(label).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        Ok(Self {
+            listener: TcpListener::bind(addr)?,
+            label: label.to_owned(),
+            io_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves connections until one says `quit`.
+    pub fn serve(&self) -> io::Result<Served> {
+        let mut served = Served::default();
+        loop {
+            let (stream, peer) = self.listener.accept()?;
+            served.connections += 1;
+            match self.session(stream, &mut served) {
+                Ok(Some(Command::Quit)) => return Ok(served),
+                Ok(_) => {}
+                Err(err) => {
+                    served.failed += 1;
+                    log::warn!("connection from {peer} failed: {err}");
+                }
+            }
+        }
+    }
+
+    /// Greets, takes one command and carries it out; returns it, or `None` for a
+    /// command that was refused.
+    fn session(&self, stream: TcpStream, served: &mut Served) -> io::Result<Option<Command>> {
+        stream.set_read_timeout(Some(self.io_timeout))?;
+        stream.set_write_timeout(Some(self.io_timeout))?;
+        // Round trips are single small writes each way: no waiting to coalesce them.
+        stream.set_nodelay(true)?;
+        let mut reader = BufReader::with_capacity(CHUNK, stream.try_clone()?);
+        let mut writer = stream;
+        write_line(&mut writer, &banner(&self.label))?;
+        let line = read_line(&mut reader)?;
+        let command = match line.parse::<Command>() {
+            Ok(command) => command,
+            Err(why) => {
+                log::warn!("refused a command: {why}");
+                write_line(&mut writer, &error_line(&why))?;
+                return Ok(None);
+            }
+        };
+        log::debug!("{command}");
+        match command {
+            Command::Echo => served.echoed_bytes += echo(&mut reader, &mut writer)?,
+            Command::Sink { len } => {
+                let checksum = sink(&mut reader, len)?;
+                served.sunk_bytes += len;
+                write_line(&mut writer, &checksum_line(checksum))?;
+            }
+            Command::Source { len, seed } => {
+                let checksum = source(&mut writer, Pattern::new(seed), len)?;
+                served.sourced_bytes += len;
+                write_line(&mut writer, &checksum_line(checksum))?;
+            }
+            Command::Quit => write_line(&mut writer, BYE)?,
+        }
+        writer.shutdown(Shutdown::Write)?;
+        Ok(Some(command))
+    }
+}
+
+/// Sends back whatever arrives, as it arrives, until the client closes its side.
+fn echo(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<u64> {
+    let mut echoed = 0;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(echoed);
+        }
+        let n = chunk.len();
+        writer.write_all(chunk)?;
+        reader.consume(n);
+        echoed += n as u64;
+    }
+}
+
+fn sink(reader: &mut impl Read, len: u64) -> io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = vec![0; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(CHUNK as u64) as usize;
+        let n = reader.read(&mut chunk[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the client closed after {} of {len} bytes", len - left),
+            ));
+        }
+        hasher.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+fn source(writer: &mut impl Write, pattern: Pattern, len: u64) -> io::Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = vec![0; CHUNK];
+    let mut offset = 0;
+    while offset < len {
+        let n = (len - offset).min(CHUNK as u64) as usize;
+        pattern.fill(offset, &mut chunk[..n]);
+        hasher.update(&chunk[..n]);
+        writer.write_all(&chunk[..n])?;
+        offset += n as u64;
+    }
+    Ok(hasher.finalize())
+}

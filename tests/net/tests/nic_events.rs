@@ -1,0 +1,234 @@
+//! The bridge's NIC port against a fake `network.<name>` scheme served by the real
+//! host transport: frames both ways, the size check, and readiness events with the
+//! re-arm that keeps a reader from sleeping through a frame.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use guest_net::nic::{read_mac, Nic};
+use guest_net::relay::{FrameSink, FrameSource};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::{HostServer, SchemeDaemon};
+use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, EWOULDBLOCK};
+use syscall::flag::EventFlags;
+use syscall::schemev2::NewFdFlags;
+
+const SCHEME: &str = "network.fake";
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
+
+/// Frames the "wire" delivers, and frames the NIC sent.
+#[derive(Default)]
+struct Wire {
+    arriving: VecDeque<Vec<u8>>,
+    sent: Vec<Vec<u8>>,
+}
+
+/// A NIC scheme with the semantics of `network.<name>`: handle 1 is the root, path
+/// "" gives frames, "mac" the address.
+struct FakeNic {
+    wire: Arc<Mutex<Wire>>,
+    handles: Vec<(usize, bool)>,
+}
+
+impl FakeNic {
+    fn is_frames(&self, id: usize) -> Result<bool> {
+        self.handles
+            .iter()
+            .find(|(handle, _)| *handle == id)
+            .map(|(_, frames)| *frames)
+            .ok_or(Error::new(EBADF))
+    }
+}
+
+impl SchemeSync for FakeNic {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn openat(
+        &mut self,
+        _: usize,
+        path: &str,
+        _: usize,
+        _: u32,
+        _: &CallerCtx,
+    ) -> Result<OpenResult> {
+        let frames = match path {
+            "" => true,
+            "mac" => false,
+            _ => return Err(Error::new(ENOENT)),
+        };
+        let id = self.handles.len() + 1;
+        self.handles.push((id, frames));
+        Ok(OpenResult::ThisScheme {
+            number: id,
+            flags: NewFdFlags::empty(),
+        })
+    }
+
+    fn read(&mut self, id: usize, buf: &mut [u8], _: u64, _: u32, _: &CallerCtx) -> Result<usize> {
+        if !self.is_frames(id)? {
+            buf[..6].copy_from_slice(&MAC);
+            return Ok(6);
+        }
+        let frame = self.wire.lock().unwrap().arriving.pop_front();
+        let frame = frame.ok_or(Error::new(EWOULDBLOCK))?;
+        buf[..frame.len()].copy_from_slice(&frame);
+        Ok(frame.len())
+    }
+
+    fn write(&mut self, id: usize, buf: &[u8], _: u64, _: u32, _: &CallerCtx) -> Result<usize> {
+        if !self.is_frames(id)? || !(14..=1514).contains(&buf.len()) {
+            return Err(Error::new(EINVAL));
+        }
+        self.wire.lock().unwrap().sent.push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn fevent(&mut self, id: usize, flags: EventFlags, _: &CallerCtx) -> Result<EventFlags> {
+        let mut ready = EventFlags::EVENT_WRITE;
+        if self.is_frames(id)? && !self.wire.lock().unwrap().arriving.is_empty() {
+            ready |= EventFlags::EVENT_READ;
+        }
+        Ok(ready & flags)
+    }
+}
+
+impl SchemeDaemon for FakeNic {}
+
+/// The fake scheme served in a private folder by a thread, polled every tick as a
+/// driver polls its NIC.
+struct Served {
+    dir: tempfile::TempDir,
+    wire: Arc<Mutex<Wire>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Served {
+    fn start() -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let wire = Arc::new(Mutex::new(Wire::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = HostServer::bind(dir.path(), SCHEME).unwrap();
+        server.set_tick(Some(Duration::from_millis(2)));
+        let mut nic = FakeNic {
+            wire: wire.clone(),
+            handles: Vec::new(),
+        };
+        let stopping = stop.clone();
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                server.run_round(&mut nic).unwrap();
+            }
+        });
+        Served {
+            dir,
+            wire,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn arrive(&self, frame: Vec<u8>) {
+        self.wire.lock().unwrap().arriving.push_back(frame);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+fn recv(nic: &mut Nic) -> Option<Vec<u8>> {
+    let mut buf = [0; 1514];
+    nic.recv(&mut buf).unwrap().map(|n| buf[..n].to_vec())
+}
+
+/// Whether the NIC's event descriptor turns readable within `timeout`.
+fn event_within(nic: &Nic, timeout: Duration) -> bool {
+    let mut fds = [PollFd::new(nic.events(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(timeout).unwrap();
+    poll(&mut fds, timeout).unwrap() == 1
+}
+
+#[test]
+fn frames_that_waited_are_read_in_order_then_none() {
+    let served = Served::start();
+    served.arrive(vec![1; 60]);
+    served.arrive(vec![2; 1514]);
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    assert_eq!(recv(&mut nic), Some(vec![1; 60]));
+    assert_eq!(recv(&mut nic), Some(vec![2; 1514]));
+    assert_eq!(recv(&mut nic), None);
+}
+
+#[test]
+fn after_a_read_that_would_block_an_arrival_wakes_the_reader() {
+    let served = Served::start();
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    assert_eq!(recv(&mut nic), None);
+    assert!(
+        !event_within(&nic, Duration::from_millis(50)),
+        "no frame, no event"
+    );
+    served.arrive(vec![3; 100]);
+    assert!(event_within(&nic, Duration::from_secs(5)));
+    assert!(nic.take_arrivals().unwrap());
+    assert_eq!(recv(&mut nic), Some(vec![3; 100]));
+}
+
+#[test]
+fn frames_arriving_while_the_reader_drains_end_in_another_event() {
+    let served = Served::start();
+    served.arrive(vec![4; 64]);
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    for round in 0..20u8 {
+        // Drain, as the bridge does; a frame may land at any moment meanwhile.
+        while recv(&mut nic).is_some() {}
+        served.arrive(vec![round; 64]);
+        assert!(
+            event_within(&nic, Duration::from_secs(5)),
+            "round {round}: the frame that came after the drain was announced"
+        );
+        assert!(nic.take_arrivals().unwrap());
+    }
+}
+
+#[test]
+fn frames_are_sent_whole_and_wrong_sizes_are_refused_as_invalid_input() {
+    let served = Served::start();
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    nic.send(&[5; 60]).unwrap();
+    let err = nic.send(&[6; 10]).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(served.wire.lock().unwrap().sent, vec![vec![5; 60]]);
+}
+
+#[test]
+fn the_address_is_read_and_a_missing_scheme_is_named() {
+    let served = Served::start();
+    assert_eq!(read_mac(served.dir(), SCHEME).unwrap(), MAC);
+    let err = Nic::open(served.dir(), "network.none").unwrap_err();
+    assert!(err.to_string().contains("/scheme/network.none"), "{err}");
+    let err = read_mac(served.dir(), "network.none").unwrap_err();
+    assert!(
+        err.to_string().contains("/scheme/network.none/mac"),
+        "{err}"
+    );
+}
