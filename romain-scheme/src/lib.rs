@@ -25,6 +25,8 @@ mod replica;
 mod scheme;
 mod status;
 mod supervisor;
+#[cfg(target_os = "linux")]
+pub mod trap;
 
 pub use command::{Command, CommandError};
 pub use platform::own_uid;

@@ -114,8 +114,23 @@ impl EchoService {
             Command::Quit => write_line(&mut writer, BYE)?,
         }
         writer.shutdown(Shutdown::Write)?;
+        if matches!(command, Command::Quit) {
+            // The service ends next, and the guest then takes down the path the answer
+            // travels on (the bridge, the driver): wait until the client has read it
+            // and closed its side, or the answer may never leave the guest.
+            if let Err(err) = wait_for_close(&mut reader) {
+                log::warn!("the client did not close after `{BYE}`: {err}");
+            }
+        }
         Ok(Some(command))
     }
+}
+
+/// Reads until the client closes its side (or the read timeout ends the wait).
+fn wait_for_close(reader: &mut impl Read) -> io::Result<()> {
+    let mut discard = [0u8; 64];
+    while reader.read(&mut discard)? > 0 {}
+    Ok(())
 }
 
 /// Sends back whatever arrives, as it arrives, until the client closes its side.

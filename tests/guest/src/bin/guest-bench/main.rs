@@ -12,11 +12,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use driver_policy::{Bdf, Policy};
+use driver_policy::Bdf;
 use guest_harness::guest::daemons::{wait_until_serving, MMIO_STATUS};
-use guest_harness::guest::pci::{self, SYSFS_PCI_DEVICES};
+use guest_harness::guest::e1000::E1000Driver;
+use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX, GUEST_POLICY_PATH};
+use guest_harness::protocol::{GUEST_BENCH_PREFIX, GUEST_POLICY_PATH};
 use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
 
 use crate::measure::Settings;
@@ -87,17 +88,14 @@ fn main() -> ExitCode {
 /// Drops root for the e1000 rule's uid and gid, so the daemons see the driver; returns
 /// where the e1000 is.
 fn become_e1000_driver(policy: &Path, pci_devices: &Path) -> StepResult<Bdf> {
-    let policy = Policy::load(policy)?;
-    let rule = policy
-        .driver(E1000_DRIVER_LABEL)
-        .ok_or("the guest policy has no e1000 driver")?;
-    let id = rule
-        .device()
-        .ok_or("the e1000 rule names no vendor:device")?;
-    let e1000 = pci::find(pci_devices, id)?;
+    let driver = E1000Driver::find(policy, pci_devices)?;
     setgroups(&[])?;
-    setgid(Gid::from_raw(rule.uid()))?;
-    setuid(Uid::from_raw(rule.uid()))?;
-    log::info!("measuring as uid {} on the e1000 at {e1000}", rule.uid());
-    Ok(e1000)
+    setgid(Gid::from_raw(driver.uid))?;
+    setuid(Uid::from_raw(driver.uid))?;
+    log::info!(
+        "measuring as uid {} on the e1000 at {}",
+        driver.uid,
+        driver.nic
+    );
+    Ok(driver.nic)
 }

@@ -16,11 +16,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use driver_policy::{Bdf, Policy};
+use driver_policy::Bdf;
 use guest_harness::guest::daemons::{wait_until_serving, DMA_STATUS, MMIO_STATUS};
-use guest_harness::guest::pci::{self, SYSFS_PCI_DEVICES};
+use guest_harness::guest::e1000::E1000Driver;
+use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::protocol::{parse_mac, E1000_DRIVER_LABEL, GUEST_MAC_VAR, GUEST_POLICY_PATH};
+use guest_harness::protocol::{parse_mac, GUEST_MAC_VAR, GUEST_POLICY_PATH};
 
 /// /init starts the daemons just before the first program; generous for TCG.
 const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,17 +75,11 @@ fn main() -> ExitCode {
 }
 
 fn discover(args: &Args) -> StepResult<Environment> {
-    let policy = Policy::load(&args.policy)?;
-    let rule = policy
-        .driver(E1000_DRIVER_LABEL)
-        .ok_or("the guest policy has no e1000 driver")?;
-    let id = rule
-        .device()
-        .ok_or("the e1000 rule names no vendor:device")?;
+    let driver = E1000Driver::find(&args.policy, &args.pci_devices)?;
     Ok(Environment {
         mac: args.mac,
-        nic: pci::find(&args.pci_devices, id)?,
-        driver_uid: rule.uid(),
+        nic: driver.nic,
+        driver_uid: driver.uid,
         pings: args.pings.max(1),
     })
 }
