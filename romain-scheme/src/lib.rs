@@ -27,6 +27,7 @@ mod status;
 mod supervisor;
 #[cfg(target_os = "linux")]
 pub mod trap;
+pub mod vote;
 
 pub use command::{Command, CommandError};
 pub use platform::own_uid;

@@ -2,7 +2,9 @@
 //! instructions fault to the supervisor, which decodes and performs them once.
 
 pub mod port_io;
+pub mod spawn;
 pub mod tracee;
 
 pub use port_io::{decode, DecodeError, Direction, PortAccess, PortIn, PortOut, PortString, Width};
+pub use spawn::{Replica, ReplicaCommand, SpawnError};
 pub use tracee::{PortDevice, Tracee, TrapError};

@@ -90,24 +90,24 @@ impl Tracee {
                 }
                 libc::_exit(body())
             }
-            ForkResult::Parent { child } => {
-                let mut tracee = Tracee {
-                    pid: child,
-                    ended: false,
-                };
-                match waitpid(child, None)? {
-                    WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-                    status => {
-                        tracee.ended =
-                            matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..));
-                        return Err(TrapError::UnexpectedStart(format!("{status:?}")));
-                    }
-                }
-                // A tracer that dies must not leave a child stuck at a port instruction.
-                ptrace::setoptions(child, ptrace::Options::PTRACE_O_EXITKILL)?;
-                Ok(tracee)
+            ForkResult::Parent { child } => Tracee::adopt(child, Signal::SIGSTOP),
+        }
+    }
+
+    /// Takes over `pid`, a child of this thread that asked to be traced, once it stops
+    /// with `first_stop`; any other first status is an [`TrapError::UnexpectedStart`].
+    pub(super) fn adopt(pid: Pid, first_stop: Signal) -> Result<Tracee, TrapError> {
+        let mut tracee = Tracee { pid, ended: false };
+        match waitpid(pid, None)? {
+            WaitStatus::Stopped(_, signal) if signal == first_stop => {}
+            status => {
+                tracee.ended = matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..));
+                return Err(TrapError::UnexpectedStart(format!("{status:?}")));
             }
         }
+        // A tracer that dies must not leave a child stuck at a port instruction.
+        ptrace::setoptions(pid, ptrace::Options::PTRACE_O_EXITKILL)?;
+        Ok(tracee)
     }
 
     /// The child's process id.
@@ -120,20 +120,24 @@ impl Tracee {
     pub fn run(&mut self, device: &mut dyn PortDevice) -> Result<WaitStatus, TrapError> {
         let mut deliver = None;
         loop {
-            ptrace::cont(self.pid, deliver)?;
-            deliver = match waitpid(self.pid, None)? {
+            deliver = match self.resume(deliver)? {
                 WaitStatus::Stopped(_, Signal::SIGSEGV) if self.stopped_at_port_io()? => {
                     self.emulate(device)?;
                     None
                 }
                 WaitStatus::Stopped(_, signal) => Some(signal),
-                status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
-                    self.ended = true;
-                    return Ok(status);
-                }
+                status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(status),
                 _ => None,
             };
         }
+    }
+
+    /// Continues the stopped child, delivering `signal`, until its next stop or its end.
+    pub fn resume(&mut self, signal: Option<Signal>) -> Result<WaitStatus, TrapError> {
+        ptrace::cont(self.pid, signal)?;
+        let status = waitpid(self.pid, None)?;
+        self.ended = matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..));
+        Ok(status)
     }
 
     /// Port I/O without permission is #GP, reported without an address; a real bad
