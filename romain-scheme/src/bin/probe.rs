@@ -28,6 +28,13 @@ enum Report {
     /// The vDSO address and the `AT_RANDOM` bytes the C library sees.
     #[cfg(target_os = "linux")]
     Auxv,
+    /// A `getpid` (printed), a `clock_gettime` (its outcome printed) and a thousand
+    /// `brk(0)` and `sched_yield`, for tests of which syscalls stop a replica.
+    #[cfg(target_os = "linux")]
+    Syscalls,
+    /// The i386 `getpid` through `int 0x80`, which a replica's filter must refuse.
+    #[cfg(target_os = "linux")]
+    Int80,
 }
 
 fn main() {
@@ -49,6 +56,10 @@ fn main() {
             },
             #[cfg(target_os = "linux")]
             Report::Auxv => print_auxv(),
+            #[cfg(target_os = "linux")]
+            Report::Syscalls => make_syscalls(),
+            #[cfg(target_os = "linux")]
+            Report::Int80 => print_int80_getpid(),
         }
     }
 }
@@ -75,4 +86,43 @@ fn print_auxv() {
         let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
         println!("random={hex}");
     }
+}
+
+#[cfg(target_os = "linux")]
+fn make_syscalls() {
+    use nix::libc;
+    /// Enough calls that stopping at each would show; the tests count no stops.
+    const OWN_STATE_CALLS: usize = 1000;
+    // SAFETY: getpid takes no arguments.
+    let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+    println!("pid={pid}");
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write.
+    match unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } {
+        0 => println!("clock=ok"),
+        _ => println!("clock={}", std::io::Error::last_os_error()),
+    }
+    for _ in 0..OWN_STATE_CALLS {
+        // SAFETY: brk(0) only reports the program break; sched_yield takes no arguments.
+        unsafe {
+            libc::syscall(libc::SYS_brk, 0);
+            libc::sched_yield();
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn print_int80_getpid() {
+    /// `getpid` in the i386 syscall table.
+    const I386_GETPID: i64 = 20;
+    let result: i64;
+    // SAFETY: getpid touches no memory; the 32-bit entry clobbers r8-r11.
+    unsafe {
+        std::arch::asm!("int 0x80", inout("rax") I386_GETPID => result,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _, options(nostack));
+    }
+    println!("int80={result}");
 }

@@ -3,8 +3,10 @@
 
 pub mod port_io;
 pub mod spawn;
+pub mod syscalls;
 pub mod tracee;
 
 pub use port_io::{decode, DecodeError, Direction, PortAccess, PortIn, PortOut, PortString, Width};
 pub use spawn::{Replica, ReplicaCommand, SpawnError};
+pub use syscalls::{is_seccomp_stop, Syscall};
 pub use tracee::{PortDevice, Tracee, TrapError};

@@ -9,21 +9,31 @@
 //! - glibc registers no rseq area, which the kernel would update per CPU;
 //! - only the caller's environment and a fixed working directory;
 //! - the vDSO is hidden from the C library, so clocks are read through syscalls the
-//!   tracer sees, and the kernel's `AT_RANDOM` bytes are replaced by the caller's.
+//!   tracer sees, and the kernel's `AT_RANDOM` bytes are replaced by the caller's;
+//! - a seccomp filter stops the replica at every syscall that reaches outside it
+//!   ([`super::syscalls`]).
+//!
+//! The filter is installed just before the exec, so the child makes the `execve` itself:
+//! std's report of a failed exec is a `write` the filter would refuse (the tracer cannot
+//! ask for seccomp stops yet), so a failed exec is reported as the child's exit status.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::iter;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command, Stdio};
 
-use nix::libc::{self, c_long};
+use nix::libc::{self, c_char, c_long};
 use nix::sys::personality::{self, Persona};
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::syscalls;
 use super::tracee::{Tracee, TrapError};
 
 /// The glibc tunable that keeps it from registering an rseq area.
@@ -150,34 +160,116 @@ impl ReplicaCommand {
         env
     }
 
-    /// Starts the program traced by the calling thread, with standard input empty and
-    /// standard output piped, and returns it stopped at its exec.
+    /// Starts the program (a path; `PATH` is not searched) traced by the calling thread,
+    /// with standard input empty and standard output piped, and returns it stopped at its
+    /// exec. The tracer gets a seccomp stop at each externalizing syscall.
     pub fn spawn(&self) -> Result<Replica, SpawnError> {
+        let start_error = |source| SpawnError::Start {
+            program: self.program.clone(),
+            source,
+        };
+        let image =
+            ExecImage::new(&self.program, &self.args, &self.environment()).map_err(start_error)?;
+        let filter = syscalls::filter();
         let mut command = Command::new(&self.program);
         command
-            .args(&self.args)
-            .env_clear()
-            .envs(self.environment())
             .current_dir(&self.current_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
+        let hook = move || {
+            enter_deterministic_mode()?;
+            syscalls::install(&filter)?;
+            let error = image.exec();
+            // SAFETY: _exit ends the child without running anything of the parent's.
+            unsafe { libc::_exit(error.raw_os_error().unwrap_or(libc::EINVAL)) }
+        };
         // SAFETY: the hook makes only raw system calls, which are async-signal-safe.
-        unsafe { command.pre_exec(enter_deterministic_mode) };
-        let mut child = command.spawn().map_err(|source| SpawnError::Start {
-            program: self.program.clone(),
-            source,
-        })?;
+        unsafe { command.pre_exec(hook) };
+        let mut child = command.spawn().map_err(start_error)?;
         let stdout = child
             .stdout
             .take()
             .expect("stdout was configured as a pipe");
         // The pid of a running child always fits.
         let pid = Pid::from_raw(child.id() as i32);
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT;
+        if let WaitStatus::Exited(_, errno) = waitid(Id::Pid(pid), peek)? {
+            waitpid(pid, None)?;
+            return Err(start_error(io::Error::from_raw_os_error(errno)));
+        }
         // Without PTRACE_O_TRACEEXEC, a traced exec stops with SIGTRAP.
         let tracee = Tracee::adopt(pid, Signal::SIGTRAP)?;
+        ptrace::setoptions(
+            pid,
+            ptrace::Options::PTRACE_O_EXITKILL | ptrace::Options::PTRACE_O_TRACESECCOMP,
+        )?;
         make_auxv_deterministic(pid, &self.at_random)?;
         Ok(Replica { tracee, stdout })
     }
+}
+
+/// The program, its arguments and environment as the NULL-terminated arrays of C strings
+/// `execve` takes, built before the fork: the child may not allocate.
+struct ExecImage {
+    program: CString,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    /// What `argv` and `envp` point into; never changed, so the pointers stay valid.
+    _strings: Vec<CString>,
+}
+
+// SAFETY: the raw pointers only point into the image's own, immutable strings.
+unsafe impl Send for ExecImage {}
+// SAFETY: as for Send; nothing is ever written through the pointers.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    fn new(program: &Path, args: &[OsString], env: &[(OsString, OsString)]) -> io::Result<Self> {
+        let argv = iter::once(program.as_os_str())
+            .chain(args.iter().map(OsString::as_os_str))
+            .map(|arg| c_string(arg.as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let envp = env
+            .iter()
+            .map(|(name, value)| c_string(&[name.as_bytes(), b"=", value.as_bytes()].concat()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let pointers = |strings: &[CString]| -> Vec<*const c_char> {
+            strings
+                .iter()
+                .map(|string| string.as_ptr())
+                .chain(iter::once(std::ptr::null()))
+                .collect()
+        };
+        Ok(ExecImage {
+            program: c_string(program.as_os_str().as_bytes())?,
+            argv: pointers(&argv),
+            envp: pointers(&envp),
+            _strings: argv.into_iter().chain(envp).collect(),
+        })
+    }
+
+    /// Replaces the calling process; returns only the reason it could not.
+    fn exec(&self) -> io::Error {
+        // SAFETY: every pointer is a NUL-terminated string owned by self, and both arrays
+        // end with NULL.
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            )
+        };
+        io::Error::last_os_error()
+    }
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "program, argument or environment contains a NUL byte",
+        )
+    })
 }
 
 /// Runs in the forked child before exec; both settings survive the exec.
