@@ -13,6 +13,9 @@ pub const MMIO_STATUS: &str = "/scheme/mmio/status";
 /// Buffers per client of the `dma:` daemon.
 pub const DMA_STATUS: &str = "/scheme/dma/status";
 
+/// /init starts the daemons just before the programs run; generous for TCG.
+pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Waits until every status path opens, which means its daemon serves; returns how
 /// long that took.
 pub fn wait_until_serving(status_paths: &[&str], timeout: Duration) -> io::Result<Duration> {

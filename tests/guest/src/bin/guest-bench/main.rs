@@ -9,11 +9,10 @@ mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use driver_policy::Bdf;
-use guest_harness::guest::daemons::{wait_until_serving, MMIO_STATUS};
+use guest_harness::guest::daemons::{wait_until_serving, DAEMON_START_TIMEOUT, MMIO_STATUS};
 use guest_harness::guest::e1000::E1000Driver;
 use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
@@ -21,9 +20,6 @@ use guest_harness::protocol::{GUEST_BENCH_PREFIX, GUEST_POLICY_PATH};
 use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
 
 use crate::measure::Settings;
-
-/// /init starts the daemons just before this program; generous for TCG.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Measures register access through mmio: on QEMU's e1000 from inside the guest; start
 /// it as root, it becomes the e1000 driver of the policy.

@@ -13,18 +13,16 @@ mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use driver_policy::Bdf;
-use guest_harness::guest::daemons::{wait_until_serving, DMA_STATUS, MMIO_STATUS};
+use guest_harness::guest::daemons::{
+    wait_until_serving, DAEMON_START_TIMEOUT, DMA_STATUS, MMIO_STATUS,
+};
 use guest_harness::guest::e1000::E1000Driver;
 use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::protocol::{parse_mac, GUEST_MAC_VAR, GUEST_POLICY_PATH};
-
-/// /init starts the daemons just before the first program; generous for TCG.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tests the e1000 driver on QEMU's e1000 from inside the guest: starts it as the
 /// e1000 driver of the policy in each access mode and uses its scheme; run as root.

@@ -16,10 +16,11 @@ mod uart_driver;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use guest_harness::guest::daemons::{wait_until_serving, DMA_STATUS, MMIO_STATUS};
+use guest_harness::guest::daemons::{
+    wait_until_serving, DAEMON_START_TIMEOUT, DMA_STATUS, MMIO_STATUS,
+};
 use guest_harness::guest::mmio::Registers;
 use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
@@ -29,9 +30,6 @@ use syscall::error::EACCES;
 
 use crate::environment::Environment;
 use crate::expect::refused;
-
-/// /init starts the daemons just before this program; generous for TCG.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tests the mmio: and dma: daemons on QEMU's e1000 and COM2 from inside the guest, as
 /// the drivers of the guest policy; run as root.

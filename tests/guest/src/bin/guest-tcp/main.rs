@@ -15,15 +15,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use driver_policy::Bdf;
-use guest_harness::guest::daemons::{wait_until_serving, DMA_STATUS, MMIO_STATUS};
+use guest_harness::guest::daemons::{
+    wait_until_serving, DAEMON_START_TIMEOUT, DMA_STATUS, MMIO_STATUS,
+};
 use guest_harness::guest::e1000::E1000Driver;
 use guest_harness::guest::pci::SYSFS_PCI_DEVICES;
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::protocol::GUEST_POLICY_PATH;
 use guest_net::paths::{NetPath, DRIVER_TICK_US};
-
-/// /init starts the daemons just before the first program; generous for TCG.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve the TCP echo service over each network path in turn, until the host's load
 /// client says `quit` on each; run as root.

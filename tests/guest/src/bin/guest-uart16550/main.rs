@@ -15,15 +15,12 @@ use std::time::Duration;
 use clap::Parser;
 use driver_policy::{Policy, PortRange};
 use guest_harness::com2_bulk::{BulkRun, BULK_RUNS};
-use guest_harness::guest::daemons::{wait_until_serving, MMIO_STATUS};
+use guest_harness::guest::daemons::{wait_until_serving, DAEMON_START_TIMEOUT, MMIO_STATUS};
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::protocol::{GUEST_BENCH_PREFIX, GUEST_POLICY_PATH, UART_DRIVER_LABEL};
 
 use crate::bulk::Throughput;
 use crate::driver::Driver;
-
-/// /init starts the daemons before the first program; generous for TCG.
-const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Tests the uart16550 driver on QEMU's COM2 in its direct and split modes, against
 /// the host's end of COM2; run as root.
