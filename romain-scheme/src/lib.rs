@@ -14,6 +14,8 @@
 mod backoff;
 pub mod client;
 mod command;
+#[cfg(target_os = "linux")]
+pub mod engine;
 mod fault;
 mod group;
 mod heartbeat;

@@ -46,6 +46,33 @@ enum Subcommands {
         /// The driver's name in the registry.
         driver: String,
     },
+    /// Run a driver as a group of traced replicas that vote on every effect, and
+    /// serve the driver's scheme for them (what `romain:` starts for `replicas=N`).
+    #[cfg(target_os = "linux")]
+    Replicate(ReplicateArgs),
+}
+
+#[cfg(target_os = "linux")]
+#[derive(clap::Args)]
+struct ReplicateArgs {
+    /// Replicas in the group: 1 traces without voting, 2 detects, 3 or more also repair.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    replicas: usize,
+    /// Milliseconds a replica may take to reach its next event before it counts as hung.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    watchdog_ms: u64,
+    /// The I/O ports the driver's port instructions reach, through mmio: (e.g. 0x2f8-0x2ff).
+    #[arg(long, value_name = "RANGE")]
+    ports: Option<driver_policy::PortRange>,
+    /// The driver's policy label, when this runs as root and opens mmio: for it.
+    #[arg(long)]
+    label: Option<String>,
+    /// A SOCK_SEQPACKET socket to take commands (`status`, fault injection) on.
+    #[arg(long, value_name = "FD")]
+    control_fd: Option<i32>,
+    /// The driver program and its arguments.
+    #[arg(required = true, last = true)]
+    driver: Vec<std::ffi::OsString>,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +85,8 @@ fn main() -> ExitCode {
             driver: Some(driver),
         } => (client::status(Some(&driver)), driver),
         Subcommands::Down { driver } => (client::send(&driver, Command::Down), driver),
+        #[cfg(target_os = "linux")]
+        Subcommands::Replicate(args) => return replicate(args),
     };
     match result {
         Ok(text) => {
@@ -89,6 +118,50 @@ fn serve(registry: &std::path::Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("romain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn replicate(args: ReplicateArgs) -> ExitCode {
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    use romain_scheme::engine::{GroupConfig, ReplicateOptions};
+    use romain_scheme::trap::ReplicaCommand;
+
+    if args.replicas == 0 {
+        eprintln!("romain: a group needs at least one replica");
+        return ExitCode::FAILURE;
+    }
+    let (program, driver_args) = args.driver.split_first().expect("clap requires the driver");
+    let mut command = ReplicaCommand::new(program);
+    for arg in driver_args {
+        command.arg(arg);
+    }
+    for name in ["RUST_LOG", scheme_runtime::SCHEME_DIR_ENV] {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let options = ReplicateOptions {
+        config: GroupConfig {
+            command,
+            replicas: args.replicas,
+            watchdog: std::time::Duration::from_millis(args.watchdog_ms),
+        },
+        ports: args.ports,
+        label: args.label,
+        // SAFETY: the caller hands this descriptor to us on the command line, as
+        // romain: does; nothing else in this process owns it.
+        control: args
+            .control_fd
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+    };
+    match romain_scheme::engine::replicate(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("romain replicate: {e}");
             ExitCode::FAILURE
         }
     }

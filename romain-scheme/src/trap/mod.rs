@@ -3,10 +3,17 @@
 
 pub mod port_io;
 pub mod spawn;
+pub mod state;
 pub mod syscalls;
 pub mod tracee;
 
-pub use port_io::{decode, DecodeError, Direction, PortAccess, PortIn, PortOut, PortString, Width};
+pub use port_io::{
+    decode, DecodeError, Direction, PortAccess, PortDevice, PortIn, PortOut, PortString, Width,
+};
 pub use spawn::{Replica, ReplicaCommand, SpawnError};
+pub use state::{
+    compare_memory, find_spin_instruction, flip_memory_bit, flip_register_bit, repair_memory,
+    writable_private_regions, FpState, MemoryRepair, Region, RepairError,
+};
 pub use syscalls::{is_seccomp_stop, Syscall};
-pub use tracee::{PortDevice, Tracee, TrapError};
+pub use tracee::{Tracee, TrapError};

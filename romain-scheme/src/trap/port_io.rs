@@ -95,6 +95,65 @@ pub enum PortAccess {
     String(PortString),
 }
 
+/// The device a traced replica's port instructions reach, performed once for the group.
+pub trait PortDevice {
+    /// The value an `in` of `width` from `port` reads.
+    fn read(&mut self, port: u16, width: Width) -> u32;
+    /// Takes the value an `out` of `width` writes to `port`.
+    fn write(&mut self, port: u16, width: Width, value: u32);
+}
+
+impl PortAccess {
+    /// For an `outs`, the replica memory it sends (start and length); the caller reads it
+    /// and hands it to [`Self::perform`].
+    pub fn outs_span(&self) -> Option<(u64, usize)> {
+        match self {
+            PortAccess::String(access) if access.direction == Direction::Out => Some(access.span()),
+            _ => None,
+        }
+    }
+
+    /// Performs the instruction once against `device` and completes `regs` as the CPU
+    /// would have. `outs_data` is the memory of [`Self::outs_span`] (empty otherwise).
+    /// For an `ins`, returns where to store which bytes in the replica.
+    pub fn perform(
+        &self,
+        device: &mut dyn PortDevice,
+        regs: &mut user_regs_struct,
+        outs_data: &[u8],
+    ) -> Option<(u64, Vec<u8>)> {
+        match self {
+            PortAccess::In(access) => {
+                access.apply(regs, device.read(access.port, access.width));
+                None
+            }
+            PortAccess::Out(access) => {
+                device.write(access.port, access.width, access.value);
+                access.apply(regs);
+                None
+            }
+            PortAccess::String(access) => {
+                let store = match access.direction {
+                    Direction::Out => {
+                        for value in access.values_from_span(outs_data) {
+                            device.write(access.port, access.width, value);
+                        }
+                        None
+                    }
+                    Direction::In => {
+                        let values: Vec<u32> = (0..access.count)
+                            .map(|_| device.read(access.port, access.width))
+                            .collect();
+                        Some((access.span().0, access.span_from_values(&values)))
+                    }
+                };
+                access.apply(regs);
+                store
+            }
+        }
+    }
+}
+
 /// Why the bytes at RIP are not an emulatable port instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {

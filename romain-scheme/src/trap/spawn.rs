@@ -19,8 +19,10 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::iter;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +61,8 @@ pub struct ReplicaCommand {
     env: Vec<(OsString, OsString)>,
     current_dir: PathBuf,
     at_random: [u8; AT_RANDOM_LEN],
+    process_group: Option<i32>,
+    placeholder_fd: Option<RawFd>,
 }
 
 /// A replica stopped at its exec, before its first instruction, and the read end of its
@@ -120,11 +124,24 @@ impl ReplicaCommand {
             env: Vec::new(),
             current_dir: PathBuf::from("/"),
             at_random: [0; AT_RANDOM_LEN],
+            process_group: None,
+            placeholder_fd: None,
         }
     }
 
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
         self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        for arg in args {
+            self.arg(arg);
+        }
         self
     }
 
@@ -144,6 +161,21 @@ impl ReplicaCommand {
     /// The bytes the program's C library seeds its stack protector and pointer guard from.
     pub fn at_random(&mut self, bytes: [u8; AT_RANDOM_LEN]) -> &mut Self {
         self.at_random = bytes;
+        self
+    }
+
+    /// Puts the replica in process group `pgid` (0: a new group led by the replica), so
+    /// a tracer can wait for exactly one group's replicas.
+    pub fn process_group(&mut self, pgid: i32) -> &mut Self {
+        self.process_group = Some(pgid);
+        self
+    }
+
+    /// Keeps descriptor `fd` open on `/dev/null` in the replica, so no file the replica
+    /// opens itself gets that number: the tracer performs the replica's operations on
+    /// it instead.
+    pub fn placeholder_fd(&mut self, fd: RawFd) -> &mut Self {
+        self.placeholder_fd = Some(fd);
         self
     }
 
@@ -176,7 +208,20 @@ impl ReplicaCommand {
             .current_dir(&self.current_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
+        if let Some(pgid) = self.process_group {
+            command.process_group(pgid);
+        }
+        let placeholder = match self.placeholder_fd {
+            Some(fd) => Some((File::open("/dev/null").map_err(start_error)?, fd)),
+            None => None,
+        };
         let hook = move || {
+            if let Some((null, fd)) = &placeholder {
+                // SAFETY: dup2 is a raw system call on descriptors this process owns.
+                if unsafe { libc::dup2(null.as_raw_fd(), *fd) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             enter_deterministic_mode()?;
             syscalls::install(&filter)?;
             let error = image.exec();

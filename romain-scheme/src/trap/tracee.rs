@@ -17,21 +17,13 @@ use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::port_io::{decode, DecodeError, Direction, PortAccess, Width, MAX_INSTRUCTION_LEN};
+use super::port_io::{decode, DecodeError, PortDevice, MAX_INSTRUCTION_LEN};
 
 /// The smallest x86-64 page: splitting reads here always splits at a page boundary.
 const MIN_PAGE_SIZE: u64 = 4096;
 
 /// Exit status of a forked child that could not ask to be traced.
 const TRACEME_FAILED: i32 = 127;
-
-/// The device a traced child's port instructions reach.
-pub trait PortDevice {
-    /// The value an `in` of `width` from `port` reads.
-    fn read(&mut self, port: u16, width: Width) -> u32;
-    /// Takes the value an `out` of `width` writes to `port`.
-    fn write(&mut self, port: u16, width: Width, value: u32);
-}
 
 /// Why tracing or emulation stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,7 +88,7 @@ impl Tracee {
 
     /// Takes over `pid`, a child of this thread that asked to be traced, once it stops
     /// with `first_stop`; any other first status is an [`TrapError::UnexpectedStart`].
-    pub(super) fn adopt(pid: Pid, first_stop: Signal) -> Result<Tracee, TrapError> {
+    pub fn adopt(pid: Pid, first_stop: Signal) -> Result<Tracee, TrapError> {
         let mut tracee = Tracee { pid, ended: false };
         match waitpid(pid, None)? {
             WaitStatus::Stopped(_, signal) if signal == first_stop => {}
@@ -156,32 +148,12 @@ impl Tracee {
             rip: regs.rip,
             error,
         })?;
-        match access {
-            PortAccess::In(access) => {
-                access.apply(&mut regs, device.read(access.port, access.width))
-            }
-            PortAccess::Out(access) => {
-                device.write(access.port, access.width, access.value);
-                access.apply(&mut regs);
-            }
-            PortAccess::String(access) => {
-                let (start, len) = access.span();
-                match access.direction {
-                    Direction::Out => {
-                        let span = self.read_memory(start, len)?;
-                        for value in access.values_from_span(&span) {
-                            device.write(access.port, access.width, value);
-                        }
-                    }
-                    Direction::In => {
-                        let values: Vec<u32> = (0..access.count)
-                            .map(|_| device.read(access.port, access.width))
-                            .collect();
-                        self.write_memory(start, &access.span_from_values(&values))?;
-                    }
-                }
-                access.apply(&mut regs);
-            }
+        let outs_data = match access.outs_span() {
+            Some((start, len)) => self.read_memory(start, len)?,
+            None => Vec::new(),
+        };
+        if let Some((address, bytes)) = access.perform(device, &mut regs, &outs_data) {
+            self.write_memory(address, &bytes)?;
         }
         ptrace::setregs(self.pid, regs)?;
         Ok(())
@@ -189,7 +161,7 @@ impl Tracee {
 
     /// Up to [`MAX_INSTRUCTION_LEN`] bytes at `rip`, fewer when the next page is unmapped:
     /// process_vm_readv stops at the first remote piece it cannot read.
-    fn read_instruction(&self, rip: u64) -> Result<Vec<u8>, TrapError> {
+    pub fn read_instruction(&self, rip: u64) -> Result<Vec<u8>, TrapError> {
         let first = (MIN_PAGE_SIZE - rip % MIN_PAGE_SIZE).min(MAX_INSTRUCTION_LEN as u64) as usize;
         let remote = [
             RemoteIoVec {
@@ -206,7 +178,7 @@ impl Tracee {
         Ok(bytes[..read].to_vec())
     }
 
-    fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError> {
+    pub fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError> {
         let mut bytes = vec![0; len];
         let remote = [RemoteIoVec {
             base: address as usize,
@@ -219,7 +191,7 @@ impl Tracee {
         }
     }
 
-    fn write_memory(&self, address: u64, bytes: &[u8]) -> Result<(), TrapError> {
+    pub fn write_memory(&self, address: u64, bytes: &[u8]) -> Result<(), TrapError> {
         let len = bytes.len();
         let remote = [RemoteIoVec {
             base: address as usize,
@@ -248,6 +220,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::trap::port_io::Width;
 
     const UART_DATA: u16 = 0x2f8;
     const UART_STATUS: u16 = 0x2f9;

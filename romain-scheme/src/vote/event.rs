@@ -27,6 +27,9 @@ pub enum Event {
     MemoryRead { address: u64, width: u8 },
     /// A store of the low `width` bytes of `value` to such a page.
     MemoryWrite { address: u64, width: u8, value: u64 },
+    /// `rdtsc` or `rdtscp`: reads the time stamp counter, an input every replica must
+    /// get the same value of.
+    TimeStamp,
 }
 
 /// The kind of an [`Event`], named as the instruction or call that raised it.
@@ -39,6 +42,7 @@ pub enum EventKind {
     PortStringOut,
     MemoryRead,
     MemoryWrite,
+    TimeStamp,
 }
 
 /// One compared field of an [`Event`].
@@ -66,6 +70,7 @@ impl Event {
             Event::PortStringOut { .. } => EventKind::PortStringOut,
             Event::MemoryRead { .. } => EventKind::MemoryRead,
             Event::MemoryWrite { .. } => EventKind::MemoryWrite,
+            Event::TimeStamp => EventKind::TimeStamp,
         }
     }
 
@@ -162,6 +167,7 @@ impl Event {
                 fields.value(EventField::Width, (*width).into(), (*found_width).into());
                 fields.value(EventField::Value, *value, *found_value);
             }
+            (Event::TimeStamp, Event::TimeStamp) => {}
             _ => fields.out.push(Difference::EventKind {
                 expected: self.kind(),
                 found: found.kind(),
@@ -216,6 +222,7 @@ impl fmt::Display for EventKind {
             EventKind::PortStringOut => "outs",
             EventKind::MemoryRead => "read",
             EventKind::MemoryWrite => "write",
+            EventKind::TimeStamp => "rdtsc",
         })
     }
 }
@@ -248,6 +255,7 @@ impl fmt::Display for Event {
             Event::MemoryRead { address, .. } | Event::MemoryWrite { address, .. } => {
                 write!(f, "{kind}({address:#x})")
             }
+            Event::TimeStamp => write!(f, "{kind}"),
         }
     }
 }

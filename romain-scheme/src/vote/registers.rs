@@ -104,6 +104,13 @@ impl Register {
             Register::GsBase => "GS_BASE",
         }
     }
+
+    /// The register called `name`, in any case ("rip", "RIP", "fs_base").
+    pub fn from_name(name: &str) -> Option<Register> {
+        Register::ALL
+            .into_iter()
+            .find(|register| register.name().eq_ignore_ascii_case(name))
+    }
 }
 
 impl fmt::Display for Register {
@@ -205,6 +212,35 @@ impl From<&nix::libc::user_regs_struct> for Registers {
     }
 }
 
+#[cfg(target_os = "linux")]
+impl Registers {
+    /// Writes these values into `regs`, keeping the fields this type does not hold
+    /// (`orig_rax`, the segment selectors) as they are, so a changed set can go back to
+    /// the process it came from.
+    pub fn apply_to(&self, regs: &mut nix::libc::user_regs_struct) {
+        regs.rax = self.rax;
+        regs.rbx = self.rbx;
+        regs.rcx = self.rcx;
+        regs.rdx = self.rdx;
+        regs.rsi = self.rsi;
+        regs.rdi = self.rdi;
+        regs.rbp = self.rbp;
+        regs.rsp = self.rsp;
+        regs.r8 = self.r8;
+        regs.r9 = self.r9;
+        regs.r10 = self.r10;
+        regs.r11 = self.r11;
+        regs.r12 = self.r12;
+        regs.r13 = self.r13;
+        regs.r14 = self.r14;
+        regs.r15 = self.r15;
+        regs.rip = self.rip;
+        regs.eflags = self.rflags;
+        regs.fs_base = self.fs_base;
+        regs.gs_base = self.gs_base;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +270,34 @@ mod tests {
         let found: Vec<_> = healthy.differing(&faulty).collect();
         assert_eq!(found, vec![(Register::Rax, 0, 0x43), (Register::R15, 0, 7)]);
         assert_eq!(healthy.differing(&healthy).count(), 0);
+    }
+
+    #[test]
+    fn names_parse_in_any_case() {
+        for register in Register::ALL {
+            assert_eq!(Register::from_name(register.name()), Some(register));
+            let lower = register.name().to_ascii_lowercase();
+            assert_eq!(Register::from_name(&lower), Some(register));
+        }
+        assert_eq!(Register::from_name("Rip"), Some(Register::Rip));
+        assert_eq!(Register::from_name("eax"), None);
+        assert_eq!(Register::from_name(""), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn applying_to_ptrace_registers_round_trips_and_keeps_the_rest() {
+        // SAFETY: user_regs_struct is plain integers, for which all-zero is valid.
+        let mut raw: nix::libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        raw.orig_rax = 99;
+        raw.cs = 0x33;
+        let mut regs = Registers::default();
+        for (i, register) in Register::ALL.into_iter().enumerate() {
+            regs.set(register, 0x100 + i as u64);
+        }
+        regs.apply_to(&mut raw);
+        assert_eq!(Registers::from(&raw), regs);
+        assert_eq!((raw.orig_rax, raw.cs), (99, 0x33));
     }
 
     #[cfg(target_os = "linux")]

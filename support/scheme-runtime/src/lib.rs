@@ -12,20 +12,24 @@
 //! Clients open `name:path` or `/scheme/name/path` with [`Handle::open`] on both
 //! platforms. Everything above this crate (request parsing, policy, voting, the
 //! drivers) is platform-neutral and tested on Linux.
+//!
+//! A daemon started as a replica (see [`replicated`]) serves its scheme to the
+//! supervisor over one descriptor instead, from the same [`serve`] call.
 
 mod caller;
 mod daemon;
 mod errno;
 mod mapping;
 pub mod path;
+mod perform;
 mod readiness;
+pub mod replicated;
 mod text;
 
 #[cfg(target_os = "linux")]
 mod host;
 #[cfg(target_os = "redox")]
 mod redox;
-#[cfg(target_os = "linux")]
 pub mod wire;
 
 pub use caller::caller_ctx;
@@ -33,6 +37,8 @@ pub use daemon::{MapGrant, SchemeDaemon};
 pub use errno::{errno_name, io_error};
 pub use mapping::Mapping;
 pub use path::SchemePath;
+pub use readiness::Caller;
+pub use replicated::REPLICA_CHANNEL_ENV;
 pub use text::copy_at_offset;
 
 #[cfg(target_os = "linux")]

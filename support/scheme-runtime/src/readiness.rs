@@ -10,7 +10,8 @@ use syscall::flag::EventFlags;
 
 use crate::caller_ctx;
 
-/// Who asked, so the scheme sees the same caller on every re-query.
+/// Who made a request, as a scheme sees it. Kept with each interest so that the
+/// scheme sees the same caller on every re-query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub pid: usize,

@@ -1,5 +1,8 @@
 //! Host transport messages.
 //!
+//! The replica channel ([`crate::replicated::codec`]) carries the same requests
+//! and reply headers, so the limits and layouts here hold for it too.
+//!
 //! Every open handle is one `SOCK_SEQPACKET` connection to the scheme's socket, so
 //! message boundaries come from the socket and requests on a handle are sequential,
 //! as system calls on one file descriptor are. One message is one request or one
@@ -54,7 +57,7 @@ pub enum Opcode {
 }
 
 impl Opcode {
-    fn from_raw(raw: u8) -> Option<Self> {
+    pub(crate) fn from_raw(raw: u8) -> Option<Self> {
         Some(match raw {
             1 => Self::Open,
             2 => Self::Read,
@@ -130,7 +133,7 @@ impl fmt::Display for MalformedRequest {
     }
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 

@@ -19,12 +19,11 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{accept4, bind, getsockopt, listen, sockopt, Backlog, SockFlag, UnixAddr};
-use redox_scheme::{CallerCtx, OpenResult};
-use syscall::error::{Error, Result, EBADF, EINVAL, EMSGSIZE, EOPNOTSUPP, EPROTO, EWOULDBLOCK};
-use syscall::flag::{EventFlags, O_NONBLOCK};
-use syscall::Stat;
+use syscall::error::{Error, Result, EBADF, EINVAL, EMSGSIZE, EPROTO, EWOULDBLOCK};
+use syscall::flag::{EventFlags, O_FCNTL_MASK, O_NONBLOCK};
 
 use super::socket::{recv, send, seqpacket_socket};
+use crate::perform::{perform, Operation, Performed};
 use crate::readiness::{Caller, Readiness};
 use crate::wire::{
     decode_request, Opcode, RequestHeader, ResponseHeader, ResponseKind, MAX_PAYLOAD,
@@ -51,11 +50,17 @@ pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
 
 /// As [`serve`], and also runs a round every `tick` when no request arrives, for
 /// daemons whose state changes on its own (children to reap, a device to poll).
+///
+/// Started as a replica ([`crate::REPLICA_CHANNEL_ENV`] is set), the daemon
+/// serves the supervisor on that channel instead of binding the scheme.
 pub fn serve_with_tick<D: SchemeDaemon>(
     name: &str,
     daemon: &mut D,
     tick: Option<Duration>,
 ) -> io::Result<()> {
+    if let Some(served) = crate::replicated::serve_if_replica(name, daemon, tick) {
+        return served;
+    }
     let mut server = HostServer::bind(&scheme_dir(), name)?;
     server.set_tick(tick);
     server.run(daemon)
@@ -91,6 +96,17 @@ impl Outcome {
         Self::Reply {
             header: ResponseHeader::reply(result),
             data_len: 0,
+            fd: None,
+        }
+    }
+
+    /// The reply to a performed request, its data in the server's data buffer.
+    fn performed(performed: Performed) -> Self {
+        let mut header = ResponseHeader::reply(performed.result);
+        header.extra = performed.extra;
+        Self::Reply {
+            header,
+            data_len: performed.data_len,
             fd: None,
         }
     }
@@ -348,124 +364,84 @@ impl HostServer {
         let Caller { pid, uid, gid } = connection.caller;
         let ctx = caller_ctx(pid, uid, gid);
 
-        if header.opcode == Opcode::Open {
-            if connection.handle.is_some() {
+        // The connection is the handle: open makes one from the scheme root,
+        // everything else uses it.
+        let id = match (header.opcode, connection.handle) {
+            (Opcode::Open, None) => root_id,
+            (Opcode::Open, Some(_)) => {
                 log::warn!(
                     "{}: connection {token}: open on a connection that holds a handle",
                     self.name
                 );
                 return Outcome::status(Err(Error::new(EINVAL)));
             }
-            let Ok(path) = std::str::from_utf8(request.payload) else {
-                return Outcome::status(Err(Error::new(EINVAL)));
-            };
-            let flags = header.flags as usize;
-            let fcntl_flags = (flags & syscall::flag::O_FCNTL_MASK) as u32;
-            return match daemon.openat(root_id, path, flags, fcntl_flags, &ctx) {
-                Ok(OpenResult::ThisScheme { number, flags }) => {
-                    connection.handle = Some(number);
-                    let mut header = ResponseHeader::reply(Ok(0));
-                    header.extra = flags.bits();
-                    Outcome::Reply {
-                        header,
-                        data_len: 0,
-                        fd: None,
-                    }
-                }
-                Ok(OpenResult::WouldBlock) => Outcome::status(Err(Error::new(EWOULDBLOCK))),
-                Ok(other) => {
-                    log::warn!("{}: open {path:?} answered {other:?}, which the host transport cannot pass on", self.name);
-                    Outcome::status(Err(Error::new(EOPNOTSUPP)))
-                }
-                Err(error) => Outcome::status(Err(error)),
-            };
-        }
-
-        let Some(id) = connection.handle else {
-            return Outcome::status(Err(Error::new(EBADF)));
+            (_, Some(id)) => id,
+            (_, None) => return Outcome::status(Err(Error::new(EBADF))),
         };
-        match header.opcode {
-            Opcode::Open => unreachable!("handled above"),
-            Opcode::Read | Opcode::Write => {
-                match perform_io(
-                    daemon,
-                    id,
-                    &ctx,
-                    header,
-                    request.payload,
-                    &mut self.data_buffer,
-                ) {
-                    Some((header, data_len)) => Outcome::Reply {
-                        header,
-                        data_len,
-                        fd: None,
-                    },
-                    None => Outcome::Park(Parked {
-                        header,
-                        data: if header.opcode == Opcode::Write {
-                            request.payload.to_vec()
-                        } else {
-                            Vec::new()
-                        },
-                    }),
-                }
-            }
-            Opcode::Call => {
-                let result = daemon.call(id, request.payload, request.metadata.as_slice(), &ctx);
-                let data_len = request.payload.len();
-                // The payload goes back as the scheme left it.
-                self.data_buffer[..data_len].copy_from_slice(request.payload);
-                Outcome::Reply {
-                    header: ResponseHeader::reply(result),
-                    data_len,
-                    fd: None,
-                }
-            }
-            Opcode::Fstat => {
-                let mut stat = Stat::default();
-                let result = daemon.fstat(id, &mut stat, &ctx);
-                let data_len = if result.is_ok() { stat.len() } else { 0 };
-                self.data_buffer[..data_len].copy_from_slice(&stat[..data_len]);
-                Outcome::Reply {
-                    header: ResponseHeader::reply(result.map(|()| 0)),
-                    data_len,
-                    fd: None,
-                }
-            }
-            Opcode::Fpath => {
-                let want = (header.len as usize).min(MAX_PAYLOAD);
-                let result = daemon.fpath(id, &mut self.data_buffer[..want], &ctx);
-                let data_len = result.map_or(0, |n| n.min(want));
-                Outcome::Reply {
-                    header: ResponseHeader::reply(result),
-                    data_len,
-                    fd: None,
-                }
-            }
-            Opcode::Fevent => {
-                let wanted = EventFlags::from_bits_truncate(header.flags as usize);
-                let result = daemon.fevent(id, wanted, &ctx);
-                if let Ok(ready) = result {
-                    self.readiness
-                        .register(token, id, connection.caller, wanted, ready);
-                }
-                Outcome::status(result.map(|ready| ready.bits()))
-            }
-            Opcode::Close => {
-                connection.handle = None;
-                self.readiness.forget(token);
-                daemon.on_close(id);
-                Outcome::status(Ok(0))
-            }
-            Opcode::Mmap => match daemon.map_fd(id, header.offset, header.len as usize, &ctx) {
+        if header.opcode == Opcode::Mmap {
+            return match daemon.map_fd(id, header.offset, header.len as usize, &ctx) {
                 Ok(grant) => Outcome::Reply {
                     header: ResponseHeader::reply(Ok(grant.offset as usize)),
                     data_len: 0,
                     fd: Some(grant.fd),
                 },
                 Err(error) => Outcome::status(Err(error)),
-            },
+            };
         }
+        let fcntl_flags = match header.opcode {
+            Opcode::Open => (header.flags as usize & O_FCNTL_MASK) as u32,
+            // Read and write carry the handle's fcntl flags in `flags`.
+            _ => header.flags as u32,
+        };
+        let performed = perform(
+            daemon,
+            Operation {
+                header,
+                id,
+                fcntl_flags,
+                metadata: request.metadata.as_slice(),
+                payload: &mut *request.payload,
+            },
+            &ctx,
+            &mut self.data_buffer,
+        );
+        match header.opcode {
+            Opcode::Open => {
+                let Ok(number) = performed.result else {
+                    return Outcome::status(performed.result);
+                };
+                connection.handle = Some(number);
+                // The client names the handle by its connection, not by number.
+                return Outcome::performed(Performed {
+                    result: Ok(0),
+                    ..performed
+                });
+            }
+            Opcode::Read | Opcode::Write if must_wait(fcntl_flags, performed.result) => {
+                return Outcome::Park(Parked {
+                    header,
+                    data: if header.opcode == Opcode::Write {
+                        request.payload.to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+            Opcode::Fevent => {
+                if let Ok(ready) = performed.result {
+                    let wanted = EventFlags::from_bits_truncate(header.flags as usize);
+                    let ready = EventFlags::from_bits_truncate(ready);
+                    self.readiness
+                        .register(token, id, connection.caller, wanted, ready);
+                }
+            }
+            Opcode::Close => {
+                connection.handle = None;
+                self.readiness.forget(token);
+            }
+            _ => {}
+        }
+        Outcome::performed(performed)
     }
 
     /// Sends a reply, or parks the request.
@@ -513,27 +489,24 @@ impl HostServer {
                 continue;
             };
             let Caller { pid, uid, gid } = connection.caller;
-            let ctx = caller_ctx(pid, uid, gid);
-            let Some((header, data_len)) = perform_io(
+            let fcntl_flags = parked.header.flags as u32;
+            let performed = perform(
                 daemon,
-                id,
-                &ctx,
-                parked.header,
-                &mut parked.data,
+                Operation {
+                    header: parked.header,
+                    id,
+                    fcntl_flags,
+                    metadata: &[],
+                    payload: &mut parked.data,
+                },
+                &caller_ctx(pid, uid, gid),
                 &mut self.data_buffer,
-            ) else {
+            );
+            if must_wait(fcntl_flags, performed.result) {
                 connection.parked = Some(parked);
                 continue;
-            };
-            self.conclude(
-                token,
-                Outcome::Reply {
-                    header,
-                    data_len,
-                    fd: None,
-                },
-                daemon,
-            );
+            }
+            self.conclude(token, Outcome::performed(performed), daemon);
         }
     }
 
@@ -583,36 +556,9 @@ impl Drop for HostServer {
     }
 }
 
-/// Performs a read or write: the reply header and how much of `data_buffer` it
-/// carries, or `None` when it would block on a blocking handle and must wait.
-fn perform_io<D: SchemeDaemon>(
-    daemon: &mut D,
-    id: usize,
-    ctx: &CallerCtx,
-    header: RequestHeader,
-    payload: &mut [u8],
-    data_buffer: &mut [u8],
-) -> Option<(ResponseHeader, usize)> {
-    let fcntl_flags = header.flags as u32;
-    let (result, data_len) = if header.opcode == Opcode::Read {
-        let want = (header.len as usize).min(MAX_PAYLOAD);
-        let result = daemon.read(
-            id,
-            &mut data_buffer[..want],
-            header.offset,
-            fcntl_flags,
-            ctx,
-        );
-        (result, result.map_or(0, |n| n.min(want)))
-    } else {
-        (
-            daemon.write(id, payload, header.offset, fcntl_flags, ctx),
-            0,
-        )
-    };
+/// Whether a read or write must wait for the scheme's state to change: it would
+/// block, on a handle that blocks.
+fn must_wait(fcntl_flags: u32, result: Result<usize>) -> bool {
     let blocking = fcntl_flags as usize & O_NONBLOCK == 0;
-    match result {
-        Err(error) if error.errno == EWOULDBLOCK && blocking => None,
-        result => Some((ResponseHeader::reply(result), data_len)),
-    }
+    blocking && matches!(result, Err(Error { errno: EWOULDBLOCK }))
 }

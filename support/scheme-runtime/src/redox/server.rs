@@ -38,11 +38,17 @@ pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
 /// its scheme capability to init through the `INIT_NOTIFY` descriptor and init
 /// registers it in the root namespace; started otherwise, it registers the scheme
 /// in its own namespace.
+///
+/// Started as a replica ([`crate::REPLICA_CHANNEL_ENV`] is set), the daemon
+/// serves the supervisor on that channel instead of creating the scheme.
 pub fn serve_with_tick<D: SchemeDaemon>(
     name: &str,
     daemon: &mut D,
     tick: Option<Duration>,
 ) -> io::Result<()> {
+    if let Some(served) = crate::replicated::serve_if_replica(name, daemon, tick) {
+        return served;
+    }
     let socket = match tick {
         Some(_) => Socket::nonblock(),
         None => Socket::create(),

@@ -1,0 +1,797 @@
+//! A replica group: N traced replicas of one driver run in lockstep from event to
+//! event. At each event the engine waits for every replica (the watchdog bounds the
+//! wait), votes on their states, repairs or replaces the minority, performs the effect
+//! once and gives every replica the same result.
+//!
+//! The group talks to the world through two things only: the replica channel (scheme
+//! requests in, replies out, see `scheme_runtime::replicated`) and a [`PortDevice`]
+//! for port instructions. Between requests the replicas wait at their channel read.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Write;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::libc::{self, user_regs_struct};
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::fault_injection::{Fault, Injection};
+use super::member::{Action, Arrival, Member, Stopped};
+use super::stats::EngineStats;
+use super::syscall_policy::SyscallClass;
+use super::watchdog::Watchdog;
+use crate::trap::state::{
+    compare_memory, find_spin_instruction, flip_memory_bit, repair_memory, vote_pages, FpState,
+};
+use crate::trap::{PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError};
+use crate::vote::{vote, Dissent, Registers, ReplicaIndex, ReplicaState, VoteOutcome};
+
+/// The descriptor number of the replica channel in every replica.
+pub const CHANNEL_FD: i32 = 100;
+
+/// The length of the `syscall` instruction.
+const SYSCALL_LEN: u64 = 2;
+
+/// How to start a group.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// The driver, as every replica runs it.
+    pub command: ReplicaCommand,
+    pub replicas: usize,
+    /// How long a replica may take to reach its next event.
+    pub watchdog: Duration,
+}
+
+/// Why the group cannot go on; the effect at hand did not reach the world.
+#[derive(Debug)]
+pub enum GroupFailure {
+    /// The replicas disagree and no state has a strict majority.
+    NoMajority(String),
+    /// Every replica ended the same way: the driver itself ended, no fault to recover.
+    DriverEnded(String),
+    Spawn(SpawnError),
+    Trace(TrapError),
+}
+
+impl fmt::Display for GroupFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupFailure::NoMajority(what) => write!(f, "no majority: {what}"),
+            GroupFailure::DriverEnded(how) => write!(f, "the driver {how}"),
+            GroupFailure::Spawn(error) => write!(f, "cannot start a replica: {error}"),
+            GroupFailure::Trace(error) => write!(f, "tracing failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for GroupFailure {}
+
+impl From<TrapError> for GroupFailure {
+    fn from(error: TrapError) -> Self {
+        GroupFailure::Trace(error)
+    }
+}
+
+impl From<Errno> for GroupFailure {
+    fn from(errno: Errno) -> Self {
+        GroupFailure::Trace(TrapError::Trace(errno))
+    }
+}
+
+/// How the engine completes an event.
+enum Completion {
+    /// Every replica continues with these registers, after these memory stores.
+    Continue {
+        regs: Box<user_regs_struct>,
+        stores: Vec<(u64, Vec<u8>)>,
+    },
+    /// Every replica runs the syscall itself.
+    RunInEach,
+    /// The replicas wait for the next request at their channel read.
+    AwaitRequest,
+}
+
+pub struct ReplicaGroup {
+    config: GroupConfig,
+    members: Vec<Option<Member>>,
+    pgid: Pid,
+    watchdog: Watchdog,
+    /// Where a `syscall` instruction sits in the replicas' code, for replacement by fork.
+    syscall_site: Option<u64>,
+    /// The voted state the group waits in at its channel read.
+    parked: Option<Box<Stopped>>,
+    reply: Option<Vec<u8>>,
+    injections: Vec<Injection>,
+    /// Replicas stopped on command: they stay stopped until the watchdog gives up.
+    frozen: BTreeSet<i32>,
+    refused_logged: BTreeSet<i64>,
+    log: Box<dyn Write + Send>,
+    stats: EngineStats,
+}
+
+impl ReplicaGroup {
+    /// Starts the replicas, stopped before their first instruction.
+    pub fn start(config: GroupConfig) -> Result<Self, GroupFailure> {
+        let watchdog = Watchdog::new(config.watchdog);
+        let mut group = ReplicaGroup {
+            members: Vec::new(),
+            pgid: Pid::from_raw(0),
+            watchdog,
+            syscall_site: None,
+            parked: None,
+            reply: None,
+            injections: Vec::new(),
+            frozen: BTreeSet::new(),
+            refused_logged: BTreeSet::new(),
+            log: Box::new(std::io::stderr()),
+            stats: EngineStats {
+                replicas: config.replicas,
+                ..EngineStats::default()
+            },
+            config,
+        };
+        group.spawn_all()?;
+        Ok(group)
+    }
+
+    /// Sends what the replicas write to standard output and error to `log` instead of
+    /// this process's standard error.
+    pub fn set_log(&mut self, log: Box<dyn Write + Send>) {
+        self.log = log;
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut stats = self.stats.clone();
+        stats.pids = self
+            .members
+            .iter()
+            .map(|member| member.as_ref().map(|member| member.pid().as_raw()))
+            .collect();
+        stats
+    }
+
+    /// Queues a fault; it goes into the replica before the group next runs.
+    pub fn inject(&mut self, injection: Injection) -> Result<(), String> {
+        if injection.replica >= self.config.replicas {
+            return Err(format!(
+                "no replica {} (the group has {})",
+                injection.replica, self.config.replicas
+            ));
+        }
+        self.injections.push(injection);
+        Ok(())
+    }
+
+    /// Delivers `request` (none: only run until the replicas wait for one) and runs the
+    /// group until the replicas wait for the next; returns what they wrote back.
+    pub fn exchange(
+        &mut self,
+        request: Option<&[u8]>,
+        device: &mut dyn PortDevice,
+    ) -> Result<Option<Vec<u8>>, GroupFailure> {
+        self.reply = None;
+        let mut request = request;
+        loop {
+            if let Some(parked) = self.parked.take() {
+                match request.take() {
+                    Some(message) => self.deliver(&parked, message)?,
+                    None => {
+                        self.parked = Some(parked);
+                        return Ok(self.reply.take());
+                    }
+                }
+            }
+            self.apply_injections();
+            let arrivals = self.advance()?;
+            self.conclude(arrivals, device)?;
+        }
+    }
+
+    /// Compares the replicas' private memory while they wait for a request and gives
+    /// every page the content a majority of replicas holds: flipped bits that no
+    /// event has shown yet. Returns how many replicas were repaired.
+    pub fn scrub(&mut self) -> Result<usize, String> {
+        if self.parked.is_none() {
+            return Err("the group is not waiting for a request".to_owned());
+        }
+        let live: Vec<(ReplicaIndex, Pid)> = self
+            .live()
+            .map(|(index, member)| (index, member.pid()))
+            .collect();
+        let Some(&(_, reference)) = live.first() else {
+            return Ok(0);
+        };
+        let mut pages = BTreeSet::new();
+        for &(_, other) in &live[1..] {
+            pages.extend(compare_memory(reference, other).map_err(|e| e.to_string())?);
+        }
+        let pids: Vec<Pid> = live.iter().map(|&(_, pid)| pid).collect();
+        let pages: Vec<u64> = pages.into_iter().collect();
+        let rewritten = vote_pages(&pids, &pages).map_err(|e| e.to_string())?;
+        let repaired: BTreeSet<usize> = rewritten.iter().map(|&(position, _)| position).collect();
+        for &position in &repaired {
+            let index = live[position].0;
+            let first = rewritten
+                .iter()
+                .find(|(p, _)| *p == position)
+                .map_or(0, |&(_, page)| page);
+            let fault = format!(
+                "replica {index}: memory differs from the majority's from page {first:#x}, found by scrubbing"
+            );
+            log::warn!("{fault}; repaired");
+            self.stats.last_fault = Some(fault);
+            self.stats.divergences += 1;
+            self.stats.repairs += 1;
+        }
+        Ok(repaired.len())
+    }
+
+    /// Kills every replica and starts the group afresh.
+    pub fn restart(&mut self) -> Result<(), GroupFailure> {
+        self.members.clear();
+        self.parked = None;
+        self.frozen.clear();
+        self.stats.restarts += 1;
+        self.spawn_all()
+    }
+
+    fn spawn_all(&mut self) -> Result<(), GroupFailure> {
+        self.members.clear();
+        let mut command = self.config.command.clone();
+        command
+            .placeholder_fd(CHANNEL_FD)
+            .env(scheme_runtime::REPLICA_CHANNEL_ENV, CHANNEL_FD.to_string());
+        for index in 0..self.config.replicas {
+            let pgid = if index == 0 { 0 } else { self.pgid.as_raw() };
+            command.process_group(pgid);
+            let replica = command.spawn().map_err(GroupFailure::Spawn)?;
+            if index == 0 {
+                self.pgid = replica.tracee.pid();
+            }
+            // Replicas' own writes are performed by the engine, so the pipe stays empty.
+            drop(replica.stdout);
+            self.members.push(Some(Member {
+                tracee: replica.tracee,
+            }));
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> impl Iterator<Item = (ReplicaIndex, &Member)> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter_map(|(index, member)| member.as_ref().map(|member| (index, member)))
+    }
+
+    /// Resumes every replica and waits until each reaches its next event, dies, or is
+    /// caught by the watchdog.
+    fn advance(&mut self) -> Result<Vec<Option<Arrival>>, GroupFailure> {
+        let mut arrivals: Vec<Option<Arrival>> = (0..self.members.len()).map(|_| None).collect();
+        let mut awaited = BTreeSet::new();
+        for (_, member) in self.live() {
+            let pid = member.pid();
+            if !self.frozen.contains(&pid.as_raw()) {
+                continue_member(ptrace::cont(pid, None))?;
+            }
+            awaited.insert(pid.as_raw());
+        }
+        // The watchdog signals only replicas that run: one stopped on command would
+        // keep the signal pending and stop again as soon as it is repaired.
+        let frozen = &self.frozen;
+        self.watchdog.arm(
+            awaited
+                .iter()
+                .filter(|pid| !frozen.contains(pid))
+                .map(|&pid| Pid::from_raw(pid)),
+        );
+        while !awaited.is_empty() {
+            if awaited.iter().all(|pid| self.frozen.contains(pid)) {
+                // Nothing left that could report: let the period run out.
+                std::thread::sleep(self.watchdog.period());
+                for pid in std::mem::take(&mut awaited) {
+                    let index = self.index_of(pid).expect("awaited replicas are members");
+                    arrivals[index] = Some(Arrival::Hung);
+                }
+                break;
+            }
+            let status = match waitpid(
+                Pid::from_raw(-self.pgid.as_raw()),
+                Some(WaitPidFlag::__WALL),
+            ) {
+                Ok(status) => status,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(index) = self.index_of(pid.as_raw()) else {
+                continue;
+            };
+            if !awaited.contains(&pid.as_raw()) {
+                continue;
+            }
+            let arrival = match status {
+                WaitStatus::Stopped(_, Signal::SIGSTOP) if self.watchdog.stopped(pid) => {
+                    Arrival::Hung
+                }
+                WaitStatus::Stopped(_, Signal::SIGSTOP) => {
+                    // Stopped from outside: it will not move again by itself.
+                    self.watchdog.arrived(pid);
+                    self.frozen.insert(pid.as_raw());
+                    continue;
+                }
+                status => {
+                    self.watchdog.arrived(pid);
+                    let member = self.members[index].as_ref().expect("indexed");
+                    member.arrival(status, CHANNEL_FD as u64)
+                }
+            };
+            awaited.remove(&pid.as_raw());
+            arrivals[index] = Some(arrival);
+        }
+        self.watchdog.disarm();
+        Ok(arrivals)
+    }
+
+    fn index_of(&self, pid: i32) -> Option<ReplicaIndex> {
+        self.live()
+            .find(|(_, member)| member.pid().as_raw() == pid)
+            .map(|(index, _)| index)
+    }
+
+    /// Votes on the arrivals, repairs or replaces the minority and completes the event.
+    fn conclude(
+        &mut self,
+        arrivals: Vec<Option<Arrival>>,
+        device: &mut dyn PortDevice,
+    ) -> Result<(), GroupFailure> {
+        let states: Vec<Option<ReplicaState>> = arrivals
+            .iter()
+            .map(|arrival| match arrival {
+                Some(Arrival::Event(stopped)) => Some(stopped.state()),
+                _ => None,
+            })
+            .collect();
+        if let Some(how) = unanimous_end(&arrivals) {
+            return Err(GroupFailure::DriverEnded(how));
+        }
+        self.stats.events += 1;
+        if self.live().count() > 1 {
+            self.stats.votes += 1;
+        }
+        let (source, minority) = match vote(&states) {
+            VoteOutcome::Unanimous { .. } => (states.iter().position(Option::is_some), Vec::new()),
+            VoteOutcome::Majority {
+                source, minority, ..
+            } => (Some(source), minority),
+            VoteOutcome::NoMajority {
+                reference,
+                dissenters,
+            } => {
+                self.stats.no_majority += 1;
+                let mut text = String::new();
+                for dissenter in &dissenters {
+                    let what = self.describe(dissenter.replica, &dissenter.dissent, &arrivals);
+                    text.push_str(&what);
+                    text.push_str("; ");
+                }
+                let event = reference
+                    .and_then(|index| states[index].as_ref())
+                    .map_or_else(
+                        || "no replica alive".to_owned(),
+                        |state| state.event.to_string(),
+                    );
+                let report = format!("at {event}: {}", text.trim_end_matches("; "));
+                log::error!("no majority {report}; the effect is withheld");
+                self.stats.last_fault = Some(format!("no majority {report}"));
+                return Err(GroupFailure::NoMajority(report));
+            }
+        };
+        let source = source.expect("a vote with a winner has a live replica");
+        let Some(Arrival::Event(reference)) = &arrivals[source] else {
+            unreachable!("the vote's source arrived at the event");
+        };
+        let reference = reference.clone();
+        if let Action::Syscall(..) = reference.action {
+            self.syscall_site = Some(reference.regs.rip - SYSCALL_LEN);
+        }
+
+        // Repair the minority before the effect: a replica that cannot be repaired is
+        // dropped and replaced once the effect is complete.
+        for dissenter in &minority {
+            let what = self.describe(dissenter.replica, &dissenter.dissent, &arrivals);
+            log::warn!(
+                "replica {} at {}: {what}",
+                dissenter.replica,
+                reference.event
+            );
+            self.stats.last_fault = Some(format!(
+                "replica {} at {}: {what}",
+                dissenter.replica, reference.event
+            ));
+            let repairable = match (&dissenter.dissent, &arrivals[dissenter.replica]) {
+                (Dissent::Diverged(_), _) => {
+                    self.stats.divergences += 1;
+                    true
+                }
+                (Dissent::Dead, Some(Arrival::Hung)) => {
+                    self.stats.hangs += 1;
+                    true
+                }
+                (Dissent::Dead, _) => {
+                    self.stats.crashes += 1;
+                    false
+                }
+            };
+            let repaired = repairable && self.repair(dissenter.replica, source);
+            if !repaired {
+                self.members[dissenter.replica] = None;
+            }
+        }
+
+        match self.perform(&reference, device)? {
+            Completion::Continue { regs, stores } => {
+                for (index, member) in self.live() {
+                    for (address, bytes) in &stores {
+                        if let Err(error) = member.tracee.write_memory(*address, bytes) {
+                            log::warn!("replica {index}: result not stored: {error}");
+                        }
+                    }
+                    continue_member(ptrace::setregs(member.pid(), *regs))?;
+                }
+                // Every empty place, including those emptied at earlier events where
+                // no copy could be made (a syscall each replica runs, a wait for a
+                // request).
+                let vacant: Vec<ReplicaIndex> = (0..self.members.len())
+                    .filter(|&index| self.members[index].is_none())
+                    .collect();
+                for index in vacant {
+                    self.replace(index, source, &regs);
+                }
+            }
+            Completion::RunInEach => {
+                // A repaired replica may not be at this syscall: replace it later.
+                let repaired: Vec<ReplicaIndex> = minority
+                    .iter()
+                    .map(|dissenter| dissenter.replica)
+                    .filter(|index| self.members[*index].is_some())
+                    .collect();
+                for index in repaired {
+                    self.members[index] = None;
+                }
+            }
+            Completion::AwaitRequest => self.parked = Some(reference),
+        }
+        Ok(())
+    }
+
+    /// One line on how a dissenter differs, for the log and the status.
+    fn describe(
+        &self,
+        replica: ReplicaIndex,
+        dissent: &Dissent,
+        arrivals: &[Option<Arrival>],
+    ) -> String {
+        match (dissent, &arrivals[replica]) {
+            (Dissent::Diverged(differences), _) => {
+                let shown: Vec<String> = differences
+                    .iter()
+                    .take(4)
+                    .map(ToString::to_string)
+                    .collect();
+                format!("diverged: {}", shown.join(", "))
+            }
+            (Dissent::Dead, Some(Arrival::Hung)) => format!(
+                "hung: no event within {} ms",
+                self.watchdog.period().as_millis()
+            ),
+            (Dissent::Dead, Some(Arrival::Died(how))) => how.clone(),
+            (Dissent::Dead, _) => "gone".to_owned(),
+        }
+    }
+
+    /// Copies the memory and FP state of replica `source` into `faulty`; its registers
+    /// are set with everyone's once the event completes. False when it cannot be done.
+    fn repair(&mut self, faulty: ReplicaIndex, source: ReplicaIndex) -> bool {
+        let (Some(healthy), Some(broken)) = (&self.members[source], &self.members[faulty]) else {
+            return false;
+        };
+        let (healthy, broken) = (healthy.pid(), broken.pid());
+        self.frozen.remove(&broken.as_raw());
+        let memory = match repair_memory(healthy, broken) {
+            Ok(memory) => memory,
+            Err(error) => {
+                log::warn!("replica {faulty}: memory not repairable ({error}); replacing it");
+                return false;
+            }
+        };
+        let fp = FpState::read(healthy).and_then(|fp| fp.write(broken));
+        if let Err(errno) = fp {
+            log::warn!("replica {faulty}: FP state not repairable ({errno}); replacing it");
+            return false;
+        }
+        log::info!(
+            "replica {faulty} repaired from replica {source}: {} pages of memory copied",
+            memory.pages_copied
+        );
+        self.stats.repairs += 1;
+        true
+    }
+
+    /// Fills place `index` with a copy of replica `source`, made by having it fork with
+    /// the registers every replica continues with.
+    fn replace(&mut self, index: ReplicaIndex, source: ReplicaIndex, regs: &user_regs_struct) {
+        match self.fork_member(source, regs) {
+            Ok(member) => {
+                log::info!(
+                    "replica {index} replaced by a copy of replica {source} (pid {})",
+                    member.pid()
+                );
+                self.members[index] = Some(member);
+                self.stats.replacements += 1;
+            }
+            Err(error) => {
+                // The source stopped half-way through forking: it cannot go on either.
+                log::error!("replica {index} could not be replaced from replica {source}: {error}");
+                self.members[source] = None;
+            }
+        }
+    }
+
+    fn fork_member(
+        &mut self,
+        source: ReplicaIndex,
+        regs: &user_regs_struct,
+    ) -> Result<Member, GroupFailure> {
+        let parent = self.members[source].as_ref().expect("source is live").pid();
+        let site = self.syscall_site.ok_or_else(|| {
+            GroupFailure::Trace(TrapError::UnexpectedStart("no syscall seen yet".into()))
+        })?;
+        let traced = Options::PTRACE_O_EXITKILL | Options::PTRACE_O_TRACESECCOMP;
+        ptrace::setoptions(
+            parent,
+            traced | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_TRACESYSGOOD,
+        )?;
+        // A `clone` with no flags and no exit signal is a fork whose end does not
+        // signal the replica it came from, so no replica sees a SIGCHLD its
+        // siblings do not.
+        let mut fork_regs = *regs;
+        fork_regs.rip = site;
+        fork_regs.rax = libc::SYS_clone as u64;
+        fork_regs.orig_rax = u64::MAX;
+        fork_regs.rdi = 0;
+        fork_regs.rsi = 0;
+        fork_regs.rdx = 0;
+        fork_regs.r10 = 0;
+        fork_regs.r8 = 0;
+        ptrace::setregs(parent, fork_regs)?;
+        ptrace::cont(parent, None)?;
+        // The filter sends the clone to us first; letting it run forks.
+        let child = loop {
+            match waitpid(parent, Some(WaitPidFlag::__WALL))? {
+                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_SECCOMP) => {
+                    ptrace::cont(parent, None)?
+                }
+                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE) => {
+                    break Pid::from_raw(ptrace::getevent(parent)? as i32);
+                }
+                other => {
+                    return Err(GroupFailure::Trace(TrapError::UnexpectedStart(format!(
+                        "replica {source} while forking: {other:?}"
+                    ))))
+                }
+            }
+        };
+        // Stop the parent as the fork returns, and put both back where all replicas are.
+        ptrace::syscall(parent, None)?;
+        match waitpid(parent, Some(WaitPidFlag::__WALL))? {
+            WaitStatus::PtraceSyscall(_) => {}
+            other => {
+                return Err(GroupFailure::Trace(TrapError::UnexpectedStart(format!(
+                    "replica {source} after forking: {other:?}"
+                ))))
+            }
+        }
+        ptrace::setregs(parent, *regs)?;
+        ptrace::setoptions(parent, traced)?;
+        let tracee = Tracee::adopt(child, Signal::SIGSTOP)?;
+        ptrace::setoptions(child, traced)?;
+        ptrace::setregs(child, *regs)?;
+        Ok(Member { tracee })
+    }
+
+    /// Performs the event once, as `reference` asks, and says how replicas go on.
+    fn perform(
+        &mut self,
+        reference: &Stopped,
+        device: &mut dyn PortDevice,
+    ) -> Result<Completion, GroupFailure> {
+        let mut regs = reference.regs;
+        let mut stores = Vec::new();
+        match &reference.action {
+            Action::Port(access) => {
+                let outs_data = match &reference.event {
+                    crate::vote::Event::PortStringOut { data, .. } => data.as_slice(),
+                    _ => &[],
+                };
+                stores.extend(access.perform(device, &mut regs, outs_data));
+            }
+            Action::TimeStamp { len, with_aux } => {
+                // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.
+                let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+                regs.rax = tsc & 0xffff_ffff;
+                regs.rdx = tsc >> 32;
+                if *with_aux {
+                    regs.rcx = 0;
+                }
+                regs.rip += len;
+            }
+            Action::Syscall(syscall, class) => {
+                let data = match &reference.event {
+                    crate::vote::Event::Syscall { data, .. } => data.as_slice(),
+                    _ => &[],
+                };
+                let result: i64 = match *class {
+                    SyscallClass::ChannelRead { .. } => return Ok(Completion::AwaitRequest),
+                    SyscallClass::RunInEach => return Ok(Completion::RunInEach),
+                    SyscallClass::ChannelWrite { .. } => {
+                        self.reply = Some(data.to_vec());
+                        data.len() as i64
+                    }
+                    SyscallClass::Log { .. } => {
+                        // The replicas' log lines are the driver's: best effort, like
+                        // a write to a closed terminal.
+                        let _ = self.log.write_all(data);
+                        data.len() as i64
+                    }
+                    SyscallClass::Random { buffer, len } => {
+                        let mut bytes = vec![0; len.min(256) as usize];
+                        // SAFETY: getrandom writes at most bytes.len() bytes into bytes.
+                        let got =
+                            unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+                        if got < 0 {
+                            -(Errno::last() as i64)
+                        } else {
+                            bytes.truncate(got as usize);
+                            stores.push((buffer, bytes));
+                            got as i64
+                        }
+                    }
+                    SyscallClass::Clock { clock, buffer } => {
+                        let mut now = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        // SAFETY: clock_gettime writes one timespec into `now`.
+                        if unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut now) } != 0 {
+                            -(Errno::last() as i64)
+                        } else {
+                            let mut bytes = now.tv_sec.to_ne_bytes().to_vec();
+                            bytes.extend(now.tv_nsec.to_ne_bytes());
+                            stores.push((buffer, bytes));
+                            0
+                        }
+                    }
+                    SyscallClass::Sleep { .. } => {
+                        if data.len() == 16 {
+                            let seconds = u64::from_ne_bytes(data[..8].try_into().expect("8"));
+                            let nanos = u64::from_ne_bytes(data[8..].try_into().expect("8"));
+                            let pause = Duration::from_secs(seconds.min(60))
+                                + Duration::from_nanos(nanos.min(999_999_999));
+                            std::thread::sleep(pause);
+                            0
+                        } else {
+                            -(libc::EFAULT as i64)
+                        }
+                    }
+                    SyscallClass::Fixed(value) => value,
+                    SyscallClass::Refused(errno) => {
+                        if self.refused_logged.insert(syscall.number) {
+                            log::warn!(
+                                "replicas asked for syscall {} {:x?}, which a replicated driver may not make: {}",
+                                syscall.number,
+                                syscall.args,
+                                Errno::from_raw(errno)
+                            );
+                        }
+                        -(errno as i64)
+                    }
+                };
+                regs.orig_rax = u64::MAX;
+                regs.rax = result as u64;
+            }
+        }
+        Ok(Completion::Continue {
+            regs: Box::new(regs),
+            stores,
+        })
+    }
+
+    /// Gives replicas waiting at their channel read the request, the same bytes each.
+    fn deliver(&mut self, parked: &Stopped, message: &[u8]) -> Result<(), GroupFailure> {
+        let Action::Syscall(_, SyscallClass::ChannelRead { buffer, len }) = parked.action else {
+            unreachable!("the group parks only at a channel read");
+        };
+        let take = message.len().min(len as usize);
+        let mut regs = parked.regs;
+        regs.orig_rax = u64::MAX;
+        regs.rax = take as u64;
+        for (index, member) in self.live() {
+            if let Err(error) = member.tracee.write_memory(buffer, &message[..take]) {
+                log::warn!("replica {index}: request not delivered: {error}");
+            }
+            continue_member(ptrace::setregs(member.pid(), regs))?;
+        }
+        Ok(())
+    }
+
+    /// Puts queued faults into their replicas, all stopped between events.
+    fn apply_injections(&mut self) {
+        for injection in std::mem::take(&mut self.injections) {
+            let Some(member) = self.members[injection.replica].as_ref() else {
+                log::warn!("{injection}: replica {} is not running", injection.replica);
+                continue;
+            };
+            let pid = member.pid();
+            let applied = match injection.fault {
+                Fault::RegisterBit { register, bit } => ptrace::getregs(pid)
+                    .and_then(|mut regs| {
+                        let mut values = Registers::from(&regs);
+                        values.set(register, values.get(register) ^ (1 << bit));
+                        values.apply_to(&mut regs);
+                        ptrace::setregs(pid, regs)
+                    })
+                    .map_err(|errno| errno.to_string()),
+                Fault::MemoryBit { address, bit } => flip_memory_bit(pid, address, bit)
+                    .map(|_| ())
+                    .map_err(|error| error.to_string()),
+                Fault::Kill => kill(pid, Signal::SIGKILL).map_err(|errno| errno.to_string()),
+                Fault::Stop => {
+                    self.frozen.insert(pid.as_raw());
+                    Ok(())
+                }
+                Fault::Spin => match find_spin_instruction(pid) {
+                    Ok(Some(address)) => ptrace::getregs(pid)
+                        .and_then(|mut regs| {
+                            regs.rip = address;
+                            ptrace::setregs(pid, regs)
+                        })
+                        .map_err(|errno| errno.to_string()),
+                    Ok(None) => Err("no `jmp $` in the replica's code".to_owned()),
+                    Err(error) => Err(error.to_string()),
+                },
+            };
+            match applied {
+                Ok(()) => {
+                    log::info!("injected: {injection}");
+                    self.stats.injected += 1;
+                }
+                Err(error) => log::warn!("{injection} not injected: {error}"),
+            }
+        }
+    }
+}
+
+/// How every replica ended, if all ended the same way (an exit the driver chose, not a
+/// fault in one replica).
+fn unanimous_end(arrivals: &[Option<Arrival>]) -> Option<String> {
+    let mut ends = arrivals.iter().map(|arrival| match arrival {
+        Some(Arrival::Died(how)) if how.starts_with("exited") => Some(how),
+        _ => None,
+    });
+    let first = ends.next()??;
+    ends.all(|end| end == Some(first)).then(|| first.clone())
+}
+
+/// A replica killed while stopped is gone before the engine's next call on it; its
+/// death shows at the next wait, so only other failures stop the group.
+fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
+    match result {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}

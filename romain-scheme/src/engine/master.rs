@@ -1,0 +1,211 @@
+//! `romain replicate`: one driver as a replica group, its scheme served to clients by
+//! this process, so clients cannot tell the driver is replicated.
+//!
+//! Requests reach every replica in the order the scheme server takes them; replies
+//! are voted. A group that loses its majority is started afresh (the request at hand
+//! fails with `EIO`, as it would if an unreplicated driver crashed), and clients
+//! reopen their handles. Commands and status travel over an optional control socket
+//! that the `romain:` daemon holds.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{recv, send, MsgFlags};
+use scheme_runtime::replicated::{Forwarder, ReplicaLink};
+use scheme_runtime::HostServer;
+
+use super::group::{GroupFailure, ReplicaGroup};
+use super::Injection;
+use crate::trap::PortDevice;
+
+/// How often a group whose driver asked for no tick still runs a round.
+const IDLE_ROUND: Duration = Duration::from_millis(100);
+
+/// Most bytes of one control command.
+const MAX_COMMAND_LEN: usize = 256;
+
+/// The replica group behind the driver's scheme, and the ports it reaches.
+pub struct GroupLink {
+    group: ReplicaGroup,
+    device: Box<dyn PortDevice + Send>,
+    control: Option<OwnedFd>,
+    hello: Vec<u8>,
+}
+
+impl GroupLink {
+    /// `control`, if given, is a nonblocking SOCK_SEQPACKET socket: each message on it
+    /// is a command (`status` or a fault injection), each answered with one message.
+    pub fn new(
+        group: ReplicaGroup,
+        device: Box<dyn PortDevice + Send>,
+        control: Option<OwnedFd>,
+    ) -> Self {
+        Self {
+            group,
+            device,
+            control,
+            hello: Vec::new(),
+        }
+    }
+
+    pub fn group(&mut self) -> &mut ReplicaGroup {
+        &mut self.group
+    }
+
+    /// Answers every command waiting on the control socket.
+    fn serve_control(&mut self) {
+        let Some(control) = self.control.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        let mut command = [0; MAX_COMMAND_LEN];
+        loop {
+            let len = match recv(control, &mut command, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) | Err(Errno::EAGAIN) => return,
+                Ok(len) => len,
+                Err(errno) => {
+                    log::warn!("control socket: {errno}; closing it");
+                    self.control = None;
+                    return;
+                }
+            };
+            let text = String::from_utf8_lossy(&command[..len]);
+            let answer = self.command(text.trim());
+            let _ = send(control, answer.as_bytes(), MsgFlags::MSG_DONTWAIT);
+        }
+    }
+
+    /// Carries out one control command; the answer starts with `ok` or `error`.
+    pub fn command(&mut self, text: &str) -> String {
+        match text {
+            "status" => return format!("ok\n{}", self.group.stats()),
+            "scrub" => {
+                return match self.group.scrub() {
+                    Ok(repaired) => format!("ok scrubbed: {repaired} replicas repaired"),
+                    Err(error) => format!("error {error}"),
+                }
+            }
+            _ => {}
+        }
+        match text.parse::<Injection>() {
+            Ok(injection) => match self.group.inject(injection) {
+                Ok(()) => format!("ok {injection}"),
+                Err(error) => format!("error {error}"),
+            },
+            Err(error) => format!("error {error}"),
+        }
+    }
+
+    /// Starts the group again after `failure`, through to its hello.
+    fn recover(&mut self, failure: &GroupFailure) -> io::Result<()> {
+        if let GroupFailure::DriverEnded(how) = failure {
+            return Err(io::Error::other(format!("the driver {how}")));
+        }
+        log::error!("replica group failed ({failure}); starting it again");
+        self.group.restart().map_err(io::Error::other)?;
+        match self.group.exchange(None, self.device.as_mut()) {
+            Ok(Some(hello)) if hello == self.hello => Ok(()),
+            Ok(_) => Err(io::Error::other("the restarted group said another hello")),
+            Err(failure) => Err(io::Error::other(failure)),
+        }
+    }
+}
+
+impl ReplicaLink for GroupLink {
+    fn exchange(&mut self, message: &[u8], reply: &mut Vec<u8>) -> io::Result<()> {
+        self.serve_control();
+        match self.group.exchange(Some(message), self.device.as_mut()) {
+            Ok(Some(answer)) => {
+                *reply = answer;
+                Ok(())
+            }
+            Ok(None) => Err(io::Error::other("the replicas did not answer")),
+            Err(failure) => {
+                self.recover(&failure)?;
+                Err(io::Error::other(failure))
+            }
+        }
+    }
+
+    fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
+        match self.group.exchange(None, self.device.as_mut()) {
+            Ok(Some(hello)) => {
+                self.hello = hello.clone();
+                *reply = hello;
+                Ok(())
+            }
+            Ok(None) => Err(io::Error::other("the replicas waited without a hello")),
+            Err(failure) => Err(io::Error::other(failure)),
+        }
+    }
+}
+
+/// Serves the group's scheme in `scheme_dir` until the server fails.
+pub fn serve_group(link: GroupLink, scheme_dir: &Path) -> io::Result<()> {
+    serve_group_until(link, scheme_dir, &AtomicBool::new(false))
+}
+
+/// As [`serve_group`], and returns once `stop` is set (checked every round).
+pub fn serve_group_until(link: GroupLink, scheme_dir: &Path, stop: &AtomicBool) -> io::Result<()> {
+    let (mut forwarder, hello) = Forwarder::connect(link)?;
+    log::info!(
+        "replicas serve {}: (tick {:?}); serving it for them",
+        hello.name,
+        hello.tick
+    );
+    let mut server = HostServer::bind(scheme_dir, &hello.name)?;
+    // A daemon without a tick still gets rounds often enough to notice `stop`.
+    server.set_tick(Some(hello.tick.unwrap_or(IDLE_ROUND)));
+    while !stop.load(Ordering::Relaxed) {
+        server.run_round(&mut forwarder)?;
+    }
+    Ok(())
+}
+
+/// How `romain replicate` runs a driver.
+#[derive(Debug)]
+pub struct ReplicateOptions {
+    pub config: super::GroupConfig,
+    /// The port range the driver's port instructions may reach through `mmio:`.
+    pub ports: Option<driver_policy::PortRange>,
+    /// The driver's policy label, for `mmio:` when this process runs as root.
+    pub label: Option<String>,
+    pub control: Option<OwnedFd>,
+}
+
+/// Starts the group and serves its scheme in the scheme directory until the server
+/// fails or the group cannot be started again.
+pub fn replicate(options: ReplicateOptions) -> io::Result<()> {
+    let device: Box<dyn PortDevice + Send> = match options.ports {
+        Some(range) => Box::new(super::MmioPorts::open(range, options.label.as_deref())?),
+        None => Box::new(NoPorts),
+    };
+    if let Some(control) = &options.control {
+        nix::fcntl::fcntl(
+            control,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
+    }
+    let group = ReplicaGroup::start(options.config).map_err(io::Error::other)?;
+    serve_group(
+        GroupLink::new(group, device, options.control),
+        &scheme_runtime::scheme_dir(),
+    )
+}
+
+/// The device of a driver granted no ports: every port instruction is refused.
+struct NoPorts;
+
+impl PortDevice for NoPorts {
+    fn read(&mut self, port: u16, _width: crate::trap::Width) -> u32 {
+        log::warn!("replicas read port {port:#x} but were granted no ports");
+        u32::MAX
+    }
+
+    fn write(&mut self, port: u16, _width: crate::trap::Width, _value: u32) {
+        log::warn!("replicas wrote port {port:#x} but were granted no ports");
+    }
+}

@@ -1,0 +1,205 @@
+//! One replica of a group as the engine sees it: a traced process, and what its latest
+//! stop means (an externalization event, a crash, or a hang).
+
+use nix::libc::{self, user_regs_struct};
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use iced_x86::Mnemonic;
+
+use super::syscall_policy::{classify, SyscallClass};
+use crate::trap::{decode, DecodeError, PortAccess, Syscall, Tracee, TrapError};
+use crate::vote::{Event, Registers, ReplicaState};
+
+/// `rdtsc` is `0f 31`, `rdtscp` is `0f 01 f9`; drivers emit them without prefixes.
+const RDTSC_LEN: u64 = 2;
+const RDTSCP_LEN: u64 = 3;
+
+/// Most bytes of a buffer a syscall hands out that the vote compares and the engine
+/// passes on: a channel reply or a log line.
+pub const MAX_SYSCALL_DATA: u64 = 1 << 20;
+
+/// What the engine must do to complete the event a replica stopped at.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Syscall(Syscall, SyscallClass),
+    Port(PortAccess),
+    /// `rdtsc` (`with_aux` false) or `rdtscp` of `len` bytes.
+    TimeStamp {
+        len: u64,
+        with_aux: bool,
+    },
+}
+
+/// A replica stopped at an externalization event.
+#[derive(Clone, Debug)]
+pub struct Stopped {
+    pub event: Event,
+    pub action: Action,
+    pub regs: user_regs_struct,
+}
+
+impl Stopped {
+    pub fn state(&self) -> ReplicaState {
+        ReplicaState {
+            event: self.event.clone(),
+            registers: Registers::from(&self.regs),
+        }
+    }
+}
+
+/// What became of a replica between two events.
+#[derive(Debug)]
+pub enum Arrival {
+    Event(Box<Stopped>),
+    /// It ended or crashed; the text says how, for the log.
+    Died(String),
+    /// The watchdog stopped it before it reached the event.
+    Hung,
+}
+
+pub struct Member {
+    pub tracee: Tracee,
+}
+
+impl Member {
+    pub fn pid(&self) -> Pid {
+        self.tracee.pid()
+    }
+
+    /// Interprets the wait status this replica reported, reading what the event needs
+    /// from its registers and memory.
+    pub fn arrival(&self, status: WaitStatus, channel: u64) -> Arrival {
+        match self.read_arrival(status, channel) {
+            Ok(arrival) => arrival,
+            Err(error) => Arrival::Died(format!("could not read its state: {error}")),
+        }
+    }
+
+    fn read_arrival(&self, status: WaitStatus, channel: u64) -> Result<Arrival, TrapError> {
+        let pid = self.pid();
+        Ok(match status {
+            WaitStatus::PtraceEvent(_, Signal::SIGTRAP, libc::PTRACE_EVENT_SECCOMP) => {
+                let regs = ptrace::getregs(pid)?;
+                let syscall = self.tracee.intercepted_syscall()?;
+                let class = classify(&syscall, channel);
+                let data = match class {
+                    SyscallClass::ChannelWrite { buffer, len }
+                    | SyscallClass::Log { buffer, len, .. } => {
+                        match self
+                            .tracee
+                            .read_memory(buffer, len.min(MAX_SYSCALL_DATA) as usize)
+                        {
+                            Ok(data) => data,
+                            Err(_) => {
+                                return Ok(Arrival::Died(format!(
+                                    "{syscall:?} hands out memory it cannot read"
+                                )))
+                            }
+                        }
+                    }
+                    SyscallClass::Sleep { buffer } => {
+                        self.tracee.read_memory(buffer, 16).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                };
+                let event = Event::Syscall {
+                    number: syscall.number as u64,
+                    args: syscall.args,
+                    data,
+                };
+                Arrival::Event(Box::new(Stopped {
+                    event,
+                    action: Action::Syscall(syscall, class),
+                    regs,
+                }))
+            }
+            WaitStatus::Stopped(_, Signal::SIGSEGV) => self.at_fault()?,
+            WaitStatus::Stopped(_, signal) => Arrival::Died(format!("crashed with {signal}")),
+            WaitStatus::Exited(_, code) => Arrival::Died(format!("exited with status {code}")),
+            WaitStatus::Signaled(_, signal, _) => Arrival::Died(format!("killed by {signal}")),
+            other => Arrival::Died(format!("stopped unexpectedly: {other:?}")),
+        })
+    }
+
+    /// A SIGSEGV is a port instruction or `rdtsc` (#GP, no address) or a genuine crash.
+    fn at_fault(&self) -> Result<Arrival, TrapError> {
+        let pid = self.pid();
+        let info = ptrace::getsiginfo(pid)?;
+        // SAFETY: every SIGSEGV siginfo carries si_addr.
+        let address = unsafe { info.si_addr() } as u64;
+        if info.si_code != libc::SI_KERNEL || address != 0 {
+            return Ok(Arrival::Died(format!(
+                "crashed: SIGSEGV at address {address:#x}"
+            )));
+        }
+        let regs = ptrace::getregs(pid)?;
+        let bytes = self.tracee.read_instruction(regs.rip)?;
+        let (event, action) = match decode(&bytes, &regs) {
+            Ok(access) => {
+                let event = port_event(&access, || match access.outs_span() {
+                    Some((start, len)) => self.tracee.read_memory(start, len),
+                    None => Ok(Vec::new()),
+                })?;
+                (event, Action::Port(access))
+            }
+            Err(DecodeError::NotPortIo(Mnemonic::Rdtsc)) => (
+                Event::TimeStamp,
+                Action::TimeStamp {
+                    len: RDTSC_LEN,
+                    with_aux: false,
+                },
+            ),
+            Err(DecodeError::NotPortIo(Mnemonic::Rdtscp)) => (
+                Event::TimeStamp,
+                Action::TimeStamp {
+                    len: RDTSCP_LEN,
+                    with_aux: true,
+                },
+            ),
+            Err(error) => {
+                return Ok(Arrival::Died(format!(
+                    "crashed: general protection fault at {:#x}: {error}",
+                    regs.rip
+                )))
+            }
+        };
+        Ok(Arrival::Event(Box::new(Stopped {
+            event,
+            action,
+            regs,
+        })))
+    }
+}
+
+/// The vote's view of a port access; an `outs`'s data is part of it.
+fn port_event(
+    access: &PortAccess,
+    outs_data: impl FnOnce() -> Result<Vec<u8>, TrapError>,
+) -> Result<Event, TrapError> {
+    Ok(match access {
+        PortAccess::In(access) => Event::PortIn {
+            port: access.port,
+            width: access.width.bytes() as u8,
+        },
+        PortAccess::Out(access) => Event::PortOut {
+            port: access.port,
+            width: access.width.bytes() as u8,
+            value: access.value,
+        },
+        PortAccess::String(access) => match access.direction {
+            crate::trap::Direction::In => Event::PortStringIn {
+                port: access.port,
+                width: access.width.bytes() as u8,
+                count: access.count,
+            },
+            crate::trap::Direction::Out => Event::PortStringOut {
+                port: access.port,
+                width: access.width.bytes() as u8,
+                data: outs_data()?,
+            },
+        },
+    })
+}

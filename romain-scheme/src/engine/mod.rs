@@ -1,0 +1,25 @@
+//! The replication engine on Linux: a driver runs as N ptrace'd replicas that meet at
+//! every externalization event (an intercepted syscall, a port instruction, `rdtsc`),
+//! where their states are voted on and the effect is performed once.
+//!
+//! - [`group`]: the event loop, vote, repair, replacement and fault injection;
+//! - [`member`]: what one replica's stop means;
+//! - [`syscall_policy`]: which syscalls the engine performs, emulates, lets each
+//!   replica run, or refuses;
+//! - [`master`]: serving the driver's scheme through the group (`romain replicate`);
+//! - [`watchdog`]: catches replicas that do not reach the next event.
+
+mod fault_injection;
+pub mod group;
+pub mod master;
+mod member;
+mod mmio_ports;
+mod stats;
+pub mod syscall_policy;
+mod watchdog;
+
+pub use fault_injection::{Fault, Injection, InjectionError};
+pub use group::{GroupConfig, GroupFailure, ReplicaGroup, CHANNEL_FD};
+pub use master::{replicate, serve_group, serve_group_until, GroupLink, ReplicateOptions};
+pub use mmio_ports::MmioPorts;
+pub use stats::EngineStats;

@@ -1,0 +1,61 @@
+//! What a replica group has been through, for `romain:` status and the logs.
+
+use std::fmt;
+
+/// Counters of one group since the engine started it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// How many replicas the group runs.
+    pub replicas: usize,
+    /// Each replica's process id; none while its place is empty.
+    pub pids: Vec<Option<i32>>,
+    /// Externalization events handled.
+    pub events: u64,
+    /// Events at which two or more replicas were compared.
+    pub votes: u64,
+    /// Replicas found in a state other than the majority's.
+    pub divergences: u64,
+    /// Replicas brought back to the majority's state (registers, FP state, memory).
+    pub repairs: u64,
+    /// Dead replicas replaced by a copy of a healthy one.
+    pub replacements: u64,
+    /// Replicas the watchdog caught.
+    pub hangs: u64,
+    /// Replicas that crashed or ended.
+    pub crashes: u64,
+    /// Events with no majority: the effect was withheld and the group restarted.
+    pub no_majority: u64,
+    /// Times the whole group was started again.
+    pub restarts: u64,
+    /// Faults injected on command.
+    pub injected: u64,
+    /// The latest fault, with the replica, the event and the differing values.
+    pub last_fault: Option<String>,
+}
+
+impl fmt::Display for EngineStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pids: Vec<String> = self
+            .pids
+            .iter()
+            .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
+            .collect();
+        writeln!(f, "replicas: {}", self.replicas)?;
+        writeln!(f, "pids: {}", pids.join(" "))?;
+        writeln!(f, "events: {}", self.events)?;
+        writeln!(f, "votes: {}", self.votes)?;
+        writeln!(f, "divergences: {}", self.divergences)?;
+        writeln!(f, "repairs: {}", self.repairs)?;
+        writeln!(f, "replacements: {}", self.replacements)?;
+        writeln!(f, "hangs: {}", self.hangs)?;
+        writeln!(f, "crashes: {}", self.crashes)?;
+        writeln!(f, "no-majority: {}", self.no_majority)?;
+        writeln!(f, "group-restarts: {}", self.restarts)?;
+        writeln!(f, "injected: {}", self.injected)?;
+        writeln!(
+            f,
+            "last-fault: {}",
+            self.last_fault.as_deref().unwrap_or("none")
+        )
+    }
+}

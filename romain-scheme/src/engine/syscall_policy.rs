@@ -1,0 +1,258 @@
+//! What the engine does with each syscall a replica stops at.
+//!
+//! The supervisor owns the outside world: replicas hold no descriptor that reaches it.
+//! Their scheme requests arrive on the replica channel, whose reads and writes the
+//! engine performs itself; everything else a replica may do either stays inside it
+//! (runs in each replica, the results compared at the next event) or is an input every
+//! replica must see identically (pids, clocks, random bytes), which the engine produces
+//! once. Anything else is refused with the same errno in every replica.
+
+use nix::libc;
+
+use crate::trap::Syscall;
+
+/// The virtual process id every replica of a group sees for itself.
+pub const VIRTUAL_PID: i64 = 2;
+/// The virtual id of the replicas' parent.
+pub const VIRTUAL_PARENT_PID: i64 = 1;
+
+/// Standard input, output and error: replicas share the supervisor's.
+const STDIN: u64 = 0;
+const STDOUT: u64 = 1;
+const STDERR: u64 = 2;
+
+/// How the engine handles one syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyscallClass {
+    /// A read on the replica channel: the next request, the same bytes for every replica.
+    ChannelRead { buffer: u64, len: u64 },
+    /// A write on the replica channel: the reply, voted byte for byte.
+    ChannelWrite { buffer: u64, len: u64 },
+    /// A write to standard output or error, performed once by the supervisor.
+    Log { fd: u64, buffer: u64, len: u64 },
+    /// Fill `len` bytes at `buffer` with fresh random bytes, the same in every replica.
+    Random { buffer: u64, len: u64 },
+    /// Read clock `clock` into the `timespec` at `buffer`.
+    Clock { clock: u64, buffer: u64 },
+    /// Sleep for the `timespec` at `buffer` once, then return 0 to every replica.
+    Sleep { buffer: u64 },
+    /// The same fixed result in every replica (virtual pids, granted port rights, an
+    /// empty standard input).
+    Fixed(i64),
+    /// Touches only the replica's own state (its own files, limits, identity), so each
+    /// replica runs it; a difference shows at the next event.
+    RunInEach,
+    /// Not available to a replicated driver: fails with this errno.
+    Refused(i32),
+}
+
+/// Classifies `syscall` for a replica whose channel is descriptor `channel`.
+pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
+    let [a0, a1, a2, a3, a4, _] = syscall.args;
+    let own_descriptor = |fd: u64| fd != channel && fd > STDERR;
+    match syscall.number {
+        libc::SYS_read if a0 == channel => SyscallClass::ChannelRead {
+            buffer: a1,
+            len: a2,
+        },
+        libc::SYS_write if a0 == channel => SyscallClass::ChannelWrite {
+            buffer: a1,
+            len: a2,
+        },
+        libc::SYS_write if a0 == STDOUT || a0 == STDERR => SyscallClass::Log {
+            fd: a0,
+            buffer: a1,
+            len: a2,
+        },
+        libc::SYS_read if a0 == STDIN => SyscallClass::Fixed(0),
+        libc::SYS_getrandom => SyscallClass::Random {
+            buffer: a0,
+            len: a1,
+        },
+        libc::SYS_clock_gettime => SyscallClass::Clock {
+            clock: a0,
+            buffer: a1,
+        },
+        libc::SYS_nanosleep => SyscallClass::Sleep { buffer: a0 },
+        // Only the relative form: an absolute deadline would need the clock's value.
+        libc::SYS_clock_nanosleep if a1 == 0 => SyscallClass::Sleep { buffer: a2 },
+        libc::SYS_getpid | libc::SYS_gettid | libc::SYS_set_tid_address => {
+            SyscallClass::Fixed(VIRTUAL_PID)
+        }
+        libc::SYS_getppid => SyscallClass::Fixed(VIRTUAL_PARENT_PID),
+        // The engine holds the port rights; the replica's port instructions trap to it
+        // either way, and each access is checked by `mmio:`.
+        libc::SYS_ioperm | libc::SYS_iopl => SyscallClass::Fixed(0),
+        // std polls the standard descriptors once at start-up to see they are open.
+        libc::SYS_poll if a1 <= 3 && a2 == 0 => SyscallClass::Fixed(0),
+        libc::SYS_close if a0 == channel => SyscallClass::Fixed(0),
+        libc::SYS_openat if a2 & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 => {
+            SyscallClass::RunInEach
+        }
+        libc::SYS_read
+        | libc::SYS_pread64
+        | libc::SYS_lseek
+        | libc::SYS_close
+        | libc::SYS_fcntl
+        | libc::SYS_fstat
+            if own_descriptor(a0) =>
+        {
+            SyscallClass::RunInEach
+        }
+        libc::SYS_fstat | libc::SYS_fcntl if a0 <= STDERR => SyscallClass::RunInEach,
+        libc::SYS_newfstatat | libc::SYS_statx | libc::SYS_readlink | libc::SYS_getcwd => {
+            SyscallClass::RunInEach
+        }
+        libc::SYS_sched_getaffinity
+        | libc::SYS_getuid
+        | libc::SYS_geteuid
+        | libc::SYS_getgid
+        | libc::SYS_getegid
+        | libc::SYS_uname => SyscallClass::RunInEach,
+        // Reading limits only: setting one would reach outside.
+        libc::SYS_prlimit64 if a0 == 0 && a2 == 0 => SyscallClass::RunInEach,
+        libc::SYS_getrlimit => SyscallClass::RunInEach,
+        // A private mapping of the replica's own file (the dynamic loader mapping
+        // libraries) copies the file into the replica; a shared one would reach out.
+        libc::SYS_mmap if a3 & libc::MAP_SHARED as u64 == 0 && own_descriptor(a4) => {
+            SyscallClass::RunInEach
+        }
+        libc::SYS_access | libc::SYS_faccessat | libc::SYS_faccessat2 => SyscallClass::RunInEach,
+        _ => SyscallClass::Refused(libc::ENOSYS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::libc::c_long;
+
+    const CHANNEL: u64 = 3;
+
+    fn call(number: c_long, args: [u64; 6]) -> SyscallClass {
+        classify(&Syscall { number, args }, CHANNEL)
+    }
+
+    #[test]
+    fn channel_reads_and_writes_are_performed_by_the_engine() {
+        assert_eq!(
+            call(libc::SYS_read, [CHANNEL, 0x1000, 64, 0, 0, 0]),
+            SyscallClass::ChannelRead {
+                buffer: 0x1000,
+                len: 64
+            }
+        );
+        assert_eq!(
+            call(libc::SYS_write, [CHANNEL, 0x2000, 16, 0, 0, 0]),
+            SyscallClass::ChannelWrite {
+                buffer: 0x2000,
+                len: 16
+            }
+        );
+    }
+
+    #[test]
+    fn per_process_values_are_the_same_in_every_replica() {
+        assert_eq!(
+            call(libc::SYS_getpid, [0; 6]),
+            SyscallClass::Fixed(VIRTUAL_PID)
+        );
+        assert_eq!(
+            call(libc::SYS_gettid, [0; 6]),
+            SyscallClass::Fixed(VIRTUAL_PID)
+        );
+        assert_eq!(
+            call(libc::SYS_getrandom, [0x3000, 16, 0, 0, 0, 0]),
+            SyscallClass::Random {
+                buffer: 0x3000,
+                len: 16
+            }
+        );
+        assert_eq!(
+            call(libc::SYS_clock_gettime, [1, 0x4000, 0, 0, 0, 0]),
+            SyscallClass::Clock {
+                clock: 1,
+                buffer: 0x4000
+            }
+        );
+    }
+
+    #[test]
+    fn logs_go_out_once_and_stdin_is_empty() {
+        assert_eq!(
+            call(libc::SYS_write, [2, 0x5000, 5, 0, 0, 0]),
+            SyscallClass::Log {
+                fd: 2,
+                buffer: 0x5000,
+                len: 5
+            }
+        );
+        assert_eq!(
+            call(libc::SYS_read, [0, 0, 5, 0, 0, 0]),
+            SyscallClass::Fixed(0)
+        );
+    }
+
+    #[test]
+    fn own_files_run_in_each_replica_and_writes_elsewhere_are_refused() {
+        let read_only = libc::O_RDONLY as u64 | libc::O_CLOEXEC as u64;
+        assert_eq!(
+            call(libc::SYS_openat, [0, 0x6000, read_only, 0, 0, 0]),
+            SyscallClass::RunInEach
+        );
+        assert_eq!(
+            call(libc::SYS_read, [4, 0x6000, 100, 0, 0, 0]),
+            SyscallClass::RunInEach
+        );
+        assert_eq!(
+            call(libc::SYS_openat, [0, 0x6000, libc::O_RDWR as u64, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+        assert_eq!(
+            call(libc::SYS_write, [4, 0x6000, 1, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+        for number in [
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_fork,
+            libc::SYS_kill,
+        ] {
+            assert_eq!(
+                call(number, [0; 6]),
+                SyscallClass::Refused(libc::ENOSYS),
+                "{number}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_private_mappings_of_own_files_run_in_each_replica() {
+        let private = libc::MAP_PRIVATE as u64;
+        let shared = libc::MAP_SHARED as u64;
+        assert_eq!(
+            call(libc::SYS_mmap, [0, 4096, 1, private, 4, 0]),
+            SyscallClass::RunInEach
+        );
+        assert_eq!(
+            call(libc::SYS_mmap, [0, 4096, 3, shared, 4, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+        assert_eq!(
+            call(libc::SYS_mmap, [0, 4096, 1, private, CHANNEL, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn setting_a_limit_is_refused_reading_one_is_not() {
+        assert_eq!(
+            call(libc::SYS_prlimit64, [0, 3, 0, 0x7000, 0, 0]),
+            SyscallClass::RunInEach
+        );
+        assert_eq!(
+            call(libc::SYS_prlimit64, [0, 3, 0x7000, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! The replication engine with the real UART driver (`uart16550 --access direct`):
+//! its port instructions trap to the engine, which performs them once on a software
+//! 16550 (the same chip model the driver's own host tests use; the guest tests drive
+//! QEMU's real one). Clients use the driver's scheme exactly as they would the
+//! unreplicated driver's.
+#![cfg(target_os = "linux")]
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::OpenResult;
+use romain_scheme::engine::{GroupConfig, GroupLink, ReplicaGroup};
+use romain_scheme::trap::{PortDevice, ReplicaCommand, Width};
+use scheme_runtime::{caller_ctx, Handle};
+use syscall::flag::O_RDWR;
+use uart16550::access::PortIo;
+use uart16550::poll::PollPolicy;
+use uart16550::port::SerialPort;
+use uart16550::soft::Soft16550;
+use uart16550::uart::Uart;
+use uart16550::{LineSettings, UartScheme};
+
+const BASE: u16 = 0x2f8;
+const SCHEME: &str = "uart.engine";
+
+/// The software chip behind the engine's port device.
+struct SoftPorts(Soft16550);
+
+impl PortDevice for SoftPorts {
+    fn read(&mut self, port: u16, _width: Width) -> u32 {
+        let offset = u8::try_from(port - BASE).expect("the driver stays in its range");
+        self.0.read(offset).map_or(0xff, u32::from)
+    }
+
+    fn write(&mut self, port: u16, _width: Width, value: u32) {
+        let offset = u8::try_from(port - BASE).expect("the driver stays in its range");
+        self.0
+            .write(offset, value as u8)
+            .expect("the software chip takes writes");
+    }
+}
+
+fn driver_binary() -> PathBuf {
+    // Integration tests run from target/<profile>/deps; the workspace's binaries sit
+    // one level up.
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("uart16550");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+fn unique_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "romain-engine-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A replicated UART driver served in a private scheme directory, with the control
+/// socket `romain:` would hold.
+struct Replicated {
+    dir: PathBuf,
+    chip: Soft16550,
+    control: OwnedFd,
+    stop: Arc<AtomicBool>,
+    server: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Replicated {
+    fn start(replicas: usize, watchdog: Duration) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let dir = unique_dir("group");
+        let chip = Soft16550::new();
+        let (control, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = {
+            let (dir, chip, stop) = (dir.clone(), chip.clone(), Arc::clone(&stop));
+            thread::spawn(move || {
+                // The tracer must be the thread that serves: ptrace is per thread.
+                let mut command = ReplicaCommand::new(driver_binary());
+                command
+                    .args(["--access", "direct", "--scheme", SCHEME])
+                    .args(["--poll-interval", "2000", "--linger", "0"])
+                    .env("RUST_LOG", "error");
+                let group = ReplicaGroup::start(GroupConfig {
+                    command,
+                    replicas,
+                    watchdog,
+                })
+                .map_err(io::Error::other)?;
+                let link = GroupLink::new(group, Box::new(SoftPorts(chip)), Some(theirs));
+                romain_scheme::engine::serve_group_until(link, &dir, &stop)
+            })
+        };
+        let replicated = Self {
+            dir,
+            chip,
+            control,
+            stop,
+            server: Some(server),
+        };
+        replicated.wait_for_scheme();
+        replicated
+    }
+
+    fn wait_for_scheme(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.dir.join(SCHEME).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the replicated driver never served"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn command(&self, text: &str) -> String {
+        send(self.control.as_raw_fd(), text.as_bytes(), MsgFlags::empty()).unwrap();
+        let mut answer = vec![0; 4096];
+        let len = recv(self.control.as_raw_fd(), &mut answer, MsgFlags::empty()).unwrap();
+        String::from_utf8_lossy(&answer[..len]).into_owned()
+    }
+
+    fn status(&self) -> HashMap<String, String> {
+        let text = self.command("status");
+        assert!(text.starts_with("ok"), "{text}");
+        text.lines()
+            .skip(1)
+            .filter_map(|line| line.split_once(": "))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    fn counter(&self, key: &str) -> u64 {
+        self.status()[key].parse().unwrap()
+    }
+
+    fn inject(&self, fault: &str) {
+        let answer = self.command(fault);
+        assert!(answer.starts_with("ok"), "{fault}: {answer}");
+    }
+}
+
+impl Drop for Replicated {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `messages` through the scheme in `dir`, one write each, and waits until the
+/// chip has sent `expected` bytes; returns what went out on the line.
+fn send_all(dir: &Path, chip: &Soft16550, messages: &[Vec<u8>]) -> Vec<u8> {
+    let data = Handle::open_in(dir, &format!("{SCHEME}:data"), O_RDWR).unwrap();
+    let expected: usize = messages.iter().map(Vec::len).sum();
+    let mut sent = Vec::new();
+    for message in messages {
+        let mut rest = &message[..];
+        while !rest.is_empty() {
+            let written = data.write(rest).unwrap();
+            rest = &rest[written..];
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent.len() < expected && Instant::now() < deadline {
+        sent.extend(chip.take_transmitted());
+        thread::sleep(Duration::from_millis(5));
+    }
+    sent
+}
+
+fn messages(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| format!("message {i:04}: the quick brown fox\r\n").into_bytes())
+        .collect()
+}
+
+/// The line settings registers, which a wrong write would change.
+fn chip_settings(chip: &Soft16550) -> (u16, u8, u8, u8) {
+    (chip.divisor(), chip.lcr(), chip.ier(), chip.mcr())
+}
+
+/// The unreplicated driver on its own chip, served in-process.
+fn unreplicated_output(messages: &[Vec<u8>]) -> (Vec<u8>, (u16, u8, u8, u8)) {
+    let chip = Soft16550::new();
+    let settings = LineSettings::default();
+    let uart = Uart::open(chip.clone(), settings).unwrap();
+    let policy = PollPolicy {
+        linger: Duration::ZERO,
+        budget: Duration::from_secs(10),
+    };
+    let mut scheme = UartScheme::new(
+        SCHEME,
+        "software 16550".into(),
+        SerialPort::new(uart, settings),
+        policy,
+    );
+    let root = scheme.scheme_root().unwrap();
+    let ctx = caller_ctx(10, 0, 0);
+    let OpenResult::ThisScheme { number, .. } =
+        scheme.openat(root, "data", O_RDWR, 0, &ctx).unwrap()
+    else {
+        panic!("data is a handle of the scheme");
+    };
+    let mut sent = Vec::new();
+    for message in messages {
+        let mut rest = &message[..];
+        while !rest.is_empty() {
+            match scheme.write(number, rest, 0, 0, &ctx) {
+                Ok(written) => rest = &rest[written..],
+                Err(_) => {
+                    scheme_runtime::SchemeDaemon::after_round(&mut scheme);
+                    sent.extend(chip.take_transmitted());
+                }
+            }
+        }
+    }
+    for _ in 0..100 {
+        scheme_runtime::SchemeDaemon::after_round(&mut scheme);
+        sent.extend(chip.take_transmitted());
+    }
+    (sent, chip_settings(&chip))
+}
+
+#[test]
+fn one_two_or_three_replicas_send_what_the_unreplicated_driver_sends() {
+    let messages = messages(20);
+    let (expected, settings) = unreplicated_output(&messages);
+    assert_eq!(expected, messages.concat());
+    for replicas in 1..=3 {
+        let group = Replicated::start(replicas, Duration::from_secs(2));
+        let sent = send_all(&group.dir, &group.chip, &messages);
+        assert_eq!(sent, expected, "{replicas} replicas");
+        assert_eq!(chip_settings(&group.chip), settings, "{replicas} replicas");
+        let status = group.status();
+        assert_eq!(status["replicas"], replicas.to_string());
+        assert_eq!(status["divergences"], "0", "{status:?}");
+        assert!(group.counter("events") > 100, "{status:?}");
+    }
+}
+
+/// A small deterministic generator, so a failing fault sequence can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+const REGISTERS: [&str; 20] = [
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip", "rflags", "fs_base", "gs_base",
+];
+
+/// A register and a bit of it; segment bases keep to the canonical addresses the CPU
+/// can hold (the kernel refuses others).
+fn random_register_bit(random: &mut XorShift) -> (&'static str, u64) {
+    let register = REGISTERS[random.below(REGISTERS.len() as u64) as usize];
+    let bits = if register.ends_with("_base") { 47 } else { 64 };
+    (register, random.below(bits))
+}
+
+/// Writes `message` through a fresh handle, retrying while the group restarts.
+fn write_message(dir: &Path, message: &[u8]) -> bool {
+    let Ok(data) = Handle::open_in(dir, &format!("{SCHEME}:data"), O_RDWR) else {
+        return false;
+    };
+    let mut rest = message;
+    while !rest.is_empty() {
+        match data.write(rest) {
+            Ok(written) => rest = &rest[written..],
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn drain(chip: &Soft16550, expected: usize) -> Vec<u8> {
+    let mut sent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent.len() < expected && Instant::now() < deadline {
+        sent.extend(chip.take_transmitted());
+        thread::sleep(Duration::from_millis(5));
+    }
+    sent
+}
+
+#[test]
+fn with_three_replicas_every_register_flip_is_masked_or_repaired() {
+    let group = Replicated::start(3, Duration::from_millis(300));
+    let settings = chip_settings(&group.chip);
+    let messages = messages(100);
+    let mut random = XorShift(0x2545_f491_4f6c_dd1d);
+    for message in &messages {
+        let replica = random.below(3);
+        let (register, bit) = random_register_bit(&mut random);
+        group.inject(&format!("flip {replica} reg {register} {bit}"));
+        assert!(write_message(&group.dir, message), "a client write failed");
+    }
+    let sent = drain(&group.chip, messages.concat().len());
+    assert_eq!(
+        String::from_utf8_lossy(&sent),
+        String::from_utf8_lossy(&messages.concat())
+    );
+    assert_eq!(chip_settings(&group.chip), settings);
+    let status = group.status();
+    assert_eq!(status["injected"], "100", "{status:?}");
+    assert_eq!(status["no-majority"], "0", "{status:?}");
+    let caught: u64 = ["divergences", "crashes", "hangs"]
+        .iter()
+        .map(|key| status[*key].parse::<u64>().unwrap())
+        .sum();
+    assert!(caught > 0, "no flip was ever live: {status:?}");
+    assert!(
+        !status["pids"].contains('-'),
+        "every place is filled: {status:?}"
+    );
+}
+
+#[test]
+fn with_two_replicas_a_flip_never_reaches_the_device() {
+    let group = Replicated::start(2, Duration::from_millis(300));
+    let settings = chip_settings(&group.chip);
+    let messages = messages(40);
+    let alphabet: std::collections::BTreeSet<u8> = messages.concat().into_iter().collect();
+    let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+    for message in &messages {
+        let replica = random.below(2);
+        let (register, bit) = random_register_bit(&mut random);
+        group.inject(&format!("flip {replica} reg {register} {bit}"));
+        // A write the group could not vote on fails, as it would with a crashed driver.
+        write_message(&group.dir, message);
+    }
+    thread::sleep(Duration::from_millis(500));
+    let sent = group.chip.take_transmitted();
+    let foreign: Vec<u8> = sent
+        .iter()
+        .copied()
+        .filter(|b| !alphabet.contains(b))
+        .collect();
+    assert!(foreign.is_empty(), "bytes no client sent: {foreign:x?}");
+    assert_eq!(chip_settings(&group.chip), settings);
+    let status = group.status();
+    assert!(
+        status["no-majority"].parse::<u64>().unwrap() > 0,
+        "no flip was ever live: {status:?}"
+    );
+    assert_eq!(
+        status["no-majority"], status["group-restarts"],
+        "{status:?}"
+    );
+    // The group still works after its restarts.
+    assert!(write_message(&group.dir, b"after\r\n"));
+    let tail = drain(&group.chip, 7);
+    assert_eq!(tail, b"after\r\n");
+}
+
+/// The writable private memory of `pid`, as `(start, end)`.
+fn writable_regions(pid: i32) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.split_whitespace().nth(1) == Some("rw-p"))
+        .filter(|line| !line.ends_with("[vvar]") && !line.ends_with("[vsyscall]"))
+        .map(|line| {
+            let range = line.split_whitespace().next().unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            (
+                u64::from_str_radix(start, 16).unwrap(),
+                u64::from_str_radix(end, 16).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn pids(group: &Replicated) -> Vec<i32> {
+    group.status()["pids"]
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn memory_flips_are_repaired_and_do_not_reach_the_device() {
+    let group = Replicated::start(3, Duration::from_millis(300));
+    let messages = messages(30);
+    let mut random = XorShift(0x1234_5678_9abc_def1);
+    for message in &messages {
+        let replica = random.below(3) as usize;
+        let regions = writable_regions(pids(&group)[replica]);
+        let (start, end) = regions[random.below(regions.len() as u64) as usize];
+        let address = start + random.below(end - start);
+        group.inject(&format!(
+            "flip {replica} mem {address:#x} {}",
+            random.below(8)
+        ));
+        assert!(write_message(&group.dir, message), "a client write failed");
+    }
+    let sent = drain(&group.chip, messages.concat().len());
+    assert_eq!(sent, messages.concat());
+    // Flips that no event showed are still there: scrubbing finds and repairs them.
+    let answer = group.command("scrub");
+    assert!(answer.starts_with("ok"), "{answer}");
+    let answer = group.command("scrub");
+    assert_eq!(answer, "ok scrubbed: 0 replicas repaired");
+    let status = group.status();
+    assert_eq!(status["injected"], "30", "{status:?}");
+    assert!(status["repairs"].parse::<u64>().unwrap() > 0, "{status:?}");
+}
+
+#[test]
+fn a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one() {
+    let group = Replicated::start(3, Duration::from_secs(2));
+    let before = pids(&group);
+    group.inject("kill 1");
+    let messages = messages(5);
+    for message in &messages {
+        assert!(write_message(&group.dir, message));
+    }
+    assert_eq!(
+        drain(&group.chip, messages.concat().len()),
+        messages.concat()
+    );
+    let after = pids(&group);
+    assert_eq!((after[0], after[2]), (before[0], before[2]));
+    assert_ne!(after[1], before[1], "replica 1 is a new process");
+    let status = group.status();
+    assert_eq!(status["replacements"], "1", "{status:?}");
+    assert_eq!(status["crashes"], "1", "{status:?}");
+    // The copy votes like the others from then on.
+    group.inject("flip 0 reg rax 5");
+    assert!(write_message(&group.dir, b"still three\r\n"));
+    assert_eq!(drain(&group.chip, 13), b"still three\r\n");
+    assert_eq!(group.counter("no-majority"), 0);
+}
+
+#[test]
+fn a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog() {
+    let watchdog = Duration::from_millis(200);
+    let group = Replicated::start(3, watchdog);
+    group.inject("hang 2");
+    assert!(write_message(&group.dir, b"one\r\n"));
+    assert_eq!(drain(&group.chip, 5), b"one\r\n");
+    assert_eq!(group.counter("hangs"), 1);
+    group.inject("stop 0");
+    assert!(write_message(&group.dir, b"two\r\n"));
+    assert_eq!(drain(&group.chip, 5), b"two\r\n");
+    let status = group.status();
+    assert_eq!(status["hangs"], "2", "{status:?}");
+    assert_eq!(status["repairs"], "2", "{status:?}");
+    assert!(status["last-fault"].contains("hung"), "{status:?}");
+}

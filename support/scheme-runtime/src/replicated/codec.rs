@@ -1,0 +1,600 @@
+//! Messages on the replica channel.
+//!
+//! A replica reads one whole message per `read` and writes one whole reply per
+//! `write`, so every message is one datagram (a `SOCK_SEQPACKET` message, or
+//! one intercepted system call) and its length is the datagram's. All integers
+//! are little-endian.
+//!
+//! A replica's first write is its hello:
+//!
+//! | bytes | field | meaning                                                  |
+//! |-------|-------|----------------------------------------------------------|
+//! | 0..8  | magic | [`HELLO_MAGIC`]                                          |
+//! | 8..16 | tick  | the daemon's tick in microseconds, 0 for none            |
+//! | 16..  | name  | the scheme name, UTF-8, 1 to [`MAX_NAME_LEN`] bytes       |
+//!
+//! Then the supervisor sends messages, each told by its first byte:
+//!
+//! - `2`, alone: a round; the replica runs `SchemeDaemon::after_round`.
+//! - `1`: a request: a 32-byte header, then a host transport request
+//!   ([`crate::wire`]: its opcode is the method, its flags the open flags or the
+//!   wanted event flags, then offset, length, metadata and the payload: the path
+//!   to open, the data to write, the call's payload).
+//!
+//! | bytes  | field       | meaning                                                  |
+//! |--------|-------------|----------------------------------------------------------|
+//! | 0      | kind        | 1                                                        |
+//! | 1..4   | reserved    | zero                                                     |
+//! | 4..8   | fcntl_flags | the handle's fcntl flags (open, read, write)             |
+//! | 8..16  | id          | the handle; open ignores it (a replica opens from its own root) |
+//! | 16..24 | pid         | the caller, as the scheme sees it                        |
+//! | 24..28 | uid         |                                                          |
+//! | 28..32 | gid         |                                                          |
+//!
+//! Every message gets one reply: a host transport response header of kind reply
+//! (status: the result or -errno; extra: open's `NewFdFlags` bits), then at most
+//! [`MAX_PAYLOAD`] bytes: the data read, the call's payload as the scheme left
+//! it, the `Stat`, the path. Open's status is the new handle's number, fevent's
+//! the ready event flags. A round's reply is status 0, which tells the
+//! supervisor that the round is over.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::wire::{
+    self, u64_at, MalformedRequest, Metadata, RequestHeader, ResponseHeader, ResponseKind,
+    MAX_METADATA, MAX_PAYLOAD, MAX_REQUEST_LEN, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN,
+};
+use crate::Caller;
+
+/// The first eight bytes of a hello; they can never start a reply, whose first
+/// byte is a response kind.
+pub const HELLO_MAGIC: [u8; 8] = *b"REPLICA1";
+/// Longest scheme name a hello carries.
+pub const MAX_NAME_LEN: usize = 255;
+/// Length of a request's header, before the host transport request.
+pub const CHANNEL_HEADER_LEN: usize = 32;
+/// Largest well-formed message from the supervisor.
+pub const MAX_MESSAGE_LEN: usize = CHANNEL_HEADER_LEN + MAX_REQUEST_LEN;
+/// Largest well-formed message from a replica: a reply, or a hello.
+pub const MAX_REPLY_LEN: usize = RESPONSE_HEADER_LEN + MAX_PAYLOAD;
+
+const HELLO_HEADER_LEN: usize = 16;
+const KIND_REQUEST: u8 = 1;
+const KIND_ROUND: u8 = 2;
+
+/// Why bytes are not a well-formed message of the replica channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    TooShort {
+        len: usize,
+        need: usize,
+    },
+    UnknownKind(u8),
+    ReservedNotZero,
+    /// A round carries nothing but its kind.
+    RoundWithData {
+        len: usize,
+    },
+    /// The host transport request inside a request.
+    Request(MalformedRequest),
+    /// A reply's header is not a reply's (an event, or no kind at all).
+    NotAReply,
+    ReplyTooLarge(usize),
+    NotAHello,
+    NameLength(usize),
+    NameNotUtf8,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::TooShort { len, need } => write!(f, "{len} bytes, at least {need} needed"),
+            Self::UnknownKind(kind) => write!(f, "unknown message kind {kind}"),
+            Self::ReservedNotZero => f.write_str("reserved header bytes are not zero"),
+            Self::RoundWithData { len } => write!(f, "a round of {len} bytes (1 expected)"),
+            Self::Request(malformed) => write!(f, "request: {malformed}"),
+            Self::NotAReply => f.write_str("the header is not a reply's"),
+            Self::ReplyTooLarge(n) => write!(f, "reply of {n} bytes (at most {MAX_PAYLOAD})"),
+            Self::NotAHello => f.write_str("not a hello"),
+            Self::NameLength(n) => {
+                write!(f, "scheme name of {n} bytes (1 to {MAX_NAME_LEN})")
+            }
+            Self::NameNotUtf8 => f.write_str("scheme name is not UTF-8"),
+        }
+    }
+}
+
+/// A replica's first message: which scheme it serves and how often its daemon
+/// wants a round when no request comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Carried in whole microseconds; a tick under one becomes one.
+    pub tick: Option<Duration>,
+    pub name: String,
+}
+
+impl Hello {
+    /// Encodes the hello into `out` (cleared first).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Malformed> {
+        scheme_name(self.name.as_bytes())?;
+        let micros = self.tick.map_or(0, |tick| {
+            u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1)
+        });
+        out.clear();
+        out.extend_from_slice(&HELLO_MAGIC);
+        out.extend_from_slice(&micros.to_le_bytes());
+        out.extend_from_slice(self.name.as_bytes());
+        Ok(())
+    }
+
+    /// Decodes a hello. Never panics, whatever the bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
+        let (fixed, name) =
+            bytes
+                .split_at_checked(HELLO_HEADER_LEN)
+                .ok_or(Malformed::TooShort {
+                    len: bytes.len(),
+                    need: HELLO_HEADER_LEN,
+                })?;
+        if fixed[..8] != HELLO_MAGIC {
+            return Err(Malformed::NotAHello);
+        }
+        let micros = u64_at(fixed, 8);
+        Ok(Self {
+            tick: (micros != 0).then(|| Duration::from_micros(micros)),
+            name: scheme_name(name)?.to_owned(),
+        })
+    }
+}
+
+fn scheme_name(bytes: &[u8]) -> Result<&str, Malformed> {
+    if bytes.is_empty() || bytes.len() > MAX_NAME_LEN {
+        return Err(Malformed::NameLength(bytes.len()));
+    }
+    std::str::from_utf8(bytes).map_err(|_| Malformed::NameNotUtf8)
+}
+
+/// What a request is about, apart from its metadata and payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method, its open or wanted event flags, offset and length, as on the
+    /// host transport.
+    pub header: RequestHeader,
+    pub id: usize,
+    pub fcntl_flags: u32,
+    pub caller: Caller,
+}
+
+/// A decoded request, borrowing the received message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub head: RequestHead,
+    pub metadata: Metadata,
+    /// Mutable because a call's payload is in-out: the scheme edits it in place.
+    pub payload: &'a mut [u8],
+}
+
+/// A message from the supervisor.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    Request(Request<'a>),
+    Round,
+}
+
+/// Encodes a request into `out` (cleared first). Refuses what a replica would
+/// refuse: more than [`MAX_METADATA`] words or [`MAX_PAYLOAD`] bytes.
+pub fn encode_request(
+    head: &RequestHead,
+    metadata: &[u64],
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), MalformedRequest> {
+    if metadata.len() > MAX_METADATA {
+        return Err(MalformedRequest::TooMuchMetadata(metadata.len()));
+    }
+    if payload.len() > MAX_PAYLOAD {
+        return Err(MalformedRequest::PayloadTooLarge(payload.len()));
+    }
+    let mut transport_head = [0u8; REQUEST_HEADER_LEN + MAX_METADATA * 8];
+    let transport_head_len =
+        wire::encode_request_head(&head.header, metadata, payload.len(), &mut transport_head);
+    out.clear();
+    out.push(KIND_REQUEST);
+    out.extend_from_slice(&[0; 3]);
+    out.extend_from_slice(&head.fcntl_flags.to_le_bytes());
+    out.extend_from_slice(&(head.id as u64).to_le_bytes());
+    out.extend_from_slice(&(head.caller.pid as u64).to_le_bytes());
+    out.extend_from_slice(&head.caller.uid.to_le_bytes());
+    out.extend_from_slice(&head.caller.gid.to_le_bytes());
+    out.extend_from_slice(&transport_head[..transport_head_len]);
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Encodes a round into `out` (cleared first).
+pub fn encode_round(out: &mut Vec<u8>) {
+    out.clear();
+    out.push(KIND_ROUND);
+}
+
+/// Decodes one message from the supervisor in place. Never panics, whatever
+/// the bytes.
+pub fn decode_message(bytes: &mut [u8]) -> Result<Message<'_>, Malformed> {
+    match bytes.first() {
+        None => Err(Malformed::TooShort { len: 0, need: 1 }),
+        Some(&KIND_ROUND) if bytes.len() == 1 => Ok(Message::Round),
+        Some(&KIND_ROUND) => Err(Malformed::RoundWithData { len: bytes.len() }),
+        Some(&KIND_REQUEST) => decode_request(bytes).map(Message::Request),
+        Some(&kind) => Err(Malformed::UnknownKind(kind)),
+    }
+}
+
+fn decode_request(bytes: &mut [u8]) -> Result<Request<'_>, Malformed> {
+    let len = bytes.len();
+    let (channel, transport) =
+        bytes
+            .split_at_mut_checked(CHANNEL_HEADER_LEN)
+            .ok_or(Malformed::TooShort {
+                len,
+                need: CHANNEL_HEADER_LEN,
+            })?;
+    if channel[1..4] != [0; 3] {
+        return Err(Malformed::ReservedNotZero);
+    }
+    let u32_at = |at: usize| u32::from_le_bytes(channel[at..at + 4].try_into().expect("4 bytes"));
+    let head = |header| RequestHead {
+        header,
+        id: u64_at(channel, 8) as usize,
+        fcntl_flags: u32_at(4),
+        caller: Caller {
+            pid: u64_at(channel, 16) as usize,
+            uid: u32_at(24),
+            gid: u32_at(28),
+        },
+    };
+    let wire::Request {
+        header,
+        metadata,
+        payload,
+    } = wire::decode_request(transport).map_err(Malformed::Request)?;
+    Ok(Request {
+        head: head(header),
+        metadata,
+        payload,
+    })
+}
+
+/// A decoded reply, borrowing the received message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply<'a> {
+    /// Of kind reply; [`ResponseHeader::result`] gives the result.
+    pub header: ResponseHeader,
+    pub payload: &'a [u8],
+}
+
+/// Decodes a reply. Never panics, whatever the bytes.
+pub fn decode_reply(bytes: &[u8]) -> Result<Reply<'_>, Malformed> {
+    let (head, payload) =
+        bytes
+            .split_first_chunk::<RESPONSE_HEADER_LEN>()
+            .ok_or(Malformed::TooShort {
+                len: bytes.len(),
+                need: RESPONSE_HEADER_LEN,
+            })?;
+    let header = ResponseHeader::decode(head)
+        .filter(|header| header.kind == ResponseKind::Reply)
+        .ok_or(Malformed::NotAReply)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Malformed::ReplyTooLarge(payload.len()));
+    }
+    Ok(Reply { header, payload })
+}
+
+/// A reply assembled in place, allocated once: the scheme writes its data
+/// straight into [`ReplyBuffer::body`].
+pub struct ReplyBuffer {
+    bytes: Vec<u8>,
+}
+
+impl Default for ReplyBuffer {
+    fn default() -> Self {
+        Self {
+            bytes: vec![0; MAX_REPLY_LEN],
+        }
+    }
+}
+
+impl ReplyBuffer {
+    /// Where the payload goes: [`MAX_PAYLOAD`] bytes.
+    pub fn body(&mut self) -> &mut [u8] {
+        &mut self.bytes[RESPONSE_HEADER_LEN..]
+    }
+
+    /// The whole reply: a header for `result` and `extra`, then the first
+    /// `body_len` bytes of the body.
+    ///
+    /// # Panics
+    ///
+    /// If `body_len` is over [`MAX_PAYLOAD`].
+    pub fn finish(
+        &mut self,
+        result: syscall::error::Result<usize>,
+        extra: u8,
+        body_len: usize,
+    ) -> &[u8] {
+        let mut header = ResponseHeader::reply(result);
+        header.extra = extra;
+        self.bytes[..RESPONSE_HEADER_LEN].copy_from_slice(&header.encode());
+        &self.bytes[..RESPONSE_HEADER_LEN + body_len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Opcode;
+    use proptest::prelude::*;
+    use syscall::error::{Error, ENOENT};
+
+    fn head(opcode: Opcode) -> RequestHead {
+        RequestHead {
+            header: RequestHeader {
+                opcode,
+                flags: 0x11,
+                offset: 1 << 40,
+                len: 77,
+            },
+            id: 9,
+            fcntl_flags: 0x8000_0001,
+            caller: Caller {
+                pid: 1234,
+                uid: 1000,
+                gid: 100,
+            },
+        }
+    }
+
+    fn encoded(head: &RequestHead, metadata: &[u64], payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xaa; 3];
+        encode_request(head, metadata, payload, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let head = head(Opcode::Call);
+        let mut message = encoded(&head, &[1, 2], b"payload");
+        assert_eq!(
+            message.len(),
+            CHANNEL_HEADER_LEN + REQUEST_HEADER_LEN + 16 + 7
+        );
+        let Message::Request(request) = decode_message(&mut message).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(request.head, head);
+        assert_eq!(request.metadata.as_slice(), &[1, 2]);
+        assert_eq!(request.payload, b"payload");
+    }
+
+    #[test]
+    fn round_is_one_byte() {
+        let mut out = vec![1, 2, 3];
+        encode_round(&mut out);
+        assert_eq!(decode_message(&mut out), Ok(Message::Round));
+        assert_eq!(
+            decode_message(&mut [KIND_ROUND, 0]),
+            Err(Malformed::RoundWithData { len: 2 })
+        );
+    }
+
+    #[test]
+    fn malformed_messages() {
+        assert_eq!(
+            decode_message(&mut []),
+            Err(Malformed::TooShort { len: 0, need: 1 })
+        );
+        assert_eq!(decode_message(&mut [7]), Err(Malformed::UnknownKind(7)));
+        let good = encoded(&head(Opcode::Write), &[], b"data");
+        assert_eq!(
+            decode_message(&mut good[..20].to_vec()),
+            Err(Malformed::TooShort {
+                len: 20,
+                need: CHANNEL_HEADER_LEN
+            })
+        );
+        let mut reserved = good.clone();
+        reserved[2] = 1;
+        assert_eq!(
+            decode_message(&mut reserved),
+            Err(Malformed::ReservedNotZero)
+        );
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_message(&mut longer),
+            Err(Malformed::Request(MalformedRequest::LengthMismatch {
+                declared: 4,
+                actual: 5
+            }))
+        );
+        let mut opcode = good;
+        opcode[CHANNEL_HEADER_LEN] = 0;
+        assert_eq!(
+            decode_message(&mut opcode),
+            Err(Malformed::Request(MalformedRequest::UnknownOpcode(0)))
+        );
+    }
+
+    #[test]
+    fn encoding_refuses_what_a_replica_would() {
+        let mut out = Vec::new();
+        assert_eq!(
+            encode_request(&head(Opcode::Call), &[0; MAX_METADATA + 1], &[], &mut out),
+            Err(MalformedRequest::TooMuchMetadata(MAX_METADATA + 1))
+        );
+        assert_eq!(
+            encode_request(
+                &head(Opcode::Write),
+                &[],
+                &vec![0; MAX_PAYLOAD + 1],
+                &mut out
+            ),
+            Err(MalformedRequest::PayloadTooLarge(MAX_PAYLOAD + 1))
+        );
+        let largest = encoded(
+            &head(Opcode::Call),
+            &[0; MAX_METADATA],
+            &vec![0; MAX_PAYLOAD],
+        );
+        assert_eq!(largest.len(), MAX_MESSAGE_LEN);
+    }
+
+    #[test]
+    fn reply_round_trip_and_limits() {
+        let mut buffer = ReplyBuffer::default();
+        buffer.body()[..3].copy_from_slice(b"abc");
+        let bytes = buffer.finish(Ok(12), 1, 3).to_vec();
+        let reply = decode_reply(&bytes).unwrap();
+        assert_eq!(reply.header.result(), Ok(12));
+        assert_eq!((reply.header.extra, reply.payload), (1, &b"abc"[..]));
+
+        let failed = buffer.finish(Err(Error::new(ENOENT)), 0, 0).to_vec();
+        assert_eq!(
+            decode_reply(&failed).unwrap().header.result(),
+            Err(Error::new(ENOENT))
+        );
+
+        assert_eq!(buffer.finish(Ok(0), 0, MAX_PAYLOAD).len(), MAX_REPLY_LEN);
+        let mut too_large = buffer.finish(Ok(0), 0, MAX_PAYLOAD).to_vec();
+        too_large.push(0);
+        assert_eq!(
+            decode_reply(&too_large),
+            Err(Malformed::ReplyTooLarge(MAX_PAYLOAD + 1))
+        );
+        let mut event = failed.clone();
+        event[0] = ResponseKind::Event as u8;
+        assert_eq!(decode_reply(&event), Err(Malformed::NotAReply));
+        assert_eq!(
+            decode_reply(&failed[..15]),
+            Err(Malformed::TooShort { len: 15, need: 16 })
+        );
+    }
+
+    #[test]
+    fn hello_round_trip_and_errors() {
+        let mut out = Vec::new();
+        for tick in [None, Some(Duration::from_millis(5))] {
+            let hello = Hello {
+                tick,
+                name: "e1000".into(),
+            };
+            hello.encode(&mut out).unwrap();
+            assert_eq!(Hello::decode(&out), Ok(hello));
+        }
+        let tiny = Hello {
+            tick: Some(Duration::from_nanos(1)),
+            name: "x".into(),
+        };
+        tiny.encode(&mut out).unwrap();
+        assert_eq!(
+            Hello::decode(&out).unwrap().tick,
+            Some(Duration::from_micros(1)),
+            "a tick under a microsecond is not lost"
+        );
+
+        let nameless = Hello {
+            tick: None,
+            name: String::new(),
+        };
+        assert_eq!(nameless.encode(&mut out), Err(Malformed::NameLength(0)));
+        let long = Hello {
+            tick: None,
+            name: "n".repeat(MAX_NAME_LEN + 1),
+        };
+        assert_eq!(
+            long.encode(&mut out),
+            Err(Malformed::NameLength(MAX_NAME_LEN + 1))
+        );
+
+        let mut reply = ReplyBuffer::default();
+        assert_eq!(
+            Hello::decode(reply.finish(Ok(0), 0, 4)),
+            Err(Malformed::NotAHello)
+        );
+        let mut bad_utf8 = HELLO_MAGIC.to_vec();
+        bad_utf8.extend_from_slice(&[0; 8]);
+        bad_utf8.push(0xff);
+        assert_eq!(Hello::decode(&bad_utf8), Err(Malformed::NameNotUtf8));
+        assert_eq!(
+            Hello::decode(&bad_utf8[..10]),
+            Err(Malformed::TooShort { len: 10, need: 16 })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(mut bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_reply(&bytes);
+            let _ = Hello::decode(&bytes);
+            let _ = decode_message(&mut bytes);
+        }
+
+        #[test]
+        fn decoding_never_panics_on_requests_with_a_valid_start(
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            // Random bytes rarely get past the kind byte; these always do.
+            let mut bytes = vec![KIND_REQUEST, 0, 0, 0];
+            bytes.extend_from_slice(&tail);
+            let _ = decode_message(&mut bytes);
+        }
+
+        #[test]
+        fn decode_inverts_encode(
+            op in 1u8..=9, flags: u64, offset: u64, len: u64, id: usize, fcntl_flags: u32,
+            pid: usize, uid: u32, gid: u32,
+            metadata in proptest::collection::vec(any::<u64>(), 0..=MAX_METADATA),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let head = RequestHead {
+                header: RequestHeader { opcode: Opcode::from_raw(op).unwrap(), flags, offset, len },
+                id,
+                fcntl_flags,
+                caller: Caller { pid, uid, gid },
+            };
+            let mut message = encoded(&head, &metadata, &payload);
+            let Ok(Message::Request(request)) = decode_message(&mut message) else {
+                panic!("not decoded as a request");
+            };
+            prop_assert_eq!(request.head, head);
+            prop_assert_eq!(request.metadata.as_slice(), &metadata[..]);
+            prop_assert_eq!(&request.payload[..], &payload[..]);
+        }
+
+        #[test]
+        fn hello_decode_inverts_encode(micros in 0u64.., name in "[a-z0-9._-]{1,40}") {
+            let hello = Hello { tick: (micros != 0).then(|| Duration::from_micros(micros)), name };
+            let mut out = Vec::new();
+            hello.encode(&mut out).unwrap();
+            prop_assert_eq!(Hello::decode(&out), Ok(hello));
+        }
+
+        #[test]
+        fn reply_decode_inverts_encode(
+            result in prop_oneof![
+                (0..=i64::MAX as usize).prop_map(Ok),
+                (1..=i32::MAX).prop_map(|errno| Err(Error::new(errno))),
+            ],
+            extra: u8,
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut buffer = ReplyBuffer::default();
+            buffer.body()[..payload.len()].copy_from_slice(&payload);
+            let reply = decode_reply(buffer.finish(result, extra, payload.len())).unwrap();
+            prop_assert_eq!(reply.header.result(), result);
+            prop_assert_eq!(reply.header.extra, extra);
+            prop_assert_eq!(reply.payload, &payload[..]);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The replica side: a daemon serving the supervisor over one descriptor.
+//!
+//! The supervisor intercepts the replica's `read` and `write` on the channel,
+//! gives every replica the same message and votes on what they write, so per
+//! message the loop makes exactly one `read` and one `write` and no other
+//! system call of its own, and its buffers are allocated before the first
+//! message. Everything else the replica does per message is the daemon's code.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use syscall::error::{Error, EPROTO};
+
+use super::codec::{decode_message, Hello, Message, ReplyBuffer, Request, MAX_MESSAGE_LEN};
+use crate::perform::{perform, Operation, Performed};
+use crate::wire::Opcode;
+use crate::{caller_ctx, io_error, SchemeDaemon};
+
+/// Serves `daemon` as scheme `name` to the supervisor on `channel`: writes the
+/// hello, then answers every message until the channel ends (a `read` of 0
+/// bytes), which is a normal end. `tick` is passed on in the hello: the
+/// supervisor runs the rounds.
+///
+/// The replica opens paths from its own scheme root. A malformed message gets an
+/// `EPROTO` reply and the loop goes on; a read or write that would block is
+/// answered with `EWOULDBLOCK` like any error, since parking is the
+/// supervisor's business.
+pub fn serve_replica<D: SchemeDaemon>(
+    channel: OwnedFd,
+    name: &str,
+    daemon: &mut D,
+    tick: Option<Duration>,
+) -> io::Result<()> {
+    let mut hello = Vec::new();
+    Hello {
+        tick,
+        name: name.to_owned(),
+    }
+    .encode(&mut hello)
+    .map_err(|malformed| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot serve {name:?} as a replica: {malformed}"),
+        )
+    })?;
+    let mut replica = Replica::new(daemon)?;
+    let mut channel = File::from(channel);
+    write_message(&mut channel, &hello)?;
+    // One byte more than the largest message, so that an oversized message is
+    // never cut down to one that decodes.
+    let mut message = vec![0u8; MAX_MESSAGE_LEN + 1];
+    loop {
+        let len = match channel.read(&mut message) {
+            Ok(0) => return Ok(()),
+            Ok(len) => len,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        write_message(&mut channel, replica.answer(&mut message[..len]))?;
+    }
+}
+
+/// Writes `message` with one `write`. The supervisor takes each write as a whole
+/// message, so a short write is an error, not something to resume.
+fn write_message(channel: &mut File, message: &[u8]) -> io::Result<()> {
+    loop {
+        match channel.write(message) {
+            Ok(n) if n == message.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!(
+                        "the replica channel took {n} of a {}-byte reply",
+                        message.len()
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The part of the loop between the `read` and the `write`.
+pub(crate) struct Replica<'d, D> {
+    daemon: &'d mut D,
+    root: usize,
+    reply: ReplyBuffer,
+}
+
+impl<'d, D: SchemeDaemon> Replica<'d, D> {
+    pub(crate) fn new(daemon: &'d mut D) -> io::Result<Self> {
+        let root = daemon.scheme_root().map_err(io_error)?;
+        Ok(Self {
+            daemon,
+            root,
+            reply: ReplyBuffer::default(),
+        })
+    }
+
+    /// Performs one message and returns the reply to write.
+    pub(crate) fn answer(&mut self, message: &mut [u8]) -> &[u8] {
+        let performed = match decode_message(message) {
+            Ok(Message::Round) => {
+                self.daemon.after_round();
+                Performed::status(Ok(0))
+            }
+            Ok(Message::Request(Request {
+                head,
+                metadata,
+                payload,
+            })) => {
+                let id = match head.header.opcode {
+                    Opcode::Open => self.root,
+                    _ => head.id,
+                };
+                let operation = Operation {
+                    header: head.header,
+                    id,
+                    fcntl_flags: head.fcntl_flags,
+                    metadata: metadata.as_slice(),
+                    payload,
+                };
+                let ctx = caller_ctx(head.caller.pid, head.caller.uid, head.caller.gid);
+                perform(self.daemon, operation, &ctx, self.reply.body())
+            }
+            Err(malformed) => {
+                log::warn!("replica channel: malformed message: {malformed}");
+                Performed::status(Err(Error::new(EPROTO)))
+            }
+        };
+        self.reply
+            .finish(performed.result, performed.extra, performed.data_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{decode_reply, encode_request, encode_round, RequestHead};
+    use super::super::test_scheme::Notes;
+    use super::*;
+    use crate::wire::RequestHeader;
+    use crate::Caller;
+    use syscall::error::{EBADF, EOPNOTSUPP, EWOULDBLOCK};
+    use syscall::schemev2::NewFdFlags;
+
+    fn request(opcode: Opcode, id: usize, len: u64, payload: &[u8]) -> Vec<u8> {
+        let head = RequestHead {
+            header: RequestHeader {
+                opcode,
+                flags: 0,
+                offset: 0,
+                len,
+            },
+            id,
+            fcntl_flags: 0,
+            caller: Caller {
+                pid: 42,
+                uid: 1,
+                gid: 2,
+            },
+        };
+        let mut message = Vec::new();
+        encode_request(&head, &[], payload, &mut message).unwrap();
+        message
+    }
+
+    /// The reply's result, extra byte and payload.
+    fn answer(
+        replica: &mut Replica<'_, Notes>,
+        mut message: Vec<u8>,
+    ) -> (syscall::error::Result<usize>, u8, Vec<u8>) {
+        let reply = decode_reply(replica.answer(&mut message)).expect("a well-formed reply");
+        (
+            reply.header.result(),
+            reply.header.extra,
+            reply.payload.to_vec(),
+        )
+    }
+
+    #[test]
+    fn opens_from_its_own_root_and_performs_requests() {
+        let mut notes = Notes::default();
+        let mut replica = Replica::new(&mut notes).unwrap();
+        // The supervisor's idea of the directory does not matter.
+        let (opened, extra, _) = answer(&mut replica, request(Opcode::Open, 77, 0, b"note"));
+        let id = opened.unwrap();
+        assert_eq!(extra, NewFdFlags::POSITIONED.bits());
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Read, id, 8, b"")).0,
+            Err(Error::new(EWOULDBLOCK)),
+            "would-block goes back as an error; parking is the supervisor's business"
+        );
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Write, id, 5, b"hello")).0,
+            Ok(5)
+        );
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Read, id, 3, b"")),
+            (Ok(3), 0, b"hel".to_vec())
+        );
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Mmap, id, 4096, b"")).0,
+            Err(Error::new(EOPNOTSUPP))
+        );
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Close, id, 0, b"")).0,
+            Ok(0)
+        );
+        assert_eq!(
+            answer(&mut replica, request(Opcode::Read, id, 3, b"")).0,
+            Err(Error::new(EBADF))
+        );
+        drop(replica);
+        assert_eq!(notes.closed, [id]);
+        assert_eq!(
+            notes.last_pid, 42,
+            "the caller's identity reaches the scheme"
+        );
+    }
+
+    #[test]
+    fn rounds_run_the_daemon_and_malformed_messages_get_eproto() {
+        let mut notes = Notes::default();
+        let mut replica = Replica::new(&mut notes).unwrap();
+        let mut round = Vec::new();
+        encode_round(&mut round);
+        assert_eq!(answer(&mut replica, round), (Ok(0), 0, Vec::new()));
+        assert_eq!(
+            answer(&mut replica, b"garbage".to_vec()).0,
+            Err(Error::new(EPROTO))
+        );
+        let mut cut = request(Opcode::Write, 1, 5, b"hello");
+        cut.pop();
+        assert_eq!(answer(&mut replica, cut).0, Err(Error::new(EPROTO)));
+        drop(replica);
+        assert_eq!(notes.rounds, 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn serves_over_a_socket_until_it_ends() {
+        use nix::sys::socket::{
+            recv, send, shutdown, socketpair, AddressFamily, MsgFlags, Shutdown, SockFlag, SockType,
+        };
+        use std::os::fd::AsRawFd;
+
+        let (supervisor, replica_end) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let replica = std::thread::spawn(move || {
+            let mut notes = Notes::default();
+            serve_replica(
+                replica_end,
+                "notes",
+                &mut notes,
+                Some(Duration::from_millis(7)),
+            )
+        });
+        let fd = supervisor.as_raw_fd();
+        let mut buf = vec![0u8; 1024];
+        let n = recv(fd, &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!(
+            Hello::decode(&buf[..n]).unwrap(),
+            Hello {
+                tick: Some(Duration::from_millis(7)),
+                name: "notes".into()
+            }
+        );
+        send(fd, &request(Opcode::Open, 0, 0, b"note"), MsgFlags::empty()).unwrap();
+        let n = recv(fd, &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!(decode_reply(&buf[..n]).unwrap().header.result(), Ok(1));
+        shutdown(fd, Shutdown::Write).unwrap();
+        replica
+            .join()
+            .unwrap()
+            .expect("the end of the channel is a normal end");
+    }
+
+    #[test]
+    fn a_name_the_hello_cannot_carry_is_refused() {
+        let (channel, _peer) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let error = serve_replica(channel.into(), "", &mut Notes::default(), None).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,142 @@
+//! A small scheme for the replica and forwarder tests.
+//!
+//! Opening `note` makes a note: write appends to it, read reads it at an offset
+//! (and would block while it is empty), call reverses the payload and answers
+//! with the number of metadata words. `elsewhere` answers with another scheme's
+//! descriptor, which cannot be passed on. Rounds and closes are counted.
+
+use std::collections::BTreeMap;
+
+use redox_scheme::scheme::SchemeSync;
+use redox_scheme::{CallerCtx, OpenResult};
+use syscall::error::{Error, Result, EBADF, ENOENT, EWOULDBLOCK};
+use syscall::flag::EventFlags;
+use syscall::schemev2::NewFdFlags;
+use syscall::Stat;
+
+use crate::{copy_at_offset, SchemeDaemon};
+
+pub const ROOT: usize = 0;
+
+#[derive(Default)]
+pub struct Notes {
+    notes: BTreeMap<usize, Vec<u8>>,
+    next_id: usize,
+    pub rounds: usize,
+    pub closed: Vec<usize>,
+    /// The pid of the last caller that opened or read.
+    pub last_pid: usize,
+}
+
+impl Notes {
+    fn note(&mut self, id: usize) -> Result<&mut Vec<u8>> {
+        self.notes.get_mut(&id).ok_or(Error::new(EBADF))
+    }
+}
+
+impl SchemeSync for Notes {
+    fn scheme_root(&mut self) -> Result<usize> {
+        Ok(ROOT)
+    }
+
+    fn openat(
+        &mut self,
+        dir: usize,
+        path: &str,
+        _flags: usize,
+        _fcntl_flags: u32,
+        ctx: &CallerCtx,
+    ) -> Result<OpenResult> {
+        if dir != ROOT {
+            return Err(Error::new(EBADF));
+        }
+        self.last_pid = ctx.pid;
+        match path {
+            "note" => {
+                self.next_id += 1;
+                self.notes.insert(self.next_id, Vec::new());
+                Ok(OpenResult::ThisScheme {
+                    number: self.next_id,
+                    flags: NewFdFlags::POSITIONED,
+                })
+            }
+            "elsewhere" => Ok(OpenResult::OtherScheme { fd: 3 }),
+            _ => Err(Error::new(ENOENT)),
+        }
+    }
+
+    fn read(
+        &mut self,
+        id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl_flags: u32,
+        ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.last_pid = ctx.pid;
+        let note = self.note(id)?;
+        if note.is_empty() {
+            return Err(Error::new(EWOULDBLOCK));
+        }
+        Ok(copy_at_offset(note, offset, buf))
+    }
+
+    fn write(
+        &mut self,
+        id: usize,
+        buf: &[u8],
+        _offset: u64,
+        _fcntl_flags: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.note(id)?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn call(
+        &mut self,
+        id: usize,
+        payload: &mut [u8],
+        metadata: &[u64],
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        self.note(id)?;
+        payload.reverse();
+        Ok(metadata.len())
+    }
+
+    fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
+        stat.st_size = self.note(id)?.len() as u64;
+        Ok(())
+    }
+
+    fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
+        self.note(id)?;
+        Ok(copy_at_offset(
+            format!("notes:note/{id}").as_bytes(),
+            0,
+            buf,
+        ))
+    }
+
+    fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        let ready = if self.note(id)?.is_empty() {
+            EventFlags::EVENT_WRITE
+        } else {
+            EventFlags::EVENT_READ | EventFlags::EVENT_WRITE
+        };
+        Ok(ready & flags)
+    }
+
+    fn on_close(&mut self, id: usize) {
+        if self.notes.remove(&id).is_some() {
+            self.closed.push(id);
+        }
+    }
+}
+
+impl SchemeDaemon for Notes {
+    fn after_round(&mut self) {
+        self.rounds += 1;
+    }
+}
