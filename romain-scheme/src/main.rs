@@ -149,6 +149,7 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
             command,
             replicas: args.replicas,
             watchdog: std::time::Duration::from_millis(args.watchdog_ms),
+            device_window: None,
         },
         ports: args.ports,
         label: args.label,

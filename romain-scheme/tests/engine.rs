@@ -6,19 +6,16 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::HashMap;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::OpenResult;
-use romain_scheme::engine::{GroupConfig, GroupLink, ReplicaGroup};
-use romain_scheme::trap::{PortDevice, ReplicaCommand, Width};
+use romain_scheme::engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
+use romain_scheme::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
 use scheme_runtime::{caller_ctx, Handle};
 use syscall::flag::O_RDWR;
 use uart16550::access::PortIo;
@@ -62,7 +59,7 @@ fn driver_binary() -> PathBuf {
 }
 
 fn unique_dir(what: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "romain-engine-{what}-{}-{}",
         std::process::id(),
@@ -77,9 +74,7 @@ fn unique_dir(what: &str) -> PathBuf {
 struct Replicated {
     dir: PathBuf,
     chip: Soft16550,
-    control: OwnedFd,
-    stop: Arc<AtomicBool>,
-    server: Option<JoinHandle<io::Result<()>>>,
+    group: GroupThread,
 }
 
 impl Replicated {
@@ -87,70 +82,32 @@ impl Replicated {
         let _ = env_logger::builder().is_test(true).try_init();
         let dir = unique_dir("group");
         let chip = Soft16550::new();
-        let (control, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let server = {
-            let (dir, chip, stop) = (dir.clone(), chip.clone(), Arc::clone(&stop));
-            thread::spawn(move || {
-                // The tracer must be the thread that serves: ptrace is per thread.
-                let mut command = ReplicaCommand::new(driver_binary());
-                command
-                    .args(["--access", "direct", "--scheme", SCHEME])
-                    .args(["--poll-interval", "2000", "--linger", "0"])
-                    .env("RUST_LOG", "error");
-                let group = ReplicaGroup::start(GroupConfig {
-                    command,
-                    replicas,
-                    watchdog,
-                })
-                .map_err(io::Error::other)?;
-                let link = GroupLink::new(group, Box::new(SoftPorts(chip)), Some(theirs));
-                romain_scheme::engine::serve_group_until(link, &dir, &stop)
-            })
+        let mut command = ReplicaCommand::new(driver_binary());
+        command
+            .args(["--access", "direct", "--scheme", SCHEME])
+            .args(["--poll-interval", "2000", "--linger", "0"])
+            .env("RUST_LOG", "error");
+        let config = GroupConfig {
+            command,
+            replicas,
+            watchdog,
+            device_window: None,
         };
-        let replicated = Self {
-            dir,
-            chip,
-            control,
-            stop,
-            server: Some(server),
+        let devices = Devices {
+            ports: Box::new(SoftPorts(chip.clone())),
+            memory: None,
         };
-        replicated.wait_for_scheme();
-        replicated
-    }
-
-    fn wait_for_scheme(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.dir.join(SCHEME).exists() {
-            assert!(
-                Instant::now() < deadline,
-                "the replicated driver never served"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+        wait_for_scheme(&dir, SCHEME, &group);
+        Self { dir, chip, group }
     }
 
     fn command(&self, text: &str) -> String {
-        send(self.control.as_raw_fd(), text.as_bytes(), MsgFlags::empty()).unwrap();
-        let mut answer = vec![0; 4096];
-        let len = recv(self.control.as_raw_fd(), &mut answer, MsgFlags::empty()).unwrap();
-        String::from_utf8_lossy(&answer[..len]).into_owned()
+        self.group.command(text).unwrap()
     }
 
     fn status(&self) -> HashMap<String, String> {
-        let text = self.command("status");
-        assert!(text.starts_with("ok"), "{text}");
-        text.lines()
-            .skip(1)
-            .filter_map(|line| line.split_once(": "))
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect()
+        status(&self.group)
     }
 
     fn counter(&self, key: &str) -> u64 {
@@ -165,12 +122,33 @@ impl Replicated {
 
 impl Drop for Replicated {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(server) = self.server.take() {
-            let _ = server.join();
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn wait_for_scheme(dir: &Path, scheme: &str, group: &GroupThread) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join(scheme).exists() {
+        assert!(
+            !group.is_finished(),
+            "the replica group ended before serving"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the replicated driver never served"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn status(group: &GroupThread) -> HashMap<String, String> {
+    let text = group.command("status").unwrap();
+    assert!(text.starts_with("ok"), "{text}");
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(": "))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// Sends `messages` through the scheme in `dir`, one write each, and waits until the
@@ -478,4 +456,59 @@ fn a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog() {
     assert_eq!(status["hangs"], "2", "{status:?}");
     assert_eq!(status["repairs"], "2", "{status:?}");
     assert!(status["last-fault"].contains("hung"), "{status:?}");
+}
+
+/// A device register file: loads read `0x1000 + offset`; every access is counted.
+struct CountingRegisters(Arc<AtomicU64>);
+
+impl MemoryDevice for CountingRegisters {
+    fn read(&mut self, offset: u64, _width: u8) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        0x1000 + offset
+    }
+
+    fn write(&mut self, _offset: u64, _width: u8, _value: u64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const WINDOW: u64 = 0x5000_0000_0000;
+
+#[test]
+fn loads_from_the_device_window_are_performed_once_for_the_group() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = unique_dir("mmio");
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command.args(["events", "events", "--window", &format!("{WINDOW:#x}")]);
+    let accesses = Arc::new(AtomicU64::new(0));
+    let devices = Devices {
+        ports: Box::new(SoftPorts(Soft16550::new())),
+        memory: Some(DeviceWindow {
+            window: WINDOW..WINDOW + 4096,
+            device: Box::new(CountingRegisters(Arc::clone(&accesses))),
+        }),
+    };
+    let config = GroupConfig {
+        command,
+        replicas: 3,
+        watchdog: Duration::from_secs(2),
+        device_window: Some(WINDOW..WINDOW + 4096),
+    };
+    let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+    wait_for_scheme(&dir, "events", &group);
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"mmio 25").unwrap(), 7);
+    assert_eq!(
+        accesses.load(Ordering::Relaxed),
+        25,
+        "once per load, not per replica"
+    );
+    assert_eq!(status(&group)["divergences"], "0");
+    // Whether a flipped register in one replica shows at a load or is overwritten
+    // first, the device still sees exactly one load per event.
+    group.command("flip 2 reg rax 4").unwrap();
+    assert_eq!(events.write(b"mmio 5").unwrap(), 6);
+    assert_eq!(accesses.load(Ordering::Relaxed), 30);
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! `romain-testdriver`: a stand-in driver for the supervisor's tests and for
 //! trying the supervisor out without hardware. It serves a scheme that answers
-//! every open (so the heartbeat sees it alive), or exits at once.
+//! every open (so the heartbeat sees it alive), or exits at once; or, for the
+//! replication engine's benchmark, makes externalization events on request.
 
 use std::process::ExitCode;
 
@@ -27,6 +28,24 @@ enum Mode {
     Serve { name: String },
     /// Exit at once with CODE, like a driver that fails at start-up.
     Exit { code: u8 },
+    /// Serve scheme NAME, where writing `<kind> <count>` to a handle makes `count`
+    /// events of one kind: `port` (an `in` from port 0x80), `syscall` (a getppid),
+    /// `mmio` (a 32-bit load from the device window), `none`. Runs under the
+    /// replication engine, which traps each event.
+    #[cfg(target_os = "linux")]
+    Events {
+        name: String,
+        /// Where to keep the device window: a page left without access rights, so
+        /// every load there faults to the engine.
+        #[arg(long, value_parser = parse_hex)]
+        window: u64,
+    },
+}
+
+#[cfg(target_os = "linux")]
+fn parse_hex(text: &str) -> std::result::Result<u64, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a hex address"))
 }
 
 /// Answers every open with a fresh handle that does nothing.
@@ -72,5 +91,111 @@ fn main() -> ExitCode {
             log::info!("exiting with {code}, as told");
             ExitCode::from(code)
         }
+        #[cfg(target_os = "linux")]
+        Mode::Events { name, window } => match events::serve(&name, window) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("romain-testdriver: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod events {
+    use std::io;
+    use std::num::NonZeroUsize;
+
+    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+    use redox_scheme::scheme::SchemeSync;
+    use redox_scheme::{CallerCtx, OpenResult};
+    use scheme_runtime::SchemeDaemon;
+    use syscall::error::{Error, Result, EINVAL};
+    use syscall::schemev2::NewFdFlags;
+
+    /// The port the `port` events read: the POST diagnostic port, which nothing
+    /// answers; under the engine the read never reaches a device anyway.
+    const PORT: u16 = 0x80;
+
+    struct Events {
+        window: *const u32,
+    }
+
+    impl SchemeSync for Events {
+        fn scheme_root(&mut self) -> Result<usize> {
+            Ok(0)
+        }
+
+        fn openat(
+            &mut self,
+            _fd: usize,
+            _path: &str,
+            _flags: usize,
+            _fcntl: u32,
+            _ctx: &CallerCtx,
+        ) -> Result<OpenResult> {
+            Ok(OpenResult::ThisScheme {
+                number: 1,
+                flags: NewFdFlags::empty(),
+            })
+        }
+
+        fn write(
+            &mut self,
+            _id: usize,
+            buf: &[u8],
+            _offset: u64,
+            _fcntl: u32,
+            _ctx: &CallerCtx,
+        ) -> Result<usize> {
+            let text = std::str::from_utf8(buf).map_err(|_| Error::new(EINVAL))?;
+            let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
+            let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
+            let mut sum = 0_u64;
+            for _ in 0..count {
+                sum = sum.wrapping_add(match kind {
+                    "port" => read_port(),
+                    // SAFETY: getppid has no arguments and no memory effects.
+                    "syscall" => (unsafe { nix::libc::getppid() }) as u64,
+                    // SAFETY: the window is mapped (without access rights) for the
+                    // process's life; the engine performs the load.
+                    "mmio" => u64::from(unsafe { self.window.read_volatile() }),
+                    "none" => 0,
+                    _ => return Err(Error::new(EINVAL)),
+                });
+            }
+            std::hint::black_box(sum);
+            Ok(buf.len())
+        }
+    }
+
+    impl SchemeDaemon for Events {}
+
+    fn read_port() -> u64 {
+        let value: u8;
+        // SAFETY: without port rights the instruction faults to the engine, which
+        // performs it; it touches no memory.
+        unsafe {
+            std::arch::asm!("in al, dx", in("dx") PORT, out("al") value, options(nomem, nostack, preserves_flags));
+        }
+        u64::from(value)
+    }
+
+    pub fn serve(name: &str, window: u64) -> io::Result<()> {
+        let page = NonZeroUsize::new(4096).expect("non-zero");
+        // SAFETY: a fresh anonymous mapping at an address nothing else uses.
+        let mapped = unsafe {
+            mmap_anonymous(
+                NonZeroUsize::new(window as usize),
+                page,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
+            )
+        }?;
+        let mut events = Events {
+            window: mapped.as_ptr().cast(),
+        };
+        scheme_runtime::serve(name, &mut events)
     }
 }

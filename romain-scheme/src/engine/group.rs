@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
+use std::ops::Range;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -25,10 +26,13 @@ use super::stats::EngineStats;
 use super::syscall_policy::SyscallClass;
 use super::watchdog::Watchdog;
 use crate::trap::state::{
-    compare_memory, find_spin_instruction, flip_memory_bit, repair_memory, vote_pages, FpState,
+    compare_memory, find_spin_instruction, flip_memory_bit, flip_register_bit, repair_memory,
+    vote_pages, FpState,
 };
-use crate::trap::{PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError};
-use crate::vote::{vote, Dissent, Registers, ReplicaIndex, ReplicaState, VoteOutcome};
+use crate::trap::{
+    MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError,
+};
+use crate::vote::{vote, Dissent, ReplicaIndex, ReplicaState, VoteOutcome};
 
 /// The descriptor number of the replica channel in every replica.
 pub const CHANNEL_FD: i32 = 100;
@@ -44,6 +48,21 @@ pub struct GroupConfig {
     pub replicas: usize,
     /// How long a replica may take to reach its next event.
     pub watchdog: Duration,
+    /// Addresses where the replicas keep device memory unmapped: their loads and
+    /// stores there fault and are performed once on [`Devices::memory`].
+    pub device_window: Option<Range<u64>>,
+}
+
+/// What the group's effects reach, each performed once.
+pub struct Devices {
+    pub ports: Box<dyn PortDevice + Send>,
+    /// The device behind [`GroupConfig::device_window`], addressed by offset in it.
+    pub memory: Option<DeviceWindow>,
+}
+
+pub struct DeviceWindow {
+    pub window: Range<u64>,
+    pub device: Box<dyn MemoryDevice + Send>,
 }
 
 /// Why the group cannot go on; the effect at hand did not reach the world.
@@ -171,7 +190,7 @@ impl ReplicaGroup {
     pub fn exchange(
         &mut self,
         request: Option<&[u8]>,
-        device: &mut dyn PortDevice,
+        devices: &mut Devices,
     ) -> Result<Option<Vec<u8>>, GroupFailure> {
         self.reply = None;
         let mut request = request;
@@ -187,7 +206,7 @@ impl ReplicaGroup {
             }
             self.apply_injections();
             let arrivals = self.advance()?;
-            self.conclude(arrivals, device)?;
+            self.conclude(arrivals, devices)?;
         }
     }
 
@@ -327,7 +346,8 @@ impl ReplicaGroup {
                 status => {
                     self.watchdog.arrived(pid);
                     let member = self.members[index].as_ref().expect("indexed");
-                    member.arrival(status, CHANNEL_FD as u64)
+                    let window = self.config.device_window.clone();
+                    member.arrival(status, CHANNEL_FD as u64, window)
                 }
             };
             awaited.remove(&pid.as_raw());
@@ -347,7 +367,7 @@ impl ReplicaGroup {
     fn conclude(
         &mut self,
         arrivals: Vec<Option<Arrival>>,
-        device: &mut dyn PortDevice,
+        devices: &mut Devices,
     ) -> Result<(), GroupFailure> {
         let states: Vec<Option<ReplicaState>> = arrivals
             .iter()
@@ -433,7 +453,7 @@ impl ReplicaGroup {
             }
         }
 
-        match self.perform(&reference, device)? {
+        match self.perform(&reference, devices)? {
             Completion::Continue { regs, stores } => {
                 for (index, member) in self.live() {
                     for (address, bytes) in &stores {
@@ -608,7 +628,7 @@ impl ReplicaGroup {
     fn perform(
         &mut self,
         reference: &Stopped,
-        device: &mut dyn PortDevice,
+        devices: &mut Devices,
     ) -> Result<Completion, GroupFailure> {
         let mut regs = reference.regs;
         let mut stores = Vec::new();
@@ -618,7 +638,21 @@ impl ReplicaGroup {
                     crate::vote::Event::PortStringOut { data, .. } => data.as_slice(),
                     _ => &[],
                 };
-                stores.extend(access.perform(device, &mut regs, outs_data));
+                stores.extend(access.perform(devices.ports.as_mut(), &mut regs, outs_data));
+            }
+            Action::Memory { access, address } => {
+                let Some(window) = devices.memory.as_mut() else {
+                    unreachable!("a memory event needs a device window");
+                };
+                let offset = address - window.window.start;
+                let value = match *access {
+                    MemoryAccess::Load { width, .. } => window.device.read(offset, width),
+                    MemoryAccess::Store { width, value, .. } => {
+                        window.device.write(offset, width, value);
+                        0
+                    }
+                };
+                access.apply(&mut regs, value);
             }
             Action::TimeStamp { len, with_aux } => {
                 // SAFETY: rdtsc has no memory effects; every x86-64 CPU has it.
@@ -740,9 +774,8 @@ impl ReplicaGroup {
             let applied = match injection.fault {
                 Fault::RegisterBit { register, bit } => ptrace::getregs(pid)
                     .and_then(|mut regs| {
-                        let mut values = Registers::from(&regs);
-                        values.set(register, values.get(register) ^ (1 << bit));
-                        values.apply_to(&mut regs);
+                        // The parser keeps bits in range, so the flip cannot fail.
+                        let _ = flip_register_bit(&mut regs, register, bit);
                         ptrace::setregs(pid, regs)
                     })
                     .map_err(|errno| errno.to_string()),

@@ -9,16 +9,18 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, send, MsgFlags};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use scheme_runtime::replicated::{Forwarder, ReplicaLink};
 use scheme_runtime::HostServer;
 
-use super::group::{GroupFailure, ReplicaGroup};
+use super::group::{Devices, GroupConfig, GroupFailure, ReplicaGroup};
 use super::Injection;
 use crate::trap::PortDevice;
 
@@ -31,7 +33,7 @@ const MAX_COMMAND_LEN: usize = 256;
 /// The replica group behind the driver's scheme, and the ports it reaches.
 pub struct GroupLink {
     group: ReplicaGroup,
-    device: Box<dyn PortDevice + Send>,
+    devices: Devices,
     control: Option<OwnedFd>,
     hello: Vec<u8>,
 }
@@ -39,14 +41,10 @@ pub struct GroupLink {
 impl GroupLink {
     /// `control`, if given, is a nonblocking SOCK_SEQPACKET socket: each message on it
     /// is a command (`status` or a fault injection), each answered with one message.
-    pub fn new(
-        group: ReplicaGroup,
-        device: Box<dyn PortDevice + Send>,
-        control: Option<OwnedFd>,
-    ) -> Self {
+    pub fn new(group: ReplicaGroup, devices: Devices, control: Option<OwnedFd>) -> Self {
         Self {
             group,
-            device,
+            devices,
             control,
             hello: Vec::new(),
         }
@@ -106,7 +104,7 @@ impl GroupLink {
         }
         log::error!("replica group failed ({failure}); starting it again");
         self.group.restart().map_err(io::Error::other)?;
-        match self.group.exchange(None, self.device.as_mut()) {
+        match self.group.exchange(None, &mut self.devices) {
             Ok(Some(hello)) if hello == self.hello => Ok(()),
             Ok(_) => Err(io::Error::other("the restarted group said another hello")),
             Err(failure) => Err(io::Error::other(failure)),
@@ -117,7 +115,7 @@ impl GroupLink {
 impl ReplicaLink for GroupLink {
     fn exchange(&mut self, message: &[u8], reply: &mut Vec<u8>) -> io::Result<()> {
         self.serve_control();
-        match self.group.exchange(Some(message), self.device.as_mut()) {
+        match self.group.exchange(Some(message), &mut self.devices) {
             Ok(Some(answer)) => {
                 *reply = answer;
                 Ok(())
@@ -131,7 +129,7 @@ impl ReplicaLink for GroupLink {
     }
 
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
-        match self.group.exchange(None, self.device.as_mut()) {
+        match self.group.exchange(None, &mut self.devices) {
             Ok(Some(hello)) => {
                 self.hello = hello.clone();
                 *reply = hello;
@@ -168,7 +166,7 @@ pub fn serve_group_until(link: GroupLink, scheme_dir: &Path, stop: &AtomicBool) 
 /// How `romain replicate` runs a driver.
 #[derive(Debug)]
 pub struct ReplicateOptions {
-    pub config: super::GroupConfig,
+    pub config: GroupConfig,
     /// The port range the driver's port instructions may reach through `mmio:`.
     pub ports: Option<driver_policy::PortRange>,
     /// The driver's policy label, for `mmio:` when this process runs as root.
@@ -191,7 +189,14 @@ pub fn replicate(options: ReplicateOptions) -> io::Result<()> {
     }
     let group = ReplicaGroup::start(options.config).map_err(io::Error::other)?;
     serve_group(
-        GroupLink::new(group, device, options.control),
+        GroupLink::new(
+            group,
+            Devices {
+                ports: device,
+                memory: None,
+            },
+            options.control,
+        ),
         &scheme_runtime::scheme_dir(),
     )
 }
@@ -207,5 +212,70 @@ impl PortDevice for NoPorts {
 
     fn write(&mut self, port: u16, _width: crate::trap::Width, _value: u32) {
         log::warn!("replicas wrote port {port:#x} but were granted no ports");
+    }
+}
+
+/// A group served from a thread of its own, which is the replicas' tracer (ptrace
+/// works per thread): for tests, benchmarks and programs that embed the engine.
+/// Dropping it stops serving and ends the replicas.
+pub struct GroupThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+    control: OwnedFd,
+}
+
+impl GroupThread {
+    /// Starts `config`'s replicas on the thread and serves their scheme in
+    /// `scheme_dir`; returns once the thread runs (the scheme appears when the
+    /// replicas said their hello).
+    pub fn spawn(config: GroupConfig, devices: Devices, scheme_dir: PathBuf) -> io::Result<Self> {
+        let (control, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            thread::Builder::new()
+                .name("romain-group".into())
+                .spawn(move || {
+                    let group = ReplicaGroup::start(config).map_err(io::Error::other)?;
+                    let link = GroupLink::new(group, devices, Some(theirs));
+                    serve_group_until(link, &scheme_dir, &stop)
+                })?
+        };
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            control,
+        })
+    }
+
+    /// Sends a control command (`status`, `scrub`, a fault) and returns the answer.
+    pub fn command(&self, text: &str) -> io::Result<String> {
+        send(self.control.as_raw_fd(), text.as_bytes(), MsgFlags::empty())?;
+        let mut answer = vec![0; 4096];
+        let len = recv(self.control.as_raw_fd(), &mut answer, MsgFlags::empty())?;
+        Ok(String::from_utf8_lossy(&answer[..len]).into_owned())
+    }
+
+    /// Whether the serving thread has ended (its error is logged when dropped).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl Drop for GroupThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Err(error)) => log::warn!("replica group thread ended: {error}"),
+                Err(_) => log::error!("replica group thread panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
     }
 }

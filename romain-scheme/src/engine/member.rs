@@ -1,6 +1,8 @@
 //! One replica of a group as the engine sees it: a traced process, and what its latest
 //! stop means (an externalization event, a crash, or a hang).
 
+use std::ops::Range;
+
 use nix::libc::{self, user_regs_struct};
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
@@ -10,7 +12,9 @@ use nix::unistd::Pid;
 use iced_x86::Mnemonic;
 
 use super::syscall_policy::{classify, SyscallClass};
-use crate::trap::{decode, DecodeError, PortAccess, Syscall, Tracee, TrapError};
+use crate::trap::{
+    decode, decode_memory_access, DecodeError, MemoryAccess, PortAccess, Syscall, Tracee, TrapError,
+};
 use crate::vote::{Event, Registers, ReplicaState};
 
 /// `rdtsc` is `0f 31`, `rdtscp` is `0f 01 f9`; drivers emit them without prefixes.
@@ -26,6 +30,11 @@ pub const MAX_SYSCALL_DATA: u64 = 1 << 20;
 pub enum Action {
     Syscall(Syscall, SyscallClass),
     Port(PortAccess),
+    /// A load or store at `address` in the device window.
+    Memory {
+        access: MemoryAccess,
+        address: u64,
+    },
     /// `rdtsc` (`with_aux` false) or `rdtscp` of `len` bytes.
     TimeStamp {
         len: u64,
@@ -71,14 +80,19 @@ impl Member {
 
     /// Interprets the wait status this replica reported, reading what the event needs
     /// from its registers and memory.
-    pub fn arrival(&self, status: WaitStatus, channel: u64) -> Arrival {
-        match self.read_arrival(status, channel) {
+    pub fn arrival(&self, status: WaitStatus, channel: u64, window: Option<Range<u64>>) -> Arrival {
+        match self.read_arrival(status, channel, window) {
             Ok(arrival) => arrival,
             Err(error) => Arrival::Died(format!("could not read its state: {error}")),
         }
     }
 
-    fn read_arrival(&self, status: WaitStatus, channel: u64) -> Result<Arrival, TrapError> {
+    fn read_arrival(
+        &self,
+        status: WaitStatus,
+        channel: u64,
+        window: Option<Range<u64>>,
+    ) -> Result<Arrival, TrapError> {
         let pid = self.pid();
         Ok(match status {
             WaitStatus::PtraceEvent(_, Signal::SIGTRAP, libc::PTRACE_EVENT_SECCOMP) => {
@@ -116,7 +130,7 @@ impl Member {
                     regs,
                 }))
             }
-            WaitStatus::Stopped(_, Signal::SIGSEGV) => self.at_fault()?,
+            WaitStatus::Stopped(_, Signal::SIGSEGV) => self.at_fault(window)?,
             WaitStatus::Stopped(_, signal) => Arrival::Died(format!("crashed with {signal}")),
             WaitStatus::Exited(_, code) => Arrival::Died(format!("exited with status {code}")),
             WaitStatus::Signaled(_, signal, _) => Arrival::Died(format!("killed by {signal}")),
@@ -125,17 +139,20 @@ impl Member {
     }
 
     /// A SIGSEGV is a port instruction or `rdtsc` (#GP, no address) or a genuine crash.
-    fn at_fault(&self) -> Result<Arrival, TrapError> {
+    fn at_fault(&self, window: Option<Range<u64>>) -> Result<Arrival, TrapError> {
         let pid = self.pid();
         let info = ptrace::getsiginfo(pid)?;
         // SAFETY: every SIGSEGV siginfo carries si_addr.
         let address = unsafe { info.si_addr() } as u64;
+        let regs = ptrace::getregs(pid)?;
+        if window.is_some_and(|window| window.contains(&address)) {
+            return self.at_device_memory(address, regs);
+        }
         if info.si_code != libc::SI_KERNEL || address != 0 {
             return Ok(Arrival::Died(format!(
                 "crashed: SIGSEGV at address {address:#x}"
             )));
         }
-        let regs = ptrace::getregs(pid)?;
         let bytes = self.tracee.read_instruction(regs.rip)?;
         let (event, action) = match decode(&bytes, &regs) {
             Ok(access) => {
@@ -169,6 +186,35 @@ impl Member {
         Ok(Arrival::Event(Box::new(Stopped {
             event,
             action,
+            regs,
+        })))
+    }
+}
+
+impl Member {
+    /// A load or store on the device window: decoded, not yet performed.
+    fn at_device_memory(&self, address: u64, regs: user_regs_struct) -> Result<Arrival, TrapError> {
+        let bytes = self.tracee.read_instruction(regs.rip)?;
+        let access = match decode_memory_access(&bytes, &regs) {
+            Ok(access) => access,
+            Err(error) => {
+                return Ok(Arrival::Died(format!(
+                    "crashed: device memory access at {address:#x} by {:#x}: {error}",
+                    regs.rip
+                )))
+            }
+        };
+        let event = match access {
+            MemoryAccess::Load { width, .. } => Event::MemoryRead { address, width },
+            MemoryAccess::Store { width, value, .. } => Event::MemoryWrite {
+                address,
+                width,
+                value,
+            },
+        };
+        Ok(Arrival::Event(Box::new(Stopped {
+            event,
+            action: Action::Memory { access, address },
             regs,
         })))
     }

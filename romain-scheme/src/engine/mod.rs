@@ -19,7 +19,9 @@ pub mod syscall_policy;
 mod watchdog;
 
 pub use fault_injection::{Fault, Injection, InjectionError};
-pub use group::{GroupConfig, GroupFailure, ReplicaGroup, CHANNEL_FD};
-pub use master::{replicate, serve_group, serve_group_until, GroupLink, ReplicateOptions};
+pub use group::{DeviceWindow, Devices, GroupConfig, GroupFailure, ReplicaGroup, CHANNEL_FD};
+pub use master::{
+    replicate, serve_group, serve_group_until, GroupLink, GroupThread, ReplicateOptions,
+};
 pub use mmio_ports::MmioPorts;
 pub use stats::EngineStats;

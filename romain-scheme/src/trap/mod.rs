@@ -1,12 +1,16 @@
 //! Trap-and-emulate of device access for replicated drivers: a replica's port
-//! instructions fault to the supervisor, which decodes and performs them once.
+//! instructions and its loads and stores on device memory kept unmapped fault to the
+//! supervisor, which decodes and performs them once; plus spawning deterministic
+//! replicas, the syscall filter, and reading, comparing and repairing replica state.
 
+pub mod memory_access;
 pub mod port_io;
 pub mod spawn;
 pub mod state;
 pub mod syscalls;
 pub mod tracee;
 
+pub use memory_access::{decode_memory_access, MemoryAccess, MemoryDecodeError, MemoryDevice};
 pub use port_io::{
     decode, DecodeError, Direction, PortAccess, PortDevice, PortIn, PortOut, PortString, Width,
 };

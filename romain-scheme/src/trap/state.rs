@@ -168,8 +168,11 @@ fn parse_maps(text: &str, keep: impl Fn(&[u8], &str) -> bool) -> io::Result<Vec<
             rest = after;
         }
         let [bounds, permissions, ..] = fields;
+        if permissions.len() != 4 {
+            return Err(malformed());
+        }
         let name = rest.trim_start();
-        if permissions.len() != 4 || !keep(permissions.as_bytes(), name) {
+        if !keep(permissions.as_bytes(), name) {
             continue;
         }
         let (start, end) = bounds.split_once('-').ok_or_else(malformed)?;
@@ -237,6 +240,8 @@ pub fn vote_pages(pids: &[Pid], pages: &[u64]) -> Result<Vec<(usize, u64)>, Repa
     let mut copies = vec![vec![0; PAGE_SIZE]; pids.len()];
     for &page in pages {
         for (copy, &pid) in copies.iter_mut().zip(pids) {
+            // A copy emptied for an unreadable page gets its size back first.
+            copy.resize(PAGE_SIZE, 0);
             if !read_fully(pid, page, copy)? {
                 copy.clear();
             }
@@ -253,7 +258,6 @@ pub fn vote_pages(pids: &[Pid], pages: &[u64]) -> Result<Vec<(usize, u64)>, Repa
                 write_fully(pids[position], page, &winner)?;
                 rewritten.push((position, page));
             }
-            copy.resize(PAGE_SIZE, 0);
         }
     }
     Ok(rewritten)
@@ -614,6 +618,8 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         let bad_hex = "55b0-zz rw-p 00000000 00:00 0 [heap]\n";
         assert!(parse_maps(bad_hex, keep_all).is_err());
+        let bad_permissions = "55b0-55b1 rw 00000000 00:00 0 [heap]\n";
+        assert!(parse_maps(bad_permissions, keep_all).is_err());
     }
 
     #[test]
