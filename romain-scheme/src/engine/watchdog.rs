@@ -52,13 +52,20 @@ impl Watchdog {
     }
 
     /// Starts a period in which every pid of `awaited` must arrive.
+    ///
+    /// Waking the watchdog thread costs a context switch, more than an event itself
+    /// on one CPU; so the thread is woken only when it sleeps without a deadline.
+    /// Otherwise it wakes at the deadline it knows, sees the later one and sleeps on.
     pub fn arm(&self, awaited: impl IntoIterator<Item = Pid>) {
         let (lock, wake) = &*self.shared;
         let mut shared = lock.lock().expect("watchdog lock");
         shared.awaited = awaited.into_iter().map(Pid::as_raw).collect();
         shared.stopped.clear();
+        let idle = shared.deadline.is_none();
         shared.deadline = Some(Instant::now() + self.period);
-        wake.notify_one();
+        if idle {
+            wake.notify_one();
+        }
     }
 
     /// `pid` arrived in time; returns false if the watchdog had already stopped it, in
@@ -75,11 +82,11 @@ impl Watchdog {
         shared.stopped.contains(&pid.as_raw())
     }
 
-    /// Nothing is awaited any more.
+    /// Nothing is awaited any more. The deadline stays for the thread to find
+    /// (see [`Self::arm`]).
     pub fn disarm(&self) {
         let mut shared = self.shared.0.lock().expect("watchdog lock");
         shared.awaited.clear();
-        shared.deadline = None;
     }
 }
 
@@ -110,6 +117,10 @@ fn watch(shared: &(Mutex<Shared>, Condvar)) {
                 wake.wait_timeout(state, deadline - now)
                     .expect("watchdog lock")
                     .0
+            }
+            Some(_) if state.awaited.is_empty() => {
+                state.deadline = None;
+                state
             }
             Some(_) => {
                 let overdue: Vec<i32> = state.awaited.iter().copied().collect();
