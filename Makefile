@@ -35,9 +35,10 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: benchmarks with ratios against baselines of the same run: host transport, mmio: in the guest, then TCP through our e1000 driver against Linux's own e1000 driver
+## bench: benchmarks with ratios against baselines of the same run: host transport, the replication engine's cost per event (N = 1, 2, 3), mmio: in the guest, then TCP through our e1000 driver against Linux's own e1000 driver
 bench: toolchain
 	$(CARGO) bench -p scheme-testbed
+	$(CARGO) bench -p romain-scheme --bench engine
 	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
 
 ## redox-check: type-check the Redox side (x86_64-unknown-redox)

@@ -48,10 +48,13 @@ fn parse_hex(text: &str) -> std::result::Result<u64, String> {
     u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a hex address"))
 }
 
-/// Answers every open with a fresh handle that does nothing.
+/// Answers every open with a fresh handle. Writing `<kind> <count>` to one makes
+/// events (see [`Mode::Events`]); `mmio` events need the device window.
 #[derive(Default)]
 struct Alive {
     opened: usize,
+    #[cfg(target_os = "linux")]
+    window: Option<std::ptr::NonNull<u32>>,
 }
 
 impl SchemeSync for Alive {
@@ -73,32 +76,46 @@ impl SchemeSync for Alive {
             flags: NewFdFlags::empty(),
         })
     }
+
+    #[cfg(target_os = "linux")]
+    fn write(
+        &mut self,
+        _id: usize,
+        buf: &[u8],
+        _offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        events::make(buf, self.window)?;
+        Ok(buf.len())
+    }
 }
 
 impl SchemeDaemon for Alive {}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match Cli::parse().command {
-        Mode::Serve { name } => match scheme_runtime::serve(&name, &mut Alive::default()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("romain-testdriver: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let served = match Cli::parse().command {
+        Mode::Serve { name } => scheme_runtime::serve(&name, &mut Alive::default()),
         Mode::Exit { code } => {
             log::info!("exiting with {code}, as told");
-            ExitCode::from(code)
+            return ExitCode::from(code);
         }
         #[cfg(target_os = "linux")]
-        Mode::Events { name, window } => match events::serve(&name, window) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("romain-testdriver: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Mode::Events { name, window } => events::map_window(window).and_then(|window| {
+            let mut alive = Alive {
+                window: Some(window),
+                ..Alive::default()
+            };
+            scheme_runtime::serve(&name, &mut alive)
+        }),
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("romain-testdriver: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -106,71 +123,36 @@ fn main() -> ExitCode {
 mod events {
     use std::io;
     use std::num::NonZeroUsize;
+    use std::ptr::NonNull;
 
     use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    use redox_scheme::scheme::SchemeSync;
-    use redox_scheme::{CallerCtx, OpenResult};
-    use scheme_runtime::SchemeDaemon;
     use syscall::error::{Error, Result, EINVAL};
-    use syscall::schemev2::NewFdFlags;
 
     /// The port the `port` events read: the POST diagnostic port, which nothing
     /// answers; under the engine the read never reaches a device anyway.
     const PORT: u16 = 0x80;
 
-    struct Events {
-        window: *const u32,
+    /// Makes the events `request` (`<kind> <count>`) asks for.
+    pub fn make(request: &[u8], window: Option<NonNull<u32>>) -> Result<()> {
+        let text = std::str::from_utf8(request).map_err(|_| Error::new(EINVAL))?;
+        let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
+        let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
+        let mut sum = 0_u64;
+        for _ in 0..count {
+            sum = sum.wrapping_add(match (kind, window) {
+                ("port", _) => read_port(),
+                // SAFETY: getppid has no arguments and no memory effects.
+                ("syscall", _) => (unsafe { nix::libc::getppid() }) as u64,
+                // SAFETY: the window stays mapped (without access rights) for the
+                // process's life; the engine performs the load.
+                ("mmio", Some(window)) => u64::from(unsafe { window.as_ptr().read_volatile() }),
+                ("none", _) => 0,
+                _ => return Err(Error::new(EINVAL)),
+            });
+        }
+        std::hint::black_box(sum);
+        Ok(())
     }
-
-    impl SchemeSync for Events {
-        fn scheme_root(&mut self) -> Result<usize> {
-            Ok(0)
-        }
-
-        fn openat(
-            &mut self,
-            _fd: usize,
-            _path: &str,
-            _flags: usize,
-            _fcntl: u32,
-            _ctx: &CallerCtx,
-        ) -> Result<OpenResult> {
-            Ok(OpenResult::ThisScheme {
-                number: 1,
-                flags: NewFdFlags::empty(),
-            })
-        }
-
-        fn write(
-            &mut self,
-            _id: usize,
-            buf: &[u8],
-            _offset: u64,
-            _fcntl: u32,
-            _ctx: &CallerCtx,
-        ) -> Result<usize> {
-            let text = std::str::from_utf8(buf).map_err(|_| Error::new(EINVAL))?;
-            let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
-            let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
-            let mut sum = 0_u64;
-            for _ in 0..count {
-                sum = sum.wrapping_add(match kind {
-                    "port" => read_port(),
-                    // SAFETY: getppid has no arguments and no memory effects.
-                    "syscall" => (unsafe { nix::libc::getppid() }) as u64,
-                    // SAFETY: the window is mapped (without access rights) for the
-                    // process's life; the engine performs the load.
-                    "mmio" => u64::from(unsafe { self.window.read_volatile() }),
-                    "none" => 0,
-                    _ => return Err(Error::new(EINVAL)),
-                });
-            }
-            std::hint::black_box(sum);
-            Ok(buf.len())
-        }
-    }
-
-    impl SchemeDaemon for Events {}
 
     fn read_port() -> u64 {
         let value: u8;
@@ -182,20 +164,18 @@ mod events {
         u64::from(value)
     }
 
-    pub fn serve(name: &str, window: u64) -> io::Result<()> {
+    /// Maps one page at `address` without access rights: the device window.
+    pub fn map_window(address: u64) -> io::Result<NonNull<u32>> {
         let page = NonZeroUsize::new(4096).expect("non-zero");
         // SAFETY: a fresh anonymous mapping at an address nothing else uses.
         let mapped = unsafe {
             mmap_anonymous(
-                NonZeroUsize::new(window as usize),
+                NonZeroUsize::new(address as usize),
                 page,
                 ProtFlags::PROT_NONE,
                 MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
             )
         }?;
-        let mut events = Events {
-            window: mapped.as_ptr().cast(),
-        };
-        scheme_runtime::serve(name, &mut events)
+        Ok(mapped.cast())
     }
 }
