@@ -5,7 +5,7 @@ use std::io;
 use std::num::NonZeroUsize;
 
 use scheme_runtime::Handle;
-use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ESRCH};
+use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ESRCH, ETIMEDOUT};
 use syscall::flag::{O_RDONLY, O_RDWR};
 
 use crate::command::Command;
@@ -44,7 +44,7 @@ pub fn status(driver: Option<&str>) -> io::Result<String> {
 }
 
 /// Sends `command` to `driver`'s running group and returns the status after it.
-pub fn send(driver: &str, command: Command) -> io::Result<String> {
+pub fn send(driver: &str, command: &Command) -> io::Result<String> {
     let handle = Handle::open(&group_path(driver, Some("attach"))?, O_RDWR)?;
     handle.write(command.to_string().as_bytes())?;
     read_text(&handle)
@@ -69,9 +69,13 @@ pub fn explain(error: &io::Error, driver: &str) -> String {
     match error.raw_os_error() {
         Some(ENOENT) => format!("no driver {driver:?} in the registry"),
         Some(ESRCH) => format!("{driver} is not running"),
-        Some(EOPNOTSUPP) => {
-            format!("{driver}: replication is not available yet; a group runs one process (use --replicas 1)")
-        }
+        Some(EOPNOTSUPP) => format!(
+            "{driver}: not supported: fault injection and scrubbing need a replicated group \
+             (--replicas 2 or more), and replication needs process tracing (Linux)"
+        ),
+        Some(ETIMEDOUT) => format!(
+            "{driver}: the replication engine did not answer in time; it may still carry the command out"
+        ),
         Some(ENODEV) => format!("{SCHEME_NAME}: is not served (is `romain serve` running?)"),
         Some(EACCES) => {
             format!("{driver}: only root or the supervisor's user may start or command groups")
@@ -108,7 +112,8 @@ mod tests {
         let said = |errno| explain(&io::Error::from_raw_os_error(errno), "e1000");
         assert_eq!(said(ENOENT), "no driver \"e1000\" in the registry");
         assert_eq!(said(ESRCH), "e1000 is not running");
-        assert!(said(EOPNOTSUPP).contains("replication is not available yet"));
+        assert!(said(EOPNOTSUPP).contains("need a replicated group"));
+        assert!(said(ETIMEDOUT).contains("did not answer in time"));
         assert!(said(ENODEV).contains("romain serve"));
         assert!(said(EACCES).contains("only root"));
         assert!(said(EINVAL).contains("refused"));

@@ -1,15 +1,18 @@
-//! A supervised group: one driver's processes, restarted when they fail.
+//! A supervised group: one driver's process, restarted when it fails.
 //!
-//! Until the replication engine exists a group runs one process (replica 0).
-//! The group is polled every round: it reaps its process without waiting, runs
-//! the heartbeat, and restarts on the backoff schedule.
+//! The process is the driver itself for a group of one replica, and the
+//! replication engine (`romain replicate`, see [`Program`]) for a group of two
+//! or more: the engine runs the replicas, masks or repairs their faults and
+//! replaces the dead ones; the group supervises the engine like any driver. The
+//! group is polled every round: it reaps its process without waiting, runs the
+//! heartbeat, and restarts on the backoff schedule.
 
 use std::fmt;
 use std::io;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant, SystemTime};
 
-use syscall::error::{EINVAL, EIO, ESRCH};
+use syscall::error::{EINVAL, EIO, EOPNOTSUPP, ESRCH, ETIMEDOUT};
 
 use crate::backoff::{restart_delay, stable_after};
 use crate::command::Command;
@@ -17,11 +20,8 @@ use crate::fault::{Fault, FaultReason};
 use crate::heartbeat::ProbeReply;
 use crate::recovery::RecoveryScript;
 use crate::registry::DriverSpec;
-use crate::replica::{KillCause, Replica};
-use crate::status::{GroupState, GroupStatus};
-
-/// How many processes a group runs today.
-const REPLICAS: usize = 1;
+use crate::replica::{EngineError, KillCause, Program, Replica, ENGINE_WAIT};
+use crate::status::{EngineCounters, EngineReport, GroupState, GroupStatus};
 
 #[derive(Debug)]
 enum State {
@@ -33,6 +33,7 @@ enum State {
 #[derive(Debug)]
 pub struct Group {
     spec: DriverSpec,
+    program: Program,
     state: State,
     restarts: u64,
     repetition: u32,
@@ -45,18 +46,25 @@ pub struct Group {
 pub enum ControlError {
     NoSuchReplica {
         index: usize,
+        replicas: usize,
     },
     /// No process to act on in this state.
     NoProcess(GroupState),
     Signal(io::Error),
+    /// Only the replication engine does this, and the group runs the driver
+    /// alone.
+    NotReplicated,
+    Engine(EngineError),
 }
 
 impl ControlError {
     pub fn errno(&self) -> i32 {
         match self {
-            Self::NoSuchReplica { .. } => EINVAL,
+            Self::NoSuchReplica { .. } | Self::Engine(EngineError::Refused(_)) => EINVAL,
             Self::NoProcess(_) => ESRCH,
-            Self::Signal(_) => EIO,
+            Self::Signal(_) | Self::Engine(EngineError::Socket(_)) => EIO,
+            Self::NotReplicated => EOPNOTSUPP,
+            Self::Engine(EngineError::Silent(_)) => ETIMEDOUT,
         }
     }
 }
@@ -64,20 +72,26 @@ impl ControlError {
 impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoSuchReplica { index } => {
-                write!(f, "no replica {index}: the group runs {REPLICAS}")
+            Self::NoSuchReplica { index, replicas } => {
+                write!(f, "no replica {index}: the group runs {replicas}")
             }
             Self::NoProcess(state) => write!(f, "no process to act on while the group is {state}"),
             Self::Signal(e) => write!(f, "cannot signal the process: {e}"),
+            Self::NotReplicated => f.write_str(
+                "the group runs the driver alone; only a replicated group (replicas=2 or more) \
+                 takes this",
+            ),
+            Self::Engine(e) => e.fmt(f),
         }
     }
 }
 
 impl Group {
-    /// Starts a group of `spec`'s driver.
-    pub fn start(spec: DriverSpec, now: Instant) -> Self {
+    /// Starts a group of `spec`'s driver run as `program`.
+    pub fn start(spec: DriverSpec, program: Program, now: Instant) -> Self {
         let mut group = Self {
             spec,
+            program,
             state: State::Down,
             restarts: 0,
             repetition: 0,
@@ -88,23 +102,32 @@ impl Group {
         group
     }
 
-    /// Brings a group that is down, or going down, back up. A group that comes
-    /// back from down starts afresh, its counters cleared.
-    pub fn up(&mut self, now: Instant) {
+    /// Brings a group that is down, or going down, back up, as `program`. A
+    /// group that comes back from down starts afresh, its counters cleared; one
+    /// going down is replaced once its process has ended.
+    pub fn up(&mut self, program: Program, now: Instant) {
         match &mut self.state {
             State::Down => {
+                self.program = program;
                 self.restarts = 0;
                 self.repetition = 0;
                 self.last_fault = None;
                 self.launch(now);
             }
-            State::Up(replica) => replica.revive(),
+            State::Up(replica) => {
+                self.program = program;
+                replica.revive();
+            }
             State::Backoff { .. } => {}
         }
     }
 
     pub fn replicas(&self) -> usize {
-        REPLICAS
+        self.program.replicas()
+    }
+
+    fn is_replicated(&self) -> bool {
+        matches!(self.program, Program::Engine { .. })
     }
 
     pub fn state(&self) -> GroupState {
@@ -126,7 +149,7 @@ impl Group {
         GroupStatus {
             driver: &self.spec.name,
             state: self.state(),
-            replicas: REPLICAS,
+            replicas: self.replicas(),
             pids: match &self.state {
                 State::Up(replica) => vec![replica.pid()],
                 _ => Vec::new(),
@@ -138,6 +161,30 @@ impl Group {
             repetition: self.repetition,
             last_fault: self.last_fault.as_ref(),
             next_restart_at,
+            engine: self.is_replicated().then(|| self.engine_report()),
+        }
+    }
+
+    /// Asks the engine for its counters; unknown when none runs, one going down
+    /// included, or it cannot say.
+    fn engine_report(&self) -> EngineReport {
+        let engine = match &self.state {
+            State::Up(replica) if !replica.is_going_down() => replica.engine(),
+            _ => None,
+        };
+        let Some(engine) = engine else {
+            return EngineReport::Unknown;
+        };
+        let counters = engine
+            .ask("status", ENGINE_WAIT)
+            .map_err(|e| e.to_string())
+            .and_then(|answer| EngineCounters::parse(&answer));
+        match counters {
+            Ok(counters) => EngineReport::Counters(counters),
+            Err(problem) => {
+                log::warn!("{}: no engine counters: {problem}", self.spec.name);
+                EngineReport::Unknown
+            }
         }
     }
 
@@ -165,10 +212,19 @@ impl Group {
         }
     }
 
-    pub fn command(&mut self, command: Command, now: Instant) -> Result<(), ControlError> {
+    pub fn command(&mut self, command: &Command, now: Instant) -> Result<(), ControlError> {
+        if let Some(index) = command.replica().filter(|&i| i >= self.replicas()) {
+            return Err(ControlError::NoSuchReplica {
+                index,
+                replicas: self.replicas(),
+            });
+        }
+        if command.is_for_the_engine() && self.is_replicated() {
+            return self.tell_engine(command);
+        }
         match command {
-            Command::Kill(index) | Command::Stop(index) if index >= REPLICAS => {
-                Err(ControlError::NoSuchReplica { index })
+            Command::Hang(_) | Command::Flip { .. } | Command::Scrub => {
+                Err(ControlError::NotReplicated)
             }
             Command::Kill(_) => {
                 self.live_replica()?
@@ -199,6 +255,19 @@ impl Group {
                 Ok(())
             }
         }
+    }
+
+    /// Has the engine carry out `command`; its answer decides.
+    fn tell_engine(&mut self, command: &Command) -> Result<(), ControlError> {
+        let engine = self
+            .live_replica()?
+            .engine()
+            .ok_or(ControlError::NotReplicated)?;
+        let answer = engine
+            .ask(&command.to_string(), ENGINE_WAIT)
+            .map_err(ControlError::Engine)?;
+        log::info!("{}: {command}: the engine says {answer}", self.spec.name);
+        Ok(())
     }
 
     fn live_replica(&mut self) -> Result<&mut Replica, ControlError> {
@@ -279,14 +348,22 @@ impl Group {
 
     /// Starts the process; a failure to start is a fault like any other.
     fn launch(&mut self, now: Instant) {
-        match Replica::spawn(&self.spec, 0, now) {
+        match Replica::spawn(&self.spec, &self.program, now) {
             Ok(replica) => {
-                log::info!("{}: started pid {}", self.spec.name, replica.pid());
+                log::info!(
+                    "{}: started pid {} ({} replicas)",
+                    self.spec.name,
+                    replica.pid(),
+                    self.replicas()
+                );
                 self.state = State::Up(replica);
             }
             Err(e) => {
-                let reason =
-                    FaultReason::SpawnFailed(format!("{}: {e}", self.spec.binary.display()));
+                let binary = match &self.program {
+                    Program::Driver => &self.spec.binary,
+                    Program::Engine { binary, .. } => binary,
+                };
+                let reason = FaultReason::SpawnFailed(format!("{}: {e}", binary.display()));
                 self.fault(None, reason, Duration::ZERO, now);
             }
         }

@@ -7,9 +7,14 @@
 //! whose heartbeat goes unanswered, and runs a recovery script on every fault.
 //! Reading a handle gives status; writing one takes commands.
 //!
-//! A group runs one process today. The replication engine (N traced replicas
-//! with voting) will run under the same paths; until then `replicas=N` with
-//! N > 1 is refused with `EOPNOTSUPP`.
+//! A group runs one process. With `replicas=N`, N >= 2, that process is the
+//! replication engine ([`engine`], `romain replicate`): N traced replicas of the
+//! driver that vote on every effect, repaired or replaced by the engine, which
+//! also serves the driver's scheme and takes fault injections from the group's
+//! handle. Without `replicas=` or with N = 1 the process is the driver alone,
+//! restart-only. Either way the supervisor restarts the process when it fails.
+//! Redox has no process tracing, so there `replicas=N` with N >= 2 is refused
+//! with `EOPNOTSUPP`.
 
 mod backoff;
 pub mod client;

@@ -32,7 +32,10 @@ enum Subcommands {
     Up {
         /// The driver's name in the registry.
         driver: String,
-        /// Replicas per group; only 1 until the replication engine exists.
+        /// Replicas in the group. 1 (the default for a new group) runs the
+        /// driver alone, restarted when it fails; 2 or more run it under the
+        /// replication engine, which votes on every effect: 2 detect a fault, 3
+        /// or more also repair it.
         #[arg(long, value_name = "N")]
         replicas: Option<NonZeroUsize>,
     },
@@ -46,8 +49,23 @@ enum Subcommands {
         /// The driver's name in the registry.
         driver: String,
     },
+    /// Send a command to a driver's running group, such as a fault injection,
+    /// and print its status after it.
+    ///
+    /// Replicated groups take fault injections into replica i (`flip <i> reg
+    /// <register> <bit>`, `flip <i> mem <address> <bit>`, `kill <i>`, `stop <i>`,
+    /// `hang <i>`) and `scrub`; every group takes `kill 0`, `stop 0`, `restart`
+    /// and `down`.
+    Inject {
+        /// The driver's name in the registry.
+        driver: String,
+        /// The command, e.g. `flip 1 reg rax 3`.
+        #[arg(required = true, value_name = "WORD")]
+        command: Vec<String>,
+    },
     /// Run a driver as a group of traced replicas that vote on every effect, and
-    /// serve the driver's scheme for them (what `romain:` starts for `replicas=N`).
+    /// serve the driver's scheme for them (what `romain:` starts for `replicas=N`,
+    /// N >= 2).
     #[cfg(target_os = "linux")]
     Replicate(ReplicateArgs),
 }
@@ -84,7 +102,14 @@ fn main() -> ExitCode {
         Subcommands::Status {
             driver: Some(driver),
         } => (client::status(Some(&driver)), driver),
-        Subcommands::Down { driver } => (client::send(&driver, Command::Down), driver),
+        Subcommands::Down { driver } => (client::send(&driver, &Command::Down), driver),
+        Subcommands::Inject { driver, command } => match command.join(" ").parse::<Command>() {
+            Ok(command) => (client::send(&driver, &command), driver),
+            Err(e) => {
+                eprintln!("romain: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
         #[cfg(target_os = "linux")]
         Subcommands::Replicate(args) => return replicate(args),
     };
@@ -111,7 +136,15 @@ fn serve(registry: &std::path::Path) -> ExitCode {
     if registry.drivers().next().is_none() {
         log::warn!("the registry lists no drivers; every open will fail with ENOENT");
     }
-    let supervisor = Supervisor::new(registry);
+    // Replicated groups run `romain replicate`: this very program.
+    let engine = match std::env::current_exe() {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("romain: cannot find its own binary, which runs replicated groups: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let supervisor = Supervisor::new(registry, engine);
     let tick = supervisor.tick();
     let mut scheme = RomainScheme::new(supervisor, romain_scheme::own_uid());
     match scheme_runtime::serve_with_tick(romain_scheme::SCHEME_NAME, &mut scheme, Some(tick)) {
@@ -136,13 +169,11 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
     }
     let (program, driver_args) = args.driver.split_first().expect("clap requires the driver");
     let mut command = ReplicaCommand::new(program);
-    for arg in driver_args {
-        command.arg(arg);
-    }
-    for name in ["RUST_LOG", scheme_runtime::SCHEME_DIR_ENV] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
+    command.args(driver_args);
+    // Every replica gets this process's environment (the registry's, as romain:
+    // starts it): the same for all, so it cannot make them diverge.
+    for (name, value) in std::env::vars_os() {
+        command.env(name, value);
     }
     let options = ReplicateOptions {
         config: GroupConfig {

@@ -1,4 +1,5 @@
-//! The few process operations std does not offer, for Linux and Redox.
+//! The few process operations std does not offer, for Linux and Redox, and the
+//! control socket of a replication engine (Linux only: the engine needs ptrace).
 //!
 //! Spawning, reaping (`Child::try_wait`, a `waitpid` with `WNOHANG`) and SIGKILL
 //! (`Child::kill`) go through std on both platforms.
@@ -53,5 +54,193 @@ pub fn die_with_supervisor(command: &mut std::process::Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// `romain:`'s end of a replication engine's control socket: SOCK_SEQPACKET, so
+/// each command and each answer is one message, never split or merged.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct ControlSocket(std::os::fd::OwnedFd);
+
+#[cfg(target_os = "linux")]
+impl ControlSocket {
+    /// Creates a connected pair and has the process `command` spawns find the
+    /// other end at descriptor `at`, open across its exec (and only there: both
+    /// ends are close-on-exec in this process). Returns this end and the other;
+    /// drop the other once the process is spawned.
+    pub fn for_child(
+        command: &mut std::process::Command,
+        at: std::os::fd::RawFd,
+    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+        use nix::libc;
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let source = theirs.as_raw_fd();
+        // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of
+        // the parent.
+        unsafe {
+            command.pre_exec(move || {
+                // A dup2 onto itself would leave close-on-exec set.
+                let result = if source == at {
+                    libc::fcntl(at, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(source, at)
+                };
+                if result == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok((Self(ours), theirs))
+    }
+
+    /// Sends one message; fails rather than waits when the socket is full.
+    pub fn send(&self, message: &[u8]) -> io::Result<()> {
+        use nix::sys::socket::{send, MsgFlags};
+        use std::os::fd::AsRawFd;
+        send(
+            self.0.as_raw_fd(),
+            message,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        )?;
+        Ok(())
+    }
+
+    /// Waits up to `wait` for one message and puts it in `buf` (cut to its
+    /// length); its length, or `None` when none came in time. A closed peer is
+    /// an `UnexpectedEof` error.
+    pub fn receive(&self, buf: &mut [u8], wait: std::time::Duration) -> io::Result<Option<usize>> {
+        use nix::errno::Errno;
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::{AsFd, AsRawFd};
+        use std::time::Instant;
+
+        let deadline = Instant::now() + wait;
+        loop {
+            match recv(self.0.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(len) => return Ok(Some(len)),
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Rounded up: a timeout rounded down to 0 would spin.
+            let timeout =
+                PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX);
+            match poll(
+                &mut [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)],
+                timeout,
+            ) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+}
+
+/// Redox has no process tracing, hence no replication engine to control: the
+/// supervisor refuses replicated groups there, and this type has no value.
+#[cfg(target_os = "redox")]
+#[derive(Debug)]
+pub struct ControlSocket(std::convert::Infallible);
+
+#[cfg(target_os = "redox")]
+impl ControlSocket {
+    pub fn for_child(
+        _command: &mut std::process::Command,
+        _at: std::os::fd::RawFd,
+    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "replication needs process tracing, which Redox lacks",
+        ))
+    }
+
+    pub fn send(&self, _message: &[u8]) -> io::Result<()> {
+        match self.0 {}
+    }
+
+    pub fn receive(
+        &self,
+        _buf: &mut [u8],
+        _wait: std::time::Duration,
+    ) -> io::Result<Option<usize>> {
+        match self.0 {}
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_child_finds_its_end_of_the_control_socket_and_nothing_else() {
+        // `cat` at the other end sends every message back as it came.
+        let mut command = Command::new("/bin/sh");
+        command
+            .args(["-c", "exec cat <&3 >&3"])
+            .stdin(Stdio::null());
+        let (socket, child_end) = ControlSocket::for_child(&mut command, 3).unwrap();
+        let mut child = command.spawn().unwrap();
+        drop(child_end);
+
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        assert_eq!(
+            socket.receive(&mut buf, Duration::from_millis(50)).unwrap(),
+            None
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        for message in [&b"status"[..], b"flip 1 reg rax 3"] {
+            socket.send(message).unwrap();
+            let len = socket
+                .receive(&mut buf, Duration::from_secs(10))
+                .unwrap()
+                .expect("an answer");
+            assert_eq!(&buf[..len], message);
+        }
+
+        // `cat` ends at end of input only if this end is the last one open:
+        // the child did not inherit it.
+        drop(socket);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the child never saw the end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_ends_is_an_error() {
+        let mut command = Command::new("/bin/true");
+        command.stdin(Stdio::null());
+        let (socket, child_end) = ControlSocket::for_child(&mut command, 3).unwrap();
+        command.status().unwrap();
+        drop(child_end);
+        let error = socket
+            .receive(&mut [0u8; 8], Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            socket.send(b"status").unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
     }
 }

@@ -11,11 +11,16 @@
 //! missed_periods = 2                   # kill after this many periods without a reply (default 2)
 //! backoff_cap_periods = 30             # restart delays 1, 2, 4, ... periods, at most this (default 30)
 //! recovery_script = "/etc/romain/recover"  # optional: run with (driver, reason, repetition)
+//! ports = "0x2f8-0x2ff"                # optional, replicated groups: the I/O ports the
+//!                                      # replicas' port instructions reach (through mmio:)
+//! watchdog_ms = 1000                   # optional, replicated groups: how long a replica may
+//!                                      # take to its next event (default: the engine's, 1000)
 //! ```
 //!
 //! The defaults are MINIX 3's reincarnation server's. Any answer from the
 //! heartbeat path counts as a reply, even an error: it proves the driver's
-//! request loop runs.
+//! request loop runs. A driver running alone opens its ports itself, so `ports`
+//! and `watchdog_ms` only matter to groups of two or more replicas.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use driver_policy::PortRange;
 use scheme_runtime::SchemePath;
 use serde::Deserialize;
 
@@ -51,6 +57,11 @@ pub struct DriverSpec {
     pub missed_periods: u32,
     pub backoff_cap_periods: u32,
     pub recovery_script: Option<PathBuf>,
+    /// The I/O ports the replication engine performs the replicas' port
+    /// instructions on.
+    pub ports: Option<PortRange>,
+    /// The replication engine's watchdog; `None` leaves the engine's default.
+    pub watchdog: Option<Duration>,
 }
 
 /// All drivers, by name.
@@ -156,6 +167,8 @@ struct DriverEntry {
     missed_periods: Option<u32>,
     backoff_cap_periods: Option<u32>,
     recovery_script: Option<PathBuf>,
+    ports: Option<String>,
+    watchdog_ms: Option<u64>,
 }
 
 impl DriverEntry {
@@ -206,13 +219,22 @@ impl DriverEntry {
         if let Some(path) = &self.heartbeat {
             SchemePath::parse(path).map_err(|e| invalid("heartbeat", format!("{path:?}: {e}")))?;
         }
-        let period_ms = self.period_ms.unwrap_or(DEFAULT_PERIOD_MS);
-        if !(1..=MAX_PERIOD_MS).contains(&period_ms) {
-            return Err(invalid(
-                "period_ms",
-                format!("{period_ms}: want 1 to {MAX_PERIOD_MS}"),
-            ));
-        }
+        let milliseconds = |key: &'static str, ms: u64| match ms {
+            1..=MAX_PERIOD_MS => Ok(Duration::from_millis(ms)),
+            _ => Err(invalid(key, format!("{ms}: want 1 to {MAX_PERIOD_MS}"))),
+        };
+        let period = milliseconds("period_ms", self.period_ms.unwrap_or(DEFAULT_PERIOD_MS))?;
+        let watchdog = self
+            .watchdog_ms
+            .map(|ms| milliseconds("watchdog_ms", ms))
+            .transpose()?;
+        let ports = self
+            .ports
+            .map(|text| {
+                text.parse::<PortRange>()
+                    .map_err(|e| invalid("ports", e.to_string()))
+            })
+            .transpose()?;
         let count =
             |key: &'static str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
                 n @ 1..=MAX_PERIODS => Ok(n),
@@ -234,10 +256,12 @@ impl DriverEntry {
             env: self.env,
             policy,
             heartbeat: self.heartbeat,
-            period: Duration::from_millis(period_ms),
+            period,
             missed_periods,
             backoff_cap_periods,
             recovery_script: self.recovery_script,
+            ports,
+            watchdog,
             name,
         })
     }
@@ -280,6 +304,8 @@ mod tests {
 
             [driver.uart]
             binary = "/usr/bin/uartd"
+            ports = "0x2f8-0x2ff"
+            watchdog_ms = 250
             "#,
         )
         .unwrap();
@@ -295,6 +321,7 @@ mod tests {
             e1000.recovery_script.as_deref(),
             Some(Path::new("/etc/romain/recover"))
         );
+        assert_eq!((e1000.ports, e1000.watchdog), (None, None));
 
         let uart = registry.driver("uart").unwrap();
         assert_eq!(
@@ -304,6 +331,8 @@ mod tests {
         assert_eq!(uart.period, Duration::from_secs(5));
         assert_eq!((uart.missed_periods, uart.backoff_cap_periods), (2, 30));
         assert!(uart.args.is_empty() && uart.env.is_empty() && uart.heartbeat.is_none());
+        assert_eq!(uart.ports, Some(PortRange::new(0x2f8, 0x2ff).unwrap()));
+        assert_eq!(uart.watchdog, Some(Duration::from_millis(250)));
         assert_eq!(
             registry
                 .drivers()
@@ -359,6 +388,18 @@ mod tests {
                 "args: \"a\\0b\" holds a NUL byte",
             ),
             ("[driver.\"a/b\"]\nbinary = \"/x\"", "driver `a/b`: name:"),
+            (
+                "[driver.a]\nbinary = \"/x\"\nports = \"0x2ff-0x2f8\"",
+                "driver `a`: ports: `0x2ff-0x2f8` runs backwards",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nports = \"2f8-2ff\"",
+                "driver `a`: ports: `2f8-2ff` is not a port range",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nwatchdog_ms = 0",
+                "driver `a`: watchdog_ms: 0: want 1 to",
+            ),
         ];
         for (text, expected) in cases {
             let message = problem(text);
@@ -374,6 +415,11 @@ mod tests {
         assert!(problem("[drivers.a]\nbinary = \"/x\"").contains("unknown field `drivers`"));
         assert!(problem("[driver.a]\nargs = []").contains("missing field `binary`"));
         assert!(problem("[driver.a]\nbinary = \"/x\"\nperiod_ms = \"5s\"").contains("period_ms"));
+        assert!(
+            problem("[driver.a]\nbinary = \"/x\"\nports = [\"0x2f8-0x2ff\"]").contains("ports")
+        );
+        assert!(problem("[driver.a]\nbinary = \"/x\"\nwatchdog = 5")
+            .contains("unknown field `watchdog`"));
         assert!(problem("[driver.a").starts_with("registry: "));
     }
 

@@ -1,16 +1,37 @@
-//! One driver process of a group: started from its registry entry, watched, and
-//! killed on purpose.
+//! One process of a group, started from its registry entry, watched, and killed
+//! on purpose: the driver itself, or for a replicated group the replication
+//! engine (`romain replicate`), which runs the driver as N replicas, serves the
+//! driver's scheme for them and takes commands on a control socket.
 
+use std::cell::Cell;
+use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::fault::FaultReason;
 use crate::heartbeat::{Heartbeat, ProbeReply};
-use crate::platform;
+use crate::platform::{self, ControlSocket};
 use crate::registry::DriverSpec;
+
+/// Whether this system can run replicated groups: the engine traces its
+/// replicas with ptrace, which Redox lacks.
+pub const REPLICATION_AVAILABLE: bool = cfg!(target_os = "linux");
+
+/// How long `romain:` waits for the engine's answer to a command. The engine
+/// answers between two requests of the driver's scheme, so within a tick of the
+/// driver unless a replica hangs; every other client of `romain:` waits as long.
+pub const ENGINE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where the engine finds its control socket (`romain replicate --control-fd`).
+const CONTROL_FD: RawFd = 3;
+
+/// The longest answer read from the engine; its status is far shorter.
+const MAX_ANSWER_LEN: usize = 16 * 1024;
 
 /// Names one process for its whole life, unlike a pid, which the system reuses;
 /// heartbeat replies carry it.
@@ -21,6 +42,75 @@ impl ReplicaId {
     fn next() -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What a group's process runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// The driver alone, restarted when it fails.
+    Driver,
+    /// `<binary> replicate --replicas <replicas> ... -- <driver>`: the driver as
+    /// replicas that vote on every effect.
+    Engine { binary: PathBuf, replicas: usize },
+}
+
+impl Program {
+    /// What a group of `replicas` runs, `engine` being the `romain` binary.
+    /// Replication starts at two, the fewest that can disagree: one runs the
+    /// driver alone (`romain replicate --replicas 1` exists to measure the
+    /// engine's cost, not to serve).
+    pub fn for_replicas(replicas: usize, engine: &Path) -> Self {
+        if replicas >= 2 {
+            Self::Engine {
+                binary: engine.to_owned(),
+                replicas,
+            }
+        } else {
+            Self::Driver
+        }
+    }
+
+    pub fn replicas(&self) -> usize {
+        match self {
+            Self::Driver => 1,
+            Self::Engine { replicas, .. } => *replicas,
+        }
+    }
+
+    /// The command that starts `spec`'s driver under this program. Besides the
+    /// registry's environment the process gets `ROMAIN_DRIVER`, `ROMAIN_POLICY`
+    /// (the policy label) and `ROMAIN_REPLICA`; the engine passes the same
+    /// environment to every replica.
+    fn command(&self, spec: &DriverSpec) -> Command {
+        let mut command = match self {
+            Self::Driver => Command::new(&spec.binary),
+            Self::Engine { binary, replicas } => {
+                let mut command = Command::new(binary);
+                command.args([
+                    "replicate".to_owned(),
+                    format!("--replicas={replicas}"),
+                    format!("--control-fd={CONTROL_FD}"),
+                    format!("--label={}", spec.policy),
+                ]);
+                if let Some(ports) = spec.ports {
+                    command.arg(format!("--ports={ports}"));
+                }
+                if let Some(watchdog) = spec.watchdog {
+                    command.arg(format!("--watchdog-ms={}", watchdog.as_millis()));
+                }
+                command.arg("--").arg(&spec.binary);
+                command
+            }
+        };
+        command
+            .args(&spec.args)
+            .envs(&spec.env)
+            .env("ROMAIN_DRIVER", &spec.name)
+            .env("ROMAIN_POLICY", &spec.policy)
+            .env("ROMAIN_REPLICA", "0")
+            .stdin(Stdio::null());
+        command
     }
 }
 
@@ -42,24 +132,29 @@ pub struct Replica {
     started: Instant,
     kill_cause: Option<KillCause>,
     heartbeat: Option<Heartbeat>,
+    engine: Option<EngineControl>,
 }
 
 impl Replica {
-    /// Starts replica `index` of `spec`'s driver. Besides the registry's
-    /// environment the driver gets `ROMAIN_DRIVER`, `ROMAIN_POLICY` (its policy
-    /// label) and `ROMAIN_REPLICA`.
-    pub fn spawn(spec: &DriverSpec, index: usize, now: Instant) -> io::Result<Self> {
-        let mut command = Command::new(&spec.binary);
-        command
-            .args(&spec.args)
-            .envs(&spec.env)
-            .env("ROMAIN_DRIVER", &spec.name)
-            .env("ROMAIN_POLICY", &spec.policy)
-            .env("ROMAIN_REPLICA", index.to_string())
-            .stdin(Stdio::null());
+    /// Starts `spec`'s driver as `program`.
+    pub fn spawn(spec: &DriverSpec, program: &Program, now: Instant) -> io::Result<Self> {
+        let mut command = program.command(spec);
+        let control = match program {
+            Program::Driver => None,
+            Program::Engine { .. } => Some(ControlSocket::for_child(&mut command, CONTROL_FD)?),
+        };
         #[cfg(target_os = "linux")]
         platform::die_with_supervisor(&mut command);
         let child = command.spawn()?;
+        let engine = control.map(|(socket, engine_end)| {
+            // Held by the engine alone from now on, so that its death closes the
+            // socket instead of leaving commands unanswered.
+            drop(engine_end);
+            EngineControl {
+                socket,
+                late: Cell::new(0),
+            }
+        });
         let heartbeat = spec
             .heartbeat
             .as_deref()
@@ -70,6 +165,7 @@ impl Replica {
             started: now,
             kill_cause: None,
             heartbeat,
+            engine,
         })
     }
 
@@ -83,6 +179,11 @@ impl Replica {
 
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The control socket, when this process is a replication engine.
+    pub fn engine(&self) -> Option<&EngineControl> {
+        self.engine.as_ref()
     }
 
     /// The exit status once the process has ended; never waits.
@@ -133,6 +234,292 @@ impl Replica {
     pub fn record_probe(&mut self, reply: &ProbeReply) {
         if let Some(heartbeat) = &mut self.heartbeat {
             heartbeat.record(reply.answered, reply.at);
+        }
+    }
+}
+
+/// The line to a replication engine: one command, one answer that starts with
+/// `ok` or `error`.
+#[derive(Debug)]
+pub struct EngineControl {
+    socket: ControlSocket,
+    /// Answers still to come for commands whose wait ran out. They arrive before
+    /// the answer to the next command, and are skipped. A `Cell` because asking
+    /// is I/O on a shared socket, like writing to a `&File`, and status is taken
+    /// through shared references.
+    late: Cell<usize>,
+}
+
+impl EngineControl {
+    /// Sends `command` and waits up to `wait` for its answer; the text after
+    /// `ok`.
+    pub fn ask(&self, command: &str, wait: Duration) -> Result<String, EngineError> {
+        self.socket
+            .send(command.as_bytes())
+            .map_err(EngineError::Socket)?;
+        let deadline = Instant::now() + wait;
+        let mut answer = vec![0; MAX_ANSWER_LEN];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let received = self
+                .socket
+                .receive(&mut answer, left)
+                .map_err(EngineError::Socket)?;
+            let Some(len) = received else {
+                self.late.set(self.late.get() + 1);
+                return Err(EngineError::Silent(wait));
+            };
+            if self.late.get() > 0 {
+                self.late.set(self.late.get() - 1);
+                continue;
+            }
+            let answer = String::from_utf8_lossy(&answer[..len]);
+            return match answer.strip_prefix("ok") {
+                Some(rest) => Ok(rest.trim().to_owned()),
+                None => Err(EngineError::Refused(
+                    answer
+                        .strip_prefix("error")
+                        .unwrap_or(&answer)
+                        .trim()
+                        .to_owned(),
+                )),
+            };
+        }
+    }
+}
+
+/// A command the engine did not carry out, or may not have.
+#[derive(Debug)]
+pub enum EngineError {
+    /// The engine said no, and why.
+    Refused(String),
+    /// No answer within this wait; the engine may still carry the command out.
+    Silent(Duration),
+    /// The socket failed, or the engine closed it (it ended).
+    Socket(io::Error),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(why) => write!(f, "the engine refused: {why}"),
+            Self::Silent(wait) => write!(f, "the engine did not answer within {wait:?}"),
+            Self::Socket(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                f.write_str("the engine closed its control socket")
+            }
+            Self::Socket(e) => write!(f, "cannot reach the engine: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::ffi::OsStr;
+
+    fn spec() -> DriverSpec {
+        "[driver.uart]\nbinary = \"/usr/bin/uartd\"\nargs = [\"-v\", \"--\"]\n\
+         env = { RUST_LOG = \"debug\" }\npolicy = \"serial\"\n\
+         ports = \"0x2f8-0x2ff\"\nwatchdog_ms = 250\n"
+            .parse::<crate::registry::Registry>()
+            .unwrap()
+            .driver("uart")
+            .unwrap()
+            .clone()
+    }
+
+    fn args(command: &Command) -> Vec<&str> {
+        command.get_args().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    fn envs(command: &Command) -> BTreeMap<&OsStr, Option<&OsStr>> {
+        command.get_envs().collect()
+    }
+
+    #[test]
+    fn replication_starts_at_two_replicas() {
+        let romain = Path::new("/usr/bin/romain");
+        assert_eq!(Program::for_replicas(1, romain), Program::Driver);
+        assert_eq!(Program::for_replicas(1, romain).replicas(), 1);
+        let engine = Program::for_replicas(2, romain);
+        assert_eq!(
+            engine,
+            Program::Engine {
+                binary: romain.into(),
+                replicas: 2
+            }
+        );
+        assert_eq!(engine.replicas(), 2);
+    }
+
+    #[test]
+    fn a_lone_driver_runs_as_itself() {
+        let command = Program::Driver.command(&spec());
+        assert_eq!(command.get_program(), "/usr/bin/uartd");
+        assert_eq!(args(&command), ["-v", "--"]);
+        let envs = envs(&command);
+        for (key, value) in [
+            ("RUST_LOG", "debug"),
+            ("ROMAIN_DRIVER", "uart"),
+            ("ROMAIN_POLICY", "serial"),
+            ("ROMAIN_REPLICA", "0"),
+        ] {
+            assert_eq!(envs[OsStr::new(key)], Some(OsStr::new(value)), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_replicated_driver_runs_under_the_engine() {
+        let program = Program::for_replicas(3, Path::new("/usr/bin/romain"));
+        let command = program.command(&spec());
+        assert_eq!(command.get_program(), "/usr/bin/romain");
+        assert_eq!(
+            args(&command),
+            [
+                "replicate",
+                "--replicas=3",
+                "--control-fd=3",
+                "--label=serial",
+                "--ports=0x2f8-0x2ff",
+                "--watchdog-ms=250",
+                "--",
+                "/usr/bin/uartd",
+                "-v",
+                "--",
+            ]
+        );
+        assert_eq!(
+            envs(&command)[OsStr::new("ROMAIN_DRIVER")],
+            Some(OsStr::new("uart"))
+        );
+
+        let plain: DriverSpec = {
+            let mut spec = spec();
+            (spec.ports, spec.watchdog) = (None, None);
+            spec.args.clear();
+            spec
+        };
+        assert_eq!(
+            args(&program.command(&plain)),
+            [
+                "replicate",
+                "--replicas=3",
+                "--control-fd=3",
+                "--label=serial",
+                "--",
+                "/usr/bin/uartd"
+            ],
+            "the engine's own defaults apply"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    mod engine {
+        use super::*;
+        use std::os::fd::{AsRawFd, OwnedFd};
+        use std::thread;
+
+        use nix::sys::socket::{recv, send, MsgFlags};
+
+        /// A control line whose engine end the test holds.
+        fn control() -> (EngineControl, OwnedFd) {
+            let (socket, engine_end) =
+                ControlSocket::for_child(&mut Command::new("never-spawned"), CONTROL_FD).unwrap();
+            let control = EngineControl {
+                socket,
+                late: Cell::new(0),
+            };
+            (control, engine_end)
+        }
+
+        /// Plays an engine that answers each command after `delay`, `answer`
+        /// telling it what to say, until the line closes.
+        fn engine(
+            socket: OwnedFd,
+            delay: Duration,
+            answer: fn(&str) -> String,
+        ) -> thread::JoinHandle<Vec<String>> {
+            thread::spawn(move || {
+                let mut heard = Vec::new();
+                let mut buf = [0u8; 256];
+                while let Ok(len @ 1..) = recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                    let command = String::from_utf8(buf[..len].to_vec()).unwrap();
+                    thread::sleep(delay);
+                    send(
+                        socket.as_raw_fd(),
+                        answer(&command).as_bytes(),
+                        MsgFlags::empty(),
+                    )
+                    .unwrap();
+                    heard.push(command);
+                }
+                heard
+            })
+        }
+
+        #[test]
+        fn answers_decide_success() {
+            let (control, engine_end) = control();
+            let engine = engine(engine_end, Duration::ZERO, |command| match command {
+                "status" => "ok\nevents: 3\n".to_owned(),
+                "flip 1 reg rax 3" => format!("ok {command}"),
+                _ => "error missing replica index".to_owned(),
+            });
+            let wait = Duration::from_secs(5);
+            assert_eq!(control.ask("status", wait).unwrap(), "events: 3");
+            assert_eq!(
+                control.ask("flip 1 reg rax 3", wait).unwrap(),
+                "flip 1 reg rax 3"
+            );
+            let refused = control.ask("bogus", wait).unwrap_err();
+            assert!(
+                matches!(&refused, EngineError::Refused(why) if why == "missing replica index"),
+                "{refused:?}"
+            );
+            assert_eq!(
+                refused.to_string(),
+                "the engine refused: missing replica index"
+            );
+            drop(control);
+            assert_eq!(
+                engine.join().unwrap(),
+                ["status", "flip 1 reg rax 3", "bogus"]
+            );
+        }
+
+        #[test]
+        fn a_late_answer_is_not_taken_for_the_next_one() {
+            let (control, engine_end) = control();
+            let engine = engine(engine_end, Duration::from_millis(300), |command| {
+                format!("ok answer to {command}")
+            });
+            let silent = control.ask("first", Duration::from_millis(20)).unwrap_err();
+            assert!(matches!(silent, EngineError::Silent(_)), "{silent:?}");
+            assert_eq!(control.late.get(), 1);
+            assert_eq!(
+                control.ask("second", Duration::from_secs(5)).unwrap(),
+                "answer to second"
+            );
+            assert_eq!(control.late.get(), 0);
+            drop(control);
+            engine.join().unwrap();
+        }
+
+        #[test]
+        fn an_engine_that_is_gone_is_an_error_not_a_wait() {
+            let (control, engine_end) = control();
+            drop(engine_end);
+            let started = Instant::now();
+            let error = control.ask("status", Duration::from_secs(5)).unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(1), "it waited");
+            assert!(matches!(error, EngineError::Socket(_)), "{error:?}");
+            assert_eq!(error.to_string(), "the engine closed its control socket");
         }
     }
 }

@@ -99,7 +99,7 @@ impl RomainScheme {
         })?;
         log::info!("{driver}: pid {} says {command}", ctx.pid);
         self.supervisor
-            .command(&driver, command, Instant::now())
+            .command(&driver, &command, Instant::now())
             .map_err(|e| {
                 log::warn!("{driver}: {command} refused: {e}");
                 Error::new(e.errno())
@@ -223,7 +223,10 @@ mod tests {
         let registry = "[driver.absent]\nbinary = \"/nonexistent/driver\"\n"
             .parse()
             .unwrap();
-        RomainScheme::new(Supervisor::new(registry), OWNER)
+        RomainScheme::new(
+            Supervisor::new(registry, "/nonexistent/romain".into()),
+            OWNER,
+        )
     }
 
     fn open(scheme: &mut RomainScheme, path: &str, uid: u32) -> Result<usize> {
@@ -254,7 +257,6 @@ mod tests {
             |scheme: &mut RomainScheme, path: &str| open(scheme, path, OWNER).unwrap_err().errno;
         assert_eq!(errno(&mut scheme, "nosuch"), ENOENT);
         assert_eq!(errno(&mut scheme, "absent?replicas=zero"), EINVAL);
-        assert_eq!(errno(&mut scheme, "absent?replicas=3"), EOPNOTSUPP);
         assert_eq!(errno(&mut scheme, "absent?attach"), syscall::error::ESRCH);
         assert_eq!(
             open(&mut scheme, "absent", 4321).unwrap_err().errno,
@@ -298,6 +300,11 @@ mod tests {
         assert_eq!(write(&mut scheme, root, "down", &owner), Err(EINVAL));
         assert_eq!(write(&mut scheme, group, "explode", &owner), Err(EINVAL));
         assert_eq!(write(&mut scheme, group, "kill 1", &owner), Err(EINVAL));
+        assert_eq!(
+            write(&mut scheme, group, "flip 0 reg rax 1", &owner),
+            Err(EOPNOTSUPP),
+            "a group of one has no engine to inject faults with"
+        );
         assert_eq!(
             scheme
                 .write(group, &[0xff, 0xfe], 0, 0, &owner)

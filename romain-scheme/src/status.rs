@@ -16,9 +16,28 @@
 //! next_restart_at=none       Unix time of the pending restart while in backoff
 //! ```
 //!
-//! Keys are only ever added (the replication engine will add its counters), so
-//! readers should look keys up rather than count lines. The scheme root lists
-//! one [`GroupStatus::summary`] line per group.
+//! A replicated group (2 or more replicas) runs one process, the replication
+//! engine: `pids` is the engine's, and the engine's own counters follow, each
+//! `unknown` while no engine answers (none runs, or it did not answer within
+//! [`ENGINE_WAIT`](crate::replica::ENGINE_WAIT)):
+//!
+//! ```text
+//! events=1234                externalization events (syscalls, port accesses) handled
+//! votes=1234                 events at which replicas were compared
+//! divergences=1              replicas found in a state other than the majority's
+//! repairs=1                  replicas brought back to the majority's state
+//! replacements=0             dead replicas replaced by a copy of a healthy one
+//! hangs=0                    replicas the engine's watchdog caught
+//! crashes=0                  replicas that crashed or ended
+//! no_majority=0              events without a majority: effect withheld, replicas restarted
+//! group_restarts=0           times the engine started its replicas afresh
+//! injected=1                 faults injected on command
+//! replica_pids=4243,4244,4245    comma-separated; `-` for a place being refilled
+//! engine_last_fault=replica 1 at syscall(1): diverged: ...   or `none`
+//! ```
+//!
+//! Keys are only ever added, so readers should look keys up rather than count
+//! lines. The scheme root lists one [`GroupStatus::summary`] line per group.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,19 +79,142 @@ pub struct GroupStatus<'a> {
     pub repetition: u32,
     pub last_fault: Option<&'a Fault>,
     pub next_restart_at: Option<SystemTime>,
+    /// The engine's counters; `None` for a group that runs the driver alone.
+    pub engine: Option<EngineReport>,
+}
+
+/// What the engine of a replicated group said about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineReport {
+    Counters(EngineCounters),
+    /// No engine answered.
+    Unknown,
+}
+
+/// The counters of the engine's `status` answer, by (the engine's key, the key
+/// here); a status key does not contain a `-`.
+const ENGINE_COUNTERS: [(&str, &str); 10] = [
+    ("events", "events"),
+    ("votes", "votes"),
+    ("divergences", "divergences"),
+    ("repairs", "repairs"),
+    ("replacements", "replacements"),
+    ("hangs", "hangs"),
+    ("crashes", "crashes"),
+    ("no-majority", "no_majority"),
+    ("group-restarts", "group_restarts"),
+    ("injected", "injected"),
+];
+
+/// A replica group's counters, as the engine's `status` command gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// In the order of [`ENGINE_COUNTERS`].
+    counts: [u64; ENGINE_COUNTERS.len()],
+    /// `None` for a place being refilled.
+    replica_pids: Vec<Option<u32>>,
+    last_fault: String,
+}
+
+impl EngineCounters {
+    /// Reads the `key: value` lines of the engine's answer to `status`; what
+    /// the problem is when a counter is missing or not a number.
+    pub fn parse(answer: &str) -> Result<Self, String> {
+        let lines: Vec<(&str, &str)> = answer
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .map(|(key, value)| (key.trim(), value.trim()))
+            .collect();
+        let value = |key: &str| {
+            lines
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, value)| *value)
+                .ok_or_else(|| format!("no {key:?} in the engine's status"))
+        };
+        let mut counts = [0; ENGINE_COUNTERS.len()];
+        for (count, (key, _)) in counts.iter_mut().zip(ENGINE_COUNTERS) {
+            let text = value(key)?;
+            *count = text
+                .parse()
+                .map_err(|_| format!("{key}: {text:?} is not a count"))?;
+        }
+        let replica_pids = value("pids")?
+            .split_whitespace()
+            .map(|pid| match pid {
+                "-" => Ok(None),
+                pid => pid
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("pids: {pid:?} is not a pid")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            counts,
+            replica_pids,
+            last_fault: value("last-fault")?.to_owned(),
+        })
+    }
+
+    /// The counter shown as `key`.
+    pub fn count(&self, key: &str) -> Option<u64> {
+        ENGINE_COUNTERS
+            .iter()
+            .position(|(_, shown)| *shown == key)
+            .map(|i| self.counts[i])
+    }
+}
+
+impl fmt::Display for EngineReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Counters(counters) => {
+                for ((_, key), count) in ENGINE_COUNTERS.iter().zip(counters.counts) {
+                    writeln!(f, "{key}={count}")?;
+                }
+                let pids: Vec<String> = counters
+                    .replica_pids
+                    .iter()
+                    .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
+                    .collect();
+                writeln!(f, "replica_pids={}", pids.join(","))?;
+                writeln!(f, "engine_last_fault={}", counters.last_fault)
+            }
+            Self::Unknown => {
+                for (_, key) in ENGINE_COUNTERS {
+                    writeln!(f, "{key}=unknown")?;
+                }
+                writeln!(f, "replica_pids=unknown")?;
+                writeln!(f, "engine_last_fault=unknown")
+            }
+        }
+    }
 }
 
 impl GroupStatus<'_> {
     /// One line for the list of groups.
     pub fn summary(&self) -> String {
-        format!(
-            "driver={} state={} replicas={} pids={} restarts={}\n",
+        let mut line = format!(
+            "driver={} state={} replicas={} pids={} restarts={}",
             self.driver,
             self.state,
             self.replicas,
             Pids(&self.pids),
             self.restarts
-        )
+        );
+        if let Some(engine) = &self.engine {
+            for key in ["votes", "repairs"] {
+                match engine {
+                    EngineReport::Counters(counters) => {
+                        let count = counters.count(key).expect("a counter's key");
+                        line.push_str(&format!(" {key}={count}"));
+                    }
+                    EngineReport::Unknown => line.push_str(&format!(" {key}=unknown")),
+                }
+            }
+        }
+        line.push('\n');
+        line
     }
 }
 
@@ -100,8 +242,12 @@ impl fmt::Display for GroupStatus<'_> {
             }
         }
         match self.next_restart_at {
-            Some(at) => writeln!(f, "next_restart_at={}", UnixTime(at)),
-            None => writeln!(f, "next_restart_at=none"),
+            Some(at) => writeln!(f, "next_restart_at={}", UnixTime(at))?,
+            None => writeln!(f, "next_restart_at=none")?,
+        }
+        match &self.engine {
+            Some(engine) => write!(f, "{engine}"),
+            None => Ok(()),
         }
     }
 }
@@ -154,6 +300,7 @@ mod tests {
             repetition: 0,
             last_fault: None,
             next_restart_at: None,
+            engine: None,
         };
         assert_eq!(
             status.to_string(),
@@ -185,6 +332,7 @@ mod tests {
             repetition: 4,
             last_fault: Some(&fault),
             next_restart_at: Some(at(1_767_225_600_525)),
+            engine: None,
         };
         let text = status.to_string();
         for line in [
@@ -208,6 +356,126 @@ mod tests {
             status.summary(),
             "driver=uart state=backoff replicas=1 pids= restarts=3\n"
         );
+    }
+
+    /// What the engine answers to `status`, after its `ok`.
+    const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
+        divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
+        group-restarts: 0\ninjected: 2\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
+
+    fn replicated(engine: EngineReport) -> GroupStatus<'static> {
+        GroupStatus {
+            driver: "testbed",
+            state: GroupState::Running,
+            replicas: 3,
+            pids: vec![100],
+            policy: "testbed",
+            heartbeat: None,
+            period_ms: 5000,
+            restarts: 0,
+            repetition: 0,
+            last_fault: None,
+            next_restart_at: None,
+            engine: Some(engine),
+        }
+    }
+
+    #[test]
+    fn a_replicated_group_adds_the_engines_counters() {
+        let counters = EngineCounters::parse(ENGINE_ANSWER).unwrap();
+        assert_eq!(counters.count("votes"), Some(118));
+        assert_eq!(counters.count("no_majority"), Some(0));
+        assert_eq!(counters.count("no-majority"), None, "keys are the status's");
+        let status = replicated(EngineReport::Counters(counters));
+        let text = status.to_string();
+        assert!(
+            text.ends_with(
+                "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
+                 replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
+                 replica_pids=101,-,103\n\
+                 engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.starts_with("driver=testbed\nstate=running\nreplicas=3\npids=100\n"));
+        assert_eq!(
+            status.summary(),
+            "driver=testbed state=running replicas=3 pids=100 restarts=0 votes=118 repairs=1\n"
+        );
+    }
+
+    #[test]
+    fn an_engine_that_does_not_answer_leaves_its_counters_unknown() {
+        let status = replicated(EngineReport::Unknown);
+        let text = status.to_string();
+        let engine_lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("events="))
+            .collect();
+        assert_eq!(engine_lines.len(), 12, "{text}");
+        assert!(
+            engine_lines.iter().all(|l| l.ends_with("=unknown")),
+            "{text}"
+        );
+        assert_eq!(
+            status.summary(),
+            "driver=testbed state=running replicas=3 pids=100 restarts=0 votes=unknown repairs=unknown\n"
+        );
+    }
+
+    #[test]
+    fn answers_that_are_not_the_engines_status_are_refused() {
+        let without = |key: &str| {
+            ENGINE_ANSWER
+                .lines()
+                .filter(|l| !l.starts_with(key))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            EngineCounters::parse(&without("hangs")),
+            Err("no \"hangs\" in the engine's status".into())
+        );
+        assert!(EngineCounters::parse(&without("last-fault")).is_err());
+        assert!(EngineCounters::parse(&without("pids")).is_err());
+        assert_eq!(
+            EngineCounters::parse(&ENGINE_ANSWER.replace("votes: 118", "votes: many")),
+            Err("votes: \"many\" is not a count".into())
+        );
+        assert_eq!(
+            EngineCounters::parse(&ENGINE_ANSWER.replace("101 -", "101 x")),
+            Err("pids: \"x\" is not a pid".into())
+        );
+        assert!(EngineCounters::parse("").is_err());
+    }
+
+    /// The parser reads what the engine writes, not a copy of its format.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_engines_own_status_text_parses() {
+        let stats = crate::engine::EngineStats {
+            replicas: 2,
+            pids: vec![Some(7), None],
+            events: 1,
+            votes: 2,
+            divergences: 3,
+            repairs: 4,
+            replacements: 5,
+            hangs: 6,
+            crashes: 7,
+            no_majority: 8,
+            restarts: 9,
+            injected: 10,
+            last_fault: None,
+        };
+        let counters = EngineCounters::parse(&stats.to_string()).unwrap();
+        let counts: Vec<u64> = ENGINE_COUNTERS
+            .iter()
+            .map(|(_, key)| counters.count(key).unwrap())
+            .collect();
+        assert_eq!(counts, (1..=10).collect::<Vec<_>>());
+        assert_eq!(counters.replica_pids, [Some(7), None]);
+        assert_eq!(counters.last_fault, "none");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use syscall::error::{EACCES, EINVAL, ENOENT, EOPNOTSUPP, ESRCH};
@@ -11,6 +12,7 @@ use crate::group::{ControlError, Group};
 use crate::heartbeat::Probes;
 use crate::open_path::GroupRequest;
 use crate::registry::Registry;
+use crate::replica::{Program, REPLICATION_AVAILABLE};
 use crate::status::GroupState;
 
 /// The longest a dead process waits to be noticed: the supervisor polls at
@@ -26,6 +28,7 @@ pub enum OpenError {
     UnknownDriver,
     /// `attach` to a driver without a group.
     NotRunning,
+    /// Replicas asked for on a system without the replication engine.
     ReplicationUnavailable {
         asked: usize,
     },
@@ -56,7 +59,7 @@ impl fmt::Display for OpenError {
             Self::NotRunning => f.write_str("no group to attach to"),
             Self::ReplicationUnavailable { asked } => write!(
                 f,
-                "replication is not available yet: {asked} replicas asked, but a group runs one process"
+                "{asked} replicas asked, but replication needs process tracing, which this system lacks"
             ),
             Self::ReplicaMismatch { running, asked } => {
                 write!(f, "the running group has {running} replicas, not {asked}")
@@ -68,14 +71,19 @@ impl fmt::Display for OpenError {
 
 pub struct Supervisor {
     registry: Registry,
+    /// The `romain` binary, whose `replicate` runs replicated groups.
+    engine: PathBuf,
     groups: BTreeMap<String, Group>,
     probes: Probes,
 }
 
 impl Supervisor {
-    pub fn new(registry: Registry) -> Self {
+    /// Supervises the drivers of `registry`; `engine` is the `romain` binary
+    /// (normally this very program) that runs groups of two or more replicas.
+    pub fn new(registry: Registry, engine: PathBuf) -> Self {
         Self {
             registry,
+            engine,
             groups: BTreeMap::new(),
             probes: Probes::new(),
         }
@@ -109,15 +117,19 @@ impl Supervisor {
             // A group that went down can still be read.
             return group.map(drop).ok_or(OpenError::NotRunning);
         }
-        match asked {
-            Some(asked) if asked > 1 => return Err(OpenError::ReplicationUnavailable { asked }),
-            _ if !may_start => return Err(OpenError::NotPermitted),
-            _ => {}
+        // Without a count a group runs the driver alone, as it always has.
+        let replicas = asked.unwrap_or(1);
+        if replicas > 1 && !REPLICATION_AVAILABLE {
+            return Err(OpenError::ReplicationUnavailable { asked: replicas });
         }
+        if !may_start {
+            return Err(OpenError::NotPermitted);
+        }
+        let program = Program::for_replicas(replicas, &self.engine);
         match group {
-            Some(group) => group.up(now),
+            Some(group) => group.up(program, now),
             None => {
-                let group = Group::start(spec.clone(), now);
+                let group = Group::start(spec.clone(), program, now);
                 self.groups.insert(spec.name.clone(), group);
             }
         }
@@ -132,7 +144,7 @@ impl Supervisor {
     pub fn command(
         &mut self,
         driver: &str,
-        command: Command,
+        command: &Command,
         now: Instant,
     ) -> Result<(), ControlError> {
         match self.groups.get_mut(driver) {
@@ -186,6 +198,10 @@ mod tests {
             .unwrap()
     }
 
+    fn supervisor(registry: Registry) -> Supervisor {
+        Supervisor::new(registry, PathBuf::from("/nonexistent/romain"))
+    }
+
     fn open(supervisor: &mut Supervisor, path: &str, may_start: bool) -> Result<(), OpenError> {
         let OpenTarget::Group(request) = parse(path).unwrap() else {
             panic!("{path} is not a group")
@@ -195,20 +211,17 @@ mod tests {
 
     #[test]
     fn the_tick_follows_the_shortest_period() {
-        assert_eq!(
-            Supervisor::new(registry()).tick(),
-            Duration::from_millis(10)
-        );
-        assert_eq!(Supervisor::new(Registry::default()).tick(), MAX_TICK);
+        assert_eq!(supervisor(registry()).tick(), Duration::from_millis(10));
+        assert_eq!(supervisor(Registry::default()).tick(), MAX_TICK);
         let tiny: Registry = "[driver.t]\nbinary = \"/x\"\nperiod_ms = 1\n"
             .parse()
             .unwrap();
-        assert_eq!(Supervisor::new(tiny).tick(), MIN_TICK);
+        assert_eq!(supervisor(tiny).tick(), MIN_TICK);
     }
 
     #[test]
     fn refusals_before_anything_is_started() {
-        let mut supervisor = Supervisor::new(registry());
+        let mut supervisor = supervisor(registry());
         assert_eq!(
             open(&mut supervisor, "nosuch", true),
             Err(OpenError::UnknownDriver)
@@ -218,15 +231,16 @@ mod tests {
             Err(OpenError::NotRunning)
         );
         assert_eq!(
-            open(&mut supervisor, "fast?replicas=3", true),
-            Err(OpenError::ReplicationUnavailable { asked: 3 })
-        );
-        assert_eq!(
             open(&mut supervisor, "fast", false),
             Err(OpenError::NotPermitted)
         );
         assert!(supervisor.group("fast").is_none());
         assert_eq!(supervisor.listing(), "");
+        assert_eq!(
+            open(&mut supervisor, "fast?replicas=3", false),
+            Err(OpenError::NotPermitted),
+            "a replicated group no less"
+        );
         let errnos: Vec<i32> = [
             OpenError::UnknownDriver,
             OpenError::NotRunning,
@@ -245,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_driver_that_cannot_start_backs_off_and_can_be_attached_and_downed() {
-        let mut supervisor = Supervisor::new(registry());
+        let mut supervisor = supervisor(registry());
         open(&mut supervisor, "fast?replicas=1", true).unwrap();
         let group = supervisor.group("fast").unwrap();
         assert_eq!(group.state(), GroupState::Backoff);
@@ -269,7 +283,7 @@ mod tests {
         );
 
         supervisor
-            .command("fast", Command::Down, Instant::now())
+            .command("fast", &Command::Down, Instant::now())
             .unwrap();
         assert_eq!(supervisor.group("fast").unwrap().state(), GroupState::Down);
         supervisor.poll(Instant::now() + Duration::from_secs(10));
@@ -280,14 +294,14 @@ mod tests {
         );
         assert_eq!(
             supervisor
-                .command("fast", Command::Kill(0), Instant::now())
+                .command("fast", &Command::Kill(0), Instant::now())
                 .unwrap_err()
                 .errno(),
             ESRCH
         );
         assert_eq!(
             supervisor
-                .command("slow", Command::Restart, Instant::now())
+                .command("slow", &Command::Restart, Instant::now())
                 .unwrap_err()
                 .errno(),
             ESRCH
@@ -299,9 +313,84 @@ mod tests {
         assert_eq!((status.restarts, status.repetition), (0, 1));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn replicas_from_two_run_the_engine_and_take_its_commands() {
+        use crate::status::EngineReport;
+        use syscall::error::EOPNOTSUPP;
+
+        let mut supervisor = supervisor(registry());
+        open(&mut supervisor, "fast?replicas=3", true).unwrap();
+        let group = supervisor.group("fast").unwrap();
+        assert_eq!(group.replicas(), 3);
+        let status = group.status();
+        assert_eq!(status.replicas, 3);
+        assert_eq!(
+            status.last_fault.unwrap().reason.to_string(),
+            "could not be started: /nonexistent/romain: No such file or directory (os error 2)",
+            "the group's process is the engine"
+        );
+        assert_eq!(status.engine, Some(EngineReport::Unknown));
+        assert_eq!(
+            supervisor.listing(),
+            "driver=fast state=backoff replicas=3 pids= restarts=0 votes=unknown repairs=unknown\n"
+        );
+        assert_eq!(
+            open(&mut supervisor, "fast?replicas=1", true),
+            Err(OpenError::ReplicaMismatch {
+                running: 3,
+                asked: 1
+            })
+        );
+
+        let errno = |supervisor: &mut Supervisor, driver: &str, command: &str| {
+            supervisor
+                .command(driver, &command.parse().unwrap(), Instant::now())
+                .map_err(|e| e.errno())
+        };
+        // Every replica index is checked against the group's N first.
+        for command in ["kill 3", "stop 3", "hang 3", "flip 3 reg rax 1"] {
+            assert_eq!(
+                errno(&mut supervisor, "fast", command),
+                Err(EINVAL),
+                "{command}"
+            );
+        }
+        // No engine runs while the group backs off.
+        for command in ["kill 2", "hang 0", "flip 1 reg rax 3", "scrub"] {
+            assert_eq!(
+                errno(&mut supervisor, "fast", command),
+                Err(ESRCH),
+                "{command}"
+            );
+        }
+
+        // A group of one takes none of the engine's commands.
+        open(&mut supervisor, "slow?replicas=1", true).unwrap();
+        assert_eq!(supervisor.group("slow").unwrap().status().engine, None);
+        for command in ["hang 0", "flip 0 reg rax 3", "scrub"] {
+            assert_eq!(
+                errno(&mut supervisor, "slow", command),
+                Err(EOPNOTSUPP),
+                "{command}"
+            );
+        }
+        assert_eq!(errno(&mut supervisor, "slow", "kill 1"), Err(EINVAL));
+
+        // Down, then up again without a count: the driver alone.
+        errno(&mut supervisor, "fast", "down").unwrap();
+        open(&mut supervisor, "fast", true).unwrap();
+        let group = supervisor.group("fast").unwrap();
+        assert_eq!((group.replicas(), group.status().engine), (1, None));
+        assert_eq!(
+            group.status().last_fault.unwrap().reason.to_string(),
+            "could not be started: /nonexistent/fast: No such file or directory (os error 2)"
+        );
+    }
+
     #[test]
     fn the_backoff_grows_while_spawning_fails() {
-        let mut supervisor = Supervisor::new(registry());
+        let mut supervisor = supervisor(registry());
         open(&mut supervisor, "fast", true).unwrap();
         let start = Instant::now();
         let mut seen = Vec::new();

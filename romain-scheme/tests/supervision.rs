@@ -1,6 +1,9 @@
 //! The supervisor end to end: `romain serve` in its own process and scheme
 //! directory, `romain-testdriver` as the supervised driver, clients speaking the
-//! real host transport.
+//! real host transport; and replicated groups: `romain:testbed?replicas=3` runs
+//! the replication engine with three replicas of the testbed scheme daemon, whose
+//! scheme clients use through the engine while faults are injected through the
+//! group's handle.
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
@@ -21,9 +24,15 @@ const TEST_DRIVER: &str = env!("CARGO_BIN_EXE_romain-testdriver");
 const PERIOD: Duration = Duration::from_millis(200);
 /// Scheduling slack on a loaded two-core machine.
 const SLACK: Duration = Duration::from_millis(300);
+/// Long enough for three traced replicas to start on a loaded machine.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// `alive` serves a scheme and answers heartbeats; `crashy` exits at once.
+/// `alive` serves a scheme and answers heartbeats; `crashy` exits at once;
+/// `testbed` is the testbed scheme (a driver that needs no device) for replication
+/// (the engine's watchdog at 500 ms, a heartbeat through the engine); `alone`
+/// serves it under another name, for a group of one.
 fn registry(dir: &Path) -> String {
+    let testbed = testbed_binary();
     format!(
         r#"
         [driver.alive]
@@ -39,10 +48,38 @@ fn registry(dir: &Path) -> String {
         args = ["exit", "3"]
         period_ms = 100
         backoff_cap_periods = 4
-        "#,
+
+        [driver.testbed]
+        binary = "{testbed}"
+        args = ["serve"]
+        env = {{ RUST_LOG = "warn" }}
+        heartbeat = "testbed:"
+        period_ms = 500
+        missed_periods = 6
+        watchdog_ms = 500
+
+        [driver.alone]
+        binary = "{testbed}"
+        args = ["serve", "--name", "alone"]
+"#,
         period = PERIOD.as_millis(),
         script = dir.join("recover.sh").display(),
+        testbed = testbed.display(),
     )
+}
+
+/// The testbed scheme daemon, built with the workspace (not by this package).
+fn testbed_binary() -> PathBuf {
+    // Integration tests run from target/<profile>/deps; the workspace's binaries
+    // sit one level up.
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join("testbed");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
 }
 
 /// A running `romain serve` with its own scheme directory, killed (with its
@@ -138,6 +175,42 @@ impl Supervised {
         self.listing();
     }
 
+    /// An engine counter, once the engine reports it.
+    fn counter(&self, driver: &str, key: &str) -> Option<u64> {
+        self.status(driver)[key].parse().ok()
+    }
+
+    fn replica_pids(&self, driver: &str) -> Vec<String> {
+        self.status(driver)["replica_pids"]
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until the testbed scheme answers through the engine.
+    fn wait_for_testbed(&self) {
+        wait_for("the testbed scheme", START_LIMIT, || {
+            self.open("testbed:stats", O_RDONLY).ok()
+        });
+    }
+
+    /// Puts a message through a queue of the testbed scheme and asks it who
+    /// this is: every request goes through every replica.
+    fn assert_testbed_answers(&self, message: &str) {
+        let queue = self
+            .open(&format!("testbed:queue/{message}"), O_RDWR)
+            .unwrap();
+        assert_eq!(queue.write(message.as_bytes()).unwrap(), message.len());
+        let mut buf = [0u8; 64];
+        let n = queue.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], message.as_bytes());
+        let whoami = read_text(&self.open("testbed:whoami", O_RDONLY).unwrap());
+        assert!(
+            whoami.starts_with(&format!("pid={} ", std::process::id())),
+            "the replicas see the caller: {whoami:?}"
+        );
+    }
+
     /// Runs `romain ARGS` as a client of this daemon.
     fn cli(&self, args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
         let mut command = Command::new(ROMAIN);
@@ -195,6 +268,12 @@ fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>
 /// Whether `pid` still names a process (a zombie counts).
 fn exists(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Whether `pid` names a process that has not ended (a zombie has).
+fn running(pid: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").starts_with(" Z"))
 }
 
 /// Milliseconds of a `last_fault_at`/`next_restart_at` value.
@@ -396,15 +475,6 @@ fn bad_opens_and_commands_are_refused_and_the_daemon_goes_on() {
         assert_eq!(romain.open_errno(&format!("romain:{bad}")), EINVAL, "{bad}");
     }
     assert_eq!(romain.open_errno("romain:alive?attach"), ESRCH);
-    assert_eq!(
-        romain.open_errno("/scheme/romain/alive?replicas=3"),
-        EOPNOTSUPP
-    );
-    assert!(
-        romain.log().contains("replication is not available yet"),
-        "{}",
-        romain.log()
-    );
     assert!(romain.listing().is_empty(), "nothing was started");
 
     romain.open("romain:alive?replicas=1", O_RDONLY).unwrap();
@@ -420,6 +490,11 @@ fn bad_opens_and_commands_are_refused_and_the_daemon_goes_on() {
     for bad in ["explode", "kill", "kill 1", "kill x", "stop 0 0", ""] {
         let error = romain.command("alive", bad).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(EINVAL), "{bad:?}");
+    }
+    // A group of one has no replication engine to inject faults with.
+    for engine_only in ["hang 0", "flip 0 reg rax 1", "scrub"] {
+        let error = romain.command("alive", engine_only).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(EOPNOTSUPP), "{engine_only:?}");
     }
     let root = romain.open("romain:", O_RDWR).unwrap();
     assert_eq!(
@@ -454,6 +529,7 @@ fn the_command_line() {
         &["up", "--help"],
         &["status", "--help"],
         &["down", "--help"],
+        &["inject", "--help"],
     ] {
         let output = romain.cli(args, |_| {});
         assert!(
@@ -482,10 +558,6 @@ fn the_command_line() {
         (
             &["up", "alive", "--replicas", "3"][..],
             "alive: request refused as invalid",
-        ),
-        (
-            &["up", "crashy", "--replicas", "3"],
-            "replication is not available yet",
         ),
         (&["up", "nosuch"], "no driver \"nosuch\" in the registry"),
         (&["status", "crashy"], "crashy is not running"),
@@ -544,4 +616,204 @@ fn the_command_line() {
         said(&no_daemon)
     );
     romain.assert_serving();
+}
+
+#[test]
+fn a_replicated_group_serves_through_the_engine_and_takes_fault_injections() {
+    let romain = Supervised::start();
+    let group = romain.open("romain:testbed?replicas=3", O_RDWR).unwrap();
+    romain.wait_for_testbed();
+    romain.assert_testbed_answers("first");
+
+    let status = romain.status("testbed");
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["replicas"], "3");
+    let engine_pid = status["pids"].clone();
+    let replicas = romain.replica_pids("testbed");
+    assert_eq!(replicas.len(), 3, "{status:?}");
+    for pid in &replicas {
+        assert!(
+            pid.parse::<u32>().is_ok() && *pid != engine_pid,
+            "{status:?}"
+        );
+        assert!(running(pid), "replica {pid} runs");
+    }
+    assert!(
+        romain.counter("testbed", "events").unwrap() > 0,
+        "{status:?}"
+    );
+    assert!(
+        romain.counter("testbed", "votes").unwrap() > 0,
+        "{status:?}"
+    );
+    assert_eq!(
+        (
+            status["injected"].as_str(),
+            status["engine_last_fault"].as_str()
+        ),
+        ("0", "none")
+    );
+    let listing = read_text(&romain.open("romain:", O_RDONLY).unwrap());
+    assert!(
+        listing.starts_with(&format!(
+            "driver=testbed state=running replicas=3 pids={engine_pid} restarts=0 votes="
+        )),
+        "{listing}"
+    );
+
+    // Attaching with another N is refused; without one, or with 3, it is not.
+    let errno = romain
+        .open("romain:testbed?replicas=2", O_RDONLY)
+        .unwrap_err()
+        .raw_os_error();
+    assert_eq!(errno, Some(EINVAL));
+    assert!(romain
+        .log()
+        .contains("the running group has 3 replicas, not 2"));
+    romain.open("romain:testbed?replicas=3", O_RDONLY).unwrap();
+    romain.open("romain:testbed", O_RDONLY).unwrap();
+
+    // A flipped register is masked (or repaired) and counted.
+    assert_eq!(group.write(b"flip 1 reg rax 3").unwrap(), 16);
+    wait_for("the injection to count", START_LIMIT, || {
+        (romain.counter("testbed", "injected")? == 1).then_some(())
+    });
+    romain.assert_testbed_answers("second");
+
+    // The engine checks what it is asked, and says no.
+    let refused = |command: &str| group.write(command.as_bytes()).unwrap_err().raw_os_error();
+    assert_eq!(refused("flip 1 reg rzz 3"), Some(EINVAL));
+    assert!(
+        romain.log().contains("unknown register"),
+        "{}",
+        romain.log()
+    );
+    assert_eq!(refused("flip 1 reg rax 64"), Some(EINVAL));
+    assert_eq!(refused("kill 3"), Some(EINVAL), "the group has 3 replicas");
+
+    // A killed replica is replaced by a copy of a healthy one, inside the group:
+    // the engine itself runs on.
+    group.write(b"kill 1").unwrap();
+    wait_for("the replacement", START_LIMIT, || {
+        (romain.counter("testbed", "replacements")? >= 1).then_some(())
+    });
+    let after_kill = romain.replica_pids("testbed");
+    assert_ne!(after_kill[1], replicas[1], "replica 1 is a new process");
+    assert_eq!(
+        (&after_kill[0], &after_kill[2]),
+        (&replicas[0], &replicas[2])
+    );
+    romain.assert_testbed_answers("third");
+
+    // A stopped replica is a hang for the engine's watchdog, then replaced.
+    group.write(b"stop 2").unwrap();
+    wait_for("the watchdog", START_LIMIT, || {
+        (romain.counter("testbed", "hangs")? >= 1).then_some(())
+    });
+    group.write(b"scrub").unwrap();
+    romain.assert_testbed_answers("fourth");
+
+    let status = romain.status("testbed");
+    assert_eq!(
+        (
+            status["state"].as_str(),
+            status["pids"].as_str(),
+            status["restarts"].as_str(),
+            status["last_fault"].as_str(),
+        ),
+        ("running", engine_pid.as_str(), "0", "none"),
+        "the engine masked every fault: {status:?}"
+    );
+    assert_eq!(status["injected"], "3");
+
+    // Down ends the engine, and with it every replica.
+    let replicas = romain.replica_pids("testbed");
+    group.write(b"down").unwrap();
+    wait_for("the group to go down", Duration::from_secs(10), || {
+        (romain.status("testbed")["state"] == "down").then_some(())
+    });
+    let status = romain.status("testbed");
+    assert_eq!(status["pids"], "");
+    assert_eq!(status["replica_pids"], "unknown");
+    wait_for("the replicas to end", Duration::from_secs(10), || {
+        replicas.iter().all(|pid| !running(pid)).then_some(())
+    });
+    assert!(!running(&engine_pid));
+}
+
+#[test]
+fn the_command_line_brings_replicated_groups_up_and_injects_faults() {
+    let romain = Supervised::start();
+    let text = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
+    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+
+    let up = romain.cli(&["up", "testbed", "--replicas", "3"], |_| {});
+    assert!(up.status.success(), "{}", said(&up));
+    assert!(
+        text(&up).starts_with("driver=testbed\nstate=running\nreplicas=3\n"),
+        "{}",
+        text(&up)
+    );
+    romain.wait_for_testbed();
+
+    let inject = romain.cli(
+        &["inject", "testbed", "flip", "0", "reg", "rbx", "5"],
+        |_| {},
+    );
+    assert!(inject.status.success(), "{}", said(&inject));
+    assert!(
+        text(&inject).contains("\nreplicas=3\n"),
+        "{}",
+        text(&inject)
+    );
+    wait_for("the injection to count", START_LIMIT, || {
+        (romain.counter("testbed", "injected")? == 1).then_some(())
+    });
+    romain.assert_testbed_answers("cli");
+
+    let up = romain.cli(&["up", "alone"], |_| {});
+    assert!(up.status.success(), "{}", said(&up));
+    assert!(
+        !text(&up).contains("\nevents="),
+        "a group of one has no engine"
+    );
+    let refused = [
+        (
+            &["inject", "testbed", "flip", "0", "reg", "rzz", "5"][..],
+            "testbed: request refused as invalid",
+        ),
+        (
+            &["inject", "testbed", "explode"],
+            "unknown command \"explode\"",
+        ),
+        (
+            &["inject", "testbed", "flip", "0"],
+            "flip needs `reg <register> <bit>`",
+        ),
+        (&["inject", "alone", "hang", "0"], "need a replicated group"),
+        (
+            &["up", "testbed", "--replicas", "2"],
+            "testbed: request refused as invalid",
+        ),
+    ];
+    for (args, message) in refused {
+        let output = romain.cli(args, |_| {});
+        assert!(
+            !output.status.success() && said(&output).contains(message),
+            "{args:?}: {}",
+            said(&output)
+        );
+    }
+    assert_eq!(
+        romain
+            .open("romain:alone?attach", O_RDWR)
+            .unwrap()
+            .write(b"scrub")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(EOPNOTSUPP)
+    );
+
+    let down = romain.cli(&["down", "testbed"], |_| {});
+    assert!(down.status.success(), "{}", said(&down));
 }
