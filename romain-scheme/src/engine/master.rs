@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
@@ -27,6 +27,10 @@ use crate::trap::PortDevice;
 /// How often a group whose driver asked for no tick still runs a round.
 const IDLE_ROUND: Duration = Duration::from_millis(100);
 
+/// How often the replicas' private memory is compared (about a millisecond per
+/// MiB per replica).
+const SCRUB_PERIOD: Duration = Duration::from_secs(1);
+
 /// Most bytes of one control command.
 const MAX_COMMAND_LEN: usize = 256;
 
@@ -36,6 +40,7 @@ pub struct GroupLink {
     devices: Devices,
     control: Option<OwnedFd>,
     hello: Vec<u8>,
+    last_scrub: Instant,
 }
 
 impl GroupLink {
@@ -47,6 +52,7 @@ impl GroupLink {
             devices,
             control,
             hello: Vec::new(),
+            last_scrub: Instant::now(),
         }
     }
 
@@ -97,6 +103,19 @@ impl GroupLink {
         }
     }
 
+    /// Compares the replicas' memory every [`SCRUB_PERIOD`], between requests: a
+    /// flipped bit that no event shows yet would otherwise wait for a second fault
+    /// in another replica, and two wrong replicas out of three have no majority.
+    fn scrub_when_due(&mut self) {
+        if self.last_scrub.elapsed() < SCRUB_PERIOD {
+            return;
+        }
+        self.last_scrub = Instant::now();
+        if let Err(error) = self.group.scrub() {
+            log::warn!("scrubbing the replicas' memory: {error}");
+        }
+    }
+
     /// Starts the group again after `failure`, through to its hello.
     fn recover(&mut self, failure: &GroupFailure) -> io::Result<()> {
         if let GroupFailure::DriverEnded(how) = failure {
@@ -115,6 +134,7 @@ impl GroupLink {
 impl ReplicaLink for GroupLink {
     fn exchange(&mut self, message: &[u8], reply: &mut Vec<u8>) -> io::Result<()> {
         self.serve_control();
+        self.scrub_when_due();
         match self.group.exchange(Some(message), &mut self.devices) {
             Ok(Some(answer)) => {
                 *reply = answer;

@@ -86,6 +86,8 @@ pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
         // std polls the standard descriptors once at start-up to see they are open.
         libc::SYS_poll if a1 <= 3 && a2 == 0 => SyscallClass::Fixed(0),
         libc::SYS_close if a0 == channel => SyscallClass::Fixed(0),
+        // Loggers ask whether standard error is a terminal: it is not, for replicas.
+        libc::SYS_ioctl if a0 <= STDERR => SyscallClass::Fixed(-i64::from(libc::ENOTTY)),
         libc::SYS_openat if a2 & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 => {
             SyscallClass::RunInEach
         }
@@ -174,6 +176,19 @@ mod tests {
                 clock: 1,
                 buffer: 0x4000
             }
+        );
+    }
+
+    #[test]
+    fn standard_streams_are_not_terminals() {
+        let tcgets = 0x5401;
+        assert_eq!(
+            call(libc::SYS_ioctl, [2, tcgets, 0x7000, 0, 0, 0]),
+            SyscallClass::Fixed(-i64::from(libc::ENOTTY))
+        );
+        assert_eq!(
+            call(libc::SYS_ioctl, [4, tcgets, 0x7000, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
         );
     }
 

@@ -257,7 +257,7 @@ fn run(cli: &Cli) -> Result<Summary> {
         ]);
         checks.extend(BULK_RUNS.iter().map(|run| {
             host_check(
-                &format!("com2-uart16550-{}-bytes-reached-host", run.access),
+                &format!("com2-uart16550-{}-bytes-reached-host", run.name),
                 results::check_com2_bulk(&boot.com2, run),
             )
         }));

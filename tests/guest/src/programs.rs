@@ -72,6 +72,11 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
         purpose: Purpose::Helper,
     },
     GuestProgram {
+        package: "romain-scheme",
+        bin: "romain",
+        purpose: Purpose::Helper,
+    },
+    GuestProgram {
         package: "guest-harness",
         bin: "guest-mmio-dma",
         purpose: Purpose::Test,
@@ -226,7 +231,8 @@ mod tests {
             "build --release --target x86_64-unknown-linux-gnu \
              -p mmio-scheme --bin mmio -p dma-scheme --bin dma -p e1000 --bin e1000 \
              -p uart16550 --bin uart16550 -p guest-net --bin tcp-echo \
-             -p guest-net --bin tap-bridge -p guest-harness --bin guest-mmio-dma \
+             -p guest-net --bin tap-bridge -p romain-scheme --bin romain \
+             -p guest-harness --bin guest-mmio-dma \
              -p guest-harness --bin guest-e1000 -p guest-harness --bin guest-uart16550 \
              -p guest-harness --bin guest-tcp"
         );
@@ -249,6 +255,7 @@ mod tests {
                 "uart16550",
                 "tcp-echo",
                 "tap-bridge",
+                "romain",
                 "guest-mmio-dma",
                 "guest-e1000",
                 "guest-uart16550",
@@ -264,6 +271,7 @@ mod tests {
                 "uart16550",
                 "tcp-echo",
                 "tap-bridge",
+                "romain",
                 "guest-bench",
                 "guest-tcp"
             ]

@@ -2,7 +2,7 @@
 //! checks made from the host's view (QEMU's ending, the daemons' survival, COM2 output,
 //! the capture), and the overall summary.
 
-use guest_harness::com2_bulk::{checksum, BulkRun, BULK_LEN};
+use guest_harness::com2_bulk::{checksum, BulkRun};
 use guest_harness::protocol::{
     Outcome, Summary, TestLine, COM2_GUEST_LINE, GUEST_DAEMON_PREFIX, GUEST_SUMMARY_LABEL,
     GUEST_TEST_PREFIX, HOST_CHECK_PREFIX, TEST_FRAME_ETHERTYPE,
@@ -126,16 +126,17 @@ pub fn check_com2_bulk(com2: &[u8], run: &BulkRun) -> Result<(), String> {
         .position(|window| window == marker)
         .ok_or_else(|| format!("COM2 output lacks the marker {:?}", run.marker))?
         + marker.len();
-    let got = &com2[start..com2.len().min(start + BULK_LEN)];
+    let got = &com2[start..com2.len().min(start + run.len)];
     let expected = run.guest_bytes();
     if got == expected {
         return Ok(());
     }
     let first_difference = got.iter().zip(&expected).position(|(a, b)| a != b);
     Err(format!(
-        "{} of {BULK_LEN} bytes after the marker, checksum {:#018x}, expected {:#018x}; \
+        "{} of {} bytes after the marker, checksum {:#018x}, expected {:#018x}; \
          first difference at byte {}",
         got.len(),
+        run.len,
         checksum(got),
         checksum(&expected),
         first_difference.unwrap_or(got.len())
@@ -293,7 +294,7 @@ reboot: Power down
         assert_eq!(check_com2_bulk(without_later_output, &run), Ok(()));
         let start = COM2_GUEST_LINE.len() + run.marker.len();
         let mut lost = com2[..start + 1000].to_vec();
-        lost.extend_from_slice(&com2[start + 1001..start + BULK_LEN]);
+        lost.extend_from_slice(&com2[start + 1001..start + run.len]);
         let err = check_com2_bulk(&lost, &run).unwrap_err();
         assert!(
             err.contains("65535 of 65536 bytes") && err.contains("first difference at byte 1000"),
@@ -304,6 +305,28 @@ reboot: Power down
             .contains("lacks the marker"));
         let other = guest_harness::com2_bulk::BULK_RUNS[1];
         assert!(check_com2_bulk(&com2, &other).is_err());
+    }
+
+    #[test]
+    fn com2_bulk_check_wants_the_run_s_own_length() {
+        let short = guest_harness::com2_bulk::BULK_RUNS
+            .into_iter()
+            .find(|run| run.len < guest_harness::com2_bulk::BULK_LEN)
+            .expect("a replicated run moves fewer bytes");
+        let mut com2 = short.marker.as_bytes().to_vec();
+        com2.extend(short.guest_bytes());
+        com2.extend(short.host_bytes());
+        assert_eq!(
+            check_com2_bulk(&com2, &short),
+            Ok(()),
+            "later bytes are not its"
+        );
+        let cut = &com2[..short.marker.len() + short.len - 1];
+        let err = check_com2_bulk(cut, &short).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{} of {} bytes", short.len - 1, short.len)),
+            "{err}"
+        );
     }
 
     #[test]

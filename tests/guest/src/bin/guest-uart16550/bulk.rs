@@ -1,5 +1,5 @@
 //! One run of the bulk exchange through the driver's `data` path: the marker, then
-//! 64 KiB out from one thread while another reads the host's 64 KiB, each with
+//! the run's bytes out from one thread while another reads the host's, each with
 //! blocking requests the driver parks; then the driver's own counters.
 
 use std::io;
@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use guest_harness::com2_bulk::{checksum, BulkRun, BULK_LEN};
+use guest_harness::com2_bulk::{checksum, BulkRun, Setup};
 use guest_harness::guest::daemons::read_status;
 use guest_harness::guest::report::StepResult;
 use scheme_runtime::Handle;
@@ -15,12 +15,27 @@ use syscall::flag::O_RDWR;
 
 use crate::driver::{data_path, status_path};
 
-/// How long one exchange may take; split access under TCG is the slow case.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(40);
 /// Bytes per write request: the driver takes what fits its queue.
 const WRITE_CHUNK: usize = 4096;
-/// How often the sender looks whether the driver's queue has drained.
-const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// How long one exchange may take, and how often the sender looks whether the
+/// driver's queue has drained.
+struct Pace {
+    timeout: Duration,
+    drain_poll: Duration,
+}
+
+/// The driver alone; split access under TCG is the slow case.
+const ALONE: Pace = Pace {
+    timeout: Duration::from_secs(40),
+    drain_poll: Duration::from_millis(5),
+};
+/// The engine traps every port access, a hung replica stalls the group for a watchdog
+/// period, and each look at the queue costs the group events the exchange waits for.
+const REPLICATED: Pace = Pace {
+    timeout: Duration::from_secs(90),
+    drain_poll: Duration::from_millis(50),
+};
 
 /// How long each direction took, from the marker's write on, and what it cost.
 pub struct Throughput {
@@ -35,19 +50,23 @@ pub struct Throughput {
 /// Sends the run's marker and bytes while reading the host's answer; fails unless
 /// every byte of the answer arrived, in order.
 pub fn exchange(run: &BulkRun) -> StepResult<Throughput> {
-    let sender = Handle::open(&data_path(run.access), O_RDWR)?;
-    let receiver = Handle::open(&data_path(run.access), O_RDWR)?;
+    let sender = Handle::open(&data_path(run.name), O_RDWR)?;
+    let receiver = Handle::open(&data_path(run.name), O_RDWR)?;
+    let pace = match run.setup {
+        Setup::Direct | Setup::Split => &ALONE,
+        Setup::Replicated { .. } => &REPLICATED,
+    };
     let started = Instant::now();
     write_all(&sender, run.marker.as_bytes())?;
-    let (outgoing, access) = (run.guest_bytes(), run.access);
+    let (outgoing, name, len, poll) = (run.guest_bytes(), run.name, run.len, pace.drain_poll);
     let sent = in_thread(move || -> io::Result<Duration> {
         write_all(&sender, &outgoing)?;
-        wait_until_drained(access, started)
+        wait_until_drained(name, started, poll)
     });
     let received = in_thread(move || -> io::Result<(Vec<u8>, Duration)> {
-        let mut bytes = vec![0; BULK_LEN];
+        let mut bytes = vec![0; len];
         let mut filled = 0;
-        while filled < BULK_LEN {
+        while filled < len {
             match receiver.read(&mut bytes[filled..])? {
                 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                 n => filled += n,
@@ -55,9 +74,8 @@ pub fn exchange(run: &BulkRun) -> StepResult<Throughput> {
         }
         Ok((bytes, started.elapsed()))
     });
-    let deadline = started + EXCHANGE_TIMEOUT;
-    let (bytes, from_host) = wait(&received, deadline, "reading the host's bytes")?;
-    let to_host = wait(&sent, deadline, "sending the guest's bytes")?;
+    let (bytes, from_host) = wait(&received, started, pace.timeout, "reading the host's bytes")?;
+    let to_host = wait(&sent, started, pace.timeout, "sending the guest's bytes")?;
     let expected = run.host_bytes();
     if bytes != expected {
         let first = bytes.iter().zip(&expected).position(|(a, b)| a != b);
@@ -65,22 +83,22 @@ pub fn exchange(run: &BulkRun) -> StepResult<Throughput> {
             "the host's bytes arrived changed: checksum {:#018x}, expected {:#018x}, first difference at byte {}",
             checksum(&bytes),
             checksum(&expected),
-            first.unwrap_or(BULK_LEN)
+            first.unwrap_or(run.len)
         )
         .into());
     }
     Ok(Throughput {
         to_host,
         from_host,
-        steps: status_value(run.access, "steps")?,
+        steps: status_value(run.name, "steps")?,
     })
 }
 
 /// The driver took exactly the run's bytes from the chip and gave it the marker and
 /// the run's bytes, saw no overrun and no device error.
 pub fn check_counters(run: &BulkRun) -> StepResult<()> {
-    let sent = (run.marker.len() + BULK_LEN).to_string();
-    let received = BULK_LEN.to_string();
+    let sent = (run.marker.len() + run.len).to_string();
+    let received = run.len.to_string();
     for (key, expected) in [
         ("rx_bytes", received.as_str()),
         ("tx_bytes", sent.as_str()),
@@ -88,7 +106,7 @@ pub fn check_counters(run: &BulkRun) -> StepResult<()> {
         ("device_errors", "0"),
         ("state", "ok"),
     ] {
-        let value = status_value(run.access, key)?;
+        let value = status_value(run.name, key)?;
         if value != expected {
             return Err(format!("status {key}: {value}, expected {expected}").into());
         }
@@ -96,8 +114,8 @@ pub fn check_counters(run: &BulkRun) -> StepResult<()> {
     Ok(())
 }
 
-fn status_value(access: &str, key: &str) -> StepResult<String> {
-    let text = read_status(&status_path(access))?;
+fn status_value(run: &str, key: &str) -> StepResult<String> {
+    let text = read_status(&status_path(run))?;
     let value = text
         .lines()
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(": "));
@@ -116,15 +134,16 @@ fn write_all(handle: &Handle, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until the driver's transmit queue is empty; the time since `started`.
-fn wait_until_drained(access: &str, started: Instant) -> io::Result<Duration> {
+/// Waits until the driver's transmit queue is empty, looking every `poll`; the time
+/// since `started`.
+fn wait_until_drained(run: &str, started: Instant, poll: Duration) -> io::Result<Duration> {
     loop {
         let drained =
-            status_value(access, "tx_queued").map_err(|err| io::Error::other(err.to_string()))?;
+            status_value(run, "tx_queued").map_err(|err| io::Error::other(err.to_string()))?;
         if drained == "0" {
             return Ok(started.elapsed());
         }
-        sleep(DRAIN_POLL);
+        sleep(poll);
     }
 }
 
@@ -139,10 +158,15 @@ fn in_thread<T: Send + 'static>(
     result
 }
 
-fn wait<T>(result: &mpsc::Receiver<io::Result<T>>, deadline: Instant, what: &str) -> StepResult<T> {
-    let left = deadline.saturating_duration_since(Instant::now());
+fn wait<T>(
+    result: &mpsc::Receiver<io::Result<T>>,
+    started: Instant,
+    timeout: Duration,
+    what: &str,
+) -> StepResult<T> {
+    let left = (started + timeout).saturating_duration_since(Instant::now());
     match result.recv_timeout(left) {
         Ok(outcome) => Ok(outcome.map_err(|err| format!("{what}: {err}"))?),
-        Err(_) => Err(format!("{what}: not done after {EXCHANGE_TIMEOUT:?}").into()),
+        Err(_) => Err(format!("{what}: not done after {timeout:?}").into()),
     }
 }

@@ -1,8 +1,9 @@
-//! The driver as a child process: started under a uid, waited for until its scheme
-//! serves, and stopped; a start that must fail.
+//! The driver as a child process, alone or replicated by `romain replicate`: started,
+//! waited for until its scheme serves, and stopped; a start that must fail.
 
 use std::fs;
 use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,24 +12,88 @@ use std::time::{Duration, Instant};
 
 use driver_policy::PortRange;
 use guest_harness::guest::report::StepResult;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use scheme_runtime::Handle;
 use syscall::flag::O_RDONLY;
 
-/// How long the driver may take to open the chip and serve; generous for TCG.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the driver may take to open the chip and serve; generous for TCG, where
+/// the replication engine also starts and traces its replicas first.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The scheme the test's driver serves in access mode `access`: a name per mode, since
-/// a driver that is killed leaves its socket, which only its owner may replace.
-pub fn scheme(access: &str) -> String {
-    format!("uart.com2-{access}")
+/// How long a replica may take to reach its next event: well above what a replica
+/// needs under TCG on a busy host, since a replica caught by mistake is a fault.
+const REPLICA_WATCHDOG_MS: u32 = 2000;
+
+/// The scheme the test's driver serves in run `run`: a name per run, since a driver
+/// that is killed leaves its socket, which only its owner may replace.
+pub fn scheme(run: &str) -> String {
+    format!("uart.com2-{run}")
 }
 
-pub fn status_path(access: &str) -> String {
-    format!("/scheme/{}/status", scheme(access))
+pub fn status_path(run: &str) -> String {
+    format!("/scheme/{}/status", scheme(run))
 }
 
-pub fn data_path(access: &str) -> String {
-    format!("/scheme/{}/data", scheme(access))
+pub fn data_path(run: &str) -> String {
+    format!("/scheme/{}/data", scheme(run))
+}
+
+/// The driver for the UART at `ports` in mode `access`, serving the scheme of run
+/// `run`, as `uid` (and gid).
+pub fn alone(program: &Path, access: &str, run: &str, ports: PortRange, uid: u32) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(driver_args(access, run, ports))
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::null());
+    command
+}
+
+/// `romain replicate` running the direct-access driver as `replicas` replicas for run
+/// `run`, their port accesses performed through `mmio:` under the policy rule `label`;
+/// it takes commands on `control`, which only the child keeps. Runs as root, because
+/// `mmio:` lets only root act for a driver's rule.
+pub fn replicated(
+    romain: &Path,
+    program: &Path,
+    replicas: usize,
+    run: &str,
+    ports: PortRange,
+    label: &str,
+    control: OwnedFd,
+) -> Command {
+    let number = control.as_raw_fd();
+    let mut command = Command::new(romain);
+    command
+        .args(["replicate", "--replicas", &replicas.to_string()])
+        .args(["--ports", &ports.to_string(), "--label", label])
+        .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
+        .args(["--control-fd", &number.to_string(), "--"])
+        .arg(program)
+        .args(driver_args("direct", run, ports))
+        .stdin(Stdio::null());
+    // The command owns this end, so this process's copy closes with the command and
+    // the guest's end sees romain's going away.
+    // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            fcntl(&control, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            Ok(())
+        });
+    }
+    command
+}
+
+fn driver_args(access: &str, run: &str, ports: PortRange) -> [String; 6] {
+    [
+        "--access".into(),
+        access.into(),
+        "--scheme".into(),
+        scheme(run),
+        "--base".into(),
+        format!("{:#x}", ports.first()),
+    ]
 }
 
 /// A running driver, killed when dropped.
@@ -37,14 +102,15 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts `program` with `--access access` for the UART at `ports`, as `uid` (and
-    /// gid), and waits until its scheme answers.
-    pub fn start(program: &Path, access: &str, ports: PortRange, uid: u32) -> StepResult<Driver> {
+    /// Starts `command`, a driver serving the scheme of run `run`, and waits until the
+    /// scheme answers.
+    pub fn start(mut command: Command, run: &str) -> StepResult<Driver> {
         let mut driver = Driver {
-            child: command(program, access, ports, uid).spawn()?,
+            child: command.spawn()?,
         };
+        drop(command);
         let started = Instant::now();
-        let status = status_path(access);
+        let status = status_path(run);
         while let Err(err) = Handle::open(&status, O_RDONLY) {
             if let Some(status) = driver.child.try_wait()? {
                 return Err(format!("the driver exited with {status} before serving").into());
@@ -97,16 +163,9 @@ impl Drop for Driver {
     }
 }
 
-/// Starting the driver with `--access access` as `uid` must fail within the start
-/// timeout, and say `expected` in its log.
-pub fn refused(
-    program: &Path,
-    access: &str,
-    ports: PortRange,
-    uid: u32,
-    expected: &str,
-) -> StepResult<()> {
-    let mut command = command(program, access, ports, uid);
+/// Starting `command`, a driver, must fail within the start timeout, and say
+/// `expected` in its log.
+pub fn refused(mut command: Command, expected: &str) -> StepResult<()> {
     let mut child = command.stderr(Stdio::piped()).spawn()?;
     let started = Instant::now();
     let status = loop {
@@ -132,16 +191,4 @@ pub fn refused(
         true => Ok(()),
         false => Err(format!("the driver failed ({status}) without saying {expected:?}").into()),
     }
-}
-
-/// The driver for the UART at `ports` in mode `access`, to run as `uid` (and gid).
-fn command(program: &Path, access: &str, ports: PortRange, uid: u32) -> Command {
-    let mut command = Command::new(program);
-    command
-        .args(["--access", access, "--scheme", &scheme(access)])
-        .args(["--base", &format!("{:#x}", ports.first())])
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::null());
-    command
 }

@@ -1,0 +1,182 @@
+//! The control socket of `romain replicate`, as the `romain:` daemon holds it: one
+//! command per message (`status`, or a fault to inject), one answer per message,
+//! `ok ...` or `error ...`; and the engine's counters out of the `status` answer.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use guest_harness::guest::report::StepResult;
+use nix::sys::socket::{
+    recv, send, setsockopt, socketpair, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+};
+use nix::sys::time::TimeVal;
+
+/// How long the engine may take to answer; it answers between two requests it
+/// serves, which under TCG and fault injection can be a watchdog period apart.
+const ANSWER_TIMEOUT_SECS: i64 = 10;
+/// Longer than any answer, the status included.
+const MAX_ANSWER_LEN: usize = 4096;
+
+/// Our end of the control socket.
+pub struct Control {
+    socket: OwnedFd,
+}
+
+impl Control {
+    /// A connected pair: ours, and the end to hand to `romain replicate`.
+    pub fn pair() -> StepResult<(Control, OwnedFd)> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        let timeout = TimeVal::new(ANSWER_TIMEOUT_SECS, 0);
+        setsockopt(&ours, sockopt::ReceiveTimeout, &timeout)?;
+        Ok((Control { socket: ours }, theirs))
+    }
+
+    /// Sends `command` and returns the engine's answer, which must start with `ok`.
+    pub fn command(&self, command: &str) -> StepResult<String> {
+        let fd = self.socket.as_raw_fd();
+        send(fd, command.as_bytes(), MsgFlags::MSG_NOSIGNAL)?;
+        let mut answer = vec![0; MAX_ANSWER_LEN];
+        let len = recv(fd, &mut answer, MsgFlags::empty())
+            .map_err(|errno| format!("no answer to {command:?}: {errno}"))?;
+        if len == 0 {
+            return Err(format!("romain closed the control socket at {command:?}").into());
+        }
+        let answer = String::from_utf8_lossy(&answer[..len]).into_owned();
+        match answer.starts_with("ok") {
+            true => Ok(answer),
+            false => Err(format!("{command:?} refused: {}", answer.trim_end()).into()),
+        }
+    }
+
+    pub fn status(&self) -> StepResult<EngineStatus> {
+        EngineStatus::parse(&self.command("status")?)
+    }
+}
+
+/// The `key: value` lines of the engine's `status` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineStatus(BTreeMap<String, String>);
+
+impl EngineStatus {
+    pub fn parse(answer: &str) -> StepResult<EngineStatus> {
+        let mut lines = answer.lines();
+        if lines.next() != Some("ok") {
+            return Err(format!("not a status answer: {answer:?}").into());
+        }
+        let fields = lines
+            .map(|line| {
+                line.split_once(": ")
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .ok_or_else(|| format!("status line without a value: {line:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EngineStatus(fields))
+    }
+
+    pub fn value(&self, key: &str) -> StepResult<&str> {
+        match self.0.get(key) {
+            Some(value) => Ok(value),
+            None => Err(format!("no {key} in the engine's status").into()),
+        }
+    }
+
+    pub fn counter(&self, key: &str) -> StepResult<u64> {
+        let value = self.value(key)?;
+        Ok(value
+            .parse()
+            .map_err(|_| format!("status {key}: {value:?} is not a count"))?)
+    }
+
+    /// Fails unless every replica's place holds a process.
+    pub fn every_place_filled(&self) -> StepResult<()> {
+        let pids = self.value("pids")?;
+        let places = pids.split_whitespace().count() as u64;
+        if places != self.counter("replicas")? || pids.contains('-') {
+            return Err(format!("a replica's place is empty: pids {pids}").into());
+        }
+        Ok(())
+    }
+
+    /// The counters, `key value` in the engine's order, for a report line.
+    pub fn counters(&self, keys: &[&str]) -> String {
+        let shown: Vec<String> = keys
+            .iter()
+            .map(|key| format!("{key} {}", self.value(key).unwrap_or("?")))
+            .collect();
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "ok\nreplicas: 3\npids: 41 42 57\nevents: 1200\nvotes: 1200\n\
+                          divergences: 4\nrepairs: 5\nlast-fault: replica 1 at out 0x2f8: hung\n";
+
+    #[test]
+    fn status_answer_gives_counters_and_values() {
+        let status = EngineStatus::parse(STATUS).unwrap();
+        assert_eq!(status.counter("events").unwrap(), 1200);
+        assert_eq!(
+            status.value("last-fault").unwrap(),
+            "replica 1 at out 0x2f8: hung"
+        );
+        assert!(status.every_place_filled().is_ok());
+        assert_eq!(
+            status.counters(&["repairs", "hangs"]),
+            "repairs 5, hangs ?",
+            "a missing counter shows as unknown"
+        );
+        assert!(status.counter("hangs").is_err());
+        assert!(status.counter("last-fault").is_err());
+    }
+
+    #[test]
+    fn status_answer_must_say_ok_and_hold_key_value_lines() {
+        assert!(EngineStatus::parse("error no group").is_err());
+        assert!(EngineStatus::parse("ok\nreplicas 3\n").is_err());
+        assert!(EngineStatus::parse("ok\n").is_ok());
+    }
+
+    #[test]
+    fn an_empty_place_or_a_missing_replica_shows() {
+        let emptied = STATUS.replace("pids: 41 42 57", "pids: 41 - 57");
+        let status = EngineStatus::parse(&emptied).unwrap();
+        assert!(status.every_place_filled().is_err());
+        let short = STATUS.replace("pids: 41 42 57", "pids: 41 42");
+        assert!(EngineStatus::parse(&short)
+            .unwrap()
+            .every_place_filled()
+            .is_err());
+    }
+
+    #[test]
+    fn commands_go_out_as_one_message_and_refusals_fail() {
+        let (control, engine) = Control::pair().unwrap();
+        let engine = std::thread::spawn(move || {
+            let mut command = [0; 64];
+            let mut seen = Vec::new();
+            for answer in ["ok flip 1 reg rax 3", "error no replica 7"] {
+                let len = recv(engine.as_raw_fd(), &mut command, MsgFlags::empty()).unwrap();
+                seen.push(String::from_utf8_lossy(&command[..len]).into_owned());
+                send(engine.as_raw_fd(), answer.as_bytes(), MsgFlags::empty()).unwrap();
+            }
+            seen
+        });
+        assert_eq!(
+            control.command("flip 1 reg rax 3").unwrap(),
+            "ok flip 1 reg rax 3"
+        );
+        let refused = control.command("kill 7").unwrap_err().to_string();
+        assert!(refused.contains("no replica 7"), "{refused}");
+        assert_eq!(engine.join().unwrap(), ["flip 1 reg rax 3", "kill 7"]);
+        // The engine's end is gone: an answer can never come.
+        assert!(control.command("status").is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! Faults for a replicated driver at work: every 20-50 ms a random bit of a random
+//! register of a random replica flips, and early on one replica is killed and one
+//! sent into an endless loop, all through the engine's control socket. The sequence
+//! follows from a seed, which the report shows, so a failing run can be replayed.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::sleep;
+use std::time::Duration;
+
+use guest_harness::guest::report::StepResult;
+
+use crate::control::Control;
+
+/// The registers the engine can flip a bit in.
+const REGISTERS: [&str; 20] = [
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip", "rflags", "fs_base", "gs_base",
+];
+/// Segment bases keep below bit 47: the kernel refuses non-canonical ones.
+const SEGMENT_BASE_BITS: u64 = 47;
+/// Pauses between faults, in milliseconds.
+const PAUSE_MS: (u64, u64) = (20, 50);
+/// Which faults (counted from 0) are a kill and a hang; every other one is a flip.
+/// Early, so they land while the exchange runs.
+const KILL_AT: u64 = 1;
+const HANG_AT: u64 = 3;
+
+/// The faults of one run, from a seed.
+pub struct FaultPlan {
+    state: u64,
+    replicas: u64,
+    made: u64,
+}
+
+impl FaultPlan {
+    pub fn new(seed: u64, replicas: usize) -> FaultPlan {
+        FaultPlan {
+            state: seed | 1,
+            replicas: replicas as u64,
+            made: 0,
+        }
+    }
+
+    /// xorshift64: a number below `bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % bound
+    }
+
+    /// The next control command.
+    pub fn next_fault(&mut self) -> String {
+        let made = self.made;
+        self.made += 1;
+        let replica = self.below(self.replicas);
+        match made {
+            KILL_AT => format!("kill {replica}"),
+            HANG_AT => format!("hang {replica}"),
+            _ => {
+                let register = REGISTERS[self.below(REGISTERS.len() as u64) as usize];
+                let bits = match register.ends_with("_base") {
+                    true => SEGMENT_BASE_BITS,
+                    false => 64,
+                };
+                format!("flip {replica} reg {register} {}", self.below(bits))
+            }
+        }
+    }
+
+    pub fn next_pause(&mut self) -> Duration {
+        let (least, most) = PAUSE_MS;
+        Duration::from_millis(least + self.below(most - least + 1))
+    }
+}
+
+/// What went into the replicas.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Injected {
+    pub seed: u64,
+    pub flips: u64,
+    pub kills: u64,
+    pub hangs: u64,
+}
+
+impl Injected {
+    pub fn total(&self) -> u64 {
+        self.flips + self.kills + self.hangs
+    }
+}
+
+impl fmt::Display for Injected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} faults sent ({} register flips, {} kill, {} hang; seed {:#x})",
+            self.total(),
+            self.flips,
+            self.kills,
+            self.hangs,
+            self.seed
+        )
+    }
+}
+
+/// Injects faults into the group behind `control` until `done` is set; every one must
+/// be accepted.
+pub fn inject_until(
+    control: &Control,
+    replicas: usize,
+    seed: u64,
+    done: &AtomicBool,
+) -> StepResult<Injected> {
+    let mut plan = FaultPlan::new(seed, replicas);
+    let mut injected = Injected {
+        seed,
+        ..Injected::default()
+    };
+    loop {
+        sleep(plan.next_pause());
+        if done.load(Ordering::Relaxed) {
+            return Ok(injected);
+        }
+        let fault = plan.next_fault();
+        control
+            .command(&fault)
+            .map_err(|err| format!("after {injected}: {err}"))?;
+        let count = match fault.split_whitespace().next() {
+            Some("kill") => &mut injected.kills,
+            Some("hang") => &mut injected.hangs,
+            _ => &mut injected.flips,
+        };
+        *count += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_kill_one_hang_and_flips_in_range() {
+        let mut plan = FaultPlan::new(0x2545_f491_4f6c_dd1d, 3);
+        let faults: Vec<String> = (0..500).map(|_| plan.next_fault()).collect();
+        assert!(faults[KILL_AT as usize].starts_with("kill "));
+        assert!(faults[HANG_AT as usize].starts_with("hang "));
+        let flips: Vec<Vec<&str>> = faults
+            .iter()
+            .filter(|fault| fault.starts_with("flip "))
+            .map(|fault| fault.split_whitespace().collect())
+            .collect();
+        assert_eq!(flips.len(), 498);
+        let mut registers = std::collections::BTreeSet::new();
+        for words in &flips {
+            let [_, replica, "reg", register, bit] = words[..] else {
+                panic!("not a register flip: {words:?}");
+            };
+            assert!(replica.parse::<u64>().unwrap() < 3);
+            let bit: u64 = bit.parse().unwrap();
+            let limit = if register.ends_with("_base") { 47 } else { 64 };
+            assert!(bit < limit, "{words:?}");
+            registers.insert(register);
+        }
+        assert_eq!(
+            registers.len(),
+            REGISTERS.len(),
+            "every register gets flips"
+        );
+        let replicas: std::collections::BTreeSet<&str> =
+            flips.iter().map(|words| words[1]).collect();
+        assert_eq!(replicas.len(), 3, "every replica gets flips");
+    }
+
+    #[test]
+    fn pauses_stay_in_range_and_the_seed_replays() {
+        let mut plan = FaultPlan::new(7, 3);
+        let pauses: Vec<Duration> = (0..200).map(|_| plan.next_pause()).collect();
+        assert!(pauses
+            .iter()
+            .all(|pause| (20..=50).contains(&pause.as_millis())));
+        assert!(pauses.iter().any(|pause| pause != &pauses[0]));
+        let replay = |seed| {
+            let mut plan = FaultPlan::new(seed, 3);
+            (0..20).map(|_| plan.next_fault()).collect::<Vec<_>>()
+        };
+        assert_eq!(replay(99), replay(99));
+        assert_ne!(replay(99), replay(100));
+    }
+
+    #[test]
+    fn injection_stops_when_done_and_fails_on_a_refusal() {
+        let (control, engine) = Control::pair().unwrap();
+        drop(engine);
+        let done = AtomicBool::new(true);
+        assert_eq!(inject_until(&control, 3, 5, &done).unwrap().total(), 0);
+        done.store(false, Ordering::Relaxed);
+        assert!(inject_until(&control, 3, 5, &done).is_err());
+    }
+}
