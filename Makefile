@@ -15,7 +15,7 @@ demo: demo-host demo-guest
 demo-host: toolchain
 	$(CARGO) run --quiet --release -p scheme-testbed --bin testbed -- demo
 
-## demo-guest: mmio: and dma: driving QEMU's real e1000 and 16550 inside a Linux guest
+## demo-guest: mmio: and dma: driving QEMU's real e1000 and 16550 inside a Linux guest, the UART driver also as voting replicas under fault injection
 demo-guest: toolchain
 	$(CARGO) run --quiet -p guest-harness -- demo
 

@@ -170,7 +170,9 @@ fn run(cli: &Cli) -> Result<Summary> {
         "== 4/5 Booting QEMU: COM1 is the console below, COM2 is a socket the harness \
          answers on, the e1000 sits on an isolated user network whose frames are captured.\n   \
          /init loads the modules, starts the mmio and dma daemons as root and runs each test \
-         program, whose steps act as the drivers of the policy; every step prints one line.",
+         program, whose steps act as the drivers of the policy; every step prints one line. \
+         The UART driver also runs replicated (romain's engine: 1, 2 and 3 replicas voting \
+         on every port access), the last time with a fault injected every 20-50 ms.",
     );
     let tcp = TcpLoad::start(cli.mode.tcp_workload())?;
     let tcp_params = tcp.kernel_params(&OUR_DRIVER_PATHS);
