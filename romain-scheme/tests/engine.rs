@@ -45,11 +45,12 @@ impl PortDevice for SoftPorts {
     }
 }
 
-fn driver_binary() -> PathBuf {
+/// A binary of another package of the workspace.
+fn workspace_binary(name: &str) -> PathBuf {
     // Integration tests run from target/<profile>/deps; the workspace's binaries sit
     // one level up.
     let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join("uart16550");
+    let binary = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(
         binary.exists(),
         "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
@@ -82,7 +83,7 @@ impl Replicated {
         let _ = env_logger::builder().is_test(true).try_init();
         let dir = unique_dir("group");
         let chip = Soft16550::new();
-        let mut command = ReplicaCommand::new(driver_binary());
+        let mut command = ReplicaCommand::new(workspace_binary("uart16550"));
         command
             .args(["--access", "direct", "--scheme", SCHEME])
             .args(["--poll-interval", "2000", "--linger", "0"])
@@ -511,4 +512,66 @@ fn loads_from_the_device_window_are_performed_once_for_the_group() {
     assert_eq!(accesses.load(Ordering::Relaxed), 30);
     drop(group);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = unique_dir("client");
+    let _testbed = KillOnDrop(
+        std::process::Command::new(workspace_binary("testbed"))
+            .arg("serve")
+            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command
+        .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
+        .args(["--client", "testbed:queue/replicated"])
+        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
+    let config = GroupConfig {
+        command,
+        replicas: 3,
+        watchdog: Duration::from_secs(2),
+        device_window: None,
+    };
+    let devices = Devices {
+        ports: Box::new(SoftPorts(Soft16550::new())),
+        memory: None,
+    };
+    let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+    wait_for_scheme(&dir, "testbed", &group);
+    wait_for_scheme(&dir, "events", &group);
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"client 5").unwrap(), 8);
+    group.command("flip 1 reg rdi 2").unwrap();
+    assert_eq!(events.write(b"client 2").unwrap(), 8);
+    let queue = Handle::open_in(&dir, "testbed:queue/replicated", O_RDWR).unwrap();
+    let mut received = [0; 64];
+    let n = queue.read(&mut received).unwrap();
+    assert_eq!(
+        &received[..n],
+        b"xxxxxxx",
+        "one write per event, not one per replica"
+    );
+    let stats = Handle::open_in(&dir, "testbed:stats", O_RDWR).unwrap();
+    let n = stats.read(&mut received).unwrap();
+    let stats = String::from_utf8_lossy(&received[..n]).into_owned();
+    // Seven opens and closes by the group, plus the queue handle above.
+    assert!(stats.starts_with("opened=8 closed=7 "), "{stats}");
+    assert_eq!(status(&group)["no-majority"], "0");
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

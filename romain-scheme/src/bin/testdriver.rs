@@ -30,8 +30,9 @@ enum Mode {
     Exit { code: u8 },
     /// Serve scheme NAME, where writing `<kind> <count>` to a handle makes `count`
     /// events of one kind: `port` (an `in` from port 0x80), `syscall` (a getppid),
-    /// `mmio` (a 32-bit load from the device window), `none`. Runs under the
-    /// replication engine, which traps each event.
+    /// `mmio` (a 32-bit load from the device window), `client` (open the --client
+    /// path, write one byte, close), `none`. Runs under the replication engine, which
+    /// traps each event.
     #[cfg(target_os = "linux")]
     Events {
         name: String,
@@ -39,6 +40,9 @@ enum Mode {
         /// every load there faults to the engine.
         #[arg(long, value_parser = parse_hex)]
         window: u64,
+        /// The scheme path `client` events write to.
+        #[arg(long, default_value = "testbed:queue/events")]
+        client: String,
     },
 }
 
@@ -55,6 +59,8 @@ struct Alive {
     opened: usize,
     #[cfg(target_os = "linux")]
     window: Option<std::ptr::NonNull<u32>>,
+    #[cfg(target_os = "linux")]
+    client: String,
 }
 
 impl SchemeSync for Alive {
@@ -86,7 +92,7 @@ impl SchemeSync for Alive {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        events::make(buf, self.window)?;
+        events::make(buf, self.window, &self.client)?;
         Ok(buf.len())
     }
 }
@@ -102,9 +108,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
         #[cfg(target_os = "linux")]
-        Mode::Events { name, window } => events::map_window(window).and_then(|window| {
+        Mode::Events {
+            name,
+            window,
+            client,
+        } => events::map_window(window).and_then(|window| {
             let mut alive = Alive {
                 window: Some(window),
+                client,
                 ..Alive::default()
             };
             scheme_runtime::serve(&name, &mut alive)
@@ -126,14 +137,16 @@ mod events {
     use std::ptr::NonNull;
 
     use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    use syscall::error::{Error, Result, EINVAL};
+    use scheme_runtime::Handle;
+    use syscall::error::{Error, Result, EINVAL, EIO};
+    use syscall::flag::O_RDWR;
 
     /// The port the `port` events read: the POST diagnostic port, which nothing
     /// answers; under the engine the read never reaches a device anyway.
     const PORT: u16 = 0x80;
 
     /// Makes the events `request` (`<kind> <count>`) asks for.
-    pub fn make(request: &[u8], window: Option<NonNull<u32>>) -> Result<()> {
+    pub fn make(request: &[u8], window: Option<NonNull<u32>>, client: &str) -> Result<()> {
         let text = std::str::from_utf8(request).map_err(|_| Error::new(EINVAL))?;
         let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
         let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
@@ -146,12 +159,25 @@ mod events {
                 // SAFETY: the window stays mapped (without access rights) for the
                 // process's life; the engine performs the load.
                 ("mmio", Some(window)) => u64::from(unsafe { window.as_ptr().read_volatile() }),
+                ("client", _) => write_through(client)?,
                 ("none", _) => 0,
                 _ => return Err(Error::new(EINVAL)),
             });
         }
         std::hint::black_box(sum);
         Ok(())
+    }
+
+    /// Opens `path` as a client, writes one byte and closes it.
+    fn write_through(path: &str) -> Result<u64> {
+        let failed = |error: std::io::Error| {
+            log::warn!("{path}: {error}");
+            Error::new(EIO)
+        };
+        let handle = Handle::open(path, O_RDWR).map_err(failed)?;
+        let written = handle.write(b"x").map_err(failed)?;
+        handle.close().map_err(failed)?;
+        Ok(written as u64)
     }
 
     fn read_port() -> u64 {

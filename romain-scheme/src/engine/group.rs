@@ -20,6 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::connections::{Connections, MessageHeader};
 use super::fault_injection::{Fault, Injection};
 use super::member::{Action, Arrival, Member, Stopped};
 use super::stats::EngineStats;
@@ -125,6 +126,8 @@ pub struct ReplicaGroup {
     parked: Option<Box<Stopped>>,
     reply: Option<Vec<u8>>,
     injections: Vec<Injection>,
+    /// The scheme connections the replicas opened.
+    connections: Connections,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -144,6 +147,7 @@ impl ReplicaGroup {
             parked: None,
             reply: None,
             injections: Vec::new(),
+            connections: Connections::default(),
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -254,6 +258,7 @@ impl ReplicaGroup {
         self.members.clear();
         self.parked = None;
         self.frozen.clear();
+        self.connections.clear();
         self.stats.restarts += 1;
         self.spawn_all()
     }
@@ -453,7 +458,7 @@ impl ReplicaGroup {
             }
         }
 
-        match self.perform(&reference, devices)? {
+        match self.perform(&reference, source, devices)? {
             Completion::Continue { regs, stores } => {
                 for (index, member) in self.live() {
                     for (address, bytes) in &stores {
@@ -628,6 +633,7 @@ impl ReplicaGroup {
     fn perform(
         &mut self,
         reference: &Stopped,
+        source: ReplicaIndex,
         devices: &mut Devices,
     ) -> Result<Completion, GroupFailure> {
         let mut regs = reference.regs;
@@ -722,6 +728,27 @@ impl ReplicaGroup {
                             -(libc::EFAULT as i64)
                         }
                     }
+                    SyscallClass::OpenConnection => self.connections.open(),
+                    SyscallClass::Connect { fd, .. } => self.connections.connect(fd, data),
+                    SyscallClass::SendMessage { fd, flags, .. } => {
+                        self.connections.send(fd, data, flags)
+                    }
+                    SyscallClass::ReceiveMessage { fd, header, flags } => {
+                        let source = &self.members[source]
+                            .as_ref()
+                            .expect("source is live")
+                            .tracee;
+                        match MessageHeader::read(source, header) {
+                            Some(message) => {
+                                let (result, received) =
+                                    self.connections.receive(fd, &message, header, flags);
+                                stores.extend(received);
+                                result
+                            }
+                            None => -i64::from(libc::EFAULT),
+                        }
+                    }
+                    SyscallClass::CloseConnection { fd } => self.connections.close(fd),
                     SyscallClass::Fixed(value) => value,
                     SyscallClass::Refused(errno) => {
                         if self.refused_logged.insert(syscall.number) {

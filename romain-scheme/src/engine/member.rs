@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use iced_x86::Mnemonic;
 
+use super::connections::MessageHeader;
 use super::syscall_policy::{classify, SyscallClass};
 use crate::trap::{
     decode, decode_memory_access, DecodeError, MemoryAccess, PortAccess, Syscall, Tracee, TrapError,
@@ -24,6 +25,9 @@ const RDTSCP_LEN: u64 = 3;
 /// Most bytes of a buffer a syscall hands out that the vote compares and the engine
 /// passes on: a channel reply or a log line.
 pub const MAX_SYSCALL_DATA: u64 = 1 << 20;
+
+/// `sizeof(struct sockaddr_un)`.
+const MAX_SOCKET_ADDRESS: u64 = 110;
 
 /// What the engine must do to complete the event a replica stopped at.
 #[derive(Clone, Debug)]
@@ -98,8 +102,30 @@ impl Member {
             WaitStatus::PtraceEvent(_, Signal::SIGTRAP, libc::PTRACE_EVENT_SECCOMP) => {
                 let regs = ptrace::getregs(pid)?;
                 let syscall = self.tracee.intercepted_syscall()?;
-                let class = classify(&syscall, channel);
+                let mut class = classify(&syscall, channel);
                 let data = match class {
+                    SyscallClass::Connect { address, len, .. } => self
+                        .tracee
+                        .read_memory(address, len.min(MAX_SOCKET_ADDRESS) as usize)
+                        .unwrap_or_default(),
+                    SyscallClass::SendMessage { header, .. } => {
+                        let message = MessageHeader::read(&self.tracee, header);
+                        match message
+                            .as_ref()
+                            .map(|m| (m.controllen, m.gather(&self.tracee)))
+                        {
+                            Some((0, Some(data))) => data,
+                            // Passing descriptors to a scheme is not relayed.
+                            Some((_, Some(_))) => {
+                                class = SyscallClass::Refused(libc::EOPNOTSUPP);
+                                Vec::new()
+                            }
+                            _ => {
+                                class = SyscallClass::Refused(libc::EFAULT);
+                                Vec::new()
+                            }
+                        }
+                    }
                     SyscallClass::ChannelWrite { buffer, len }
                     | SyscallClass::Log { buffer, len, .. } => {
                         match self

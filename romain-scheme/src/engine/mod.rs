@@ -7,8 +7,10 @@
 //! - [`syscall_policy`]: which syscalls the engine performs, emulates, lets each
 //!   replica run, or refuses;
 //! - [`master`]: serving the driver's scheme through the group (`romain replicate`);
+//! - [`connections`]: the replicas' scheme connections, held by the engine;
 //! - [`watchdog`]: catches replicas that do not reach the next event.
 
+mod connections;
 mod fault_injection;
 pub mod group;
 pub mod master;

@@ -9,6 +9,7 @@
 
 use nix::libc;
 
+use super::connections::is_connection;
 use crate::trap::Syscall;
 
 /// The virtual process id every replica of a group sees for itself.
@@ -25,20 +26,59 @@ const STDERR: u64 = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyscallClass {
     /// A read on the replica channel: the next request, the same bytes for every replica.
-    ChannelRead { buffer: u64, len: u64 },
+    ChannelRead {
+        buffer: u64,
+        len: u64,
+    },
     /// A write on the replica channel: the reply, voted byte for byte.
-    ChannelWrite { buffer: u64, len: u64 },
+    ChannelWrite {
+        buffer: u64,
+        len: u64,
+    },
     /// A write to standard output or error, performed once by the supervisor.
-    Log { fd: u64, buffer: u64, len: u64 },
+    Log {
+        fd: u64,
+        buffer: u64,
+        len: u64,
+    },
     /// Fill `len` bytes at `buffer` with fresh random bytes, the same in every replica.
-    Random { buffer: u64, len: u64 },
+    Random {
+        buffer: u64,
+        len: u64,
+    },
     /// Read clock `clock` into the `timespec` at `buffer`.
-    Clock { clock: u64, buffer: u64 },
+    Clock {
+        clock: u64,
+        buffer: u64,
+    },
     /// Sleep for the `timespec` at `buffer` once, then return 0 to every replica.
-    Sleep { buffer: u64 },
+    Sleep {
+        buffer: u64,
+    },
     /// The same fixed result in every replica (virtual pids, granted port rights, an
     /// empty standard input).
     Fixed(i64),
+    /// `socket(AF_UNIX, SOCK_SEQPACKET)`: a scheme connection the engine holds for
+    /// the replicas ([`super::connections`]).
+    OpenConnection,
+    Connect {
+        fd: u64,
+        address: u64,
+        len: u64,
+    },
+    SendMessage {
+        fd: u64,
+        header: u64,
+        flags: u64,
+    },
+    ReceiveMessage {
+        fd: u64,
+        header: u64,
+        flags: u64,
+    },
+    CloseConnection {
+        fd: u64,
+    },
     /// Touches only the replica's own state (its own files, limits, identity), so each
     /// replica runs it; a difference shows at the next event.
     RunInEach,
@@ -49,7 +89,8 @@ pub enum SyscallClass {
 /// Classifies `syscall` for a replica whose channel is descriptor `channel`.
 pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
     let [a0, a1, a2, a3, a4, _] = syscall.args;
-    let own_descriptor = |fd: u64| fd != channel && fd > STDERR;
+    let own_descriptor = |fd: u64| fd != channel && fd > STDERR && !is_connection(fd);
+    let seqpacket = |kind: u64| kind & 0xf == libc::SOCK_SEQPACKET as u64;
     match syscall.number {
         libc::SYS_read if a0 == channel => SyscallClass::ChannelRead {
             buffer: a1,
@@ -86,6 +127,33 @@ pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
         // std polls the standard descriptors once at start-up to see they are open.
         libc::SYS_poll if a1 <= 3 && a2 == 0 => SyscallClass::Fixed(0),
         libc::SYS_close if a0 == channel => SyscallClass::Fixed(0),
+        libc::SYS_socket if a0 == libc::AF_UNIX as u64 && seqpacket(a1) => {
+            SyscallClass::OpenConnection
+        }
+        libc::SYS_connect if is_connection(a0) => SyscallClass::Connect {
+            fd: a0,
+            address: a1,
+            len: a2,
+        },
+        libc::SYS_sendmsg if is_connection(a0) => SyscallClass::SendMessage {
+            fd: a0,
+            header: a1,
+            flags: a2,
+        },
+        libc::SYS_recvmsg if is_connection(a0) => SyscallClass::ReceiveMessage {
+            fd: a0,
+            header: a1,
+            flags: a2,
+        },
+        libc::SYS_close if is_connection(a0) => SyscallClass::CloseConnection { fd: a0 },
+        // std checks descriptors it adopts; a connection is close-on-exec and
+        // read-write, and its flags are the engine's to keep.
+        libc::SYS_fcntl if is_connection(a0) => SyscallClass::Fixed(match a1 as i32 {
+            libc::F_GETFD => i64::from(libc::FD_CLOEXEC),
+            libc::F_GETFL => i64::from(libc::O_RDWR),
+            libc::F_SETFD | libc::F_SETFL => 0,
+            _ => -i64::from(libc::EINVAL),
+        }),
         // Loggers ask whether standard error is a terminal: it is not, for replicas.
         libc::SYS_ioctl if a0 <= STDERR => SyscallClass::Fixed(-i64::from(libc::ENOTTY)),
         libc::SYS_openat if a2 & libc::O_ACCMODE as u64 == libc::O_RDONLY as u64 => {
@@ -255,6 +323,41 @@ mod tests {
         );
         assert_eq!(
             call(libc::SYS_mmap, [0, 4096, 1, private, CHANNEL, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+    }
+
+    #[test]
+    fn scheme_connections_are_held_by_the_engine() {
+        use super::super::connections::FIRST_CONNECTION_FD as CONNECTION;
+        let stream = libc::SOCK_SEQPACKET as u64 | libc::SOCK_CLOEXEC as u64;
+        assert_eq!(
+            call(libc::SYS_socket, [libc::AF_UNIX as u64, stream, 0, 0, 0, 0]),
+            SyscallClass::OpenConnection
+        );
+        assert_eq!(
+            call(libc::SYS_socket, [libc::AF_INET as u64, 1, 0, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS)
+        );
+        assert_eq!(
+            call(libc::SYS_sendmsg, [CONNECTION, 0x8000, 0, 0, 0, 0]),
+            SyscallClass::SendMessage {
+                fd: CONNECTION,
+                header: 0x8000,
+                flags: 0
+            }
+        );
+        assert_eq!(
+            call(libc::SYS_close, [CONNECTION, 0, 0, 0, 0, 0]),
+            SyscallClass::CloseConnection { fd: CONNECTION }
+        );
+        assert_eq!(
+            call(libc::SYS_read, [CONNECTION, 0x8000, 1, 0, 0, 0]),
+            SyscallClass::Refused(libc::ENOSYS),
+            "no other call on a connection"
+        );
+        assert_eq!(
+            call(libc::SYS_sendmsg, [4, 0x8000, 0, 0, 0, 0]),
             SyscallClass::Refused(libc::ENOSYS)
         );
     }

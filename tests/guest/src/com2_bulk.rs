@@ -18,10 +18,16 @@ pub enum Setup {
     Direct,
     /// The driver alone, through `mmio:` (`--access split`).
     Split,
-    /// `romain replicate` runs the direct-access driver as `replicas` replicas and
-    /// performs their port accesses through `mmio:`; with `faults`, the guest injects
-    /// faults into the replicas during the exchange.
-    Replicated { replicas: usize, faults: bool },
+    /// `romain replicate` runs the driver as `replicas` replicas. Direct access: the
+    /// engine performs their port accesses through `mmio:`. Split access (`split`):
+    /// the engine, running as the uart rule's uid, holds their `mmio:` connections
+    /// and makes each voted call once. With `faults`, the guest injects faults into
+    /// the replicas during the exchange.
+    Replicated {
+        replicas: usize,
+        faults: bool,
+        split: bool,
+    },
 }
 
 /// One run of the exchange: how the driver runs, the line that starts it, and how
@@ -43,14 +49,18 @@ const fn replicated(
 ) -> BulkRun {
     BulkRun {
         name,
-        setup: Setup::Replicated { replicas, faults },
+        setup: Setup::Replicated {
+            replicas,
+            faults,
+            split: false,
+        },
         marker,
         len: REPLICATED_BULK_LEN,
     }
 }
 
 /// The runs, in the order the guest makes them.
-pub const BULK_RUNS: [BulkRun; 6] = [
+pub const BULK_RUNS: [BulkRun; 7] = [
     BulkRun {
         name: "direct",
         setup: Setup::Direct,
@@ -87,6 +97,16 @@ pub const BULK_RUNS: [BulkRun; 6] = [
         true,
         "uart16550 replicated x3 under fault injection: 4 KiB each way starts after this line\n",
     ),
+    BulkRun {
+        name: "replicated-split-3",
+        setup: Setup::Replicated {
+            replicas: 3,
+            faults: false,
+            split: true,
+        },
+        marker: "uart16550 replicated x3, split access: 4 KiB each way starts after this line\n",
+        len: REPLICATED_BULK_LEN,
+    },
 ];
 
 impl BulkRun {
@@ -169,7 +189,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(replicas, [1, 2, 3, 3]);
+        assert_eq!(replicas, [1, 2, 3, 3, 3]);
     }
 
     #[test]

@@ -50,28 +50,33 @@ pub fn alone(program: &Path, access: &str, run: &str, ports: PortRange, uid: u32
     command
 }
 
-/// `romain replicate` running the direct-access driver as `replicas` replicas for run
-/// `run`, their port accesses performed through `mmio:` under the policy rule `label`;
-/// it takes commands on `control`, which only the child keeps. Runs as root, because
-/// `mmio:` lets only root act for a driver's rule.
+/// `romain replicate` running the driver as `replicas` replicas for run `run`; it takes
+/// commands on `control`, which only the child keeps. With a policy rule `label`, the
+/// direct-access driver, whose port accesses the engine performs through `mmio:` for
+/// that rule (as root: `mmio:` lets only root act for a driver's rule). Without one,
+/// the split-access driver, whose `mmio:` calls the engine makes on connections it
+/// holds for the replicas, as whatever uid the command runs as.
 pub fn replicated(
     romain: &Path,
     program: &Path,
     replicas: usize,
     run: &str,
     ports: PortRange,
-    label: &str,
+    label: Option<&str>,
     control: OwnedFd,
 ) -> Command {
     let number = control.as_raw_fd();
     let mut command = Command::new(romain);
+    command.args(["replicate", "--replicas", &replicas.to_string()]);
+    if let Some(label) = label {
+        command.args(["--ports", &ports.to_string(), "--label", label]);
+    }
+    let access = if label.is_some() { "direct" } else { "split" };
     command
-        .args(["replicate", "--replicas", &replicas.to_string()])
-        .args(["--ports", &ports.to_string(), "--label", label])
         .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
         .args(["--control-fd", &number.to_string(), "--"])
         .arg(program)
-        .args(driver_args("direct", run, ports))
+        .args(driver_args(access, run, ports))
         .stdin(Stdio::null());
     // The command owns this end, so this process's copy closes with the command and
     // the guest's end sees romain's going away.

@@ -13,6 +13,7 @@ mod control;
 mod driver;
 mod faults;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,10 +119,9 @@ fn exercise(report: &mut Report, args: &Args, rule: &UartRule, run: &BulkRun) {
     let step = |name: &str| format!("uart16550-{}-{name}", run.name);
     // Direct access needs port rights (root), and so does acting for the uart rule
     // through `mmio:` (the engine); split access is the policy's driver.
-    let uid = if run.setup == Setup::Split {
-        rule.uid
-    } else {
-        0
+    let uid = match run.setup {
+        Setup::Split | Setup::Replicated { split: true, .. } => rule.uid,
+        _ => 0,
     };
     let started = report.run(&step("driver-serving"), || start(args, rule, run, uid));
     let (driver, control) = started.unzip();
@@ -139,6 +139,7 @@ fn exercise(report: &mut Report, args: &Args, rule: &UartRule, run: &BulkRun) {
         Setup::Replicated {
             replicas,
             faults: true,
+            ..
         } => Some(replicas),
         _ => None,
     };
@@ -218,17 +219,22 @@ fn start(
             driver::alone(&args.driver, "split", run.name, rule.ports, uid),
             None,
         ),
-        Setup::Replicated { replicas, .. } => {
+        Setup::Replicated {
+            replicas, split, ..
+        } => {
             let (control, theirs) = Control::pair()?;
-            let command = driver::replicated(
+            let mut command = driver::replicated(
                 &args.romain,
                 &args.driver,
                 replicas,
                 run.name,
                 rule.ports,
-                UART_DRIVER_LABEL,
+                (!split).then_some(UART_DRIVER_LABEL),
                 theirs,
             );
+            if split {
+                command.uid(uid).gid(uid);
+            }
             (command, Some(control))
         }
     };
@@ -342,8 +348,13 @@ fn how(setup: Setup) -> String {
     match setup {
         Setup::Direct => "direct access".to_owned(),
         Setup::Split => "split access".to_owned(),
-        Setup::Replicated { replicas, faults } => format!(
-            "replicated x{replicas}{}",
+        Setup::Replicated {
+            replicas,
+            faults,
+            split,
+        } => format!(
+            "replicated x{replicas}{}{}",
+            if split { ", split access" } else { "" },
             if faults { " under fault injection" } else { "" }
         ),
     }
