@@ -575,3 +575,28 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn a_driver_that_exits_on_its_own_ends_the_group_instead_of_restarting_it() {
+    let dir = unique_dir("exit");
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command.args(["exit", "3"]);
+    let config = GroupConfig {
+        command,
+        replicas: 3,
+        watchdog: Duration::from_secs(2),
+        device_window: None,
+    };
+    let devices = Devices {
+        ports: Box::new(SoftPorts(Soft16550::new())),
+        memory: None,
+    };
+    let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !group.is_finished() {
+        assert!(Instant::now() < deadline, "the group thread goes on");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!dir.join("events").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

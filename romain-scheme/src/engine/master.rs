@@ -41,6 +41,7 @@ pub struct GroupLink {
     control: Option<OwnedFd>,
     hello: Vec<u8>,
     last_scrub: Instant,
+    failed: Option<String>,
 }
 
 impl GroupLink {
@@ -53,6 +54,7 @@ impl GroupLink {
             control,
             hello: Vec::new(),
             last_scrub: Instant::now(),
+            failed: None,
         }
     }
 
@@ -117,17 +119,36 @@ impl GroupLink {
     }
 
     /// Starts the group again after `failure`, through to its hello.
+    /// One that cannot (the driver itself ended, or will not start again) marks the
+    /// link as failed: the server stops, and whoever supervises this process
+    /// restarts it with backoff.
     fn recover(&mut self, failure: &GroupFailure) -> io::Result<()> {
-        if let GroupFailure::DriverEnded(how) = failure {
-            return Err(io::Error::other(format!("the driver {how}")));
-        }
-        log::error!("replica group failed ({failure}); starting it again");
-        self.group.restart().map_err(io::Error::other)?;
+        let recovered = match failure {
+            GroupFailure::DriverEnded(how) => Err(format!("the driver {how}")),
+            failure => {
+                log::error!("replica group failed ({failure}); starting it again");
+                self.restart()
+            }
+        };
+        recovered.map_err(|reason| {
+            log::error!("replica group cannot go on: {reason}");
+            self.failed = Some(reason.clone());
+            io::Error::other(reason)
+        })
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.group.restart().map_err(|error| error.to_string())?;
         match self.group.exchange(None, &mut self.devices) {
             Ok(Some(hello)) if hello == self.hello => Ok(()),
-            Ok(_) => Err(io::Error::other("the restarted group said another hello")),
-            Err(failure) => Err(io::Error::other(failure)),
+            Ok(_) => Err("the restarted group said another hello".to_owned()),
+            Err(failure) => Err(failure.to_string()),
         }
+    }
+
+    /// Why the group cannot go on, once it cannot.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 }
 
@@ -161,7 +182,8 @@ impl ReplicaLink for GroupLink {
     }
 }
 
-/// Serves the group's scheme in `scheme_dir` until the server fails.
+/// Serves the group's scheme in `scheme_dir` until the server fails or the group
+/// cannot be started again.
 pub fn serve_group(link: GroupLink, scheme_dir: &Path) -> io::Result<()> {
     serve_group_until(link, scheme_dir, &AtomicBool::new(false))
 }
@@ -179,6 +201,9 @@ pub fn serve_group_until(link: GroupLink, scheme_dir: &Path, stop: &AtomicBool) 
     server.set_tick(Some(hello.tick.unwrap_or(IDLE_ROUND)));
     while !stop.load(Ordering::Relaxed) {
         server.run_round(&mut forwarder)?;
+        if let Some(reason) = forwarder.link().failure() {
+            return Err(io::Error::other(reason.to_owned()));
+        }
     }
     Ok(())
 }

@@ -97,6 +97,11 @@ impl<L: ReplicaLink> Channel<L> {
 }
 
 impl<L: ReplicaLink> Forwarder<L> {
+    /// The link, for the supervisor to ask how its replicas are doing.
+    pub fn link(&self) -> &L {
+        &self.channel.link
+    }
+
     /// Takes the replicas' hello from `link`: the forwarder for the scheme they
     /// serve, and the hello (its name and tick are for the supervisor to serve
     /// the scheme with).
