@@ -34,6 +34,8 @@ enum State {
 pub struct Group {
     spec: DriverSpec,
     program: Program,
+    /// The replicas it was opened with (see [`Group::asked_replicas`]).
+    asked: usize,
     state: State,
     restarts: u64,
     repetition: u32,
@@ -91,6 +93,7 @@ impl Group {
     pub fn start(spec: DriverSpec, program: Program, now: Instant) -> Self {
         let mut group = Self {
             spec,
+            asked: program.replicas(),
             program,
             state: State::Down,
             restarts: 0,
@@ -124,6 +127,16 @@ impl Group {
 
     pub fn replicas(&self) -> usize {
         self.program.replicas()
+    }
+
+    /// The replicas the group was opened with: more than it runs where replication
+    /// is unavailable.
+    pub fn asked_replicas(&self) -> usize {
+        self.asked.max(self.replicas())
+    }
+
+    pub fn set_asked_replicas(&mut self, asked: usize) {
+        self.asked = asked;
     }
 
     fn is_replicated(&self) -> bool {
@@ -162,6 +175,7 @@ impl Group {
             last_fault: self.last_fault.as_ref(),
             next_restart_at,
             engine: self.is_replicated().then(|| self.engine_report()),
+            unreplicated: (self.asked > self.replicas()).then_some(self.asked),
         }
     }
 

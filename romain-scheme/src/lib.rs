@@ -13,8 +13,9 @@
 //! also serves the driver's scheme and takes fault injections from the group's
 //! handle. Without `replicas=` or with N = 1 the process is the driver alone,
 //! restart-only. Either way the supervisor restarts the process when it fails.
-//! Redox has no process tracing, so there `replicas=N` with N >= 2 is refused
-//! with `EOPNOTSUPP`.
+//! Redox has no process tracing, so there a group opened with `replicas=N`,
+//! N >= 2, runs the driver alone (restart-only supervision) and its status says
+//! replication is unavailable.
 
 mod backoff;
 pub mod client;

@@ -18,10 +18,6 @@ use crate::heartbeat::{Heartbeat, ProbeReply};
 use crate::platform::{self, ControlSocket};
 use crate::registry::DriverSpec;
 
-/// Whether this system can run replicated groups: the engine traces its
-/// replicas with ptrace, which Redox lacks.
-pub const REPLICATION_AVAILABLE: bool = cfg!(target_os = "linux");
-
 /// How long `romain:` waits for the engine's answer to a command. The engine
 /// answers between two requests of the driver's scheme, so within a tick of the
 /// driver unless a replica hangs; every other client of `romain:` waits as long.

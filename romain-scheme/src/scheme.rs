@@ -224,7 +224,7 @@ mod tests {
             .parse()
             .unwrap();
         RomainScheme::new(
-            Supervisor::new(registry, "/nonexistent/romain".into()),
+            Supervisor::new(registry, Some("/nonexistent/romain".into())),
             OWNER,
         )
     }

@@ -16,6 +16,10 @@
 //! next_restart_at=none       Unix time of the pending restart while in backoff
 //! ```
 //!
+//! Where replication is unavailable (no process tracing: Redox today), a group
+//! opened with 2 or more replicas runs the driver alone and adds
+//! `replication=unavailable: N replicas asked; ...`.
+//!
 //! A replicated group (2 or more replicas) runs one process, the replication
 //! engine: `pids` is the engine's, and the engine's own counters follow, each
 //! `unknown` while no engine answers (none runs, or it did not answer within
@@ -81,6 +85,9 @@ pub struct GroupStatus<'a> {
     pub next_restart_at: Option<SystemTime>,
     /// The engine's counters; `None` for a group that runs the driver alone.
     pub engine: Option<EngineReport>,
+    /// The replicas asked for, when the system cannot run them and the group runs
+    /// the driver alone instead.
+    pub unreplicated: Option<usize>,
 }
 
 /// What the engine of a replicated group said about itself.
@@ -245,6 +252,13 @@ impl fmt::Display for GroupStatus<'_> {
             Some(at) => writeln!(f, "next_restart_at={}", UnixTime(at))?,
             None => writeln!(f, "next_restart_at=none")?,
         }
+        if let Some(asked) = self.unreplicated {
+            writeln!(
+                f,
+                "replication=unavailable: {asked} replicas asked; this system cannot trace \
+                 processes, so the driver runs alone"
+            )?;
+        }
         match &self.engine {
             Some(engine) => write!(f, "{engine}"),
             None => Ok(()),
@@ -301,6 +315,7 @@ mod tests {
             last_fault: None,
             next_restart_at: None,
             engine: None,
+            unreplicated: None,
         };
         assert_eq!(
             status.to_string(),
@@ -333,6 +348,7 @@ mod tests {
             last_fault: Some(&fault),
             next_restart_at: Some(at(1_767_225_600_525)),
             engine: None,
+            unreplicated: None,
         };
         let text = status.to_string();
         for line in [
@@ -377,6 +393,7 @@ mod tests {
             last_fault: None,
             next_restart_at: None,
             engine: Some(engine),
+            unreplicated: None,
         }
     }
 

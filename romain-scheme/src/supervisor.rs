@@ -5,14 +5,14 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use syscall::error::{EACCES, EINVAL, ENOENT, EOPNOTSUPP, ESRCH};
+use syscall::error::{EACCES, EINVAL, ENOENT, ESRCH};
 
 use crate::command::Command;
 use crate::group::{ControlError, Group};
 use crate::heartbeat::Probes;
 use crate::open_path::GroupRequest;
 use crate::registry::Registry;
-use crate::replica::{Program, REPLICATION_AVAILABLE};
+use crate::replica::Program;
 use crate::status::GroupState;
 
 /// The longest a dead process waits to be noticed: the supervisor polls at
@@ -28,10 +28,6 @@ pub enum OpenError {
     UnknownDriver,
     /// `attach` to a driver without a group.
     NotRunning,
-    /// Replicas asked for on a system without the replication engine.
-    ReplicationUnavailable {
-        asked: usize,
-    },
     ReplicaMismatch {
         running: usize,
         asked: usize,
@@ -45,7 +41,6 @@ impl OpenError {
         match self {
             Self::UnknownDriver => ENOENT,
             Self::NotRunning => ESRCH,
-            Self::ReplicationUnavailable { .. } => EOPNOTSUPP,
             Self::ReplicaMismatch { .. } => EINVAL,
             Self::NotPermitted => EACCES,
         }
@@ -57,14 +52,12 @@ impl fmt::Display for OpenError {
         match self {
             Self::UnknownDriver => f.write_str("no such driver in the registry"),
             Self::NotRunning => f.write_str("no group to attach to"),
-            Self::ReplicationUnavailable { asked } => write!(
-                f,
-                "{asked} replicas asked, but replication needs process tracing, which this system lacks"
-            ),
             Self::ReplicaMismatch { running, asked } => {
                 write!(f, "the running group has {running} replicas, not {asked}")
             }
-            Self::NotPermitted => f.write_str("only root or the supervisor's user may start a group"),
+            Self::NotPermitted => {
+                f.write_str("only root or the supervisor's user may start a group")
+            }
         }
     }
 }
@@ -72,7 +65,9 @@ impl fmt::Display for OpenError {
 pub struct Supervisor {
     registry: Registry,
     /// The `romain` binary, whose `replicate` runs replicated groups.
-    engine: PathBuf,
+    /// The `romain` binary, which runs replicated groups; none where replication is
+    /// unavailable (no process tracing).
+    engine: Option<PathBuf>,
     groups: BTreeMap<String, Group>,
     probes: Probes,
 }
@@ -80,7 +75,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// Supervises the drivers of `registry`; `engine` is the `romain` binary
     /// (normally this very program) that runs groups of two or more replicas.
-    pub fn new(registry: Registry, engine: PathBuf) -> Self {
+    pub fn new(registry: Registry, engine: Option<PathBuf>) -> Self {
         Self {
             registry,
             engine,
@@ -106,8 +101,8 @@ impl Supervisor {
         let state = group.as_ref().map(|g| g.state());
         if let (Some(GroupState::Running | GroupState::Backoff), Some(group)) = (state, &group) {
             return match asked {
-                Some(asked) if asked != group.replicas() => Err(OpenError::ReplicaMismatch {
-                    running: group.replicas(),
+                Some(asked) if asked != group.asked_replicas() => Err(OpenError::ReplicaMismatch {
+                    running: group.asked_replicas(),
                     asked,
                 }),
                 _ => Ok(()),
@@ -117,22 +112,37 @@ impl Supervisor {
             // A group that went down can still be read.
             return group.map(drop).ok_or(OpenError::NotRunning);
         }
-        // Without a count a group runs the driver alone, as it always has.
-        let replicas = asked.unwrap_or(1);
-        if replicas > 1 && !REPLICATION_AVAILABLE {
-            return Err(OpenError::ReplicationUnavailable { asked: replicas });
-        }
         if !may_start {
             return Err(OpenError::NotPermitted);
         }
-        let program = Program::for_replicas(replicas, &self.engine);
-        match group {
-            Some(group) => group.up(program, now),
+        // Without a count a group runs the driver alone, as it always has. Where
+        // replication is unavailable, a group asked for replicas degrades to that,
+        // and says so in its status.
+        let replicas = asked.unwrap_or(1);
+        let program = match &self.engine {
+            Some(engine) => Program::for_replicas(replicas, engine),
             None => {
-                let group = Group::start(spec.clone(), program, now);
-                self.groups.insert(spec.name.clone(), group);
+                if replicas > 1 {
+                    log::warn!(
+                        "{}: {replicas} replicas asked, but replication needs process \
+                         tracing, which this system lacks; running the driver alone",
+                        spec.name
+                    );
+                }
+                Program::Driver
             }
-        }
+        };
+        let group = match group {
+            Some(group) => {
+                group.up(program, now);
+                group
+            }
+            None => self
+                .groups
+                .entry(spec.name.clone())
+                .or_insert_with(|| Group::start(spec.clone(), program, now)),
+        };
+        group.set_asked_replicas(replicas);
         Ok(())
     }
 
@@ -199,7 +209,7 @@ mod tests {
     }
 
     fn supervisor(registry: Registry) -> Supervisor {
-        Supervisor::new(registry, PathBuf::from("/nonexistent/romain"))
+        Supervisor::new(registry, Some(PathBuf::from("/nonexistent/romain")))
     }
 
     fn open(supervisor: &mut Supervisor, path: &str, may_start: bool) -> Result<(), OpenError> {
@@ -244,7 +254,6 @@ mod tests {
         let errnos: Vec<i32> = [
             OpenError::UnknownDriver,
             OpenError::NotRunning,
-            OpenError::ReplicationUnavailable { asked: 3 },
             OpenError::ReplicaMismatch {
                 running: 1,
                 asked: 2,
@@ -254,7 +263,35 @@ mod tests {
         .iter()
         .map(OpenError::errno)
         .collect();
-        assert_eq!(errnos, [ENOENT, ESRCH, EOPNOTSUPP, EINVAL, EACCES]);
+        assert_eq!(errnos, [ENOENT, ESRCH, EINVAL, EACCES]);
+    }
+
+    #[test]
+    fn without_replication_a_replicated_group_runs_the_driver_alone_and_says_so() {
+        let mut supervisor = Supervisor::new(registry(), None);
+        open(&mut supervisor, "slow?replicas=3", true).unwrap();
+        let group = supervisor.group("slow").unwrap();
+        assert_eq!(group.replicas(), 1);
+        let status = group.status();
+        assert_eq!((&status.engine, status.unreplicated), (&None, Some(3)));
+        assert!(status
+            .to_string()
+            .contains("replication=unavailable: 3 replicas asked; this system cannot trace processes, so the driver runs alone\n"));
+        // Later opens asking for the same count attach; another count is refused.
+        open(&mut supervisor, "slow?replicas=3", true).unwrap();
+        assert_eq!(
+            open(&mut supervisor, "slow?replicas=2", true),
+            Err(OpenError::ReplicaMismatch {
+                running: 3,
+                asked: 2
+            })
+        );
+        // A group of one says nothing of replication.
+        open(&mut supervisor, "fast", true).unwrap();
+        assert_eq!(
+            supervisor.group("fast").unwrap().status().unreplicated,
+            None
+        );
     }
 
     #[test]

@@ -241,11 +241,11 @@ fn init_starts_the_daemons_as_schemes_and_brings_up_the_replicated_e1000() {
         .find(|(_, u)| {
             u.service.cmd == "romain" && u.service.args.first().map(String::as_str) == Some("up")
         })
-        .expect("a unit that brings up the supervised e1000");
+        .expect("a unit that brings up the replicated e1000");
     assert_eq!(bring_up.service.kind, ServiceKind::Oneshot, "{name}");
     assert_eq!(
         bring_up.service.args,
-        ["up", "e1000", "--replicas", "1"],
+        ["up", "e1000", "--replicas", "3"],
         "{name}"
     );
     let romain_unit = units
