@@ -475,6 +475,22 @@ impl MemoryDevice for CountingRegisters {
 
 const WINDOW: u64 = 0x5000_0000_0000;
 
+/// `command` as three replicas with a 2 s watchdog, no device window and a chip
+/// nothing uses, served in `dir`.
+fn three_without_devices(command: ReplicaCommand, dir: &Path) -> GroupThread {
+    let config = GroupConfig {
+        command,
+        replicas: 3,
+        watchdog: Duration::from_secs(2),
+        device_window: None,
+    };
+    let devices = Devices {
+        ports: Box::new(SoftPorts(Soft16550::new())),
+        memory: None,
+    };
+    GroupThread::spawn(config, devices, dir.to_path_buf()).unwrap()
+}
+
 #[test]
 fn loads_from_the_device_window_are_performed_once_for_the_group() {
     let _ = env_logger::builder().is_test(true).try_init();
@@ -531,17 +547,7 @@ fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
         .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
         .args(["--client", "testbed:queue/replicated"])
         .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
-    let config = GroupConfig {
-        command,
-        replicas: 3,
-        watchdog: Duration::from_secs(2),
-        device_window: None,
-    };
-    let devices = Devices {
-        ports: Box::new(SoftPorts(Soft16550::new())),
-        memory: None,
-    };
-    let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+    let group = three_without_devices(command, &dir);
     wait_for_scheme(&dir, "testbed", &group);
     wait_for_scheme(&dir, "events", &group);
     let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
@@ -581,17 +587,7 @@ fn a_driver_that_exits_on_its_own_ends_the_group_instead_of_restarting_it() {
     let dir = unique_dir("exit");
     let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
     command.args(["exit", "3"]);
-    let config = GroupConfig {
-        command,
-        replicas: 3,
-        watchdog: Duration::from_secs(2),
-        device_window: None,
-    };
-    let devices = Devices {
-        ports: Box::new(SoftPorts(Soft16550::new())),
-        memory: None,
-    };
-    let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
+    let group = three_without_devices(command, &dir);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !group.is_finished() {
         assert!(Instant::now() < deadline, "the group thread goes on");
