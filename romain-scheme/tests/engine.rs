@@ -596,3 +596,63 @@ fn a_driver_that_exits_on_its_own_ends_the_group_instead_of_restarting_it() {
     assert!(!dir.join("events").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = unique_dir("shared");
+    let _testbed = KillOnDrop(
+        std::process::Command::new(workspace_binary("testbed"))
+            .arg("serve")
+            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command
+        .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
+        .args(["--client", "testbed:queue/shared-test"])
+        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
+    let group = three_without_devices(command, &dir);
+    wait_for_scheme(&dir, "testbed", &group);
+    wait_for_scheme(&dir, "events", &group);
+    // This test plays the device: it maps the same memory.
+    let device = Handle::open_in(&dir, "testbed:shared", O_RDWR).unwrap();
+    let page = device.mmap(0, 4096, true).unwrap();
+    let counter = page.as_ptr().cast::<u32>();
+    // SAFETY: a writable page that lives to the end of the test.
+    let read = || unsafe { counter.read_volatile() };
+    // SAFETY: as above.
+    unsafe { counter.write_volatile(100) };
+
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    // The replicas map the memory and count 5 on their copies, which start with the
+    // device's 100; nothing has reached a device yet.
+    assert_eq!(events.write(b"shared 5").unwrap(), 8);
+    assert_eq!(read(), 100, "replicas write their own copies");
+    // A scheme call is an effect that may reach a device: the count goes out first.
+    assert_eq!(events.write(b"client 1").unwrap(), 8);
+    assert_eq!(read(), 105);
+    // The device changes the memory; the replicas see it at their next request.
+    // SAFETY: as above.
+    unsafe { counter.write_volatile(1000) };
+    assert_eq!(events.write(b"shared 1").unwrap(), 8);
+    assert_eq!(events.write(b"client 1").unwrap(), 8);
+    assert_eq!(read(), 1001);
+    // A flipped bit in one replica's copy never reaches the device: the majority's
+    // page goes out and the replica is repaired.
+    let address = romain_scheme::engine::SHARED_MEMORY_BASE + 1;
+    let answer = group
+        .command(&format!("flip 2 mem {address:#x} 3"))
+        .unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    assert_eq!(events.write(b"shared 1").unwrap(), 8);
+    assert_eq!(events.write(b"client 1").unwrap(), 8);
+    assert_eq!(read(), 1002);
+    let status = status(&group);
+    assert_eq!(status["repairs"], "1", "{status:?}");
+    assert_eq!(status["no-majority"], "0", "{status:?}");
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}

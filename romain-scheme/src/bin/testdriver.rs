@@ -31,7 +31,8 @@ enum Mode {
     /// Serve scheme NAME, where writing `<kind> <count>` to a handle makes `count`
     /// events of one kind: `port` (an `in` from port 0x80), `syscall` (a getppid),
     /// `mmio` (a 32-bit load from the device window), `client` (open the --client
-    /// path, write one byte, close), `none`. Runs under the replication engine, which
+    /// path, write one byte, close), `shared` (add one to the counter at the start of
+    /// the --shared path's memory, mapped once), `none`. Runs under the replication engine, which
     /// traps each event.
     #[cfg(target_os = "linux")]
     Events {
@@ -43,6 +44,9 @@ enum Mode {
         /// The scheme path `client` events write to.
         #[arg(long, default_value = "testbed:queue/events")]
         client: String,
+        /// The scheme path whose memory `shared` events count in.
+        #[arg(long, default_value = "testbed:shared")]
+        shared: String,
     },
 }
 
@@ -58,9 +62,7 @@ fn parse_hex(text: &str) -> std::result::Result<u64, String> {
 struct Alive {
     opened: usize,
     #[cfg(target_os = "linux")]
-    window: Option<std::ptr::NonNull<u32>>,
-    #[cfg(target_os = "linux")]
-    client: String,
+    events: Option<events::Events>,
 }
 
 impl SchemeSync for Alive {
@@ -92,7 +94,10 @@ impl SchemeSync for Alive {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        events::make(buf, self.window, &self.client)?;
+        let events = self.events.as_mut();
+        events
+            .ok_or(syscall::error::Error::new(syscall::error::EINVAL))?
+            .make(buf)?;
         Ok(buf.len())
     }
 }
@@ -112,10 +117,15 @@ fn main() -> ExitCode {
             name,
             window,
             client,
+            shared,
         } => events::map_window(window).and_then(|window| {
             let mut alive = Alive {
-                window: Some(window),
-                client,
+                events: Some(events::Events {
+                    window,
+                    client,
+                    shared,
+                    counter: None,
+                }),
                 ..Alive::default()
             };
             scheme_runtime::serve(&name, &mut alive)
@@ -137,7 +147,7 @@ mod events {
     use std::ptr::NonNull;
 
     use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    use scheme_runtime::Handle;
+    use scheme_runtime::{Handle, Mapping};
     use syscall::error::{Error, Result, EINVAL, EIO};
     use syscall::flag::O_RDWR;
 
@@ -145,27 +155,62 @@ mod events {
     /// answers; under the engine the read never reaches a device anyway.
     const PORT: u16 = 0x80;
 
-    /// Makes the events `request` (`<kind> <count>`) asks for.
-    pub fn make(request: &[u8], window: Option<NonNull<u32>>, client: &str) -> Result<()> {
-        let text = std::str::from_utf8(request).map_err(|_| Error::new(EINVAL))?;
-        let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
-        let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
-        let mut sum = 0_u64;
-        for _ in 0..count {
-            sum = sum.wrapping_add(match (kind, window) {
-                ("port", _) => read_port(),
-                // SAFETY: getppid has no arguments and no memory effects.
-                ("syscall", _) => (unsafe { nix::libc::getppid() }) as u64,
-                // SAFETY: the window stays mapped (without access rights) for the
-                // process's life; the engine performs the load.
-                ("mmio", Some(window)) => u64::from(unsafe { window.as_ptr().read_volatile() }),
-                ("client", _) => write_through(client)?,
-                ("none", _) => 0,
-                _ => return Err(Error::new(EINVAL)),
-            });
+    /// What the events reach.
+    pub struct Events {
+        pub window: NonNull<u32>,
+        pub client: String,
+        pub shared: String,
+        /// The `shared` path's memory, once mapped.
+        pub counter: Option<Mapping>,
+    }
+
+    impl Events {
+        /// Makes the events `request` (`<kind> <count>`) asks for.
+        pub fn make(&mut self, request: &[u8]) -> Result<()> {
+            let text = std::str::from_utf8(request).map_err(|_| Error::new(EINVAL))?;
+            let (kind, count) = text.split_once(' ').ok_or(Error::new(EINVAL))?;
+            let count: usize = count.trim().parse().map_err(|_| Error::new(EINVAL))?;
+            let mut sum = 0_u64;
+            for _ in 0..count {
+                sum = sum.wrapping_add(match kind {
+                    "port" => read_port(),
+                    // SAFETY: getppid has no arguments and no memory effects.
+                    "syscall" => (unsafe { nix::libc::getppid() }) as u64,
+                    // SAFETY: the window stays mapped (without access rights) for
+                    // the process's life; the engine performs the load.
+                    "mmio" => u64::from(unsafe { self.window.as_ptr().read_volatile() }),
+                    "client" => write_through(&self.client)?,
+                    "shared" => self.count_in_shared_memory()?,
+                    "none" => 0,
+                    _ => return Err(Error::new(EINVAL)),
+                });
+            }
+            std::hint::black_box(sum);
+            Ok(())
         }
-        std::hint::black_box(sum);
-        Ok(())
+
+        fn count_in_shared_memory(&mut self) -> Result<u64> {
+            if self.counter.is_none() {
+                let handle = Handle::open(&self.shared, O_RDWR).map_err(|error| {
+                    log::warn!("{}: {error}", self.shared);
+                    Error::new(EIO)
+                })?;
+                let mapping = handle.mmap(0, 4096, true).map_err(|error| {
+                    log::warn!("mapping {}: {error}", self.shared);
+                    Error::new(EIO)
+                })?;
+                self.counter = Some(mapping);
+            }
+            let counter = self
+                .counter
+                .as_ref()
+                .expect("mapped above")
+                .as_ptr()
+                .cast::<u32>();
+            // SAFETY: the mapping is a page, writable, and lives as long as self.
+            unsafe { counter.write_volatile(counter.read_volatile().wrapping_add(1)) };
+            Ok(1)
+        }
     }
 
     /// Opens `path` as a client, writes one byte and closes it.

@@ -6,20 +6,22 @@
 //! its `connect`, `sendmsg`, `recvmsg` and `close` on that descriptor are performed
 //! once on the engine's real socket, with the message bytes voted like any event,
 //! and every replica receives the same reply. So the connections outlive any one
-//! replica, and a faulty replica's request never leaves. Passing descriptors (a
-//! scheme's memory to map) is not relayed yet: the control data is dropped and the
-//! receiver sees `MSG_CTRUNC`.
+//! replica, and a faulty replica's request never leaves. A descriptor a scheme
+//! passes (its memory, to map) stays with the engine ([`super::shared_memory`]);
+//! the replicas receive a virtual number for it.
 
 use std::collections::BTreeMap;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, recvmsg, sendmsg, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
+    connect, recvmsg, sendmsg, socket, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType, UnixAddr,
 };
 
+use super::shared_memory::SharedMemory;
 use crate::trap::Tracee;
 
 /// The first virtual descriptor number: far above what a driver opens itself, so
@@ -32,6 +34,7 @@ pub const MAX_CONNECTIONS: u64 = 1024;
 /// controllen, flags (+pad).
 const MSGHDR_LEN: usize = 56;
 const MSGHDR_IOV: usize = 16;
+const MSGHDR_CONTROL: usize = 32;
 const MSGHDR_IOVLEN: usize = 24;
 const MSGHDR_CONTROLLEN: usize = 40;
 const MSGHDR_FLAGS: usize = 48;
@@ -40,6 +43,8 @@ const IOVEC_LEN: usize = 16;
 /// header, metadata and a 64 KiB payload.
 const MAX_IOVECS: u64 = 16;
 const MAX_MESSAGE: u64 = 1 << 20;
+/// Most descriptors one message may pass.
+const MAX_PASSED: usize = 4;
 
 /// Whether `fd` is one of the virtual descriptors.
 pub fn is_connection(fd: u64) -> bool {
@@ -50,6 +55,7 @@ pub fn is_connection(fd: u64) -> bool {
 pub struct MessageHeader {
     /// Where each iovec's bytes are, in order.
     pub iovecs: Vec<(u64, u64)>,
+    pub control: u64,
     pub controllen: u64,
 }
 
@@ -75,6 +81,7 @@ impl MessageHeader {
         let total: u64 = iovecs.iter().map(|&(_, len)| len).sum();
         (total <= MAX_MESSAGE).then_some(MessageHeader {
             iovecs,
+            control: word(MSGHDR_CONTROL),
             controllen: word(MSGHDR_CONTROLLEN),
         })
     }
@@ -150,13 +157,15 @@ impl Connections {
     }
 
     /// Receives one message for a replica whose `msghdr` is `header` at `address`:
-    /// the result and the stores that give every replica the same bytes.
+    /// the result and the stores that give every replica the same bytes. A passed
+    /// descriptor is kept in `shared`, and the replicas get its virtual number.
     pub fn receive(
         &mut self,
         fd: u64,
         header: &MessageHeader,
         address: u64,
         flags: u64,
+        shared: &mut SharedMemory,
     ) -> (i64, Vec<(u64, Vec<u8>)>) {
         let Some(socket) = self.sockets.get(&fd) else {
             return (-(Errno::EBADF as i64), Vec::new());
@@ -167,9 +176,7 @@ impl Connections {
         if flags & MsgFlags::MSG_DONTWAIT.bits() as u64 != 0 {
             receive_flags |= MsgFlags::MSG_DONTWAIT;
         }
-        // Room for descriptors, which are closed here: mapping a scheme's memory
-        // in replicas is not relayed yet.
-        let mut control = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+        let mut control = nix::cmsg_space!([RawFd; MAX_PASSED]);
         let mut parts = [IoSliceMut::new(&mut data)];
         let received = recvmsg::<()>(
             socket.as_raw_fd(),
@@ -178,27 +185,22 @@ impl Connections {
             receive_flags,
         )
         .map(|message| {
-            let passed_descriptors = message.cmsgs().map_or(0, |cmsgs| {
-                // Descriptors arrive open; owning them closes them.
-                cmsgs
-                    .filter_map(|cmsg| match cmsg {
-                        nix::sys::socket::ControlMessageOwned::ScmRights(fds) => Some(fds),
-                        _ => None,
-                    })
-                    .flatten()
-                    // SAFETY: the kernel just installed these descriptors for us.
-                    .map(|fd| drop(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }))
-                    .count()
-            });
-            (message.bytes, message.flags, passed_descriptors)
+            let passed: Vec<OwnedFd> = message
+                .cmsgs()
+                .into_iter()
+                .flatten()
+                .filter_map(|cmsg| match cmsg {
+                    ControlMessageOwned::ScmRights(fds) => Some(fds),
+                    _ => None,
+                })
+                .flatten()
+                // SAFETY: the kernel just installed these descriptors for us.
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .collect();
+            (message.bytes, message.flags, passed)
         });
-        let (len, message_flags) = match received {
-            Ok((len, mut flags, passed_descriptors)) => {
-                if passed_descriptors > 0 {
-                    flags |= MsgFlags::MSG_CTRUNC;
-                }
-                (len, flags)
-            }
+        let (len, mut message_flags, passed) = match received {
+            Ok(received) => received,
             Err(errno) => return (-(errno as i64), Vec::new()),
         };
         let mut stores = Vec::new();
@@ -210,9 +212,26 @@ impl Connections {
             }
             rest = &rest[take..];
         }
+        let virtual_fds: Vec<u64> = passed
+            .into_iter()
+            .filter_map(|fd| shared.adopt(fd))
+            .collect();
+        let mut controllen = 0;
+        if !virtual_fds.is_empty() {
+            let cmsg = rights_message(&virtual_fds);
+            if cmsg.len() as u64 <= header.controllen {
+                controllen = cmsg.len() as u64;
+                stores.push((header.control, cmsg));
+            } else {
+                for fd in virtual_fds {
+                    shared.close(fd);
+                }
+                message_flags |= MsgFlags::MSG_CTRUNC;
+            }
+        }
         stores.push((
             address + MSGHDR_CONTROLLEN as u64,
-            0_u64.to_ne_bytes().to_vec(),
+            controllen.to_ne_bytes().to_vec(),
         ));
         stores.push((
             address + MSGHDR_FLAGS as u64,
@@ -234,6 +253,21 @@ impl Connections {
     }
 }
 
+/// An `SCM_RIGHTS` control message carrying `fds`, laid out as x86-64's
+/// `CMSG_SPACE`: length, level, type, then the descriptors, padded to 8 bytes.
+fn rights_message(fds: &[u64]) -> Vec<u8> {
+    let len = 16 + 4 * fds.len();
+    let mut cmsg = Vec::with_capacity(len.next_multiple_of(8));
+    cmsg.extend((len as u64).to_ne_bytes());
+    cmsg.extend(nix::libc::SOL_SOCKET.to_ne_bytes());
+    cmsg.extend(nix::libc::SCM_RIGHTS.to_ne_bytes());
+    for &fd in fds {
+        cmsg.extend((fd as i32).to_ne_bytes());
+    }
+    cmsg.resize(len.next_multiple_of(8), 0);
+    cmsg
+}
+
 fn errno_or(result: nix::Result<i64>) -> i64 {
     result.unwrap_or_else(|errno| -(errno as i64))
 }
@@ -241,6 +275,14 @@ fn errno_or(result: nix::Result<i64>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rights_message_is_laid_out_as_cmsg_space() {
+        let cmsg = rights_message(&[1536]);
+        assert_eq!(cmsg.len(), 24);
+        assert_eq!(u64::from_ne_bytes(cmsg[..8].try_into().unwrap()), 20);
+        assert_eq!(i32::from_ne_bytes(cmsg[16..20].try_into().unwrap()), 1536);
+    }
 
     #[test]
     fn virtual_descriptors_are_a_fixed_range() {

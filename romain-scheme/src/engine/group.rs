@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use super::connections::{Connections, MessageHeader};
 use super::fault_injection::{Fault, Injection};
 use super::member::{Action, Arrival, Member, Stopped};
+use super::shared_memory::SharedMemory;
 use super::stats::EngineStats;
 use super::syscall_policy::SyscallClass;
 use super::watchdog::Watchdog;
@@ -111,6 +112,8 @@ enum Completion {
     },
     /// Every replica runs the syscall itself.
     RunInEach,
+    /// Every replica runs the syscall with these registers (other arguments).
+    RunInEachAs(Box<user_regs_struct>),
     /// The replicas wait for the next request at their channel read.
     AwaitRequest,
 }
@@ -128,6 +131,10 @@ pub struct ReplicaGroup {
     injections: Vec<Injection>,
     /// The scheme connections the replicas opened.
     connections: Connections,
+    /// The scheme memory they mapped.
+    shared: SharedMemory,
+    /// The replicas mapped shared memory at the last event.
+    fresh_mapping: bool,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -148,6 +155,8 @@ impl ReplicaGroup {
             reply: None,
             injections: Vec::new(),
             connections: Connections::default(),
+            shared: SharedMemory::default(),
+            fresh_mapping: false,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -259,6 +268,7 @@ impl ReplicaGroup {
         self.parked = None;
         self.frozen.clear();
         self.connections.clear();
+        self.shared = SharedMemory::default();
         self.stats.restarts += 1;
         self.spawn_all()
     }
@@ -478,20 +488,24 @@ impl ReplicaGroup {
                     self.replace(index, source, &regs);
                 }
             }
-            Completion::RunInEach => {
-                // A repaired replica may not be at this syscall: replace it later.
-                let repaired: Vec<ReplicaIndex> = minority
-                    .iter()
-                    .map(|dissenter| dissenter.replica)
-                    .filter(|index| self.members[*index].is_some())
-                    .collect();
-                for index in repaired {
-                    self.members[index] = None;
+            Completion::RunInEachAs(regs) => {
+                for (_, member) in self.live() {
+                    continue_member(ptrace::setregs(member.pid(), *regs))?;
                 }
+                self.drop_repaired(&minority);
             }
+            Completion::RunInEach => self.drop_repaired(&minority),
             Completion::AwaitRequest => self.parked = Some(reference),
         }
         Ok(())
+    }
+
+    /// After a syscall each replica runs itself, a repaired replica may not be at
+    /// that syscall: it is dropped and replaced at the next event.
+    fn drop_repaired(&mut self, minority: &[crate::vote::Dissenter]) {
+        for dissenter in minority {
+            self.members[dissenter.replica] = None;
+        }
     }
 
     /// One line on how a dissenter differs, for the log and the status.
@@ -636,6 +650,14 @@ impl ReplicaGroup {
         source: ReplicaIndex,
         devices: &mut Devices,
     ) -> Result<Completion, GroupFailure> {
+        if std::mem::take(&mut self.fresh_mapping) {
+            // The replicas mapped their copy at the last event: it starts with
+            // what the device sees.
+            self.pull_shared_memory();
+        }
+        if reaches_a_device(&reference.action) {
+            self.push_shared_memory();
+        }
         let mut regs = reference.regs;
         let mut stores = Vec::new();
         match &reference.action {
@@ -740,8 +762,13 @@ impl ReplicaGroup {
                             .tracee;
                         match MessageHeader::read(source, header) {
                             Some(message) => {
-                                let (result, received) =
-                                    self.connections.receive(fd, &message, header, flags);
+                                let (result, received) = self.connections.receive(
+                                    fd,
+                                    &message,
+                                    header,
+                                    flags,
+                                    &mut self.shared,
+                                );
                                 stores.extend(received);
                                 result
                             }
@@ -749,6 +776,26 @@ impl ReplicaGroup {
                         }
                     }
                     SyscallClass::CloseConnection { fd } => self.connections.close(fd),
+                    SyscallClass::CloseObject { fd } => self.shared.close(fd),
+                    SyscallClass::MapObject { fd, len, offset } => {
+                        match self.shared.map(fd, len, offset) {
+                            Ok(address) => {
+                                let mut regs = reference.regs;
+                                regs.rdi = address;
+                                regs.rsi = len;
+                                regs.rdx = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+                                regs.r10 = (libc::MAP_PRIVATE
+                                    | libc::MAP_ANONYMOUS
+                                    | libc::MAP_FIXED_NOREPLACE)
+                                    as u64;
+                                regs.r8 = u64::MAX;
+                                regs.r9 = 0;
+                                self.fresh_mapping = true;
+                                return Ok(Completion::RunInEachAs(Box::new(regs)));
+                            }
+                            Err(errno) => errno,
+                        }
+                    }
                     SyscallClass::Fixed(value) => value,
                     SyscallClass::Refused(errno) => {
                         if self.refused_logged.insert(syscall.number) {
@@ -777,6 +824,7 @@ impl ReplicaGroup {
         let Action::Syscall(_, SyscallClass::ChannelRead { buffer, len }) = parked.action else {
             unreachable!("the group parks only at a channel read");
         };
+        self.pull_shared_memory();
         let take = message.len().min(len as usize);
         let mut regs = parked.regs;
         regs.orig_rax = u64::MAX;
@@ -788,6 +836,35 @@ impl ReplicaGroup {
             continue_member(ptrace::setregs(member.pid(), regs))?;
         }
         Ok(())
+    }
+
+    /// Brings every replica what the device wrote into shared memory.
+    fn pull_shared_memory(&mut self) {
+        if !self.shared.is_empty() {
+            let pids: Vec<Pid> = self.live().map(|(_, member)| member.pid()).collect();
+            self.shared.pull(&pids);
+        }
+    }
+
+    /// Brings the device the shared memory a majority of replicas wrote, and
+    /// repairs replicas whose copy differs from it.
+    fn push_shared_memory(&mut self) {
+        if self.shared.is_empty() {
+            return;
+        }
+        let live: Vec<(ReplicaIndex, Pid)> = self
+            .live()
+            .map(|(index, member)| (index, member.pid()))
+            .collect();
+        let pids: Vec<Pid> = live.iter().map(|&(_, pid)| pid).collect();
+        for position in self.shared.push(&pids) {
+            let index = live[position].0;
+            let fault = format!("replica {index}: shared memory differs from the majority's");
+            log::warn!("{fault}; repaired");
+            self.stats.last_fault = Some(fault);
+            self.stats.divergences += 1;
+            self.stats.repairs += 1;
+        }
     }
 
     /// Puts queued faults into their replicas, all stopped between events.
@@ -854,4 +931,15 @@ fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
         Err(errno) => Err(errno.into()),
     }
+}
+
+/// Whether completing `action` can show a device what is in shared memory: a
+/// scheme call (to `mmio:`, say), a port or device-memory access.
+fn reaches_a_device(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Port(_)
+            | Action::Memory { .. }
+            | Action::Syscall(_, SyscallClass::SendMessage { .. })
+    )
 }

@@ -8,6 +8,7 @@
 //!   replica run, or refuses;
 //! - [`master`]: serving the driver's scheme through the group (`romain replicate`);
 //! - [`connections`]: the replicas' scheme connections, held by the engine;
+//! - [`shared_memory`]: scheme memory (DMA buffers) the replicas map, kept in step;
 //! - [`watchdog`]: catches replicas that do not reach the next event.
 
 mod connections;
@@ -16,6 +17,7 @@ pub mod group;
 pub mod master;
 mod member;
 mod mmio_ports;
+mod shared_memory;
 mod stats;
 pub mod syscall_policy;
 mod watchdog;
@@ -26,4 +28,5 @@ pub use master::{
     replicate, serve_group, serve_group_until, GroupLink, GroupThread, ReplicateOptions,
 };
 pub use mmio_ports::MmioPorts;
+pub use shared_memory::SHARED_MEMORY_BASE;
 pub use stats::EngineStats;

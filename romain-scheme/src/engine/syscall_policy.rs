@@ -10,6 +10,7 @@
 use nix::libc;
 
 use super::connections::is_connection;
+use super::shared_memory::is_object;
 use crate::trap::Syscall;
 
 /// The virtual process id every replica of a group sees for itself.
@@ -79,6 +80,16 @@ pub enum SyscallClass {
     CloseConnection {
         fd: u64,
     },
+    /// `mmap` of a scheme's memory object the engine keeps
+    /// ([`super::shared_memory`]).
+    MapObject {
+        fd: u64,
+        len: u64,
+        offset: u64,
+    },
+    CloseObject {
+        fd: u64,
+    },
     /// Touches only the replica's own state (its own files, limits, identity), so each
     /// replica runs it; a difference shows at the next event.
     RunInEach,
@@ -89,7 +100,8 @@ pub enum SyscallClass {
 /// Classifies `syscall` for a replica whose channel is descriptor `channel`.
 pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
     let [a0, a1, a2, a3, a4, _] = syscall.args;
-    let own_descriptor = |fd: u64| fd != channel && fd > STDERR && !is_connection(fd);
+    let engine_held = |fd: u64| is_connection(fd) || is_object(fd);
+    let own_descriptor = |fd: u64| fd != channel && fd > STDERR && !engine_held(fd);
     let seqpacket = |kind: u64| kind & 0xf == libc::SOCK_SEQPACKET as u64;
     match syscall.number {
         libc::SYS_read if a0 == channel => SyscallClass::ChannelRead {
@@ -146,9 +158,15 @@ pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
             flags: a2,
         },
         libc::SYS_close if is_connection(a0) => SyscallClass::CloseConnection { fd: a0 },
-        // std checks descriptors it adopts; a connection is close-on-exec and
-        // read-write, and its flags are the engine's to keep.
-        libc::SYS_fcntl if is_connection(a0) => SyscallClass::Fixed(match a1 as i32 {
+        libc::SYS_close if is_object(a0) => SyscallClass::CloseObject { fd: a0 },
+        libc::SYS_mmap if is_object(a4) => SyscallClass::MapObject {
+            fd: a4,
+            len: a1,
+            offset: syscall.args[5],
+        },
+        // std checks descriptors it adopts; the engine's are close-on-exec and
+        // read-write, and their flags are the engine's to keep.
+        libc::SYS_fcntl if engine_held(a0) => SyscallClass::Fixed(match a1 as i32 {
             libc::F_GETFD => i64::from(libc::FD_CLOEXEC),
             libc::F_GETFL => i64::from(libc::O_RDWR),
             libc::F_SETFD | libc::F_SETFL => 0,

@@ -1,0 +1,260 @@
+//! Scheme memory the replicas map (a `dma:` buffer the device reads and writes),
+//! kept by the engine.
+//!
+//! A scheme hands out memory as a descriptor in its reply; the engine keeps the
+//! descriptor and gives the replicas a virtual one. When they map it, the engine
+//! maps the real object (the copy the device sees) and makes each replica's
+//! mapping a private anonymous one at the same address. The copies are kept in
+//! step at the group's synchronisation points, byte by byte against a snapshot of
+//! their last agreed content:
+//!
+//! - before an effect reaches a device ([`SharedMemory::push`]), the bytes the
+//!   replicas changed are voted page by page and the majority's go out; a replica
+//!   whose page differs from the majority's is repaired;
+//! - before the replicas take a request ([`SharedMemory::pull`]), the bytes the
+//!   device changed are copied into every replica.
+//!
+//! Bytes both sides changed between two points keep the device's: drivers and
+//! devices hand buffers over by ownership (descriptor status bits), so they do not
+//! write the same bytes at once.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::unistd::Pid;
+
+use crate::trap::state::{read_memory_exactly, write_memory_exactly, PAGE_SIZE};
+
+/// The first virtual descriptor for a scheme's memory object.
+pub const FIRST_OBJECT_FD: u64 = 1536;
+const MAX_OBJECTS: u64 = 1024;
+/// Where replicas' copies of shared memory go: far from anything the C library
+/// or the kernel places, and the same in every replica.
+pub const SHARED_MEMORY_BASE: u64 = 0x6100_0000_0000;
+/// Copies are placed on 2 MiB boundaries (a hugetlbfs page, what `dma:` hands out).
+const PLACEMENT: u64 = 2 << 20;
+/// The most a single mapping may be.
+const MAX_MAPPING: u64 = 256 << 20;
+
+pub fn is_object(fd: u64) -> bool {
+    (FIRST_OBJECT_FD..FIRST_OBJECT_FD + MAX_OBJECTS).contains(&fd)
+}
+
+/// One mapping: the engine's view of the real object and the replicas' address.
+struct Region {
+    replica_address: u64,
+    real: NonNull<u8>,
+    len: usize,
+    /// The content replicas and device last agreed on.
+    snapshot: Vec<u8>,
+}
+
+impl Region {
+    /// A copy of the real memory as it is now: the device may change it at any
+    /// time, so it is only ever copied, never borrowed.
+    fn read_real(&self) -> Vec<u8> {
+        let mut copy = vec![0; self.len];
+        // SAFETY: `real` is a live mapping of `len` bytes until drop.
+        unsafe { std::ptr::copy_nonoverlapping(self.real.as_ptr(), copy.as_mut_ptr(), self.len) };
+        copy
+    }
+
+    /// Writes `bytes` at `start` of the real memory.
+    fn write_real(&mut self, start: usize, bytes: &[u8]) {
+        assert!(start + bytes.len() <= self.len, "inside the region");
+        // SAFETY: in bounds (checked above) of a live writable mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.real.as_ptr().add(start),
+                bytes.len(),
+            )
+        };
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map` with this length and never handed out.
+        let _ = unsafe { munmap(self.real.cast(), self.len) };
+    }
+}
+
+#[derive(Default)]
+pub struct SharedMemory {
+    objects: BTreeMap<u64, OwnedFd>,
+    regions: Vec<Region>,
+}
+
+impl SharedMemory {
+    /// Keeps a descriptor a scheme passed; the virtual number the replicas get.
+    pub fn adopt(&mut self, object: OwnedFd) -> Option<u64> {
+        let fd = (FIRST_OBJECT_FD..FIRST_OBJECT_FD + MAX_OBJECTS)
+            .find(|fd| !self.objects.contains_key(fd))?;
+        self.objects.insert(fd, object);
+        Some(fd)
+    }
+
+    pub fn close(&mut self, fd: u64) -> i64 {
+        match self.objects.remove(&fd) {
+            Some(_) => 0,
+            None => -(Errno::EBADF as i64),
+        }
+    }
+
+    /// Maps `len` bytes at `offset` of object `fd` for the engine, and says where
+    /// the replicas' copy goes, or a negated errno.
+    pub fn map(&mut self, fd: u64, len: u64, offset: u64) -> Result<u64, i64> {
+        let object = self.objects.get(&fd).ok_or(-(Errno::EBADF as i64))?;
+        let length = NonZeroUsize::new(len as usize)
+            .filter(|_| len <= MAX_MAPPING)
+            .ok_or(-(Errno::EINVAL as i64))?;
+        // SAFETY: a fresh shared mapping at an address the kernel chooses; the
+        // region unmaps it.
+        let real = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                object,
+                offset as i64,
+            )
+        }
+        .map_err(|errno| -(errno as i64))?;
+        let replica_address = self.regions.last().map_or(SHARED_MEMORY_BASE, |last| {
+            (last.replica_address + last.len as u64).next_multiple_of(PLACEMENT)
+        });
+        self.regions.push(Region {
+            replica_address,
+            real: real.cast(),
+            len: len as usize,
+            // The replicas' copies start zeroed: the first pull brings them the
+            // object's content.
+            snapshot: vec![0; len as usize],
+        });
+        Ok(replica_address)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
+    /// Copies what the device changed since the last agreement into every replica.
+    pub fn pull(&mut self, replicas: &[Pid]) {
+        for region in &mut self.regions {
+            let real = region.read_real();
+            for (start, end) in changed_runs(&region.snapshot, &real) {
+                for &pid in replicas {
+                    let address = region.replica_address + start as u64;
+                    if let Err(error) = write_memory_exactly(pid, address, &real[start..end]) {
+                        log::warn!("shared memory not brought to pid {pid}: {error}");
+                    }
+                }
+                region.snapshot[start..end].copy_from_slice(&real[start..end]);
+            }
+        }
+    }
+
+    /// Sends out what a majority of the replicas changed since the last agreement,
+    /// and repairs replicas whose copy differs from the majority's. Returns the
+    /// replicas (positions in `replicas`) that were repaired.
+    pub fn push(&mut self, replicas: &[Pid]) -> Vec<usize> {
+        let needed = replicas.len() / 2 + 1;
+        let mut repaired = Vec::new();
+        for region in &mut self.regions {
+            let copies: Vec<Option<Vec<u8>>> = replicas
+                .iter()
+                .map(|&pid| read_memory_exactly(pid, region.replica_address, region.len).ok())
+                .collect();
+            let current = region.read_real();
+            let mut real = current.clone();
+            for page in (0..region.len).step_by(PAGE_SIZE) {
+                let end = (page + PAGE_SIZE).min(region.len);
+                let pages: Vec<Option<&[u8]>> = copies
+                    .iter()
+                    .map(|copy| copy.as_ref().map(|copy| &copy[page..end]))
+                    .collect();
+                let Some(majority) = pages.iter().flatten().find(|candidate| {
+                    pages
+                        .iter()
+                        .filter(|page| **page == Some(**candidate))
+                        .count()
+                        >= needed
+                }) else {
+                    continue;
+                };
+                let majority = majority.to_vec();
+                for (start, stop) in changed_runs(&region.snapshot[page..end], &majority) {
+                    let (start, stop) = (page + start, page + stop);
+                    // Bytes the device changed meanwhile keep the device's value.
+                    for at in start..stop {
+                        if real[at] == region.snapshot[at] {
+                            real[at] = majority[at - page];
+                        }
+                    }
+                    region.snapshot[start..stop]
+                        .copy_from_slice(&majority[start - page..stop - page]);
+                }
+                for (position, copy) in pages.iter().enumerate() {
+                    if *copy != Some(&majority[..]) {
+                        let address = region.replica_address + page as u64;
+                        if write_memory_exactly(replicas[position], address, &majority).is_ok() {
+                            repaired.push(position);
+                        }
+                    }
+                }
+            }
+            for (start, end) in changed_runs(&current, &real) {
+                region.write_real(start, &real[start..end]);
+            }
+        }
+        repaired.sort_unstable();
+        repaired.dedup();
+        repaired
+    }
+}
+
+/// The runs `[start, end)` where `old` and `new` differ.
+fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut at = 0;
+    while at < old.len() {
+        if old[at] == new[at] {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < old.len() && old[at] != new[at] {
+            at += 1;
+        }
+        runs.push((start, at));
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_runs_are_maximal() {
+        assert_eq!(changed_runs(b"abcdef", b"abcdef"), vec![]);
+        assert_eq!(changed_runs(b"abcdef", b"xbcdyz"), vec![(0, 1), (4, 6)]);
+    }
+
+    #[test]
+    fn objects_get_virtual_descriptors_in_their_range() {
+        let mut memory = SharedMemory::default();
+        let (a, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = memory.adopt(a.into()).unwrap();
+        assert!(is_object(fd) && fd == FIRST_OBJECT_FD);
+        assert_eq!(memory.close(fd), 0);
+        assert_eq!(memory.close(fd), -(Errno::EBADF as i64));
+        assert_eq!(memory.map(fd, 4096, 0), Err(-(Errno::EBADF as i64)));
+    }
+}
