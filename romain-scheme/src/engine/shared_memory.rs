@@ -88,6 +88,8 @@ impl Drop for Region {
 pub struct SharedMemory {
     objects: BTreeMap<u64, OwnedFd>,
     regions: Vec<Region>,
+    /// Whether the replicas' soft-dirty bits tell which pages they wrote.
+    soft_dirty: bool,
 }
 
 impl SharedMemory {
@@ -148,7 +150,7 @@ impl SharedMemory {
     pub fn pull(&mut self, replicas: &[Pid]) {
         for region in &mut self.regions {
             let real = region.read_real();
-            for (start, end) in changed_runs(&region.snapshot, &real) {
+            for (start, end) in changed_runs_by_page(&region.snapshot, &real) {
                 for &pid in replicas {
                     let address = region.replica_address + start as u64;
                     if let Err(error) = write_memory_exactly(pid, address, &real[start..end]) {
@@ -166,19 +168,27 @@ impl SharedMemory {
     pub fn push(&mut self, replicas: &[Pid]) -> Vec<usize> {
         let needed = replicas.len() / 2 + 1;
         let mut repaired = Vec::new();
+        let soft_dirty = self.soft_dirty;
         for region in &mut self.regions {
-            let copies: Vec<Option<Vec<u8>>> = replicas
-                .iter()
-                .map(|&pid| read_memory_exactly(pid, region.replica_address, region.len).ok())
-                .collect();
             let current = region.read_real();
             let mut real = current.clone();
-            for page in (0..region.len).step_by(PAGE_SIZE) {
+            let written = match soft_dirty {
+                true => written_pages(replicas, region.replica_address, region.len),
+                false => vec![true; region.len.div_ceil(PAGE_SIZE)],
+            };
+            for page in (0..region.len)
+                .step_by(PAGE_SIZE)
+                .filter(|page| written[page / PAGE_SIZE])
+            {
                 let end = (page + PAGE_SIZE).min(region.len);
-                let pages: Vec<Option<&[u8]>> = copies
+                let copies: Vec<Option<Vec<u8>>> = replicas
                     .iter()
-                    .map(|copy| copy.as_ref().map(|copy| &copy[page..end]))
+                    .map(|&pid| {
+                        read_memory_exactly(pid, region.replica_address + page as u64, end - page)
+                            .ok()
+                    })
                     .collect();
+                let pages: Vec<Option<&[u8]>> = copies.iter().map(|copy| copy.as_deref()).collect();
                 let Some(majority) = pages.iter().flatten().find(|candidate| {
                     pages
                         .iter()
@@ -209,14 +219,84 @@ impl SharedMemory {
                     }
                 }
             }
-            for (start, end) in changed_runs(&current, &real) {
+            for (start, end) in changed_runs_by_page(&current, &real) {
                 region.write_real(start, &real[start..end]);
             }
         }
+        // Without soft-dirty bits in the kernel every page is read each time.
+        self.soft_dirty =
+            soft_dirty_works() && replicas.iter().all(|&pid| forget_written_pages(pid));
         repaired.sort_unstable();
         repaired.dedup();
         repaired
     }
+}
+
+/// Which pages of `len` bytes at `address` any of `replicas` wrote since the last
+/// [`forget_written_pages`]: the kernel's soft-dirty bits, read from `pagemap`.
+/// Where those cannot be read, every page counts as written.
+fn written_pages(replicas: &[Pid], address: u64, len: usize) -> Vec<bool> {
+    const SOFT_DIRTY: u64 = 1 << 55;
+    let pages = len.div_ceil(PAGE_SIZE);
+    let mut written = vec![false; pages];
+    for &pid in replicas {
+        let entries = std::fs::File::open(format!("/proc/{pid}/pagemap")).and_then(|file| {
+            use std::os::unix::fs::FileExt;
+            let mut entries = vec![0u8; pages * 8];
+            file.read_exact_at(&mut entries, address / PAGE_SIZE as u64 * 8)?;
+            Ok(entries)
+        });
+        let Ok(entries) = entries else {
+            return vec![true; pages];
+        };
+        for (page, entry) in entries.chunks_exact(8).enumerate() {
+            let entry = u64::from_ne_bytes(entry.try_into().expect("8"));
+            written[page] |= entry & SOFT_DIRTY != 0;
+        }
+    }
+    written
+}
+
+/// Whether this kernel keeps soft-dirty bits: some accept `clear_refs` without
+/// them. Tried once, on a page of this process written after a clear.
+fn soft_dirty_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let mut page = vec![0u8; 2 * PAGE_SIZE];
+        let address = (page.as_ptr() as usize).next_multiple_of(PAGE_SIZE);
+        let offset = address - page.as_ptr() as usize;
+        std::hint::black_box(&mut page)[offset] = 1;
+        if !forget_written_pages(Pid::this()) {
+            return false;
+        }
+        std::hint::black_box(&mut page)[offset] = 2;
+        written_pages(&[Pid::this()], address as u64, PAGE_SIZE) == [true]
+    })
+}
+
+/// Clears a replica's soft-dirty bits, so the next [`written_pages`] sees only
+/// later writes; false where the kernel has none.
+fn forget_written_pages(pid: Pid) -> bool {
+    match std::fs::write(format!("/proc/{pid}/clear_refs"), "4") {
+        Ok(()) => true,
+        Err(error) => {
+            log::debug!("soft-dirty bits of pid {pid} not cleared: {error}");
+            false
+        }
+    }
+}
+
+/// As [`changed_runs`], skipping equal pages at memory-compare speed.
+fn changed_runs_by_page(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    for page in (0..old.len()).step_by(PAGE_SIZE) {
+        let end = (page + PAGE_SIZE).min(old.len());
+        if old[page..end] != new[page..end] {
+            let page_runs = changed_runs(&old[page..end], &new[page..end]);
+            runs.extend(page_runs.into_iter().map(|(a, b)| (page + a, page + b)));
+        }
+    }
+    runs
 }
 
 /// The runs `[start, end)` where `old` and `new` differ.
@@ -245,6 +325,17 @@ mod tests {
     fn changed_runs_are_maximal() {
         assert_eq!(changed_runs(b"abcdef", b"abcdef"), vec![]);
         assert_eq!(changed_runs(b"abcdef", b"xbcdyz"), vec![(0, 1), (4, 6)]);
+        let old = vec![0u8; 3 * PAGE_SIZE];
+        let mut new = old.clone();
+        new[PAGE_SIZE + 7] = 1;
+        new[3 * PAGE_SIZE - 1] = 1;
+        assert_eq!(
+            changed_runs_by_page(&old, &new),
+            vec![
+                (PAGE_SIZE + 7, PAGE_SIZE + 8),
+                (3 * PAGE_SIZE - 1, 3 * PAGE_SIZE)
+            ]
+        );
     }
 
     #[test]
