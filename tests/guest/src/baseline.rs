@@ -69,7 +69,8 @@ pub fn run(settings: &Settings) -> Result<Baseline> {
     };
     initramfs::write(&contents, &initrd)?;
 
-    let load = TcpLoad::start(settings.workload)?;
+    let workload = settings.workload;
+    let load = TcpLoad::start(move |_| workload)?;
     let config = BootConfig {
         kernel: kernel.vmlinuz,
         initrd,

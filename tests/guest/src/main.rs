@@ -26,7 +26,7 @@ use guest_harness::protocol::{
     GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
 };
 use guest_net::load::Workload;
-use guest_net::paths::OUR_DRIVER_PATHS;
+use guest_net::paths::{NetPath, OUR_DRIVER_PATHS};
 
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
@@ -91,11 +91,12 @@ impl Mode {
         }
     }
 
-    /// The host's TCP load on each network path the guest serves.
-    fn tcp_workload(self) -> Workload {
-        match self {
-            Mode::Test | Mode::Demo => tcp_load::TEST_WORKLOAD,
-            Mode::Bench => tcp_load::BENCH_WORKLOAD,
+    /// The host's TCP load on network path `path`.
+    fn tcp_workload(self, path: NetPath) -> Workload {
+        match (self, path) {
+            (_, NetPath::ReplicatedE1000) => tcp_load::REPLICATED_WORKLOAD,
+            (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
+            (Mode::Bench, _) => tcp_load::BENCH_WORKLOAD,
         }
     }
 }
@@ -172,9 +173,12 @@ fn run(cli: &Cli) -> Result<Summary> {
          /init loads the modules, starts the mmio and dma daemons as root and runs each test \
          program, whose steps act as the drivers of the policy; every step prints one line. \
          The UART driver also runs replicated (romain's engine: 1, 2 and 3 replicas voting \
-         on every port access), the last time with a fault injected every 20-50 ms.",
+         on every port access), the last time with a fault injected every 20-50 ms; \
+         the e1000 driver serves the host's TCP load alone and as 3 replicas, the \
+         replicas taking a fault every second.",
     );
-    let tcp = TcpLoad::start(cli.mode.tcp_workload())?;
+    let mode = cli.mode;
+    let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;
     let tcp_params = tcp.kernel_params(&OUR_DRIVER_PATHS);
     let config = BootConfig {
         kernel: kernel.vmlinuz,
@@ -274,7 +278,7 @@ fn run(cli: &Cli) -> Result<Summary> {
             accel: config.accel,
             kernel_params: &cli.kernel_params,
             keep: cli.keep,
-            workload: cli.mode.tcp_workload(),
+            workload: cli.mode.tcp_workload(NetPath::LinuxE1000),
         };
         match baseline::run(&settings) {
             Ok(baseline) => {
@@ -284,7 +288,8 @@ fn run(cli: &Cli) -> Result<Summary> {
             }
             Err(err) => checks.push(host_check("baseline-run", Err(err.to_string()))),
         }
-        tcp_lines.extend(tcp_table::render(&tcp_reports, &cli.mode.tcp_workload()));
+        let workload = cli.mode.tcp_workload(NetPath::LinuxE1000);
+        tcp_lines.extend(tcp_table::render(&tcp_reports, &workload));
     }
     for line in &tcp_lines {
         println!("{line}");

@@ -141,15 +141,21 @@ impl Child {
 
     /// Asks the helper to stop (SIGTERM) and waits for it; it must exit successfully.
     pub fn stop(&mut self, timeout: Duration) -> io::Result<()> {
-        if self.try_wait()?.is_none() {
-            kill(Pid::from_raw(self.process.id() as i32), Signal::SIGTERM)?;
-        }
-        let status = self.wait(timeout)?;
+        let status = self.terminate(timeout)?;
         if status.success() {
             Ok(())
         } else {
             Err(self.error(format!("ended with {status}")))
         }
+    }
+
+    /// Sends SIGTERM unless the helper has ended, and waits for its end, which may be
+    /// the signal itself for a helper that does not handle it.
+    pub fn terminate(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        if self.try_wait()?.is_none() {
+            kill(Pid::from_raw(self.process.id() as i32), Signal::SIGTERM)?;
+        }
+        self.wait(timeout)
     }
 
     fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
@@ -252,5 +258,19 @@ mod tests {
         killed.wait_for_line("up", Duration::from_secs(5)).unwrap();
         let err = killed.stop(Duration::from_secs(5)).unwrap_err();
         assert!(err.to_string().contains("signal: 15"), "{err}");
+    }
+
+    #[test]
+    fn terminate_hands_back_how_it_ended() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut killed = sh("echo up; sleep 5");
+        killed.wait_for_line("up", Duration::from_secs(5)).unwrap();
+        let status = killed.terminate(Duration::from_secs(5)).unwrap();
+        assert_eq!(status.signal(), Some(Signal::SIGTERM as i32));
+
+        let mut ended = sh("exit 3");
+        assert_eq!(ended.wait(Duration::from_secs(5)).unwrap().code(), Some(3));
+        let again = ended.terminate(Duration::from_secs(5)).unwrap();
+        assert_eq!(again.code(), Some(3), "an ended helper gets no signal");
     }
 }

@@ -1,6 +1,7 @@
 //! The network paths the echo service is measured on: our e1000 driver in each of
-//! its register access modes under the guest's stack (through the TAP bridge), and
-//! Linux's in-kernel e1000 driver as the baseline.
+//! its register access modes under the guest's stack (through the TAP bridge), the
+//! same driver replicated by the replication engine, and Linux's in-kernel e1000
+//! driver as the baseline.
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,6 +28,9 @@ impl Access {
 pub enum NetPath {
     /// Our driver, serving `network.e1000` to the TAP bridge.
     OurE1000(Access),
+    /// Our driver as [`REPLICAS`] replicas under `romain replicate`, in
+    /// [`REPLICATED_ACCESS`] mode, serving the bridge the same way.
+    ReplicatedE1000,
     /// Linux's e1000 module driving `eth0`.
     LinuxE1000,
 }
@@ -37,10 +41,17 @@ pub enum NetPath {
 /// down to 20 us gained 3% on the round trip under TCG.
 pub const DRIVER_TICK_US: u32 = 100;
 
-/// Our driver in both access modes, in the order a run measures them.
-pub const OUR_DRIVER_PATHS: [NetPath; 2] = [
+/// Replicas of the replicated driver: the fewest that outvote one faulty replica.
+pub const REPLICAS: usize = 3;
+/// The replicated driver's access mode: the engine refuses the replicas a mapping of
+/// the NIC's BAR, so it cannot run in direct mode.
+pub const REPLICATED_ACCESS: Access = Access::Mmio;
+
+/// Our driver in both access modes and replicated, in the order a run measures them.
+pub const OUR_DRIVER_PATHS: [NetPath; 3] = [
     NetPath::OurE1000(Access::Direct),
     NetPath::OurE1000(Access::Mmio),
+    NetPath::ReplicatedE1000,
 ];
 
 impl NetPath {
@@ -49,6 +60,7 @@ impl NetPath {
         match self {
             NetPath::OurE1000(Access::Direct) => "e1000-direct",
             NetPath::OurE1000(Access::Mmio) => "e1000-mmio",
+            NetPath::ReplicatedE1000 => "e1000-replicated",
             NetPath::LinuxE1000 => "linux-e1000",
         }
     }
@@ -58,6 +70,7 @@ impl NetPath {
         match self {
             NetPath::OurE1000(Access::Direct) => "our e1000, BAR mapped (direct)",
             NetPath::OurE1000(Access::Mmio) => "our e1000, through mmio:",
+            NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
             NetPath::LinuxE1000 => "Linux in-kernel e1000",
         }
     }
@@ -73,16 +86,16 @@ impl FromStr for NetPath {
     type Err = String;
 
     fn from_str(label: &str) -> Result<Self, String> {
-        [
-            OUR_DRIVER_PATHS[0],
-            OUR_DRIVER_PATHS[1],
-            NetPath::LinuxE1000,
-        ]
-        .into_iter()
-        .find(|path| path.label() == label)
-        .ok_or_else(|| {
-            format!("{label:?} is not a network path: e1000-direct, e1000-mmio or linux-e1000")
-        })
+        OUR_DRIVER_PATHS
+            .into_iter()
+            .chain([NetPath::LinuxE1000])
+            .find(|path| path.label() == label)
+            .ok_or_else(|| {
+                format!(
+                    "{label:?} is not a network path: e1000-direct, e1000-mmio, \
+                     e1000-replicated or linux-e1000"
+                )
+            })
     }
 }
 
@@ -93,17 +106,13 @@ mod tests {
 
     #[test]
     fn labels_round_trip_and_are_one_word() {
-        for path in [
-            OUR_DRIVER_PATHS[0],
-            OUR_DRIVER_PATHS[1],
-            NetPath::LinuxE1000,
-        ] {
+        for path in OUR_DRIVER_PATHS.into_iter().chain([NetPath::LinuxE1000]) {
             assert_eq!(path.label().parse(), Ok(path));
             assert_eq!(check_label(path.label()), Ok(()));
         }
         assert_eq!(
             OUR_DRIVER_PATHS.map(|p| p.to_string()),
-            ["e1000-direct", "e1000-mmio"]
+            ["e1000-direct", "e1000-mmio", "e1000-replicated"]
         );
         let err = "e1000".parse::<NetPath>().unwrap_err();
         assert!(err.contains("not a network path"), "{err}");

@@ -1,7 +1,8 @@
 //! In-guest half of the TCP acceptance tests and benchmark: serves the TCP echo
 //! service over each network path in turn for the host's load client, which QEMU's
-//! port forward lets in. Over our e1000 driver, the driver runs as the e1000 rule's
-//! uid and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
+//! port forward lets in. Over our e1000 driver, the driver (alone, or replicated by
+//! the engine with faults injected into its replicas) runs as the e1000 rule's uid
+//! and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
 //! e1000 (the baseline guest), the stack drives `eth0` itself. Prints `guest-test`
 //! lines, the `tcp-echo serving` line the host waits for, and a `guest:` summary.
 
@@ -37,7 +38,7 @@ struct Args {
         long,
         env = "GUEST_TCP_PATHS",
         value_delimiter = ',',
-        default_value = "e1000-direct,e1000-mmio"
+        default_value = "e1000-direct,e1000-mmio,e1000-replicated"
     )]
     paths: Vec<NetPath>,
     /// Our driver's polling tick in microseconds (its --tick-us)
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
     let ours = args
         .paths
         .iter()
-        .any(|path| matches!(path, NetPath::OurE1000(_)));
+        .any(|path| matches!(path, NetPath::OurE1000(_) | NetPath::ReplicatedE1000));
     let env = if ours {
         report.run("tcp-daemons-serving", || {
             Ok(wait_until_serving(
@@ -88,8 +89,8 @@ fn main() -> ExitCode {
     };
     for &path in &args.paths {
         match path {
-            NetPath::OurE1000(access) => {
-                our_driver::run(&mut report, env.as_ref(), access, &service)
+            NetPath::OurE1000(_) | NetPath::ReplicatedE1000 => {
+                our_driver::run(&mut report, env.as_ref(), path, &service)
             }
             NetPath::LinuxE1000 => linux::run(&mut report, &service),
         }

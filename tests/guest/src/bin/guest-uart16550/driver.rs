@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,8 +11,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use driver_policy::PortRange;
+use guest_harness::guest::control;
 use guest_harness::guest::report::StepResult;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use scheme_runtime::Handle;
 use syscall::flag::O_RDONLY;
 
@@ -65,8 +65,8 @@ pub fn replicated(
     label: Option<&str>,
     control: OwnedFd,
 ) -> Command {
-    let number = control.as_raw_fd();
     let mut command = Command::new(romain);
+    let number = control::hand_over(&mut command, control);
     command.args(["replicate", "--replicas", &replicas.to_string()]);
     if let Some(label) = label {
         command.args(["--ports", &ports.to_string(), "--label", label]);
@@ -78,15 +78,6 @@ pub fn replicated(
         .arg(program)
         .args(driver_args(access, run, ports))
         .stdin(Stdio::null());
-    // The command owns this end, so this process's copy closes with the command and
-    // the guest's end sees romain's going away.
-    // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            fcntl(&control, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            Ok(())
-        });
-    }
     command
 }
 

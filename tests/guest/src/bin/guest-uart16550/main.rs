@@ -9,28 +9,26 @@
 //! Prints result lines, a `guest-bench` throughput line per run and a summary.
 
 mod bulk;
-mod control;
 mod driver;
-mod faults;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::Parser;
 use driver_policy::{Policy, PortRange};
 use guest_harness::com2_bulk::{BulkRun, Setup, BULK_RUNS};
+use guest_harness::guest::control::{Control, EngineStatus};
 use guest_harness::guest::daemons::{wait_until_serving, DAEMON_START_TIMEOUT, MMIO_STATUS};
+use guest_harness::guest::faults::{self, Injected, Schedule};
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::protocol::{GUEST_BENCH_PREFIX, GUEST_POLICY_PATH, UART_DRIVER_LABEL};
 
 use crate::bulk::Throughput;
-use crate::control::{Control, EngineStatus};
 use crate::driver::Driver;
-use crate::faults::Injected;
 
 /// Tests the uart16550 driver on QEMU's COM2 in its direct and split modes and
 /// replicated, against the host's end of COM2; run as root.
@@ -53,6 +51,14 @@ struct UartRule {
     uid: u32,
     ports: PortRange,
 }
+
+/// A fault every 20-50 ms; early on one kill and one hang, so they land while the
+/// exchange runs.
+const FAULTS: Schedule = Schedule {
+    pause_ms: (20, 50),
+    kills_at: &[1],
+    hangs_at: &[3],
+};
 
 /// Counters that stay 0 while no replica is faulty.
 const FAULT_COUNTERS: [&str; 6] = [
@@ -247,13 +253,12 @@ fn exchange_under_faults(
     control: &Control,
     replicas: usize,
 ) -> (StepResult<Throughput>, StepResult<Injected>) {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |since| since.as_nanos() as u64);
+    let seed = faults::clock_seed();
     let done = AtomicBool::new(false);
     thread::scope(|scope| {
         let injector = scope.spawn(|| {
-            faults::inject_until(control, replicas, seed, &done).map_err(|err| err.to_string())
+            faults::inject_until(control, FAULTS, replicas, seed, &done)
+                .map_err(|err| err.to_string())
         });
         let exchanged = bulk::exchange(run);
         done.store(true, Ordering::Relaxed);

@@ -1,16 +1,15 @@
-//! Faults for a replicated driver at work: every 20-50 ms a random bit of a random
-//! register of a random replica flips, and early on one replica is killed and one
-//! sent into an endless loop, all through the engine's control socket. The sequence
-//! follows from a seed, which the report shows, so a failing run can be replayed.
+//! Faults for a replicated driver at work, through the engine's control socket: at
+//! random pauses a random bit of a random register of a random replica flips, and
+//! the faults a [`Schedule`] names are a kill or a hang instead. The sequence follows
+//! from a seed, which the report shows, so a failing run can be replayed.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use guest_harness::guest::report::StepResult;
-
-use crate::control::Control;
+use crate::guest::control::Control;
+use crate::guest::report::StepResult;
 
 /// The registers the engine can flip a bit in.
 const REGISTERS: [&str; 20] = [
@@ -19,23 +18,35 @@ const REGISTERS: [&str; 20] = [
 ];
 /// Segment bases keep below bit 47: the kernel refuses non-canonical ones.
 const SEGMENT_BASE_BITS: u64 = 47;
-/// Pauses between faults, in milliseconds.
-const PAUSE_MS: (u64, u64) = (20, 50);
-/// Which faults (counted from 0) are a kill and a hang; every other one is a flip.
-/// Early, so they land while the exchange runs.
-const KILL_AT: u64 = 1;
-const HANG_AT: u64 = 3;
+
+/// How often faults come and which of them (counted from 0) are not flips.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Least and most milliseconds between two faults.
+    pub pause_ms: (u64, u64),
+    pub kills_at: &'static [u64],
+    pub hangs_at: &'static [u64],
+}
+
+/// A seed that differs from run to run, so runs together cover many sequences.
+pub fn clock_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |since| since.as_nanos() as u64)
+}
 
 /// The faults of one run, from a seed.
 pub struct FaultPlan {
+    schedule: Schedule,
     state: u64,
     replicas: u64,
     made: u64,
 }
 
 impl FaultPlan {
-    pub fn new(seed: u64, replicas: usize) -> FaultPlan {
+    pub fn new(schedule: Schedule, seed: u64, replicas: usize) -> FaultPlan {
         FaultPlan {
+            schedule,
             state: seed | 1,
             replicas: replicas as u64,
             made: 0,
@@ -55,22 +66,22 @@ impl FaultPlan {
         let made = self.made;
         self.made += 1;
         let replica = self.below(self.replicas);
-        match made {
-            KILL_AT => format!("kill {replica}"),
-            HANG_AT => format!("hang {replica}"),
-            _ => {
-                let register = REGISTERS[self.below(REGISTERS.len() as u64) as usize];
-                let bits = match register.ends_with("_base") {
-                    true => SEGMENT_BASE_BITS,
-                    false => 64,
-                };
-                format!("flip {replica} reg {register} {}", self.below(bits))
-            }
+        if self.schedule.kills_at.contains(&made) {
+            format!("kill {replica}")
+        } else if self.schedule.hangs_at.contains(&made) {
+            format!("hang {replica}")
+        } else {
+            let register = REGISTERS[self.below(REGISTERS.len() as u64) as usize];
+            let bits = match register.ends_with("_base") {
+                true => SEGMENT_BASE_BITS,
+                false => 64,
+            };
+            format!("flip {replica} reg {register} {}", self.below(bits))
         }
     }
 
     pub fn next_pause(&mut self) -> Duration {
-        let (least, most) = PAUSE_MS;
+        let (least, most) = self.schedule.pause_ms;
         Duration::from_millis(least + self.below(most - least + 1))
     }
 }
@@ -94,7 +105,7 @@ impl fmt::Display for Injected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} faults sent ({} register flips, {} kill, {} hang; seed {:#x})",
+            "{} faults sent ({} register flips, {} kills, {} hangs; seed {:#x})",
             self.total(),
             self.flips,
             self.kills,
@@ -104,15 +115,16 @@ impl fmt::Display for Injected {
     }
 }
 
-/// Injects faults into the group behind `control` until `done` is set; every one must
-/// be accepted.
+/// Injects faults on `schedule` into the group behind `control` until `done` is set;
+/// every one must be accepted.
 pub fn inject_until(
     control: &Control,
+    schedule: Schedule,
     replicas: usize,
     seed: u64,
     done: &AtomicBool,
 ) -> StepResult<Injected> {
-    let mut plan = FaultPlan::new(seed, replicas);
+    let mut plan = FaultPlan::new(schedule, seed, replicas);
     let mut injected = Injected {
         seed,
         ..Injected::default()
@@ -139,18 +151,27 @@ pub fn inject_until(
 mod tests {
     use super::*;
 
+    const SCHEDULE: Schedule = Schedule {
+        pause_ms: (20, 50),
+        kills_at: &[1, 4],
+        hangs_at: &[3],
+    };
+
     #[test]
-    fn one_kill_one_hang_and_flips_in_range() {
-        let mut plan = FaultPlan::new(0x2545_f491_4f6c_dd1d, 3);
+    fn scheduled_kills_and_hangs_and_flips_in_range() {
+        let mut plan = FaultPlan::new(SCHEDULE, 0x2545_f491_4f6c_dd1d, 3);
         let faults: Vec<String> = (0..500).map(|_| plan.next_fault()).collect();
-        assert!(faults[KILL_AT as usize].starts_with("kill "));
-        assert!(faults[HANG_AT as usize].starts_with("hang "));
+        let kind = |i: usize| faults[i].split_whitespace().next().unwrap();
+        assert_eq!(
+            (0..6).map(kind).collect::<Vec<_>>(),
+            ["flip", "kill", "flip", "hang", "kill", "flip"]
+        );
         let flips: Vec<Vec<&str>> = faults
             .iter()
             .filter(|fault| fault.starts_with("flip "))
             .map(|fault| fault.split_whitespace().collect())
             .collect();
-        assert_eq!(flips.len(), 498);
+        assert_eq!(flips.len(), 497);
         let mut registers = std::collections::BTreeSet::new();
         for words in &flips {
             let [_, replica, "reg", register, bit] = words[..] else {
@@ -174,14 +195,14 @@ mod tests {
 
     #[test]
     fn pauses_stay_in_range_and_the_seed_replays() {
-        let mut plan = FaultPlan::new(7, 3);
+        let mut plan = FaultPlan::new(SCHEDULE, 7, 3);
         let pauses: Vec<Duration> = (0..200).map(|_| plan.next_pause()).collect();
         assert!(pauses
             .iter()
             .all(|pause| (20..=50).contains(&pause.as_millis())));
         assert!(pauses.iter().any(|pause| pause != &pauses[0]));
         let replay = |seed| {
-            let mut plan = FaultPlan::new(seed, 3);
+            let mut plan = FaultPlan::new(SCHEDULE, seed, 3);
             (0..20).map(|_| plan.next_fault()).collect::<Vec<_>>()
         };
         assert_eq!(replay(99), replay(99));
@@ -193,8 +214,13 @@ mod tests {
         let (control, engine) = Control::pair().unwrap();
         drop(engine);
         let done = AtomicBool::new(true);
-        assert_eq!(inject_until(&control, 3, 5, &done).unwrap().total(), 0);
+        assert_eq!(
+            inject_until(&control, SCHEDULE, 3, 5, &done)
+                .unwrap()
+                .total(),
+            0
+        );
         done.store(false, Ordering::Relaxed);
-        assert!(inject_until(&control, 3, 5, &done).is_err());
+        assert!(inject_until(&control, SCHEDULE, 3, 5, &done).is_err());
     }
 }

@@ -3,13 +3,17 @@
 //! `ok ...` or `error ...`; and the engine's counters out of the `status` answer.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
-use guest_harness::guest::report::StepResult;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{
     recv, send, setsockopt, socketpair, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
 };
 use nix::sys::time::TimeVal;
+
+use crate::guest::report::StepResult;
 
 /// How long the engine may take to answer; it answers between two requests it
 /// serves, which under TCG and fault injection can be a watchdog period apart.
@@ -56,6 +60,22 @@ impl Control {
     pub fn status(&self) -> StepResult<EngineStatus> {
         EngineStatus::parse(&self.command("status")?)
     }
+}
+
+/// Lets `command`'s process inherit `engine_end` (the end [`Control::pair`] hands
+/// out) and returns the descriptor number to pass as its `--control-fd`. The command
+/// owns that end, so this process's copy closes with the command and our end sees
+/// the engine going away.
+pub fn hand_over(command: &mut Command, engine_end: OwnedFd) -> RawFd {
+    let number = engine_end.as_raw_fd();
+    // SAFETY: between fork and exec only fcntl runs, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            fcntl(&engine_end, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            Ok(())
+        });
+    }
+    number
 }
 
 /// The `key: value` lines of the engine's `status` answer.
@@ -178,5 +198,22 @@ mod tests {
         assert_eq!(engine.join().unwrap(), ["flip 1 reg rax 3", "kill 7"]);
         // The engine's end is gone: an answer can never come.
         assert!(control.command("status").is_err());
+    }
+
+    #[test]
+    fn the_handed_over_end_survives_exec_and_only_there() {
+        let (control, engine) = Control::pair().unwrap();
+        let mut child = Command::new("sh");
+        let number = hand_over(&mut child, engine);
+        // The child answers one command on the inherited descriptor; without the
+        // hand-over, close-on-exec would leave it nothing to write to.
+        child.args(["-c", &format!("printf 'ok from child' >&{number}")]);
+        assert!(child.status().unwrap().success());
+        assert_eq!(control.command("status").unwrap(), "ok from child");
+        drop(child);
+        assert!(
+            control.command("status").is_err(),
+            "our copy of the engine's end closed with the command"
+        );
     }
 }
