@@ -532,24 +532,7 @@ fn loads_from_the_device_window_are_performed_once_for_the_group() {
 
 #[test]
 fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let dir = unique_dir("client");
-    let _testbed = KillOnDrop(
-        std::process::Command::new(workspace_binary("testbed"))
-            .arg("serve")
-            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
-    command
-        .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
-        .args(["--client", "testbed:queue/replicated"])
-        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
-    let group = three_without_devices(command, &dir);
-    wait_for_scheme(&dir, "testbed", &group);
-    wait_for_scheme(&dir, "events", &group);
+    let (dir, _testbed, group) = events_beside_testbed("client", "testbed:queue/replicated");
     let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
     assert_eq!(events.write(b"client 5").unwrap(), 8);
     group.command("flip 1 reg rdi 2").unwrap();
@@ -570,6 +553,30 @@ fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
     assert_eq!(status(&group)["no-majority"], "0");
     drop(group);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `testbed` daemon and three replicas of the test driver's `events` scheme,
+/// whose `client` events write to `client`, served side by side in a new directory.
+fn events_beside_testbed(name: &str, client: &str) -> (PathBuf, KillOnDrop, GroupThread) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = unique_dir(name);
+    let testbed = KillOnDrop(
+        std::process::Command::new(workspace_binary("testbed"))
+            .arg("serve")
+            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command
+        .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
+        .args(["--client", client])
+        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
+    let group = three_without_devices(command, &dir);
+    wait_for_scheme(&dir, "testbed", &group);
+    wait_for_scheme(&dir, "events", &group);
+    (dir, testbed, group)
 }
 
 /// A child process killed when the test ends, passed or not.
@@ -599,24 +606,7 @@ fn a_driver_that_exits_on_its_own_ends_the_group_instead_of_restarting_it() {
 
 #[test]
 fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let dir = unique_dir("shared");
-    let _testbed = KillOnDrop(
-        std::process::Command::new(workspace_binary("testbed"))
-            .arg("serve")
-            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
-    command
-        .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
-        .args(["--client", "testbed:queue/shared-test"])
-        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
-    let group = three_without_devices(command, &dir);
-    wait_for_scheme(&dir, "testbed", &group);
-    wait_for_scheme(&dir, "events", &group);
+    let (dir, _testbed, group) = events_beside_testbed("shared", "testbed:queue/shared-test");
     // This test plays the device: it maps the same memory.
     let device = Handle::open_in(&dir, "testbed:shared", O_RDWR).unwrap();
     let page = device.mmap(0, 4096, true).unwrap();
