@@ -58,9 +58,21 @@ impl Region {
     /// time, so it is only ever copied, never borrowed.
     fn read_real(&self) -> Vec<u8> {
         let mut copy = vec![0; self.len];
-        // SAFETY: `real` is a live mapping of `len` bytes until drop.
-        unsafe { std::ptr::copy_nonoverlapping(self.real.as_ptr(), copy.as_mut_ptr(), self.len) };
+        self.read_real_into(0, &mut copy);
         copy
+    }
+
+    /// Copies the real memory from `start` into `into`.
+    fn read_real_into(&self, start: usize, into: &mut [u8]) {
+        assert!(start + into.len() <= self.len, "inside the region");
+        // SAFETY: in bounds (checked above) of a live mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.real.as_ptr().add(start),
+                into.as_mut_ptr(),
+                into.len(),
+            )
+        };
     }
 
     /// Writes `bytes` at `start` of the real memory.
@@ -148,16 +160,23 @@ impl SharedMemory {
 
     /// Copies what the device changed since the last agreement into every replica.
     pub fn pull(&mut self, replicas: &[Pid]) {
+        // A page at a time: this runs before every request, over all of a driver's
+        // DMA memory, and most pages have not changed.
+        let mut page = vec![0; PAGE_SIZE];
         for region in &mut self.regions {
-            let real = region.read_real();
-            for (start, end) in changed_runs_by_page(&region.snapshot, &real) {
-                for &pid in replicas {
-                    let address = region.replica_address + start as u64;
-                    if let Err(error) = write_memory_exactly(pid, address, &real[start..end]) {
-                        log::warn!("shared memory not brought to pid {pid}: {error}");
+            for start in (0..region.len).step_by(PAGE_SIZE) {
+                let end = (start + PAGE_SIZE).min(region.len);
+                let page = &mut page[..end - start];
+                region.read_real_into(start, page);
+                for (from, to) in changed_runs(&region.snapshot[start..end], page) {
+                    let address = region.replica_address + (start + from) as u64;
+                    for &pid in replicas {
+                        if let Err(error) = write_memory_exactly(pid, address, &page[from..to]) {
+                            log::warn!("shared memory not brought to pid {pid}: {error}");
+                        }
                     }
+                    region.snapshot[start + from..start + to].copy_from_slice(&page[from..to]);
                 }
-                region.snapshot[start..end].copy_from_slice(&real[start..end]);
             }
         }
     }
@@ -169,13 +188,18 @@ impl SharedMemory {
         let needed = replicas.len() / 2 + 1;
         let mut repaired = Vec::new();
         let soft_dirty = self.soft_dirty;
+        let mut any_written = false;
         for region in &mut self.regions {
-            let current = region.read_real();
-            let mut real = current.clone();
             let written = match soft_dirty {
                 true => written_pages(replicas, region.replica_address, region.len),
                 false => vec![true; region.len.div_ceil(PAGE_SIZE)],
             };
+            if !written.contains(&true) {
+                continue;
+            }
+            any_written = true;
+            let current = region.read_real();
+            let mut real = current.clone();
             for page in (0..region.len)
                 .step_by(PAGE_SIZE)
                 .filter(|page| written[page / PAGE_SIZE])
@@ -223,9 +247,12 @@ impl SharedMemory {
                 region.write_real(start, &real[start..end]);
             }
         }
+        // Clearing walks a replica's whole address space, so only after writes.
         // Without soft-dirty bits in the kernel every page is read each time.
-        self.soft_dirty =
-            soft_dirty_works() && replicas.iter().all(|&pid| forget_written_pages(pid));
+        if !self.soft_dirty || any_written {
+            self.soft_dirty =
+                soft_dirty_works() && replicas.iter().all(|&pid| forget_written_pages(pid));
+        }
         repaired.sort_unstable();
         repaired.dedup();
         repaired
