@@ -168,6 +168,9 @@ impl SharedMemory {
                 let end = (start + PAGE_SIZE).min(region.len);
                 let page = &mut page[..end - start];
                 region.read_real_into(start, page);
+                if region.snapshot[start..end] == *page {
+                    continue;
+                }
                 for (from, to) in changed_runs(&region.snapshot[start..end], page) {
                     let address = region.replica_address + (start + from) as u64;
                     for &pid in replicas {
