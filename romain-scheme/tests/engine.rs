@@ -593,14 +593,19 @@ impl Drop for KillOnDrop {
 fn a_driver_that_exits_on_its_own_ends_the_group_instead_of_restarting_it() {
     let dir = unique_dir("exit");
     let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
-    command.args(["exit", "3"]);
+    command.args(["events", "events", "--window", &format!("{WINDOW:#x}")]);
     let group = three_without_devices(command, &dir);
+    wait_for_scheme(&dir, "events", &group);
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"none 1").unwrap(), 6);
+    // Every replica exits with the same status: the driver's choice, not a fault,
+    // so the group is not started again and its thread ends.
+    assert!(events.write(b"exit 3").is_err());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !group.is_finished() {
         assert!(Instant::now() < deadline, "the group thread goes on");
         thread::sleep(Duration::from_millis(10));
     }
-    assert!(!dir.join("events").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

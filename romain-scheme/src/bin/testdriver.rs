@@ -32,7 +32,8 @@ enum Mode {
     /// events of one kind: `port` (an `in` from port 0x80), `syscall` (a getppid),
     /// `mmio` (a 32-bit load from the device window), `client` (open the --client
     /// path, write one byte, close), `shared` (add one to the counter at the start of
-    /// the --shared path's memory, mapped once), `none`. Runs under the replication engine, which
+    /// the --shared path's memory, mapped once), `none`; `exit <code>` ends the
+    /// driver with that status. Runs under the replication engine, which
     /// traps each event.
     #[cfg(target_os = "linux")]
     Events {
@@ -181,6 +182,8 @@ mod events {
                     "mmio" => u64::from(unsafe { self.window.as_ptr().read_volatile() }),
                     "client" => write_through(&self.client)?,
                     "shared" => self.count_in_shared_memory()?,
+                    // The driver ends on its own, as a driver that gives up does.
+                    "exit" => std::process::exit(count as i32),
                     "none" => 0,
                     _ => return Err(Error::new(EINVAL)),
                 });
