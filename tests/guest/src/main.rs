@@ -58,6 +58,14 @@ struct Cli {
     /// variables of /init and the guest programs (e.g. RUST_LOG=debug, loglevel=7)
     #[arg(long = "kernel-param", global = true, value_name = "PARAM")]
     kernel_params: Vec<String>,
+    /// Run only this guest program (repeatable; e.g. guest-tcp), for a quick loop
+    /// while working on one part; host checks of the programs left out then fail
+    #[arg(long = "only", global = true, value_name = "PROGRAM")]
+    only: Vec<String>,
+    /// Serve the host's TCP load only on this network path (repeatable; default: all
+    /// of our driver's paths)
+    #[arg(long = "tcp-path", global = true, value_name = "LABEL")]
+    tcp_paths: Vec<NetPath>,
     /// Forward 127.0.0.1:PORT on the host to PORT in the guest, repeatable
     #[arg(long = "forward", global = true, value_name = "PORT")]
     forwarded_ports: Vec<u16>,
@@ -141,10 +149,20 @@ fn run(cli: &Cli) -> Result<Summary> {
         "== 2/5 Building the guest programs as static executables, so they run in a guest \
          that has no C library.",
     );
-    let programs = programs::build(
-        &workspace,
-        &programs::for_run(GUEST_PROGRAMS, cli.mode.runs()),
-    )?;
+    let mut chosen = programs::for_run(GUEST_PROGRAMS, cli.mode.runs());
+    if let Some(unknown) = cli.only.iter().find(|name| {
+        !chosen
+            .iter()
+            .any(|program| program.purpose.is_run() && program.bin == *name)
+    }) {
+        return Err(format!("--only {unknown}: no such guest program in this mode").into());
+    }
+    if !cli.only.is_empty() {
+        chosen.retain(|program| {
+            !program.purpose.is_run() || cli.only.iter().any(|name| name == program.bin)
+        });
+    }
+    let programs = programs::build(&workspace, &chosen)?;
 
     narrate(
         "== 3/5 Packing the initramfs: busybox, /init, the daemons, the programs, the \
@@ -179,7 +197,11 @@ fn run(cli: &Cli) -> Result<Summary> {
     );
     let mode = cli.mode;
     let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;
-    let tcp_params = tcp.kernel_params(&OUR_DRIVER_PATHS);
+    let tcp_paths = match cli.tcp_paths.as_slice() {
+        [] => &OUR_DRIVER_PATHS[..],
+        chosen => chosen,
+    };
+    let tcp_params = tcp.kernel_params(tcp_paths);
     let config = BootConfig {
         kernel: kernel.vmlinuz,
         initrd,
@@ -268,7 +290,7 @@ fn run(cli: &Cli) -> Result<Summary> {
             )
         }));
     }
-    let (tcp_checks, mut tcp_lines) = tcp_load::checks(&tcp_reports, &OUR_DRIVER_PATHS);
+    let (tcp_checks, mut tcp_lines) = tcp_load::checks(&tcp_reports, tcp_paths);
     checks.extend(tcp_checks);
     if cli.mode == Mode::Bench {
         let settings = baseline::Settings {
