@@ -10,6 +10,8 @@ use crate::info::{BufferInfo, INFO_CALL};
 use crate::request::AllocRequest;
 use crate::{BufferFlags, SCHEME_NAME};
 
+const PAGE_SIZE: usize = 4096;
+
 /// A DMA buffer from the `dma:` scheme, mapped read-write into this process.
 /// Dropping it unmaps and closes it; the daemon frees it when nothing holds it.
 pub struct DmaBuffer {
@@ -20,7 +22,10 @@ pub struct DmaBuffer {
 }
 
 impl DmaBuffer {
-    /// Allocates at least `size` bytes with `flags` and maps all of them.
+    /// Allocates at least `size` bytes with `flags` and maps the first `size`,
+    /// rounded up to whole pages. The daemon hands out larger granules (a huge
+    /// page); leaving their unused tail unmapped keeps it out of everything that
+    /// walks the mapping, such as a replication engine keeping copies in step.
     pub fn alloc(size: usize, flags: BufferFlags) -> io::Result<Self> {
         let size = NonZeroU64::new(size as u64).ok_or_else(|| {
             io::Error::new(
@@ -37,8 +42,15 @@ impl DmaBuffer {
         let info = BufferInfo::from_bytes(&reply).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "dma: malformed buffer info")
         })?;
-        let len = usize::try_from(info.size)
+        let granted = usize::try_from(info.size)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "dma: buffer size"))?;
+        let len = (size.get() as usize).next_multiple_of(PAGE_SIZE);
+        if len > granted {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("dma: granted {granted} bytes for a {size}-byte request"),
+            ));
+        }
         let mapping = handle.mmap(0, len, true)?;
         Ok(Self {
             mapping,

@@ -100,7 +100,7 @@ pub enum EngineReport {
 
 /// The counters of the engine's `status` answer, by (the engine's key, the key
 /// here); a status key does not contain a `-`.
-const ENGINE_COUNTERS: [(&str, &str); 10] = [
+const ENGINE_COUNTERS: [(&str, &str); 14] = [
     ("events", "events"),
     ("votes", "votes"),
     ("divergences", "divergences"),
@@ -111,6 +111,10 @@ const ENGINE_COUNTERS: [(&str, &str); 10] = [
     ("no-majority", "no_majority"),
     ("group-restarts", "group_restarts"),
     ("injected", "injected"),
+    ("requests", "requests"),
+    ("rounds", "rounds"),
+    ("busy-ms", "busy_ms"),
+    ("memory-sync-ms", "memory_sync_ms"),
 ];
 
 /// A replica group's counters, as the engine's `status` command gives them.
@@ -377,7 +381,8 @@ mod tests {
     /// What the engine answers to `status`, after its `ok`.
     const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
-        group-restarts: 0\ninjected: 2\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
+        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nbusy-ms: 12\n\
+        memory-sync-ms: 0\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
 
     fn replicated(engine: EngineReport) -> GroupStatus<'static> {
         GroupStatus {
@@ -409,7 +414,7 @@ mod tests {
             text.ends_with(
                 "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
-                 replica_pids=101,-,103\n\
+                 requests=40\nrounds=80\nbusy_ms=12\nmemory_sync_ms=0\nreplica_pids=101,-,103\n\
                  engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
             ),
             "{text}"
@@ -429,7 +434,7 @@ mod tests {
             .lines()
             .skip_while(|l| !l.starts_with("events="))
             .collect();
-        assert_eq!(engine_lines.len(), 12, "{text}");
+        assert_eq!(engine_lines.len(), ENGINE_COUNTERS.len() + 2, "{text}");
         assert!(
             engine_lines.iter().all(|l| l.ends_with("=unknown")),
             "{text}"
@@ -484,13 +489,17 @@ mod tests {
             restarts: 9,
             injected: 10,
             last_fault: None,
+            requests: 11,
+            rounds: 12,
+            busy: std::time::Duration::from_millis(13),
+            memory_sync: std::time::Duration::from_micros(14_999),
         };
         let counters = EngineCounters::parse(&stats.to_string()).unwrap();
         let counts: Vec<u64> = ENGINE_COUNTERS
             .iter()
             .map(|(_, key)| counters.count(key).unwrap())
             .collect();
-        assert_eq!(counts, (1..=10).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=14).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
     }

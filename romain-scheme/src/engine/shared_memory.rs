@@ -54,15 +54,8 @@ struct Region {
 }
 
 impl Region {
-    /// A copy of the real memory as it is now: the device may change it at any
-    /// time, so it is only ever copied, never borrowed.
-    fn read_real(&self) -> Vec<u8> {
-        let mut copy = vec![0; self.len];
-        self.read_real_into(0, &mut copy);
-        copy
-    }
-
-    /// Copies the real memory from `start` into `into`.
+    /// Copies the real memory from `start` into `into`. The device may change it
+    /// at any time, so it is only ever copied, never borrowed.
     fn read_real_into(&self, start: usize, into: &mut [u8]) {
         assert!(start + into.len() <= self.len, "inside the region");
         // SAFETY: in bounds (checked above) of a live mapping.
@@ -201,8 +194,6 @@ impl SharedMemory {
                 continue;
             }
             any_written = true;
-            let current = region.read_real();
-            let mut real = current.clone();
             for page in (0..region.len)
                 .step_by(PAGE_SIZE)
                 .filter(|page| written[page / PAGE_SIZE])
@@ -225,29 +216,30 @@ impl SharedMemory {
                 }) else {
                     continue;
                 };
-                let majority = majority.to_vec();
-                for (start, stop) in changed_runs(&region.snapshot[page..end], &majority) {
-                    let (start, stop) = (page + start, page + stop);
+                let mut real = vec![0; end - page];
+                region.read_real_into(page, &mut real);
+                let device_view = real.clone();
+                let snapshot = &mut region.snapshot[page..end];
+                for (start, stop) in changed_runs(snapshot, majority) {
                     // Bytes the device changed meanwhile keep the device's value.
                     for at in start..stop {
-                        if real[at] == region.snapshot[at] {
-                            real[at] = majority[at - page];
+                        if real[at] == snapshot[at] {
+                            real[at] = majority[at];
                         }
                     }
-                    region.snapshot[start..stop]
-                        .copy_from_slice(&majority[start - page..stop - page]);
+                    snapshot[start..stop].copy_from_slice(&majority[start..stop]);
+                }
+                for (start, stop) in changed_runs(&device_view, &real) {
+                    region.write_real(page + start, &real[start..stop]);
                 }
                 for (position, copy) in pages.iter().enumerate() {
-                    if *copy != Some(&majority[..]) {
+                    if copy != &Some(*majority) {
                         let address = region.replica_address + page as u64;
-                        if write_memory_exactly(replicas[position], address, &majority).is_ok() {
+                        if write_memory_exactly(replicas[position], address, majority).is_ok() {
                             repaired.push(position);
                         }
                     }
                 }
-            }
-            for (start, end) in changed_runs_by_page(&current, &real) {
-                region.write_real(start, &real[start..end]);
             }
         }
         // Clearing walks a replica's whole address space, so only after writes.
@@ -316,19 +308,6 @@ fn forget_written_pages(pid: Pid) -> bool {
     }
 }
 
-/// As [`changed_runs`], skipping equal pages at memory-compare speed.
-fn changed_runs_by_page(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
-    let mut runs = Vec::new();
-    for page in (0..old.len()).step_by(PAGE_SIZE) {
-        let end = (page + PAGE_SIZE).min(old.len());
-        if old[page..end] != new[page..end] {
-            let page_runs = changed_runs(&old[page..end], &new[page..end]);
-            runs.extend(page_runs.into_iter().map(|(a, b)| (page + a, page + b)));
-        }
-    }
-    runs
-}
-
 /// The runs `[start, end)` where `old` and `new` differ.
 fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
@@ -355,17 +334,6 @@ mod tests {
     fn changed_runs_are_maximal() {
         assert_eq!(changed_runs(b"abcdef", b"abcdef"), vec![]);
         assert_eq!(changed_runs(b"abcdef", b"xbcdyz"), vec![(0, 1), (4, 6)]);
-        let old = vec![0u8; 3 * PAGE_SIZE];
-        let mut new = old.clone();
-        new[PAGE_SIZE + 7] = 1;
-        new[3 * PAGE_SIZE - 1] = 1;
-        assert_eq!(
-            changed_runs_by_page(&old, &new),
-            vec![
-                (PAGE_SIZE + 7, PAGE_SIZE + 8),
-                (3 * PAGE_SIZE - 1, 3 * PAGE_SIZE)
-            ]
-        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a replica group has been through, for `romain:` status and the logs.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Counters of one group since the engine started it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +32,14 @@ pub struct EngineStats {
     pub injected: u64,
     /// The latest fault, with the replica, the event and the differing values.
     pub last_fault: Option<String>,
+    /// Client requests the replicas answered.
+    pub requests: u64,
+    /// Rounds the replicas ran (their daemon's per-round work).
+    pub rounds: u64,
+    /// Time spent running the group through requests and rounds, all included.
+    pub busy: Duration,
+    /// The part of `busy` spent keeping shared memory in step with the device.
+    pub memory_sync: Duration,
 }
 
 impl fmt::Display for EngineStats {
@@ -52,6 +61,10 @@ impl fmt::Display for EngineStats {
         writeln!(f, "no-majority: {}", self.no_majority)?;
         writeln!(f, "group-restarts: {}", self.restarts)?;
         writeln!(f, "injected: {}", self.injected)?;
+        writeln!(f, "requests: {}", self.requests)?;
+        writeln!(f, "rounds: {}", self.rounds)?;
+        writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
+        writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(
             f,
             "last-fault: {}",

@@ -218,6 +218,11 @@ pub fn encode_round(out: &mut Vec<u8>) {
     out.push(KIND_ROUND);
 }
 
+/// Whether `message` is a round, told by its first byte alone.
+pub fn is_round(message: &[u8]) -> bool {
+    message.first() == Some(&KIND_ROUND)
+}
+
 /// Decodes one message from the supervisor in place. Never panics, whatever
 /// the bytes.
 pub fn decode_message(bytes: &mut [u8]) -> Result<Message<'_>, Malformed> {

@@ -49,7 +49,7 @@ const FAULTS: Schedule = Schedule {
     hangs_at: &[],
 };
 /// What the engine went through under fault injection, as the report shows it.
-const ENGINE_COUNTERS: [&str; 8] = [
+const ENGINE_COUNTERS: [&str; 12] = [
     "events",
     "injected",
     "divergences",
@@ -58,6 +58,10 @@ const ENGINE_COUNTERS: [&str; 8] = [
     "crashes",
     "no-majority",
     "group-restarts",
+    "requests",
+    "rounds",
+    "busy-ms",
+    "memory-sync-ms",
 ];
 
 /// Runs `path`, one of our driver's.
