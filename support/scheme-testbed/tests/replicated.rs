@@ -368,7 +368,7 @@ fn the_replica_reads_once_and_writes_once_per_message() {
     });
 
     let mut round = Vec::new();
-    encode_round(&mut round);
+    encode_round(&[], &mut round);
     let mut fevent = head(Opcode::Fevent, 1, 0);
     fevent.header.flags = EventFlags::EVENT_WRITE.bits() as u64;
     // What comes back is the Stat's bytes, padding zeroed.

@@ -15,7 +15,18 @@
 //!
 //! Then the supervisor sends messages, each told by its first byte:
 //!
-//! - `2`, alone: a round; the replica runs `SchemeDaemon::after_round`.
+//! - `2`: a round; the replica runs `SchemeDaemon::after_round` and then asks
+//!   its scheme's `fevent` about each handle the round lists, so that one
+//!   exchange per round also answers the readiness the platform re-queries
+//!   after every round. Seven zero bytes, then one 32-byte record per handle:
+//!
+//!   | bytes  | field | meaning                                  |
+//!   |--------|-------|------------------------------------------|
+//!   | 0..8   | id    | the handle                               |
+//!   | 8..16  | flags | the event flags the caller wants         |
+//!   | 16..24 | pid   | the caller that registered the interest  |
+//!   | 24..28 | uid   |                                          |
+//!   | 28..32 | gid   |                                          |
 //! - `1`: a request: a 32-byte header, then a host transport request
 //!   ([`crate::wire`]: its opcode is the method, its flags the open flags or the
 //!   wanted event flags, then offset, length, metadata and the payload: the path
@@ -35,8 +46,9 @@
 //! (status: the result or -errno; extra: open's `NewFdFlags` bits), then at most
 //! [`MAX_PAYLOAD`] bytes: the data read, the call's payload as the scheme left
 //! it, the `Stat`, the path. Open's status is the new handle's number, fevent's
-//! the ready event flags. A round's reply is status 0, which tells the
-//! supervisor that the round is over.
+//! the ready event flags. A round's reply has the number of handles it listed
+//! as status, and for each, in order, 8 bytes: the ready flags' bits, or a
+//! negated errno.
 
 use std::fmt;
 use std::time::Duration;
@@ -46,6 +58,7 @@ use crate::wire::{
     MAX_METADATA, MAX_PAYLOAD, MAX_REQUEST_LEN, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN,
 };
 use crate::Caller;
+use syscall::flag::EventFlags;
 
 /// The first eight bytes of a hello; they can never start a reply, whose first
 /// byte is a response kind.
@@ -62,6 +75,15 @@ pub const MAX_REPLY_LEN: usize = RESPONSE_HEADER_LEN + MAX_PAYLOAD;
 const HELLO_HEADER_LEN: usize = 16;
 const KIND_REQUEST: u8 = 1;
 const KIND_ROUND: u8 = 2;
+/// The kind byte and seven reserved bytes before a round's interests.
+const ROUND_HEADER_LEN: usize = 8;
+const INTEREST_LEN: usize = 32;
+const ANSWER_LEN: usize = 8;
+/// The most handles one round asks about; the platform asks about any others
+/// with a request each.
+pub const MAX_ROUND_INTERESTS: usize = 1024;
+const _: () = assert!(ROUND_HEADER_LEN + MAX_ROUND_INTERESTS * INTEREST_LEN <= MAX_MESSAGE_LEN);
+const _: () = assert!(MAX_ROUND_INTERESTS * ANSWER_LEN <= MAX_PAYLOAD);
 
 /// Why bytes are not a well-formed message of the replica channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,10 +94,8 @@ pub enum Malformed {
     },
     UnknownKind(u8),
     ReservedNotZero,
-    /// A round carries nothing but its kind.
-    RoundWithData {
-        len: usize,
-    },
+    /// A round's length is not its header and whole interest records.
+    RoundLength(usize),
     /// The host transport request inside a request.
     Request(MalformedRequest),
     /// A reply's header is not a reply's (an event, or no kind at all).
@@ -92,7 +112,11 @@ impl fmt::Display for Malformed {
             Self::TooShort { len, need } => write!(f, "{len} bytes, at least {need} needed"),
             Self::UnknownKind(kind) => write!(f, "unknown message kind {kind}"),
             Self::ReservedNotZero => f.write_str("reserved header bytes are not zero"),
-            Self::RoundWithData { len } => write!(f, "a round of {len} bytes (1 expected)"),
+            Self::RoundLength(len) => write!(
+                f,
+                "a round of {len} bytes ({ROUND_HEADER_LEN}, then at most \
+                 {MAX_ROUND_INTERESTS} records of {INTEREST_LEN})"
+            ),
             Self::Request(malformed) => write!(f, "request: {malformed}"),
             Self::NotAReply => f.write_str("the header is not a reply's"),
             Self::ReplyTooLarge(n) => write!(f, "reply of {n} bytes (at most {MAX_PAYLOAD})"),
@@ -179,7 +203,60 @@ pub struct Request<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     Request(Request<'a>),
-    Round,
+    Round(Interests<'a>),
+}
+
+/// A handle whose readiness a round asks about, for the caller that asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest {
+    pub id: usize,
+    pub flags: EventFlags,
+    pub caller: Caller,
+}
+
+impl Interest {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.id as u64).to_le_bytes());
+        out.extend_from_slice(&(self.flags.bits() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.caller.pid as u64).to_le_bytes());
+        out.extend_from_slice(&self.caller.uid.to_le_bytes());
+        out.extend_from_slice(&self.caller.gid.to_le_bytes());
+    }
+
+    fn decode(record: &[u8]) -> Self {
+        let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4"));
+        Self {
+            id: u64_at(record, 0) as usize,
+            flags: EventFlags::from_bits_truncate(u64_at(record, 8) as usize),
+            caller: Caller {
+                pid: u64_at(record, 16) as usize,
+                uid: u32_at(24),
+                gid: u32_at(28),
+            },
+        }
+    }
+}
+
+/// The interests a round lists, read from the message as they are needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interests<'a> {
+    records: &'a [u8],
+}
+
+impl<'a> Interests<'a> {
+    pub fn len(&self) -> usize {
+        self.records.len() / INTEREST_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Interest> + 'a {
+        self.records
+            .chunks_exact(INTEREST_LEN)
+            .map(Interest::decode)
+    }
 }
 
 /// Encodes a request into `out` (cleared first). Refuses what a replica would
@@ -212,10 +289,54 @@ pub fn encode_request(
     Ok(())
 }
 
-/// Encodes a round into `out` (cleared first).
-pub fn encode_round(out: &mut Vec<u8>) {
+/// Encodes a round that asks about the first [`MAX_ROUND_INTERESTS`] of
+/// `interests` into `out` (cleared first); returns how many it lists.
+pub fn encode_round(interests: &[Interest], out: &mut Vec<u8>) -> usize {
+    let listed = &interests[..interests.len().min(MAX_ROUND_INTERESTS)];
     out.clear();
     out.push(KIND_ROUND);
+    out.extend_from_slice(&[0; ROUND_HEADER_LEN - 1]);
+    for interest in listed {
+        interest.encode(out);
+    }
+    listed.len()
+}
+
+/// Writes a round's answer for each interest into `body`; returns the bytes
+/// written.
+///
+/// # Panics
+///
+/// If `body` is shorter than 8 bytes per answer.
+pub fn encode_round_answers(
+    answers: impl Iterator<Item = syscall::error::Result<EventFlags>>,
+    body: &mut [u8],
+) -> usize {
+    let mut len = 0;
+    for answer in answers {
+        let value = match answer {
+            Ok(flags) => flags.bits() as i64,
+            Err(error) => -i64::from(error.errno),
+        };
+        body[len..len + ANSWER_LEN].copy_from_slice(&value.to_le_bytes());
+        len += ANSWER_LEN;
+    }
+    len
+}
+
+/// Reads the answers of a round's reply payload, in the order of its interests.
+pub fn decode_round_answers(
+    payload: &[u8],
+) -> impl Iterator<Item = syscall::error::Result<EventFlags>> + '_ {
+    payload.chunks_exact(ANSWER_LEN).map(|answer| {
+        let value = i64::from_le_bytes(answer.try_into().expect("8 bytes"));
+        match value {
+            flags if flags >= 0 => Ok(EventFlags::from_bits_truncate(flags as usize)),
+            errno => Err(syscall::error::Error::new(
+                i32::try_from(-errno).unwrap_or(syscall::error::EIO),
+            )),
+        }
+    })
 }
 
 /// Whether `message` is a round, told by its first byte alone.
@@ -228,11 +349,26 @@ pub fn is_round(message: &[u8]) -> bool {
 pub fn decode_message(bytes: &mut [u8]) -> Result<Message<'_>, Malformed> {
     match bytes.first() {
         None => Err(Malformed::TooShort { len: 0, need: 1 }),
-        Some(&KIND_ROUND) if bytes.len() == 1 => Ok(Message::Round),
-        Some(&KIND_ROUND) => Err(Malformed::RoundWithData { len: bytes.len() }),
+        Some(&KIND_ROUND) => decode_round(bytes).map(Message::Round),
         Some(&KIND_REQUEST) => decode_request(bytes).map(Message::Request),
         Some(&kind) => Err(Malformed::UnknownKind(kind)),
     }
+}
+
+fn decode_round(bytes: &[u8]) -> Result<Interests<'_>, Malformed> {
+    let len = bytes.len();
+    let (header, records) = bytes
+        .split_at_checked(ROUND_HEADER_LEN)
+        .ok_or(Malformed::RoundLength(len))?;
+    if header[1..] != [0; ROUND_HEADER_LEN - 1] {
+        return Err(Malformed::ReservedNotZero);
+    }
+    if !records.len().is_multiple_of(INTEREST_LEN)
+        || records.len() / INTEREST_LEN > MAX_ROUND_INTERESTS
+    {
+        return Err(Malformed::RoundLength(len));
+    }
+    Ok(Interests { records })
 }
 
 fn decode_request(bytes: &mut [u8]) -> Result<Request<'_>, Malformed> {
@@ -383,13 +519,83 @@ mod tests {
     }
 
     #[test]
-    fn round_is_one_byte() {
+    fn round_lists_interests_and_its_answers_come_back_in_order() {
+        let interests = [
+            Interest {
+                id: 7,
+                flags: EventFlags::EVENT_READ,
+                caller: Caller {
+                    pid: 41,
+                    uid: 1000,
+                    gid: 100,
+                },
+            },
+            Interest {
+                id: usize::MAX,
+                flags: EventFlags::EVENT_READ | EventFlags::EVENT_WRITE,
+                caller: Caller {
+                    pid: 0,
+                    uid: u32::MAX,
+                    gid: 0,
+                },
+            },
+        ];
         let mut out = vec![1, 2, 3];
-        encode_round(&mut out);
-        assert_eq!(decode_message(&mut out), Ok(Message::Round));
+        assert_eq!(encode_round(&interests, &mut out), 2);
+        assert!(is_round(&out));
+        let Message::Round(decoded) = decode_message(&mut out).unwrap() else {
+            panic!("not a round");
+        };
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded.iter().collect::<Vec<_>>(), interests);
+
+        assert_eq!(encode_round(&[], &mut out), 0);
+        let Message::Round(none) = decode_message(&mut out).unwrap() else {
+            panic!("not a round");
+        };
+        assert!(none.is_empty());
+
+        let many = vec![interests[0]; MAX_ROUND_INTERESTS + 5];
+        assert_eq!(encode_round(&many, &mut out), MAX_ROUND_INTERESTS);
+        assert!(decode_message(&mut out).is_ok());
+
+        let mut body = [0u8; 24];
+        let answers = [
+            Ok(EventFlags::EVENT_READ),
+            Err(syscall::error::Error::new(syscall::error::EBADF)),
+            Ok(EventFlags::empty()),
+        ];
+        let len = encode_round_answers(answers.iter().copied(), &mut body);
+        assert_eq!(len, 24);
+        assert_eq!(decode_round_answers(&body).collect::<Vec<_>>(), answers);
+    }
+
+    #[test]
+    fn malformed_rounds() {
         assert_eq!(
-            decode_message(&mut [KIND_ROUND, 0]),
-            Err(Malformed::RoundWithData { len: 2 })
+            decode_message(&mut [KIND_ROUND]),
+            Err(Malformed::RoundLength(1))
+        );
+        let mut out = Vec::new();
+        encode_round(&[], &mut out);
+        let mut reserved = out.clone();
+        reserved[3] = 1;
+        assert_eq!(
+            decode_message(&mut reserved),
+            Err(Malformed::ReservedNotZero)
+        );
+        let mut partial = out.clone();
+        partial.extend_from_slice(&[0; INTEREST_LEN - 1]);
+        assert_eq!(
+            decode_message(&mut partial),
+            Err(Malformed::RoundLength(ROUND_HEADER_LEN + INTEREST_LEN - 1))
+        );
+        let mut too_many = out;
+        let len = ROUND_HEADER_LEN + (MAX_ROUND_INTERESTS + 1) * INTEREST_LEN;
+        too_many.resize(len, 0);
+        assert_eq!(
+            decode_message(&mut too_many),
+            Err(Malformed::RoundLength(len))
         );
     }
 

@@ -9,6 +9,7 @@
 //! votes.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -18,8 +19,8 @@ use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use super::codec::{
-    decode_reply, encode_request, encode_round, Hello, Reply, RequestHead, MAX_MESSAGE_LEN,
-    MAX_REPLY_LEN,
+    decode_reply, decode_round_answers, encode_request, encode_round, Hello, Interest, Reply,
+    RequestHead, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
 use crate::wire::{MalformedRequest, Opcode, RequestHeader, MAX_PAYLOAD};
 use crate::{Caller, SchemeDaemon};
@@ -52,6 +53,45 @@ pub struct Forwarder<L> {
     channel: Channel<L>,
     /// The scheme's name, for logs.
     name: String,
+    /// The handles clients asked `fevent` about, with the flags they want: every
+    /// round asks the replicas about them, since the platform re-queries each
+    /// after every round and one exchange is far cheaper than one per handle.
+    interests: Vec<Interest>,
+    pacing: RoundPacing,
+}
+
+/// When the replicas run a round.
+///
+/// The platform asks for a round after every batch of requests and on every
+/// tick. Through replicas a round costs as much as several requests, so rounds
+/// are paced: the next starts no sooner than the last one took after it ended,
+/// which keeps rounds to at most half the time however slow they are, except
+/// that a write or a call (which may have handed the daemon work for its
+/// device, such as a frame to send) gets the next round at once. A round
+/// the pacing skips answers every readiness question with "not ready": the
+/// next round that runs then reports whatever is ready as a new event, so no
+/// wake-up is lost, only delayed, and a client that already read sees an
+/// extra event, which costs it one read.
+#[derive(Default)]
+struct RoundPacing {
+    /// When the last round ended and how long it took.
+    last: Option<(Instant, Duration)>,
+    /// A write or a call came since.
+    urgent: bool,
+}
+
+impl RoundPacing {
+    fn due(&self, now: Instant) -> bool {
+        self.urgent
+            || self
+                .last
+                .is_none_or(|(ended, took)| now.duration_since(ended) >= took)
+    }
+
+    fn ran(&mut self, started: Instant, ended: Instant) {
+        self.last = Some((ended, ended - started));
+        self.urgent = false;
+    }
 }
 
 /// The link and the buffers every call reuses.
@@ -59,6 +99,9 @@ struct Channel<L> {
     link: L,
     message: Vec<u8>,
     reply: Vec<u8>,
+    /// What the last round answered about readiness: the replicas' own answers
+    /// for as long as no other message has reached them since.
+    answered: Vec<(Interest, Result<EventFlags>)>,
 }
 
 impl<L: ReplicaLink> Channel<L> {
@@ -78,13 +121,36 @@ impl<L: ReplicaLink> Channel<L> {
         self.exchange(name)
     }
 
-    fn round(&mut self, name: &str) -> Result<Reply<'_>> {
-        encode_round(&mut self.message);
-        self.exchange(name)
+    /// Runs a round that also asks about `interests` (as many as one round
+    /// carries), and keeps the answers for [`Self::answered`].
+    fn round(&mut self, name: &str, interests: &[Interest]) -> Result<()> {
+        let listed = encode_round(interests, &mut self.message);
+        let reply = self.exchange(name)?;
+        let count = reply.header.result()?;
+        let answers: Vec<Result<EventFlags>> = decode_round_answers(reply.payload).collect();
+        if count != listed || answers.len() != listed {
+            log::error!(
+                "{name}: a round about {listed} handles came back with {count} status and {} answers",
+                answers.len()
+            );
+            return Err(Error::new(EPROTO));
+        }
+        self.answered = interests[..listed].iter().copied().zip(answers).collect();
+        Ok(())
+    }
+
+    /// The last round's answer for `id` and `flags`, if no message reached the
+    /// replicas since.
+    fn answered(&self, id: usize, flags: EventFlags) -> Option<Result<EventFlags>> {
+        self.answered
+            .iter()
+            .find(|(interest, _)| interest.id == id && interest.flags == flags)
+            .map(|&(_, answer)| answer)
     }
 
     /// Sends the message in `self.message` and decodes the reply.
     fn exchange(&mut self, name: &str) -> Result<Reply<'_>> {
+        self.answered.clear();
         if let Err(error) = self.link.exchange(&self.message, &mut self.reply) {
             log::error!("{name}: replica link failed: {error}");
             return Err(Error::new(EIO));
@@ -119,8 +185,11 @@ impl<L: ReplicaLink> Forwarder<L> {
                 link,
                 message: Vec::with_capacity(MAX_MESSAGE_LEN),
                 reply,
+                answered: Vec::new(),
             },
             name: hello.name.clone(),
+            interests: Vec::new(),
+            pacing: RoundPacing::default(),
         };
         Ok((forwarder, hello))
     }
@@ -225,6 +294,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         head.header.offset = offset;
         head.header.len = buf.len() as u64;
         head.fcntl_flags = fcntl_flags;
+        self.pacing.urgent = true;
         self.channel
             .request(&self.name, head, &[], buf)?
             .header
@@ -239,6 +309,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         ctx: &CallerCtx,
     ) -> Result<usize> {
         let head = head(Opcode::Call, id, caller(ctx));
+        self.pacing.urgent = true;
         let reply = self.channel.request(&self.name, head, metadata, payload)?;
         // The payload comes back as the scheme left it, whatever the result.
         deliver(&self.name, "call", reply.payload, payload, true)?;
@@ -263,13 +334,26 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
     }
 
     fn fevent(&mut self, id: usize, flags: EventFlags, ctx: &CallerCtx) -> Result<EventFlags> {
+        if let Some(answer) = self.channel.answered(id, flags) {
+            return answer;
+        }
         let mut head = head(Opcode::Fevent, id, caller(ctx));
         head.header.flags = flags.bits() as u64;
+        self.interests.retain(|interest| interest.id != id);
         let reply = self.channel.request(&self.name, head, &[], &[])?;
-        Ok(EventFlags::from_bits_truncate(reply.header.result()?))
+        let ready = EventFlags::from_bits_truncate(reply.header.result()?);
+        if !flags.is_empty() {
+            self.interests.push(Interest {
+                id,
+                flags,
+                caller: caller(ctx),
+            });
+        }
+        Ok(ready)
     }
 
     fn on_close(&mut self, id: usize) {
+        self.interests.retain(|interest| interest.id != id);
         // The platform closes on behalf of no caller in particular.
         let nobody = Caller {
             pid: 0,
@@ -286,8 +370,18 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
 
 impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
     fn after_round(&mut self) {
-        let round = self.channel.round(&self.name);
-        if let Err(error) = round.and_then(|reply| reply.header.result()) {
+        let started = Instant::now();
+        if !self.pacing.due(started) {
+            self.channel.answered = self
+                .interests
+                .iter()
+                .map(|&interest| (interest, Ok(EventFlags::empty())))
+                .collect();
+            return;
+        }
+        let round = self.channel.round(&self.name, &self.interests);
+        self.pacing.ran(started, Instant::now());
+        if let Err(error) = round {
             log::error!("{}: round failed: {error}", self.name);
         }
     }
@@ -436,6 +530,124 @@ mod tests {
         drop(forwarder);
         assert_eq!((notes.rounds, notes.closed.as_slice()), (1, &[id][..]));
         assert_eq!(notes.last_pid, 42);
+    }
+
+    #[test]
+    fn a_round_answers_the_readiness_queries_that_follow_it() {
+        let mut notes = Notes::default();
+        let link = Loopback {
+            replica: Replica::new(&mut notes).unwrap(),
+            exchanges: 0,
+        };
+        let (mut forwarder, _) = Forwarder::connect(link).unwrap();
+        let ctx = ctx();
+        let root = forwarder.scheme_root().unwrap();
+        let open = |forwarder: &mut Forwarder<Loopback>| match forwarder
+            .openat(root, "note", 0, 0, &ctx)
+            .unwrap()
+        {
+            OpenResult::ThisScheme { number, .. } => number,
+            _ => panic!("not opened in this scheme"),
+        };
+        let (watched, other) = (open(&mut forwarder), open(&mut forwarder));
+        let wanted = EventFlags::EVENT_READ;
+        assert_eq!(
+            forwarder.fevent(watched, wanted, &ctx),
+            Ok(EventFlags::empty())
+        );
+        let exchanges = |forwarder: &Forwarder<Loopback>| forwarder.channel.link.exchanges;
+
+        forwarder.after_round();
+        let after_round = exchanges(&forwarder);
+        assert_eq!(
+            forwarder.fevent(watched, wanted, &ctx),
+            Ok(EventFlags::empty())
+        );
+        assert_eq!(
+            exchanges(&forwarder),
+            after_round,
+            "the round answered the re-query"
+        );
+        // Other handles and other flags are asked for as before.
+        assert_eq!(
+            forwarder.fevent(other, EventFlags::empty(), &ctx),
+            Ok(EventFlags::empty())
+        );
+        assert_eq!(exchanges(&forwarder), after_round + 1);
+
+        // A request may change readiness: what the round said no longer holds.
+        assert_eq!(forwarder.write(watched, b"x", 0, 0, &ctx), Ok(1));
+        assert_eq!(
+            forwarder.fevent(watched, wanted, &ctx),
+            Ok(EventFlags::EVENT_READ)
+        );
+        forwarder.after_round();
+        assert_eq!(
+            forwarder.fevent(watched, wanted, &ctx),
+            Ok(EventFlags::EVENT_READ)
+        );
+
+        // A closed handle is asked about no more.
+        forwarder.on_close(watched);
+        forwarder.pacing.urgent = true;
+        forwarder.after_round();
+        let before = exchanges(&forwarder);
+        assert_eq!(errno(forwarder.fevent(watched, wanted, &ctx)), EBADF);
+        assert_eq!(exchanges(&forwarder), before + 1);
+    }
+
+    #[test]
+    fn rounds_wait_as_long_as_the_last_took_unless_a_write_or_call_came() {
+        let start = Instant::now();
+        let mut pacing = RoundPacing::default();
+        assert!(pacing.due(start), "the first round runs at once");
+        let ended = start + Duration::from_millis(10);
+        pacing.ran(start, ended);
+        assert!(!pacing.due(ended + Duration::from_millis(9)));
+        assert!(pacing.due(ended + Duration::from_millis(10)));
+        pacing.urgent = true;
+        assert!(pacing.due(ended));
+        pacing.ran(ended, ended + Duration::from_millis(1));
+        assert!(!pacing.urgent, "a round that ran settles the write");
+    }
+
+    #[test]
+    fn a_skipped_round_asks_nothing_and_answers_not_ready() {
+        let mut notes = Notes::default();
+        let link = Loopback {
+            replica: Replica::new(&mut notes).unwrap(),
+            exchanges: 0,
+        };
+        let (mut forwarder, _) = Forwarder::connect(link).unwrap();
+        let ctx = ctx();
+        let root = forwarder.scheme_root().unwrap();
+        let Ok(OpenResult::ThisScheme { number: id, .. }) =
+            forwarder.openat(root, "note", 0, 0, &ctx)
+        else {
+            panic!("not opened in this scheme");
+        };
+        assert_eq!(forwarder.write(id, b"x", 0, 0, &ctx), Ok(1));
+        let wanted = EventFlags::EVENT_READ;
+        assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
+        // As if the last round had just ended after an hour's work.
+        forwarder
+            .pacing
+            .ran(Instant::now(), Instant::now() + Duration::from_secs(3600));
+        let before = forwarder.channel.link.exchanges;
+        forwarder.after_round();
+        assert_eq!(
+            forwarder.fevent(id, wanted, &ctx),
+            Ok(EventFlags::empty()),
+            "not ready until a round says so"
+        );
+        assert_eq!(forwarder.channel.link.exchanges, before, "nothing asked");
+        // A write gets the next round at once, and the truth with it.
+        assert_eq!(forwarder.write(id, b"y", 0, 0, &ctx), Ok(1));
+        forwarder.after_round();
+        assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
+        assert_eq!(forwarder.channel.link.exchanges, before + 2);
+        drop(forwarder);
+        assert_eq!(notes.rounds, 1);
     }
 
     #[test]

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use syscall::error::{Error, EPROTO};
 
-use super::codec::{decode_message, Hello, Message, ReplyBuffer, Request, MAX_MESSAGE_LEN};
+use super::codec::{
+    decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, MAX_MESSAGE_LEN,
+};
 use crate::perform::{perform, Operation, Performed};
 use crate::wire::Opcode;
-use crate::{caller_ctx, io_error, SchemeDaemon};
+use crate::{caller_ctx, io_error, Caller, SchemeDaemon};
 
 /// Serves `daemon` as scheme `name` to the supervisor on `channel`: writes the
 /// hello, then answers every message until the channel ends (a `read` of 0
@@ -103,9 +105,19 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
     /// Performs one message and returns the reply to write.
     pub(crate) fn answer(&mut self, message: &mut [u8]) -> &[u8] {
         let performed = match decode_message(message) {
-            Ok(Message::Round) => {
+            Ok(Message::Round(interests)) => {
                 self.daemon.after_round();
-                Performed::status(Ok(0))
+                let daemon = &mut *self.daemon;
+                let answers = interests.iter().map(|interest| {
+                    let Caller { pid, uid, gid } = interest.caller;
+                    daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
+                });
+                let len = encode_round_answers(answers, self.reply.body());
+                Performed {
+                    result: Ok(interests.len()),
+                    extra: 0,
+                    data_len: len,
+                }
             }
             Ok(Message::Request(Request {
                 head,
@@ -138,12 +150,15 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::{decode_reply, encode_request, encode_round, RequestHead};
+    use super::super::codec::{
+        decode_reply, decode_round_answers, encode_request, encode_round, Interest, RequestHead,
+    };
     use super::super::test_scheme::Notes;
     use super::*;
     use crate::wire::RequestHeader;
     use crate::Caller;
     use syscall::error::{EBADF, EOPNOTSUPP, EWOULDBLOCK};
+    use syscall::flag::EventFlags;
     use syscall::schemev2::NewFdFlags;
 
     fn request(opcode: Opcode, id: usize, len: u64, payload: &[u8]) -> Vec<u8> {
@@ -222,12 +237,37 @@ mod tests {
     }
 
     #[test]
-    fn rounds_run_the_daemon_and_malformed_messages_get_eproto() {
+    fn rounds_run_the_daemon_answer_readiness_and_malformed_messages_get_eproto() {
         let mut notes = Notes::default();
         let mut replica = Replica::new(&mut notes).unwrap();
+        let (opened, _, _) = answer(&mut replica, request(Opcode::Open, 0, 0, b"note"));
+        let id = opened.unwrap();
+        let caller = Caller {
+            pid: 42,
+            uid: 1,
+            gid: 2,
+        };
+        let interests = [
+            Interest {
+                id,
+                flags: EventFlags::EVENT_READ | EventFlags::EVENT_WRITE,
+                caller,
+            },
+            Interest {
+                id: 99,
+                flags: EventFlags::EVENT_READ,
+                caller,
+            },
+        ];
         let mut round = Vec::new();
-        encode_round(&mut round);
-        assert_eq!(answer(&mut replica, round), (Ok(0), 0, Vec::new()));
+        encode_round(&interests, &mut round);
+        let (result, _, answers) = answer(&mut replica, round);
+        assert_eq!(result, Ok(2));
+        assert_eq!(
+            decode_round_answers(&answers).collect::<Vec<_>>(),
+            [Ok(EventFlags::EVENT_WRITE), Err(Error::new(EBADF))],
+            "each handle's fevent, after the round's own work"
+        );
         assert_eq!(
             answer(&mut replica, b"garbage".to_vec()).0,
             Err(Error::new(EPROTO))
