@@ -9,9 +9,11 @@
 //! - [`master`]: serving the driver's scheme through the group (`romain replicate`);
 //! - [`connections`]: the replicas' scheme connections, held by the engine;
 //! - [`shared_memory`]: scheme memory (DMA buffers) the replicas map, kept in step;
+//! - [`dirty_pages`]: which pages of it the replicas wrote;
 //! - [`watchdog`]: catches replicas that do not reach the next event.
 
 mod connections;
+mod dirty_pages;
 mod fault_injection;
 pub mod group;
 pub mod master;

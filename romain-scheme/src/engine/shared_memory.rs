@@ -27,6 +27,7 @@ use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::unistd::Pid;
 
+use super::dirty_pages::{soft_dirty_works, DirtyPages};
 use crate::trap::state::{read_memory_exactly, write_memory_exactly, PAGE_SIZE};
 
 /// The first virtual descriptor for a scheme's memory object.
@@ -68,6 +69,18 @@ impl Region {
         };
     }
 
+    /// Whether the real memory from `start` holds `bytes` right now: compared in
+    /// place, because most pages have not changed and a copy would double the
+    /// work. A byte the device writes during the comparison is found by the next.
+    fn real_equals(&self, start: usize, bytes: &[u8]) -> bool {
+        assert!(start + bytes.len() <= self.len, "inside the region");
+        // SAFETY: in bounds (checked above) of a live mapping; only compared, and
+        // the answer is a hint that the caller confirms on a copy.
+        let real =
+            unsafe { std::slice::from_raw_parts(self.real.as_ptr().add(start), bytes.len()) };
+        real == bytes
+    }
+
     /// Writes `bytes` at `start` of the real memory.
     fn write_real(&mut self, start: usize, bytes: &[u8]) {
         assert!(start + bytes.len() <= self.len, "inside the region");
@@ -95,6 +108,7 @@ pub struct SharedMemory {
     regions: Vec<Region>,
     /// Whether the replicas' soft-dirty bits tell which pages they wrote.
     soft_dirty: bool,
+    dirty_pages: DirtyPages,
 }
 
 impl SharedMemory {
@@ -159,11 +173,11 @@ impl SharedMemory {
         for region in &mut self.regions {
             for start in (0..region.len).step_by(PAGE_SIZE) {
                 let end = (start + PAGE_SIZE).min(region.len);
-                let page = &mut page[..end - start];
-                region.read_real_into(start, page);
-                if region.snapshot[start..end] == *page {
+                if region.real_equals(start, &region.snapshot[start..end]) {
                     continue;
                 }
+                let page = &mut page[..end - start];
+                region.read_real_into(start, page);
                 for (from, to) in changed_runs(&region.snapshot[start..end], page) {
                     let address = region.replica_address + (start + from) as u64;
                     for &pid in replicas {
@@ -184,11 +198,15 @@ impl SharedMemory {
         let needed = replicas.len() / 2 + 1;
         let mut repaired = Vec::new();
         let soft_dirty = self.soft_dirty;
+        let dirty_pages = &mut self.dirty_pages;
         let mut any_written = false;
         for region in &mut self.regions {
+            let every_page = || vec![true; region.len.div_ceil(PAGE_SIZE)];
             let written = match soft_dirty {
-                true => written_pages(replicas, region.replica_address, region.len),
-                false => vec![true; region.len.div_ceil(PAGE_SIZE)],
+                true => dirty_pages
+                    .written(replicas, region.replica_address, region.len)
+                    .unwrap_or_else(every_page),
+                false => every_page(),
             };
             if !written.contains(&true) {
                 continue;
@@ -246,65 +264,11 @@ impl SharedMemory {
         // Without soft-dirty bits in the kernel every page is read each time.
         if !self.soft_dirty || any_written {
             self.soft_dirty =
-                soft_dirty_works() && replicas.iter().all(|&pid| forget_written_pages(pid));
+                soft_dirty_works() && replicas.iter().all(|&pid| self.dirty_pages.forget(pid));
         }
         repaired.sort_unstable();
         repaired.dedup();
         repaired
-    }
-}
-
-/// Which pages of `len` bytes at `address` any of `replicas` wrote since the last
-/// [`forget_written_pages`]: the kernel's soft-dirty bits, read from `pagemap`.
-/// Where those cannot be read, every page counts as written.
-fn written_pages(replicas: &[Pid], address: u64, len: usize) -> Vec<bool> {
-    const SOFT_DIRTY: u64 = 1 << 55;
-    let pages = len.div_ceil(PAGE_SIZE);
-    let mut written = vec![false; pages];
-    for &pid in replicas {
-        let entries = std::fs::File::open(format!("/proc/{pid}/pagemap")).and_then(|file| {
-            use std::os::unix::fs::FileExt;
-            let mut entries = vec![0u8; pages * 8];
-            file.read_exact_at(&mut entries, address / PAGE_SIZE as u64 * 8)?;
-            Ok(entries)
-        });
-        let Ok(entries) = entries else {
-            return vec![true; pages];
-        };
-        for (page, entry) in entries.chunks_exact(8).enumerate() {
-            let entry = u64::from_ne_bytes(entry.try_into().expect("8"));
-            written[page] |= entry & SOFT_DIRTY != 0;
-        }
-    }
-    written
-}
-
-/// Whether this kernel keeps soft-dirty bits: some accept `clear_refs` without
-/// them. Tried once, on a page of this process written after a clear.
-fn soft_dirty_works() -> bool {
-    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WORKS.get_or_init(|| {
-        let mut page = vec![0u8; 2 * PAGE_SIZE];
-        let address = (page.as_ptr() as usize).next_multiple_of(PAGE_SIZE);
-        let offset = address - page.as_ptr() as usize;
-        std::hint::black_box(&mut page)[offset] = 1;
-        if !forget_written_pages(Pid::this()) {
-            return false;
-        }
-        std::hint::black_box(&mut page)[offset] = 2;
-        written_pages(&[Pid::this()], address as u64, PAGE_SIZE) == [true]
-    })
-}
-
-/// Clears a replica's soft-dirty bits, so the next [`written_pages`] sees only
-/// later writes; false where the kernel has none.
-fn forget_written_pages(pid: Pid) -> bool {
-    match std::fs::write(format!("/proc/{pid}/clear_refs"), "4") {
-        Ok(()) => true,
-        Err(error) => {
-            log::debug!("soft-dirty bits of pid {pid} not cleared: {error}");
-            false
-        }
     }
 }
 
