@@ -5,7 +5,7 @@
 //!
 //! The group talks to the world through two things only: the replica channel (scheme
 //! requests in, replies out, see `scheme_runtime::replicated`) and a [`PortDevice`]
-//! for port instructions. Between requests the replicas wait at their channel read.
+//! for port instructions. Between requests the replicas wait at their channel exchange.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -116,7 +116,7 @@ enum Completion {
     RunInEach,
     /// Every replica runs the syscall with these registers (other arguments).
     RunInEachAs(Box<user_regs_struct>),
-    /// The replicas wait for the next request at their channel read.
+    /// The replicas wait for the next request at their channel exchange.
     AwaitRequest,
 }
 
@@ -127,7 +127,7 @@ pub struct ReplicaGroup {
     watchdog: Watchdog,
     /// Where a `syscall` instruction sits in the replicas' code, for replacement by fork.
     syscall_site: Option<u64>,
-    /// The voted state the group waits in at its channel read.
+    /// The voted state the group waits in at its channel exchange.
     parked: Option<Box<Stopped>>,
     reply: Option<Vec<u8>>,
     injections: Vec<Injection>,
@@ -487,15 +487,7 @@ impl ReplicaGroup {
                     }
                     continue_member(ptrace::setregs(member.pid(), *regs))?;
                 }
-                // Every empty place, including those emptied at earlier events where
-                // no copy could be made (a syscall each replica runs, a wait for a
-                // request).
-                let vacant: Vec<ReplicaIndex> = (0..self.members.len())
-                    .filter(|&index| self.members[index].is_none())
-                    .collect();
-                for index in vacant {
-                    self.replace(index, source, &regs);
-                }
+                self.refill(source, &regs);
             }
             Completion::RunInEachAs(regs) => {
                 for (_, member) in self.live() {
@@ -504,9 +496,26 @@ impl ReplicaGroup {
                 self.drop_repaired(&minority);
             }
             Completion::RunInEach => self.drop_repaired(&minority),
-            Completion::AwaitRequest => self.parked = Some(reference),
+            Completion::AwaitRequest => {
+                // The copies wait at the exchange with the others: delivering the
+                // next request sets every replica's registers.
+                self.refill(source, &reference.regs);
+                self.parked = Some(reference);
+            }
         }
         Ok(())
+    }
+
+    /// Fills every empty place, including those emptied at earlier events where no
+    /// copy could be made (a syscall each replica runs), with a copy of `source`
+    /// going on with `regs`.
+    fn refill(&mut self, source: ReplicaIndex, regs: &user_regs_struct) {
+        let vacant: Vec<ReplicaIndex> = (0..self.members.len())
+            .filter(|&index| self.members[index].is_none())
+            .collect();
+        for index in vacant {
+            self.replace(index, source, regs);
+        }
     }
 
     /// After a syscall each replica runs itself, a repaired replica may not be at
@@ -707,12 +716,11 @@ impl ReplicaGroup {
                     _ => &[],
                 };
                 let result: i64 = match *class {
-                    SyscallClass::ChannelRead { .. } => return Ok(Completion::AwaitRequest),
-                    SyscallClass::RunInEach => return Ok(Completion::RunInEach),
-                    SyscallClass::ChannelWrite { .. } => {
+                    SyscallClass::ChannelExchange { .. } => {
                         self.reply = Some(data.to_vec());
-                        data.len() as i64
+                        return Ok(Completion::AwaitRequest);
                     }
+                    SyscallClass::RunInEach => return Ok(Completion::RunInEach),
                     SyscallClass::Log { .. } => {
                         // The replicas' log lines are the driver's: best effort, like
                         // a write to a closed terminal.
@@ -828,10 +836,11 @@ impl ReplicaGroup {
         })
     }
 
-    /// Gives replicas waiting at their channel read the request, the same bytes each.
+    /// Gives replicas waiting at their channel exchange the request, the same bytes each.
     fn deliver(&mut self, parked: &Stopped, message: &[u8]) -> Result<(), GroupFailure> {
-        let Action::Syscall(_, SyscallClass::ChannelRead { buffer, len }) = parked.action else {
-            unreachable!("the group parks only at a channel read");
+        let Action::Syscall(_, SyscallClass::ChannelExchange { buffer, len, .. }) = parked.action
+        else {
+            unreachable!("the group parks only at a channel exchange");
         };
         // The device's writes reach the replicas at rounds only. Comparing a
         // driver's DMA memory with the device's is the costliest thing the engine

@@ -126,7 +126,11 @@ impl Member {
                             }
                         }
                     }
-                    SyscallClass::ChannelWrite { buffer, len }
+                    SyscallClass::ChannelExchange {
+                        buffer,
+                        reply_len: len,
+                        ..
+                    }
                     | SyscallClass::Log { buffer, len, .. } => {
                         match self
                             .tracee

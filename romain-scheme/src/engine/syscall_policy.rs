@@ -26,15 +26,14 @@ const STDERR: u64 = 2;
 /// How the engine handles one syscall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyscallClass {
-    /// A read on the replica channel: the next request, the same bytes for every replica.
-    ChannelRead {
+    /// The replica channel's exchange, `pread(channel, buffer, len, reply_len)`:
+    /// the first `reply_len` bytes at `buffer` are the reply to the last message
+    /// (the hello, the first time), voted byte for byte; the next message comes
+    /// back in `buffer`, the same bytes for every replica. One stop per message.
+    ChannelExchange {
         buffer: u64,
         len: u64,
-    },
-    /// A write on the replica channel: the reply, voted byte for byte.
-    ChannelWrite {
-        buffer: u64,
-        len: u64,
+        reply_len: u64,
     },
     /// A write to standard output or error, performed once by the supervisor.
     Log {
@@ -104,13 +103,10 @@ pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
     let own_descriptor = |fd: u64| fd != channel && fd > STDERR && !engine_held(fd);
     let seqpacket = |kind: u64| kind & 0xf == libc::SOCK_SEQPACKET as u64;
     match syscall.number {
-        libc::SYS_read if a0 == channel => SyscallClass::ChannelRead {
+        libc::SYS_pread64 if a0 == channel => SyscallClass::ChannelExchange {
             buffer: a1,
             len: a2,
-        },
-        libc::SYS_write if a0 == channel => SyscallClass::ChannelWrite {
-            buffer: a1,
-            len: a2,
+            reply_len: a3,
         },
         libc::SYS_write if a0 == STDOUT || a0 == STDERR => SyscallClass::Log {
             fd: a0,
@@ -222,21 +218,21 @@ mod tests {
     }
 
     #[test]
-    fn channel_reads_and_writes_are_performed_by_the_engine() {
+    fn the_channel_exchange_is_the_engines_and_nothing_else_on_the_channel_is() {
         assert_eq!(
-            call(libc::SYS_read, [CHANNEL, 0x1000, 64, 0, 0, 0]),
-            SyscallClass::ChannelRead {
+            call(libc::SYS_pread64, [CHANNEL, 0x1000, 64, 16, 0, 0]),
+            SyscallClass::ChannelExchange {
                 buffer: 0x1000,
-                len: 64
+                len: 64,
+                reply_len: 16
             }
         );
-        assert_eq!(
-            call(libc::SYS_write, [CHANNEL, 0x2000, 16, 0, 0, 0]),
-            SyscallClass::ChannelWrite {
-                buffer: 0x2000,
-                len: 16
-            }
-        );
+        for number in [libc::SYS_read, libc::SYS_write] {
+            assert_eq!(
+                call(number, [CHANNEL, 0x2000, 16, 0, 0, 0]),
+                SyscallClass::Refused(libc::ENOSYS)
+            );
+        }
     }
 
     #[test]

@@ -1,29 +1,38 @@
 //! The replica side: a daemon serving the supervisor over one descriptor.
 //!
-//! The supervisor intercepts the replica's `read` and `write` on the channel,
-//! gives every replica the same message and votes on what they write, so per
-//! message the loop makes exactly one `read` and one `write` and no other
-//! system call of its own, and its buffers are allocated before the first
-//! message. Everything else the replica does per message is the daemon's code.
+//! The supervisor intercepts the replica's system calls on the channel, gives
+//! every replica the same message and votes on their replies. Each stop of a
+//! traced replica costs the supervisor a round trip through the kernel, so the
+//! loop makes one system call per message and no other of its own, and its
+//! buffers are allocated before the first message: `pread(channel, buffer, len,
+//! reply_len)`, whose buffer holds the reply to the last message in its first
+//! `reply_len` bytes (the hello, the first time) and takes the next message.
+//! Everything else the replica does per message is the daemon's code.
+//!
+//! A channel that is a real socket answers that `pread` with `ESPIPE`; the loop
+//! then writes each reply and reads each message, so a replica can also be served
+//! without a supervisor that intercepts (tests do).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use syscall::error::{Error, EPROTO};
+use syscall::error::{Error, EPROTO, ESPIPE};
 
 use super::codec::{
     decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, MAX_MESSAGE_LEN,
+    MAX_REPLY_LEN,
 };
 use crate::perform::{perform, Operation, Performed};
 use crate::wire::Opcode;
 use crate::{caller_ctx, io_error, Caller, SchemeDaemon};
 
-/// Serves `daemon` as scheme `name` to the supervisor on `channel`: writes the
-/// hello, then answers every message until the channel ends (a `read` of 0
-/// bytes), which is a normal end. `tick` is passed on in the hello: the
-/// supervisor runs the rounds.
+/// Serves `daemon` as scheme `name` to the supervisor on `channel`: hands over
+/// the hello, then answers every message until the channel ends (0 bytes),
+/// which is a normal end. `tick` is passed on in the hello: the supervisor runs
+/// the rounds.
 ///
 /// The replica opens paths from its own scheme root. A malformed message gets an
 /// `EPROTO` reply and the loop goes on; a read or write that would block is
@@ -48,19 +57,54 @@ pub fn serve_replica<D: SchemeDaemon>(
         )
     })?;
     let mut replica = Replica::new(daemon)?;
-    let mut channel = File::from(channel);
-    write_message(&mut channel, &hello)?;
+    let mut channel = Channel {
+        file: File::from(channel),
+        socket: false,
+    };
     // One byte more than the largest message, so that an oversized message is
-    // never cut down to one that decodes.
-    let mut message = vec![0u8; MAX_MESSAGE_LEN + 1];
+    // never cut down to one that decodes; and room for the largest reply.
+    let mut buffer = vec![0u8; (MAX_MESSAGE_LEN + 1).max(MAX_REPLY_LEN)];
+    buffer[..hello.len()].copy_from_slice(&hello);
+    let mut reply_len = hello.len();
     loop {
-        let len = match channel.read(&mut message) {
-            Ok(0) => return Ok(()),
-            Ok(len) => len,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        write_message(&mut channel, replica.answer(&mut message[..len]))?;
+        let len = channel.exchange(&mut buffer, reply_len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let reply = replica.answer(&mut buffer[..len]);
+        buffer[..reply.len()].copy_from_slice(reply);
+        reply_len = reply.len();
+    }
+}
+
+/// The replica's end of the channel.
+struct Channel {
+    file: File,
+    /// The channel turned out to be a real socket: write, then read.
+    socket: bool,
+}
+
+impl Channel {
+    /// Hands over the reply in `buffer[..reply_len]` and takes the next message
+    /// into `buffer`; returns its length.
+    fn exchange(&mut self, buffer: &mut [u8], reply_len: usize) -> io::Result<usize> {
+        if !self.socket {
+            loop {
+                match self.file.read_at(buffer, reply_len as u64) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(ESPIPE) => break,
+                    other => return other,
+                }
+            }
+            self.socket = true;
+        }
+        write_message(&mut self.file, &buffer[..reply_len])?;
+        loop {
+            match self.file.read(buffer) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
     }
 }
 
@@ -85,7 +129,7 @@ fn write_message(channel: &mut File, message: &[u8]) -> io::Result<()> {
     }
 }
 
-/// The part of the loop between the `read` and the `write`.
+/// The part of the loop between two exchanges.
 pub(crate) struct Replica<'d, D> {
     daemon: &'d mut D,
     root: usize,
