@@ -188,14 +188,16 @@ fn malformed_batches(report: &mut Report, bar0: Option<&Registers>) {
 }
 
 /// Allocates until the quota is full; the next allocation must be EDQUOT, and the
-/// daemon must go on answering (its status counts the refusal).
+/// daemon must go on answering (its status counts the refusal). The quota counts
+/// what the daemon grants (a whole huge page), not the page a client maps.
 fn over_quota(quota: u64) -> StepResult<()> {
+    let granted = |buffer: &DmaBuffer| buffer.info().size as usize;
     let mut held = Vec::new();
     let refusal = loop {
         match DmaBuffer::alloc(1, BufferFlags::SHARED) {
             Ok(buffer) => {
                 held.push(buffer);
-                let bytes: usize = held.iter().map(DmaBuffer::len).sum();
+                let bytes: usize = held.iter().map(granted).sum();
                 if bytes as u64 > quota {
                     return Err(format!("holds {bytes} bytes over a quota of {quota}").into());
                 }
@@ -204,8 +206,8 @@ fn over_quota(quota: u64) -> StepResult<()> {
         }
     };
     refused(Err::<(), _>(refusal), EDQUOT)?;
-    let bytes: usize = held.iter().map(DmaBuffer::len).sum();
-    let granule = held.first().map_or(0, DmaBuffer::len);
+    let bytes: usize = held.iter().map(granted).sum();
+    let granule = held.first().map_or(0, granted);
     if held.is_empty() || (bytes + granule) as u64 <= quota {
         return Err(format!("refused while holding only {bytes} of {quota} bytes").into());
     }
