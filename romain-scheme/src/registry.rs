@@ -15,12 +15,24 @@
 //!                                      # replicas' port instructions reach (through mmio:)
 //! watchdog_ms = 1000                   # optional, replicated groups: how long a replica may
 //!                                      # take to its next event (default: the engine's, 1000)
+//! uid = 1001                           # optional: the user and group the group's process
+//! gid = 1001                           # runs as (default: the supervisor's own)
 //! ```
 //!
 //! The defaults are MINIX 3's reincarnation server's. Any answer from the
 //! heartbeat path counts as a reply, even an error: it proves the driver's
 //! request loop runs. A driver running alone opens its ports itself, so `ports`
 //! and `watchdog_ms` only matter to groups of two or more replicas.
+//!
+//! `uid` and `gid` are numbers (Redox and small systems have no user database to
+//! look names up in), normally those of the driver's rule in the isolation
+//! policy, so that `mmio:` and `dma:` grant the driver what that rule grants. The
+//! group's process is switched to them before it starts: the driver itself, or
+//! the replication engine, whose replicas inherit them and whose connections to
+//! `mmio:` and `dma:` carry them. `uid` needs `gid` beside it, or the driver would
+//! keep the supervisor's group (root's, usually). Switching takes root: a
+//! supervisor that is not root fails to start such a group, and says so, as it
+//! fails any start (counted, backed off, retried).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,6 +74,10 @@ pub struct DriverSpec {
     pub ports: Option<PortRange>,
     /// The replication engine's watchdog; `None` leaves the engine's default.
     pub watchdog: Option<Duration>,
+    /// The user the group's process runs as; `None`: the supervisor's.
+    pub uid: Option<u32>,
+    /// Its group; `None`: the supervisor's.
+    pub gid: Option<u32>,
 }
 
 /// All drivers, by name.
@@ -169,6 +185,9 @@ struct DriverEntry {
     recovery_script: Option<PathBuf>,
     ports: Option<String>,
     watchdog_ms: Option<u64>,
+    // Wider than the ids, so that a value out of range gets this module's message.
+    uid: Option<i64>,
+    gid: Option<i64>,
 }
 
 impl DriverEntry {
@@ -240,6 +259,22 @@ impl DriverEntry {
                 n @ 1..=MAX_PERIODS => Ok(n),
                 n => Err(invalid(key, format!("{n}: want 1 to {MAX_PERIODS}"))),
             };
+        // The id that is all ones is the kernel's "leave unchanged", never a user.
+        let id = |key: &'static str, value: i64| match u32::try_from(value) {
+            Ok(id) if id != u32::MAX => Ok(id),
+            _ => Err(invalid(
+                key,
+                format!("{value}: want a number from 0 to {}", u32::MAX - 1),
+            )),
+        };
+        let uid = self.uid.map(|uid| id("uid", uid)).transpose()?;
+        let gid = self.gid.map(|gid| id("gid", gid)).transpose()?;
+        if uid.is_some() && gid.is_none() {
+            return Err(invalid(
+                "gid",
+                "missing beside uid: the driver would keep the supervisor's group".into(),
+            ));
+        }
         let missed_periods = count(
             "missed_periods",
             self.missed_periods,
@@ -262,6 +297,8 @@ impl DriverEntry {
             recovery_script: self.recovery_script,
             ports,
             watchdog,
+            uid,
+            gid,
             name,
         })
     }
@@ -301,6 +338,8 @@ mod tests {
             missed_periods = 3
             backoff_cap_periods = 8
             recovery_script = "/etc/romain/recover"
+            uid = 1001
+            gid = 0
 
             [driver.uart]
             binary = "/usr/bin/uartd"
@@ -322,6 +361,7 @@ mod tests {
             Some(Path::new("/etc/romain/recover"))
         );
         assert_eq!((e1000.ports, e1000.watchdog), (None, None));
+        assert_eq!((e1000.uid, e1000.gid), (Some(1001), Some(0)));
 
         let uart = registry.driver("uart").unwrap();
         assert_eq!(
@@ -333,6 +373,11 @@ mod tests {
         assert!(uart.args.is_empty() && uart.env.is_empty() && uart.heartbeat.is_none());
         assert_eq!(uart.ports, Some(PortRange::new(0x2f8, 0x2ff).unwrap()));
         assert_eq!(uart.watchdog, Some(Duration::from_millis(250)));
+        assert_eq!(
+            (uart.uid, uart.gid),
+            (None, None),
+            "the supervisor's own user"
+        );
         assert_eq!(
             registry
                 .drivers()
@@ -400,6 +445,26 @@ mod tests {
                 "[driver.a]\nbinary = \"/x\"\nwatchdog_ms = 0",
                 "driver `a`: watchdog_ms: 0: want 1 to",
             ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nuid = 4294967296\ngid = 1",
+                "driver `a`: uid: 4294967296: want a number from 0 to 4294967294",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nuid = -1\ngid = 1",
+                "driver `a`: uid: -1: want",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nuid = 4294967295\ngid = 1",
+                "driver `a`: uid: 4294967295: want",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nuid = 1\ngid = 99999999999",
+                "driver `a`: gid: 99999999999: want",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nuid = 1001",
+                "driver `a`: gid: missing beside uid",
+            ),
         ];
         for (text, expected) in cases {
             let message = problem(text);
@@ -421,6 +486,14 @@ mod tests {
         assert!(problem("[driver.a]\nbinary = \"/x\"\nwatchdog = 5")
             .contains("unknown field `watchdog`"));
         assert!(problem("[driver.a").starts_with("registry: "));
+        assert!(problem("[driver.a]\nbinary = \"/x\"\nuid = \"root\"\ngid = 0").contains("uid"));
+    }
+
+    #[test]
+    fn a_group_alone_is_enough() {
+        let registry = parse("[driver.a]\nbinary = \"/x\"\ngid = 1002\n").unwrap();
+        let spec = registry.driver("a").unwrap();
+        assert_eq!((spec.uid, spec.gid), (None, Some(1002)));
     }
 
     #[test]

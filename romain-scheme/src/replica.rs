@@ -74,11 +74,14 @@ impl Program {
         }
     }
 
-    /// The command that starts `spec`'s driver under this program. Besides the
-    /// registry's environment the process gets `ROMAIN_DRIVER`, `ROMAIN_POLICY`
-    /// (the policy label) and `ROMAIN_REPLICA`; the engine passes the same
-    /// environment to every replica.
+    /// The command that starts `spec`'s driver under this program, as the
+    /// registry's user and group if it names them. Besides the registry's
+    /// environment the process gets `ROMAIN_DRIVER`, `ROMAIN_POLICY` (the policy
+    /// label) and `ROMAIN_REPLICA`; the engine passes the same environment, and
+    /// its own user and group, to every replica.
     fn command(&self, spec: &DriverSpec) -> Command {
+        use std::os::unix::process::CommandExt;
+
         let mut command = match self {
             Self::Driver => Command::new(&spec.binary),
             Self::Engine { binary, replicas } => {
@@ -106,8 +109,38 @@ impl Program {
             .env("ROMAIN_POLICY", &spec.policy)
             .env("ROMAIN_REPLICA", "0")
             .stdin(Stdio::null());
+        // std switches these in the child before any `pre_exec` hook runs, so the
+        // switch does not clear the parent-death signal `die_with_supervisor` sets.
+        if let Some(gid) = spec.gid {
+            command.gid(gid);
+        }
+        if let Some(uid) = spec.uid {
+            command.uid(uid);
+        }
         command
     }
+}
+
+/// A start of `spec`'s process that was refused, said with the user it was to
+/// run as: switching users takes root, and that user must be allowed to run the
+/// binary. Other failures have nothing to do with the user and pass unchanged.
+fn spawn_error(spec: &DriverSpec, error: io::Error) -> io::Error {
+    if error.kind() != io::ErrorKind::PermissionDenied {
+        return error;
+    }
+    let user = match (spec.uid, spec.gid) {
+        (None, None) => return error,
+        (Some(uid), Some(gid)) => format!("uid {uid}, gid {gid}"),
+        (Some(uid), None) => format!("uid {uid}"),
+        (None, Some(gid)) => format!("gid {gid}"),
+    };
+    let hint = match platform::own_uid() {
+        0 => String::new(),
+        own => format!(
+            "; only root may start a process as another user, and this supervisor runs as uid {own}"
+        ),
+    };
+    io::Error::new(error.kind(), format!("cannot run as {user}: {error}{hint}"))
 }
 
 /// Why the supervisor killed a replica, so that its death is not taken for a
@@ -141,7 +174,7 @@ impl Replica {
         };
         #[cfg(target_os = "linux")]
         platform::die_with_supervisor(&mut command);
-        let child = command.spawn()?;
+        let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
         let engine = control.map(|(socket, engine_end)| {
             // Held by the engine alone from now on, so that its death closes the
             // socket instead of leaving commands unanswered.
@@ -412,6 +445,38 @@ mod tests {
                 "/usr/bin/uartd"
             ],
             "the engine's own defaults apply"
+        );
+    }
+
+    #[test]
+    fn a_refused_start_names_the_user_it_was_for() {
+        let mut spec = spec();
+        let refused = || io::Error::from_raw_os_error(1);
+        assert_eq!(
+            spawn_error(&spec, refused()).to_string(),
+            refused().to_string(),
+            "no user named, nothing to add"
+        );
+        (spec.uid, spec.gid) = (Some(1001), Some(1002));
+        let message = spawn_error(&spec, refused()).to_string();
+        assert!(
+            message.starts_with("cannot run as uid 1001, gid 1002: Operation not permitted"),
+            "{message}"
+        );
+        assert_eq!(
+            message.contains("only root may start a process as another user"),
+            platform::own_uid() != 0,
+            "{message}"
+        );
+        assert_eq!(
+            spawn_error(&spec, io::Error::from(io::ErrorKind::NotFound)).kind(),
+            io::ErrorKind::NotFound,
+            "a missing binary is not about the user"
+        );
+        assert!(
+            !spawn_error(&spec, io::Error::from(io::ErrorKind::NotFound))
+                .to_string()
+                .contains("uid")
         );
     }
 

@@ -3,13 +3,15 @@
 //! real host transport; and replicated groups: `romain:testbed?replicas=3` runs
 //! the replication engine with three replicas of the testbed scheme daemon, whose
 //! scheme clients use through the engine while faults are injected through the
-//! group's handle.
+//! group's handle; and groups run as the registry's user (checked as root; the
+//! refusal to switch users without root is checked either way).
 #![cfg(target_os = "linux")]
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,11 +28,14 @@ const PERIOD: Duration = Duration::from_millis(200);
 const SLACK: Duration = Duration::from_millis(300);
 /// Long enough for three traced replicas to start on a loaded machine.
 const START_LIMIT: Duration = Duration::from_secs(30);
+/// The user `asuser` and `asuser-testbed` run as: nobody's on a test machine.
+const DRIVER_USER: u32 = 4321;
 
 /// `alive` serves a scheme and answers heartbeats; `crashy` exits at once;
 /// `testbed` is the testbed scheme (a driver that needs no device) for replication
 /// (the engine's watchdog at 500 ms, a heartbeat through the engine); `alone`
-/// serves it under another name, for a group of one.
+/// serves it under another name, for a group of one; `asuser` and
+/// `asuser-testbed` run as [`DRIVER_USER`].
 fn registry(dir: &Path) -> String {
     let testbed = testbed_binary();
     format!(
@@ -61,6 +66,21 @@ fn registry(dir: &Path) -> String {
         [driver.alone]
         binary = "{testbed}"
         args = ["serve", "--name", "alone"]
+
+        [driver.asuser]
+        binary = "{TEST_DRIVER}"
+        args = ["serve", "asuser-scheme"]
+        period_ms = 100
+        backoff_cap_periods = 4
+        uid = {DRIVER_USER}
+        gid = {DRIVER_USER}
+
+        [driver.asuser-testbed]
+        binary = "{testbed}"
+        args = ["serve", "--name", "asuser-testbed"]
+        watchdog_ms = 500
+        uid = {DRIVER_USER}
+        gid = {DRIVER_USER}
 "#,
         period = PERIOD.as_millis(),
         script = dir.join("recover.sh").display(),
@@ -91,9 +111,16 @@ struct Supervised {
 
 impl Supervised {
     fn start() -> Self {
+        Self::start_as(None)
+    }
+
+    /// Starts the daemon as `user` (uid and gid) if given, else as this process.
+    fn start_as(user: Option<u32>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("romain-test-{}-{:x}", std::process::id(), unique()));
         fs::create_dir_all(dir.join("schemes")).unwrap();
+        // Drivers running as other users serve schemes too; as /run/schemes.
+        fs::set_permissions(dir.join("schemes"), fs::Permissions::from_mode(0o1777)).unwrap();
         let script = dir.join("recover.sh");
         fs::write(
             &script,
@@ -105,7 +132,11 @@ impl Supervised {
         .unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(dir.join("drivers.toml"), registry(&dir)).unwrap();
-        let daemon = Command::new(ROMAIN)
+        let mut daemon = Command::new(ROMAIN);
+        if let Some(user) = user {
+            daemon.uid(user).gid(user);
+        }
+        let daemon = daemon
             .arg("serve")
             .arg("--registry")
             .arg(dir.join("drivers.toml"))
@@ -282,6 +313,22 @@ fn unix_ms(value: &str) -> u64 {
         .split_once('.')
         .unwrap_or_else(|| panic!("not a time: {value:?}"));
     secs.parse::<u64>().unwrap() * 1000 + millis.parse::<u64>().unwrap()
+}
+
+/// The real, effective, saved and file-system user and group ids of `pid`, as its
+/// `Uid:` and `Gid:` lines in /proc give them.
+fn ids(pid: &str) -> (String, String) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} line for pid {pid}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (line("Uid:"), line("Gid:"))
 }
 
 fn unique() -> u64 {
@@ -574,7 +621,7 @@ fn the_command_line() {
     }
     if nix::unistd::geteuid().is_root() {
         let output = romain.cli(&["up", "crashy"], |command| {
-            std::os::unix::process::CommandExt::uid(command, 4321);
+            command.uid(4321);
         });
         assert!(
             said(&output).contains("only root or the supervisor's user"),
@@ -816,4 +863,72 @@ fn the_command_line_brings_replicated_groups_up_and_injects_faults() {
 
     let down = romain.cli(&["down", "testbed"], |_| {});
     assert!(down.status.success(), "{}", said(&down));
+}
+
+#[test]
+fn groups_run_as_the_registry_user_and_only_root_can_switch() {
+    let user = [DRIVER_USER.to_string().as_str(); 4].join(" ");
+    let as_root = nix::unistd::geteuid().is_root();
+    if as_root {
+        let mut romain = Supervised::start();
+        romain.open("romain:asuser", O_RDONLY).unwrap();
+        let pid = romain.wait_for_new_pid("asuser", None, Duration::from_secs(3));
+        assert_eq!(ids(&pid.to_string()), (user.clone(), user.clone()));
+
+        // The engine runs as the user, and its replicas inherit it.
+        romain
+            .open("romain:asuser-testbed?replicas=3", O_RDONLY)
+            .unwrap();
+        let replicas = wait_for("the replicas", START_LIMIT, || {
+            let pids = romain.status("asuser-testbed")["replica_pids"].clone();
+            let pids: Vec<String> = pids.split(',').map(str::to_owned).collect();
+            (pids.len() == 3 && pids.iter().all(|pid| running(pid))).then_some(pids)
+        });
+        let engine = romain.status("asuser-testbed")["pids"].clone();
+        for pid in replicas.iter().chain([&engine]) {
+            assert_eq!(ids(pid), (user.clone(), user.clone()), "pid {pid}");
+        }
+        assert_eq!(romain.status("asuser-testbed")["restarts"], "0");
+        romain.assert_serving();
+    } else {
+        eprintln!("not root: running a group as another user is not checked, only its refusal");
+    }
+
+    // A supervisor that is not root (when this test is, the daemon runs as
+    // another user) cannot start a group as another user: a failed start, counted
+    // and backed off, that says why.
+    let daemon_user = DRIVER_USER + 1;
+    let mut romain = match as_root {
+        true => Supervised::start_as(Some(daemon_user)),
+        false => Supervised::start(),
+    };
+    let daemon_uid = match as_root {
+        true => daemon_user,
+        false => nix::unistd::geteuid().as_raw(),
+    };
+    romain.open("romain:asuser", O_RDONLY).unwrap();
+    wait_for("three failed starts", Duration::from_secs(5), || {
+        (romain.status("asuser")["repetition"].parse::<u32>().ok()? >= 3).then_some(())
+    });
+    let status = romain.status("asuser");
+    assert_eq!(
+        (status["state"].as_str(), status["last_fault"].as_str()),
+        ("backoff", "spawn"),
+        "{status:?}"
+    );
+    assert_ne!(status["restarts"], "0", "retried: {status:?}");
+    let detail = &status["last_fault_detail"];
+    for said in [
+        format!("could not be started: {TEST_DRIVER}: cannot run as uid {DRIVER_USER}, gid {DRIVER_USER}: "),
+        format!("only root may start a process as another user, and this supervisor runs as uid {daemon_uid}"),
+    ] {
+        assert!(detail.contains(&said), "{detail}");
+    }
+    assert!(
+        romain.log().contains(&format!(
+            "asuser: could not be started: {TEST_DRIVER}: cannot run as uid {DRIVER_USER}"
+        )),
+        "the log names the driver and the user"
+    );
+    romain.assert_serving();
 }

@@ -192,8 +192,9 @@ fn run(cli: &Cli) -> Result<Summary> {
          program, whose steps act as the drivers of the policy; every step prints one line. \
          The UART driver also runs replicated (romain's engine: 1, 2 and 3 replicas voting \
          on every port access), the last time with a fault injected every 20-50 ms; \
-         the e1000 driver serves the host's TCP load alone and as 3 replicas, the \
-         replicas taking a fault every second.",
+         the e1000 driver serves the host's TCP load alone and as 3 replicas (a group \
+         romain: starts as the e1000 rule's user and supervises), the replicas taking a \
+         fault every second.",
     );
     let mode = cli.mode;
     let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;

@@ -28,8 +28,8 @@ impl Access {
 pub enum NetPath {
     /// Our driver, serving `network.e1000` to the TAP bridge.
     OurE1000(Access),
-    /// Our driver as [`REPLICAS`] replicas under `romain replicate`, in
-    /// [`REPLICATED_ACCESS`] mode, serving the bridge the same way.
+    /// Our driver as a group of [`REPLICAS`] replicas that `romain:` starts and
+    /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way.
     ReplicatedE1000,
     /// Linux's e1000 module driving `eth0`.
     LinuxE1000,

@@ -1,6 +1,7 @@
 //! The control socket of `romain replicate`, as the `romain:` daemon holds it: one
 //! command per message (`status`, or a fault to inject), one answer per message,
-//! `ok ...` or `error ...`; and the engine's counters out of the `status` answer.
+//! `ok ...` or `error ...`; and the engine's counters out of the `status` answer, or
+//! out of a `romain:` group's status, which passes them on.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -13,6 +14,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 
+use crate::guest::faults::FaultTarget;
 use crate::guest::report::StepResult;
 
 /// How long the engine may take to answer; it answers between two requests it
@@ -62,6 +64,12 @@ impl Control {
     }
 }
 
+impl FaultTarget for Control {
+    fn inject(&self, fault: &str) -> StepResult<()> {
+        self.command(fault).map(drop)
+    }
+}
+
 /// Lets `command`'s process inherit `engine_end` (the end [`Control::pair`] hands
 /// out) and returns the descriptor number to pass as its `--control-fd`. The command
 /// owns that end, so this process's copy closes with the command and our end sees
@@ -78,7 +86,9 @@ pub fn hand_over(command: &mut Command, engine_end: OwnedFd) -> RawFd {
     number
 }
 
-/// The `key: value` lines of the engine's `status` answer.
+/// The `key: value` lines of the engine's `status` answer, or the `key=value` lines
+/// of a `romain:` group's status, whose keys spell the engine's counters with `_`
+/// for `-` (`no_majority`) and whose `pids` is the engine's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineStatus(BTreeMap<String, String>);
 
@@ -91,6 +101,20 @@ impl EngineStatus {
         let fields = lines
             .map(|line| {
                 line.split_once(": ")
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .ok_or_else(|| format!("status line without a value: {line:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(EngineStatus(fields))
+    }
+
+    /// Reads a `romain:` group's status; its counters are `unknown` while no
+    /// engine answers.
+    pub fn from_group_status(text: &str) -> StepResult<EngineStatus> {
+        let fields = text
+            .lines()
+            .map(|line| {
+                line.split_once('=')
                     .map(|(key, value)| (key.to_owned(), value.to_owned()))
                     .ok_or_else(|| format!("status line without a value: {line:?}"))
             })
@@ -155,6 +179,24 @@ mod tests {
         );
         assert!(status.counter("hangs").is_err());
         assert!(status.counter("last-fault").is_err());
+    }
+
+    #[test]
+    fn a_romain_group_status_gives_the_engine_counters() {
+        let text = "driver=e1000\nstate=running\npids=40\nlast_fault=none\nevents=1200\n\
+                    no_majority=0\nreplica_pids=41,42,57\nengine_last_fault=replica 1: a=b\n";
+        let status = EngineStatus::from_group_status(text).unwrap();
+        assert_eq!(status.counter("events").unwrap(), 1200);
+        assert_eq!(status.counter("no_majority").unwrap(), 0);
+        assert_eq!(status.value("state").unwrap(), "running");
+        assert_eq!(
+            status.value("engine_last_fault").unwrap(),
+            "replica 1: a=b",
+            "a value may hold `=`"
+        );
+        assert!(EngineStatus::from_group_status("state running\n").is_err());
+        let unknown = EngineStatus::from_group_status("events=unknown\n").unwrap();
+        assert!(unknown.counter("events").is_err());
     }
 
     #[test]

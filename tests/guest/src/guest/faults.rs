@@ -1,14 +1,14 @@
-//! Faults for a replicated driver at work, through the engine's control socket: at
-//! random pauses a random bit of a random register of a random replica flips, and
-//! the faults a [`Schedule`] names are a kill or a hang instead. The sequence follows
-//! from a seed, which the report shows, so a failing run can be replayed.
+//! Faults for a replicated driver at work, sent to a [`FaultTarget`] (the engine's
+//! control socket, or the group's `romain:` handle): at random pauses a random bit of
+//! a random register of a random replica flips, and the faults a [`Schedule`] names
+//! are a kill or a hang instead. The sequence follows from a seed, which the report
+//! shows, so a failing run can be replayed.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::guest::control::Control;
 use crate::guest::report::StepResult;
 
 /// The registers the engine can flip a bit in.
@@ -18,6 +18,12 @@ const REGISTERS: [&str; 20] = [
 ];
 /// Segment bases keep below bit 47: the kernel refuses non-canonical ones.
 const SEGMENT_BASE_BITS: u64 = 47;
+
+/// A replica group that takes fault commands (`flip 1 reg rax 3`, `kill 0`,
+/// `hang 2`) and says whether it carried each out.
+pub trait FaultTarget {
+    fn inject(&self, fault: &str) -> StepResult<()>;
+}
 
 /// How often faults come and which of them (counted from 0) are not flips.
 #[derive(Debug, Clone, Copy)]
@@ -115,10 +121,10 @@ impl fmt::Display for Injected {
     }
 }
 
-/// Injects faults on `schedule` into the group behind `control` until `done` is set;
-/// every one must be accepted.
+/// Injects faults on `schedule` into `target`'s group until `done` is set; every one
+/// must be accepted.
 pub fn inject_until(
-    control: &Control,
+    target: &impl FaultTarget,
     schedule: Schedule,
     replicas: usize,
     seed: u64,
@@ -135,8 +141,8 @@ pub fn inject_until(
             return Ok(injected);
         }
         let fault = plan.next_fault();
-        control
-            .command(&fault)
+        target
+            .inject(&fault)
             .map_err(|err| format!("after {injected}: {err}"))?;
         let count = match fault.split_whitespace().next() {
             Some("kill") => &mut injected.kills,
@@ -150,6 +156,7 @@ pub fn inject_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::control::Control;
 
     const SCHEDULE: Schedule = Schedule {
         pause_ms: (20, 50),

@@ -1,8 +1,8 @@
 //! In-guest half of the TCP acceptance tests and benchmark: serves the TCP echo
 //! service over each network path in turn for the host's load client, which QEMU's
-//! port forward lets in. Over our e1000 driver, the driver (alone, or replicated by
-//! the engine with faults injected into its replicas) runs as the e1000 rule's uid
-//! and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
+//! port forward lets in. Over our e1000 driver, the driver (alone, or replicated as a
+//! group of `romain:` with faults injected into its replicas) runs as the e1000 rule's
+//! uid and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
 //! e1000 (the baseline guest), the stack drives `eth0` itself. Prints `guest-test`
 //! lines, the `tcp-echo serving` line the host waits for, and a `guest:` summary.
 

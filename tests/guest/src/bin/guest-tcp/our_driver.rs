@@ -1,46 +1,52 @@
 //! Our e1000 driver under the guest's own TCP/IP stack, alone in one access mode or
-//! replicated by `romain replicate`: the driver started as the policy's e1000 driver,
-//! `tap-bridge` putting the stack on it, the shared steps (while faults go into the
-//! replicas of the replicated driver), then both stopped and the bridge's counters
-//! and the engine's checked.
+//! replicated: alone, this program starts it as the policy's e1000 driver; replicated,
+//! `romain:` does, from a registry this program writes (the NIC's PCI address is
+//! found at run time), as `romain:e1000?replicas=3`, and supervises it. Then
+//! `tap-bridge` puts the stack on it, the shared steps run (while faults go into the
+//! replicas through the group's `romain:` handle), both are stopped (the group by
+//! `down`) and the bridge's counters and the engine's checked.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use guest_harness::guest::control::{self, Control, EngineStatus};
+use guest_harness::guest::control::EngineStatus;
 use guest_harness::guest::daemons::read_status;
 use guest_harness::guest::faults::{self, Injected, Schedule};
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::protocol::GUEST_BENCH_PREFIX;
+use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup};
+use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX};
 use guest_net::bridge::RELAYING;
 use guest_net::child::Child;
 use guest_net::paths::{Access, NetPath, REPLICAS, REPLICATED_ACCESS};
 use guest_net::relay::BridgeCounters;
-use nix::sys::signal::Signal;
 use scheme_runtime::Handle;
 use syscall::flag::O_RDONLY;
 
 use crate::service::{self, Settings};
 use crate::Environment;
 
-/// The driver serves network.<NAME>; the bridge uses it.
+/// The driver serves network.<NAME>; the bridge uses it. Also its name in the
+/// registry.
 const DRIVER_NAME: &str = "e1000";
 const DRIVER_PROGRAM: &str = "/bin/e1000";
-const ROMAIN_PROGRAM: &str = "/bin/romain";
 const SCHEME: &str = "network.e1000";
 const MAC_PATH: &str = "/scheme/network.e1000/mac";
 const STATUS_PATH: &str = "/scheme/network.e1000/status";
 /// Bring-up allocates two DMA buffers and configures the NIC, under the engine
 /// after it has started and traced its replicas; generous for TCG.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Both stop on SIGTERM at once (the driver after stopping the NIC's DMA).
+/// The driver stops on SIGTERM at once (after stopping the NIC's DMA), the engine
+/// on `down`, and romain on SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a replica may take to reach its next event: a replica waits for its NIC
 /// a tick at a time, but under TCG with the others traced that can stretch far.
 const REPLICA_WATCHDOG_MS: u32 = 5000;
+/// How long the engine may take to report its counters: it answers between two
+/// requests it serves, which a replica the watchdog waits for can hold up.
+const ENGINE_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// A fault a second while the host's load runs; now and then a kill, which the
 /// engine answers by putting a copy of a healthy replica in its place.
 const FAULTS: Schedule = Schedule {
@@ -48,7 +54,8 @@ const FAULTS: Schedule = Schedule {
     kills_at: &[4, 14, 24, 34, 44, 54],
     hangs_at: &[],
 };
-/// What the engine went through under fault injection, as the report shows it.
+/// What the engine went through under fault injection, as the report shows it (the
+/// keys of `romain:`'s group status).
 const ENGINE_COUNTERS: [&str; 12] = [
     "events",
     "injected",
@@ -56,26 +63,36 @@ const ENGINE_COUNTERS: [&str; 12] = [
     "repairs",
     "replacements",
     "crashes",
-    "no-majority",
-    "group-restarts",
+    "no_majority",
+    "group_restarts",
     "requests",
     "rounds",
-    "busy-ms",
-    "memory-sync-ms",
+    "busy_ms",
+    "memory_sync_ms",
 ];
+
+/// Our driver as a path runs it.
+enum Driver {
+    /// Started by this program.
+    Alone(Child),
+    /// A replicated group, started and supervised by `romain:`.
+    Supervised { romain: Romain, group: RomainGroup },
+}
 
 /// Runs `path`, one of our driver's.
 pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settings: &Settings) {
     let step = |name: &str| format!("tcp-{path}-{name}");
-    let started = report.run_after(&step("driver-serving"), env, |env| start_driver(env, path));
-    let (mut driver, control) = started.unzip();
-    let control = control.flatten();
+    let mut driver = report.run_after(&step("driver-serving"), env, |env| start_driver(env, path));
     let mut bridge = report.run_after(&step("bridge-relaying"), driver.as_ref(), |_| {
         start_bridge()
     });
     let up = bridge.as_ref().map(drop);
     if path == NetPath::ReplicatedE1000 {
-        serve_under_faults(report, path, settings, up, control.as_ref());
+        let group = match &driver {
+            Some(Driver::Supervised { group, .. }) => Some(group),
+            _ => None,
+        };
+        serve_under_faults(report, path, settings, up, group);
     } else {
         service::run(report, path, settings, up);
     }
@@ -86,15 +103,15 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
     );
     report.run_after(&step("driver-stopped"), driver.as_mut(), |driver| {
         log_driver_status();
-        stop_driver(driver, path)
+        stop_driver(driver)
     });
 }
 
 /// Starts the driver of `path` as the e1000 rule's uid and waits until its scheme
-/// answers; the replicated one comes with our end of the engine's control socket.
-fn start_driver(env: &Environment, path: NetPath) -> StepResult<(Child, Option<Control>)> {
+/// answers.
+fn start_driver(env: &Environment, path: NetPath) -> StepResult<Driver> {
     let driver_args = |access: Access| {
-        [
+        vec![
             "--pci".to_owned(),
             env.nic.to_string(),
             "--access".to_owned(),
@@ -105,48 +122,74 @@ fn start_driver(env: &Environment, path: NetPath) -> StepResult<(Child, Option<C
             env.driver_tick_us.to_string(),
         ]
     };
-    let (mut command, control) = match path {
+    let serving = || Handle::open(MAC_PATH, O_RDONLY).is_ok();
+    match path {
         NetPath::OurE1000(access) => {
             let mut command = Command::new(DRIVER_PROGRAM);
-            command.args(driver_args(access));
-            (command, None)
+            command
+                .args(driver_args(access))
+                .uid(env.driver_uid)
+                .gid(env.driver_uid);
+            let mut driver = Child::spawn("the e1000 driver", command)?;
+            driver.wait_until(START_TIMEOUT, serving)?;
+            Ok(Driver::Alone(driver))
         }
         NetPath::ReplicatedE1000 => {
-            let (control, engine_end) = Control::pair()?;
-            let mut command = Command::new(ROMAIN_PROGRAM);
-            let control_fd = control::hand_over(&mut command, engine_end);
-            command
-                .args(["replicate", "--replicas", &REPLICAS.to_string()])
-                .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
-                .args(["--control-fd", &control_fd.to_string(), "--"])
-                .arg(DRIVER_PROGRAM)
-                .args(driver_args(REPLICATED_ACCESS));
-            (command, Some(control))
+            let entry = RegistryEntry {
+                driver: DRIVER_NAME.to_owned(),
+                binary: DRIVER_PROGRAM.to_owned(),
+                args: driver_args(REPLICATED_ACCESS),
+                policy: E1000_DRIVER_LABEL.to_owned(),
+                uid: env.driver_uid,
+                gid: env.driver_uid,
+                watchdog_ms: REPLICA_WATCHDOG_MS,
+            };
+            let mut romain = Romain::start(&entry.registry())?;
+            let group = RomainGroup::up(DRIVER_NAME, REPLICAS)?;
+            romain.wait_until(START_TIMEOUT, serving).map_err(|err| {
+                let detail = group.status().map_or_else(
+                    |e| e.to_string(),
+                    |status| status.value("last_fault_detail").unwrap_or("?").to_owned(),
+                );
+                format!("{err}; the group's last fault: {detail}")
+            })?;
+            runs_as(&group.status()?, env.driver_uid)?;
+            Ok(Driver::Supervised { romain, group })
         }
-        NetPath::LinuxE1000 => return Err("Linux's e1000 is not our driver".into()),
-    };
-    command.uid(env.driver_uid).gid(env.driver_uid);
-    let mut driver = Child::spawn("the e1000 driver", command)?;
-    driver.wait_until(START_TIMEOUT, || Handle::open(MAC_PATH, O_RDONLY).is_ok())?;
-    Ok((driver, control))
+        NetPath::LinuxE1000 => Err("Linux's e1000 is not our driver".into()),
+    }
 }
 
-/// The shared steps while faults go into the replicas behind `control`, then the
-/// faults sent and what the engine made of them.
+/// The group's process (the engine) runs as `uid`, as the registry says.
+fn runs_as(status: &EngineStatus, uid: u32) -> StepResult<()> {
+    let pid = status.value("pids")?;
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let ids = proc_status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .ok_or_else(|| format!("/proc/{pid}/status has no Uid line"))?;
+    match ids.split_whitespace().all(|id| id == uid.to_string()) {
+        true => Ok(()),
+        false => Err(format!("the engine (pid {pid}) runs as uids {ids:?}, not {uid}").into()),
+    }
+}
+
+/// The shared steps while faults go into the replicas of `group`, then the faults
+/// sent and what the engine made of them.
 fn serve_under_faults(
     report: &mut Report,
     path: NetPath,
     settings: &Settings,
     up: Option<()>,
-    control: Option<&Control>,
+    group: Option<&RomainGroup>,
 ) {
     let step = |name: &str| format!("tcp-{path}-{name}");
     let seed = faults::clock_seed();
     let done = AtomicBool::new(false);
     let injected = thread::scope(|scope| {
-        let injector = control.map(|control| {
+        let injector = group.map(|group| {
             scope.spawn(|| {
-                faults::inject_until(control, FAULTS, REPLICAS, seed, &done)
+                faults::inject_until(group, FAULTS, REPLICAS, seed, &done)
                     .map_err(|err| err.to_string())
             })
         });
@@ -160,9 +203,9 @@ fn serve_under_faults(
     });
     report.run_after(
         &step("faults-masked"),
-        control.zip(injected.as_ref()),
-        |(control, injected)| {
-            let status = control.status()?;
+        group.zip(injected.as_ref()),
+        |(group, injected)| {
+            let status = group.engine_status(ENGINE_STATUS_TIMEOUT)?;
             println!(
                 "{GUEST_BENCH_PREFIX} tcp {path} x{REPLICAS} under fault injection: {injected}; \
                  engine: {}",
@@ -183,28 +226,26 @@ fn check_masked(status: &EngineStatus, sent: &Injected) -> StepResult<()> {
         )
         .into());
     }
-    if status.counter("no-majority")? != 0 {
+    if status.counter("no_majority")? != 0 {
         return Err(format!(
             "the group lost its majority: {}; last fault: {}",
             status.counters(&ENGINE_COUNTERS),
-            status.value("last-fault")?
+            status.value("engine_last_fault")?
         )
         .into());
     }
     Ok(())
 }
 
-/// Stops the driver: alone it must exit cleanly; the engine leaves on SIGTERM by the
-/// signal itself, and its replicas with it.
-fn stop_driver(driver: &mut Child, path: NetPath) -> StepResult<()> {
-    if path != NetPath::ReplicatedE1000 {
-        return Ok(driver.stop(STOP_TIMEOUT)?);
-    }
-    let status = driver.terminate(STOP_TIMEOUT)?;
-    match status.signal() {
-        Some(signal) if signal == Signal::SIGTERM as i32 => Ok(()),
-        _ if status.success() => Ok(()),
-        _ => Err(format!("romain ended with {status}").into()),
+/// Stops the driver: alone it must exit cleanly; a group goes `down` (its engine,
+/// and the replicas with it, end), then romain, which must have run all along.
+fn stop_driver(driver: &mut Driver) -> StepResult<()> {
+    match driver {
+        Driver::Alone(driver) => Ok(driver.stop(STOP_TIMEOUT)?),
+        Driver::Supervised { romain, group } => {
+            group.down(STOP_TIMEOUT)?;
+            romain.stop(STOP_TIMEOUT)
+        }
     }
 }
 

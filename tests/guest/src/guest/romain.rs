@@ -1,0 +1,209 @@
+//! The `romain:` supervisor inside the guest, for a driver a program runs through it:
+//! the registry written from what the program found at run time (the NIC's PCI
+//! address is only known then), `romain serve` started as root (as init starts it on
+//! Redox), and the driver's group driven through `romain:` handles: opened to start
+//! it, written to inject faults and take it down, read for its status and the
+//! replication engine's counters.
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use guest_net::child::Child;
+use nix::sys::signal::Signal;
+use romain_scheme::client::{self, explain, group_path};
+use romain_scheme::Registry;
+use scheme_runtime::Handle;
+use syscall::flag::{O_RDONLY, O_RDWR};
+
+use crate::guest::control::EngineStatus;
+use crate::guest::daemons::DAEMON_START_TIMEOUT;
+use crate::guest::faults::FaultTarget;
+use crate::guest::report::StepResult;
+
+const ROMAIN_PROGRAM: &str = "/bin/romain";
+/// `romain serve`'s default registry, where a Redox image keeps it too.
+pub const REGISTRY_PATH: &str = "/etc/romain/drivers.toml";
+/// Opens once the daemon serves.
+const ROMAIN_ROOT: &str = "/scheme/romain";
+/// How often a wait looks at the group's status again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One driver of the registry (`romain-scheme/src/registry.rs` describes every key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEntry {
+    pub driver: String,
+    pub binary: String,
+    pub args: Vec<String>,
+    /// The driver's rule in the isolation policy.
+    pub policy: String,
+    /// The user and group the group's process runs as: the rule's.
+    pub uid: u32,
+    pub gid: u32,
+    /// How long a replica may take to its next event.
+    pub watchdog_ms: u32,
+}
+
+impl RegistryEntry {
+    /// A registry file that holds this entry alone.
+    pub fn registry(&self) -> String {
+        let mut entry = toml::Table::new();
+        entry.insert("binary".into(), self.binary.clone().into());
+        entry.insert("args".into(), self.args.clone().into());
+        entry.insert("policy".into(), self.policy.clone().into());
+        entry.insert("uid".into(), self.uid.into());
+        entry.insert("gid".into(), self.gid.into());
+        entry.insert("watchdog_ms".into(), self.watchdog_ms.into());
+        let drivers = toml::Table::from_iter([(self.driver.clone(), entry.into())]);
+        toml::Table::from_iter([("driver".to_owned(), drivers.into())]).to_string()
+    }
+}
+
+/// A running `romain serve`, killed (with the groups it runs) when dropped.
+pub struct Romain {
+    daemon: Child,
+}
+
+impl Romain {
+    /// Writes `registry` to [`REGISTRY_PATH`] and starts `romain serve` on it as this
+    /// program's user (root); returns once `romain:` serves.
+    pub fn start(registry: &str) -> StepResult<Romain> {
+        // What romain would refuse at its start, refused here with its words.
+        registry.parse::<Registry>()?;
+        if let Some(folder) = Path::new(REGISTRY_PATH).parent() {
+            fs::create_dir_all(folder)?;
+        }
+        fs::write(REGISTRY_PATH, registry)?;
+        let mut command = Command::new(ROMAIN_PROGRAM);
+        command.args(["serve", "--registry", REGISTRY_PATH]);
+        let mut daemon = Child::spawn("romain serve", command)?;
+        daemon.wait_until(DAEMON_START_TIMEOUT, || {
+            Handle::open(ROMAIN_ROOT, O_RDONLY).is_ok()
+        })?;
+        Ok(Romain { daemon })
+    }
+
+    /// Waits until `ready` holds; an error if the daemon ends first or `timeout`
+    /// passes.
+    pub fn wait_until(&mut self, timeout: Duration, ready: impl FnMut() -> bool) -> StepResult<()> {
+        Ok(self.daemon.wait_until(timeout, ready)?)
+    }
+
+    /// Stops the daemon, which must have run until now: it ends by the SIGTERM.
+    pub fn stop(&mut self, timeout: Duration) -> StepResult<()> {
+        let status = self.daemon.terminate(timeout)?;
+        match status.signal() {
+            Some(signal) if signal == Signal::SIGTERM as i32 => Ok(()),
+            _ => Err(format!("romain serve had ended before it was stopped: {status}").into()),
+        }
+    }
+}
+
+/// A driver's group in `romain:`. Every call opens a handle of its own, as the
+/// `romain` command line does, so threads may share the group.
+pub struct RomainGroup {
+    driver: String,
+}
+
+impl RomainGroup {
+    /// Starts `driver`'s group of `replicas` (or attaches to the one running with as
+    /// many); it runs until told `down`, not until a handle closes.
+    pub fn up(driver: &str, replicas: usize) -> StepResult<RomainGroup> {
+        let group = RomainGroup {
+            driver: driver.to_owned(),
+        };
+        group.open(&format!("replicas={replicas}"), O_RDONLY)?;
+        Ok(group)
+    }
+
+    fn open(&self, query: &str, flags: usize) -> StepResult<Handle> {
+        let path = group_path(&self.driver, Some(query))?;
+        Handle::open(&path, flags)
+            .map_err(|e| format!("{path}: {}", explain(&e, &self.driver)).into())
+    }
+
+    /// Sends `command` (a fault, `scrub`, `down`); an error unless it was carried out.
+    pub fn command(&self, command: &str) -> StepResult<()> {
+        let handle = self.open("attach", O_RDWR)?;
+        handle
+            .write(command.as_bytes())
+            .map_err(|e| format!("{command:?}: {}", explain(&e, &self.driver)))?;
+        Ok(())
+    }
+
+    /// The group's status, the engine's counters included.
+    pub fn status(&self) -> StepResult<EngineStatus> {
+        let text = client::status(Some(&self.driver)).map_err(|e| explain(&e, &self.driver))?;
+        EngineStatus::from_group_status(&text)
+    }
+
+    /// The group's status once its engine answers with counters: it answers
+    /// between two requests it serves, which a replica the watchdog waits for can
+    /// hold up.
+    pub fn engine_status(&self, timeout: Duration) -> StepResult<EngineStatus> {
+        let started = Instant::now();
+        loop {
+            let status = self.status()?;
+            if status.value("events")? != "unknown" || started.elapsed() > timeout {
+                return Ok(status);
+            }
+            sleep(POLL);
+        }
+    }
+
+    /// Takes the group down for good and waits until its process has ended.
+    pub fn down(&self, timeout: Duration) -> StepResult<()> {
+        self.command("down")?;
+        let started = Instant::now();
+        loop {
+            let status = self.status()?;
+            match status.value("state")? {
+                "down" => return Ok(()),
+                state if started.elapsed() > timeout => {
+                    return Err(format!("the group is still {state} after {timeout:?}").into())
+                }
+                _ => sleep(POLL),
+            }
+        }
+    }
+}
+
+impl FaultTarget for RomainGroup {
+    fn inject(&self, fault: &str) -> StepResult<()> {
+        self.command(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_entry_is_what_romain_reads() {
+        let entry = RegistryEntry {
+            driver: "e1000".into(),
+            binary: "/bin/e1000".into(),
+            args: vec![
+                "--pci".into(),
+                "0000:00:03.0".into(),
+                "--name".into(),
+                "a \"b\"".into(),
+            ],
+            policy: "nic".into(),
+            uid: 1001,
+            gid: 1002,
+            watchdog_ms: 5000,
+        };
+        let registry: Registry = entry.registry().parse().unwrap();
+        let spec = registry.driver("e1000").unwrap();
+        assert_eq!(spec.binary, Path::new("/bin/e1000"));
+        assert_eq!(spec.args, entry.args);
+        assert_eq!(spec.policy, "nic");
+        assert_eq!((spec.uid, spec.gid), (Some(1001), Some(1002)));
+        assert_eq!(spec.watchdog, Some(Duration::from_millis(5000)));
+        assert_eq!(registry.drivers().count(), 1);
+    }
+}
