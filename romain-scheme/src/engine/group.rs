@@ -21,6 +21,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use scheme_runtime::replicated::codec;
+use scheme_runtime::wire::Opcode;
 
 use super::connections::{Connections, MessageHeader};
 use super::fault_injection::{Fault, Injection};
@@ -137,6 +138,8 @@ pub struct ReplicaGroup {
     shared: SharedMemory,
     /// The replicas mapped shared memory at the last event.
     fresh_mapping: bool,
+    /// The last message was a write or a call: the next round hands its work over.
+    handing_over: bool,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -159,6 +162,7 @@ impl ReplicaGroup {
             connections: Connections::default(),
             shared: SharedMemory::default(),
             fresh_mapping: false,
+            handing_over: false,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -842,11 +846,20 @@ impl ReplicaGroup {
         else {
             unreachable!("the group parks only at a channel exchange");
         };
-        // The device's writes reach the replicas at rounds only. Comparing a
-        // driver's DMA memory with the device's is the costliest thing the engine
-        // does, and once per server round is enough: a request then sees the
-        // memory as of the last round, as if the device had written a little later.
-        if codec::is_round(message) {
+        // The device's writes reach the replicas at rounds only, and not at the
+        // round that follows a write or a call: that one is run at once to hand
+        // the daemon's work to the device (a frame to send), and its news can wait
+        // for the next. Comparing a driver's DMA memory with the device's is the
+        // costliest thing the engine does; a request sees the memory as of the
+        // last pull, as if the device had written a little later.
+        let handing_over = std::mem::replace(
+            &mut self.handing_over,
+            matches!(
+                codec::request_opcode(message),
+                Some(Opcode::Write | Opcode::Call)
+            ),
+        );
+        if codec::is_round(message) && !handing_over {
             self.pull_shared_memory();
         }
         let take = message.len().min(len as usize);

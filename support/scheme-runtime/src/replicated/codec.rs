@@ -54,7 +54,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::wire::{
-    self, u64_at, MalformedRequest, Metadata, RequestHeader, ResponseHeader, ResponseKind,
+    self, u64_at, MalformedRequest, Metadata, Opcode, RequestHeader, ResponseHeader, ResponseKind,
     MAX_METADATA, MAX_PAYLOAD, MAX_REQUEST_LEN, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN,
 };
 use crate::Caller;
@@ -344,6 +344,17 @@ pub fn is_round(message: &[u8]) -> bool {
     message.first() == Some(&KIND_ROUND)
 }
 
+/// The method of a request message, told without decoding the rest; `None`
+/// for a round or a message too short to say.
+pub fn request_opcode(message: &[u8]) -> Option<Opcode> {
+    match message {
+        [KIND_REQUEST, ..] => message
+            .get(CHANNEL_HEADER_LEN)
+            .and_then(|&op| Opcode::from_raw(op)),
+        _ => None,
+    }
+}
+
 /// Decodes one message from the supervisor in place. Never panics, whatever
 /// the bytes.
 pub fn decode_message(bytes: &mut [u8]) -> Result<Message<'_>, Malformed> {
@@ -474,7 +485,6 @@ impl ReplyBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Opcode;
     use proptest::prelude::*;
     use syscall::error::{Error, ENOENT};
 
@@ -568,6 +578,16 @@ mod tests {
         let len = encode_round_answers(answers.iter().copied(), &mut body);
         assert_eq!(len, 24);
         assert_eq!(decode_round_answers(&body).collect::<Vec<_>>(), answers);
+    }
+
+    #[test]
+    fn a_requests_method_is_told_without_decoding_it() {
+        let message = encoded(&head(Opcode::Write), &[], b"data");
+        assert_eq!(request_opcode(&message), Some(Opcode::Write));
+        let mut round = Vec::new();
+        encode_round(&[], &mut round);
+        assert_eq!(request_opcode(&round), None);
+        assert_eq!(request_opcode(&message[..CHANNEL_HEADER_LEN]), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! votes.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -22,6 +22,7 @@ use super::codec::{
     decode_reply, decode_round_answers, encode_request, encode_round, Hello, Interest, Reply,
     RequestHead, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
+use super::pacing::Pacing;
 use crate::wire::{MalformedRequest, Opcode, RequestHeader, MAX_PAYLOAD};
 use crate::{Caller, SchemeDaemon};
 
@@ -64,32 +65,26 @@ pub struct Forwarder<L> {
 ///
 /// The platform asks for a round after every batch of requests and on every
 /// tick. Through replicas a round costs as much as several requests, so rounds
-/// are paced: the next starts no sooner than the last one took after it ended,
-/// which keeps rounds to at most half the time however slow they are, except
-/// that a write or a call (which may have handed the daemon work for its
-/// device, such as a frame to send) gets the next round at once. A round
-/// the pacing skips answers every readiness question with "not ready": the
-/// next round that runs then reports whatever is ready as a new event, so no
-/// wake-up is lost, only delayed, and a client that already read sees an
-/// extra event, which costs it one read.
+/// are [paced](Pacing) by their own cost, except that a write or a call (which
+/// may have handed the daemon work for its device, such as a frame to send)
+/// gets the next round at once. A round the pacing skips answers every
+/// readiness question with "not ready": the next round that runs then reports
+/// whatever is ready as a new event, so no wake-up is lost, only delayed, and a
+/// client that already read sees an extra event, which costs it one read.
 #[derive(Default)]
 struct RoundPacing {
-    /// When the last round ended and how long it took.
-    last: Option<(Instant, Duration)>,
-    /// A write or a call came since.
+    pacing: Pacing,
+    /// A write or a call came since the last round.
     urgent: bool,
 }
 
 impl RoundPacing {
     fn due(&self, now: Instant) -> bool {
-        self.urgent
-            || self
-                .last
-                .is_none_or(|(ended, took)| now.duration_since(ended) >= took)
+        self.urgent || self.pacing.due(now)
     }
 
     fn ran(&mut self, started: Instant, ended: Instant) {
-        self.last = Some((ended, ended - started));
+        self.pacing.ran(started, ended);
         self.urgent = false;
     }
 }
@@ -394,6 +389,7 @@ mod tests {
     use super::super::test_scheme::Notes;
     use super::*;
     use crate::caller_ctx;
+    use std::time::Duration;
     use syscall::error::{EBADF, ENOENT, EOPNOTSUPP, EWOULDBLOCK};
 
     /// The replica in this thread: each exchange is answered on the spot.
@@ -597,14 +593,12 @@ mod tests {
     }
 
     #[test]
-    fn rounds_wait_as_long_as_the_last_took_unless_a_write_or_call_came() {
+    fn a_write_or_call_gets_the_next_round_at_once() {
         let start = Instant::now();
         let mut pacing = RoundPacing::default();
-        assert!(pacing.due(start), "the first round runs at once");
         let ended = start + Duration::from_millis(10);
         pacing.ran(start, ended);
-        assert!(!pacing.due(ended + Duration::from_millis(9)));
-        assert!(pacing.due(ended + Duration::from_millis(10)));
+        assert!(!pacing.due(ended));
         pacing.urgent = true;
         assert!(pacing.due(ended));
         pacing.ran(ended, ended + Duration::from_millis(1));

@@ -13,6 +13,7 @@
 
 pub mod codec;
 mod forwarder;
+mod pacing;
 mod replica;
 
 #[cfg(test)]
