@@ -463,6 +463,24 @@ mod tests {
         }
     }
 
+    /// A forwarder to a replica of `notes` in this thread.
+    fn loopback(notes: &mut Notes) -> Forwarder<Loopback<'_>> {
+        let link = Loopback {
+            replica: Replica::new(notes).unwrap(),
+            exchanges: 0,
+        };
+        Forwarder::connect(link).unwrap().0
+    }
+
+    /// Opens a new note through `forwarder`.
+    fn open_note(forwarder: &mut Forwarder<Loopback<'_>>) -> usize {
+        let root = forwarder.scheme_root().unwrap();
+        match forwarder.openat(root, "note", 0, 0, &ctx()).unwrap() {
+            OpenResult::ThisScheme { number, .. } => number,
+            _ => panic!("not opened in this scheme"),
+        }
+    }
+
     fn ctx() -> CallerCtx {
         caller_ctx(42, 1, 2)
     }
@@ -531,21 +549,9 @@ mod tests {
     #[test]
     fn a_round_answers_the_readiness_queries_that_follow_it() {
         let mut notes = Notes::default();
-        let link = Loopback {
-            replica: Replica::new(&mut notes).unwrap(),
-            exchanges: 0,
-        };
-        let (mut forwarder, _) = Forwarder::connect(link).unwrap();
+        let mut forwarder = loopback(&mut notes);
         let ctx = ctx();
-        let root = forwarder.scheme_root().unwrap();
-        let open = |forwarder: &mut Forwarder<Loopback>| match forwarder
-            .openat(root, "note", 0, 0, &ctx)
-            .unwrap()
-        {
-            OpenResult::ThisScheme { number, .. } => number,
-            _ => panic!("not opened in this scheme"),
-        };
-        let (watched, other) = (open(&mut forwarder), open(&mut forwarder));
+        let (watched, other) = (open_note(&mut forwarder), open_note(&mut forwarder));
         let wanted = EventFlags::EVENT_READ;
         assert_eq!(
             forwarder.fevent(watched, wanted, &ctx),
@@ -608,18 +614,9 @@ mod tests {
     #[test]
     fn a_skipped_round_asks_nothing_and_answers_not_ready() {
         let mut notes = Notes::default();
-        let link = Loopback {
-            replica: Replica::new(&mut notes).unwrap(),
-            exchanges: 0,
-        };
-        let (mut forwarder, _) = Forwarder::connect(link).unwrap();
+        let mut forwarder = loopback(&mut notes);
         let ctx = ctx();
-        let root = forwarder.scheme_root().unwrap();
-        let Ok(OpenResult::ThisScheme { number: id, .. }) =
-            forwarder.openat(root, "note", 0, 0, &ctx)
-        else {
-            panic!("not opened in this scheme");
-        };
+        let id = open_note(&mut forwarder);
         assert_eq!(forwarder.write(id, b"x", 0, 0, &ctx), Ok(1));
         let wanted = EventFlags::EVENT_READ;
         assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
