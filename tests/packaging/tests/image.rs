@@ -329,8 +329,12 @@ fn the_image_registry_is_valid_and_names_the_e1000_driver() {
         .data
         .parse()
         .unwrap();
-    assert!(
-        policy.driver(&e1000.policy).is_some(),
-        "the registry's policy label has a rule"
+    let rule = policy
+        .driver(&e1000.policy)
+        .expect("the registry's policy label has a rule");
+    assert_eq!(
+        e1000.uid,
+        Some(rule.uid()),
+        "romain starts the driver as the user its rule is for"
     );
 }
