@@ -26,7 +26,7 @@ use guest_harness::protocol::{
     GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
 };
 use guest_net::load::Workload;
-use guest_net::paths::{NetPath, OUR_DRIVER_PATHS};
+use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS};
 
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
@@ -35,6 +35,16 @@ use crate::serial_peer::Exchange;
 use crate::tcp_load::TcpLoad;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The benchmark's network paths: our driver in both access modes, then replicated
+/// as 1, 2 and 3 replicas without faults.
+const BENCH_PATHS: [NetPath; 5] = [
+    OUR_DRIVER_PATHS[0],
+    OUR_DRIVER_PATHS[1],
+    REPLICA_COUNT_PATHS[0],
+    REPLICA_COUNT_PATHS[1],
+    REPLICA_COUNT_PATHS[2],
+];
 
 /// Boots a small Linux guest in QEMU with an emulated e1000 NIC and 16550 COM2, starts
 /// the mmio and dma daemons there, runs the guest test programs, checks the host's side
@@ -48,8 +58,9 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
-    /// Seconds QEMU may run before it is killed and the run fails
-    #[arg(long, global = true, default_value_t = 300, value_name = "SECS")]
+    /// Seconds QEMU may run before it is killed and the run fails (under TCG a test
+    /// run takes about 9 minutes, 5 of them the replicated driver's TCP load)
+    #[arg(long, global = true, default_value_t = 1200, value_name = "SECS")]
     timeout: u64,
     /// Guest memory in MiB
     #[arg(long, global = true, default_value_t = 512, value_name = "MIB")]
@@ -102,9 +113,18 @@ impl Mode {
     /// The host's TCP load on network path `path`.
     fn tcp_workload(self, path: NetPath) -> Workload {
         match (self, path) {
-            (_, NetPath::ReplicatedE1000) => tcp_load::REPLICATED_WORKLOAD,
+            (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
+            (Mode::Demo, NetPath::ReplicatedE1000) => tcp_load::DEMO_REPLICATED_WORKLOAD,
             (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
             (Mode::Bench, _) => tcp_load::BENCH_WORKLOAD,
+        }
+    }
+
+    /// The network paths the host's TCP load runs on unless told otherwise.
+    fn tcp_paths(self) -> &'static [NetPath] {
+        match self {
+            Mode::Test | Mode::Demo => &OUR_DRIVER_PATHS,
+            Mode::Bench => &BENCH_PATHS,
         }
     }
 }
@@ -199,7 +219,7 @@ fn run(cli: &Cli) -> Result<Summary> {
     let mode = cli.mode;
     let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;
     let tcp_paths = match cli.tcp_paths.as_slice() {
-        [] => &OUR_DRIVER_PATHS[..],
+        [] => mode.tcp_paths(),
         chosen => chosen,
     };
     let tcp_params = tcp.kernel_params(tcp_paths);
@@ -313,6 +333,11 @@ fn run(cli: &Cli) -> Result<Summary> {
         }
         let workload = cli.mode.tcp_workload(NetPath::LinuxE1000);
         tcp_lines.extend(tcp_table::render(&tcp_reports, &workload));
+        tcp_lines.extend(tcp_table::render_replication(
+            &tcp_reports,
+            &cli.mode.tcp_workload(OUR_DRIVER_PATHS[1]),
+            &cli.mode.tcp_workload(REPLICA_COUNT_PATHS[0]),
+        ));
     }
     for line in &tcp_lines {
         println!("{line}");
@@ -342,4 +367,42 @@ fn prepare_run_dir(guest_dir: &Path, keep: bool) -> Result<PathBuf> {
     }
     fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tests_fault_the_replicated_driver_under_full_load_and_the_bench_counts_replicas() {
+        assert_eq!(Mode::Test.tcp_paths(), OUR_DRIVER_PATHS);
+        assert_eq!(
+            Mode::Test.tcp_workload(NetPath::ReplicatedE1000),
+            tcp_load::TEST_WORKLOAD
+        );
+        assert_eq!(
+            Mode::Demo.tcp_workload(NetPath::ReplicatedE1000),
+            tcp_load::DEMO_REPLICATED_WORKLOAD
+        );
+        let bench = Mode::Bench.tcp_paths();
+        assert!(
+            !bench.contains(&NetPath::ReplicatedE1000),
+            "no faults in the bench"
+        );
+        assert!(REPLICA_COUNT_PATHS.iter().all(|path| bench.contains(path)));
+        assert!(
+            bench.contains(&OUR_DRIVER_PATHS[1]),
+            "the unreplicated baseline"
+        );
+        for path in REPLICA_COUNT_PATHS {
+            assert_eq!(
+                Mode::Bench.tcp_workload(path),
+                tcp_load::REPLICA_COUNT_WORKLOAD
+            );
+        }
+        assert_eq!(
+            Mode::Bench.tcp_workload(OUR_DRIVER_PATHS[1]),
+            tcp_load::BENCH_WORKLOAD
+        );
+    }
 }

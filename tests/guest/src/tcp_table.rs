@@ -1,9 +1,15 @@
-//! The benchmark's TCP table: round trips and throughput of each network path side
-//! by side, with ratios to Linux's in-kernel e1000 measured in the same run, and
-//! the round-trip goals (reported, never asserted).
+//! The benchmark's TCP tables: round trips and throughput of each network path side
+//! by side, with ratios to Linux's in-kernel e1000 measured in the same run; and the
+//! cost of replication, laid out like Bailleu's Table 4.1 (the unreplicated driver
+//! against 1, 2 and 3 replicas), with ratios to the unreplicated driver. Goals are
+//! reported, never asserted.
+
+use std::time::Duration;
 
 use guest_net::load::{micros, PathReport, Workload};
-use guest_net::paths::{NetPath, DRIVER_TICK_US, OUR_DRIVER_PATHS};
+use guest_net::paths::{
+    NetPath, DRIVER_TICK_US, OUR_DRIVER_PATHS, REPLICATED_ACCESS, REPLICA_COUNT_PATHS,
+};
 
 /// Rows, baseline first.
 const ROWS: [NetPath; 3] = [
@@ -14,32 +20,70 @@ const ROWS: [NetPath; 3] = [
 /// Mean round trip of our driver over Linux's that each access mode aims at.
 const GOALS: [(NetPath, f64); 2] = [(OUR_DRIVER_PATHS[0], 1.2), (OUR_DRIVER_PATHS[1], 1.5)];
 
-/// The table's lines.
+/// Rows of the replication table, baseline first: the driver unreplicated in the
+/// access mode its replicas use, then 1, 2 and 3 replicas.
+const REPLICATION_ROWS: [NetPath; 4] = [
+    NetPath::OurE1000(REPLICATED_ACCESS),
+    REPLICA_COUNT_PATHS[0],
+    REPLICA_COUNT_PATHS[1],
+    REPLICA_COUNT_PATHS[2],
+];
+/// The replicated row the goals judge: the fewest replicas that mask a fault.
+const GOAL_ROW: NetPath = REPLICA_COUNT_PATHS[2];
+/// Its mean round trip over the unreplicated driver's, at most (Bailleu: 1.97x).
+const ROUND_TRIP_GOAL: f64 = 1.5;
+/// Its throughput over the unreplicated driver's, at least, each way (Bailleu:
+/// about 0.33x).
+const THROUGHPUT_GOAL: f64 = 0.5;
+/// The anchor's figures (DESIGN.md, section 8).
+const BAILLEU: &str = "Bailleu 2015, Table 4.1 (82540EM, lwIP, ping, i7-4770): native \
+                       0.152 ms; 1 / 2 / 3 replicas 0.206 / 0.254 / 0.299 ms (1.36x / \
+                       1.67x / 1.97x); throughput about 0.33x native with 3 replicas";
+
+/// One way's throughput of a report, in MB/s; `None` if that transfer failed.
+type Rate = fn(&PathReport) -> Option<f64>;
+
+/// How a table shows times.
+#[derive(Debug, Clone, Copy)]
+enum TimeUnit {
+    Micros,
+    Millis,
+}
+
+impl TimeUnit {
+    fn name(self) -> &'static str {
+        match self {
+            TimeUnit::Micros => "us",
+            TimeUnit::Millis => "ms",
+        }
+    }
+
+    /// A time right-aligned in a column.
+    fn show(self, time: Duration) -> String {
+        match self {
+            TimeUnit::Micros => format!("{:>9.1}", micros(time)),
+            TimeUnit::Millis => format!("{:>9.3}", micros(time) / 1e3),
+        }
+    }
+}
+
+/// The table of paths against Linux's e1000.
 pub fn render(reports: &[PathReport], workload: &Workload) -> Vec<String> {
-    let find = |path: NetPath| reports.iter().find(|r| r.label == path.label());
+    let find = |path: NetPath| find(reports, path);
     let baseline = find(NetPath::LinuxE1000);
     let mut lines = vec![
         format!(
-            "TCP echo from the host into the guest through QEMU's e1000 ({} round trips of {} \
-             bytes, {} MiB each way; our driver polls every {DRIVER_TICK_US} us)",
-            workload.round_trips,
-            workload.message_len,
-            workload.transfer_bytes >> 20
+            "TCP echo from the host into the guest through QEMU's e1000 ({}; our driver \
+             polls every {DRIVER_TICK_US} us)",
+            load_text(workload)
         ),
-        format!(
-            "{:<32} | {:>9} | {:>9} | {:>9} | {:>7} | {:>16} | {:>16}",
-            "path", "mean us", "min us", "max us", "x Linux", "to guest MB/s", "from guest MB/s"
-        ),
+        header(TimeUnit::Micros, "x Linux"),
     ];
     for path in ROWS {
-        lines.push(row(path, find(path), baseline));
+        lines.push(row(path, find(path), baseline, TimeUnit::Micros));
     }
     for (path, goal) in GOALS {
-        let verdict = match mean_ratio(find(path), baseline) {
-            Some(ratio) if ratio <= goal => format!("{ratio:.2}x, met"),
-            Some(ratio) => format!("{ratio:.2}x, missed"),
-            None => "not measured".to_string(),
-        };
+        let verdict = verdict(mean_ratio(find(path), baseline), |ratio| ratio <= goal);
         lines.push(format!(
             "goal: {} round trip within {goal}x Linux's: {verdict}",
             path.description()
@@ -48,25 +92,119 @@ pub fn render(reports: &[PathReport], workload: &Workload) -> Vec<String> {
     lines
 }
 
-fn row(path: NetPath, report: Option<&PathReport>, baseline: Option<&PathReport>) -> String {
+/// The table of replica counts against the unreplicated driver, laid out like
+/// Bailleu's Table 4.1: `unreplicated` is the load on the unreplicated row,
+/// `replicated` the load on each replicated one.
+pub fn render_replication(
+    reports: &[PathReport],
+    unreplicated: &Workload,
+    replicated: &Workload,
+) -> Vec<String> {
+    let find = |path: NetPath| find(reports, path);
+    let baseline = find(REPLICATION_ROWS[0]);
+    let mut lines = vec![
+        format!(
+            "Replication, laid out like Bailleu's Table 4.1: TCP echo through our e1000 \
+             driver in {} access mode, unreplicated ({}) and as 1, 2 and 3 replicas under \
+             romain's engine without faults ({} per row)",
+            REPLICATED_ACCESS.name(),
+            load_text(unreplicated),
+            load_text(replicated)
+        ),
+        header(TimeUnit::Millis, "x unrepl"),
+    ];
+    for path in REPLICATION_ROWS {
+        lines.push(row(path, find(path), baseline, TimeUnit::Millis));
+    }
+    let goal = find(GOAL_ROW);
+    let round_trip = verdict(mean_ratio(goal, baseline), |ratio| ratio <= ROUND_TRIP_GOAL);
+    lines.push(format!(
+        "goal: {} round trip within {ROUND_TRIP_GOAL}x unreplicated: {round_trip}",
+        GOAL_ROW.description()
+    ));
+    let ways: [(&str, Rate); 2] = [("to guest", upload_rate), ("from guest", download_rate)];
+    let throughput = ways.map(|(way, rate)| {
+        let ratio = rate_ratio(goal, baseline, rate);
+        (way, ratio, ratio.is_some_and(|r| r >= THROUGHPUT_GOAL))
+    });
+    let ratios: Vec<String> = throughput
+        .iter()
+        .map(|(way, ratio, _)| format!("{} {way}", ratio_text(*ratio)))
+        .collect();
+    let outcome = match throughput {
+        [(_, Some(_), true), (_, Some(_), true)] => "met",
+        [(_, Some(_), _), (_, Some(_), _)] => "missed",
+        _ => "not measured",
+    };
+    lines.push(format!(
+        "goal: {} throughput at least {THROUGHPUT_GOAL}x unreplicated each way: {}, {outcome}",
+        GOAL_ROW.description(),
+        ratios.join(", ")
+    ));
+    lines.push(BAILLEU.to_string());
+    lines
+}
+
+fn find(reports: &[PathReport], path: NetPath) -> Option<&PathReport> {
+    reports.iter().find(|r| r.label == path.label())
+}
+
+/// `1000 round trips of 64 bytes, 2 MiB each way`.
+fn load_text(workload: &Workload) -> String {
+    format!(
+        "{} round trips of {} bytes, {} MiB each way",
+        workload.round_trips,
+        workload.message_len,
+        workload.transfer_bytes >> 20
+    )
+}
+
+fn header(unit: TimeUnit, ratio: &str) -> String {
+    let unit = unit.name();
+    format!(
+        "{:<32} | {:>9} | {:>9} | {:>9} | {ratio:>8} | {:>16} | {:>16}",
+        "path",
+        format!("mean {unit}"),
+        format!("min {unit}"),
+        format!("max {unit}"),
+        "to guest MB/s",
+        "from guest MB/s"
+    )
+}
+
+/// `ratio, met` when `met` holds, `ratio, missed` when not.
+fn verdict(ratio: Option<f64>, met: impl Fn(f64) -> bool) -> String {
+    match ratio {
+        Some(ratio) if met(ratio) => format!("{ratio:.2}x, met"),
+        Some(ratio) => format!("{ratio:.2}x, missed"),
+        None => "not measured".to_string(),
+    }
+}
+
+fn row(
+    path: NetPath,
+    report: Option<&PathReport>,
+    baseline: Option<&PathReport>,
+    unit: TimeUnit,
+) -> String {
     let Some(report) = report else {
         return format!("{:<32} | not measured", path.description());
     };
     let timing = match &report.round_trips {
         Ok(rt) => format!(
-            "{:>9.1} | {:>9.1} | {:>9.1} | {:>7}",
-            micros(rt.mean),
-            micros(rt.min),
-            micros(rt.max),
+            "{} | {} | {} | {:>8}",
+            unit.show(rt.mean),
+            unit.show(rt.min),
+            unit.show(rt.max),
             ratio_text(mean_ratio(Some(report), baseline))
         ),
-        Err(_) => format!("{:>9} | {:>9} | {:>9} | {:>7}", "failed", "", "", ""),
+        Err(_) => format!("{:>9} | {:>9} | {:>9} | {:>8}", "failed", "", "", ""),
     };
-    let throughput = |of: fn(&PathReport) -> Option<f64>| match of(report) {
-        Some(rate) => {
-            let ratio = baseline.and_then(of).map(|base| rate / base);
-            format!("{rate:>7.2} ({:>6})", ratio_text(ratio))
-        }
+    let throughput = |rate: Rate| match rate(report) {
+        Some(value) => format!(
+            "{value:>7.2} ({:>6})",
+            ratio_text(rate_ratio(Some(report), baseline, rate))
+        ),
         None => "failed".to_string(),
     };
     format!(
@@ -80,6 +218,14 @@ fn row(path: NetPath, report: Option<&PathReport>, baseline: Option<&PathReport>
 fn mean_ratio(report: Option<&PathReport>, baseline: Option<&PathReport>) -> Option<f64> {
     let mean = |r: Option<&PathReport>| Some(r?.round_trips.as_ref().ok()?.mean.as_secs_f64());
     Some(mean(report)? / mean(baseline)?)
+}
+
+fn rate_ratio(
+    report: Option<&PathReport>,
+    baseline: Option<&PathReport>,
+    rate: Rate,
+) -> Option<f64> {
+    Some(rate(report?)? / rate(baseline?)?)
 }
 
 fn upload_rate(report: &PathReport) -> Option<f64> {
@@ -144,10 +290,10 @@ mod tests {
             "{}",
             lines[2]
         );
-        assert!(lines[2].contains("|     400.0 |     200.0 |    4000.0 |   1.00x |"));
+        assert!(lines[2].contains("|     400.0 |     200.0 |    4000.0 |    1.00x |"));
         assert!(lines[3].contains("|     440.0 |"), "{}", lines[3]);
         assert!(
-            lines[3].contains("|   1.10x |   10.00 ( 0.50x) |"),
+            lines[3].contains("|    1.10x |   10.00 ( 0.50x) |"),
             "{}",
             lines[3]
         );
@@ -177,5 +323,168 @@ mod tests {
         );
         assert!(lines[3].ends_with("|           failed"), "{}", lines[3]);
         assert!(lines[5].ends_with("not measured"), "{}", lines[5]);
+    }
+
+    const REPLICATED_WORKLOAD: Workload = Workload {
+        round_trips: 1_000,
+        message_len: 64,
+        transfer_bytes: 2 << 20,
+    };
+
+    /// `report` with its transfers at `to_guest` and `from_guest` MB/s.
+    fn with_rates(mut report: PathReport, to_guest: f64, from_guest: f64) -> PathReport {
+        let transfer = |mb_per_s: f64| Transfer {
+            bytes: (mb_per_s * 1e6) as u64,
+            elapsed: Duration::from_secs(1),
+        };
+        report.upload = Ok(transfer(to_guest));
+        report.download = Ok(transfer(from_guest));
+        report
+    }
+
+    fn replication(rows: [(u64, f64, f64); 4]) -> Vec<PathReport> {
+        REPLICATION_ROWS
+            .into_iter()
+            .zip(rows)
+            .map(|(path, (mean_us, to_guest, from_guest))| {
+                with_rates(report(path, mean_us, 0), to_guest, from_guest)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replication_rows_are_to_the_unreplicated_driver_in_milliseconds() {
+        let mut reports = replication([
+            (1_300, 2.0, 4.0),
+            (5_200, 1.0, 2.0),
+            (11_700, 0.5, 1.0),
+            (17_000, 0.2, 0.3),
+        ]);
+        reports.push(report(NetPath::LinuxE1000, 100, 50));
+        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+        assert!(
+            lines[0].contains("like Bailleu's Table 4.1"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains(
+                "in mmio access mode, unreplicated (10000 round trips of 64 bytes, 20 MiB \
+                 each way) and as 1, 2 and 3 replicas"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].ends_with("(1000 round trips of 64 bytes, 2 MiB each way per row)"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("|   mean ms |"), "{}", lines[1]);
+        assert!(lines[1].contains("| x unrepl |"), "{}", lines[1]);
+        let names: Vec<&str> = lines[2..6]
+            .iter()
+            .map(|line| line.split(" | ").next().unwrap().trim_end())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "our e1000, through mmio:",
+                "our e1000, 1 replica (engine)",
+                "our e1000, 2 replicas (engine)",
+                "our e1000, 3 replicas (engine)"
+            ]
+        );
+        assert!(
+            lines[2]
+                .contains("|     1.300 |     0.650 |    13.000 |    1.00x |    2.00 ( 1.00x) |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].contains("|    4.00x |    1.00 ( 0.50x) |"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[4].contains("|    9.00x |"), "{}", lines[4]);
+        assert!(
+            lines[5].contains("|    17.000 |     8.500 |   170.000 |   13.08x |    0.20 ( 0.10x) |    0.30 ( 0.07x)"),
+            "{}",
+            lines[5]
+        );
+        assert_eq!(
+            lines[6],
+            "goal: our e1000, 3 replicas (engine) round trip within 1.5x unreplicated: 13.08x, \
+             missed"
+        );
+        assert_eq!(
+            lines[7],
+            "goal: our e1000, 3 replicas (engine) throughput at least 0.5x unreplicated each \
+             way: 0.10x to guest, 0.07x from guest, missed"
+        );
+        assert!(
+            lines[8].starts_with("Bailleu 2015, Table 4.1"),
+            "{}",
+            lines[8]
+        );
+        assert!(
+            lines[8].contains("0.206 / 0.254 / 0.299 ms (1.36x / 1.67x / 1.97x)"),
+            "{}",
+            lines[8]
+        );
+        assert_eq!(lines.len(), 9);
+    }
+
+    #[test]
+    fn replication_goals_are_met_only_when_both_ways_are() {
+        let verdicts = |to_guest: f64, from_guest: f64| {
+            let reports = replication([
+                (1_000, 2.0, 2.0),
+                (1_100, 2.0, 2.0),
+                (1_300, 2.0, 2.0),
+                (1_500, to_guest, from_guest),
+            ]);
+            let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+            (lines[6].clone(), lines[7].clone())
+        };
+        let (round_trip, throughput) = verdicts(1.0, 1.2);
+        assert!(round_trip.ends_with(": 1.50x, met"), "{round_trip}");
+        assert!(
+            throughput.ends_with(": 0.50x to guest, 0.60x from guest, met"),
+            "{throughput}"
+        );
+        let (_, throughput) = verdicts(1.2, 0.9);
+        assert!(
+            throughput.ends_with(": 0.60x to guest, 0.45x from guest, missed"),
+            "{throughput}"
+        );
+    }
+
+    #[test]
+    fn replication_rows_not_measured_or_failed_show_as_such() {
+        let mut reports = replication([
+            (1_300, 2.0, 2.0),
+            (5_000, 1.0, 1.0),
+            (9_000, 1.0, 1.0),
+            (17_000, 0.2, 0.2),
+        ]);
+        reports[3].upload = Err("checksum".into());
+        reports.remove(2);
+        reports.remove(0);
+        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+        assert!(lines[2].ends_with("| not measured"), "{}", lines[2]);
+        assert!(
+            lines[3].contains("|        - |    1.00 (     -) |"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[4].ends_with("| not measured"), "{}", lines[4]);
+        assert!(lines[5].contains("|           failed |"), "{}", lines[5]);
+        assert!(lines[6].ends_with(": not measured"), "{}", lines[6]);
+        assert!(
+            lines[7].ends_with(": - to guest, - from guest, not measured"),
+            "{}",
+            lines[7]
+        );
     }
 }

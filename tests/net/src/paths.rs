@@ -1,7 +1,8 @@
 //! The network paths the echo service is measured on: our e1000 driver in each of
 //! its register access modes under the guest's stack (through the TAP bridge), the
-//! same driver replicated by the replication engine, and Linux's in-kernel e1000
-//! driver as the baseline.
+//! same driver replicated by the replication engine (under fault injection, for the
+//! tests; as 1, 2 and 3 replicas without faults, for the benchmark), and Linux's
+//! in-kernel e1000 driver as the baseline.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,8 +30,13 @@ pub enum NetPath {
     /// Our driver, serving `network.e1000` to the TAP bridge.
     OurE1000(Access),
     /// Our driver as a group of [`REPLICAS`] replicas that `romain:` starts and
-    /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way.
+    /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way,
+    /// with a fault injected into a random replica every second: the tests' path.
     ReplicatedE1000,
+    /// Our driver as this many replicas under the replication engine, in
+    /// [`REPLICATED_ACCESS`] mode, without faults: what each replica costs, for the
+    /// benchmark.
+    ReplicaCountE1000(ReplicaCount),
     /// Linux's e1000 module driving `eth0`.
     LinuxE1000,
 }
@@ -47,11 +53,45 @@ pub const REPLICAS: usize = 3;
 /// the NIC's BAR, so it cannot run in direct mode.
 pub const REPLICATED_ACCESS: Access = Access::Mmio;
 
-/// Our driver in both access modes and replicated, in the order a run measures them.
+/// How many replicas a benchmark path runs: 1, 2 or 3, the counts Bailleu's
+/// Table 4.1 compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaCount(usize);
+
+impl ReplicaCount {
+    /// Every count, fewest first.
+    pub const ALL: [ReplicaCount; 3] = [ReplicaCount(1), ReplicaCount(2), ReplicaCount(3)];
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// Our driver in both access modes and replicated under faults, in the order a test
+/// run measures them.
 pub const OUR_DRIVER_PATHS: [NetPath; 3] = [
     NetPath::OurE1000(Access::Direct),
     NetPath::OurE1000(Access::Mmio),
     NetPath::ReplicatedE1000,
+];
+
+/// Our driver as 1, 2 and 3 replicas without faults, in the order a benchmark run
+/// measures them (after both access modes).
+pub const REPLICA_COUNT_PATHS: [NetPath; 3] = [
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[0]),
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[1]),
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[2]),
+];
+
+/// Every path there is, for parsing labels.
+const ALL_PATHS: [NetPath; 7] = [
+    OUR_DRIVER_PATHS[0],
+    OUR_DRIVER_PATHS[1],
+    OUR_DRIVER_PATHS[2],
+    REPLICA_COUNT_PATHS[0],
+    REPLICA_COUNT_PATHS[1],
+    REPLICA_COUNT_PATHS[2],
+    NetPath::LinuxE1000,
 ];
 
 impl NetPath {
@@ -61,6 +101,11 @@ impl NetPath {
             NetPath::OurE1000(Access::Direct) => "e1000-direct",
             NetPath::OurE1000(Access::Mmio) => "e1000-mmio",
             NetPath::ReplicatedE1000 => "e1000-replicated",
+            NetPath::ReplicaCountE1000(count) => [
+                "e1000-replicated-1",
+                "e1000-replicated-2",
+                "e1000-replicated-3",
+            ][count.0 - 1],
             NetPath::LinuxE1000 => "linux-e1000",
         }
     }
@@ -71,6 +116,11 @@ impl NetPath {
             NetPath::OurE1000(Access::Direct) => "our e1000, BAR mapped (direct)",
             NetPath::OurE1000(Access::Mmio) => "our e1000, through mmio:",
             NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
+            NetPath::ReplicaCountE1000(count) => [
+                "our e1000, 1 replica (engine)",
+                "our e1000, 2 replicas (engine)",
+                "our e1000, 3 replicas (engine)",
+            ][count.0 - 1],
             NetPath::LinuxE1000 => "Linux in-kernel e1000",
         }
     }
@@ -86,15 +136,12 @@ impl FromStr for NetPath {
     type Err = String;
 
     fn from_str(label: &str) -> Result<Self, String> {
-        OUR_DRIVER_PATHS
+        ALL_PATHS
             .into_iter()
-            .chain([NetPath::LinuxE1000])
             .find(|path| path.label() == label)
             .ok_or_else(|| {
-                format!(
-                    "{label:?} is not a network path: e1000-direct, e1000-mmio, \
-                     e1000-replicated or linux-e1000"
-                )
+                let labels: Vec<&str> = ALL_PATHS.iter().map(|path| path.label()).collect();
+                format!("{label:?} is not a network path: {}", labels.join(", "))
             })
     }
 }
@@ -106,7 +153,7 @@ mod tests {
 
     #[test]
     fn labels_round_trip_and_are_one_word() {
-        for path in OUR_DRIVER_PATHS.into_iter().chain([NetPath::LinuxE1000]) {
+        for path in ALL_PATHS {
             assert_eq!(path.label().parse(), Ok(path));
             assert_eq!(check_label(path.label()), Ok(()));
         }
@@ -114,7 +161,19 @@ mod tests {
             OUR_DRIVER_PATHS.map(|p| p.to_string()),
             ["e1000-direct", "e1000-mmio", "e1000-replicated"]
         );
-        let err = "e1000".parse::<NetPath>().unwrap_err();
+        assert_eq!(
+            REPLICA_COUNT_PATHS.map(|p| p.to_string()),
+            [
+                "e1000-replicated-1",
+                "e1000-replicated-2",
+                "e1000-replicated-3"
+            ]
+        );
+        let labels: std::collections::BTreeSet<&str> =
+            ALL_PATHS.iter().map(|p| p.label()).collect();
+        assert_eq!(labels.len(), ALL_PATHS.len(), "labels are distinct");
+        let err = "e1000-replicated-4".parse::<NetPath>().unwrap_err();
         assert!(err.contains("not a network path"), "{err}");
+        assert!(err.ends_with("e1000-replicated-3, linux-e1000"), "{err}");
     }
 }

@@ -24,7 +24,8 @@ use crate::guest::daemons::DAEMON_START_TIMEOUT;
 use crate::guest::faults::FaultTarget;
 use crate::guest::report::StepResult;
 
-const ROMAIN_PROGRAM: &str = "/bin/romain";
+/// Where the guest keeps the `romain` binary.
+pub const ROMAIN_PROGRAM: &str = "/bin/romain";
 /// `romain serve`'s default registry, where a Redox image keeps it too.
 pub const REGISTRY_PATH: &str = "/etc/romain/drivers.toml";
 /// Opens once the daemon serves.

@@ -1,27 +1,31 @@
 //! Our e1000 driver under the guest's own TCP/IP stack, alone in one access mode or
-//! replicated: alone, this program starts it as the policy's e1000 driver; replicated,
-//! `romain:` does, from a registry this program writes (the NIC's PCI address is
-//! found at run time), as `romain:e1000?replicas=3`, and supervises it. Then
-//! `tap-bridge` puts the stack on it, the shared steps run (while faults go into the
-//! replicas through the group's `romain:` handle), both are stopped (the group by
-//! `down`) and the bridge's counters and the engine's checked.
+//! replicated. Alone, this program starts it as the policy's e1000 driver.
+//! Replicated, `romain:` starts it from a registry this program writes (the NIC's PCI
+//! address is found at run time), as `romain:e1000?replicas=N`, and supervises it;
+//! a group of one `romain:` runs as the driver alone, so for the benchmark's row of
+//! one replica this program starts the engine itself (`romain replicate --replicas
+//! 1`, as `romain:` would for more). Then `tap-bridge` puts the stack on it, the
+//! shared steps run (on the tests' path while faults go into the replicas through
+//! the group's `romain:` handle), both are stopped (a group by `down`) and the
+//! bridge's counters and the engine's checked.
 
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use guest_harness::guest::control::EngineStatus;
+use guest_harness::guest::control::{self, Control, EngineStatus};
 use guest_harness::guest::daemons::read_status;
 use guest_harness::guest::faults::{self, Injected, Schedule};
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup};
+use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup, ROMAIN_PROGRAM};
 use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX};
 use guest_net::bridge::RELAYING;
 use guest_net::child::Child;
-use guest_net::paths::{Access, NetPath, REPLICAS, REPLICATED_ACCESS};
+use guest_net::paths::{Access, NetPath, ReplicaCount, REPLICAS, REPLICATED_ACCESS};
 use guest_net::relay::BridgeCounters;
+use nix::sys::signal::Signal;
 use scheme_runtime::Handle;
 use syscall::flag::O_RDONLY;
 
@@ -47,13 +51,16 @@ const REPLICA_WATCHDOG_MS: u32 = 5000;
 /// How long the engine may take to report its counters: it answers between two
 /// requests it serves, which a replica the watchdog waits for can hold up.
 const ENGINE_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
-/// A fault a second while the host's load runs; now and then a kill, which the
+/// A fault a second while the host's load runs; every tenth a kill, which the
 /// engine answers by putting a copy of a healthy replica in its place.
 const FAULTS: Schedule = Schedule {
     pause_ms: (1000, 1000),
-    kills_at: &[4, 14, 24, 34, 44, 54],
+    kills_at: &KILLS_AT,
     hangs_at: &[],
 };
+/// Faults 4, 14, 24, ...: a kill about every ten seconds for the first 1,000
+/// seconds, longer than the tests' load lasts (some 5 minutes under TCG).
+const KILLS_AT: [u64; 100] = every_tenth_from(4);
 /// What the engine went through under fault injection, as the report shows it (the
 /// keys of `romain:`'s group status).
 const ENGINE_COUNTERS: [&str; 12] = [
@@ -71,12 +78,29 @@ const ENGINE_COUNTERS: [&str; 12] = [
     "memory_sync_ms",
 ];
 
+/// The counters the benchmark's rows show of the engine's work (keys that the
+/// engine's own status and `romain:`'s group status spell alike).
+const ENGINE_WORK: [&str; 4] = ["replicas", "events", "requests", "rounds"];
+
 /// Our driver as a path runs it.
 enum Driver {
     /// Started by this program.
     Alone(Child),
     /// A replicated group, started and supervised by `romain:`.
     Supervised { romain: Romain, group: RomainGroup },
+    /// The replication engine, started by this program, with its control socket.
+    Traced { engine: Child, control: Control },
+}
+
+impl Driver {
+    /// The replication engine's status; an error for the driver alone.
+    fn engine_status(&self) -> StepResult<EngineStatus> {
+        match self {
+            Driver::Alone(_) => Err("the driver runs alone, without the engine".into()),
+            Driver::Supervised { group, .. } => group.engine_status(ENGINE_STATUS_TIMEOUT),
+            Driver::Traced { control, .. } => control.status(),
+        }
+    }
 }
 
 /// Runs `path`, one of our driver's.
@@ -87,14 +111,21 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
         start_bridge()
     });
     let up = bridge.as_ref().map(drop);
-    if path == NetPath::ReplicatedE1000 {
-        let group = match &driver {
-            Some(Driver::Supervised { group, .. }) => Some(group),
-            _ => None,
-        };
-        serve_under_faults(report, path, settings, up, group);
-    } else {
-        service::run(report, path, settings, up);
+    match path {
+        NetPath::ReplicatedE1000 => {
+            let group = match &driver {
+                Some(Driver::Supervised { group, .. }) => Some(group),
+                _ => None,
+            };
+            serve_under_faults(report, path, settings, up, group);
+        }
+        NetPath::ReplicaCountE1000(count) => {
+            service::run(report, path, settings, up);
+            report.run_after(&step("engine-ran"), driver.as_ref(), |driver| {
+                engine_ran(driver, path, count)
+            });
+        }
+        NetPath::OurE1000(_) | NetPath::LinuxE1000 => service::run(report, path, settings, up),
     }
     report.run_after(
         &step("bridge-stopped-nothing-dropped"),
@@ -110,54 +141,90 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
 /// Starts the driver of `path` as the e1000 rule's uid and waits until its scheme
 /// answers.
 fn start_driver(env: &Environment, path: NetPath) -> StepResult<Driver> {
-    let driver_args = |access: Access| {
-        vec![
-            "--pci".to_owned(),
-            env.nic.to_string(),
-            "--access".to_owned(),
-            access.name().to_owned(),
-            "--name".to_owned(),
-            DRIVER_NAME.to_owned(),
-            "--tick-us".to_owned(),
-            env.driver_tick_us.to_string(),
-        ]
-    };
-    let serving = || Handle::open(MAC_PATH, O_RDONLY).is_ok();
     match path {
         NetPath::OurE1000(access) => {
             let mut command = Command::new(DRIVER_PROGRAM);
             command
-                .args(driver_args(access))
+                .args(driver_args(env, access))
                 .uid(env.driver_uid)
                 .gid(env.driver_uid);
             let mut driver = Child::spawn("the e1000 driver", command)?;
             driver.wait_until(START_TIMEOUT, serving)?;
             Ok(Driver::Alone(driver))
         }
-        NetPath::ReplicatedE1000 => {
-            let entry = RegistryEntry {
-                driver: DRIVER_NAME.to_owned(),
-                binary: DRIVER_PROGRAM.to_owned(),
-                args: driver_args(REPLICATED_ACCESS),
-                policy: E1000_DRIVER_LABEL.to_owned(),
-                uid: env.driver_uid,
-                gid: env.driver_uid,
-                watchdog_ms: REPLICA_WATCHDOG_MS,
-            };
-            let mut romain = Romain::start(&entry.registry())?;
-            let group = RomainGroup::up(DRIVER_NAME, REPLICAS)?;
-            romain.wait_until(START_TIMEOUT, serving).map_err(|err| {
-                let detail = group.status().map_or_else(
-                    |e| e.to_string(),
-                    |status| status.value("last_fault_detail").unwrap_or("?").to_owned(),
-                );
-                format!("{err}; the group's last fault: {detail}")
-            })?;
-            runs_as(&group.status()?, env.driver_uid)?;
-            Ok(Driver::Supervised { romain, group })
-        }
+        NetPath::ReplicatedE1000 => start_group(env, REPLICAS),
+        NetPath::ReplicaCountE1000(count) if count.get() == 1 => start_engine(env, count),
+        NetPath::ReplicaCountE1000(count) => start_group(env, count.get()),
         NetPath::LinuxE1000 => Err("Linux's e1000 is not our driver".into()),
     }
+}
+
+/// The driver's command line in `access` mode.
+fn driver_args(env: &Environment, access: Access) -> Vec<String> {
+    vec![
+        "--pci".to_owned(),
+        env.nic.to_string(),
+        "--access".to_owned(),
+        access.name().to_owned(),
+        "--name".to_owned(),
+        DRIVER_NAME.to_owned(),
+        "--tick-us".to_owned(),
+        env.driver_tick_us.to_string(),
+    ]
+}
+
+/// `romain:e1000?replicas=<replicas>`, from a registry this program writes, as the
+/// e1000 rule's user.
+fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
+    let entry = RegistryEntry {
+        driver: DRIVER_NAME.to_owned(),
+        binary: DRIVER_PROGRAM.to_owned(),
+        args: driver_args(env, REPLICATED_ACCESS),
+        policy: E1000_DRIVER_LABEL.to_owned(),
+        uid: env.driver_uid,
+        gid: env.driver_uid,
+        watchdog_ms: REPLICA_WATCHDOG_MS,
+    };
+    let mut romain = Romain::start(&entry.registry())?;
+    let group = RomainGroup::up(DRIVER_NAME, replicas)?;
+    romain.wait_until(START_TIMEOUT, serving).map_err(|err| {
+        let detail = group.status().map_or_else(
+            |e| e.to_string(),
+            |status| status.value("last_fault_detail").unwrap_or("?").to_owned(),
+        );
+        format!("{err}; the group's last fault: {detail}")
+    })?;
+    runs_as(&group.status()?, env.driver_uid)?;
+    Ok(Driver::Supervised { romain, group })
+}
+
+/// `romain replicate` running the driver as `count` replicas, as the e1000 rule's
+/// user: what `romain:` starts for a group of two or more.
+fn start_engine(env: &Environment, count: ReplicaCount) -> StepResult<Driver> {
+    let (control, engine_end) = Control::pair()?;
+    let mut command = Command::new(ROMAIN_PROGRAM);
+    let control_fd = control::hand_over(&mut command, engine_end);
+    command
+        .args(["replicate", "--replicas", &count.get().to_string()])
+        .args(["--label", E1000_DRIVER_LABEL])
+        .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
+        .args([
+            "--control-fd",
+            &control_fd.to_string(),
+            "--",
+            DRIVER_PROGRAM,
+        ])
+        .args(driver_args(env, REPLICATED_ACCESS))
+        .uid(env.driver_uid)
+        .gid(env.driver_uid);
+    let mut engine = Child::spawn("romain replicate", command)?;
+    engine.wait_until(START_TIMEOUT, serving)?;
+    Ok(Driver::Traced { engine, control })
+}
+
+/// The driver's scheme answers.
+fn serving() -> bool {
+    Handle::open(MAC_PATH, O_RDONLY).is_ok()
 }
 
 /// The group's process (the engine) runs as `uid`, as the registry says.
@@ -216,35 +283,69 @@ fn serve_under_faults(
     );
 }
 
-/// The engine took faults in and never lost its majority.
+/// The engine took faults in, never lost its majority, and, if replicas were killed,
+/// put copies of healthy ones in their places.
 fn check_masked(status: &EngineStatus, sent: &Injected) -> StepResult<()> {
+    let counters = || status.counters(&ENGINE_COUNTERS);
     let injected = status.counter("injected")?;
     if injected == 0 || injected > sent.total() {
-        return Err(format!(
-            "{sent}, but the engine counts: {}",
-            status.counters(&ENGINE_COUNTERS)
-        )
-        .into());
+        return Err(format!("{sent}, but the engine counts: {}", counters()).into());
     }
     if status.counter("no_majority")? != 0 {
         return Err(format!(
             "the group lost its majority: {}; last fault: {}",
-            status.counters(&ENGINE_COUNTERS),
+            counters(),
             status.value("engine_last_fault")?
         )
         .into());
     }
+    if sent.kills > 0 && status.counter("replacements")? == 0 {
+        return Err(format!("{sent}, but no replica was replaced: {}", counters()).into());
+    }
     Ok(())
 }
 
+/// The driver ran under the engine as `count` replicas, which handled its events;
+/// prints what the engine did for the benchmark's record.
+fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult<()> {
+    let status = driver.engine_status()?;
+    println!(
+        "{GUEST_BENCH_PREFIX} tcp {path} engine: {}",
+        status.counters(&ENGINE_WORK)
+    );
+    check_engine_work(&status, count)
+}
+
+/// The engine ran `count` replicas and handled events.
+fn check_engine_work(status: &EngineStatus, count: ReplicaCount) -> StepResult<()> {
+    let replicas = status.counter("replicas")?;
+    if replicas != count.get() as u64 {
+        return Err(format!("the engine runs {replicas} replicas, not {}", count.get()).into());
+    }
+    match status.counter("events")? {
+        0 => Err("the engine handled no events".into()),
+        _ => Ok(()),
+    }
+}
+
 /// Stops the driver: alone it must exit cleanly; a group goes `down` (its engine,
-/// and the replicas with it, end), then romain, which must have run all along.
+/// and the replicas with it, end), then romain, which must have run all along; an
+/// engine of our own must have run until its SIGTERM (its replicas end with it).
 fn stop_driver(driver: &mut Driver) -> StepResult<()> {
     match driver {
         Driver::Alone(driver) => Ok(driver.stop(STOP_TIMEOUT)?),
         Driver::Supervised { romain, group } => {
             group.down(STOP_TIMEOUT)?;
             romain.stop(STOP_TIMEOUT)
+        }
+        Driver::Traced { engine, .. } => {
+            let status = engine.terminate(STOP_TIMEOUT)?;
+            match status.signal() {
+                Some(signal) if signal == Signal::SIGTERM as i32 => Ok(()),
+                _ => Err(
+                    format!("romain replicate had ended before it was stopped: {status}").into(),
+                ),
+            }
         }
     }
 }
@@ -285,5 +386,87 @@ fn log_driver_status() {
             text.split_whitespace().collect::<Vec<_>>().join(" ")
         ),
         Err(err) => log::warn!("reading {STATUS_PATH}: {err}"),
+    }
+}
+
+/// `N` fault indices ten apart from `first`.
+const fn every_tenth_from<const N: usize>(first: u64) -> [u64; N] {
+    let mut indices = [0; N];
+    let mut i = 0;
+    while i < N {
+        indices[i] = first + 10 * i as u64;
+        i += 1;
+    }
+    indices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_status(counters: &str) -> EngineStatus {
+        EngineStatus::from_group_status(&format!(
+            "state=running\nevents=900\nengine_last_fault=replica 2 killed\n{counters}"
+        ))
+        .unwrap()
+    }
+
+    fn sent(flips: u64, kills: u64) -> Injected {
+        Injected {
+            flips,
+            kills,
+            ..Injected::default()
+        }
+    }
+
+    #[test]
+    fn masked_faults_need_the_engine_to_count_them_keep_its_majority_and_replace_the_killed() {
+        let counted = |injected: u64, no_majority: u64, replacements: u64| {
+            group_status(&format!(
+                "injected={injected}\nno_majority={no_majority}\nreplacements={replacements}\n\
+                 repairs=3\n"
+            ))
+        };
+        assert!(check_masked(&counted(12, 0, 2), &sent(10, 2)).is_ok());
+        assert!(check_masked(&counted(10, 0, 0), &sent(10, 0)).is_ok());
+        let failure = |status: EngineStatus, sent: Injected| {
+            check_masked(&status, &sent).unwrap_err().to_string()
+        };
+        let uncounted = failure(counted(0, 0, 2), sent(10, 2));
+        assert!(uncounted.contains("but the engine counts"), "{uncounted}");
+        let overcounted = failure(counted(13, 0, 2), sent(10, 2));
+        assert!(
+            overcounted.contains("but the engine counts"),
+            "{overcounted}"
+        );
+        let lost = failure(counted(12, 1, 2), sent(10, 2));
+        assert!(lost.contains("lost its majority"), "{lost}");
+        assert!(lost.ends_with("last fault: replica 2 killed"), "{lost}");
+        let unreplaced = failure(counted(12, 0, 0), sent(10, 2));
+        assert!(
+            unreplaced.contains("no replica was replaced"),
+            "{unreplaced}"
+        );
+    }
+
+    #[test]
+    fn engine_work_needs_the_asked_replicas_and_events() {
+        let [one, _, three] = ReplicaCount::ALL;
+        let status = |text: &str| EngineStatus::parse(text).unwrap();
+        assert!(check_engine_work(&status("ok\nreplicas: 1\nevents: 25\n"), one).is_ok());
+        let wrong = check_engine_work(&status("ok\nreplicas: 1\nevents: 25\n"), three);
+        assert!(wrong
+            .unwrap_err()
+            .to_string()
+            .contains("runs 1 replicas, not 3"));
+        let idle = check_engine_work(&status("ok\nreplicas: 1\nevents: 0\n"), one);
+        assert!(idle.unwrap_err().to_string().contains("no events"));
+        assert!(check_engine_work(&status("ok\nevents: 5\n"), one).is_err());
+    }
+
+    #[test]
+    fn kills_come_every_ten_faults() {
+        assert_eq!(KILLS_AT[..3], [4, 14, 24]);
+        assert_eq!(KILLS_AT[99], 994);
     }
 }
