@@ -655,3 +655,69 @@ fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
     drop(group);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The forwarder paces rounds that found nothing to do and runs the next at once
+/// after one that reached out; the group tells which exchanges did more than answer.
+#[test]
+fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
+    use romain_scheme::engine::ReplicaGroup;
+    use scheme_runtime::replicated::codec::{
+        decode_reply, encode_request, encode_round, RequestHead,
+    };
+    use scheme_runtime::wire::{Opcode, RequestHeader};
+    use scheme_runtime::Caller;
+
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command.args(["events", "events", "--window", &format!("{WINDOW:#x}")]);
+    let mut group = ReplicaGroup::start(GroupConfig {
+        command,
+        replicas: 3,
+        watchdog: Duration::from_secs(2),
+        device_window: None,
+    })
+    .unwrap();
+    let mut devices = Devices {
+        ports: Box::new(SoftPorts(Soft16550::new())),
+        memory: None,
+    };
+    group
+        .exchange(None, &mut devices)
+        .unwrap()
+        .expect("a hello");
+    let mut send = |opcode: Opcode, id: usize, payload: &[u8]| {
+        let head = RequestHead {
+            header: RequestHeader {
+                opcode,
+                flags: 0,
+                offset: 0,
+                len: payload.len() as u64,
+            },
+            id,
+            fcntl_flags: 0,
+            caller: Caller {
+                pid: 1,
+                uid: 0,
+                gid: 0,
+            },
+        };
+        let mut message = Vec::new();
+        encode_request(&head, &[], payload, &mut message).unwrap();
+        let reply = group
+            .exchange(Some(&message), &mut devices)
+            .unwrap()
+            .unwrap();
+        let result = decode_reply(&reply).unwrap().header.result().unwrap();
+        (result, group.last_exchange_reached_out())
+    };
+    let (id, _) = send(Opcode::Open, 0, b"");
+    assert_eq!(send(Opcode::Write, id, b"syscall 2"), (9, true));
+    assert_eq!(send(Opcode::Write, id, b"none 1"), (6, false));
+    let mut round = Vec::new();
+    encode_round(&[], &mut round);
+    group.exchange(Some(&round), &mut devices).unwrap().unwrap();
+    assert!(
+        !group.last_exchange_reached_out(),
+        "this driver's rounds do nothing"
+    );
+}

@@ -140,6 +140,8 @@ pub struct ReplicaGroup {
     fresh_mapping: bool,
     /// The last message was a write or a call: the next round hands its work over.
     handing_over: bool,
+    /// See [`Self::last_exchange_reached_out`].
+    reached_out: bool,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -163,6 +165,7 @@ impl ReplicaGroup {
             shared: SharedMemory::default(),
             fresh_mapping: false,
             handing_over: false,
+            reached_out: false,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -213,6 +216,7 @@ impl ReplicaGroup {
     ) -> Result<Option<Vec<u8>>, GroupFailure> {
         self.reply = None;
         let started = Instant::now();
+        let events_before = self.stats.events;
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -226,6 +230,9 @@ impl ReplicaGroup {
                     None => {
                         self.parked = Some(parked);
                         self.stats.busy += started.elapsed();
+                        // The exchange that ends it is one event; any other
+                        // reached out.
+                        self.reached_out = self.stats.events - events_before > 1;
                         return Ok(self.reply.take());
                     }
                 }
@@ -234,6 +241,12 @@ impl ReplicaGroup {
             let arrivals = self.advance()?;
             self.conclude(arrivals, devices)?;
         }
+    }
+
+    /// Whether the replicas made any event in the last exchange besides the
+    /// exchange itself: a device access, a call to another scheme, a clock read.
+    pub fn last_exchange_reached_out(&self) -> bool {
+        self.reached_out
     }
 
     /// Compares the replicas' private memory while they wait for a request and gives

@@ -169,6 +169,10 @@ impl ReplicaLink for GroupLink {
         }
     }
 
+    fn last_exchange_reached_out(&self) -> bool {
+        self.group.last_exchange_reached_out()
+    }
+
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
         match self.group.exchange(None, &mut self.devices) {
             Ok(Some(hello)) => {

@@ -73,6 +73,11 @@ impl ReplicaLink for SeqpacketLink {
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
         self.receive(reply)
     }
+
+    /// What the replica did besides answering is out of sight here.
+    fn last_exchange_reached_out(&self) -> bool {
+        false
+    }
 }
 
 fn seqpacket_pair() -> (OwnedFd, OwnedFd) {

@@ -39,6 +39,11 @@ pub trait ReplicaLink {
     /// Puts the replicas' first write, their hello, in `reply` (replacing what
     /// it held).
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()>;
+
+    /// Whether the replicas did more in the last exchange than answer it (a
+    /// device access, a call to another scheme): a round that found work is
+    /// followed by the next at once rather than paced.
+    fn last_exchange_reached_out(&self) -> bool;
 }
 
 /// The forwarder's scheme root. Replicas open from their own roots, so it never
@@ -66,8 +71,10 @@ pub struct Forwarder<L> {
 /// The platform asks for a round after every batch of requests and on every
 /// tick. Through replicas a round costs as much as several requests, so rounds
 /// are [paced](Pacing) by their own cost, except that a write or a call (which
-/// may have handed the daemon work for its device, such as a frame to send)
-/// gets the next round at once. A round the pacing skips answers every
+/// may have handed the daemon work for its device, such as a frame to send), or
+/// a round that reached out (a driver that polls its device with port accesses
+/// does at every round), gets the next round at once. A round the pacing skips
+/// answers every
 /// readiness question with "not ready": the next round that runs then reports
 /// whatever is ready as a new event, so no wake-up is lost, only delayed, and a
 /// client that already read sees an extra event, which costs it one read.
@@ -76,16 +83,19 @@ struct RoundPacing {
     pacing: Pacing,
     /// A write or a call came since the last round.
     urgent: bool,
+    /// The last round reached out.
+    found_work: bool,
 }
 
 impl RoundPacing {
     fn due(&self, now: Instant) -> bool {
-        self.urgent || self.pacing.due(now)
+        self.urgent || self.found_work || self.pacing.due(now)
     }
 
-    fn ran(&mut self, started: Instant, ended: Instant) {
+    fn ran(&mut self, started: Instant, ended: Instant, found_work: bool) {
         self.pacing.ran(started, ended);
         self.urgent = false;
+        self.found_work = found_work;
     }
 }
 
@@ -375,7 +385,8 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
             return;
         }
         let round = self.channel.round(&self.name, &self.interests);
-        self.pacing.ran(started, Instant::now());
+        let found_work = self.channel.link.last_exchange_reached_out();
+        self.pacing.ran(started, Instant::now(), found_work);
         if let Err(error) = round {
             log::error!("{}: round failed: {error}", self.name);
         }
@@ -415,6 +426,10 @@ mod tests {
             hello
                 .encode(reply)
                 .map_err(|e| io::Error::other(e.to_string()))
+        }
+
+        fn last_exchange_reached_out(&self) -> bool {
+            false
         }
     }
 
@@ -460,6 +475,10 @@ mod tests {
             hello
                 .encode(reply)
                 .map_err(|e| io::Error::other(e.to_string()))
+        }
+
+        fn last_exchange_reached_out(&self) -> bool {
+            false
         }
     }
 
@@ -599,16 +618,18 @@ mod tests {
     }
 
     #[test]
-    fn a_write_or_call_gets_the_next_round_at_once() {
+    fn a_write_or_call_or_a_round_that_found_work_gets_the_next_round_at_once() {
         let start = Instant::now();
         let mut pacing = RoundPacing::default();
         let ended = start + Duration::from_millis(10);
-        pacing.ran(start, ended);
+        pacing.ran(start, ended, false);
         assert!(!pacing.due(ended));
         pacing.urgent = true;
         assert!(pacing.due(ended));
-        pacing.ran(ended, ended + Duration::from_millis(1));
+        pacing.ran(ended, ended + Duration::from_millis(1), false);
         assert!(!pacing.urgent, "a round that ran settles the write");
+        pacing.ran(ended, ended + Duration::from_millis(10), true);
+        assert!(pacing.due(ended + Duration::from_millis(10)));
     }
 
     #[test]
@@ -621,9 +642,11 @@ mod tests {
         let wanted = EventFlags::EVENT_READ;
         assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
         // As if the last round had just ended after an hour's work.
-        forwarder
-            .pacing
-            .ran(Instant::now(), Instant::now() + Duration::from_secs(3600));
+        forwarder.pacing.ran(
+            Instant::now(),
+            Instant::now() + Duration::from_secs(3600),
+            false,
+        );
         let before = forwarder.channel.link.exchanges;
         forwarder.after_round();
         assert_eq!(
@@ -693,6 +716,10 @@ mod tests {
                 reply.clear();
                 reply.extend_from_slice(buffer.finish(Ok(0), 0, 0));
                 Ok(())
+            }
+
+            fn last_exchange_reached_out(&self) -> bool {
+                false
             }
         }
         let error = Forwarder::connect(Rude).err().expect("refused");
