@@ -664,7 +664,7 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
     use scheme_runtime::replicated::codec::{
         decode_reply, encode_request, encode_round, RequestHead,
     };
-    use scheme_runtime::wire::{Opcode, RequestHeader};
+    use scheme_runtime::wire::Opcode;
     use scheme_runtime::Caller;
 
     let _ = env_logger::builder().is_test(true).try_init();
@@ -686,21 +686,13 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
         .unwrap()
         .expect("a hello");
     let mut send = |opcode: Opcode, id: usize, payload: &[u8]| {
-        let head = RequestHead {
-            header: RequestHeader {
-                opcode,
-                flags: 0,
-                offset: 0,
-                len: payload.len() as u64,
-            },
-            id,
-            fcntl_flags: 0,
-            caller: Caller {
-                pid: 1,
-                uid: 0,
-                gid: 0,
-            },
+        let caller = Caller {
+            pid: 1,
+            uid: 0,
+            gid: 0,
         };
+        let mut head = RequestHead::new(opcode, id, caller);
+        head.header.len = payload.len() as u64;
         let mut message = Vec::new();
         encode_request(&head, &[], payload, &mut message).unwrap();
         let reply = group

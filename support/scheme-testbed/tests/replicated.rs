@@ -25,7 +25,7 @@ use scheme_runtime::replicated::codec::{
     decode_reply, encode_request, encode_round, RequestHead, MAX_REPLY_LEN,
 };
 use scheme_runtime::replicated::{serve_replica, Forwarder, Hello, ReplicaLink};
-use scheme_runtime::wire::{Opcode, RequestHeader};
+use scheme_runtime::wire::Opcode;
 use scheme_runtime::{Caller, Handle, HostServer, SchemeDaemon, REPLICA_CHANNEL_ENV};
 use scheme_testbed::{Testbed, CALL_REVERSE};
 use syscall::error::{Error, EBADF, EINVAL, EIO, ENOENT, EPROTO, EWOULDBLOCK};
@@ -339,21 +339,14 @@ fn a_replica_that_died_is_eio_for_clients() {
 }
 
 fn head(opcode: Opcode, id: usize, len: u64) -> RequestHead {
-    RequestHead {
-        header: RequestHeader {
-            opcode,
-            flags: 0,
-            offset: 0,
-            len,
-        },
-        id,
-        fcntl_flags: 0,
-        caller: Caller {
-            pid: 7,
-            uid: 8,
-            gid: 9,
-        },
-    }
+    let caller = Caller {
+        pid: 7,
+        uid: 8,
+        gid: 9,
+    };
+    let mut head = RequestHead::new(opcode, id, caller);
+    head.header.len = len;
+    head
 }
 
 fn request(head: RequestHead, metadata: &[u64], payload: &[u8]) -> Vec<u8> {

@@ -190,6 +190,24 @@ pub struct RequestHead {
     pub caller: Caller,
 }
 
+impl RequestHead {
+    /// A request of `caller`'s about handle `id`, with no flags, offset or
+    /// length yet.
+    pub fn new(opcode: Opcode, id: usize, caller: Caller) -> Self {
+        Self {
+            header: RequestHeader {
+                opcode,
+                flags: 0,
+                offset: 0,
+                len: 0,
+            },
+            id,
+            fcntl_flags: 0,
+            caller,
+        }
+    }
+}
+
 /// A decoded request, borrowing the received message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {

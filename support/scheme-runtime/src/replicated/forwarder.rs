@@ -23,7 +23,7 @@ use super::codec::{
     RequestHead, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
 use super::pacing::Pacing;
-use crate::wire::{MalformedRequest, Opcode, RequestHeader, MAX_PAYLOAD};
+use crate::wire::{MalformedRequest, Opcode, MAX_PAYLOAD};
 use crate::{Caller, SchemeDaemon};
 
 /// How messages reach the replicas and their replies come back as one.
@@ -200,20 +200,6 @@ impl<L: ReplicaLink> Forwarder<L> {
     }
 }
 
-fn head(opcode: Opcode, id: usize, caller: Caller) -> RequestHead {
-    RequestHead {
-        header: RequestHeader {
-            opcode,
-            flags: 0,
-            offset: 0,
-            len: 0,
-        },
-        id,
-        fcntl_flags: 0,
-        caller,
-    }
-}
-
 fn caller(ctx: &CallerCtx) -> Caller {
     Caller {
         pid: ctx.pid,
@@ -256,7 +242,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         fcntl_flags: u32,
         ctx: &CallerCtx,
     ) -> Result<OpenResult> {
-        let mut head = head(Opcode::Open, 0, caller(ctx));
+        let mut head = RequestHead::new(Opcode::Open, 0, caller(ctx));
         head.header.flags = flags as u64;
         head.fcntl_flags = fcntl_flags;
         let reply = self
@@ -277,7 +263,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         ctx: &CallerCtx,
     ) -> Result<usize> {
         let want = buf.len().min(MAX_PAYLOAD);
-        let mut head = head(Opcode::Read, id, caller(ctx));
+        let mut head = RequestHead::new(Opcode::Read, id, caller(ctx));
         head.header.offset = offset;
         head.header.len = want as u64;
         head.fcntl_flags = fcntl_flags;
@@ -295,7 +281,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         fcntl_flags: u32,
         ctx: &CallerCtx,
     ) -> Result<usize> {
-        let mut head = head(Opcode::Write, id, caller(ctx));
+        let mut head = RequestHead::new(Opcode::Write, id, caller(ctx));
         head.header.offset = offset;
         head.header.len = buf.len() as u64;
         head.fcntl_flags = fcntl_flags;
@@ -313,7 +299,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         metadata: &[u64],
         ctx: &CallerCtx,
     ) -> Result<usize> {
-        let head = head(Opcode::Call, id, caller(ctx));
+        let head = RequestHead::new(Opcode::Call, id, caller(ctx));
         self.pacing.urgent = true;
         let reply = self.channel.request(&self.name, head, metadata, payload)?;
         // The payload comes back as the scheme left it, whatever the result.
@@ -322,7 +308,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
     }
 
     fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
-        let head = head(Opcode::Fstat, id, caller(ctx));
+        let head = RequestHead::new(Opcode::Fstat, id, caller(ctx));
         let reply = self.channel.request(&self.name, head, &[], &[])?;
         reply.header.result()?;
         deliver(&self.name, "fstat", reply.payload, stat, true)
@@ -330,7 +316,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
 
     fn fpath(&mut self, id: usize, buf: &mut [u8], ctx: &CallerCtx) -> Result<usize> {
         let want = buf.len().min(MAX_PAYLOAD);
-        let mut head = head(Opcode::Fpath, id, caller(ctx));
+        let mut head = RequestHead::new(Opcode::Fpath, id, caller(ctx));
         head.header.len = want as u64;
         let reply = self.channel.request(&self.name, head, &[], &[])?;
         let count = reply.header.result()?;
@@ -342,7 +328,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         if let Some(answer) = self.channel.answered(id, flags) {
             return answer;
         }
-        let mut head = head(Opcode::Fevent, id, caller(ctx));
+        let mut head = RequestHead::new(Opcode::Fevent, id, caller(ctx));
         head.header.flags = flags.bits() as u64;
         self.interests.retain(|interest| interest.id != id);
         let reply = self.channel.request(&self.name, head, &[], &[])?;
@@ -365,7 +351,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
             uid: 0,
             gid: 0,
         };
-        let head = head(Opcode::Close, id, nobody);
+        let head = RequestHead::new(Opcode::Close, id, nobody);
         let closed = self.channel.request(&self.name, head, &[], &[]);
         if let Err(error) = closed.and_then(|reply| reply.header.result()) {
             log::error!("{}: close of handle {id} failed: {error}", self.name);

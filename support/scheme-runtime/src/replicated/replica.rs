@@ -199,28 +199,19 @@ mod tests {
     };
     use super::super::test_scheme::Notes;
     use super::*;
-    use crate::wire::RequestHeader;
     use crate::Caller;
     use syscall::error::{EBADF, EOPNOTSUPP, EWOULDBLOCK};
     use syscall::flag::EventFlags;
     use syscall::schemev2::NewFdFlags;
 
     fn request(opcode: Opcode, id: usize, len: u64, payload: &[u8]) -> Vec<u8> {
-        let head = RequestHead {
-            header: RequestHeader {
-                opcode,
-                flags: 0,
-                offset: 0,
-                len,
-            },
-            id,
-            fcntl_flags: 0,
-            caller: Caller {
-                pid: 42,
-                uid: 1,
-                gid: 2,
-            },
+        let caller = Caller {
+            pid: 42,
+            uid: 1,
+            gid: 2,
         };
+        let mut head = RequestHead::new(opcode, id, caller);
+        head.header.len = len;
         let mut message = Vec::new();
         encode_request(&head, &[], payload, &mut message).unwrap();
         message
