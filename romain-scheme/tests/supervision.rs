@@ -252,6 +252,18 @@ impl Supervised {
         configure(&mut command);
         command.stdin(Stdio::null()).output().unwrap()
     }
+
+    /// Each `romain ARGS` fails and says its message.
+    fn cli_refuses(&self, refused: &[(&[&str], &str)]) {
+        for (args, message) in refused {
+            let output = self.cli(args, |_| {});
+            assert!(
+                !output.status.success() && said(&output).contains(message),
+                "{args:?}: {}",
+                said(&output)
+            );
+        }
+    }
 }
 
 impl Drop for Supervised {
@@ -266,6 +278,11 @@ impl Drop for Supervised {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// What a `romain` command printed on standard error.
+fn said(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn read_text(handle: &Handle) -> String {
@@ -568,7 +585,6 @@ fn bad_opens_and_commands_are_refused_and_the_daemon_goes_on() {
 fn the_command_line() {
     let mut romain = Supervised::start();
     let text = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
-    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
 
     for args in [
         &["--help"][..],
@@ -611,14 +627,7 @@ fn the_command_line() {
         (&["down", "crashy"], "crashy is not running"),
         (&["up", "a/b"], "\"a/b\" is not a driver name"),
     ];
-    for (args, message) in refused {
-        let output = romain.cli(args, |_| {});
-        assert!(
-            !output.status.success() && said(&output).contains(message),
-            "{args:?}: {}",
-            said(&output)
-        );
-    }
+    romain.cli_refuses(&refused);
     if nix::unistd::geteuid().is_root() {
         let output = romain.cli(&["up", "crashy"], |command| {
             command.uid(4321);
@@ -792,7 +801,6 @@ fn a_replicated_group_serves_through_the_engine_and_takes_fault_injections() {
 fn the_command_line_brings_replicated_groups_up_and_injects_faults() {
     let romain = Supervised::start();
     let text = |output: &Output| String::from_utf8_lossy(&output.stdout).into_owned();
-    let said = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
 
     let up = romain.cli(&["up", "testbed", "--replicas", "3"], |_| {});
     assert!(up.status.success(), "{}", said(&up));
@@ -843,14 +851,7 @@ fn the_command_line_brings_replicated_groups_up_and_injects_faults() {
             "testbed: request refused as invalid",
         ),
     ];
-    for (args, message) in refused {
-        let output = romain.cli(args, |_| {});
-        assert!(
-            !output.status.success() && said(&output).contains(message),
-            "{args:?}: {}",
-            said(&output)
-        );
-    }
+    romain.cli_refuses(&refused);
     assert_eq!(
         romain
             .open("romain:alone?attach", O_RDWR)

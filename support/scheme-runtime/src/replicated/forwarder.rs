@@ -363,11 +363,14 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
     fn after_round(&mut self) {
         let started = Instant::now();
         if !self.pacing.due(started) {
-            self.channel.answered = self
-                .interests
-                .iter()
-                .map(|&interest| (interest, Ok(EventFlags::empty())))
-                .collect();
+            // Every idle tick comes here: the answers' buffer is reused.
+            let answered = &mut self.channel.answered;
+            answered.clear();
+            answered.extend(
+                self.interests
+                    .iter()
+                    .map(|&interest| (interest, Ok(EventFlags::empty()))),
+            );
             return;
         }
         let round = self.channel.round(&self.name, &self.interests);
