@@ -112,7 +112,7 @@ impl Replicated {
     }
 
     fn counter(&self, key: &str) -> u64 {
-        self.status()[key].parse().unwrap()
+        status_counter(&self.group, key)
     }
 
     fn inject(&self, fault: &str) {
@@ -150,6 +150,10 @@ fn status(group: &GroupThread) -> HashMap<String, String> {
         .filter_map(|line| line.split_once(": "))
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect()
+}
+
+fn status_counter(group: &GroupThread, key: &str) -> u64 {
+    status(group)[key].parse().unwrap()
 }
 
 /// Sends `messages` through the scheme in `dir`, one write each, and waits until the
@@ -630,12 +634,19 @@ fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
     assert_eq!(events.write(b"client 1").unwrap(), 8);
     assert_eq!(read(), 105);
     // The device changes the memory; the replicas see it from the next round on
-    // (every server round ends with one) that does not follow a write or a call:
-    // those rounds hand work over to the device. Here, the round after a read,
-    // which this driver refuses.
+    // that does not follow a write or a call: those rounds hand work over to the
+    // device. Here, a round after a read, which this driver refuses. Rounds that
+    // find nothing are paced, so the test waits for one: bytes both sides change
+    // between two rounds keep the device's value.
     // SAFETY: as above.
     unsafe { counter.write_volatile(1000) };
     assert!(events.read(&mut [0u8; 1]).is_err());
+    let rounds_after_the_read = status_counter(&group, "rounds");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_counter(&group, "rounds") == rounds_after_the_read {
+        assert!(Instant::now() < deadline, "no round after the read");
+        thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(events.write(b"shared 1").unwrap(), 8);
     assert_eq!(events.write(b"client 1").unwrap(), 8);
     assert_eq!(read(), 1001);
