@@ -88,7 +88,8 @@ pub fn hand_over(command: &mut Command, engine_end: OwnedFd) -> RawFd {
 
 /// The `key: value` lines of the engine's `status` answer, or the `key=value` lines
 /// of a `romain:` group's status, whose keys spell the engine's counters with `_`
-/// for `-` (`no_majority`) and whose `pids` is the engine's.
+/// for `-` (`no_majority`) and whose `pids` is the engine's. The engine's keys are
+/// kept in the group's spelling, so both read alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineStatus(BTreeMap<String, String>);
 
@@ -101,7 +102,7 @@ impl EngineStatus {
         let fields = lines
             .map(|line| {
                 line.split_once(": ")
-                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .map(|(key, value)| (key.replace('-', "_"), value.to_owned()))
                     .ok_or_else(|| format!("status line without a value: {line:?}"))
             })
             .collect::<Result<_, _>>()?;
@@ -168,7 +169,7 @@ mod tests {
         let status = EngineStatus::parse(STATUS).unwrap();
         assert_eq!(status.counter("events").unwrap(), 1200);
         assert_eq!(
-            status.value("last-fault").unwrap(),
+            status.value("last_fault").unwrap(),
             "replica 1 at out 0x2f8: hung"
         );
         assert!(status.every_place_filled().is_ok());
@@ -178,7 +179,7 @@ mod tests {
             "a missing counter shows as unknown"
         );
         assert!(status.counter("hangs").is_err());
-        assert!(status.counter("last-fault").is_err());
+        assert!(status.counter("last_fault").is_err());
     }
 
     #[test]

@@ -78,9 +78,15 @@ const ENGINE_COUNTERS: [&str; 12] = [
     "memory_sync_ms",
 ];
 
-/// The counters the benchmark's rows show of the engine's work (keys that the
-/// engine's own status and `romain:`'s group status spell alike).
-const ENGINE_WORK: [&str; 4] = ["replicas", "events", "requests", "rounds"];
+/// The counters the benchmark's rows show of the engine's work.
+const ENGINE_WORK: [&str; 6] = [
+    "replicas",
+    "events",
+    "requests",
+    "rounds",
+    "busy_ms",
+    "memory_sync_ms",
+];
 
 /// Our driver as a path runs it.
 enum Driver {

@@ -65,8 +65,8 @@ const FAULT_COUNTERS: [&str; 6] = [
     "divergences",
     "hangs",
     "crashes",
-    "no-majority",
-    "group-restarts",
+    "no_majority",
+    "group_restarts",
     "injected",
 ];
 /// What the engine went through under fault injection, as the report shows it.
@@ -78,8 +78,8 @@ const FAULT_RUN_COUNTERS: [&str; 9] = [
     "replacements",
     "hangs",
     "crashes",
-    "no-majority",
-    "group-restarts",
+    "no_majority",
+    "group_restarts",
 ];
 
 fn main() -> ExitCode {
@@ -283,7 +283,7 @@ fn check_agreed(status: &EngineStatus, replicas: usize) -> StepResult<()> {
             return Err(format!(
                 "{key} without an injected fault: {}; last fault: {}",
                 status.counters(&FAULT_COUNTERS),
-                status.value("last-fault")?
+                status.value("last_fault")?
             )
             .into());
         }
@@ -316,12 +316,12 @@ fn check_masked(status: &EngineStatus, sent: &Injected) -> StepResult<()> {
             return Err(format!("{key} below {least} after {sent}: {}", counters()).into());
         }
     }
-    for key in ["no-majority", "group-restarts"] {
+    for key in ["no_majority", "group_restarts"] {
         if status.counter(key)? != 0 {
             return Err(format!(
                 "{key}: {}, last fault: {}",
                 counters(),
-                status.value("last-fault")?
+                status.value("last_fault")?
             )
             .into());
         }
