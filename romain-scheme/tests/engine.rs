@@ -564,23 +564,34 @@ fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
 fn events_beside_testbed(name: &str, client: &str) -> (PathBuf, KillOnDrop, GroupThread) {
     let _ = env_logger::builder().is_test(true).try_init();
     let dir = unique_dir(name);
-    let testbed = KillOnDrop(
+    let testbed = testbed_in(&dir);
+    let group = three_without_devices(client_driver(&dir, client), &dir);
+    wait_for_scheme(&dir, "testbed", &group);
+    wait_for_scheme(&dir, "events", &group);
+    (dir, testbed, group)
+}
+
+/// A `testbed` daemon serving in `dir`.
+fn testbed_in(dir: &Path) -> KillOnDrop {
+    KillOnDrop(
         std::process::Command::new(workspace_binary("testbed"))
             .arg("serve")
-            .env(scheme_runtime::SCHEME_DIR_ENV, &dir)
+            .env(scheme_runtime::SCHEME_DIR_ENV, dir)
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// The test driver's `events` scheme, whose `client` events write to `client`
+/// among the schemes in `dir`.
+fn client_driver(dir: &Path, client: &str) -> ReplicaCommand {
     let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
     command
         .args(["events", "events", "--window", &format!("{WINDOW:#x}")])
         .args(["--client", client])
-        .env(scheme_runtime::SCHEME_DIR_ENV, &dir);
-    let group = three_without_devices(command, &dir);
-    wait_for_scheme(&dir, "testbed", &group);
-    wait_for_scheme(&dir, "events", &group);
-    (dir, testbed, group)
+        .env(scheme_runtime::SCHEME_DIR_ENV, dir);
+    command
 }
 
 /// A child process killed when the test ends, passed or not.
@@ -667,37 +678,47 @@ fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The forwarder paces rounds that found nothing to do and runs the next at once
-/// after one that reached out; the group tells which exchanges did more than answer.
-#[test]
-fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
-    use romain_scheme::engine::ReplicaGroup;
-    use scheme_runtime::replicated::codec::{
-        decode_reply, encode_request, encode_round, RequestHead,
-    };
-    use scheme_runtime::wire::Opcode;
-    use scheme_runtime::Caller;
+/// Three replicas of the test driver, driven without a forwarder: each request
+/// is one exchange.
+struct DirectGroup {
+    group: romain_scheme::engine::ReplicaGroup,
+    devices: Devices,
+}
 
-    let _ = env_logger::builder().is_test(true).try_init();
-    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
-    command.args(["events", "events", "--window", &format!("{WINDOW:#x}")]);
-    let mut group = ReplicaGroup::start(GroupConfig {
-        command,
-        replicas: 3,
-        watchdog: Duration::from_secs(2),
-        device_window: None,
-    })
-    .unwrap();
-    let mut devices = Devices {
-        ports: Box::new(SoftPorts(Soft16550::new())),
-        memory: None,
-    };
-    group
-        .exchange(None, &mut devices)
-        .unwrap()
-        .expect("a hello");
-    let mut send = |opcode: Opcode, id: usize, payload: &[u8]| {
-        let caller = Caller {
+impl DirectGroup {
+    fn start(command: ReplicaCommand) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let group = romain_scheme::engine::ReplicaGroup::start(GroupConfig {
+            command,
+            replicas: 3,
+            watchdog: Duration::from_secs(2),
+            device_window: None,
+        })
+        .unwrap();
+        let mut direct = DirectGroup {
+            group,
+            devices: Devices {
+                ports: Box::new(SoftPorts(Soft16550::new())),
+                memory: None,
+            },
+        };
+        direct
+            .group
+            .exchange(None, &mut direct.devices)
+            .unwrap()
+            .expect("a hello");
+        direct
+    }
+
+    /// Sends one request: its result, and whether the exchange reached out.
+    fn request(
+        &mut self,
+        opcode: scheme_runtime::wire::Opcode,
+        id: usize,
+        payload: &[u8],
+    ) -> (usize, bool) {
+        use scheme_runtime::replicated::codec::{decode_reply, encode_request, RequestHead};
+        let caller = scheme_runtime::Caller {
             pid: 1,
             uid: 0,
             gid: 0,
@@ -706,21 +727,71 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
         head.header.len = payload.len() as u64;
         let mut message = Vec::new();
         encode_request(&head, &[], payload, &mut message).unwrap();
-        let reply = group
-            .exchange(Some(&message), &mut devices)
+        let reply = self
+            .group
+            .exchange(Some(&message), &mut self.devices)
             .unwrap()
             .unwrap();
         let result = decode_reply(&reply).unwrap().header.result().unwrap();
-        (result, group.last_exchange_reached_out())
-    };
-    let (id, _) = send(Opcode::Open, 0, b"");
-    assert_eq!(send(Opcode::Write, id, b"syscall 2"), (9, true));
-    assert_eq!(send(Opcode::Write, id, b"none 1"), (6, false));
+        (result, self.group.last_exchange_reached_out())
+    }
+
+    fn events(&self) -> u64 {
+        self.group.stats().events
+    }
+}
+
+/// A driver's request to another scheme and its reply are one event: the
+/// connection's one-syscall exchange, where `sendmsg` and `recvmsg` are two.
+#[test]
+fn a_request_to_another_scheme_and_its_reply_are_one_event() {
+    use scheme_runtime::wire::Opcode;
+
+    let dir = unique_dir("exchange");
+    let _testbed = testbed_in(&dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Handle::open_in(&dir, "testbed:stats", O_RDWR).is_err() {
+        assert!(Instant::now() < deadline, "testbed never served");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut direct = DirectGroup::start(client_driver(&dir, "testbed:queue/exchange"));
+    let (id, _) = direct.request(Opcode::Open, 0, b"");
+    let before = direct.events();
+    assert_eq!(direct.request(Opcode::Write, id, b"client 1"), (8, true));
+    // `socket`, `connect`; the open, the write and the close, one exchange each;
+    // `close`; and the exchange that answers this request. A debug build's standard
+    // library checks the descriptor with `fcntl` before closing it.
+    let checks_before_close = u64::from(cfg!(debug_assertions));
+    assert_eq!(direct.events() - before, 7 + checks_before_close);
+    let queue = Handle::open_in(&dir, "testbed:queue/exchange", O_RDWR).unwrap();
+    let mut received = [0; 8];
+    assert_eq!(queue.read(&mut received).unwrap(), 1, "written once");
+    drop(direct);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The forwarder paces rounds that found nothing to do and runs the next at once
+/// after one that reached out; the group tells which exchanges did more than answer.
+#[test]
+fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
+    use scheme_runtime::replicated::codec::encode_round;
+    use scheme_runtime::wire::Opcode;
+
+    let mut command = ReplicaCommand::new(env!("CARGO_BIN_EXE_romain-testdriver"));
+    command.args(["events", "events", "--window", &format!("{WINDOW:#x}")]);
+    let mut direct = DirectGroup::start(command);
+    let (id, _) = direct.request(Opcode::Open, 0, b"");
+    assert_eq!(direct.request(Opcode::Write, id, b"syscall 2"), (9, true));
+    assert_eq!(direct.request(Opcode::Write, id, b"none 1"), (6, false));
     let mut round = Vec::new();
     encode_round(&[], &mut round);
-    group.exchange(Some(&round), &mut devices).unwrap().unwrap();
+    direct
+        .group
+        .exchange(Some(&round), &mut direct.devices)
+        .unwrap()
+        .unwrap();
     assert!(
-        !group.last_exchange_reached_out(),
+        !direct.group.last_exchange_reached_out(),
         "this driver's rounds do nothing"
     );
 }

@@ -176,29 +176,7 @@ impl Connections {
         if flags & MsgFlags::MSG_DONTWAIT.bits() as u64 != 0 {
             receive_flags |= MsgFlags::MSG_DONTWAIT;
         }
-        let mut control = nix::cmsg_space!([RawFd; MAX_PASSED]);
-        let mut parts = [IoSliceMut::new(&mut data)];
-        let received = recvmsg::<()>(
-            socket.as_raw_fd(),
-            &mut parts,
-            Some(&mut control),
-            receive_flags,
-        )
-        .map(|message| {
-            let passed: Vec<OwnedFd> = message
-                .cmsgs()
-                .into_iter()
-                .flatten()
-                .filter_map(|cmsg| match cmsg {
-                    ControlMessageOwned::ScmRights(fds) => Some(fds),
-                    _ => None,
-                })
-                .flatten()
-                // SAFETY: the kernel just installed these descriptors for us.
-                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-                .collect();
-            (message.bytes, message.flags, passed)
-        });
+        let received = receive_message(socket, &mut data, receive_flags);
         let (len, mut message_flags, passed) = match received {
             Ok(received) => received,
             Err(errno) => return (-(errno as i64), Vec::new()),
@@ -240,6 +218,32 @@ impl Connections {
         (len as i64, stores)
     }
 
+    /// Sends `request` as one message and receives the next into at most `capacity`
+    /// bytes: the result (the length received, or a negated errno) and the bytes.
+    /// A reply that does not fit fails with `EMSGSIZE`; one that passes descriptors
+    /// (memory to map, which clients take with `recvmsg`) with `EPROTO`.
+    pub fn exchange(&mut self, fd: u64, request: &[u8], capacity: u64) -> (i64, Vec<u8>) {
+        let sent = self.send(fd, request, 0);
+        if sent < 0 {
+            return (sent, Vec::new());
+        }
+        let Some(socket) = self.sockets.get(&fd) else {
+            return (-(Errno::EBADF as i64), Vec::new());
+        };
+        let mut data = vec![0; capacity.min(MAX_MESSAGE) as usize];
+        match receive_message(socket, &mut data, MsgFlags::MSG_CMSG_CLOEXEC) {
+            Err(errno) => (-(errno as i64), Vec::new()),
+            Ok((_, _, passed)) if !passed.is_empty() => (-(Errno::EPROTO as i64), Vec::new()),
+            Ok((_, flags, _)) if flags.contains(MsgFlags::MSG_TRUNC) => {
+                (-(Errno::EMSGSIZE as i64), Vec::new())
+            }
+            Ok((len, _, _)) => {
+                data.truncate(len);
+                (len as i64, data)
+            }
+        }
+    }
+
     pub fn close(&mut self, fd: u64) -> i64 {
         match self.sockets.remove(&fd) {
             Some(_) => 0,
@@ -251,6 +255,31 @@ impl Connections {
     pub fn clear(&mut self) {
         self.sockets.clear();
     }
+}
+
+/// Receives one message into `data`: its length, its flags and the descriptors it
+/// passed.
+fn receive_message(
+    socket: &OwnedFd,
+    data: &mut [u8],
+    flags: MsgFlags,
+) -> nix::Result<(usize, MsgFlags, Vec<OwnedFd>)> {
+    let mut control = nix::cmsg_space!([RawFd; MAX_PASSED]);
+    let mut parts = [IoSliceMut::new(data)];
+    let message = recvmsg::<()>(socket.as_raw_fd(), &mut parts, Some(&mut control), flags)?;
+    let passed = message
+        .cmsgs()
+        .into_iter()
+        .flatten()
+        .filter_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        // SAFETY: the kernel just installed these descriptors for us.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    Ok((message.bytes, message.flags, passed))
 }
 
 /// An `SCM_RIGHTS` control message carrying `fds`, laid out as x86-64's
@@ -289,6 +318,80 @@ mod tests {
         assert!(!is_connection(3));
         assert!(is_connection(FIRST_CONNECTION_FD));
         assert!(!is_connection(FIRST_CONNECTION_FD + MAX_CONNECTIONS));
+    }
+
+    /// A scheme socket at a fresh path that answers each message with the next
+    /// of `replies` (a reply with a descriptor passes standard input along).
+    fn scheme_answering(
+        name: &str,
+        replies: Vec<(&'static [u8], bool)>,
+    ) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+        use nix::sys::socket::{accept, bind, listen, Backlog, ControlMessage};
+        let path = std::env::temp_dir().join(format!("romain-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&listener, Backlog::new(1).unwrap()).unwrap();
+        let server = std::thread::spawn(move || {
+            // SAFETY: accept just returned this descriptor, owned from here on.
+            let peer = unsafe { OwnedFd::from_raw_fd(accept(listener.as_raw_fd()).unwrap()) };
+            for (reply, pass_stdin) in replies {
+                let mut request = [0; 64];
+                let mut parts = [IoSliceMut::new(&mut request)];
+                recvmsg::<()>(peer.as_raw_fd(), &mut parts, None, MsgFlags::empty()).unwrap();
+                let stdin = [0];
+                let rights = [ControlMessage::ScmRights(&stdin)];
+                let cmsgs: &[ControlMessage] = if pass_stdin { &rights } else { &[] };
+                sendmsg::<()>(
+                    peer.as_raw_fd(),
+                    &[IoSlice::new(reply)],
+                    cmsgs,
+                    MsgFlags::empty(),
+                    None,
+                )
+                .unwrap();
+            }
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn an_exchange_sends_the_request_and_takes_the_reply() {
+        let replies = vec![
+            (&b"pong"[..], false),
+            (&b"far too long"[..], false),
+            (&b"memory"[..], true),
+        ];
+        let (path, server) = scheme_answering("exchange", replies);
+        let mut connections = Connections::default();
+        let fd = connections.open() as u64;
+        let mut address = (nix::libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        address.extend(path.as_os_str().as_bytes());
+        address.push(0);
+        assert_eq!(connections.connect(fd, &address), 0);
+        assert_eq!(connections.exchange(fd, b"ping", 16), (4, b"pong".to_vec()));
+        assert_eq!(
+            connections.exchange(fd, b"ping", 4),
+            (-(Errno::EMSGSIZE as i64), Vec::new()),
+            "a reply that does not fit"
+        );
+        assert_eq!(
+            connections.exchange(fd, b"map", 16),
+            (-(Errno::EPROTO as i64), Vec::new()),
+            "descriptors come with recvmsg"
+        );
+        server.join().unwrap();
+        assert_eq!(
+            connections.exchange(600, b"ping", 16),
+            (-(Errno::EBADF as i64), Vec::new())
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

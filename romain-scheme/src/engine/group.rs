@@ -789,6 +789,15 @@ impl ReplicaGroup {
                     SyscallClass::SendMessage { fd, flags, .. } => {
                         self.connections.send(fd, data, flags)
                     }
+                    SyscallClass::ConnectionExchange {
+                        fd, buffer, len, ..
+                    } => {
+                        let (result, reply) = self.connections.exchange(fd, data, len);
+                        if !reply.is_empty() {
+                            stores.push((buffer, reply));
+                        }
+                        result
+                    }
                     SyscallClass::ReceiveMessage { fd, header, flags } => {
                         let source = &self.members[source]
                             .as_ref()
@@ -995,6 +1004,9 @@ fn reaches_a_device(action: &Action) -> bool {
         action,
         Action::Port(_)
             | Action::Memory { .. }
-            | Action::Syscall(_, SyscallClass::SendMessage { .. })
+            | Action::Syscall(
+                _,
+                SyscallClass::SendMessage { .. } | SyscallClass::ConnectionExchange { .. }
+            )
     )
 }

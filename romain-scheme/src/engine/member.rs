@@ -126,6 +126,20 @@ impl Member {
                             }
                         }
                     }
+                    SyscallClass::ConnectionExchange {
+                        buffer,
+                        request_len,
+                        ..
+                    } => match self
+                        .tracee
+                        .read_memory(buffer, request_len.min(MAX_SYSCALL_DATA) as usize)
+                    {
+                        Ok(data) if data.len() as u64 == request_len => data,
+                        _ => {
+                            class = SyscallClass::Refused(libc::EFAULT);
+                            Vec::new()
+                        }
+                    },
                     SyscallClass::ChannelExchange {
                         buffer,
                         reply_len: len,

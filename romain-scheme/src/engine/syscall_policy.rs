@@ -76,6 +76,16 @@ pub enum SyscallClass {
         header: u64,
         flags: u64,
     },
+    /// `pread(connection, buffer, len, request_len)`: send the first `request_len`
+    /// bytes at `buffer` as one message and take the next message into `buffer`,
+    /// one stop where `sendmsg` and `recvmsg` are two. A real socket answers
+    /// `ESPIPE`, so a client can use it without knowing whether it is replicated.
+    ConnectionExchange {
+        fd: u64,
+        buffer: u64,
+        len: u64,
+        request_len: u64,
+    },
     CloseConnection {
         fd: u64,
     },
@@ -147,6 +157,12 @@ pub fn classify(syscall: &Syscall, channel: u64) -> SyscallClass {
             fd: a0,
             header: a1,
             flags: a2,
+        },
+        libc::SYS_pread64 if is_connection(a0) => SyscallClass::ConnectionExchange {
+            fd: a0,
+            buffer: a1,
+            len: a2,
+            request_len: a3,
         },
         libc::SYS_recvmsg if is_connection(a0) => SyscallClass::ReceiveMessage {
             fd: a0,
@@ -359,6 +375,15 @@ mod tests {
                 fd: CONNECTION,
                 header: 0x8000,
                 flags: 0
+            }
+        );
+        assert_eq!(
+            call(libc::SYS_pread64, [CONNECTION, 0x8000, 4096, 40, 0, 0]),
+            SyscallClass::ConnectionExchange {
+                fd: CONNECTION,
+                buffer: 0x8000,
+                len: 4096,
+                request_len: 40
             }
         );
         assert_eq!(

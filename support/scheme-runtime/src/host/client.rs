@@ -4,8 +4,11 @@ use std::cell::Cell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::errno::Errno;
 use nix::sys::mman::{mmap, MapFlags, ProtFlags};
+use nix::sys::uio::pread;
 use syscall::error::{Error, EINVAL, EMSGSIZE, ENODEV, EPIPE, EPROTO};
 use syscall::flag::{EventFlags, O_NONBLOCK};
 use syscall::schemev2::NewFdFlags;
@@ -20,6 +23,37 @@ use crate::{io_error, scheme_dir, Mapping, SchemePath};
 
 fn redox_error(errno: i32) -> io::Error {
     io_error(Error::new(errno))
+}
+
+/// Set once a connection answered the one-syscall exchange with `ESPIPE`: it is a
+/// real socket, as every connection of this process then is.
+///
+/// A replication engine traces each system call a replicated driver makes on a
+/// connection, so a request and its reply cost it two stops with `sendmsg` and
+/// `recvmsg`. Its connections take `pread(connection, buffer, len, request_len)`
+/// instead: the first `request_len` bytes of `buffer` go out as the request and
+/// the next message comes back in `buffer`, one stop. A real socket has no
+/// position to read at and fails that `pread` at once.
+static EXCHANGE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Where a request's payload is: its own bytes, or the buffer the reply goes to
+/// (a call's payload comes back as the scheme left it).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    InReplyBuffer,
+}
+
+impl<'a> Payload<'a> {
+    fn bytes<'b>(self, reply_buffer: &'b [u8]) -> &'b [u8]
+    where
+        'a: 'b,
+    {
+        match self {
+            Payload::Bytes(bytes) => bytes,
+            Payload::InReplyBuffer => reply_buffer,
+        }
+    }
 }
 
 /// An open handle of a scheme: one connection to the scheme's socket.
@@ -76,7 +110,8 @@ impl Handle {
             offset: 0,
             len: 0,
         };
-        let (reply, _) = handle.round_trip(header, &[], scheme_path.path.as_bytes(), &mut [])?;
+        let path = Payload::Bytes(scheme_path.path.as_bytes());
+        let (reply, _) = handle.round_trip(header, &[], path, &mut [])?;
         if NewFdFlags::from_bits_truncate(reply.extra).contains(NewFdFlags::POSITIONED) {
             handle.position = Some(Cell::new(0));
         }
@@ -100,7 +135,7 @@ impl Handle {
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let len = buf.len().min(MAX_PAYLOAD);
         let header = self.io_header(Opcode::Read, offset, len);
-        let (reply, _) = self.round_trip(header, &[], &[], &mut buf[..len])?;
+        let (reply, _) = self.round_trip(header, &[], Payload::Bytes(&[]), &mut buf[..len])?;
         Ok(reply.status as usize)
     }
 
@@ -108,7 +143,7 @@ impl Handle {
     /// (EMSGSIZE): a write may be one frame that must not be split.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
         let header = self.io_header(Opcode::Write, offset, buf.len());
-        let (reply, _) = self.round_trip(header, &[], buf, &mut [])?;
+        let (reply, _) = self.round_trip(header, &[], Payload::Bytes(buf), &mut [])?;
         Ok(reply.status as usize)
     }
 
@@ -123,8 +158,7 @@ impl Handle {
             offset: 0,
             len: 0,
         };
-        self.send_request(header, metadata, payload)?;
-        let (reply, _) = self.receive_reply(payload)?;
+        let (reply, _) = self.round_trip(header, metadata, Payload::InReplyBuffer, payload)?;
         Ok(reply.status as usize)
     }
 
@@ -136,7 +170,7 @@ impl Handle {
             offset: 0,
             len: 0,
         };
-        self.round_trip(header, &[], &[], &mut stat)?;
+        self.round_trip(header, &[], Payload::Bytes(&[]), &mut stat)?;
         Ok(stat)
     }
 
@@ -148,7 +182,7 @@ impl Handle {
             offset: 0,
             len: buf.len() as u64,
         };
-        let (reply, received) = self.round_trip(header, &[], &[], &mut buf)?;
+        let (reply, received) = self.round_trip(header, &[], Payload::Bytes(&[]), &mut buf)?;
         buf.truncate((reply.status as usize).min(received));
         String::from_utf8(buf).map_err(|_| redox_error(EPROTO))
     }
@@ -163,7 +197,7 @@ impl Handle {
             offset: 0,
             len: 0,
         };
-        let (reply, _) = self.round_trip(header, &[], &[], &mut [])?;
+        let (reply, _) = self.round_trip(header, &[], Payload::Bytes(&[]), &mut [])?;
         Ok(EventFlags::from_bits_truncate(reply.status as usize))
     }
 
@@ -227,7 +261,8 @@ impl Handle {
             offset: 0,
             len: 0,
         };
-        self.round_trip(header, &[], &[], &mut []).map(drop)
+        self.round_trip(header, &[], Payload::Bytes(&[]), &mut [])
+            .map(drop)
     }
 
     pub fn set_nonblocking(&self, nonblocking: bool) {
@@ -269,11 +304,63 @@ impl Handle {
         &self,
         header: RequestHeader,
         metadata: &[u64],
-        payload: &[u8],
+        payload: Payload<'_>,
         into: &mut [u8],
     ) -> io::Result<(ResponseHeader, usize)> {
-        self.send_request(header, metadata, payload)?;
+        if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
+            let request = exchange_buffer(header, metadata, payload.bytes(into), into.len())?;
+            if let Some(replied) = self.exchange(request, into) {
+                return replied;
+            }
+        }
+        self.send_request(header, metadata, payload.bytes(into))?;
         self.receive_reply(into)
+    }
+
+    /// The request and its reply in one system call ([`EXCHANGE_REFUSED`]); `None`
+    /// when the connection is a real socket, and nothing was sent.
+    fn exchange(
+        &self,
+        request: ExchangeBuffer,
+        into: &mut [u8],
+    ) -> Option<io::Result<(ResponseHeader, usize)>> {
+        let ExchangeBuffer {
+            mut buffer,
+            request_len,
+        } = request;
+        let received = loop {
+            match pread(&self.socket, &mut buffer, request_len as i64) {
+                Ok(received) => break received,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ESPIPE) => {
+                    EXCHANGE_REFUSED.store(true, Ordering::Relaxed);
+                    return None;
+                }
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return Some(Err(redox_error(EPIPE))),
+                // The reply did not fit, as a truncated `recvmsg`.
+                Err(Errno::EMSGSIZE) => return Some(Err(redox_error(EPROTO))),
+                Err(errno) => return Some(Err(errno.into())),
+            }
+        };
+        let head = buffer[..RESPONSE_HEADER_LEN]
+            .try_into()
+            .expect("room for a header");
+        let header = match response_header(head, received, false) {
+            Ok(header) => header,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(match header.kind {
+            // An event posted before the reply: the reply is the next message.
+            ResponseKind::Event => {
+                self.note_event(header.status);
+                self.receive_reply(into)
+            }
+            ResponseKind::Reply => header.result().map_err(io_error).map(|_| {
+                let data = &buffer[RESPONSE_HEADER_LEN..received];
+                into[..data.len()].copy_from_slice(data);
+                (header, data.len())
+            }),
+        })
     }
 
     fn send_request(
@@ -309,14 +396,7 @@ impl Handle {
                 &mut [IoSliceMut::new(&mut head), IoSliceMut::new(into)],
                 false,
             )?;
-            if received.len == 0 {
-                // The daemon went away mid-request.
-                return Err(redox_error(EPIPE));
-            }
-            if received.len < RESPONSE_HEADER_LEN || received.truncated {
-                return Err(redox_error(EPROTO));
-            }
-            let header = ResponseHeader::decode(&head).ok_or_else(|| redox_error(EPROTO))?;
+            let header = response_header(&head, received.len, received.truncated)?;
             match header.kind {
                 ResponseKind::Event => self.note_event(header.status),
                 ResponseKind::Reply => {
@@ -326,6 +406,49 @@ impl Handle {
             }
         }
     }
+}
+
+/// A request laid out for [`Handle::exchange`], with room for the reply.
+struct ExchangeBuffer {
+    buffer: Vec<u8>,
+    request_len: usize,
+}
+
+fn exchange_buffer(
+    header: RequestHeader,
+    metadata: &[u64],
+    payload: &[u8],
+    reply_capacity: usize,
+) -> io::Result<ExchangeBuffer> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(redox_error(EMSGSIZE));
+    }
+    let mut head = [0u8; REQUEST_HEADER_LEN + MAX_METADATA * 8];
+    let head_len = encode_request_head(&header, metadata, payload.len(), &mut head);
+    let request_len = head_len + payload.len();
+    let mut buffer = vec![0; request_len.max(RESPONSE_HEADER_LEN + reply_capacity)];
+    buffer[..head_len].copy_from_slice(&head[..head_len]);
+    buffer[head_len..request_len].copy_from_slice(payload);
+    Ok(ExchangeBuffer {
+        buffer,
+        request_len,
+    })
+}
+
+/// The header of a message of `len` bytes whose first bytes are `head`.
+fn response_header(
+    head: &[u8; RESPONSE_HEADER_LEN],
+    len: usize,
+    truncated: bool,
+) -> io::Result<ResponseHeader> {
+    if len == 0 {
+        // The daemon went away mid-request.
+        return Err(redox_error(EPIPE));
+    }
+    if len < RESPONSE_HEADER_LEN || truncated {
+        return Err(redox_error(EPROTO));
+    }
+    ResponseHeader::decode(head).ok_or_else(|| redox_error(EPROTO))
 }
 
 impl AsFd for Handle {
