@@ -325,8 +325,8 @@ mod tests {
             (low32(rx_ring), high32(rx_ring))
         );
         assert_eq!(nic.reg(TDBAL), low32(device.tx.bus_addr()));
-        assert_eq!((nic.reg(RDLEN), nic.reg(TDLEN)), (4096, 4096));
-        assert_eq!((nic.reg(RDH), nic.reg(RDT)), (0, 255));
+        assert_eq!((nic.reg(RDLEN), nic.reg(TDLEN)), (2048, 2048));
+        assert_eq!((nic.reg(RDH), nic.reg(RDT)), (0, 127));
         assert_eq!((nic.reg(TDH), nic.reg(TDT)), (0, 0));
         assert_eq!(nic.reg(TIPG), TIPG_82540EM_COPPER);
         assert!((0..MTA_LEN).all(|i| nic.writes_to(MTA + 4 * i) == [0]));
@@ -382,7 +382,7 @@ mod tests {
         let mut buf = [0; 1514];
         assert_eq!(device.receive(&mut buf).map(|r| r.len), Some(64));
         device.poll().unwrap();
-        assert_eq!(nic.writes_to(RDT), [255, 0]);
+        assert_eq!(nic.writes_to(RDT), [127, 0]);
         assert_eq!(device.tx_in_flight(), 0);
     }
 
