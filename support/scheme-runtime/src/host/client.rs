@@ -342,25 +342,34 @@ impl Handle {
                 Err(errno) => return Some(Err(errno.into())),
             }
         };
+        Some(self.exchanged(&buffer, received, into))
+    }
+
+    /// What an exchange took in: the first `received` bytes of `buffer` are the
+    /// message that came back, the reply or an event posted before it.
+    fn exchanged(
+        &self,
+        buffer: &[u8],
+        received: usize,
+        into: &mut [u8],
+    ) -> io::Result<(ResponseHeader, usize)> {
         let head = buffer[..RESPONSE_HEADER_LEN]
             .try_into()
             .expect("room for a header");
-        let header = match response_header(head, received, false) {
-            Ok(header) => header,
-            Err(error) => return Some(Err(error)),
-        };
-        Some(match header.kind {
-            // An event posted before the reply: the reply is the next message.
+        let header = response_header(head, received, false)?;
+        match header.kind {
+            // The reply is the next message.
             ResponseKind::Event => {
                 self.note_event(header.status);
                 self.receive_reply(into)
             }
-            ResponseKind::Reply => header.result().map_err(io_error).map(|_| {
+            ResponseKind::Reply => {
+                header.result().map_err(io_error)?;
                 let data = &buffer[RESPONSE_HEADER_LEN..received];
                 into[..data.len()].copy_from_slice(data);
-                (header, data.len())
-            }),
-        })
+                Ok((header, data.len()))
+            }
+        }
     }
 
     fn send_request(
@@ -460,5 +469,111 @@ impl AsFd for Handle {
 impl AsRawFd for Handle {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+    /// A handle on one end of a connection; the other end plays the scheme.
+    fn handle_and_scheme() -> (Handle, OwnedFd) {
+        let (client, scheme) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let handle = Handle {
+            socket: client,
+            fcntl_flags: Cell::new(0),
+            position: None,
+            pending_events: Cell::new(0),
+        };
+        (handle, scheme)
+    }
+
+    /// `header` and `data` laid out as an exchange leaves them, in room for `room`
+    /// bytes of reply.
+    fn exchange_buffer_holding(header: ResponseHeader, data: &[u8], room: usize) -> Vec<u8> {
+        let mut buffer = header.encode().to_vec();
+        buffer.extend(data);
+        buffer.resize(RESPONSE_HEADER_LEN + room, 0);
+        buffer
+    }
+
+    #[test]
+    fn a_reply_exchanged_lands_in_the_callers_buffer() {
+        let (handle, _scheme) = handle_and_scheme();
+        let buffer = exchange_buffer_holding(ResponseHeader::reply(Ok(3)), b"abc", 8);
+        let mut into = [0; 8];
+        let (header, len) = handle
+            .exchanged(&buffer, RESPONSE_HEADER_LEN + 3, &mut into)
+            .unwrap();
+        assert_eq!((header.status, len, &into[..3]), (3, 3, &b"abc"[..]));
+        let failed = exchange_buffer_holding(
+            ResponseHeader::reply(Err(Error::new(syscall::error::EACCES))),
+            b"",
+            8,
+        );
+        let error = handle
+            .exchanged(&failed, RESPONSE_HEADER_LEN, &mut into)
+            .unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(syscall::error::EACCES));
+    }
+
+    #[test]
+    fn an_event_before_the_reply_is_kept_and_the_reply_read_next() {
+        let (handle, scheme) = handle_and_scheme();
+        let reply = [&ResponseHeader::reply(Ok(2)).encode()[..], b"ok"].concat();
+        send(scheme.as_raw_fd(), &[IoSlice::new(&reply)], None, false).unwrap();
+        let event = ResponseHeader {
+            kind: ResponseKind::Event,
+            extra: 0,
+            status: EventFlags::EVENT_READ.bits() as i64,
+        };
+        let buffer = exchange_buffer_holding(event, b"", 8);
+        let mut into = [0; 8];
+        let (header, len) = handle
+            .exchanged(&buffer, RESPONSE_HEADER_LEN, &mut into)
+            .unwrap();
+        assert_eq!((header.status, &into[..len]), (2, &b"ok"[..]));
+        assert_eq!(handle.take_events().unwrap(), EventFlags::EVENT_READ);
+    }
+
+    #[test]
+    fn an_exchange_that_took_in_nothing_or_too_little_fails() {
+        let (handle, _scheme) = handle_and_scheme();
+        let buffer = vec![0; RESPONSE_HEADER_LEN];
+        let errno = |received| {
+            handle
+                .exchanged(&buffer, received, &mut [])
+                .unwrap_err()
+                .raw_os_error()
+        };
+        assert_eq!(errno(0), Some(EPIPE), "the scheme went away");
+        assert_eq!(errno(RESPONSE_HEADER_LEN - 1), Some(EPROTO));
+    }
+
+    #[test]
+    fn a_real_socket_refuses_the_exchange_and_the_request_goes_out_as_usual() {
+        let (handle, scheme) = handle_and_scheme();
+        let server = std::thread::spawn(move || {
+            let mut request = [0; 256];
+            let received = recv(
+                scheme.as_raw_fd(),
+                &mut [IoSliceMut::new(&mut request)],
+                false,
+            )
+            .unwrap();
+            assert!(received.len > REQUEST_HEADER_LEN, "one request, sent whole");
+            let reply = ResponseHeader::reply(Ok(5)).encode();
+            send(scheme.as_raw_fd(), &[IoSlice::new(&reply)], None, false).unwrap();
+        });
+        assert_eq!(handle.write(b"hello").unwrap(), 5);
+        server.join().unwrap();
+        assert!(EXCHANGE_REFUSED.load(Ordering::Relaxed));
     }
 }
