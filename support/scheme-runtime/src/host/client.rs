@@ -365,8 +365,11 @@ impl Handle {
             }
             ResponseKind::Reply => {
                 header.result().map_err(io_error)?;
+                // The buffer may be larger than the reply's room (it held the
+                // request): more data than that is a reply `recvmsg` would truncate.
                 let data = &buffer[RESPONSE_HEADER_LEN..received];
-                into[..data.len()].copy_from_slice(data);
+                let into = into.get_mut(..data.len()).ok_or(redox_error(EPROTO))?;
+                into.copy_from_slice(data);
                 Ok((header, data.len()))
             }
         }
@@ -513,6 +516,10 @@ mod tests {
             .exchanged(&buffer, RESPONSE_HEADER_LEN + 3, &mut into)
             .unwrap();
         assert_eq!((header.status, len, &into[..3]), (3, 3, &b"abc"[..]));
+        let too_much = handle
+            .exchanged(&buffer, RESPONSE_HEADER_LEN + 3, &mut into[..2])
+            .unwrap_err();
+        assert_eq!(too_much.raw_os_error(), Some(EPROTO), "more than the room");
         let failed = exchange_buffer_holding(
             ResponseHeader::reply(Err(Error::new(syscall::error::EACCES))),
             b"",
