@@ -1,6 +1,6 @@
 //! Opening and using a scheme handle on the Linux host.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -69,6 +69,9 @@ pub struct Handle {
     /// for positioned I/O.
     position: Option<Cell<u64>>,
     pending_events: Cell<usize>,
+    /// Where [exchanges](Self::exchange) lay out the request and take the reply;
+    /// kept from one request to the next.
+    exchange_space: RefCell<Vec<u8>>,
 }
 
 impl Handle {
@@ -103,6 +106,7 @@ impl Handle {
             fcntl_flags: Cell::new((flags & syscall::flag::O_FCNTL_MASK) as u32),
             position: None,
             pending_events: Cell::new(0),
+            exchange_space: RefCell::new(Vec::new()),
         };
         let header = RequestHeader {
             opcode: Opcode::Open,
@@ -308,8 +312,15 @@ impl Handle {
         into: &mut [u8],
     ) -> io::Result<(ResponseHeader, usize)> {
         if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
-            let request = exchange_buffer(header, metadata, payload.bytes(into), into.len())?;
-            if let Some(replied) = self.exchange(request, into) {
+            let mut space = self.exchange_space.borrow_mut();
+            let request_len = lay_out_request(
+                &mut space,
+                header,
+                metadata,
+                payload.bytes(into),
+                into.len(),
+            )?;
+            if let Some(replied) = self.exchange(&mut space, request_len, into) {
                 return replied;
             }
         }
@@ -317,19 +328,17 @@ impl Handle {
         self.receive_reply(into)
     }
 
-    /// The request and its reply in one system call ([`EXCHANGE_REFUSED`]); `None`
-    /// when the connection is a real socket, and nothing was sent.
+    /// The request in `buffer[..request_len]` and its reply in one system call
+    /// ([`EXCHANGE_REFUSED`]); `None` when the connection is a real socket, and
+    /// nothing was sent.
     fn exchange(
         &self,
-        request: ExchangeBuffer,
+        buffer: &mut [u8],
+        request_len: usize,
         into: &mut [u8],
     ) -> Option<io::Result<(ResponseHeader, usize)>> {
-        let ExchangeBuffer {
-            mut buffer,
-            request_len,
-        } = request;
         let received = loop {
-            match pread(&self.socket, &mut buffer, request_len as i64) {
+            match pread(&self.socket, buffer, request_len as i64) {
                 Ok(received) => break received,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ESPIPE) => {
@@ -342,7 +351,7 @@ impl Handle {
                 Err(errno) => return Some(Err(errno.into())),
             }
         };
-        Some(self.exchanged(&buffer, received, into))
+        Some(self.exchanged(buffer, received, into))
     }
 
     /// What an exchange took in: the first `received` bytes of `buffer` are the
@@ -381,11 +390,7 @@ impl Handle {
         metadata: &[u64],
         payload: &[u8],
     ) -> io::Result<()> {
-        if payload.len() > MAX_PAYLOAD {
-            return Err(redox_error(EMSGSIZE));
-        }
-        let mut head = [0u8; REQUEST_HEADER_LEN + MAX_METADATA * 8];
-        let head_len = encode_request_head(&header, metadata, payload.len(), &mut head);
+        let (head, head_len) = request_head(header, metadata, payload)?;
         let parts = [IoSlice::new(&head[..head_len]), IoSlice::new(payload)];
         send(self.socket.as_raw_fd(), &parts, None, false).map_err(|e| match e.raw_os_error() {
             Some(nix::libc::EPIPE | nix::libc::ECONNRESET) => redox_error(EPIPE),
@@ -420,31 +425,40 @@ impl Handle {
     }
 }
 
-/// A request laid out for [`Handle::exchange`], with room for the reply.
-struct ExchangeBuffer {
-    buffer: Vec<u8>,
-    request_len: usize,
+/// Room for the longest request head: the header and all the metadata.
+const REQUEST_HEAD_ROOM: usize = REQUEST_HEADER_LEN + MAX_METADATA * 8;
+
+/// The head of a request carrying `payload`, and its length; a payload over
+/// [`MAX_PAYLOAD`] is refused whole.
+fn request_head(
+    header: RequestHeader,
+    metadata: &[u64],
+    payload: &[u8],
+) -> io::Result<([u8; REQUEST_HEAD_ROOM], usize)> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(redox_error(EMSGSIZE));
+    }
+    let mut head = [0u8; REQUEST_HEAD_ROOM];
+    let head_len = encode_request_head(&header, metadata, payload.len(), &mut head);
+    Ok((head, head_len))
 }
 
-fn exchange_buffer(
+/// Lays a request out in `space` for [`Handle::exchange`], with room after it for
+/// a reply of `reply_capacity` bytes; returns the request's length.
+fn lay_out_request(
+    space: &mut Vec<u8>,
     header: RequestHeader,
     metadata: &[u64],
     payload: &[u8],
     reply_capacity: usize,
-) -> io::Result<ExchangeBuffer> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(redox_error(EMSGSIZE));
-    }
-    let mut head = [0u8; REQUEST_HEADER_LEN + MAX_METADATA * 8];
-    let head_len = encode_request_head(&header, metadata, payload.len(), &mut head);
+) -> io::Result<usize> {
+    let (head, head_len) = request_head(header, metadata, payload)?;
     let request_len = head_len + payload.len();
-    let mut buffer = vec![0; request_len.max(RESPONSE_HEADER_LEN + reply_capacity)];
-    buffer[..head_len].copy_from_slice(&head[..head_len]);
-    buffer[head_len..request_len].copy_from_slice(payload);
-    Ok(ExchangeBuffer {
-        buffer,
-        request_len,
-    })
+    space.clear();
+    space.resize(request_len.max(RESPONSE_HEADER_LEN + reply_capacity), 0);
+    space[..head_len].copy_from_slice(&head[..head_len]);
+    space[head_len..request_len].copy_from_slice(payload);
+    Ok(request_len)
 }
 
 /// The header of a message of `len` bytes whose first bytes are `head`.
@@ -494,6 +508,7 @@ mod tests {
             fcntl_flags: Cell::new(0),
             position: None,
             pending_events: Cell::new(0),
+            exchange_space: RefCell::new(Vec::new()),
         };
         (handle, scheme)
     }
