@@ -12,13 +12,14 @@ use mmio_scheme::{MmioScheme, SystemHardware};
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// The driver policy (TOML): which driver may use which BARs and ports.
+    /// The driver policy (TOML): which driver may use which BARs and ports; a
+    /// driver whose rule does not list `mmio` in `schemes` may use none.
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let args = Args::parse();
     let policy = match Policy::load(&args.policy) {
         Ok(policy) => policy,
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     };
     for rule in policy.drivers() {
         log::info!(
-            "policy: driver {} (uid {}): bars {:?}, direct {:?}, ports {:?}",
+            "policy: driver {} (uid {}): bars {:?}, direct {:?}, ports {:?}, schemes {:?}",
             rule.label(),
             rule.uid(),
             rule.bars(),
@@ -37,7 +38,8 @@ fn main() -> ExitCode {
             rule.ports()
                 .iter()
                 .map(ToString::to_string)
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>(),
+            rule.schemes()
         );
     }
     let mut scheme = MmioScheme::new(policy, SystemHardware::new());

@@ -26,6 +26,11 @@ enum Subcommands {
         /// The driver registry (TOML).
         #[arg(long, value_name = "FILE", default_value = "/etc/romain/drivers.toml")]
         registry: PathBuf,
+        /// The isolation policy (TOML, as mmio: and dma: take it). With it, the
+        /// replicas of a replicated group may connect only to the schemes their
+        /// driver's rule lists.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// Start a driver's group, or attach to the running one, and print its
     /// status. The group keeps running after this command ends.
@@ -85,6 +90,11 @@ struct ReplicateArgs {
     /// The driver's policy label, when this runs as root and opens mmio: for it.
     #[arg(long)]
     label: Option<String>,
+    /// The schemes the driver's policy rule lists, comma-separated (e.g.
+    /// mmio,dma; empty: none): the only ones the replicas may connect to.
+    /// Without it they may connect to any.
+    #[arg(long, value_name = "LIST")]
+    schemes: Option<String>,
     /// A SOCK_SEQPACKET socket to take commands (`status`, fault injection) on.
     #[arg(long, value_name = "FD")]
     control_fd: Option<i32>,
@@ -94,9 +104,9 @@ struct ReplicateArgs {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let (result, driver) = match Cli::parse().command {
-        Subcommands::Serve { registry } => return serve(&registry),
+        Subcommands::Serve { registry, policy } => return serve(&registry, policy.as_deref()),
         Subcommands::Up { driver, replicas } => (client::up(&driver, replicas), driver),
         Subcommands::Status { driver: None } => (client::status(None), "romain:".to_owned()),
         Subcommands::Status {
@@ -125,14 +135,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(registry: &std::path::Path) -> ExitCode {
-    let registry = match Registry::load(registry) {
+fn serve(registry: &std::path::Path, policy: Option<&std::path::Path>) -> ExitCode {
+    let mut registry = match Registry::load(registry) {
         Ok(registry) => registry,
         Err(e) => {
             eprintln!("romain: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = policy {
+        let policy = match driver_policy::Policy::load(path) {
+            Ok(policy) => policy,
+            Err(e) => {
+                eprintln!("romain: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for driver in registry.apply_policy(&policy) {
+            log::warn!(
+                "{driver}: no rule in the policy for its label; its replicas may connect \
+                 to any scheme"
+            );
+        }
+    }
     if registry.drivers().next().is_none() {
         log::warn!("the registry lists no drivers; every open will fail with ENOENT");
     }
@@ -173,6 +198,18 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
         eprintln!("romain: a group needs at least one replica");
         return ExitCode::FAILURE;
     }
+    let schemes = match args
+        .schemes
+        .as_deref()
+        .map(romain_scheme::engine::scheme_names)
+    {
+        Some(Err(problem)) => {
+            eprintln!("romain: --schemes: {problem}");
+            return ExitCode::FAILURE;
+        }
+        Some(Ok(schemes)) => Some(schemes),
+        None => None,
+    };
     let (program, driver_args) = args.driver.split_first().expect("clap requires the driver");
     let mut command = ReplicaCommand::new(program);
     command.args(driver_args);
@@ -190,6 +227,7 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
         },
         ports: args.ports,
         label: args.label,
+        schemes,
         // SAFETY: the caller hands this descriptor to us on the command line, as
         // romain: does; nothing else in this process owns it.
         control: args

@@ -84,8 +84,9 @@ pub mod scheme;
 pub mod shutdown;
 pub mod stats;
 
-#[cfg(test)]
-mod model;
+/// The software 82540EM: the host tests' device, and the hostile-client suite's.
+#[cfg(any(test, feature = "model"))]
+pub mod model;
 
 pub use device::Device;
 pub use io::{DirectIo, Io, MmioIo};

@@ -6,7 +6,7 @@ use clap::Parser;
 use uart16550::Options;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let options = Options::parse();
     match uart16550::run(&options) {
         Ok(()) => ExitCode::SUCCESS,

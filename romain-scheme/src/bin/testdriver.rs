@@ -106,7 +106,7 @@ impl SchemeSync for Alive {
 impl SchemeDaemon for Alive {}
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let served = match Cli::parse().command {
         Mode::Serve { name } => scheme_runtime::serve(&name, &mut Alive::default()),
         Mode::Exit { code } => {

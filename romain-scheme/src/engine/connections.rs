@@ -9,16 +9,27 @@
 //! replica, and a faulty replica's request never leaves. A descriptor a scheme
 //! passes (its memory, to map) stays with the engine ([`super::shared_memory`]);
 //! the replicas receive a virtual number for it.
+//!
+//! The engine connects with its own identity, so it also decides where the
+//! replicas may connect: given the schemes the driver's policy rule lists
+//! ([`SchemeAllowList`], `romain replicate --schemes`), a `connect` to any other
+//! socket (a scheme not listed, or a socket outside the scheme directory) fails
+//! with `EACCES` without reaching it. The replicas voted on the address, so
+//! every replica gets that same result. Without a list, every connect is made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fmt;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use driver_policy::Clipped;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, recvmsg, sendmsg, socket, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag,
-    SockType, UnixAddr,
+    connect, sendmsg, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
 use super::shared_memory::SharedMemory;
@@ -43,8 +54,9 @@ const IOVEC_LEN: usize = 16;
 /// header, metadata and a 64 KiB payload.
 const MAX_IOVECS: u64 = 16;
 const MAX_MESSAGE: u64 = 1 << 20;
-/// Most descriptors one message may pass.
-const MAX_PASSED: usize = 4;
+/// Refused addresses remembered so that each is logged once; past this many,
+/// refusals are logged at debug level only (a driver retrying in a loop).
+const MAX_REFUSALS_LOGGED: usize = 32;
 
 /// Whether `fd` is one of the virtual descriptors.
 pub fn is_connection(fd: u64) -> bool {
@@ -96,13 +108,123 @@ impl MessageHeader {
     }
 }
 
+/// The schemes the replicas may connect to: the socket files of these names in
+/// the scheme directory (on Linux a scheme is the socket `<dir>/<name>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemeAllowList {
+    dir: PathBuf,
+    schemes: Vec<String>,
+}
+
+/// Why a replica's `connect` was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectRefusal {
+    /// The socket is not a file directly in the scheme directory (or the
+    /// address is no path at all: an abstract socket).
+    NotASchemeSocket { path: PathBuf },
+    /// A scheme the driver's rule does not list.
+    NotListed { scheme: String },
+}
+
+impl SchemeAllowList {
+    /// The schemes `schemes`, whose sockets are in `dir`.
+    pub fn new(dir: PathBuf, schemes: Vec<String>) -> Self {
+        Self { dir, schemes }
+    }
+
+    /// May the replicas connect to the socket at `path`, as their `sockaddr_un`
+    /// names it? The comparison is of path components, as written: `.` and
+    /// repeated slashes are no difference, `..` is (it may lead anywhere), and
+    /// so is a link elsewhere (the replicas cannot make one: the engine refuses
+    /// them every call that writes a file system).
+    pub fn check(&self, path: &Path) -> Result<(), ConnectRefusal> {
+        let scheme = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) if parent.components().eq(self.dir.components()) => name,
+            _ => {
+                return Err(ConnectRefusal::NotASchemeSocket {
+                    path: path.to_owned(),
+                })
+            }
+        };
+        if self
+            .schemes
+            .iter()
+            .any(|allowed| OsStr::new(allowed) == scheme)
+        {
+            Ok(())
+        } else {
+            Err(ConnectRefusal::NotListed {
+                scheme: scheme.to_string_lossy().into_owned(),
+            })
+        }
+    }
+}
+
+/// The scheme names of a comma-separated list (`mmio,dma`; empty: none), as
+/// `romain replicate --schemes` takes them; what is wrong with the first name
+/// that is not a scheme name.
+pub fn scheme_names(list: &str) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|name| {
+            let plain = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if plain {
+                Ok(name.to_owned())
+            } else {
+                Err(format!(
+                    "{:?} is not a scheme name",
+                    Clipped::new(name).to_string()
+                ))
+            }
+        })
+        .collect()
+}
+
+impl fmt::Display for SchemeAllowList {
+    /// `[mmio, dma] in /run/schemes`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] in {}", self.schemes.join(", "), self.dir.display())
+    }
+}
+
+impl fmt::Display for ConnectRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotASchemeSocket { path } => write!(
+                f,
+                "{} is not a scheme socket",
+                Clipped::new(&path.to_string_lossy())
+            ),
+            Self::NotListed { scheme } => write!(
+                f,
+                "scheme {} is not in the driver's policy rule",
+                Clipped::new(scheme)
+            ),
+        }
+    }
+}
+
 /// The engine's real sockets, by the virtual descriptor the replicas know them by.
 #[derive(Default)]
 pub struct Connections {
     sockets: BTreeMap<u64, OwnedFd>,
+    /// Where the replicas may connect; `None`: anywhere the engine may.
+    allowed: Option<SchemeAllowList>,
+    /// Addresses whose refusal was logged.
+    refusals_logged: BTreeSet<PathBuf>,
 }
 
 impl Connections {
+    /// From now on, connect only to the schemes of `allowed`.
+    pub fn restrict_to(&mut self, allowed: SchemeAllowList) {
+        self.allowed = Some(allowed);
+    }
+
     /// A new `SOCK_SEQPACKET` socket; the virtual descriptor, or a negated errno.
     pub fn open(&mut self) -> i64 {
         let Some(fd) = (FIRST_CONNECTION_FD..FIRST_CONNECTION_FD + MAX_CONNECTIONS)
@@ -124,16 +246,36 @@ impl Connections {
         }
     }
 
-    /// Connects to the `sockaddr_un` in `address` (as the replica wrote it).
+    /// Connects to the `sockaddr_un` in `address` (as the replica wrote it), if
+    /// the allow list, when there is one, has its scheme.
     pub fn connect(&mut self, fd: u64, address: &[u8]) -> i64 {
         let Some(socket) = self.sockets.get(&fd) else {
             return -(Errno::EBADF as i64);
         };
         // sun_family, then the path up to its NUL.
         let path = address.get(2..).unwrap_or_default();
-        let path = &path[..path.iter().position(|&b| b == 0).unwrap_or(path.len())];
-        let result = UnixAddr::new(std::ffi::OsStr::from_bytes(path))
-            .and_then(|address| connect(socket.as_raw_fd(), &address));
+        let path = Path::new(OsStr::from_bytes(
+            &path[..path.iter().position(|&b| b == 0).unwrap_or(path.len())],
+        ));
+        if let Some(allowed) = &self.allowed {
+            if let Err(refusal) = allowed.check(path) {
+                // Once per address: a driver may retry in a loop.
+                let first = self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+                    && self.refusals_logged.insert(path.to_owned());
+                let level = if first {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
+                    "replicas may not connect to {}: {refusal} (allowed: {allowed})",
+                    Clipped::new(&path.to_string_lossy())
+                );
+                return -(Errno::EACCES as i64);
+            }
+        }
+        let result = UnixAddr::new(path).and_then(|address| connect(socket.as_raw_fd(), &address));
         errno_or(result.map(|()| 0))
     }
 
@@ -258,28 +400,20 @@ impl Connections {
 }
 
 /// Receives one message into `data`: its length, its flags and the descriptors it
-/// passed.
+/// passed (at most [`scheme_runtime::MAX_RECEIVED_FDS`]; the runtime closes any beyond, and says so
+/// with `MSG_CTRUNC`).
 fn receive_message(
     socket: &OwnedFd,
     data: &mut [u8],
     flags: MsgFlags,
 ) -> nix::Result<(usize, MsgFlags, Vec<OwnedFd>)> {
-    let mut control = nix::cmsg_space!([RawFd; MAX_PASSED]);
     let mut parts = [IoSliceMut::new(data)];
-    let message = recvmsg::<()>(socket.as_raw_fd(), &mut parts, Some(&mut control), flags)?;
-    let passed = message
-        .cmsgs()
-        .into_iter()
-        .flatten()
-        .filter_map(|cmsg| match cmsg {
-            ControlMessageOwned::ScmRights(fds) => Some(fds),
-            _ => None,
-        })
-        .flatten()
-        // SAFETY: the kernel just installed these descriptors for us.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
-    Ok((message.bytes, message.flags, passed))
+    let received = scheme_runtime::receive_message(socket.as_raw_fd(), &mut parts, flags)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(Errno::EIO as i32)))?;
+    let mut message_flags = MsgFlags::empty();
+    message_flags.set(MsgFlags::MSG_TRUNC, received.truncated);
+    message_flags.set(MsgFlags::MSG_CTRUNC, received.fds_truncated);
+    Ok((received.len, message_flags, received.fds))
 }
 
 /// An `SCM_RIGHTS` control message carrying `fds`, laid out as x86-64's
@@ -304,6 +438,8 @@ fn errno_or(result: nix::Result<i64>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::recvmsg;
+    use std::os::fd::FromRawFd;
 
     #[test]
     fn a_rights_message_is_laid_out_as_cmsg_space() {
@@ -409,5 +545,174 @@ mod tests {
         );
         assert_eq!(connections.close(fd as u64), 0);
         assert_eq!(connections.open(), FIRST_CONNECTION_FD as i64, "reused");
+    }
+
+    /// A `sockaddr_un` for `path`, as a replica writes it.
+    fn sockaddr(path: &Path) -> Vec<u8> {
+        let mut address = (nix::libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        address.extend(path.as_os_str().as_bytes());
+        address.push(0);
+        address
+    }
+
+    /// A fresh scheme directory with nonblocking listening sockets `names`.
+    fn scheme_dir_with(test: &str, names: &[&str]) -> (PathBuf, Vec<OwnedFd>) {
+        use nix::sys::socket::{bind, listen, Backlog};
+        let dir = std::env::temp_dir().join(format!("romain-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listeners = names
+            .iter()
+            .map(|name| {
+                let listener = socket(
+                    AddressFamily::Unix,
+                    SockType::SeqPacket,
+                    SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+                    None,
+                )
+                .unwrap();
+                bind(
+                    listener.as_raw_fd(),
+                    &UnixAddr::new(&dir.join(name)).unwrap(),
+                )
+                .unwrap();
+                listen(&listener, Backlog::new(1).unwrap()).unwrap();
+                listener
+            })
+            .collect();
+        (dir, listeners)
+    }
+
+    /// Whether a client connected to `listener` (and takes the connection).
+    fn was_reached(listener: &OwnedFd) -> bool {
+        match nix::sys::socket::accept(listener.as_raw_fd()) {
+            Ok(peer) => {
+                // SAFETY: accept just returned this descriptor; closing it here.
+                drop(unsafe { OwnedFd::from_raw_fd(peer) });
+                true
+            }
+            Err(Errno::EAGAIN) => false,
+            Err(errno) => panic!("accept: {errno}"),
+        }
+    }
+
+    #[test]
+    fn a_connect_to_a_scheme_the_rule_does_not_list_fails_with_eacces() {
+        let (dir, listeners) = scheme_dir_with("allow", &["mmio", "romain"]);
+        let (mmio, romain) = (&listeners[0], &listeners[1]);
+        let allowed = SchemeAllowList::new(dir.clone(), vec!["mmio".into(), "dma".into()]);
+        let mut connections = Connections::default();
+        connections.restrict_to(allowed);
+        let fd = connections.open() as u64;
+        assert_eq!(
+            connections.connect(fd, &sockaddr(&dir.join("romain"))),
+            -(Errno::EACCES as i64)
+        );
+        assert!(
+            !was_reached(romain),
+            "the refused scheme never saw a connection"
+        );
+        assert_eq!(
+            connections.connect(fd, &sockaddr(&dir.join("./mmio"))),
+            0,
+            "a listed scheme"
+        );
+        assert!(was_reached(mmio));
+
+        let other = connections.open() as u64;
+        for refused in [
+            dir.join("sub/../romain"),
+            PathBuf::from("romain"),
+            PathBuf::new(),
+        ] {
+            assert_eq!(
+                connections.connect(other, &sockaddr(&refused)),
+                -(Errno::EACCES as i64),
+                "{}",
+                refused.display()
+            );
+        }
+        assert!(!was_reached(romain));
+        assert_eq!(
+            connections.connect(600, &sockaddr(&dir.join("mmio"))),
+            -(Errno::EBADF as i64),
+            "an unknown descriptor is still EBADF"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_list_the_replicas_connect_to_any_scheme() {
+        let (dir, listeners) = scheme_dir_with("unlisted", &["romain"]);
+        let mut connections = Connections::default();
+        let fd = connections.open() as u64;
+        assert_eq!(connections.connect(fd, &sockaddr(&dir.join("romain"))), 0);
+        assert!(was_reached(&listeners[0]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn scheme_lists_are_comma_separated_names() {
+        assert_eq!(
+            scheme_names("mmio,dma"),
+            Ok(vec!["mmio".into(), "dma".into()])
+        );
+        assert_eq!(
+            scheme_names("network.e1000"),
+            Ok(vec!["network.e1000".into()])
+        );
+        assert_eq!(scheme_names(""), Ok(Vec::new()), "a rule that lists none");
+        assert_eq!(
+            scheme_names("mmio,,dma"),
+            Err("\"\" is not a scheme name".into())
+        );
+        assert_eq!(
+            scheme_names("mmio,../x"),
+            Err("\"../x\" is not a scheme name".into())
+        );
+    }
+
+    #[test]
+    fn a_scheme_is_a_socket_file_directly_in_the_scheme_directory() {
+        let list = SchemeAllowList::new("/run/schemes".into(), vec!["mmio".into(), "dma".into()]);
+        for path in [
+            "/run/schemes/mmio",
+            "/run//schemes/./dma",
+            "/run/schemes/mmio/",
+        ] {
+            assert_eq!(list.check(Path::new(path)), Ok(()), "{path}");
+        }
+        assert_eq!(
+            list.check(Path::new("/run/schemes/romain")),
+            Err(ConnectRefusal::NotListed {
+                scheme: "romain".into()
+            })
+        );
+        for path in [
+            "/tmp/mmio",
+            "/run/schemes/sub/mmio",
+            "/run/schemes/x/../mmio",
+            "/run/schemes/..",
+            "/run/schemes",
+            "mmio",
+            "",
+            "/",
+        ] {
+            assert!(
+                matches!(
+                    list.check(Path::new(path)),
+                    Err(ConnectRefusal::NotASchemeSocket { .. })
+                ),
+                "{path}"
+            );
+        }
+        assert_eq!(list.to_string(), "[mmio, dma] in /run/schemes");
+        assert_eq!(
+            ConnectRefusal::NotListed {
+                scheme: "romain".into()
+            }
+            .to_string(),
+            "scheme romain is not in the driver's policy rule"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!   `redox_scheme::Socket` request loop;
 //! - on Linux it is served over the host transport: one listening Unix socket per
 //!   scheme name in the scheme directory ([`scheme_dir`]), one connection per open
-//!   handle, the caller's identity taken from `SO_PEERCRED`.
+//!   handle, the caller's identity that of the process that sent the `open`
+//!   (`SCM_CREDENTIALS`).
 //!
 //! Clients open `name:path` or `/scheme/name/path` with [`Handle::open`] on both
 //! platforms. Everything above this crate (request parsing, policy, voting, the
@@ -19,6 +20,7 @@
 mod caller;
 mod daemon;
 mod errno;
+pub mod logging;
 mod mapping;
 pub mod path;
 mod perform;
@@ -44,7 +46,11 @@ pub use text::copy_at_offset;
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;
 #[cfg(target_os = "linux")]
-pub use host::server::{scheme_dir, serve, serve_with_tick, HostServer, SCHEME_DIR_ENV};
+pub use host::server::{
+    scheme_dir, serve, serve_with_tick, ConnectionLimits, HostServer, SCHEME_DIR_ENV,
+};
+#[cfg(target_os = "linux")]
+pub use host::socket::{receive_message, Received, MAX_RECEIVED_FDS};
 
 #[cfg(target_os = "redox")]
 pub use redox::client::Handle;

@@ -243,8 +243,13 @@ impl Handle {
             len: len as u64,
         };
         self.send_request(header, &[], &[])?;
-        let (reply, received) = self.receive(&mut [])?;
-        let fd = received.fd.ok_or_else(|| redox_error(EPROTO))?;
+        let (reply, mut received) = self.receive(&mut [])?;
+        // A map reply carries exactly one descriptor; any other count is a scheme
+        // that does not play by the protocol (what came is closed on drop).
+        let fd = match (received.take_fd(), received.fds.is_empty()) {
+            (Some(fd), true) => fd,
+            _ => return Err(redox_error(EPROTO)),
+        };
         let mut prot = ProtFlags::PROT_READ;
         if writable {
             prot |= ProtFlags::PROT_WRITE;
@@ -393,9 +398,28 @@ impl Handle {
         let (head, head_len) = request_head(header, metadata, payload)?;
         let parts = [IoSlice::new(&head[..head_len]), IoSlice::new(payload)];
         send(self.socket.as_raw_fd(), &parts, None, false).map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::EPIPE | nix::libc::ECONNRESET) => redox_error(EPIPE),
+            Some(nix::libc::EPIPE | nix::libc::ECONNRESET) => {
+                self.refusal().unwrap_or(redox_error(EPIPE))
+            }
             _ => e,
         })
+    }
+
+    /// The error a server that closed the connection at once left behind (it
+    /// refuses a connection over its limits with one reply), if it left one.
+    fn refusal(&self) -> Option<io::Error> {
+        let mut head = [0u8; RESPONSE_HEADER_LEN];
+        let received = recv(
+            self.socket.as_raw_fd(),
+            &mut [IoSliceMut::new(&mut head)],
+            true,
+        )
+        .ok()?;
+        let header = ResponseHeader::decode(&head).filter(|_| received.len == head.len())?;
+        match (header.kind, header.result()) {
+            (ResponseKind::Reply, Err(error)) => Some(io_error(error)),
+            _ => None,
+        }
     }
 
     fn receive_reply(&self, into: &mut [u8]) -> io::Result<(ResponseHeader, usize)> {

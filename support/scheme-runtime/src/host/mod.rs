@@ -2,4 +2,4 @@
 
 pub mod client;
 pub mod server;
-mod socket;
+pub mod socket;

@@ -9,20 +9,32 @@
 //! parking and resuming a connection needs no bookkeeping beyond `parked`;
 //! poll's cost per round grows with the number of connections, which for a
 //! driver's handful of clients is nothing next to the wake-ups.
+//!
+//! Any local user may connect, so what one client can hold is bounded
+//! ([`ConnectionLimits`]): connections per uid and in all, below the descriptor
+//! limit, so the daemon always keeps descriptors for its own work. A refused
+//! connection gets one reply (`EMFILE` over the uid's share, `ENFILE` over the
+//! total) and is closed. When `accept` itself fails for want of descriptors or
+//! memory, the listener rests for a moment instead of being polled in a loop.
+//! Requests carry no descriptors: any a client sends are closed on arrival and the
+//! request is refused. End of stream, half-closed or not, ends the connection.
+//! The identity a handle acts with is that of the process that sent the `open`
+//! (`SCM_CREDENTIALS`), not of the one that connected, so an unopened connection
+//! handed to another process opens as that process.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{accept4, bind, getsockopt, listen, sockopt, Backlog, SockFlag, UnixAddr};
-use syscall::error::{Error, Result, EBADF, EINVAL, EMSGSIZE, EPROTO, EWOULDBLOCK};
+use syscall::error::{Error, Result, EBADF, EINVAL, EMFILE, EMSGSIZE, ENFILE, EPROTO, EWOULDBLOCK};
 use syscall::flag::{EventFlags, O_FCNTL_MASK, O_NONBLOCK};
 
-use super::socket::{recv, send, seqpacket_socket};
+use super::socket::{pass_credentials, recv, send, seqpacket_socket, Credentials};
 use crate::perform::{perform, Operation, Performed};
 use crate::readiness::{Caller, Readiness};
 use crate::wire::{
@@ -65,6 +77,85 @@ pub fn serve_with_tick<D: SchemeDaemon>(
     server.set_tick(tick);
     server.run(daemon)
 }
+
+/// How many connections a server keeps at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Per uid other than root.
+    pub per_uid: usize,
+    /// In all, root's included.
+    pub total: usize,
+}
+
+impl ConnectionLimits {
+    /// Connections a uid other than root may hold: far more than a driver or a
+    /// client opens, far fewer than the descriptors a daemon has.
+    pub const PER_UID: usize = 256;
+
+    /// The defaults for this process: three quarters of the descriptor limit in
+    /// all, the rest kept for the daemon's own files (buffers, devices, the
+    /// drivers it starts); per uid [`Self::PER_UID`] or half the total, whichever
+    /// is less, so one user never takes every place.
+    pub fn for_this_process() -> Self {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        Self::within(usize::try_from(soft).unwrap_or(usize::MAX))
+    }
+
+    /// The defaults under a limit of `descriptors` open files.
+    pub fn within(descriptors: usize) -> Self {
+        let total = (descriptors / 4 * 3).max(4);
+        Self {
+            per_uid: Self::PER_UID.min(total / 2),
+            total,
+        }
+    }
+
+    /// Whether one more connection from `uid` fits beside `held_by_uid` of its
+    /// own and `held` in all; the errno of the refusal if not.
+    fn admit(&self, uid: u32, held_by_uid: usize, held: usize) -> Result<()> {
+        if held >= self.total {
+            Err(Error::new(ENFILE))
+        } else if uid != 0 && held_by_uid >= self.per_uid {
+            Err(Error::new(EMFILE))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Connections held per uid, for [`ConnectionLimits::per_uid`]; a uid holding
+/// none has no entry, so the table does not grow with every uid ever seen.
+#[derive(Debug, Default)]
+struct UidCounts(HashMap<u32, usize>);
+
+impl UidCounts {
+    fn held(&self, uid: u32) -> usize {
+        self.0.get(&uid).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, uid: u32) {
+        *self.0.entry(uid).or_default() += 1;
+    }
+
+    fn release(&mut self, uid: u32) {
+        if let Some(held) = self.0.get_mut(&uid) {
+            *held -= 1;
+            if *held == 0 {
+                self.0.remove(&uid);
+            }
+        }
+    }
+
+    fn move_one(&mut self, from: u32, to: u32) {
+        self.release(from);
+        self.add(to);
+    }
+}
+
+/// How long the listener rests after `accept` failed for want of descriptors or
+/// memory; the clients already connected are served meanwhile.
+const ACCEPT_REST: Duration = Duration::from_millis(50);
 
 /// A request that could not proceed and waits for the scheme's state to change.
 struct Parked {
@@ -123,6 +214,10 @@ pub struct HostServer {
     tick: Option<Duration>,
     receive_buffer: Vec<u8>,
     data_buffer: Vec<u8>,
+    limits: ConnectionLimits,
+    per_uid: UidCounts,
+    /// Set while the listener rests after a failed `accept`.
+    accept_paused_until: Option<Instant>,
 }
 
 impl HostServer {
@@ -166,6 +261,8 @@ impl HostServer {
             &socket_path,
             std::os::unix::fs::PermissionsExt::from_mode(0o666),
         )?;
+        // Accepted sockets inherit it: every request says who sent it.
+        pass_credentials(&listener)?;
         listen(&listener, Backlog::new(128).map_err(io::Error::from)?)?;
         nix::fcntl::fcntl(
             &listener,
@@ -183,7 +280,20 @@ impl HostServer {
             tick: None,
             receive_buffer: vec![0; MAX_REQUEST_LEN + 1],
             data_buffer: vec![0; MAX_PAYLOAD],
+            limits: ConnectionLimits::for_this_process(),
+            per_uid: UidCounts::default(),
+            accept_paused_until: None,
         })
+    }
+
+    /// Replaces the default [`ConnectionLimits`].
+    pub fn set_limits(&mut self, limits: ConnectionLimits) {
+        self.limits = limits;
+    }
+
+    /// How many client connections are open.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
     }
 
     /// Also run a round every `tick` when no request arrives, for daemons whose
@@ -218,7 +328,17 @@ impl HostServer {
         // SEQPACKET peer's close sets POLLHUP.
         let tokens: Vec<u64> = self.connections.keys().copied().collect();
         let mut fds = Vec::with_capacity(tokens.len() + 1);
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        let resting = self
+            .accept_paused_until
+            .and_then(|until| until.checked_duration_since(Instant::now()));
+        if resting.is_none() {
+            self.accept_paused_until = None;
+        }
+        let listen_for = match resting {
+            Some(_) => PollFlags::empty(),
+            None => PollFlags::POLLIN,
+        };
+        fds.push(PollFd::new(self.listener.as_fd(), listen_for));
         for token in &tokens {
             let connection = &self.connections[token];
             let wanted = match connection.parked {
@@ -227,9 +347,12 @@ impl HostServer {
             };
             fds.push(PollFd::new(connection.socket.as_fd(), wanted));
         }
-        let timeout = match self.tick {
-            Some(tick) => PollTimeout::try_from(tick).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
+        let timeout = match (self.tick, resting) {
+            (Some(a), Some(b)) => PollTimeout::try_from(a.min(b)).unwrap_or(PollTimeout::MAX),
+            (Some(wait), None) | (None, Some(wait)) => {
+                PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX)
+            }
+            (None, None) => PollTimeout::NONE,
         };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
@@ -262,9 +385,14 @@ impl HostServer {
                 Ok(raw) => raw,
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
-                // Out of descriptors or memory: keep serving the clients we have.
+                // Out of descriptors or memory: keep serving the clients we have
+                // and let the listener rest rather than spin on it.
                 Err(e) => {
-                    log::warn!("{}: accept failed: {e}", self.name);
+                    log::warn!(
+                        "{}: accept failed: {e}; not accepting for {ACCEPT_REST:?}",
+                        self.name
+                    );
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_REST);
                     return Ok(());
                 }
             };
@@ -276,6 +404,25 @@ impl HostServer {
                 uid: credentials.uid(),
                 gid: credentials.gid(),
             };
+            let held_by_uid = self.per_uid.held(caller.uid);
+            if let Err(refusal) = self
+                .limits
+                .admit(caller.uid, held_by_uid, self.connections.len())
+            {
+                log::warn!(
+                    "{}: connection from pid {} uid {} refused: {} connections held, {held_by_uid} by that uid ({:?})",
+                    self.name,
+                    caller.pid,
+                    caller.uid,
+                    self.connections.len(),
+                    self.limits
+                );
+                // One reply says why; the client reads it even after the close.
+                let head = ResponseHeader::reply(Err(refusal)).encode();
+                let _ = send(socket.as_raw_fd(), &[IoSlice::new(&head)], None, true);
+                continue;
+            }
+            self.per_uid.add(caller.uid);
             let token = self.next_token;
             self.next_token += 1;
             log::debug!(
@@ -320,7 +467,16 @@ impl HostServer {
             recv(fd, &mut parts, true)
         };
         let outcome = match received {
-            Ok(received) if received.len == 0 && hung_up => return self.disconnect(token, daemon),
+            // No request is empty: a zero-length read is the end of the stream,
+            // whether or not the client still reads.
+            Ok(received) if received.len == 0 => return self.disconnect(token, daemon),
+            Ok(received) if !received.fds.is_empty() || received.fds_truncated => {
+                log::warn!(
+                    "{}: connection {token}: a request carried descriptors (closed)",
+                    self.name
+                );
+                Outcome::status(Err(Error::new(EPROTO)))
+            }
             Ok(received) if received.truncated => {
                 log::warn!(
                     "{}: connection {token}: message over {MAX_REQUEST_LEN} bytes",
@@ -328,7 +484,7 @@ impl HostServer {
                 );
                 Outcome::status(Err(Error::new(EMSGSIZE)))
             }
-            Ok(received) => self.dispatch(token, received.len, root_id, daemon),
+            Ok(received) => self.dispatch(token, received.len, received.sender, root_id, daemon),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) => {
                 log::debug!("{}: connection {token}: receive failed: {e}", self.name);
@@ -343,6 +499,7 @@ impl HostServer {
         &mut self,
         token: u64,
         len: usize,
+        sender: Option<Credentials>,
         root_id: usize,
         daemon: &mut D,
     ) -> Outcome {
@@ -361,6 +518,21 @@ impl HostServer {
             }
         };
         let header = request.header;
+        if header.opcode == Opcode::Open && connection.handle.is_none() {
+            // The handle acts for whoever sent the open, which need not be the
+            // process that connected.
+            if let Some(sender) = sender {
+                let opener = Caller {
+                    pid: sender.pid as usize,
+                    uid: sender.uid,
+                    gid: sender.gid,
+                };
+                if opener.uid != connection.caller.uid {
+                    self.per_uid.move_one(connection.caller.uid, opener.uid);
+                }
+                connection.caller = opener;
+            }
+        }
         let Caller { pid, uid, gid } = connection.caller;
         let ctx = caller_ctx(pid, uid, gid);
 
@@ -539,6 +711,7 @@ impl HostServer {
         let Some(connection) = self.connections.remove(&token) else {
             return;
         };
+        self.per_uid.release(connection.caller.uid);
         self.readiness.forget(token);
         if let Some(id) = connection.handle {
             log::debug!(
@@ -561,4 +734,58 @@ impl Drop for HostServer {
 fn must_wait(fcntl_flags: u32, result: Result<usize>) -> bool {
     let blocking = fcntl_flags as usize & O_NONBLOCK == 0;
     blocking && matches!(result, Err(Error { errno: EWOULDBLOCK }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_keep_a_reserve_of_descriptors_and_half_the_places_from_any_one_uid() {
+        assert_eq!(
+            ConnectionLimits::within(1024),
+            ConnectionLimits {
+                per_uid: 256,
+                total: 768
+            }
+        );
+        assert_eq!(
+            ConnectionLimits::within(64),
+            ConnectionLimits {
+                per_uid: 24,
+                total: 48
+            }
+        );
+        assert_eq!(ConnectionLimits::within(0).total, 4);
+    }
+
+    #[test]
+    fn a_uid_over_its_share_gets_emfile_and_a_full_server_enfile_even_for_root() {
+        let limits = ConnectionLimits {
+            per_uid: 2,
+            total: 5,
+        };
+        assert_eq!(limits.admit(1000, 1, 4), Ok(()));
+        assert_eq!(limits.admit(1000, 2, 4), Err(Error::new(EMFILE)));
+        assert_eq!(
+            limits.admit(0, 4, 4),
+            Ok(()),
+            "root has no share of its own"
+        );
+        assert_eq!(limits.admit(0, 4, 5), Err(Error::new(ENFILE)));
+        assert_eq!(limits.admit(1000, 0, 5), Err(Error::new(ENFILE)));
+    }
+
+    #[test]
+    fn uid_counts_forget_a_uid_that_holds_nothing() {
+        let mut counts = UidCounts::default();
+        counts.add(7);
+        counts.add(7);
+        counts.move_one(7, 8);
+        assert_eq!((counts.held(7), counts.held(8)), (1, 1));
+        counts.release(7);
+        counts.release(8);
+        counts.release(9);
+        assert!(counts.0.is_empty());
+    }
 }

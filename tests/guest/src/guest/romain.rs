@@ -23,6 +23,7 @@ use crate::guest::control::EngineStatus;
 use crate::guest::daemons::DAEMON_START_TIMEOUT;
 use crate::guest::faults::FaultTarget;
 use crate::guest::report::StepResult;
+use crate::protocol::GUEST_POLICY_PATH;
 
 /// Where the guest keeps the `romain` binary.
 pub const ROMAIN_PROGRAM: &str = "/bin/romain";
@@ -79,7 +80,14 @@ impl Romain {
         }
         fs::write(REGISTRY_PATH, registry)?;
         let mut command = Command::new(ROMAIN_PROGRAM);
-        command.args(["serve", "--registry", REGISTRY_PATH]);
+        // With the policy, replicated drivers reach only the schemes their rule lists.
+        command.args([
+            "serve",
+            "--registry",
+            REGISTRY_PATH,
+            "--policy",
+            GUEST_POLICY_PATH,
+        ]);
         let mut daemon = Child::spawn("romain serve", command)?;
         daemon.wait_until(DAEMON_START_TIMEOUT, || {
             Handle::open(ROMAIN_ROOT, O_RDONLY).is_ok()

@@ -25,7 +25,7 @@ pub fn run() -> io::Result<()> {
         daemon.dir().display()
     );
 
-    step("Who is calling: the scheme sees the caller's pid/uid/gid (SO_PEERCRED here, the kernel on Redox)");
+    step("Who is calling: the scheme sees the caller's pid/uid/gid (SCM_CREDENTIALS of the open here, the kernel on Redox)");
     let who = daemon.open("testbed:whoami", O_RDWR)?;
     let mut text = [0u8; 64];
     let n = who.read(&mut text)?;

@@ -39,7 +39,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let result = match Cli::parse().command {
         Command::Serve { name } => {
             let mut testbed = scheme_testbed::Testbed::new();
