@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use driver_policy::{Bdf, PortRange};
+use driver_policy::{Bdf, Clipped, PortRange};
 use syscall::error::{Error, EINVAL, ENOENT};
 
 /// What a path names.
@@ -109,9 +109,11 @@ fn parse_label(query: &str) -> Result<&str, PathError> {
             Some(("label", value)) if !value.is_empty() && label.is_none() => label = Some(value),
             Some(("label", "")) => return Err(PathError::BadQuery("empty label".into())),
             Some(("label", _)) => return Err(PathError::BadQuery("label given twice".into())),
+            // The message is logged: quote only the start of what the client sent.
             _ => {
                 return Err(PathError::BadQuery(format!(
-                    "unknown parameter `{pair}` (only label=<driver>)"
+                    "unknown parameter `{}` (only label=<driver>)",
+                    Clipped::new(pair)
                 )))
             }
         }

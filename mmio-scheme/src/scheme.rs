@@ -2,8 +2,10 @@
 //! and serves their accesses.
 //!
 //! The policy decides at open time, when the caller's uid is known (a `call`
-//! carries no uid); a handle then carries the grant, as a capability. On a
-//! register handle:
+//! carries no uid); a handle then carries the grant, as a capability. A caller
+//! whose rule does not list `mmio` in its `schemes` opens no registers at all,
+//! and uid 0 acting for a driver (`?label=`) is held to that driver's rule. On
+//! a register handle:
 //!
 //! - `read`/`write` at offset `o` with a buffer of 1, 2, 4 or 8 bytes is one
 //!   access of that width at register `o` (little-endian value);
@@ -11,19 +13,29 @@
 //! - mapping (`map_fd` on Linux, `mmap_prep` on Redox) hands the BAR itself to
 //!   a driver the policy grants it in `direct_bars`.
 //!
-//! `status` is open to any caller. Malformed requests are EINVAL, policy
-//! refusals EACCES (and logged with the rule), device failures EIO.
+//! A handle opened without write access (`O_RDONLY`, or no access mode, in
+//! `O_ACCMODE` of the open flags) reads but never writes: a `write`, a `call`
+//! whose batch holds a write (the whole batch: nothing of it runs), a
+//! `mmap_prep` with `PROT_WRITE`, and any `map_fd` (the descriptor it hands out
+//! could be mapped writable) fail with EBADF, as a POSIX read-only descriptor
+//! refuses `write`. Drivers open their registers `O_RDWR`.
+//!
+//! `status` is open to any caller: the counters to everyone, each open handle's
+//! line (driver, pid, registers) only to root and to the uid of the handle's
+//! driver. Malformed requests are EINVAL, policy refusals EACCES (and logged
+//! with the rule), device failures EIO. A refusal logs one line, quoting at
+//! most a [`Clipped`] prefix of what the client sent.
 
 use std::collections::BTreeMap;
 use std::io;
 
-use driver_policy::{Denial, Policy};
+use driver_policy::{Clipped, Denial, Policy, SUPERVISOR_UID};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{MapGrant, SchemeDaemon};
 use syscall::data::Stat;
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE};
+use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_ACCMODE, O_RDWR, O_WRONLY};
 use syscall::schemev2::NewFdFlags;
 
 use crate::bus::{RegisterBus, Window, WindowError};
@@ -34,6 +46,9 @@ use crate::PAGE_SIZE;
 
 /// The handle id of the scheme's root, which paths are opened against.
 const ROOT_ID: usize = 0;
+
+/// The scheme's name, as a policy rule's `schemes` lists it.
+const SCHEME_NAME: &str = "mmio";
 
 /// The `mmio:` scheme over the registers of `H`.
 pub struct MmioScheme<H: Hardware> {
@@ -53,6 +68,8 @@ enum Handle {
 struct RegisterHandle {
     /// The driver whose grant this handle carries.
     driver: String,
+    /// That driver's uid: who besides root sees the handle in the status.
+    driver_uid: u32,
     pid: usize,
     target: RegisterTarget,
     window: Window,
@@ -74,17 +91,24 @@ impl<H: Hardware> MmioScheme<H> {
         self.counters
     }
 
-    fn open(&mut self, path: &str, ctx: &CallerCtx) -> Result<Handle> {
+    /// Opens `path` for `ctx`; `writable` says whether the open flags asked
+    /// for write access.
+    fn open(&mut self, path: &str, writable: bool, ctx: &CallerCtx) -> Result<Handle> {
         let request = OpenRequest::parse(path).map_err(|error| {
-            log::debug!("pid {} opens {path:?}: {error}", ctx.pid);
+            log::debug!("pid {} opens {}: {error}", ctx.pid, Clipped::new(path));
             error.errno()
         })?;
         let target = match request.target {
-            Target::Status => return Ok(Handle::Status(self.status_text().into_bytes())),
+            Target::Status => return Ok(Handle::Status(self.status_text(ctx).into_bytes())),
             Target::Registers(target) => target,
         };
-        let driver = match self.policy.resolve(ctx.uid, request.label) {
-            Ok(rule) => rule.label().to_owned(),
+        // The rule must list this scheme before it grants anything in it.
+        let resolved = self
+            .policy
+            .resolve(ctx.uid, request.label)
+            .and_then(|rule| rule.check_scheme(SCHEME_NAME).map(|()| rule));
+        let (driver, driver_uid) = match resolved {
+            Ok(rule) => (rule.label().to_owned(), rule.uid()),
             Err(denial) => return Err(self.deny(ctx, &request, &denial)),
         };
         let bus = match self.grant(&driver, target) {
@@ -96,12 +120,18 @@ impl<H: Hardware> MmioScheme<H> {
             }
         };
         self.counters.opens += 1;
-        log::info!("pid {} (driver {driver}) opened {target}", ctx.pid);
+        let mode = if writable { "read-write" } else { "read-only" };
+        log::info!("pid {} (driver {driver}) opened {target} {mode}", ctx.pid);
         Ok(Handle::Registers(RegisterHandle {
             driver,
+            driver_uid,
             pid: ctx.pid,
             target,
-            window: Window::new(bus),
+            window: if writable {
+                Window::new(bus)
+            } else {
+                Window::read_only(bus)
+            },
             accesses: 0,
         }))
     }
@@ -134,7 +164,17 @@ impl<H: Hardware> MmioScheme<H> {
 
     fn deny(&mut self, ctx: &CallerCtx, request: &OpenRequest, denial: &Denial) -> Error {
         self.counters.denials += 1;
-        log::warn!("denied pid {} uid {} {request}: {denial}", ctx.pid, ctx.uid);
+        // The target is parsed, so short; the label is as the client sent it.
+        let label = match request.label {
+            Some(label) => format!("?label={}", Clipped::new(label)),
+            None => String::new(),
+        };
+        log::warn!(
+            "denied pid {} uid {} {}{label}: {denial}",
+            ctx.pid,
+            ctx.uid,
+            request.target
+        );
         Error::new(EACCES)
     }
 
@@ -160,6 +200,11 @@ impl<H: Hardware> MmioScheme<H> {
                 log::error!("driver {}, {}: {error}", handle.driver, handle.target);
                 Err(Error::new(EIO))
             }
+            Err(error @ WindowError::ReadOnly { .. }) => {
+                self.counters.invalid += 1;
+                log::debug!("driver {}, {}: {error}", handle.driver, handle.target);
+                Err(Error::new(EBADF))
+            }
             Err(error) => {
                 self.counters.invalid += 1;
                 log::debug!("driver {}, {}: {error}", handle.driver, handle.target);
@@ -168,12 +213,28 @@ impl<H: Hardware> MmioScheme<H> {
         }
     }
 
-    /// Checks a request to map `size` bytes at `offset` of handle `id` directly.
-    fn direct(&mut self, id: usize, offset: u64, size: usize) -> Result<&RegisterHandle> {
+    /// Checks a request to map `size` bytes at `offset` of handle `id` directly,
+    /// `writable` if the mapping could be written through.
+    fn direct(
+        &mut self,
+        id: usize,
+        offset: u64,
+        size: usize,
+        writable: bool,
+    ) -> Result<&RegisterHandle> {
         let handle = match self.handles.get(&id) {
             Some(Handle::Registers(handle)) => handle,
             _ => return Err(Error::new(EBADF)),
         };
+        if writable && !handle.window.is_writable() {
+            self.counters.invalid += 1;
+            log::debug!(
+                "driver {}, {}: a writable mapping of a read-only handle",
+                handle.driver,
+                handle.target
+            );
+            return Err(Error::new(EBADF));
+        }
         let RegisterTarget::Bar { bar, .. } = handle.target else {
             return Err(Error::new(EOPNOTSUPP));
         };
@@ -213,12 +274,22 @@ impl<H: Hardware> MmioScheme<H> {
         Ok(handle)
     }
 
-    fn status_text(&self) -> String {
+    /// The status as `ctx` may see it: the counters, and the lines of the
+    /// handles it may know of (all for root, its own driver's for a driver).
+    /// Which driver holds which device, from which pid, is for the system's
+    /// administrator, not for every process.
+    fn status_text(&self, ctx: &CallerCtx) -> String {
+        let visible = |h: &RegisterHandle| ctx.uid == SUPERVISOR_UID || ctx.uid == h.driver_uid;
+        let open_handles = self
+            .handles
+            .values()
+            .filter(|handle| matches!(handle, Handle::Registers(_)))
+            .count();
         let lines: Vec<String> = self
             .handles
             .iter()
             .filter_map(|(id, handle)| match handle {
-                Handle::Registers(h) => Some(format!(
+                Handle::Registers(h) if visible(h) => Some(format!(
                     "handle {id}: driver {} pid {} {} ({} {:#x} bytes) accesses {}",
                     h.driver,
                     h.pid,
@@ -227,10 +298,10 @@ impl<H: Hardware> MmioScheme<H> {
                     h.window.region().len,
                     h.accesses
                 )),
-                Handle::Status(_) => None,
+                Handle::Registers(_) | Handle::Status(_) => None,
             })
             .collect();
-        status::render(&self.counters, &lines)
+        status::render(&self.counters, open_handles, &lines)
     }
 }
 
@@ -272,14 +343,15 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         &mut self,
         dirfd: usize,
         path: &str,
-        _flags: usize,
+        flags: usize,
         _fcntl: u32,
         ctx: &CallerCtx,
     ) -> Result<OpenResult> {
         if dirfd != ROOT_ID {
             return Err(Error::new(EBADF));
         }
-        let handle = self.open(path, ctx)?;
+        let writable = matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR);
+        let handle = self.open(path, writable, ctx)?;
         let id = self.next_id;
         self.next_id += 1;
         self.handles.insert(id, handle);
@@ -325,7 +397,10 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     ) -> Result<usize> {
         if !metadata.is_empty() && self.handles.contains_key(&id) {
             self.counters.invalid += 1;
-            log::debug!("handle {id}: call with metadata {metadata:?} (a batch takes none)");
+            log::debug!(
+                "handle {id}: call with {} words of metadata (a batch takes none)",
+                metadata.len()
+            );
             return Err(Error::new(EINVAL));
         }
         let count = self.perform(id, |window| window.run_batch(payload))?;
@@ -365,10 +440,10 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         id: usize,
         offset: u64,
         size: usize,
-        _flags: MapFlags,
+        flags: MapFlags,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        self.direct(id, offset, size)?
+        self.direct(id, offset, size, flags.contains(MapFlags::PROT_WRITE))?
             .window
             .bus()
             .mapped_address(offset)
@@ -395,8 +470,10 @@ impl<H: Hardware> SchemeDaemon for MmioScheme<H> {
         size: usize,
         _ctx: &CallerCtx,
     ) -> Result<MapGrant> {
+        // The client maps the descriptor itself, with any protection it likes:
+        // only a handle that may write gets one.
         let grant = self
-            .direct(id, offset, size)?
+            .direct(id, offset, size, true)?
             .window
             .bus()
             .map_grant(offset);

@@ -1,5 +1,6 @@
 //! What `mmio:status` reports: counters since start, then one line per open
-//! register handle.
+//! register handle the reader may see (root: every handle; a driver: its own;
+//! anyone else: none). The counters, `handles` included, count every handle.
 
 use std::fmt::Write;
 
@@ -14,14 +15,16 @@ pub struct Counters {
     pub accesses: u64,
     /// Batches run.
     pub batches: u64,
-    /// Requests refused as malformed: out of range, misaligned, wrong width, bad batch.
+    /// Requests refused as malformed (out of range, misaligned, wrong width, bad
+    /// batch) or as writes through a read-only handle.
     pub invalid: u64,
     /// Device or backend failures.
     pub errors: u64,
 }
 
-/// The status text: `key: value` lines, then the open handles' lines.
-pub fn render(counters: &Counters, open_handles: &[String]) -> String {
+/// The status text: `key: value` lines (`handles` is `open_handles`), then
+/// `lines`, those of the open handles the reader may see.
+pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> String {
     let Counters {
         opens,
         denials,
@@ -32,7 +35,7 @@ pub fn render(counters: &Counters, open_handles: &[String]) -> String {
     } = counters;
     let mut text = String::new();
     for (key, value) in [
-        ("handles", open_handles.len() as u64),
+        ("handles", open_handles as u64),
         ("opens", *opens),
         ("denials", *denials),
         ("accesses", *accesses),
@@ -42,7 +45,7 @@ pub fn render(counters: &Counters, open_handles: &[String]) -> String {
     ] {
         let _ = writeln!(text, "{key}: {value}");
     }
-    for line in open_handles {
+    for line in lines {
         let _ = writeln!(text, "{line}");
     }
     text
@@ -62,10 +65,10 @@ mod tests {
             invalid: 4,
             errors: 0,
         };
-        let text = render(&counters, &["handle 1: driver uart".into()]);
+        let text = render(&counters, 2, &["handle 1: driver uart".into()]);
         assert_eq!(
             text,
-            "handles: 1\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nhandle 1: driver uart\n"
+            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nhandle 1: driver uart\n"
         );
     }
 }

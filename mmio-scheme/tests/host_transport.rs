@@ -14,7 +14,7 @@ use mmio_scheme::bus::SoftBank;
 use mmio_scheme::wire::{Batch, Width};
 use mmio_scheme::{MmioScheme, SoftMachine};
 use scheme_runtime::{Handle, HostServer};
-use syscall::flag::O_RDWR;
+use syscall::flag::{O_RDONLY, O_RDWR};
 
 const E1000_BAR0: &str = "/scheme/mmio/pci/0000:00:03.0/bar0?label=e1000";
 
@@ -50,6 +50,10 @@ impl Served {
         Handle::open_in(&self.dir, path, O_RDWR)
     }
 
+    fn open_read_only(&self, path: &str) -> io::Result<Handle> {
+        Handle::open_in(&self.dir, path, O_RDONLY)
+    }
+
     fn status(&self) -> String {
         let status = self.open("/scheme/mmio/status").unwrap();
         let mut text = vec![0; 4096];
@@ -76,11 +80,18 @@ impl Drop for Served {
 /// This process acts for driver e1000: as the driver itself (its uid is in the
 /// rule) or, when run as root, as the supervisor naming it.
 fn policy() -> Policy {
+    policy_with_schemes(r#"["mmio"]"#)
+}
+
+/// [`policy`], with the rule's `schemes` set to `schemes`.
+fn policy_with_schemes(schemes: &str) -> Policy {
     let uid = nix::unistd::getuid().as_raw();
     let e1000_uid = if uid == 0 { 1001 } else { uid };
-    format!("[driver.e1000]\nuid = {e1000_uid}\ndevice = \"8086:100e\"\nbars = [0]\n")
-        .parse()
-        .unwrap()
+    format!(
+        "[driver.e1000]\nuid = {e1000_uid}\ndevice = \"8086:100e\"\nbars = [0]\nschemes = {schemes}\n"
+    )
+    .parse()
+    .unwrap()
 }
 
 fn e1000_machine() -> (SoftMachine, SoftBank) {
@@ -187,4 +198,31 @@ fn a_closed_handle_leaves_the_status() {
         assert!(Instant::now() < deadline, "the scheme never saw the close");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn a_read_only_handle_cannot_write_over_the_host_transport() {
+    let (machine, bar0) = e1000_machine();
+    let served = Served::start("read-only", policy(), machine);
+    let bar = served.open_read_only(E1000_BAR0).unwrap();
+    let mut status = [0; 4];
+    assert_eq!(bar.read_at(&mut status, 0x8).unwrap(), 4);
+    assert_eq!(u32::from_le_bytes(status), 0x8008_0783);
+    let refused = bar.write_at(&1u32.to_le_bytes(), 0x0).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(nix::libc::EBADF), "{refused}");
+    let mut batch = Batch::new();
+    batch.write(0x0, Width::U32, 1).unwrap();
+    let refused = bar.call(batch.payload_mut(), &[]).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(nix::libc::EBADF), "{refused}");
+    assert_eq!(bar0.peek(0x0, Width::U32), 0);
+}
+
+#[test]
+fn a_driver_without_mmio_in_its_schemes_is_refused_over_the_host_transport() {
+    let (machine, bar0) = e1000_machine();
+    let served = Served::start("schemes", policy_with_schemes(r#"["dma"]"#), machine);
+    let refused = served.open(E1000_BAR0).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{refused}");
+    assert!(served.status().contains("denials: 1\n"));
+    assert!(bar0.log().is_empty());
 }

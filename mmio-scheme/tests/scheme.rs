@@ -11,7 +11,7 @@ use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
 use syscall::data::Stat;
 use syscall::error::{Error, EACCES, EBADF, EINVAL, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_RDWR};
+use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_RDONLY, O_RDWR, O_WRONLY};
 
 const POLICY: &str = r#"
 [driver.e1000]
@@ -25,11 +25,20 @@ schemes = ["mmio", "dma", "network"]
 [driver.uart]
 uid = 1002
 ports = ["0x2f8-0x2ff"]
+schemes = ["mmio"]
 
 [driver.indirect]
 uid = 1003
 bdf = "0000:00:05.0"
 bars = [0]
+schemes = ["mmio"]
+
+# Granted the e1000's BAR, but not the scheme it is served by.
+[driver.dmaonly]
+uid = 1004
+device = "8086:100e"
+bars = [0]
+schemes = ["dma"]
 "#;
 
 const E1000: DeviceId = DeviceId {
@@ -96,8 +105,17 @@ fn root_ctx() -> CallerCtx {
 }
 
 fn open(scheme: &mut MmioScheme<SoftMachine>, path: &str, ctx: &CallerCtx) -> Result<usize, Error> {
+    open_with(scheme, path, O_RDWR, ctx)
+}
+
+fn open_with(
+    scheme: &mut MmioScheme<SoftMachine>,
+    path: &str,
+    flags: usize,
+    ctx: &CallerCtx,
+) -> Result<usize, Error> {
     let root = scheme.scheme_root()?;
-    match scheme.openat(root, path, O_RDWR, 0, ctx)? {
+    match scheme.openat(root, path, flags, 0, ctx)? {
         OpenResult::ThisScheme { number, .. } => Ok(number),
         other => panic!("open answered {other:?}"),
     }
@@ -430,8 +448,16 @@ fn a_batch_is_refused_whole() {
     assert_eq!(scheme.counters().batches, 0);
 }
 
+/// The status text a caller `ctx` reads.
+fn status_as(scheme: &mut MmioScheme<SoftMachine>, ctx: &CallerCtx) -> String {
+    let status = open(scheme, "status", ctx).unwrap();
+    let mut text = vec![0; 4096];
+    let len = scheme.read(status, &mut text, 0, 0, ctx).unwrap();
+    String::from_utf8(text[..len].to_vec()).unwrap()
+}
+
 #[test]
-fn status_reports_counters_and_handles_to_anyone() {
+fn status_reads_like_a_file_and_refuses_writes() {
     let Machine { mut scheme, .. } = machine();
     let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
     pread(&mut scheme, bar, 4, 0x8).unwrap();
@@ -443,12 +469,6 @@ fn status_reports_counters_and_handles_to_anyone() {
     let text = String::from_utf8(text[..len].to_vec()).unwrap();
     assert!(
         text.starts_with("handles: 1\nopens: 1\ndenials: 1\naccesses: 1\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "driver e1000 pid 40 pci/0000:00:03.0/bar0 (memory 0x20000 bytes) accesses 1"
-        ),
         "{text}"
     );
     let mut tail = [0; 8];
@@ -465,6 +485,41 @@ fn status_reports_counters_and_handles_to_anyone() {
     );
     assert_eq!(errno(scheme.write(status, &[0; 4], 0, 0, &stranger)), EBADF);
     assert_eq!(errno(scheme.call(status, &mut [], &[], &stranger)), EBADF);
+}
+
+#[test]
+fn status_shows_a_handles_line_only_to_root_and_to_the_handles_own_driver() {
+    let Machine { mut scheme, .. } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    pread(&mut scheme, bar, 4, 0x8).unwrap();
+    open(&mut scheme, "port/0x2f8-0x2ff?label=uart", &root_ctx()).unwrap();
+    let e1000_line = "driver e1000 pid 40 pci/0000:00:03.0/bar0 (memory 0x20000 bytes) accesses 1";
+    let uart_line = "driver uart pid 1 port/0x2f8-0x2ff";
+
+    let stranger = status_as(&mut scheme, &caller_ctx(60, 4242, 4242));
+    assert!(
+        stranger.starts_with("handles: 2\nopens: 2\ndenials: 0\naccesses: 1\n"),
+        "{stranger}"
+    );
+    assert!(!stranger.contains("handle "), "{stranger}");
+
+    let e1000 = status_as(&mut scheme, &e1000_ctx());
+    assert!(e1000.starts_with("handles: 2\n"), "{e1000}");
+    assert!(e1000.contains(e1000_line), "{e1000}");
+    assert!(!e1000.contains(uart_line), "{e1000}");
+
+    let uart = status_as(&mut scheme, &uart_ctx());
+    assert!(
+        uart.contains(uart_line),
+        "a handle root opened for uart is uart's: {uart}"
+    );
+    assert!(!uart.contains("driver e1000"), "{uart}");
+
+    let root = status_as(&mut scheme, &root_ctx());
+    assert!(
+        root.contains(e1000_line) && root.contains(uart_line),
+        "{root}"
+    );
 }
 
 #[test]
@@ -520,4 +575,116 @@ fn direct_mapping_follows_direct_bars() {
         "ports cannot be mapped"
     );
     assert_eq!(errno(scheme.map_fd(999, 0, 0x1000, &uart_ctx())), EBADF);
+}
+
+#[test]
+fn a_read_only_handle_reads_registers_but_refuses_to_write_them() {
+    let Machine {
+        mut scheme,
+        e1000,
+        ports,
+        ..
+    } = machine();
+    e1000.poke(0x8, Width::U32, 0x8008_0783);
+    let bar = open_with(&mut scheme, E1000_BAR0, O_RDONLY, &e1000_ctx()).unwrap();
+    assert_eq!(
+        pread(&mut scheme, bar, 4, 0x8).unwrap(),
+        0x8008_0783u32.to_le_bytes()
+    );
+    assert_eq!(
+        errno(pwrite(&mut scheme, bar, &1u32.to_le_bytes(), 0x0)),
+        EBADF
+    );
+
+    let mut reads = Batch::new();
+    let status = reads.read(0x8, Width::U32).unwrap();
+    assert_eq!(
+        scheme.call(bar, reads.payload_mut(), &[], &e1000_ctx()),
+        Ok(1)
+    );
+    assert_eq!(reads.value(status), Some(0x8008_0783));
+    let mut mixed = Batch::new();
+    mixed.read(0x8, Width::U32).unwrap();
+    mixed.write(0x0, Width::U32, 1).unwrap();
+    assert_eq!(
+        errno(scheme.call(bar, mixed.payload_mut(), &[], &e1000_ctx())),
+        EBADF,
+        "a batch with one write is refused whole"
+    );
+    assert_eq!(e1000.peek(0x0, Width::U32), 0);
+    assert_eq!(
+        e1000.log().len(),
+        2,
+        "only the two reads reached the device"
+    );
+
+    let no_mode = open_with(&mut scheme, E1000_BAR0, 0, &e1000_ctx()).unwrap();
+    assert_eq!(
+        errno(pwrite(&mut scheme, no_mode, &1u32.to_le_bytes(), 0x0)),
+        EBADF,
+        "no access mode grants no writing"
+    );
+    let com2 = open_with(&mut scheme, COM2, O_RDONLY, &uart_ctx()).unwrap();
+    assert_eq!(errno(scheme.write(com2, &[0x41], 0, 0, &uart_ctx())), EBADF);
+    assert_eq!(ports.peek(0x2f8, Width::U8), 0);
+
+    let write_only = open_with(&mut scheme, E1000_BAR0, O_WRONLY, &e1000_ctx()).unwrap();
+    assert_eq!(
+        pwrite(&mut scheme, write_only, &2u32.to_le_bytes(), 0x0),
+        Ok(4)
+    );
+    assert_eq!(e1000.peek(0x0, Width::U32), 2);
+}
+
+#[test]
+fn a_read_only_handle_refuses_a_writable_direct_mapping() {
+    let Machine { mut scheme, .. } = machine();
+    let ctx = e1000_ctx();
+    let bar = open_with(&mut scheme, E1000_BAR0, O_RDONLY, &ctx).unwrap();
+    let writable = MapFlags::PROT_READ | MapFlags::PROT_WRITE;
+    assert_eq!(
+        errno(scheme.mmap_prep(bar, 0, 0x1000, writable, &ctx)),
+        EBADF
+    );
+    assert_eq!(
+        errno(scheme.map_fd(bar, 0, 0x1000, &ctx)),
+        EBADF,
+        "a mapped descriptor could be mapped writable"
+    );
+    assert_eq!(
+        errno(scheme.mmap_prep(bar, 0, 0x1000, MapFlags::PROT_READ, &ctx)),
+        EOPNOTSUPP,
+        "a read-only mapping is granted (and a software bank has none to lend)"
+    );
+    let rw = open(&mut scheme, E1000_BAR0, &ctx).unwrap();
+    assert_eq!(
+        errno(scheme.mmap_prep(rw, 0, 0x1000, writable, &ctx)),
+        EOPNOTSUPP,
+        "granted"
+    );
+}
+
+#[test]
+fn a_driver_whose_rule_does_not_list_mmio_is_refused_its_registers() {
+    let Machine {
+        mut scheme, e1000, ..
+    } = machine();
+    let dmaonly = caller_ctx(53, 1004, 1004);
+    assert_eq!(errno(open(&mut scheme, E1000_BAR0, &dmaonly)), EACCES);
+    assert_eq!(
+        errno(open(
+            &mut scheme,
+            "pci/00:03.0/bar0?label=dmaonly",
+            &root_ctx()
+        )),
+        EACCES,
+        "root acting for the driver is held to its rule"
+    );
+    assert_eq!(scheme.counters().denials, 2);
+    assert_eq!(scheme.counters().opens, 0);
+    assert!(e1000.log().is_empty());
+    assert!(
+        open(&mut scheme, "status", &dmaonly).is_ok(),
+        "status is open to anyone"
+    );
 }

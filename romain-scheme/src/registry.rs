@@ -33,6 +33,11 @@
 //! keep the supervisor's group (root's, usually). Switching takes root: a
 //! supervisor that is not root fails to start such a group, and says so, as it
 //! fails any start (counted, backed off, retried).
+//!
+//! Given the isolation policy (`romain serve --policy`), each driver also takes
+//! from its rule (the one its `policy` label names) the schemes it may open
+//! ([`Registry::apply_policy`]); a replicated group's engine lets the replicas
+//! connect to those schemes only (`romain replicate --schemes`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use driver_policy::PortRange;
+use driver_policy::{Policy, PortRange};
 use scheme_runtime::SchemePath;
 use serde::Deserialize;
 
@@ -78,6 +83,9 @@ pub struct DriverSpec {
     pub uid: Option<u32>,
     /// Its group; `None`: the supervisor's.
     pub gid: Option<u32>,
+    /// The schemes the driver's policy rule lists, the only ones a replicated
+    /// group's replicas may connect to; `None` without a policy or a rule.
+    pub schemes: Option<Vec<String>>,
 }
 
 /// All drivers, by name.
@@ -102,6 +110,23 @@ impl Registry {
 
     pub fn drivers(&self) -> impl Iterator<Item = &DriverSpec> {
         self.drivers.values()
+    }
+
+    /// Gives each driver the schemes its rule in `policy` lists (the rule its
+    /// `policy` label names). Returns the drivers whose label has no rule: they
+    /// keep no list, and their replicas connect wherever the engine may
+    /// (`mmio:` and `dma:` refuse a driver without a rule by themselves).
+    pub fn apply_policy(&mut self, policy: &Policy) -> Vec<String> {
+        let mut without_rule = Vec::new();
+        for spec in self.drivers.values_mut() {
+            spec.schemes = policy
+                .driver(&spec.policy)
+                .map(|rule| rule.schemes().to_vec());
+            if spec.schemes.is_none() {
+                without_rule.push(spec.name.clone());
+            }
+        }
+        without_rule
     }
 }
 
@@ -299,6 +324,7 @@ impl DriverEntry {
             watchdog,
             uid,
             gid,
+            schemes: None,
             name,
         })
     }
@@ -487,6 +513,33 @@ mod tests {
             .contains("unknown field `watchdog`"));
         assert!(problem("[driver.a").starts_with("registry: "));
         assert!(problem("[driver.a]\nbinary = \"/x\"\nuid = \"root\"\ngid = 0").contains("uid"));
+    }
+
+    #[test]
+    fn a_policy_gives_each_driver_the_schemes_of_its_rule() {
+        let mut registry = parse(
+            "[driver.e1000]\nbinary = \"/x\"\n\
+             [driver.serial]\nbinary = \"/x\"\npolicy = \"uart\"\n\
+             [driver.bare]\nbinary = \"/x\"\npolicy = \"nothing\"\n\
+             [driver.stranger]\nbinary = \"/x\"\n",
+        )
+        .unwrap();
+        assert_eq!(registry.driver("e1000").unwrap().schemes, None);
+        let policy: Policy = "[driver.e1000]\nuid = 1001\nschemes = [\"mmio\", \"dma\"]\n\
+                              [driver.uart]\nuid = 1002\nschemes = [\"mmio\"]\n\
+                              [driver.nothing]\nuid = 1003\n"
+            .parse()
+            .unwrap();
+        assert_eq!(registry.apply_policy(&policy), ["stranger"]);
+        let schemes = |name: &str| registry.driver(name).unwrap().schemes.clone();
+        assert_eq!(schemes("e1000"), Some(vec!["mmio".into(), "dma".into()]));
+        assert_eq!(schemes("serial"), Some(vec!["mmio".into()]), "by its label");
+        assert_eq!(
+            schemes("bare"),
+            Some(Vec::new()),
+            "a rule without schemes grants none"
+        );
+        assert_eq!(schemes("stranger"), None);
     }
 
     #[test]

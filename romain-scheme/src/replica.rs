@@ -98,6 +98,9 @@ impl Program {
                 if let Some(watchdog) = spec.watchdog {
                     command.arg(format!("--watchdog-ms={}", watchdog.as_millis()));
                 }
+                if let Some(schemes) = &spec.schemes {
+                    command.arg(format!("--schemes={}", schemes.join(",")));
+                }
                 command.arg("--").arg(&spec.binary);
                 command
             }
@@ -445,6 +448,30 @@ mod tests {
                 "/usr/bin/uartd"
             ],
             "the engine's own defaults apply"
+        );
+    }
+
+    #[test]
+    fn a_replicated_driver_with_a_policy_rule_is_held_to_its_schemes() {
+        let program = Program::for_replicas(2, Path::new("/usr/bin/romain"));
+        let mut spec = spec();
+        spec.schemes = Some(vec!["mmio".into(), "dma".into()]);
+        assert!(args(&program.command(&spec)).contains(&"--schemes=mmio,dma"));
+        spec.schemes = Some(Vec::new());
+        assert!(
+            args(&program.command(&spec)).contains(&"--schemes="),
+            "a rule that lists no scheme allows none"
+        );
+        spec.schemes = None;
+        assert!(!args(&program.command(&spec))
+            .iter()
+            .any(|arg| arg.starts_with("--schemes")));
+        spec.schemes = Some(vec!["mmio".into()]);
+        assert!(
+            !args(&Program::Driver.command(&spec))
+                .iter()
+                .any(|arg| arg.starts_with("--schemes")),
+            "a driver alone opens its schemes itself, under their own checks"
         );
     }
 

@@ -5,10 +5,20 @@
 //! going through it in pieces sees one consistent snapshot. Writing a group
 //! handle takes one [`Command`]. Starting a group and commanding one take root
 //! or the supervisor's own user; anyone may read.
+//!
+//! What a reader sees depends on who opened the handle (as a file's
+//! permissions are checked at open): root, the supervisor's own user and the
+//! group's driver (its registry `uid`) see everything; anyone else sees the
+//! groups' state and counters without pids and fault details
+//! ([`Audience`](crate::status::Audience)).
+//!
+//! A refusal is logged once, quoting at most a [`Clipped`] prefix of the path
+//! or command the client sent.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use driver_policy::Clipped;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::SchemeDaemon;
@@ -19,10 +29,15 @@ use syscall::Stat;
 
 use crate::command::Command;
 use crate::open_path::{self, OpenTarget};
+use crate::status::Audience;
 use crate::supervisor::Supervisor;
 use crate::SCHEME_NAME;
 
 const ROOT_ID: usize = 0;
+
+/// Characters of an error message that quotes client text (a query key, a
+/// command word) kept in a log line: the explanation, not 64 KiB of input.
+const MESSAGE_CHARS: usize = 160;
 
 enum Target {
     Root,
@@ -31,6 +46,8 @@ enum Target {
 
 struct OpenHandle {
     target: Target,
+    /// Who opened it: decides what its status shows.
+    opener_uid: u32,
     /// The text the last read at offset 0 produced.
     snapshot: String,
 }
@@ -62,13 +79,38 @@ impl RomainScheme {
         self.handles.get(&id).ok_or(Error::new(EBADF))
     }
 
-    fn render(&self, target: &Target) -> String {
-        match target {
-            Target::Root => self.supervisor.listing(),
+    /// How much of `driver`'s status `uid` may see: everything for root, the
+    /// supervisor's user and the driver itself; no pids or fault details for
+    /// anyone else.
+    fn audience(&self, uid: u32, driver: &str) -> Audience {
+        let drivers_own = self
+            .supervisor
+            .registry()
+            .driver(driver)
+            .and_then(|spec| spec.uid)
+            == Some(uid);
+        if uid == 0 || uid == self.owner_uid || drivers_own {
+            Audience::Trusted
+        } else {
+            Audience::Public
+        }
+    }
+
+    fn render(&self, handle: &OpenHandle) -> String {
+        let uid = handle.opener_uid;
+        match &handle.target {
+            Target::Root => self
+                .supervisor
+                .groups()
+                .map(|group| {
+                    let status = group.status();
+                    status.summary_for(self.audience(uid, status.driver))
+                })
+                .collect(),
             Target::Group(driver) => self
                 .supervisor
                 .group(driver)
-                .map(|group| group.status().to_string())
+                .map(|group| group.status().text_for(self.audience(uid, driver)))
                 .unwrap_or_default(),
         }
     }
@@ -94,7 +136,11 @@ impl RomainScheme {
             .map_err(|_| "command is not UTF-8".to_owned())
             .and_then(|text| text.parse::<Command>().map_err(|e| e.to_string()));
         let command = parsed.map_err(|problem| {
-            log::warn!("{driver}: pid {}: bad command: {problem}", ctx.pid);
+            log::warn!(
+                "{driver}: pid {}: bad command: {}",
+                ctx.pid,
+                Clipped::at_most(&problem, MESSAGE_CHARS)
+            );
             Error::new(EINVAL)
         })?;
         log::info!("{driver}: pid {} says {command}", ctx.pid);
@@ -130,13 +176,18 @@ impl SchemeSync for RomainScheme {
                 self.supervisor
                     .open(&request, may_start, Instant::now())
                     .map_err(|e| {
-                        log::warn!("open {path:?} by pid {}: {e}", ctx.pid);
+                        log::warn!("open {} by pid {}: {e}", Clipped::new(path), ctx.pid);
                         Error::new(e.errno())
                     })?;
                 Target::Group(request.driver.to_owned())
             }
             Err(e) => {
-                log::warn!("open {path:?} by pid {}: {e}", ctx.pid);
+                log::warn!(
+                    "open {} by pid {}: {}",
+                    Clipped::new(path),
+                    ctx.pid,
+                    Clipped::at_most(&e.to_string(), MESSAGE_CHARS)
+                );
                 return Err(Error::new(EINVAL));
             }
         };
@@ -146,6 +197,7 @@ impl SchemeSync for RomainScheme {
             id,
             OpenHandle {
                 target,
+                opener_uid: ctx.uid,
                 snapshot: String::new(),
             },
         );
@@ -165,7 +217,7 @@ impl SchemeSync for RomainScheme {
     ) -> Result<usize> {
         let handle = self.handle(id)?;
         if offset == 0 {
-            let text = self.render(&handle.target);
+            let text = self.render(handle);
             self.handles.get_mut(&id).expect("looked up above").snapshot = text;
         }
         let snapshot = self.handle(id)?.snapshot.as_bytes();
@@ -187,7 +239,7 @@ impl SchemeSync for RomainScheme {
     fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
         let handle = self.handle(id)?;
         stat.st_mode = MODE_FILE | 0o644;
-        stat.st_size = self.render(&handle.target).len() as u64;
+        stat.st_size = self.render(handle).len() as u64;
         Ok(())
     }
 
@@ -286,7 +338,8 @@ mod tests {
         assert!(status.contains("\nlast_fault=spawn\n"), "{status}");
         assert_eq!(
             read_all(&mut scheme, root, 5),
-            "driver=absent state=backoff replicas=1 pids= restarts=0\n"
+            "driver=absent state=backoff replicas=1 restarts=0\n",
+            "a stranger opened the root: no pids"
         );
 
         let stranger = caller_ctx(8, 4321, 4321);
@@ -341,5 +394,60 @@ mod tests {
             scheme.supervisor.group("absent").is_some(),
             "closing a handle leaves the group"
         );
+    }
+
+    #[test]
+    fn a_stranger_reads_a_groups_counters_but_not_its_pids_or_fault_details() {
+        let mut scheme = scheme();
+        let started = open(&mut scheme, "absent?replicas=1", 0).unwrap();
+        assert!(read_all(&mut scheme, started, 4096).contains("\nlast_fault_detail="));
+
+        let stranger = open(&mut scheme, "absent?attach", 4321).unwrap();
+        let text = read_all(&mut scheme, stranger, 4096);
+        for line in [
+            "driver=absent",
+            "state=backoff",
+            "restarts=0",
+            "last_fault=spawn",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from\n{text}"
+            );
+        }
+        assert!(!text.contains("pids="), "{text}");
+        assert!(!text.contains("last_fault_detail="), "{text}");
+        let root = open(&mut scheme, "", 4321).unwrap();
+        assert_eq!(
+            read_all(&mut scheme, root, 4096),
+            "driver=absent state=backoff replicas=1 restarts=0\n"
+        );
+
+        for uid in [0, OWNER] {
+            let group = open(&mut scheme, "absent?attach", uid).unwrap();
+            let text = read_all(&mut scheme, group, 4096);
+            assert!(text.contains("\npids=\n"), "uid {uid}: {text}");
+            assert!(text.contains("\nlast_fault_detail="), "uid {uid}: {text}");
+            let root = open(&mut scheme, "", uid).unwrap();
+            assert!(read_all(&mut scheme, root, 4096).contains(" pids= "));
+        }
+    }
+
+    #[test]
+    fn a_groups_own_driver_sees_its_pids_and_fault_details() {
+        let registry = "[driver.own]\nbinary = \"/nonexistent/driver\"\nuid = 1001\ngid = 1001\n"
+            .parse()
+            .unwrap();
+        let mut scheme = RomainScheme::new(
+            Supervisor::new(registry, Some("/nonexistent/romain".into())),
+            OWNER,
+        );
+        open(&mut scheme, "own?replicas=1", 0).unwrap();
+        let driver = open(&mut scheme, "own?attach", 1001).unwrap();
+        let text = read_all(&mut scheme, driver, 4096);
+        assert!(text.contains("\npids=\n"), "{text}");
+        assert!(text.contains("\nlast_fault_detail="), "{text}");
+        let other = open(&mut scheme, "own?attach", 1002).unwrap();
+        assert!(!read_all(&mut scheme, other, 4096).contains("pids="));
     }
 }

@@ -42,6 +42,15 @@
 //!
 //! Keys are only ever added, so readers should look keys up rather than count
 //! lines. The scheme root lists one [`GroupStatus::summary`] line per group.
+//!
+//! **Who sees what** ([`Audience`]). Root, the supervisor's own user and the
+//! group's driver (the registry's `uid`) see everything above. Anyone else sees
+//! the state, the configuration and the counters, without the keys that tell
+//! about processes and their faults: `pids`, `last_fault_detail`,
+//! `replica_pids` and `engine_last_fault` are left out (from the summary line
+//! too), since a pid is a target and a fault's detail can carry addresses,
+//! register values and the reason a start failed. `last_fault` (the kind) and
+//! `last_fault_at` stay.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,6 +76,15 @@ impl fmt::Display for GroupState {
             Self::Down => "down",
         })
     }
+}
+
+/// Who reads a status, which decides the keys it shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Root, the supervisor's user, the group's driver: every key.
+    Trusted,
+    /// Anyone else: no pids and no fault details.
+    Public,
 }
 
 /// A snapshot of one group, for rendering.
@@ -178,25 +196,39 @@ impl EngineCounters {
 
 impl fmt::Display for EngineReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, Audience::Trusted)
+    }
+}
+
+impl EngineReport {
+    /// The engine's lines, as `audience` may see them.
+    fn write(&self, f: &mut fmt::Formatter<'_>, audience: Audience) -> fmt::Result {
+        let trusted = audience == Audience::Trusted;
         match self {
             Self::Counters(counters) => {
                 for ((_, key), count) in ENGINE_COUNTERS.iter().zip(counters.counts) {
                     writeln!(f, "{key}={count}")?;
                 }
-                let pids: Vec<String> = counters
-                    .replica_pids
-                    .iter()
-                    .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
-                    .collect();
-                writeln!(f, "replica_pids={}", pids.join(","))?;
-                writeln!(f, "engine_last_fault={}", counters.last_fault)
+                if trusted {
+                    let pids: Vec<String> = counters
+                        .replica_pids
+                        .iter()
+                        .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
+                        .collect();
+                    writeln!(f, "replica_pids={}", pids.join(","))?;
+                    writeln!(f, "engine_last_fault={}", counters.last_fault)?;
+                }
+                Ok(())
             }
             Self::Unknown => {
                 for (_, key) in ENGINE_COUNTERS {
                     writeln!(f, "{key}=unknown")?;
                 }
-                writeln!(f, "replica_pids=unknown")?;
-                writeln!(f, "engine_last_fault=unknown")
+                if trusted {
+                    writeln!(f, "replica_pids=unknown")?;
+                    writeln!(f, "engine_last_fault=unknown")?;
+                }
+                Ok(())
             }
         }
     }
@@ -205,14 +237,19 @@ impl fmt::Display for EngineReport {
 impl GroupStatus<'_> {
     /// One line for the list of groups.
     pub fn summary(&self) -> String {
+        self.summary_for(Audience::Trusted)
+    }
+
+    /// One line for the list of groups, as `audience` may see it.
+    pub fn summary_for(&self, audience: Audience) -> String {
         let mut line = format!(
-            "driver={} state={} replicas={} pids={} restarts={}",
-            self.driver,
-            self.state,
-            self.replicas,
-            Pids(&self.pids),
-            self.restarts
+            "driver={} state={} replicas={}",
+            self.driver, self.state, self.replicas
         );
+        if audience == Audience::Trusted {
+            line.push_str(&format!(" pids={}", Pids(&self.pids)));
+        }
+        line.push_str(&format!(" restarts={}", self.restarts));
         if let Some(engine) = &self.engine {
             for key in ["votes", "repairs"] {
                 match engine {
@@ -231,10 +268,33 @@ impl GroupStatus<'_> {
 
 impl fmt::Display for GroupStatus<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, Audience::Trusted)
+    }
+}
+
+/// A group's status text as one audience sees it.
+struct Shown<'a, 'b>(&'a GroupStatus<'b>, Audience);
+
+impl fmt::Display for Shown<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, self.1)
+    }
+}
+
+impl GroupStatus<'_> {
+    /// The status text, as `audience` may see it.
+    pub fn text_for(&self, audience: Audience) -> String {
+        Shown(self, audience).to_string()
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, audience: Audience) -> fmt::Result {
+        let trusted = audience == Audience::Trusted;
         writeln!(f, "driver={}", self.driver)?;
         writeln!(f, "state={}", self.state)?;
         writeln!(f, "replicas={}", self.replicas)?;
-        writeln!(f, "pids={}", Pids(&self.pids))?;
+        if trusted {
+            writeln!(f, "pids={}", Pids(&self.pids))?;
+        }
         writeln!(f, "policy={}", self.policy)?;
         writeln!(f, "heartbeat={}", self.heartbeat.unwrap_or("off"))?;
         writeln!(f, "period_ms={}", self.period_ms)?;
@@ -243,12 +303,16 @@ impl fmt::Display for GroupStatus<'_> {
         match self.last_fault {
             Some(fault) => {
                 writeln!(f, "last_fault={}", fault.reason.keyword())?;
-                writeln!(f, "last_fault_detail={}", fault.reason)?;
+                if trusted {
+                    writeln!(f, "last_fault_detail={}", fault.reason)?;
+                }
                 writeln!(f, "last_fault_at={}", UnixTime(fault.at))?;
             }
             None => {
                 writeln!(f, "last_fault=none")?;
-                writeln!(f, "last_fault_detail=none")?;
+                if trusted {
+                    writeln!(f, "last_fault_detail=none")?;
+                }
                 writeln!(f, "last_fault_at=none")?;
             }
         }
@@ -264,7 +328,7 @@ impl fmt::Display for GroupStatus<'_> {
             )?;
         }
         match &self.engine {
-            Some(engine) => write!(f, "{engine}"),
+            Some(engine) => engine.write(f, audience),
             None => Ok(()),
         }
     }
@@ -502,6 +566,51 @@ mod tests {
         assert_eq!(counts, (1..=14).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
+    }
+
+    #[test]
+    fn the_public_sees_state_and_counters_but_no_pids_or_fault_details() {
+        let fault = Fault {
+            reason: FaultReason::Signaled(9),
+            at: at(1_767_225_600_125),
+        };
+        let mut status = replicated(EngineReport::Counters(
+            EngineCounters::parse(ENGINE_ANSWER).unwrap(),
+        ));
+        status.last_fault = Some(&fault);
+        let public = status.text_for(Audience::Public);
+        for key in [
+            "pids",
+            "last_fault_detail",
+            "replica_pids",
+            "engine_last_fault",
+        ] {
+            assert!(
+                !public.lines().any(|l| l.starts_with(&format!("{key}="))),
+                "{key} shown:\n{public}"
+            );
+        }
+        for line in [
+            "driver=testbed",
+            "state=running",
+            "last_fault=signal",
+            "last_fault_at=1767225600.125",
+            "votes=118",
+            "repairs=1",
+        ] {
+            assert!(
+                public.lines().any(|l| l == line),
+                "{line:?} missing:\n{public}"
+            );
+        }
+        assert_eq!(status.text_for(Audience::Trusted), status.to_string());
+        assert_eq!(
+            status.summary_for(Audience::Public),
+            "driver=testbed state=running replicas=3 restarts=0 votes=118 repairs=1\n"
+        );
+        let unknown = replicated(EngineReport::Unknown).text_for(Audience::Public);
+        assert!(unknown.contains("\nvotes=unknown\n"), "{unknown}");
+        assert!(!unknown.contains("replica_pids"), "{unknown}");
     }
 
     #[test]

@@ -151,6 +151,16 @@ impl Supervisor {
         self.groups.get(driver)
     }
 
+    /// Every group, ordered by driver.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// The drivers it may start.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn command(
         &mut self,
         driver: &str,

@@ -717,6 +717,17 @@ impl DirectGroup {
         id: usize,
         payload: &[u8],
     ) -> (usize, bool) {
+        let result = self.try_request(opcode, id, payload).unwrap();
+        (result, self.group.last_exchange_reached_out())
+    }
+
+    /// Sends one request: its result, an errno if the driver refused it.
+    fn try_request(
+        &mut self,
+        opcode: scheme_runtime::wire::Opcode,
+        id: usize,
+        payload: &[u8],
+    ) -> Result<usize, syscall::error::Error> {
         use scheme_runtime::replicated::codec::{decode_reply, encode_request, RequestHead};
         let caller = scheme_runtime::Caller {
             pid: 1,
@@ -732,8 +743,7 @@ impl DirectGroup {
             .exchange(Some(&message), &mut self.devices)
             .unwrap()
             .unwrap();
-        let result = decode_reply(&reply).unwrap().header.result().unwrap();
-        (result, self.group.last_exchange_reached_out())
+        decode_reply(&reply).unwrap().header.result()
     }
 
     fn events(&self) -> u64 {
@@ -766,6 +776,51 @@ fn a_request_to_another_scheme_and_its_reply_are_one_event() {
     let queue = Handle::open_in(&dir, "testbed:queue/exchange", O_RDWR).unwrap();
     let mut received = [0; 8];
     assert_eq!(queue.read(&mut received).unwrap(), 1, "written once");
+    drop(direct);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Given the schemes the driver's policy rule lists, the engine connects the
+/// replicas to those only: a connect elsewhere fails alike in every replica, so
+/// the driver sees a refusal and no replica diverges.
+#[test]
+fn replicas_reach_only_the_schemes_their_rule_lists() {
+    use romain_scheme::engine::SchemeAllowList;
+    use scheme_runtime::wire::Opcode;
+
+    let dir = unique_dir("allowed");
+    let _testbed = testbed_in(&dir);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Handle::open_in(&dir, "testbed:stats", O_RDWR).is_err() {
+        assert!(Instant::now() < deadline, "testbed never served");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let mut direct = DirectGroup::start(client_driver(&dir, "testbed:queue/allowed"));
+    let only = |schemes: &[&str]| {
+        SchemeAllowList::new(dir.clone(), schemes.iter().map(|s| s.to_string()).collect())
+    };
+    direct.group.restrict_connections(only(&["mmio", "dma"]));
+    let (id, _) = direct.request(Opcode::Open, 0, b"");
+    assert_eq!(
+        direct
+            .try_request(Opcode::Write, id, b"client 1")
+            .map_err(|e| e.errno),
+        Err(syscall::error::EIO),
+        "the driver could not open testbed: and says so"
+    );
+    direct
+        .group
+        .restrict_connections(only(&["mmio", "testbed"]));
+    assert_eq!(direct.request(Opcode::Write, id, b"client 1"), (8, true));
+    let queue = Handle::open_in(&dir, "testbed:queue/allowed", O_RDWR).unwrap();
+    let mut received = [0; 8];
+    assert_eq!(
+        queue.read(&mut received).unwrap(),
+        1,
+        "only the allowed connection wrote"
+    );
+    let stats = direct.group.stats();
+    assert_eq!((stats.divergences, stats.no_majority), (0, 0));
     drop(direct);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,8 @@
 //! A backend implements [`RegisterBus`]: raw reads and writes of a width at an
 //! offset. Its access methods are `unsafe` because a backend may trust the
 //! offset (a mapped BAR dereferences it); [`Window`] is their only caller and
-//! checks every access against the bus's region first.
+//! checks every access against the bus's region first, and refuses every
+//! write when it was opened read-only.
 
 mod soft;
 mod volatile;
@@ -65,6 +66,8 @@ pub enum WindowError {
     Access { index: usize, error: AccessError },
     /// A single access of a size that is no access width.
     AccessSize(usize),
+    /// A write through a read-only window (operation `index` of a batch).
+    ReadOnly { index: usize },
     /// The backend failed (a real device error, EIO to the client).
     Io(io::Error),
 }
@@ -75,6 +78,9 @@ impl fmt::Display for WindowError {
             Self::Wire { index, error } => write!(f, "operation {index}: {error}"),
             Self::Access { index, error } => write!(f, "operation {index}: {error}"),
             Self::AccessSize(len) => write!(f, "an access of {len} bytes (want 1, 2, 4 or 8)"),
+            Self::ReadOnly { index } => {
+                write!(f, "operation {index}: a write, and the handle is read-only")
+            }
             Self::Io(error) => write!(f, "register access failed: {error}"),
         }
     }
@@ -82,20 +88,41 @@ impl fmt::Display for WindowError {
 
 impl std::error::Error for WindowError {}
 
-/// A register bus behind the range, alignment and width checks.
+/// A register bus behind the range, alignment and width checks, and behind
+/// the access mode its handle was opened with.
 pub struct Window {
     bus: Box<dyn RegisterBus>,
     region: Region,
+    writable: bool,
 }
 
 impl Window {
+    /// A window that reads and writes.
     pub fn new(bus: Box<dyn RegisterBus>) -> Self {
         let region = bus.region();
-        Self { bus, region }
+        Self {
+            bus,
+            region,
+            writable: true,
+        }
+    }
+
+    /// A window that only reads: every write, alone or in a batch, fails with
+    /// [`WindowError::ReadOnly`] before it reaches the bus.
+    pub fn read_only(bus: Box<dyn RegisterBus>) -> Self {
+        Self {
+            writable: false,
+            ..Self::new(bus)
+        }
     }
 
     pub fn region(&self) -> Region {
         self.region
+    }
+
+    /// Whether writes go through (and so whether a writable mapping may be lent).
+    pub fn is_writable(&self) -> bool {
+        self.writable
     }
 
     pub fn bus(&self) -> &dyn RegisterBus {
@@ -109,6 +136,9 @@ impl Window {
     }
 
     pub fn write(&mut self, offset: u64, width: Width, value: u64) -> Result<(), WindowError> {
+        if !self.writable {
+            return Err(WindowError::ReadOnly { index: 0 });
+        }
         let access = self.check(0, offset, width)?;
         if value > width.max_value() {
             let error = WireError::ValueTooWide { width, value };
@@ -130,6 +160,10 @@ impl Window {
     /// One write of the little-endian value in `buf`, whose length is the
     /// width: the meaning of `pwrite` on a register handle.
     pub fn write_from(&mut self, offset: u64, buf: &[u8]) -> Result<(), WindowError> {
+        // As a read-only descriptor refuses any write, whatever its length.
+        if !self.writable {
+            return Err(WindowError::ReadOnly { index: 0 });
+        }
         let width = Width::from_bytes(buf.len()).ok_or(WindowError::AccessSize(buf.len()))?;
         let mut value = [0; 8];
         value[..buf.len()].copy_from_slice(buf);
@@ -168,6 +202,9 @@ impl Window {
         record: &[u8; wire::OP_SIZE],
     ) -> Result<(RegisterOp, Access), WindowError> {
         let op = RegisterOp::decode(record).map_err(|error| WindowError::Wire { index, error })?;
+        if op.kind == OpKind::Write && !self.writable {
+            return Err(WindowError::ReadOnly { index });
+        }
         Ok((op, self.check(index, op.offset, op.width)?))
     }
 
@@ -328,5 +365,31 @@ mod tests {
         assert_eq!(ports.peek(0x2f8, Width::U8), 0);
         window.write(0, Width::U8, 0x41).unwrap();
         assert_eq!(ports.peek(0x2f8, Width::U8), 0x41);
+    }
+
+    #[test]
+    fn a_read_only_window_reads_and_refuses_every_write_before_the_bus() {
+        let bank = SoftBank::memory(0x100);
+        bank.poke(0x10, Width::U32, 7);
+        let mut window = Window::read_only(Box::new(bank.clone()));
+        assert!(!window.is_writable());
+        assert_eq!(window.read(0x10, Width::U32).unwrap(), 7);
+        assert!(matches!(
+            window.write(0x10, Width::U32, 1),
+            Err(WindowError::ReadOnly { index: 0 })
+        ));
+        assert!(matches!(
+            window.write_from(0x10, &[0; 3]),
+            Err(WindowError::ReadOnly { index: 0 })
+        ));
+        let mut batch = Batch::new();
+        batch.read(0x10, Width::U32).unwrap();
+        batch.write(0x14, Width::U32, 1).unwrap();
+        assert!(matches!(
+            window.run_batch(batch.payload_mut()),
+            Err(WindowError::ReadOnly { index: 1 })
+        ));
+        assert_eq!(bank.log().len(), 1, "only the single read reached the bus");
+        assert!(Window::new(Box::new(bank)).is_writable());
     }
 }

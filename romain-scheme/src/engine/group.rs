@@ -23,7 +23,7 @@ use nix::unistd::Pid;
 use scheme_runtime::replicated::codec;
 use scheme_runtime::wire::Opcode;
 
-use super::connections::{Connections, MessageHeader};
+use super::connections::{Connections, MessageHeader, SchemeAllowList};
 use super::fault_injection::{Fault, Injection};
 use super::member::{Action, Arrival, Member, Stopped};
 use super::shared_memory::SharedMemory;
@@ -177,6 +177,13 @@ impl ReplicaGroup {
         };
         group.spawn_all()?;
         Ok(group)
+    }
+
+    /// Lets the replicas connect only to the schemes of `allowed` (those the
+    /// driver's policy rule lists); any other `connect` fails with `EACCES` in
+    /// every replica. Without this they may connect wherever the engine may.
+    pub fn restrict_connections(&mut self, allowed: SchemeAllowList) {
+        self.connections.restrict_to(allowed);
     }
 
     /// Sends what the replicas write to standard output and error to `log` instead of

@@ -21,7 +21,7 @@ use scheme_runtime::replicated::{Forwarder, ReplicaLink};
 use scheme_runtime::HostServer;
 
 use super::group::{Devices, GroupConfig, GroupFailure, ReplicaGroup};
-use super::Injection;
+use super::{Injection, SchemeAllowList};
 use crate::trap::PortDevice;
 
 /// How often a group whose driver asked for no tick still runs a round.
@@ -220,6 +220,9 @@ pub struct ReplicateOptions {
     pub ports: Option<driver_policy::PortRange>,
     /// The driver's policy label, for `mmio:` when this process runs as root.
     pub label: Option<String>,
+    /// The schemes the driver's policy rule lists: the only ones, in the scheme
+    /// directory, its replicas may connect to. `None` (no rule known): any.
+    pub schemes: Option<Vec<String>>,
     pub control: Option<OwnedFd>,
 }
 
@@ -236,7 +239,13 @@ pub fn replicate(options: ReplicateOptions) -> io::Result<()> {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
         )?;
     }
-    let group = ReplicaGroup::start(options.config).map_err(io::Error::other)?;
+    let scheme_dir = scheme_runtime::scheme_dir();
+    let mut group = ReplicaGroup::start(options.config).map_err(io::Error::other)?;
+    if let Some(schemes) = options.schemes {
+        let allowed = SchemeAllowList::new(scheme_dir.clone(), schemes);
+        log::info!("the replicas may connect to the schemes {allowed}");
+        group.restrict_connections(allowed);
+    }
     serve_group(
         GroupLink::new(
             group,
@@ -246,7 +255,7 @@ pub fn replicate(options: ReplicateOptions) -> io::Result<()> {
             },
             options.control,
         ),
-        &scheme_runtime::scheme_dir(),
+        &scheme_dir,
     )
 }
 

@@ -24,6 +24,7 @@ mod stats;
 pub mod syscall_policy;
 mod watchdog;
 
+pub use connections::{scheme_names, ConnectRefusal, SchemeAllowList};
 pub use fault_injection::{Fault, Injection, InjectionError};
 pub use group::{DeviceWindow, Devices, GroupConfig, GroupFailure, ReplicaGroup, CHANNEL_FD};
 pub use master::{

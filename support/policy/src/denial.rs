@@ -1,6 +1,12 @@
 //! Why a request was refused, naming the driver, the resource and the rule.
+//!
+//! A label a caller named comes from its path, so a message quotes only a
+//! [`Clipped`] prefix of it: a denial is logged, and a long label must not make
+//! a long log line.
 
 use std::fmt;
+
+use crate::Clipped;
 
 /// A refused request. Its message names the rule that decided, e.g.
 /// `driver e1000: BAR 2 not granted (bars = [0])`.
@@ -39,11 +45,14 @@ impl fmt::Display for Denial {
             Self::RootWithoutLabel => {
                 f.write_str("uid 0 acts for no driver: name one with label=<driver>")
             }
-            Self::UnknownLabel { label } => write!(f, "no driver named `{label}` in the policy"),
+            Self::UnknownLabel { label } => {
+                write!(f, "no driver named `{}` in the policy", Clipped::new(label))
+            }
             Self::ForeignLabel { uid, label } => {
                 write!(
                     f,
-                    "uid {uid} may not act for driver {label} (only uid 0 acts for another driver)"
+                    "uid {uid} may not act for driver {} (only uid 0 acts for another driver)",
+                    Clipped::new(label)
                 )
             }
             Self::NotGranted {

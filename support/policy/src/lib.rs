@@ -23,7 +23,18 @@
 //! supervisor) is trusted to act for a driver it names, e.g. with a `label=`
 //! query when it opens a resource on the driver's behalf; it holds no grant of
 //! its own.
+//!
+//! `schemes` is enforced by the schemes themselves and by the replication
+//! engine: a scheme daemon refuses a driver whose rule does not list its name
+//! ([`DriverRule::check_scheme`]; `mmio:` opens no registers without `mmio`),
+//! and `romain replicate`, given the rule's list by `romain serve --policy`,
+//! lets the replicas connect to no other scheme. An absent `schemes` key
+//! grants no scheme.
+//!
+//! Labels and names in a [`Denial`] come from callers and are logged; they are
+//! quoted [`Clipped`].
 
+mod clipped;
 mod denial;
 mod error;
 mod parse;
@@ -36,6 +47,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
+pub use clipped::{Clipped, CLIPPED_CHARS};
 pub use denial::Denial;
 pub use error::{PolicyError, ValueError};
 pub use pci::{Bdf, DeviceId};

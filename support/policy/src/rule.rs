@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use crate::{Bdf, Denial, DeviceId, PortRange};
+use crate::{Bdf, Clipped, Denial, DeviceId, PortRange};
 
 /// What one driver may use. Everything not listed is denied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,13 +113,15 @@ impl DriverRule {
         }
     }
 
-    /// May the driver open scheme `name`?
+    /// May the driver open scheme `name`? (`mmio:` asks for itself; the
+    /// replication engine for each scheme its replicas connect to, whose name
+    /// comes from a replica, so the denial quotes only a prefix of it.)
     pub fn check_scheme(&self, name: &str) -> Result<(), Denial> {
         if self.schemes.iter().any(|s| s == name) {
             Ok(())
         } else {
             Err(self.denial(
-                format!("scheme {name}"),
+                format!("scheme {}", Clipped::new(name)),
                 format!("schemes = {}", quoted_list(&self.schemes)),
             ))
         }

@@ -219,3 +219,35 @@ fn scheme_decisions() {
     );
     assert!(policy.driver("uart").unwrap().check_scheme("mmio").is_err());
 }
+
+#[test]
+fn a_denial_quotes_only_a_short_prefix_of_a_label_a_client_sent() {
+    let policy = policy();
+    let long = format!("{}\nforged line", "x".repeat(64 * 1024));
+    for denial in [
+        policy.resolve(0, Some(&long)).unwrap_err(),
+        policy.resolve(1001, Some(&long)).unwrap_err(),
+        policy
+            .driver("e1000")
+            .unwrap()
+            .check_scheme(&long)
+            .unwrap_err(),
+    ] {
+        let message = denial.to_string();
+        assert!(
+            message.len() < 300,
+            "{} bytes: {message:.300}",
+            message.len()
+        );
+        assert!(
+            message.contains(&format!("... ({} bytes)", long.len())),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+    }
+    assert_eq!(
+        policy.resolve(0, Some("ne2k")).unwrap_err().to_string(),
+        "no driver named `ne2k` in the policy",
+        "a short label reads as before"
+    );
+}

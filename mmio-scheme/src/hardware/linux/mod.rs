@@ -189,7 +189,8 @@ mod tests {
         let root = scratch("direct");
         fake_function(&root);
         let policy =
-            "[driver.e1000]\nuid = 1001\ndevice = \"8086:100e\"\nbars = [0]\ndirect_bars = [0]\n";
+            "[driver.e1000]\nuid = 1001\ndevice = \"8086:100e\"\nbars = [0]\ndirect_bars = [0]\n\
+             schemes = [\"mmio\"]\n";
         let mut scheme = crate::MmioScheme::new(policy.parse().unwrap(), LinuxHardware::at(&root));
         let ctx = scheme_runtime::caller_ctx(7, 1001, 1001);
         let scheme_root = scheme.scheme_root().unwrap();
