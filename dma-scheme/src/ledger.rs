@@ -1,9 +1,15 @@
-//! Per-client accounting of DMA memory against quotas.
+//! Per-driver accounting of DMA memory against quotas.
+//!
+//! A driver is recognised by its uid (the policy names drivers by uid), so the
+//! ledger charges a uid, not a process: every process of the e1000's uid draws on
+//! the e1000's one quota. Which process may use a buffer is the scheme's business
+//! (a handle belongs to the pid that opened it), not the ledger's.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// What one client holds. A client has an entry only while it holds buffers.
+/// What one client, a uid and all its processes, holds. A uid has an entry only
+/// while it holds buffers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientUsage {
     pub buffers: usize,
@@ -14,7 +20,7 @@ pub struct ClientUsage {
     pub quota_hits: u64,
 }
 
-/// An allocation that would take a client past its quota.
+/// An allocation that would take a uid past its quota.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OverQuota {
     pub held: u64,
@@ -32,21 +38,21 @@ impl fmt::Display for OverQuota {
     }
 }
 
-/// Buffers and bytes held per client (by pid), and the quota hits.
+/// Buffers and bytes held per uid, and the quota hits.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    clients: BTreeMap<usize, ClientUsage>,
+    clients: BTreeMap<u32, ClientUsage>,
     quota_hits: u64,
 }
 
 impl Ledger {
-    /// Charges one buffer of `bytes` to `pid` if it stays within `quota`.
-    pub fn charge(&mut self, pid: usize, bytes: u64, quota: u64) -> Result<(), OverQuota> {
-        let held = self.clients.get(&pid).map_or(0, |usage| usage.bytes);
+    /// Charges one buffer of `bytes` to `uid` if it stays within `quota`.
+    pub fn charge(&mut self, uid: u32, bytes: u64, quota: u64) -> Result<(), OverQuota> {
+        let held = self.clients.get(&uid).map_or(0, |usage| usage.bytes);
         let within = held.checked_add(bytes).is_some_and(|total| total <= quota);
         if !within {
             self.quota_hits += 1;
-            if let Some(usage) = self.clients.get_mut(&pid) {
+            if let Some(usage) = self.clients.get_mut(&uid) {
                 usage.quota_hits += 1;
             }
             return Err(OverQuota {
@@ -55,29 +61,38 @@ impl Ledger {
                 quota,
             });
         }
-        let usage = self.clients.entry(pid).or_default();
+        let usage = self.clients.entry(uid).or_default();
         usage.buffers += 1;
         usage.bytes += bytes;
         usage.quota = quota;
         Ok(())
     }
 
-    /// Gives back one buffer of `bytes` that `pid` was charged for.
-    pub fn release(&mut self, pid: usize, bytes: u64) {
-        let Some(usage) = self.clients.get_mut(&pid) else {
-            log::error!("ledger: pid {pid} releases {bytes} bytes it was never charged");
+    /// Gives back one buffer of `bytes` that `uid` was charged for.
+    pub fn release(&mut self, uid: u32, bytes: u64) {
+        let Some(usage) = self.clients.get_mut(&uid) else {
+            log::error!("ledger: uid {uid} releases {bytes} bytes it was never charged");
             return;
         };
         usage.buffers -= 1;
         usage.bytes -= bytes;
         if usage.buffers == 0 {
-            self.clients.remove(&pid);
+            self.clients.remove(&uid);
         }
     }
 
-    /// Clients holding buffers, by pid.
-    pub fn clients(&self) -> impl Iterator<Item = (usize, &ClientUsage)> {
-        self.clients.iter().map(|(&pid, usage)| (pid, usage))
+    /// Uids holding buffers, in uid order.
+    pub fn clients(&self) -> impl Iterator<Item = (u32, &ClientUsage)> {
+        self.clients.iter().map(|(&uid, usage)| (uid, usage))
+    }
+
+    /// Buffers and bytes held by every uid together.
+    pub fn totals(&self) -> (usize, u64) {
+        self.clients
+            .values()
+            .fold((0, 0), |(buffers, bytes), usage| {
+                (buffers + usage.buffers, bytes + usage.bytes)
+            })
     }
 
     /// Allocations refused over quota, by any client, ever.
@@ -90,10 +105,10 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    fn usage(ledger: &Ledger, pid: usize) -> Option<ClientUsage> {
+    fn usage(ledger: &Ledger, uid: u32) -> Option<ClientUsage> {
         ledger
             .clients()
-            .find(|&(p, _)| p == pid)
+            .find(|&(u, _)| u == uid)
             .map(|(_, usage)| *usage)
     }
 
@@ -122,6 +137,7 @@ mod tests {
         assert_eq!(usage(&ledger, 7).unwrap().quota_hits, 1);
         assert_eq!(usage(&ledger, 7).unwrap().bytes, 8192);
         assert_eq!(ledger.quota_hits(), 1);
+        assert_eq!(ledger.totals(), (2, 8192));
     }
 
     #[test]
@@ -132,17 +148,18 @@ mod tests {
         ledger.release(7, 4096);
         assert_eq!(usage(&ledger, 7), None);
         assert_eq!(
-            ledger.clients().map(|(pid, _)| pid).collect::<Vec<_>>(),
+            ledger.clients().map(|(uid, _)| uid).collect::<Vec<_>>(),
             [8]
         );
         assert_eq!(ledger.charge(7, 4096, 4096), Ok(()));
     }
 
     #[test]
-    fn quotas_are_per_client() {
+    fn quotas_are_per_uid() {
         let mut ledger = Ledger::default();
         ledger.charge(7, 4096, 4096).unwrap();
         assert_eq!(ledger.charge(8, 4096, 4096), Ok(()));
+        assert!(ledger.charge(7, 4096, 4096).is_err());
     }
 
     #[test]

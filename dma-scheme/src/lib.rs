@@ -2,15 +2,24 @@
 //!
 //! `dma:alloc?size=<bytes>&flags=<flag,...>` opens a new buffer: physically
 //! contiguous, zeroed, its size rounded up to what the backend allocates, charged
-//! to the opener's quota, freed when its last handle (or mapping, on Redox) goes
-//! or its owner dies, and usable only by the process that opened it. The client
-//! learns the bus address from `call` ([`info`]) and maps the buffer (Linux: the
-//! host transport's `map_fd`; Redox: this scheme's `mmap_prep`, always
-//! `MAP_SHARED`). `dma:status` reads the accounting as text ([`status`]).
+//! to the opener's uid (a driver is a uid: all its processes share one quota),
+//! freed when its last handle (or mapping, on Redox) goes or its owner dies, and
+//! usable only by the process that opened it. The client learns the bus address
+//! from `call` ([`info`]) and maps the buffer (Linux: the host transport's
+//! `map_fd`; Redox: this scheme's `mmap_prep`, always `MAP_SHARED`). `dma:status`
+//! reads the accounting as text ([`status`]): totals for everyone, per-uid lines
+//! for root and for the caller's own uid only.
+//!
+//! Who may open it at all is the [`QuotaSource`]'s answer: with a policy, a
+//! driver whose rule does not list `dma` in `schemes` gets `EACCES` for every
+//! path; a caller with no rule may read `status` but gets no memory.
 //!
 //! On Linux a client that closes a handle but keeps its mapping keeps those pages
 //! (no later buffer reuses them) while they no longer count against its quota; on
-//! Redox the kernel holds the handle open until the last mapping goes.
+//! Redox the kernel holds the handle open until the last mapping goes. The
+//! descriptor a Linux client maps is sealed at the buffer's size, and a hugetlb
+//! buffer's page is pinned by the daemon, so that a client can neither resize
+//! its buffer nor free its page while the buffer is open (`README.md`).
 //!
 //! Drivers use [`DmaBuffer`]; the daemon is [`DmaScheme`] over a [`backend`].
 

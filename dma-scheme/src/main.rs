@@ -56,7 +56,7 @@ fn quota_bytes(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    scheme_runtime::logging::init();
     let args = Args::parse();
     match &args.policy {
         Some(path) => match driver_policy::Policy::load(path) {

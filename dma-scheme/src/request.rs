@@ -33,19 +33,59 @@ impl fmt::Display for AllocRequest {
     }
 }
 
-/// Why a path is refused.
+/// Text from a client's path, as messages show it: escaped, cut to its first
+/// [`Excerpt::MAX_CHARS`] characters, and with its length when cut.
+///
+/// A path may be 64 KiB long and a refusal is logged: an excerpt keeps the log
+/// line short whatever the client sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Excerpt {
+    head: String,
+    /// Bytes in the whole text.
+    len: usize,
+}
+
+impl Excerpt {
+    /// Characters kept; enough to recognise what a client asked for.
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn new(text: &str) -> Self {
+        Self {
+            head: text.chars().take(Self::MAX_CHARS).collect(),
+            len: text.len(),
+        }
+    }
+}
+
+impl From<&str> for Excerpt {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl fmt::Display for Excerpt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.head)?;
+        if self.head.len() < self.len {
+            write!(f, "... ({} bytes)", self.len)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a path is refused. What it quotes from the path is an [`Excerpt`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestError {
-    UnknownPath(String),
+    UnknownPath(Excerpt),
     /// A query part without `=`.
-    Malformed(String),
-    UnknownKey(String),
-    RepeatedKey(String),
+    Malformed(Excerpt),
+    UnknownKey(Excerpt),
+    RepeatedKey(Excerpt),
     MissingSize,
-    BadSize(String),
+    BadSize(Excerpt),
     ZeroSize,
-    UnknownFlag(String),
-    RepeatedFlag(String),
+    UnknownFlag(Excerpt),
+    RepeatedFlag(Excerpt),
 }
 
 impl RequestError {
@@ -63,19 +103,19 @@ impl fmt::Display for RequestError {
         match self {
             Self::UnknownPath(path) => write!(
                 f,
-                "unknown path {path:?} (want alloc?size=...&flags=... or status)"
+                "unknown path {path} (want alloc?size=...&flags=... or status)"
             ),
-            Self::Malformed(part) => write!(f, "query part {part:?} is not key=value"),
-            Self::UnknownKey(key) => write!(f, "unknown key {key:?} (want size or flags)"),
-            Self::RepeatedKey(key) => write!(f, "key {key:?} given twice"),
+            Self::Malformed(part) => write!(f, "query part {part} is not key=value"),
+            Self::UnknownKey(key) => write!(f, "unknown key {key} (want size or flags)"),
+            Self::RepeatedKey(key) => write!(f, "key {key} given twice"),
             Self::MissingSize => f.write_str("alloc needs size=<bytes>"),
             Self::BadSize(text) => write!(
                 f,
-                "size {text:?} is not a byte count (decimal, 0x hex, or with K/M/G)"
+                "size {text} is not a byte count (decimal, 0x hex, or with K/M/G)"
             ),
             Self::ZeroSize => f.write_str("size 0: a buffer has at least one byte"),
-            Self::UnknownFlag(flag) => write!(f, "unknown flag {flag:?} (known: shared)"),
-            Self::RepeatedFlag(flag) => write!(f, "flag {flag:?} given twice"),
+            Self::UnknownFlag(flag) => write!(f, "unknown flag {flag} (known: shared)"),
+            Self::RepeatedFlag(flag) => write!(f, "flag {flag} given twice"),
         }
     }
 }
@@ -93,7 +133,7 @@ pub fn parse(path: &str) -> Result<OpenRequest, RequestError> {
         ("alloc", Some(query)) => parse_alloc(query).map(OpenRequest::Alloc),
         ("alloc", None) => Err(RequestError::MissingSize),
         ("status", None) => Ok(OpenRequest::Status),
-        _ => Err(RequestError::UnknownPath(path.to_owned())),
+        _ => Err(RequestError::UnknownPath(path.into())),
     }
 }
 
@@ -103,14 +143,14 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
     for part in query.split('&') {
         let (key, value) = part
             .split_once('=')
-            .ok_or_else(|| RequestError::Malformed(part.to_owned()))?;
+            .ok_or_else(|| RequestError::Malformed(part.into()))?;
         let slot_taken = match key {
             "size" => size.replace(parse_size(value)?).is_some(),
             "flags" => flags.replace(parse_flags(value)?).is_some(),
-            _ => return Err(RequestError::UnknownKey(key.to_owned())),
+            _ => return Err(RequestError::UnknownKey(key.into())),
         };
         if slot_taken {
-            return Err(RequestError::RepeatedKey(key.to_owned()));
+            return Err(RequestError::RepeatedKey(key.into()));
         }
     }
     Ok(AllocRequest {
@@ -120,7 +160,7 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
 }
 
 fn parse_size(text: &str) -> Result<NonZeroU64, RequestError> {
-    let bytes = parse_bytes(text).ok_or_else(|| RequestError::BadSize(text.to_owned()))?;
+    let bytes = parse_bytes(text).ok_or_else(|| RequestError::BadSize(text.into()))?;
     NonZeroU64::new(bytes).ok_or(RequestError::ZeroSize)
 }
 
@@ -131,9 +171,9 @@ fn parse_flags(list: &str) -> Result<BufferFlags, RequestError> {
     }
     for name in list.split(',') {
         let flag =
-            BufferFlags::named(name).ok_or_else(|| RequestError::UnknownFlag(name.to_owned()))?;
+            BufferFlags::named(name).ok_or_else(|| RequestError::UnknownFlag(name.into()))?;
         if flags.contains(flag) {
-            return Err(RequestError::RepeatedFlag(name.to_owned()));
+            return Err(RequestError::RepeatedFlag(name.into()));
         }
         flags |= flag;
     }
@@ -243,6 +283,20 @@ mod tests {
         );
         assert_eq!(err(""), RequestError::UnknownPath("".into()));
         assert_eq!(err("free"), RequestError::UnknownPath("free".into()));
+    }
+
+    #[test]
+    fn an_excerpt_keeps_short_text_whole_and_cuts_long_text_to_64_characters() {
+        assert_eq!(Excerpt::new("cached").to_string(), "\"cached\"");
+        let long = format!("{}{}", "é".repeat(64), "x".repeat(1000));
+        assert_eq!(
+            Excerpt::new(&long).to_string(),
+            format!("\"{}\"... (1128 bytes)", "é".repeat(64))
+        );
+        assert_eq!(
+            Excerpt::new(&"\n".repeat(100)).to_string(),
+            format!("\"{}\"... (100 bytes)", "\\n".repeat(64))
+        );
     }
 
     #[test]

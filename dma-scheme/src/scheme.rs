@@ -26,10 +26,13 @@ const ROOT_ID: usize = 0;
 
 /// The `dma:` scheme over a backend `B`, with quotas from `Q`.
 ///
-/// A handle belongs to the process that opened it: every operation from another
-/// pid gets `EBADF`, as if the id did not exist. Over quota is `EDQUOT`, not
-/// `ENOMEM`: the system has memory, this caller may not have more of it, and it
-/// is the caller that must free buffers. A backend out of memory is `ENOMEM`.
+/// A caller that `Q` does not let open `dma:` (a driver whose policy rule does
+/// not list the scheme) gets `EACCES` for every path. A handle belongs to the
+/// process that opened it: every operation from another pid gets `EBADF`, as if
+/// the id did not exist. Its memory is charged to the opener's uid, whose
+/// processes share one quota. Over quota is `EDQUOT`, not `ENOMEM`: the system
+/// has memory, this caller may not have more of it, and it is the caller that
+/// must free buffers. A backend out of memory is `ENOMEM`.
 pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
     backend: B,
     quota: Q,
@@ -39,7 +42,10 @@ pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
 }
 
 struct Handle<M> {
+    /// The pid that opened it, the only one that may use it.
     owner: usize,
+    /// The uid its memory is charged to.
+    owner_uid: u32,
     kind: HandleKind<M>,
 }
 
@@ -64,18 +70,20 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         }
     }
 
-    /// The status text (see [`crate::status`]).
+    /// The status text as root reads it, every client included (see [`crate::status`]).
     pub fn status(&self) -> String {
-        status::render(self.backend.name(), &self.ledger)
+        self.status_for(status::ROOT_UID)
+    }
+
+    /// The status text as a caller of `uid` reads it.
+    fn status_for(&self, uid: u32) -> String {
+        status::render(self.backend.name(), &self.ledger, uid)
     }
 
     fn alloc(&mut self, request: AllocRequest, ctx: &CallerCtx) -> Result<HandleKind<B::Memory>> {
-        let pid = ctx.pid;
+        let (pid, uid) = (ctx.pid, ctx.uid);
         let Some(quota) = self.quota.quota(ctx) else {
-            log::warn!(
-                "pid {pid} (uid {}): no DMA quota, {request} refused",
-                ctx.uid
-            );
+            log::warn!("pid {pid} (uid {uid}): no DMA quota, {request} refused");
             return Err(Error::new(EACCES));
         };
         let rounded = self.backend.buffer_size(request.size.get());
@@ -87,14 +95,16 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             );
             return Err(Error::new(EINVAL));
         };
-        if let Err(over) = self.ledger.charge(pid, size.get(), quota) {
-            log::warn!("pid {pid}: {request} ({size} bytes) refused over quota: {over}");
+        if let Err(over) = self.ledger.charge(uid, size.get(), quota) {
+            log::warn!(
+                "pid {pid}: {request} ({size} bytes) refused over the quota of uid {uid}: {over}"
+            );
             return Err(Error::new(EDQUOT));
         }
         let memory = match self.backend.allocate(size.get() as usize) {
             Ok(memory) => memory,
             Err(e) => {
-                self.ledger.release(pid, size.get());
+                self.ledger.release(uid, size.get());
                 log::error!("pid {pid}: {request}: {} backend: {e}", self.backend.name());
                 return Err(Error::new(if e.kind() == io::ErrorKind::OutOfMemory {
                     ENOMEM
@@ -169,22 +179,29 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
         if fd != ROOT_ID {
             return Err(Error::new(ENOTDIR));
         }
+        if let Err(denial) = self.quota.may_open(ctx) {
+            log::warn!("pid {} (uid {}): open refused: {denial}", ctx.pid, ctx.uid);
+            return Err(Error::new(EACCES));
+        }
+        // The error quotes the path cut short: one bounded line per refusal,
+        // however long the path a client sends.
         let request = request::parse(path).map_err(|e| {
-            log::warn!("pid {}: open {path:?}: {e}", ctx.pid);
+            log::warn!("pid {}: open refused: {e}", ctx.pid);
             Error::new(e.errno())
         })?;
         let id = self.next_id()?;
         let (kind, flags) = match request {
             OpenRequest::Alloc(request) => (self.alloc(request, ctx)?, NewFdFlags::empty()),
             OpenRequest::Status => (
-                HandleKind::Status(self.status().into_bytes()),
+                HandleKind::Status(self.status_for(ctx.uid).into_bytes()),
                 NewFdFlags::POSITIONED,
             ),
         };
         if let HandleKind::Buffer { memory, request } = &kind {
             log::info!(
-                "pid {}: buffer {id}: {} bytes, bus address {}, flags [{}]",
+                "pid {} (uid {}): buffer {id}: {} bytes, bus address {}, flags [{}]",
                 ctx.pid,
+                ctx.uid,
                 memory.size(),
                 memory
                     .bus_addr()
@@ -196,6 +213,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             id,
             Handle {
                 owner: ctx.pid,
+                owner_uid: ctx.uid,
                 kind,
             },
         );
@@ -295,10 +313,11 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             return;
         };
         if let HandleKind::Buffer { memory, .. } = handle.kind {
-            self.ledger.release(handle.owner, memory.size() as u64);
+            self.ledger.release(handle.owner_uid, memory.size() as u64);
             log::info!(
-                "pid {}: buffer {id} freed ({} bytes)",
+                "pid {} (uid {}): buffer {id} freed ({} bytes)",
                 handle.owner,
+                handle.owner_uid,
                 memory.size()
             );
         }

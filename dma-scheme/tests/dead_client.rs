@@ -9,7 +9,20 @@ use std::io::{Read, Write};
 use dma_scheme::{BufferFlags, DmaBuffer};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, ForkResult};
+use nix::unistd::{fork, getuid, pipe, ForkResult, Pid};
+
+/// The forked client, killed if the test fails before it kills it itself (the
+/// child holds the test's output pipe, so a leftover one stalls `cargo test`).
+struct Child(Option<Pid>);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
 
 #[test]
 fn a_killed_clients_buffers_are_freed() {
@@ -29,14 +42,17 @@ fn a_killed_clients_buffers_are_freed() {
         }
         ForkResult::Parent { child } => child,
     };
+    let mut guard = Child(Some(child));
     drop(ready_write);
     let mut ready = [0];
     File::from(ready_read).read_exact(&mut ready).unwrap();
     assert_eq!(ready, [1], "the child allocated its buffers");
 
-    let line = format!("client pid={child} buffers=2 bytes=12288 ");
+    // Charged to the child's uid, which is the test's own.
+    let line = format!("client uid={} buffers=2 bytes=12288 ", getuid());
     assert!(common::status().contains(&line), "{}", common::status());
 
+    guard.0 = None;
     kill(child, Signal::SIGKILL).unwrap();
     assert_eq!(
         waitpid(child, None).unwrap(),

@@ -1,6 +1,7 @@
-//! The hugetlb backend on real huge pages. Needs root: it raises
-//! `/proc/sys/vm/nr_hugepages` for the test and restores it afterwards. Where it
-//! cannot, it says why on stderr instead of testing.
+//! The hugetlb backend on real huge pages. Needs root: each test raises
+//! `/proc/sys/vm/nr_hugepages` and restores it afterwards, one test at a time
+//! (in this process and in any other running these tests). Where it cannot, it
+//! says why on stderr instead of testing.
 #![cfg(target_os = "linux")]
 
 use std::fs::{self, File};
@@ -10,9 +11,12 @@ use std::os::unix::fs::FileExt;
 use dma_scheme::backend::{DmaBackend, DmaMemory, HugetlbBackend};
 use dma_scheme::info::INFO_CALL;
 use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, UniformQuota};
+use nix::errno::Errno;
+use nix::fcntl::{fallocate, FallocateFlags, Flock, FlockArg};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::unistd::ftruncate;
 use redox_scheme::scheme::SchemeSync;
-use redox_scheme::OpenResult;
+use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
 use syscall::error::EINVAL;
 
@@ -23,6 +27,10 @@ const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 /// Extra huge pages in the kernel's pool for the test's lifetime.
 struct HugePages {
     old: u64,
+    /// The pool is one for the whole machine: a test holds this lock on the
+    /// sysctl file while it changes the pool and counts on it, so that tests in
+    /// other threads and processes wait rather than restore each other's values.
+    _alone: Flock<File>,
 }
 
 impl HugePages {
@@ -30,6 +38,9 @@ impl HugePages {
         if !nix::unistd::geteuid().is_root() {
             return Err("not root: cannot raise nr_hugepages or read physical addresses".into());
         }
+        let sysctl = File::open(NR_HUGEPAGES).map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
+        let alone = Flock::lock(sysctl, FlockArg::LockExclusive)
+            .map_err(|(_, e)| format!("locking {NR_HUGEPAGES}: {e}"))?;
         let read = || -> Result<u64, String> {
             let text =
                 fs::read_to_string(NR_HUGEPAGES).map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
@@ -40,7 +51,7 @@ impl HugePages {
         let old = read()?;
         fs::write(NR_HUGEPAGES, (old + extra).to_string())
             .map_err(|e| format!("raising {NR_HUGEPAGES}: {e}"))?;
-        let pages = Self { old };
+        let pages = Self { old, _alone: alone };
         let now = read()?;
         if now < old + extra {
             return Err(format!(
@@ -149,4 +160,117 @@ fn hugetlb_buffers_are_contiguous_zeroed_and_shared_with_the_client() {
         scheme.on_close(id);
     }
     assert!(scheme.status().contains("buffers=0\nbytes=0\n"));
+}
+
+fn open_as(
+    scheme: &mut DmaScheme<HugetlbBackend, UniformQuota>,
+    path: &str,
+    ctx: &CallerCtx,
+) -> Result<usize, i32> {
+    let root = scheme.scheme_root().unwrap();
+    match scheme.openat(root, path, 0, 0, ctx) {
+        Ok(OpenResult::ThisScheme { number, .. }) => Ok(number),
+        Ok(_) => panic!("the dma scheme opens only its own handles"),
+        Err(e) => Err(e.errno),
+    }
+}
+
+fn bus_addr_of(
+    scheme: &mut DmaScheme<HugetlbBackend, UniformQuota>,
+    id: usize,
+    ctx: &CallerCtx,
+) -> u64 {
+    let mut reply = [0; BufferInfo::LEN];
+    scheme.call(id, &mut reply, &[INFO_CALL], ctx).unwrap();
+    let info = BufferInfo::from_bytes(&reply).unwrap();
+    info.bus_addr.expect("hugetlb buffers have a bus address")
+}
+
+#[test]
+fn a_client_cannot_shrink_or_grow_its_huge_page() {
+    let _pages = match HugePages::reserve(1) {
+        Ok(pages) => pages,
+        Err(why) => {
+            eprintln!("hugetlb test NOT RUN: {why}");
+            return;
+        }
+    };
+    let mut scheme = DmaScheme::new(HugetlbBackend, UniformQuota(Some(HUGE as u64)));
+    let ctx = caller_ctx(4242, 1001, 1001);
+    let id = open_as(&mut scheme, "alloc?size=4096", &ctx).unwrap();
+    let grant = scheme.map_fd(id, 0, HUGE, &ctx).unwrap();
+    assert_eq!(ftruncate(&grant.fd, 0), Err(Errno::EPERM), "shrink to 0");
+    assert_eq!(
+        ftruncate(&grant.fd, 2 * HUGE as i64),
+        Err(Errno::EPERM),
+        "grow"
+    );
+    assert_eq!(
+        fallocate(
+            &grant.fd,
+            FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            HUGE as i64,
+            HUGE as i64
+        ),
+        Err(Errno::EPERM),
+        "a second huge page past the end"
+    );
+    scheme.on_close(id);
+}
+
+#[test]
+fn a_hole_punched_by_a_client_does_not_give_its_huge_page_to_another_buffer() {
+    let _pages = match HugePages::reserve(3) {
+        Ok(pages) => pages,
+        Err(why) => {
+            eprintln!("hugetlb test NOT RUN: {why}");
+            return;
+        }
+    };
+    let mut scheme = DmaScheme::new(HugetlbBackend, UniformQuota(Some(16 * HUGE as u64)));
+    let mallory = caller_ctx(4242, 1001, 1001);
+    let id = open_as(&mut scheme, "alloc?size=4096", &mallory).unwrap();
+    let bus_addr = bus_addr_of(&mut scheme, id, &mallory);
+    let grant = scheme.map_fd(id, 0, HUGE, &mallory).unwrap();
+    // The kernel lets a writable descriptor punch holes in a memfd (only a
+    // write seal forbids it, and that cannot be set while the daemon and the
+    // client have it mapped writable): the page leaves the memfd either way.
+    let punched = fallocate(
+        &grant.fd,
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        HUGE as i64,
+    );
+    eprintln!("punching the buffer's huge page out of its memfd: {punched:?}");
+    drop(grant);
+
+    // Another driver takes every huge page there is; none may be the one a
+    // device may still be writing for mallory.
+    let victim = caller_ctx(4343, 1002, 1002);
+    let mut taken = Vec::new();
+    let refusal = loop {
+        match open_as(&mut scheme, "alloc?size=4096", &victim) {
+            Ok(other) => taken.push((other, bus_addr_of(&mut scheme, other, &victim))),
+            Err(errno) => break errno,
+        }
+        assert!(taken.len() < 16, "the pool has 3 extra pages, not 16");
+    };
+    eprintln!(
+        "the other driver got {} huge pages, then errno {refusal}",
+        taken.len()
+    );
+    assert!(
+        !taken.iter().any(|&(_, addr)| addr == bus_addr),
+        "{bus_addr:#x} handed out again while mallory's buffer is open: {taken:x?}"
+    );
+
+    // Once mallory's buffer closes, its page is free for others.
+    scheme.on_close(id);
+    let next = open_as(&mut scheme, "alloc?size=4096", &victim)
+        .expect("the closed buffer's huge page is back in the pool");
+    assert_eq!(bus_addr_of(&mut scheme, next, &victim), bus_addr);
+    for (other, _) in taken {
+        scheme.on_close(other);
+    }
+    scheme.on_close(next);
 }

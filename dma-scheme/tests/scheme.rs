@@ -16,10 +16,19 @@ use syscall::error::{Error, EACCES, EBADF, EDQUOT, EINVAL, ENOENT, ENOMEM, ENOTD
 
 const PAGE: usize = 4096;
 const ALICE: usize = 100;
+/// Another process of Alice's uid: it shares her quota but not her handles.
 const MALLORY: usize = 200;
+const UID: u32 = 1000;
+/// A driver of its own, with a quota of its own.
+const OTHER_UID: u32 = 2000;
 
 fn ctx(pid: usize) -> CallerCtx {
-    caller_ctx(pid, 1000, 1000)
+    caller_ctx(pid, UID, UID)
+}
+
+/// Root, who reads every client's line in `status`.
+fn root() -> CallerCtx {
+    caller_ctx(1, 0, 0)
 }
 
 fn scheme(quota: u64) -> DmaScheme<MemfdBackend, UniformQuota> {
@@ -45,13 +54,9 @@ fn info<S: SchemeSync>(scheme: &mut S, id: usize, pid: usize) -> Result<BufferIn
     Ok(BufferInfo::from_bytes(&payload).expect("well-formed info"))
 }
 
+/// The status text as root reads it.
 fn status<S: SchemeSync>(scheme: &mut S) -> String {
-    let id = open(scheme, "status", 1).unwrap();
-    let mut text = vec![0; 4096];
-    let n = scheme.read(id, &mut text, 0, 0, &ctx(1)).unwrap();
-    scheme.on_close(id);
-    text.truncate(n);
-    String::from_utf8(text).unwrap()
+    status_as(scheme, &root())
 }
 
 /// A buffer mapped the way the host transport lets a client map it.
@@ -179,8 +184,9 @@ fn quota_exact_fit_then_over_then_room_after_free() {
     let a = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
     open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
     assert_eq!(errno(open(&mut scheme, "alloc?size=1", ALICE)), EDQUOT);
-    // Another client has its own quota.
-    open(&mut scheme, "alloc?size=12288", MALLORY).unwrap();
+    // Another uid has its own quota.
+    let other = caller_ctx(300, OTHER_UID, OTHER_UID);
+    open_as(&mut scheme, "alloc?size=12288", &other).unwrap();
 
     let text = status(&mut scheme);
     assert!(
@@ -188,11 +194,11 @@ fn quota_exact_fit_then_over_then_room_after_free() {
         "{text}"
     );
     assert!(
-        text.contains("client pid=100 buffers=2 bytes=12288 quota=12288 quota_hits=1\n"),
+        text.contains("client uid=1000 buffers=2 bytes=12288 quota=12288 quota_hits=1\n"),
         "{text}"
     );
     assert!(
-        text.contains("client pid=200 buffers=1 bytes=12288 quota=12288 quota_hits=0\n"),
+        text.contains("client uid=2000 buffers=1 bytes=12288 quota=12288 quota_hits=0\n"),
         "{text}"
     );
 
@@ -310,7 +316,7 @@ fn another_callers_handle_is_a_bad_handle() {
 fn close_frees_and_closed_ids_are_dead() {
     let mut scheme = scheme(1 << 20);
     let id = open(&mut scheme, "alloc?size=4096", ALICE).unwrap();
-    assert!(status(&mut scheme).contains("client pid=100 buffers=1 bytes=4096"));
+    assert!(status(&mut scheme).contains("client uid=1000 buffers=1 bytes=4096"));
     scheme.on_close(id);
     assert!(status(&mut scheme).contains("buffers=0\nbytes=0\n"));
     assert!(!status(&mut scheme).contains("client"));
@@ -390,4 +396,123 @@ fn status_reads_at_offsets() {
             .unwrap(),
         0
     );
+}
+
+fn open_as<S: SchemeSync>(scheme: &mut S, path: &str, ctx: &CallerCtx) -> Result<usize, Error> {
+    let root = scheme.scheme_root()?;
+    match scheme.openat(root, path, 0, 0, ctx)? {
+        OpenResult::ThisScheme { number, .. } => Ok(number),
+        _ => panic!("the dma scheme opens only its own handles"),
+    }
+}
+
+fn status_as<S: SchemeSync>(scheme: &mut S, ctx: &CallerCtx) -> String {
+    let id = open_as(scheme, "status", ctx).unwrap();
+    let mut text = vec![0; 4096];
+    let n = scheme.read(id, &mut text, 0, 0, ctx).unwrap();
+    scheme.on_close(id);
+    text.truncate(n);
+    String::from_utf8(text).unwrap()
+}
+
+/// Two drivers, as a policy file names them: the e1000 may open `dma:`, the
+/// UART's rule grants DMA memory but does not list the scheme.
+const POLICY: &str = "\
+[driver.e1000]
+uid = 1001
+dma_quota = \"1M\"
+schemes = [\"mmio\", \"dma\"]
+
+[driver.uart]
+uid = 1002
+dma_quota = \"1M\"
+schemes = [\"mmio\"]
+";
+
+#[test]
+fn processes_of_one_uid_share_its_quota() {
+    // The e1000's rule grants 1 MiB: eight of its processes may not hold 8.
+    let mut scheme = scheme(1 << 20);
+    let e1000 = |pid| caller_ctx(pid, 1001, 1001);
+    let first = open_as(&mut scheme, "alloc?size=1M", &e1000(10)).unwrap();
+    for pid in 11..18 {
+        assert_eq!(
+            errno(open_as(&mut scheme, "alloc?size=4096", &e1000(pid))),
+            EDQUOT,
+            "pid {pid} of the same uid"
+        );
+    }
+    // Another uid has a quota of its own.
+    open_as(&mut scheme, "alloc?size=1M", &caller_ctx(20, 1002, 1002)).unwrap();
+    // Closing gives the room back to the uid, whichever of its processes asks.
+    scheme.on_close(first);
+    let again = open_as(&mut scheme, "alloc?size=1M", &e1000(11)).unwrap();
+    // A handle still belongs to the process that opened it, not to its uid.
+    assert_eq!(errno(info(&mut scheme, again, 12)), EBADF);
+    let mut payload = [0; BufferInfo::LEN];
+    assert_eq!(
+        errno(scheme.call(again, &mut payload, &[INFO_CALL], &e1000(12))),
+        EBADF
+    );
+}
+
+#[test]
+fn a_non_root_caller_sees_only_its_own_uids_line_in_status() {
+    let mut scheme = scheme(1 << 20);
+    open_as(&mut scheme, "alloc?size=4096", &caller_ctx(10, 1001, 1001)).unwrap();
+    open_as(&mut scheme, "alloc?size=8192", &caller_ctx(20, 1002, 1002)).unwrap();
+    let totals = "backend=memfd-not-for-devices\nbuffers=2\nbytes=12288\nquota_hits=0\n";
+
+    assert_eq!(
+        status_as(&mut scheme, &caller_ctx(30, 1001, 1001)),
+        format!("{totals}client uid=1001 buffers=1 bytes=4096 quota=1048576 quota_hits=0\n"),
+        "another process of uid 1001 sees its uid's line and nobody else's"
+    );
+    assert_eq!(
+        status_as(&mut scheme, &caller_ctx(40, 1003, 1003)),
+        totals,
+        "a uid holding nothing sees the totals only"
+    );
+    assert_eq!(
+        status_as(&mut scheme, &caller_ctx(1, 0, 0)),
+        format!(
+            "{totals}client uid=1001 buffers=1 bytes=4096 quota=1048576 quota_hits=0\n\
+             client uid=1002 buffers=1 bytes=8192 quota=1048576 quota_hits=0\n"
+        ),
+        "root sees every uid"
+    );
+}
+
+#[test]
+fn a_driver_whose_rule_does_not_list_dma_may_not_open_it() {
+    let policy: driver_policy::Policy = POLICY.parse().unwrap();
+    let mut scheme = DmaScheme::new(MemfdBackend, policy);
+    let uart = caller_ctx(10, 1002, 1002);
+    assert_eq!(
+        errno(open_as(&mut scheme, "alloc?size=4096", &uart)),
+        EACCES
+    );
+    assert_eq!(errno(open_as(&mut scheme, "status", &uart)), EACCES);
+    assert_eq!(
+        errno(open_as(&mut scheme, "no/such/path", &uart)),
+        EACCES,
+        "refused before its path is even read"
+    );
+
+    let e1000 = caller_ctx(11, 1001, 1001);
+    open_as(&mut scheme, "alloc?size=4096", &e1000).unwrap();
+    assert!(status_as(&mut scheme, &e1000).contains("buffers=1\n"));
+}
+
+#[test]
+fn a_caller_without_a_rule_reads_status_but_gets_no_dma() {
+    let policy: driver_policy::Policy = POLICY.parse().unwrap();
+    let mut scheme = DmaScheme::new(MemfdBackend, policy);
+    for stranger in [caller_ctx(1, 0, 0), caller_ctx(12, 4242, 4242)] {
+        assert_eq!(
+            errno(open_as(&mut scheme, "alloc?size=4096", &stranger)),
+            EACCES
+        );
+        assert!(status_as(&mut scheme, &stranger).contains("buffers=0\n"));
+    }
 }

@@ -4,6 +4,11 @@
 //! (from `/proc/self/pagemap`) stays valid while the buffer lives. Two huge pages
 //! are not contiguous with each other in general, so no buffer is larger than one.
 //! Needs root (pagemap) and free huge pages (`/proc/sys/vm/nr_hugepages`).
+//!
+//! The memfd is sealed at its size, and the daemon pins the page itself: a client
+//! can neither resize the buffer nor, by punching a hole, give its page back to
+//! the pool while the buffer's bus address is still in use
+//! ([`super::page_pin`]).
 
 use std::io;
 
@@ -44,6 +49,9 @@ impl DmaBackend for HugetlbBackend {
                 format!("no 2 MiB huge page ({e}); see /proc/sys/vm/nr_hugepages"),
             )
         })?;
+        // Pinned before its address is read: the address reported is that of the
+        // page the daemon holds.
+        memory.pin_first_page()?;
         let bus_addr = pagemap::contiguous_physical_base(memory.as_ptr(), size)?;
         // A huge page is aligned to its size; anything else is not one.
         if bus_addr % HUGE_PAGE_SIZE as u64 != 0 {

@@ -13,6 +13,8 @@ mod mapped_memfd;
 #[cfg(target_os = "linux")]
 mod memfd;
 #[cfg(target_os = "linux")]
+mod page_pin;
+#[cfg(target_os = "linux")]
 mod pagemap;
 #[cfg(target_os = "redox")]
 mod redox_memory;

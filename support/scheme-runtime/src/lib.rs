@@ -46,6 +46,8 @@ pub use text::copy_at_offset;
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;
 #[cfg(target_os = "linux")]
+pub use host::memory::sealed_memfd;
+#[cfg(target_os = "linux")]
 pub use host::server::{
     scheme_dir, serve, serve_with_tick, ConnectionLimits, HostServer, SCHEME_DIR_ENV,
 };

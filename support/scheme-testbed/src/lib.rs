@@ -4,10 +4,19 @@
 //! |----------------|-----------------------------------------------------------------|
 //! | `queue/<name>` | a byte queue shared by everyone who opens the name: write appends (back-pressure at [`QUEUE_CAPACITY`]), read takes; readiness for both |
 //! | `whoami`       | read gives the caller's `pid= uid= gid=` as the scheme saw them  |
-//! | `stats`        | read gives `opened= closed= queues=` (stats handles not counted) |
+//! | `stats`        | read gives `opened= closed= queues=`: handles opened and closed (stats handles not counted) and queues created, since the start |
 //! | `shared`       | one page of memory every client maps (on Linux)                  |
 //!
 //! `call` with metadata `[CALL_REVERSE]` reverses the payload in place.
+//!
+//! A queue lives while a handle holds it or bytes wait in it: closing the last
+//! handle of an empty queue forgets its name. At most [`MAX_QUEUES`] exist at
+//! once; opening a new name beyond that is `ENOSPC`. So a client opening ever
+//! new names cannot grow the daemon without bound: it holds at most
+//! `MAX_QUEUES * QUEUE_CAPACITY` bytes of queues.
+//!
+//! Nothing here is per client beyond `whoami`, which tells each caller only
+//! about itself; `stats` counts for the whole daemon.
 
 #[cfg(target_os = "linux")]
 pub mod process;
@@ -17,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{copy_at_offset, SchemeDaemon};
-use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, EWOULDBLOCK};
+use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, ENOSPC, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
@@ -28,6 +37,8 @@ pub const QUEUE_CAPACITY: usize = 64 * 1024;
 pub const CALL_REVERSE: u64 = 1;
 /// Size of the `shared` page.
 pub const SHARED_SIZE: usize = 4096;
+/// Queues that may exist at once (held or holding bytes).
+pub const MAX_QUEUES: usize = 256;
 
 const ROOT_ID: usize = 0;
 
@@ -39,11 +50,19 @@ enum HandleKind {
     Shared,
 }
 
+/// A named queue: its bytes, and how many handles hold it.
+struct Queue {
+    bytes: VecDeque<u8>,
+    holders: usize,
+}
+
 #[derive(Default)]
 pub struct Testbed {
     next_id: usize,
     handles: BTreeMap<usize, HandleKind>,
-    queues: HashMap<String, VecDeque<u8>>,
+    queues: HashMap<String, Queue>,
+    /// Queues created since the start (a name forgotten and opened again counts twice).
+    queues_created: u64,
     opened: u64,
     closed: u64,
     #[cfg(target_os = "linux")]
@@ -64,20 +83,52 @@ impl Testbed {
 
     fn queue(&mut self, id: usize) -> Result<&mut VecDeque<u8>> {
         match self.handles.get(&id) {
-            Some(HandleKind::Queue(name)) => {
-                Ok(self.queues.get_mut(name).expect("queues outlive handles"))
-            }
+            // A held queue is never forgotten; were it missing, the handle is dead.
+            Some(HandleKind::Queue(name)) => self
+                .queues
+                .get_mut(name)
+                .map(|queue| &mut queue.bytes)
+                .ok_or(Error::new(EBADF)),
             Some(_) => Err(Error::new(EINVAL)),
             None => Err(Error::new(EBADF)),
+        }
+    }
+
+    /// Takes a hold on queue `name`, creating it if there is room for one more.
+    fn hold_queue(&mut self, name: &str) -> Result<()> {
+        if let Some(queue) = self.queues.get_mut(name) {
+            queue.holders += 1;
+            return Ok(());
+        }
+        if self.queues.len() >= MAX_QUEUES {
+            return Err(Error::new(ENOSPC));
+        }
+        self.queues.insert(
+            name.to_owned(),
+            Queue {
+                bytes: VecDeque::new(),
+                holders: 1,
+            },
+        );
+        self.queues_created += 1;
+        Ok(())
+    }
+
+    /// Lets go of queue `name`, forgetting it if that was the last hold and it is empty.
+    fn release_queue(&mut self, name: &str) {
+        let Some(queue) = self.queues.get_mut(name) else {
+            return;
+        };
+        queue.holders = queue.holders.saturating_sub(1);
+        if queue.holders == 0 && queue.bytes.is_empty() {
+            self.queues.remove(name);
         }
     }
 
     fn stats_text(&self) -> String {
         format!(
             "opened={} closed={} queues={}\n",
-            self.opened,
-            self.closed,
-            self.queues.len()
+            self.opened, self.closed, self.queues_created
         )
     }
 }
@@ -107,7 +158,7 @@ impl SchemeSync for Testbed {
             "shared" => (HandleKind::Shared, NewFdFlags::empty()),
             other => match other.strip_prefix("queue/") {
                 Some(name) if !name.is_empty() && !name.contains('/') => {
-                    self.queues.entry(name.to_owned()).or_default();
+                    self.hold_queue(name)?;
                     (HandleKind::Queue(name.to_owned()), NewFdFlags::empty())
                 }
                 _ => return Err(Error::new(ENOENT)),
@@ -197,7 +248,7 @@ impl SchemeSync for Testbed {
 
     fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
         let size = match self.handle(id)? {
-            HandleKind::Queue(name) => self.queues[name].len(),
+            HandleKind::Queue(_) => self.queue(id)?.len(),
             HandleKind::WhoAmI(text) => text.len(),
             HandleKind::Stats => self.stats_text().len(),
             HandleKind::Shared => SHARED_SIZE,
@@ -218,9 +269,15 @@ impl SchemeSync for Testbed {
     }
 
     fn on_close(&mut self, id: usize) {
-        // Stats handles are not counted, so reading the counters leaves them be.
-        if matches!(self.handles.remove(&id), Some(kind) if !matches!(kind, HandleKind::Stats)) {
-            self.closed += 1;
+        match self.handles.remove(&id) {
+            // Stats handles are not counted, so reading the counters leaves them be.
+            None | Some(HandleKind::Stats) => {}
+            Some(kind) => {
+                self.closed += 1;
+                if let HandleKind::Queue(name) = kind {
+                    self.release_queue(&name);
+                }
+            }
         }
     }
 }
@@ -234,18 +291,21 @@ impl SchemeDaemon for Testbed {
         size: usize,
         _ctx: &CallerCtx,
     ) -> Result<scheme_runtime::MapGrant> {
-        use nix::sys::memfd::{memfd_create, MFdFlags};
         if !matches!(self.handle(id)?, HandleKind::Shared) {
             return Err(Error::new(EINVAL));
         }
         if offset != 0 || size == 0 || size > SHARED_SIZE {
             return Err(Error::new(EINVAL));
         }
-        let io = |e: nix::Error| Error::new(e as i32);
         if self.shared.is_none() {
-            let memfd = memfd_create("testbed-shared", MFdFlags::MFD_CLOEXEC).map_err(io)?;
-            nix::unistd::ftruncate(&memfd, SHARED_SIZE as i64).map_err(io)?;
-            self.shared = Some(memfd);
+            self.shared = Some(
+                scheme_runtime::sealed_memfd(
+                    "testbed-shared",
+                    SHARED_SIZE,
+                    nix::sys::memfd::MFdFlags::empty(),
+                )
+                .map_err(|e| Error::new(e.raw_os_error().unwrap_or(syscall::error::EIO)))?,
+            );
         }
         let fd = self
             .shared
@@ -343,5 +403,79 @@ mod tests {
         bed.on_close(who);
         bed.on_close(stats);
         assert_eq!(bed.stats_text(), "opened=1 closed=1 queues=0\n");
+    }
+
+    #[test]
+    fn an_empty_queue_nobody_holds_is_forgotten_on_close() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let q = open(&mut bed, "queue/a").unwrap();
+        assert_eq!(bed.write(q, b"x", 0, 0, &ctx).unwrap(), 1);
+        assert_eq!(bed.read(q, &mut [0; 4], 0, 0, &ctx).unwrap(), 1);
+        bed.on_close(q);
+        assert!(bed.queues.is_empty(), "{:?}", bed.queues.keys());
+    }
+
+    #[test]
+    fn a_queue_with_bytes_waiting_outlives_its_handles() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let q = open(&mut bed, "queue/mail").unwrap();
+        bed.write(q, b"for later", 0, 0, &ctx).unwrap();
+        bed.on_close(q);
+        let q = open(&mut bed, "queue/mail").unwrap();
+        let mut buf = [0; 16];
+        let n = bed.read(q, &mut buf, 0, 0, &ctx).unwrap();
+        assert_eq!(&buf[..n], b"for later");
+    }
+
+    #[test]
+    fn an_empty_queue_stays_while_another_handle_holds_it() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let reader = open(&mut bed, "queue/a").unwrap();
+        let writer = open(&mut bed, "queue/a").unwrap();
+        bed.on_close(writer);
+        let writer = open(&mut bed, "queue/a").unwrap();
+        bed.write(writer, b"hi", 0, 0, &ctx).unwrap();
+        assert_eq!(bed.read(reader, &mut [0; 4], 0, 0, &ctx).unwrap(), 2);
+    }
+
+    #[test]
+    fn queues_are_bounded_and_one_more_name_is_enospc() {
+        let mut bed = Testbed::new();
+        let held: Vec<usize> = (0..MAX_QUEUES)
+            .map(|i| open(&mut bed, &format!("queue/q{i}")).unwrap())
+            .collect();
+        assert_eq!(
+            open(&mut bed, "queue/one-too-many").unwrap_err().errno,
+            ENOSPC
+        );
+        // A name that exists still opens, and a forgotten queue makes room.
+        let again = open(&mut bed, "queue/q0").unwrap();
+        bed.on_close(again);
+        bed.on_close(held[7]);
+        open(&mut bed, "queue/one-too-many").unwrap();
+        assert_eq!(open(&mut bed, "queue/q7").unwrap_err().errno, ENOSPC);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_client_cannot_resize_the_shared_page_under_the_others() {
+        use nix::errno::Errno;
+        use nix::unistd::ftruncate;
+
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let shared = open(&mut bed, "shared").unwrap();
+        let mallory = bed.map_fd(shared, 0, SHARED_SIZE, &ctx).unwrap();
+        // Shrinking would make every other client's mapping die with SIGBUS.
+        assert_eq!(ftruncate(&mallory.fd, 0), Err(Errno::EPERM));
+        assert_eq!(ftruncate(&mallory.fd, 1 << 30), Err(Errno::EPERM));
+        let alice = bed.map_fd(shared, 0, SHARED_SIZE, &ctx).unwrap();
+        assert_eq!(
+            nix::sys::stat::fstat(&alice.fd).unwrap().st_size,
+            SHARED_SIZE as i64
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The Linux host transport: schemes served over `SOCK_SEQPACKET` Unix sockets.
 
 pub mod client;
+pub mod memory;
 pub mod server;
 pub mod socket;

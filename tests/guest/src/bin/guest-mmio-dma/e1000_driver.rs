@@ -213,8 +213,8 @@ fn over_quota(quota: u64) -> StepResult<()> {
     }
     let status = read_status(DMA_STATUS)?;
     let line = format!(
-        "client pid={} buffers={} bytes={bytes} quota={quota} quota_hits=1",
-        std::process::id(),
+        "client uid={} buffers={} bytes={bytes} quota={quota} quota_hits=1",
+        nix::unistd::getuid(),
         held.len()
     );
     if !status.lines().any(|l| l == line) {

@@ -65,7 +65,8 @@ impl Drop for LoopingClient {
 pub fn check(report: &mut Report, env: &Environment) {
     let client = report.run("killed-client-started", || start(env));
     let client = report.run_after("killed-client-holds-dma-buffers", client, |client| {
-        let line = format!("client pid={} buffers={BUFFERS_HELD} ", client.0.id());
+        // dma: accounts per driver (uid); the client is the e1000 driver's only process.
+        let line = format!("client uid={} buffers={BUFFERS_HELD} ", env.e1000_uid);
         let status = read_status(DMA_STATUS)?;
         if !status.contains(&line) {
             return Err(format!("dma:status lacks {line:?}:\n{status}").into());
@@ -82,9 +83,9 @@ pub fn check(report: &mut Report, env: &Environment) {
         }
         Ok(pid)
     });
-    report.run_after("dma-frees-killed-clients-buffers", killed, |pid| {
+    report.run_after("dma-frees-killed-clients-buffers", killed, |_| {
         wait_for(DMA_STATUS, |status| {
-            !status.contains(&format!("client pid={pid} "))
+            !status.contains(&format!("client uid={} ", env.e1000_uid))
         })
     });
     report.run_after("mmio-closes-killed-clients-handle", killed, |pid| {
