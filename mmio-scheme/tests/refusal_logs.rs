@@ -4,8 +4,6 @@
 //! The logger is global to the process, so this file holds one test and
 //! captures every record, at every level.
 
-use std::sync::{Mutex, PoisonError};
-
 use driver_policy::{Bdf, DeviceId, Policy};
 use mmio_scheme::bus::SoftBank;
 use mmio_scheme::scheme::MmioScheme;
@@ -19,36 +17,9 @@ use syscall::flag::O_RDWR;
 /// denial, with room to spare.
 const MAX_LINE: usize = 512;
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record) {
-        LINES
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-/// The lines logged since the last call.
-fn take_lines() -> Vec<String> {
-    std::mem::take(&mut *LINES.lock().unwrap_or_else(PoisonError::into_inner))
-}
-
 #[test]
 fn a_refused_path_of_64_kib_logs_one_short_line() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    scheme_runtime::logging::capture();
     let policy: Policy = "[driver.e1000]\nuid = 1001\ndevice = \"8086:100e\"\nbars = [0]\n\
                           schemes = [\"mmio\"]\n"
         .parse()
@@ -72,12 +43,12 @@ fn a_refused_path_of_64_kib_logs_one_short_line() {
         (format!("pci/00:03.0/bar0?label=a\n{long}"), 0, EACCES),
     ];
     for (path, uid, expected) in cases {
-        take_lines();
+        scheme_runtime::logging::take_captured();
         let refused = scheme
             .openat(root, &path, O_RDWR, 0, &caller_ctx(9, uid, uid))
             .unwrap_err();
         assert_eq!(refused.errno, expected, "{path:.80}");
-        let lines = take_lines();
+        let lines = scheme_runtime::logging::take_captured();
         assert_eq!(
             lines.len(),
             1,

@@ -4,8 +4,6 @@
 //! The logger is global to the process, so this file holds one test and
 //! captures every record, at every level.
 
-use std::sync::{Mutex, PoisonError};
-
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::OpenResult;
 use romain_scheme::{RomainScheme, Supervisor};
@@ -17,35 +15,9 @@ use syscall::error::{EINVAL, ENOENT};
 const MAX_LINE: usize = 512;
 const OWNER: u32 = 1000;
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record) {
-        LINES
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(format!("{} {}", record.level(), record.args()));
-    }
-
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-/// The lines logged since the last call.
-fn take_lines() -> Vec<String> {
-    std::mem::take(&mut *LINES.lock().unwrap_or_else(PoisonError::into_inner))
-}
-
 /// Checks that what was logged since the last call is one short line.
 fn one_short_line(what: &str) {
-    let lines = take_lines();
+    let lines = scheme_runtime::logging::take_captured();
     assert_eq!(
         lines.len(),
         1,
@@ -63,8 +35,7 @@ fn one_short_line(what: &str) {
 
 #[test]
 fn a_refused_path_or_command_of_64_kib_logs_one_short_line() {
-    log::set_logger(&CAPTURE).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    scheme_runtime::logging::capture();
     let registry = "[driver.absent]\nbinary = \"/nonexistent/driver\"\n"
         .parse()
         .unwrap();
@@ -82,7 +53,7 @@ fn a_refused_path_or_command_of_64_kib_logs_one_short_line() {
         (format!("absent?replicas={long}"), EINVAL),
         (format!("absent?attach&a\n{long}"), EINVAL),
     ] {
-        take_lines();
+        scheme_runtime::logging::take_captured();
         let refused = scheme.openat(root, &path, 0, 0, &owner).unwrap_err();
         assert_eq!(refused.errno, expected, "{path:.80}");
         one_short_line(&format!("{path:.80}"));
@@ -93,7 +64,7 @@ fn a_refused_path_or_command_of_64_kib_logs_one_short_line() {
     else {
         panic!("the group did not open");
     };
-    take_lines();
+    scheme_runtime::logging::take_captured();
     let command = format!("{long} 1");
     let refused = scheme
         .write(group, command.as_bytes(), 0, 0, &owner)

@@ -37,6 +37,47 @@ pub fn init() {
     }
 }
 
+/// Every line logged since the last [`take_captured`], as `LEVEL message`.
+static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The logger of tests that check what a scheme logs: keeps every line of every
+/// level, unbounded. Installed once per process by [`capture`].
+struct Capture;
+
+impl Log for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("{} {}", record.level(), record.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+/// Installs a logger that keeps every line for [`take_captured`] (for tests of
+/// what a scheme logs); instead of [`init`], never beside it.
+pub fn capture() {
+    if log::set_logger(&CAPTURE).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+}
+
+/// The lines logged since the last call, when [`capture`] installed the logger.
+pub fn take_captured() -> Vec<String> {
+    std::mem::take(
+        &mut *CAPTURED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 /// What one call site has left to log.
 #[derive(Debug)]
 struct Budget {
