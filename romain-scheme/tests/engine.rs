@@ -850,3 +850,98 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
         "this driver's rounds do nothing"
     );
 }
+
+/// `len` bytes of replica `pid`'s memory at `address`.
+fn replica_memory(pid: i32, address: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut bytes = vec![0; len];
+    mem.read_exact_at(&mut bytes, address).unwrap();
+    bytes
+}
+
+/// An address in the driver's writable memory that holds the same byte in every
+/// replica and that two requests do not change: a flip there stays hidden until
+/// memory is compared.
+fn quiet_address(group: &Replicated) -> u64 {
+    const WINDOW: usize = 4096;
+    let candidates: Vec<u64> = writable_regions(pids(group)[0])
+        .into_iter()
+        .flat_map(|(start, end)| (start..end).step_by(WINDOW).take(4))
+        .collect();
+    let snapshot = |address: u64| -> Vec<Vec<u8>> {
+        pids(group)
+            .into_iter()
+            .map(|pid| replica_memory(pid, address, WINDOW))
+            .collect()
+    };
+    let before: Vec<Vec<Vec<u8>>> = candidates.iter().map(|&a| snapshot(a)).collect();
+    assert!(write_message(&group.dir, b"settle\r\n"));
+    assert!(write_message(&group.dir, b"settle\r\n"));
+    drain(&group.chip, 16);
+    for (&address, before) in candidates.iter().zip(&before) {
+        let after = snapshot(address);
+        if after != *before || after.iter().any(|copy| *copy != after[0]) {
+            continue;
+        }
+        // A byte in the middle of a page nobody wrote.
+        return address + WINDOW as u64 / 2;
+    }
+    panic!("no quiet page among {candidates:x?}");
+}
+
+/// Defect: a replica was rebuilt from one whose memory no vote had confirmed. A
+/// bit flipped in replica 0, then replica 1 killed: replica 1 became a copy of
+/// replica 0, the two out-voted replica 2, and the flip spread to all three.
+#[test]
+fn a_replacement_is_never_copied_from_memory_no_majority_confirms() {
+    let group = Replicated::start(3, Duration::from_secs(2));
+    let address = quiet_address(&group);
+    let original = replica_memory(pids(&group)[2], address, 1)[0];
+    group.inject(&format!("flip 0 mem {address:#x} 2"));
+    group.inject("kill 1");
+    // Replica 0 and 2 agree on the event but not on that page: with replica 1
+    // gone there is no majority for it, so nothing is copied and the group
+    // restarts (the request in flight fails).
+    let _ = write_message(&group.dir, b"after the kill\r\n");
+    let status = group.status();
+    assert_eq!(status["no-majority"], "1", "{status:?}");
+    assert_eq!(status["replacements"], "0", "{status:?}");
+    // The group serves again, and no replica holds the flipped byte.
+    assert!(write_message(&group.dir, b"again\r\n"));
+    for pid in pids(&group) {
+        let byte = replica_memory(pid, address, 1)[0];
+        assert_ne!(byte, original ^ 0b100, "the flip spread to pid {pid}");
+    }
+}
+
+/// Defect: with two replicas a scrub found differences it could not settle and
+/// said nothing: no majority, "0 replicas repaired", nothing counted.
+#[test]
+fn with_two_replicas_a_difference_found_by_scrubbing_is_a_divergence_without_majority() {
+    let group = Replicated::start(2, Duration::from_secs(2));
+    let address = quiet_address(&group);
+    group.inject(&format!("flip 1 mem {address:#x} 5"));
+    // The flip goes in when the group next runs.
+    assert!(write_message(&group.dir, b"carry it in\r\n"));
+    drain(&group.chip, 13);
+    let answer = group.command("scrub");
+    assert!(answer.starts_with("error no majority"), "{answer}");
+    let status = group.status();
+    assert_eq!(status["no-majority"], "1", "{status:?}");
+    assert_eq!(status["divergences"], "1", "{status:?}");
+    // The next exchange (a request or the driver's polling round) restarts the
+    // group instead of going on with two differing replicas.
+    let start = Instant::now();
+    while group.counter("group-restarts") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            group.status()
+        );
+        let _ = write_message(&group.dir, b"x");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(group.counter("group-restarts"), 1);
+    assert!(write_message(&group.dir, b"served\r\n"));
+}

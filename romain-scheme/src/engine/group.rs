@@ -32,7 +32,7 @@ use super::syscall_policy::SyscallClass;
 use super::watchdog::Watchdog;
 use crate::trap::state::{
     compare_memory, find_spin_instruction, flip_memory_bit, flip_register_bit, repair_memory,
-    vote_pages, FpState,
+    vote_pages, FpState, PageVote,
 };
 use crate::trap::{
     MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError,
@@ -121,6 +121,14 @@ enum Completion {
     AwaitRequest,
 }
 
+/// Why [`ReplicaGroup::settle_memory`] settled nothing.
+enum MemoryVerdict {
+    /// Pages differ and no majority holds them alike (or too few replicas agree).
+    NoMajority(String),
+    /// Some replica's memory could not be read (it died meanwhile).
+    Unreadable(String),
+}
+
 pub struct ReplicaGroup {
     config: GroupConfig,
     members: Vec<Option<Member>>,
@@ -145,6 +153,9 @@ pub struct ReplicaGroup {
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
+    /// A failure found between exchanges (a scrub with no majority): the next
+    /// exchange fails with it, so the group restarts as at an event.
+    pending_failure: Option<GroupFailure>,
     log: Box<dyn Write + Send>,
     stats: EngineStats,
 }
@@ -168,6 +179,7 @@ impl ReplicaGroup {
             reached_out: false,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
+            pending_failure: None,
             log: Box::new(std::io::stderr()),
             stats: EngineStats {
                 replicas: config.replicas,
@@ -229,6 +241,9 @@ impl ReplicaGroup {
             Some(_) => self.stats.requests += 1,
             None => {}
         }
+        if let Some(failure) = self.pending_failure.take() {
+            return Err(failure);
+        }
         let mut request = request;
         loop {
             if let Some(parked) = self.parked.take() {
@@ -258,34 +273,99 @@ impl ReplicaGroup {
 
     /// Compares the replicas' private memory while they wait for a request and gives
     /// every page the content a majority of replicas holds: flipped bits that no
-    /// event has shown yet. Returns how many replicas were repaired.
+    /// event has shown yet. Returns how many replicas were repaired. A difference no
+    /// majority settles is counted as a divergence without majority, and the next
+    /// exchange fails with it (the group restarts, as at an event).
     pub fn scrub(&mut self) -> Result<usize, String> {
         if self.parked.is_none() {
             return Err("the group is not waiting for a request".to_owned());
         }
-        let live: Vec<(ReplicaIndex, Pid)> = self
-            .live()
-            .map(|(index, member)| (index, member.pid()))
-            .collect();
-        let Some(&(_, reference)) = live.first() else {
+        let live: Vec<ReplicaIndex> = self.live().map(|(index, _)| index).collect();
+        match self.settle_memory(&live, "found by scrubbing") {
+            Ok(repaired) => Ok(repaired),
+            Err(MemoryVerdict::Unreadable(error)) => Err(error),
+            Err(MemoryVerdict::NoMajority(report)) => {
+                self.pending_failure = Some(GroupFailure::NoMajority(report.clone()));
+                Err(format!(
+                    "no majority: {report}; the group restarts at the next request"
+                ))
+            }
+        }
+    }
+
+    /// Gives every page of private memory on which the replicas `among` differ the
+    /// content a strict majority of the group holds, page by page; returns how many
+    /// replicas were rewritten. This is what makes a replica fit to copy from: its
+    /// event and registers were voted, its memory only here.
+    ///
+    /// With fewer replicas than a majority of the group, or a page no majority
+    /// holds alike, nothing is copied: the verdict is a divergence without
+    /// majority, counted, and the caller fails the group.
+    fn settle_memory(
+        &mut self,
+        among: &[ReplicaIndex],
+        found: &str,
+    ) -> Result<usize, MemoryVerdict> {
+        let needed = self.config.replicas / 2 + 1;
+        let mut pids = Vec::with_capacity(among.len());
+        for &index in among {
+            match &self.members[index] {
+                Some(member) => pids.push(member.pid()),
+                None => {
+                    return Err(MemoryVerdict::Unreadable(format!(
+                        "replica {index} is gone"
+                    )))
+                }
+            }
+        }
+        let Some(&reference) = pids.first() else {
             return Ok(0);
         };
         let mut pages = BTreeSet::new();
-        for &(_, other) in &live[1..] {
-            pages.extend(compare_memory(reference, other).map_err(|e| e.to_string())?);
+        for &other in &pids[1..] {
+            pages.extend(
+                compare_memory(reference, other)
+                    .map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
+            );
         }
-        let pids: Vec<Pid> = live.iter().map(|&(_, pid)| pid).collect();
+        if pages.is_empty() {
+            return Ok(0);
+        }
         let pages: Vec<u64> = pages.into_iter().collect();
-        let rewritten = vote_pages(&pids, &pages).map_err(|e| e.to_string())?;
-        let repaired: BTreeSet<usize> = rewritten.iter().map(|&(position, _)| position).collect();
+        let vote = if pids.len() < needed {
+            // Too few to out-vote anything: every differing page is unsettled.
+            PageVote {
+                rewritten: Vec::new(),
+                unsettled: pages,
+            }
+        } else {
+            vote_pages(&pids, &pages).map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?
+        };
+        if let Some(&first) = vote.unsettled.first() {
+            let report = format!(
+                "replicas {among:?}: memory differs from page {first:#x} ({} pages) with no majority, {found}",
+                vote.unsettled.len()
+            );
+            log::error!("no majority: {report}; nothing is copied");
+            self.stats.no_majority += 1;
+            self.stats.divergences += 1;
+            self.stats.last_fault = Some(format!("no majority: {report}"));
+            return Err(MemoryVerdict::NoMajority(report));
+        }
+        let repaired: BTreeSet<usize> = vote
+            .rewritten
+            .iter()
+            .map(|&(position, _)| position)
+            .collect();
         for &position in &repaired {
-            let index = live[position].0;
-            let first = rewritten
+            let index = among[position];
+            let first = vote
+                .rewritten
                 .iter()
                 .find(|(p, _)| *p == position)
                 .map_or(0, |&(_, page)| page);
             let fault = format!(
-                "replica {index}: memory differs from the majority's from page {first:#x}, found by scrubbing"
+                "replica {index}: memory differs from the majority's from page {first:#x}, {found}"
             );
             log::warn!("{fault}; repaired");
             self.stats.last_fault = Some(fault);
@@ -466,6 +546,32 @@ impl ReplicaGroup {
         let reference = reference.clone();
         if let Action::Syscall(..) = reference.action {
             self.syscall_site = Some(reference.regs.rip - SYSCALL_LEN);
+        }
+
+        // A replica is repaired or replaced from `source`, whose event and registers
+        // a majority voted but whose memory none has: the agreeing replicas' memory
+        // is settled page by page first, and without a majority nothing is copied.
+        let copies_needed = !minority.is_empty() || self.members.iter().any(Option::is_none);
+        if copies_needed {
+            let agreeing: Vec<ReplicaIndex> = (0..states.len())
+                .filter(|&index| states[index].is_some())
+                .filter(|&index| !minority.iter().any(|d| d.replica == index))
+                .collect();
+            let found = format!(
+                "found before copying replica {source} at {}",
+                reference.event
+            );
+            match self.settle_memory(&agreeing, &found) {
+                Ok(_) => {}
+                Err(MemoryVerdict::NoMajority(report)) => {
+                    return Err(GroupFailure::NoMajority(report))
+                }
+                Err(MemoryVerdict::Unreadable(error)) => {
+                    return Err(GroupFailure::NoMajority(format!(
+                        "the agreeing replicas' memory cannot be compared ({error}); nothing is copied"
+                    )))
+                }
+            }
         }
 
         // Repair the minority before the effect: a replica that cannot be repaired is

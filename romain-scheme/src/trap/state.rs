@@ -231,12 +231,22 @@ pub fn compare_memory(healthy: Pid, faulty: Pid) -> Result<Vec<u64>, RepairError
     Ok(pages)
 }
 
+/// What [`vote_pages`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageVote {
+    /// `(position in pids, page)` for each page rewritten with the majority's content.
+    pub rewritten: Vec<(usize, u64)>,
+    /// The pages no strict majority holds alike: left as they are, for the caller to
+    /// fail on (nothing can tell which copy is right).
+    pub unsettled: Vec<u64>,
+}
+
 /// Makes every page of `pages` hold, in each of `pids`, the content a strict majority
-/// of them holds; returns `(position in pids, page)` for each page rewritten. A page
-/// with no majority is left as it is.
-pub fn vote_pages(pids: &[Pid], pages: &[u64]) -> Result<Vec<(usize, u64)>, RepairError> {
+/// of them holds, and says which pages it rewrote in which process and which no
+/// majority settles.
+pub fn vote_pages(pids: &[Pid], pages: &[u64]) -> Result<PageVote, RepairError> {
     let needed = pids.len() / 2 + 1;
-    let mut rewritten = Vec::new();
+    let mut vote = PageVote::default();
     let mut copies = vec![vec![0; PAGE_SIZE]; pids.len()];
     for &page in pages {
         for (copy, &pid) in copies.iter_mut().zip(pids) {
@@ -246,21 +256,44 @@ pub fn vote_pages(pids: &[Pid], pages: &[u64]) -> Result<Vec<(usize, u64)>, Repa
                 copy.clear();
             }
         }
-        let Some(winner) = copies
-            .iter()
-            .find(|candidate| copies.iter().filter(|copy| copy == candidate).count() >= needed)
-            .cloned()
-        else {
+        let Some(winner) = majority_page(&copies, needed) else {
+            vote.unsettled.push(page);
             continue;
         };
         for (position, copy) in copies.iter_mut().enumerate() {
             if *copy != winner {
                 write_fully(pids[position], page, &winner)?;
-                rewritten.push((position, page));
+                vote.rewritten.push((position, page));
             }
         }
     }
-    Ok(rewritten)
+    Ok(vote)
+}
+
+/// The content at least `needed` of `copies` (one page each; empty where the
+/// page was unreadable) hold: the whole page when enough copies are alike, else
+/// byte by byte among the readable ones, so that two replicas hit in different
+/// bytes of one page are still out-voted. `None` when some byte has no majority.
+fn majority_page(copies: &[Vec<u8>], needed: usize) -> Option<Vec<u8>> {
+    if let Some(alike) = copies
+        .iter()
+        .find(|candidate| copies.iter().filter(|copy| copy == candidate).count() >= needed)
+    {
+        return Some(alike.clone());
+    }
+    let readable: Vec<&Vec<u8>> = copies.iter().filter(|copy| !copy.is_empty()).collect();
+    let len = readable.first()?.len();
+    if readable.len() < needed || readable.iter().any(|copy| copy.len() != len) {
+        return None;
+    }
+    (0..len)
+        .map(|at| {
+            readable
+                .iter()
+                .map(|copy| copy[at])
+                .find(|&byte| readable.iter().filter(|copy| copy[at] == byte).count() >= needed)
+        })
+        .collect()
 }
 
 /// Calls `visit(address, healthy_page, faulty_page)` for every page that differs, in
@@ -565,6 +598,33 @@ mod tests {
     use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
     use std::thread;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_page_majority_is_taken_whole_or_byte_by_byte_and_none_without_one() {
+        let page = |bytes: [u8; 4]| bytes.to_vec();
+        let alike = [page([1, 2, 3, 4]), page([1, 2, 3, 4]), page([9, 9, 9, 9])];
+        assert_eq!(super::majority_page(&alike, 2), Some(page([1, 2, 3, 4])));
+        // Two replicas hit in different bytes: every byte still has a majority.
+        let scattered = [page([7, 2, 3, 4]), page([1, 2, 3, 8]), page([1, 2, 3, 4])];
+        assert_eq!(
+            super::majority_page(&scattered, 2),
+            Some(page([1, 2, 3, 4]))
+        );
+        // The same byte differs in all three.
+        let split = [page([1, 2, 3, 4]), page([5, 2, 3, 4]), page([6, 2, 3, 4])];
+        assert_eq!(super::majority_page(&split, 2), None);
+        // Two replicas that differ anywhere have no majority of two.
+        let two = [page([1, 2, 3, 4]), page([1, 2, 3, 5])];
+        assert_eq!(super::majority_page(&two, 2), None);
+        // An unreadable copy votes for nothing; two readable ones that agree win.
+        let unreadable = [Vec::new(), page([1, 2, 3, 4]), page([1, 2, 3, 4])];
+        assert_eq!(
+            super::majority_page(&unreadable, 2),
+            Some(page([1, 2, 3, 4]))
+        );
+        let lone = [Vec::new(), page([1, 2, 3, 4]), page([1, 2, 3, 5])];
+        assert_eq!(super::majority_page(&lone, 2), None);
+    }
 
     use nix::libc;
     use nix::sys::signal::{kill, Signal};
