@@ -4,8 +4,12 @@
 //! Requests reach every replica in the order the scheme server takes them; replies
 //! are voted. A group that loses its majority is started afresh (the request at hand
 //! fails with `EIO`, as it would if an unreplicated driver crashed), and clients
-//! reopen their handles. Commands and status travel over an optional control socket
-//! that the `romain:` daemon holds.
+//! reopen their handles: the fresh replicas know none of the old ones and number
+//! theirs from the start again, so the link counts its restarts as a
+//! [generation](ReplicaLink::generation) and the forwarder fails every operation on
+//! a handle of an earlier one with `ESTALE`, never passing it to the fresh replicas
+//! (`scheme_runtime::replicated`'s forwarder). Commands and status travel over an
+//! optional control socket that the `romain:` daemon holds.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,6 +44,9 @@ pub struct GroupLink {
     devices: Devices,
     control: Option<OwnedFd>,
     hello: Vec<u8>,
+    /// How many times the group was started afresh: handles opened before the
+    /// last time are unknown to the replicas now serving.
+    generation: u64,
     last_scrub: Instant,
     failed: Option<String>,
 }
@@ -53,6 +60,7 @@ impl GroupLink {
             devices,
             control,
             hello: Vec::new(),
+            generation: 0,
             last_scrub: Instant::now(),
             failed: None,
         }
@@ -138,6 +146,9 @@ impl GroupLink {
     }
 
     fn restart(&mut self) -> Result<(), String> {
+        // Counted before anything else: whether or not the new group starts, the
+        // replicas that knew the clients' handles are gone.
+        self.generation += 1;
         self.group.restart().map_err(|error| error.to_string())?;
         match self.group.exchange(None, &mut self.devices) {
             Ok(Some(hello)) if hello == self.hello => Ok(()),
@@ -171,6 +182,12 @@ impl ReplicaLink for GroupLink {
 
     fn last_exchange_reached_out(&self) -> bool {
         self.group.last_exchange_reached_out()
+    }
+
+    /// The group restarts only in [`Self::recover`], inside an exchange that then
+    /// fails, as the forwarder expects.
+    fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {

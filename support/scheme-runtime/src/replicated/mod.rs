@@ -7,6 +7,10 @@
 //! daemon's own `SchemeSync` code, one `write` per reply. The supervisor gives
 //! every replica the same message and votes on the replies, which is why the
 //! replica loop does nothing else per message that the kernel would see.
+//! Clients hold the forwarder's handle numbers, not the replicas': when the
+//! supervisor starts the replicas afresh, the handles opened before fail with
+//! `ESTALE` instead of reaching what the fresh replicas numbered alike
+//! ([`ReplicaLink::generation`]).
 //!
 //! A daemon does not call [`serve_replica`] itself: [`crate::serve`] does, when
 //! the process was started with [`REPLICA_CHANNEL_ENV`] naming its channel.
