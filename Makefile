@@ -6,7 +6,7 @@ REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-schem
 
 CARGO ?= cargo
 
-.PHONY: demo demo-host demo-guest test test-host test-guest lint bench redox-check toolchain
+.PHONY: demo demo-host demo-guest test test-host test-guest lint bench campaign redox-check toolchain
 
 ## demo: what the project does today, on this machine and in a QEMU guest
 demo: demo-host demo-guest
@@ -40,6 +40,11 @@ bench: toolchain
 	$(CARGO) bench -p scheme-testbed
 	$(CARGO) bench -p romain-scheme --bench engine
 	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
+
+## campaign: 10,200 seeded faults (3,400 per group size N = 1, 2, 3) into the replicated UART driver on a software chip, each classified; a table, target/campaign/faults.csv and target/campaign/outcomes.png
+campaign: toolchain
+	$(CARGO) build --release -p romain-campaign -p uart16550
+	target/release/romain-campaign --replicas 1,2,3 --faults 3400 --out target/campaign
 
 ## redox-check: type-check the Redox side (x86_64-unknown-redox)
 redox-check: toolchain

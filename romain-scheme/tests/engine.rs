@@ -945,3 +945,31 @@ fn with_two_replicas_a_difference_found_by_scrubbing_is_a_divergence_without_maj
     assert_eq!(group.counter("group-restarts"), 1);
     assert!(write_message(&group.dir, b"served\r\n"));
 }
+
+/// Defect found by a campaign: a fault queued for the replicas of a group that then
+/// restarted went into the fresh replicas during their start, where no majority
+/// could be had, and the engine gave up.
+#[test]
+fn a_fault_queued_before_a_restart_does_not_hit_the_fresh_replicas() {
+    let group = Replicated::start(2, Duration::from_secs(2));
+    let address = quiet_address(&group);
+    group.inject(&format!("flip 1 mem {address:#x} 5"));
+    assert!(write_message(&group.dir, b"carry it in\r\n"));
+    drain(&group.chip, 13);
+    assert!(group.command("scrub").starts_with("error no majority"));
+    // Queued now, meant for replica 1 of the group that is about to restart.
+    group.inject("flip 1 reg rcx 60");
+    let start = Instant::now();
+    while group.counter("group-restarts") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            group.status()
+        );
+        let _ = write_message(&group.dir, b"x");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!group.group.is_finished(), "the engine gave up");
+    assert!(write_message(&group.dir, b"served\r\n"));
+    assert_eq!(group.counter("no-majority"), 1, "{:?}", group.status());
+}

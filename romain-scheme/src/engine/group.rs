@@ -377,6 +377,15 @@ impl ReplicaGroup {
 
     /// Kills every replica and starts the group afresh.
     pub fn restart(&mut self) -> Result<(), GroupFailure> {
+        // Faults queued for the replicas that end here are not the new ones'.
+        if !self.injections.is_empty() {
+            log::warn!(
+                "{} injected faults dropped: their replicas are gone",
+                self.injections.len()
+            );
+            self.injections.clear();
+        }
+        self.pending_failure = None;
         self.members.clear();
         self.parked = None;
         self.frozen.clear();
