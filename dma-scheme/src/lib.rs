@@ -21,6 +21,10 @@
 //! buffer's page is pinned by the daemon, so that a client can neither resize
 //! its buffer nor free its page while the buffer is open (`README.md`).
 //!
+//! A freed buffer's memory is held in a [`quarantine`] before the backend gets
+//! it back: there is no IOMMU, and the dead driver's device may write into it
+//! until `mmio:` has stopped the device's bus mastering.
+//!
 //! Drivers use [`DmaBuffer`]; the daemon is [`DmaScheme`] over a [`backend`].
 
 pub mod backend;
@@ -28,6 +32,7 @@ mod client;
 mod flags;
 pub mod info;
 mod ledger;
+pub mod quarantine;
 mod quota;
 pub mod request;
 mod scheme;
@@ -36,6 +41,7 @@ pub mod status;
 pub use client::DmaBuffer;
 pub use flags::BufferFlags;
 pub use info::BufferInfo;
+pub use quarantine::QuarantineConfig;
 pub use quota::{QuotaSource, UniformQuota};
 pub use scheme::DmaScheme;
 

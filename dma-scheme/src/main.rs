@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use dma_scheme::backend::{DmaBackend, DmaMemory};
 use dma_scheme::request::parse_bytes;
-use dma_scheme::{DmaScheme, QuotaSource, UniformQuota, SCHEME_NAME};
+use dma_scheme::{DmaScheme, QuarantineConfig, QuotaSource, UniformQuota, SCHEME_NAME};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,19 @@ struct Args {
     /// Where buffers come from.
     #[arg(long, value_enum, default_value_t = BackendChoice::default())]
     backend: BackendChoice,
+
+    /// How long a freed buffer's memory is kept from reuse, in milliseconds: a
+    /// dead driver's device may write into it until mmio: has stopped the
+    /// device's bus mastering (see the crate's quarantine docs for why the
+    /// default is enough). 0 releases at once, unsafe without an IOMMU.
+    #[arg(long, value_name = "MS", default_value_t = QuarantineConfig::DEFAULT_HOLD.as_millis() as u64)]
+    quarantine_ms: u64,
+
+    /// For tests: fill each freed buffer with a pattern once its quarantine is
+    /// over, keep it as long again, and check that nothing (no device) wrote
+    /// into it; the outcome is counted in dma:status (poison_clean, poison_dirty)
+    #[arg(long)]
+    quarantine_poison: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -58,11 +71,24 @@ fn quota_bytes(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     scheme_runtime::logging::init();
     let args = Args::parse();
+    let quarantine = QuarantineConfig {
+        hold: std::time::Duration::from_millis(args.quarantine_ms),
+        poison: args.quarantine_poison,
+    };
+    log::info!(
+        "freed buffers are quarantined for {:?}{}",
+        quarantine.hold,
+        if quarantine.poison {
+            ", then poisoned and checked after as long again"
+        } else {
+            ""
+        }
+    );
     match &args.policy {
         Some(path) => match driver_policy::Policy::load(path) {
             Ok(policy) => {
                 log::info!("quotas from the policy {}", path.display());
-                run(args.backend, policy)
+                run(args.backend, policy, quarantine)
             }
             Err(e) => {
                 log::error!("{e}");
@@ -73,24 +99,23 @@ fn main() -> ExitCode {
             if args.quota.is_none() {
                 log::warn!("no --policy or --quota: every allocation will be refused");
             }
-            run(args.backend, UniformQuota(args.quota))
+            run(args.backend, UniformQuota(args.quota), quarantine)
         }
     }
 }
 
-fn run<Q: QuotaSource>(backend: BackendChoice, quota: Q) -> ExitCode {
+fn run<Q: QuotaSource>(backend: BackendChoice, quota: Q, quarantine: QuarantineConfig) -> ExitCode {
     let served = match backend {
         #[cfg(target_os = "linux")]
-        BackendChoice::Hugetlb => serve(dma_scheme::backend::HugetlbBackend, quota),
+        BackendChoice::Hugetlb => serve(dma_scheme::backend::HugetlbBackend, quota, quarantine),
         #[cfg(target_os = "linux")]
         BackendChoice::MemfdNotForDevices => {
             log::warn!("memfd backend: buffers have no bus address; never give them to a device");
-            serve(dma_scheme::backend::MemfdBackend, quota)
+            serve(dma_scheme::backend::MemfdBackend, quota, quarantine)
         }
         #[cfg(target_os = "redox")]
-        BackendChoice::RedoxMemory => {
-            dma_scheme::backend::RedoxMemoryBackend::new().and_then(|backend| serve(backend, quota))
-        }
+        BackendChoice::RedoxMemory => dma_scheme::backend::RedoxMemoryBackend::new()
+            .and_then(|backend| serve(backend, quota, quarantine)),
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,10 +126,17 @@ fn run<Q: QuotaSource>(backend: BackendChoice, quota: Q) -> ExitCode {
     }
 }
 
-fn serve<B: DmaBackend, Q: QuotaSource>(mut backend: B, quota: Q) -> std::io::Result<()> {
+fn serve<B: DmaBackend, Q: QuotaSource>(
+    mut backend: B,
+    quota: Q,
+    quarantine: QuarantineConfig,
+) -> std::io::Result<()> {
     probe(&mut backend);
     log::info!("serving {SCHEME_NAME} with the {} backend", backend.name());
-    scheme_runtime::serve(SCHEME_NAME, &mut DmaScheme::new(backend, quota))
+    let mut scheme = DmaScheme::with_quarantine(backend, quota, quarantine);
+    // The tick releases quarantined buffers on time while no request comes.
+    let tick = scheme.tick();
+    scheme_runtime::serve_with_tick(SCHEME_NAME, &mut scheme, Some(tick))
 }
 
 /// Allocates and frees one buffer, so that a backend that cannot work here (no

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::num::NonZeroU64;
 use std::ptr;
+use std::time::Instant;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -17,6 +18,7 @@ use syscall::{Stat, MODE_FILE};
 use crate::backend::{DmaBackend, DmaMemory};
 use crate::info::{BufferInfo, INFO_CALL};
 use crate::ledger::Ledger;
+use crate::quarantine::{Freed, Quarantine, QuarantineConfig};
 use crate::quota::QuotaSource;
 use crate::request::{self, AllocRequest, OpenRequest};
 use crate::status;
@@ -33,12 +35,19 @@ const ROOT_ID: usize = 0;
 /// processes share one quota. Over quota is `EDQUOT`, not `ENOMEM`: the system
 /// has memory, this caller may not have more of it, and it is the caller that
 /// must free buffers. A backend out of memory is `ENOMEM`.
+///
+/// A freed buffer (its last handle closed, its owner dead) leaves the client's
+/// quota at once but its memory goes back to the backend only after a
+/// [`crate::quarantine`]: its device may still be writing into it until `mmio:`
+/// has stopped it. The daemon calls [`SchemeDaemon::after_round`] on a tick
+/// ([`DmaScheme::tick`]) to release what is due.
 pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
     backend: B,
     quota: Q,
     handles: BTreeMap<usize, Handle<B::Memory>>,
     last_id: usize,
     ledger: Ledger,
+    quarantine: Quarantine<B::Memory>,
 }
 
 struct Handle<M> {
@@ -60,14 +69,30 @@ enum HandleKind<M> {
 }
 
 impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
+    /// The scheme with the default quarantine ([`QuarantineConfig::default`]).
     pub fn new(backend: B, quota: Q) -> Self {
+        Self::with_quarantine(backend, quota, QuarantineConfig::default())
+    }
+
+    pub fn with_quarantine(backend: B, quota: Q, quarantine: QuarantineConfig) -> Self {
         Self {
             backend,
             quota,
             handles: BTreeMap::new(),
             last_id: ROOT_ID,
             ledger: Ledger::default(),
+            quarantine: Quarantine::new(quarantine),
         }
+    }
+
+    /// How often the server should run a round when idle so that quarantined
+    /// buffers are released close to their time: a tenth of the hold, at least
+    /// every 10 ms and at most every 100 ms.
+    pub fn tick(&self) -> std::time::Duration {
+        (self.quarantine.config().hold / 10).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(100),
+        )
     }
 
     /// The status text as root reads it, every client included (see [`crate::status`]).
@@ -77,7 +102,13 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
 
     /// The status text as a caller of `uid` reads it.
     fn status_for(&self, uid: u32) -> String {
-        status::render(self.backend.name(), &self.ledger, uid)
+        let (buffers, bytes) = self.quarantine.held();
+        let quarantine = status::QuarantineStatus {
+            buffers,
+            bytes,
+            counters: self.quarantine.counters(),
+        };
+        status::render(self.backend.name(), &self.ledger, &quarantine, uid)
     }
 
     fn alloc(&mut self, request: AllocRequest, ctx: &CallerCtx) -> Result<HandleKind<B::Memory>> {
@@ -95,6 +126,8 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             );
             return Err(Error::new(EINVAL));
         };
+        // Memory whose quarantine is over goes back first, so that it can serve.
+        self.quarantine.release_due(Instant::now());
         if let Err(over) = self.ledger.charge(uid, size.get(), quota) {
             log::warn!(
                 "pid {pid}: {request} ({size} bytes) refused over the quota of uid {uid}: {over}"
@@ -313,13 +346,27 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             return;
         };
         if let HandleKind::Buffer { memory, .. } = handle.kind {
+            // The quota is the client's again at once (a restarted driver needs
+            // it); the memory only after the quarantine.
             self.ledger.release(handle.owner_uid, memory.size() as u64);
             log::info!(
-                "pid {} (uid {}): buffer {id} freed ({} bytes)",
+                "pid {} (uid {}): buffer {id} freed ({} bytes), quarantined for {:?}{}",
                 handle.owner,
                 handle.owner_uid,
-                memory.size()
+                memory.size(),
+                self.quarantine.config().hold,
+                if self.quarantine.config().poison {
+                    " and poisoned"
+                } else {
+                    ""
+                }
             );
+            let freed = Freed {
+                id,
+                pid: handle.owner,
+                uid: handle.owner_uid,
+            };
+            self.quarantine.admit(memory, freed, Instant::now());
         }
     }
 }
@@ -339,5 +386,9 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeDaemon for DmaScheme<B, Q> {
             Error::new(EIO)
         })?;
         Ok(scheme_runtime::MapGrant { fd, offset })
+    }
+
+    fn after_round(&mut self) {
+        self.quarantine.release_due(Instant::now());
     }
 }

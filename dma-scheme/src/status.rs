@@ -8,6 +8,11 @@
 //! buffers=3
 //! bytes=6291456
 //! quota_hits=1
+//! quarantined=1
+//! quarantined_bytes=2097152
+//! quarantine_released=4
+//! poison_clean=0
+//! poison_dirty=0
 //! client uid=1001 buffers=2 bytes=4194304 quota=8388608 quota_hits=1
 //! client uid=1002 buffers=1 bytes=2097152 quota=8388608 quota_hits=0
 //! ```
@@ -18,24 +23,54 @@
 //! lines (totals over every client) are the same for everyone.
 //!
 //! `quota_hits` on the daemon line counts every allocation ever refused over
-//! quota; on a client line, those refused while that uid held buffers. The text is
-//! taken when the handle is opened.
+//! quota; on a client line, those refused while that uid held buffers.
+//! `buffers` and `bytes` count what clients hold; freed buffers waiting in the
+//! [`crate::quarantine`] are `quarantined` (and `quarantined_bytes`), and
+//! `quarantine_released` counts those released since start. `poison_clean` and
+//! `poison_dirty` count the poisoned buffers (`--quarantine-poison`) found
+//! unchanged and written into. The text is taken when the handle is opened.
 
 use std::fmt::Write;
 
 use crate::ledger::Ledger;
+use crate::quarantine::QuarantineCounters;
+
+/// What the quarantine holds and has done, for the status.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QuarantineStatus {
+    pub buffers: usize,
+    pub bytes: u64,
+    pub counters: QuarantineCounters,
+}
 
 /// The uid that sees every client's line.
 pub(crate) const ROOT_UID: u32 = 0;
 
 /// The status text of a daemon serving from `backend`, as the caller `viewer`
 /// (a uid) may see it.
-pub(crate) fn render(backend: &str, ledger: &Ledger, viewer: u32) -> String {
+pub(crate) fn render(
+    backend: &str,
+    ledger: &Ledger,
+    quarantine: &QuarantineStatus,
+    viewer: u32,
+) -> String {
     let (buffers, bytes) = ledger.totals();
     let mut text = format!(
         "backend={backend}\nbuffers={buffers}\nbytes={bytes}\nquota_hits={}\n",
         ledger.quota_hits()
     );
+    let QuarantineCounters {
+        released,
+        poison_clean,
+        poison_dirty,
+    } = quarantine.counters;
+    writeln!(
+        text,
+        "quarantined={}\nquarantined_bytes={}\nquarantine_released={released}\n\
+         poison_clean={poison_clean}\npoison_dirty={poison_dirty}",
+        quarantine.buffers, quarantine.bytes
+    )
+    .expect("writing to a String");
     let visible = ledger
         .clients()
         .filter(|&(uid, _)| viewer == ROOT_UID || uid == viewer);
@@ -63,14 +98,15 @@ mod tests {
         ledger
     }
 
-    const TOTALS: &str = "backend=hugetlb\nbuffers=3\nbytes=6291456\nquota_hits=1\n";
+    const TOTALS: &str = "backend=hugetlb\nbuffers=3\nbytes=6291456\nquota_hits=1\n\
+         quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
     const UID_1001: &str = "client uid=1001 buffers=2 bytes=4194304 quota=4194304 quota_hits=1\n";
     const UID_1002: &str = "client uid=1002 buffers=1 bytes=2097152 quota=8388608 quota_hits=0\n";
 
     #[test]
     fn root_sees_totals_and_every_client() {
         assert_eq!(
-            render("hugetlb", &ledger(), ROOT_UID),
+            render("hugetlb", &ledger(), &QuarantineStatus::default(), ROOT_UID),
             format!("{TOTALS}{UID_1001}{UID_1002}")
         );
     }
@@ -78,17 +114,34 @@ mod tests {
     #[test]
     fn a_driver_sees_totals_and_its_own_line_only() {
         assert_eq!(
-            render("hugetlb", &ledger(), 1002),
+            render("hugetlb", &ledger(), &QuarantineStatus::default(), 1002),
             format!("{TOTALS}{UID_1002}")
         );
-        assert_eq!(render("hugetlb", &ledger(), 1003), TOTALS);
+        assert_eq!(
+            render("hugetlb", &ledger(), &QuarantineStatus::default(), 1003),
+            TOTALS
+        );
     }
 
     #[test]
-    fn renders_an_idle_daemon() {
+    fn renders_the_quarantine_after_the_totals() {
         assert_eq!(
-            render("memfd", &Ledger::default(), ROOT_UID),
-            "backend=memfd\nbuffers=0\nbytes=0\nquota_hits=0\n"
+            render(
+                "memfd",
+                &Ledger::default(),
+                &QuarantineStatus {
+                    buffers: 1,
+                    bytes: 4096,
+                    counters: QuarantineCounters {
+                        released: 2,
+                        poison_clean: 1,
+                        poison_dirty: 0
+                    }
+                },
+                ROOT_UID
+            ),
+            "backend=memfd\nbuffers=0\nbytes=0\nquota_hits=0\nquarantined=1\n\
+             quarantined_bytes=4096\nquarantine_released=2\npoison_clean=1\npoison_dirty=0\n"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 
 use dma_scheme::backend::{DmaBackend, DmaMemory, HugetlbBackend};
 use dma_scheme::info::INFO_CALL;
-use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, UniformQuota};
+use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, QuarantineConfig, UniformQuota};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags, Flock, FlockArg};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
@@ -19,6 +19,12 @@ use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
 use syscall::error::EINVAL;
+
+/// A short quarantine, so that tests of page reuse need not wait a second.
+const QUARANTINE: QuarantineConfig = QuarantineConfig {
+    hold: std::time::Duration::from_millis(50),
+    poison: false,
+};
 
 const HUGE: usize = 2 << 20;
 const PAGE: usize = 4096;
@@ -227,7 +233,11 @@ fn a_hole_punched_by_a_client_does_not_give_its_huge_page_to_another_buffer() {
             return;
         }
     };
-    let mut scheme = DmaScheme::new(HugetlbBackend, UniformQuota(Some(16 * HUGE as u64)));
+    let mut scheme = DmaScheme::with_quarantine(
+        HugetlbBackend,
+        UniformQuota(Some(16 * HUGE as u64)),
+        QUARANTINE,
+    );
     let mallory = caller_ctx(4242, 1001, 1001);
     let id = open_as(&mut scheme, "alloc?size=4096", &mallory).unwrap();
     let bus_addr = bus_addr_of(&mut scheme, id, &mallory);
@@ -264,8 +274,16 @@ fn a_hole_punched_by_a_client_does_not_give_its_huge_page_to_another_buffer() {
         "{bus_addr:#x} handed out again while mallory's buffer is open: {taken:x?}"
     );
 
-    // Once mallory's buffer closes, its page is free for others.
+    // Once mallory's buffer closes, its page is free for others, after the
+    // quarantine that lets mmio: stop a dead driver's device first.
     scheme.on_close(id);
+    assert_eq!(
+        open_as(&mut scheme, "alloc?size=4096", &victim),
+        Err(refusal),
+        "the closed buffer's page is quarantined, not back in the pool yet"
+    );
+    std::thread::sleep(QUARANTINE.hold);
+    scheme.after_round();
     let next = open_as(&mut scheme, "alloc?size=4096", &victim)
         .expect("the closed buffer's huge page is back in the pool");
     assert_eq!(bus_addr_of(&mut scheme, next, &victim), bus_addr);

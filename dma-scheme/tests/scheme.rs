@@ -378,12 +378,13 @@ fn status_reads_at_offsets() {
     let id = open(&mut scheme, "status", ALICE).unwrap();
     let mut stat = syscall::Stat::default();
     scheme.fstat(id, &mut stat, &ctx(ALICE)).unwrap();
-    let whole = "backend=memfd-not-for-devices\nbuffers=0\nbytes=0\nquota_hits=0\n";
+    let whole = "backend=memfd-not-for-devices\nbuffers=0\nbytes=0\nquota_hits=0\n\
+                 quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
     assert_eq!(stat.st_size, whole.len() as u64);
     let mut head = [0; 8];
     assert_eq!(scheme.read(id, &mut head, 0, 0, &ctx(ALICE)).unwrap(), 8);
     assert_eq!(&head, b"backend=");
-    let mut tail = [0; 64];
+    let mut tail = [0; 256];
     let n = scheme.read(id, &mut tail, 8, 0, &ctx(ALICE)).unwrap();
     assert_eq!(&tail[..n], &whole.as_bytes()[8..]);
     assert_eq!(
@@ -461,7 +462,8 @@ fn a_non_root_caller_sees_only_its_own_uids_line_in_status() {
     let mut scheme = scheme(1 << 20);
     open_as(&mut scheme, "alloc?size=4096", &caller_ctx(10, 1001, 1001)).unwrap();
     open_as(&mut scheme, "alloc?size=8192", &caller_ctx(20, 1002, 1002)).unwrap();
-    let totals = "backend=memfd-not-for-devices\nbuffers=2\nbytes=12288\nquota_hits=0\n";
+    let totals = "backend=memfd-not-for-devices\nbuffers=2\nbytes=12288\nquota_hits=0\n\
+                  quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
 
     assert_eq!(
         status_as(&mut scheme, &caller_ctx(30, 1001, 1001)),

@@ -20,6 +20,16 @@
 //! could be mapped writable) fail with EBADF, as a POSIX read-only descriptor
 //! refuses `write`. Drivers open their registers `O_RDWR`.
 //!
+//! When the last handle on a PCI function's BARs closes (its driver closed it,
+//! exited or was killed: the scheme sees the same close), the scheme stops the
+//! function's bus mastering ([`Hardware::stop_bus_master`]) before anything
+//! else: there is no IOMMU, and a device left running would go on writing into
+//! the DMA buffers `dma:` frees for the dead driver. The next open of one of
+//! its BARs turns bus mastering on again. A function still open through
+//! another handle (a replica, the supervisor) keeps mastering: its DMA may be
+//! in use. `dma:` keeps freed buffers in quarantine for long enough that this
+//! stop happens first, whichever daemon hears of the death first.
+//!
 //! `status` is open to any caller: the counters to everyone, each open handle's
 //! line (driver, pid, registers) only to root and to the uid of the handle's
 //! driver. Malformed requests are EINVAL, policy refusals EACCES (and logged
@@ -29,7 +39,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use driver_policy::{Clipped, Denial, Policy, SUPERVISOR_UID};
+use driver_policy::{Bdf, Clipped, Denial, Policy, SUPERVISOR_UID};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{MapGrant, SchemeDaemon};
@@ -274,6 +284,30 @@ impl<H: Hardware> MmioScheme<H> {
         Ok(handle)
     }
 
+    /// Stops bus mastering of the function at `bdf` if no handle holds any of
+    /// its BARs any more; `driver` closed the last one.
+    fn stop_if_unheld(&mut self, bdf: Bdf, driver: &str) {
+        let still_held = self.handles.values().any(|handle| {
+            matches!(handle, Handle::Registers(RegisterHandle {
+                target: RegisterTarget::Bar { bdf: held, .. },
+                ..
+            }) if *held == bdf)
+        });
+        if still_held {
+            return;
+        }
+        match self.hardware.stop_bus_master(bdf) {
+            Ok(()) => {
+                self.counters.bus_master_stops += 1;
+                log::info!("{bdf}: bus mastering stopped (driver {driver} holds it no more)");
+            }
+            Err(error) => {
+                self.counters.errors += 1;
+                log::error!("{bdf}: stopping bus mastering after driver {driver}: {error}");
+            }
+        }
+    }
+
     /// The status as `ctx` may see it: the counters, and the lines of the
     /// handles it may know of (all for root, its own driver's for a driver).
     /// Which driver holds which device, from which pid, is for the system's
@@ -458,6 +492,9 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
                 handle.target,
                 handle.accesses
             );
+            if let RegisterTarget::Bar { bdf, .. } = handle.target {
+                self.stop_if_unheld(bdf, &handle.driver);
+            }
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct Counters {
     pub invalid: u64,
     /// Device or backend failures.
     pub errors: u64,
+    /// Times a PCI function's bus mastering was stopped because the last
+    /// handle on its BARs closed (its driver exited or died).
+    pub bus_master_stops: u64,
 }
 
 /// The status text: `key: value` lines (`handles` is `open_handles`), then
@@ -32,6 +35,7 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         batches,
         invalid,
         errors,
+        bus_master_stops,
     } = counters;
     let mut text = String::new();
     for (key, value) in [
@@ -42,6 +46,7 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         ("batches", *batches),
         ("invalid", *invalid),
         ("errors", *errors),
+        ("bus_master_stops", *bus_master_stops),
     ] {
         let _ = writeln!(text, "{key}: {value}");
     }
@@ -64,11 +69,12 @@ mod tests {
             batches: 2,
             invalid: 4,
             errors: 0,
+            bus_master_stops: 1,
         };
         let text = render(&counters, 2, &["handle 1: driver uart".into()]);
         assert_eq!(
             text,
-            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nhandle 1: driver uart\n"
+            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nbus_master_stops: 1\nhandle 1: driver uart\n"
         );
     }
 }

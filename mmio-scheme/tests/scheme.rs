@@ -60,6 +60,8 @@ struct Machine {
     e1000_bar2: SoftBank,
     other: SoftBank,
     ports: SoftBank,
+    /// A clone of the scheme's machine: the functions' command registers.
+    hardware: SoftMachine,
 }
 
 fn machine() -> Machine {
@@ -84,11 +86,12 @@ fn machine() -> Machine {
     let ports = hardware.ports().clone();
     let policy: Policy = POLICY.parse().unwrap();
     Machine {
-        scheme: MmioScheme::new(policy, hardware),
+        scheme: MmioScheme::new(policy, hardware.clone()),
         e1000,
         e1000_bar2,
         other,
         ports,
+        hardware,
     }
 }
 
@@ -215,6 +218,7 @@ fn denials_are_eacces_and_touch_no_device() {
         e1000_bar2,
         other,
         ports,
+        hardware,
     } = machine();
     let denied = [
         ("pci/00:03.0/bar2", e1000_ctx()),                // BAR not granted
@@ -239,6 +243,9 @@ fn denials_are_eacces_and_touch_no_device() {
     assert_eq!(scheme.counters().opens, 0);
     for bank in [e1000, e1000_bar2, other, ports] {
         assert!(bank.log().is_empty());
+    }
+    for function in ["00:03.0", "00:04.0", "00:05.0"] {
+        assert_eq!(hardware.command(bdf(function)), Some(0), "{function}");
     }
 }
 
@@ -537,6 +544,107 @@ fn closed_handles_are_gone() {
     let mut text = [0; 16];
     scheme.read(status, &mut text, 0, 0, &e1000_ctx()).unwrap();
     assert!(text.starts_with(b"handles: 0\n"));
+}
+
+/// Bus Master Enable, bit 2 of the PCI command register.
+const BUS_MASTER: u16 = 1 << 2;
+
+fn masters(hardware: &SoftMachine, function: &str) -> bool {
+    hardware.command(bdf(function)).unwrap() & BUS_MASTER != 0
+}
+
+#[test]
+fn a_driver_dying_with_its_bar_open_stops_the_functions_bus_mastering() {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    assert!(masters(&hardware, "00:03.0"), "opening a BAR turns it on");
+
+    // A killed driver's handles close like any others: the platform layer
+    // calls on_close for each when the connection goes.
+    scheme.on_close(bar);
+    assert!(!masters(&hardware, "00:03.0"));
+    assert_eq!(
+        hardware.command(bdf("00:03.0")),
+        Some(0x0002),
+        "memory decoding stays on"
+    );
+    assert_eq!(scheme.counters().bus_master_stops, 1);
+    assert_eq!(scheme.counters().errors, 0);
+}
+
+#[test]
+fn the_next_driver_to_open_the_function_turns_bus_mastering_on_again() {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    let first = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    scheme.on_close(first);
+    assert!(!masters(&hardware, "00:03.0"));
+    let next = open(&mut scheme, E1000_BAR0, &caller_ctx(50, 1001, 1001)).unwrap();
+    assert!(masters(&hardware, "00:03.0"));
+    assert_eq!(pread(&mut scheme, next, 4, 0).unwrap().len(), 4);
+}
+
+#[test]
+fn a_function_still_held_through_another_handle_keeps_mastering() {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    // Two holders of one function (the supervisor acting for the driver, and
+    // the driver): one closing must not stop DMA the other may still use.
+    let bar0 = open(&mut scheme, "pci/00:03.0/bar0?label=e1000", &root_ctx()).unwrap();
+    let bar0_again = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    scheme.on_close(bar0);
+    assert!(masters(&hardware, "00:03.0"));
+    assert_eq!(scheme.counters().bus_master_stops, 0);
+    scheme.on_close(bar0_again);
+    assert!(!masters(&hardware, "00:03.0"));
+    assert_eq!(scheme.counters().bus_master_stops, 1);
+    assert_eq!(hardware.bus_master_stops(bdf("00:03.0")), Some(1));
+}
+
+#[test]
+fn closing_one_functions_last_handle_leaves_other_functions_mastering() {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    let e1000 = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    let indirect = open(
+        &mut scheme,
+        "pci/0000:00:05.0/bar0",
+        &caller_ctx(42, 1003, 1003),
+    )
+    .unwrap();
+    let com2 = open(&mut scheme, COM2, &uart_ctx()).unwrap();
+    scheme.on_close(com2);
+    scheme.on_close(indirect);
+    assert!(!masters(&hardware, "00:05.0"));
+    assert!(masters(&hardware, "00:03.0"));
+    assert_eq!(hardware.bus_master_stops(bdf("00:03.0")), Some(0));
+    scheme.on_close(e1000);
+    assert_eq!(scheme.counters().bus_master_stops, 2);
+}
+
+#[test]
+fn the_status_counts_bus_master_stops() {
+    let Machine { mut scheme, .. } = machine();
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    scheme.on_close(bar);
+    let status = open(&mut scheme, "status", &e1000_ctx()).unwrap();
+    let mut text = [0; 256];
+    let len = scheme.read(status, &mut text, 0, 0, &e1000_ctx()).unwrap();
+    let text = String::from_utf8_lossy(&text[..len]);
+    assert!(text.contains("\nbus_master_stops: 1\n"), "{text}");
 }
 
 #[test]

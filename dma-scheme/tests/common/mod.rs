@@ -15,11 +15,19 @@ pub struct DmaDaemon {
 }
 
 impl DmaDaemon {
+    // Each test binary compiles this module and uses only some of it.
+    #[allow(dead_code)]
     pub fn start(quota: &str) -> Self {
+        Self::start_with(quota, &[])
+    }
+
+    /// As [`start`](Self::start), with more of the daemon's options.
+    pub fn start_with(quota: &str, options: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var(SCHEME_DIR_ENV, dir.path());
         let process = Command::new(env!("CARGO_BIN_EXE_dma"))
             .args(["--backend", "memfd-not-for-devices", "--quota", quota])
+            .args(options)
             .env(SCHEME_DIR_ENV, dir.path())
             .stdin(Stdio::null())
             .spawn()

@@ -41,4 +41,23 @@ pub trait Hardware {
 
     /// The I/O ports of `range`.
     fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>>;
+
+    /// Stops the function at `bdf` from mastering the bus: clears Bus Master
+    /// Enable (bit 2 of the PCI command register), so that it starts no more
+    /// DMA. Called when the last handle on the function's BARs closes, a dead
+    /// driver's included: without an IOMMU, a device left running after its
+    /// driver went would keep writing into buffers `dma:` frees. The next
+    /// [`open_bar`](Self::open_bar) turns bus mastering on again.
+    fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()>;
+}
+
+/// Bits of the PCI command register (PCI Local Bus Specification 3.0,
+/// section 6.2.2), at offset 0x04 of configuration space.
+pub mod command {
+    /// I/O Space: the function answers accesses to its I/O BARs.
+    pub const IO_SPACE: u16 = 1 << 0;
+    /// Memory Space: the function answers accesses to its memory BARs.
+    pub const MEMORY_SPACE: u16 = 1 << 1;
+    /// Bus Master: the function may start transactions of its own (DMA).
+    pub const BUS_MASTER: u16 = 1 << 2;
 }

@@ -1,10 +1,17 @@
 //! A machine made of software register banks, for host tests of the scheme.
+//!
+//! Each function also has a command register, which opening a BAR and
+//! stopping bus mastering change as the real machines do, so that tests can see
+//! when the scheme stops a device's DMA.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 
 use driver_policy::{Bdf, DeviceId, PortRange};
 
+use super::command::{BUS_MASTER, MEMORY_SPACE};
 use super::Hardware;
 use crate::bus::{RegisterBus, SoftBank};
 
@@ -19,6 +26,11 @@ pub struct SoftMachine {
 struct SoftFunction {
     id: DeviceId,
     bars: BTreeMap<u8, SoftBank>,
+    /// The PCI command register, shared by every clone of the machine (as
+    /// the banks are), so a test keeps a clone to watch it.
+    command: Arc<AtomicU16>,
+    /// How often bus mastering was stopped.
+    bus_master_stops: Arc<AtomicU16>,
 }
 
 impl Default for SoftMachine {
@@ -40,6 +52,8 @@ impl SoftMachine {
         let function = self.functions.entry(bdf).or_insert_with(|| SoftFunction {
             id,
             bars: BTreeMap::new(),
+            command: Arc::default(),
+            bus_master_stops: Arc::default(),
         });
         function.id = id;
         function.bars.insert(bar, bank);
@@ -48,6 +62,18 @@ impl SoftMachine {
     /// The port space that [`open_ports`](Hardware::open_ports) slices.
     pub fn ports(&self) -> &SoftBank {
         &self.ports
+    }
+
+    /// The command register of the function at `bdf` (0 until a BAR is opened).
+    pub fn command(&self, bdf: Bdf) -> Option<u16> {
+        let function = self.functions.get(&bdf)?;
+        Some(function.command.load(Ordering::SeqCst))
+    }
+
+    /// How often bus mastering of the function at `bdf` was stopped.
+    pub fn bus_master_stops(&self, bdf: Bdf) -> Option<u16> {
+        let function = self.functions.get(&bdf)?;
+        Some(function.bus_master_stops.load(Ordering::SeqCst))
     }
 
     fn function(&self, bdf: Bdf) -> io::Result<&SoftFunction> {
@@ -63,12 +89,17 @@ impl Hardware for SoftMachine {
     }
 
     fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>> {
-        let bank = self.function(bdf)?.bars.get(&bar).ok_or_else(|| {
+        let function = self.function(bdf)?;
+        let bank = function.bars.get(&bar).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("BAR {bar} of {bdf} is not implemented"),
             )
         })?;
+        // As the Linux layer does for a memory BAR.
+        function
+            .command
+            .fetch_or(MEMORY_SPACE | BUS_MASTER, Ordering::SeqCst);
         Ok(Box::new(bank.clone()))
     }
 
@@ -76,5 +107,12 @@ impl Hardware for SoftMachine {
         Ok(Box::new(
             self.ports.slice(range.first().into(), range.count().into()),
         ))
+    }
+
+    fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {
+        let function = self.function(bdf)?;
+        function.command.fetch_and(!BUS_MASTER, Ordering::SeqCst);
+        function.bus_master_stops.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }

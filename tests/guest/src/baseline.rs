@@ -78,6 +78,7 @@ pub fn run(settings: &Settings) -> Result<Baseline> {
         accel: settings.accel,
         kernel_params: [settings.kernel_params, &load.kernel_params(&PATHS)].concat(),
         forwarded_ports: vec![load.port()],
+        forwarded_udp_ports: vec![],
         run_dir: run_dir.clone(),
     };
     log::info!(

@@ -13,6 +13,7 @@ mod results;
 mod serial_peer;
 mod tcp_load;
 mod tcp_table;
+mod udp_flood;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -218,6 +219,7 @@ fn run(cli: &Cli) -> Result<Summary> {
     );
     let mode = cli.mode;
     let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;
+    let flood = udp_flood::UdpFlood::start()?;
     let tcp_paths = match cli.tcp_paths.as_slice() {
         [] => mode.tcp_paths(),
         chosen => chosen,
@@ -230,6 +232,7 @@ fn run(cli: &Cli) -> Result<Summary> {
         accel: cli.accel.resolve(),
         kernel_params: [&cli.kernel_params[..], &tcp_params].concat(),
         forwarded_ports: [&cli.forwarded_ports[..], &[tcp.port()]].concat(),
+        forwarded_udp_ports: vec![flood.port()],
         run_dir: run_dir.clone(),
     };
     let mut com2_script = vec![Exchange {
@@ -255,10 +258,12 @@ fn run(cli: &Cli) -> Result<Summary> {
         com2_script,
         |line: &str| {
             tcp.observe(line);
+            flood.observe(line);
             show_line(line)
         },
     )?;
     let mut tcp_reports = tcp.finish();
+    log::info!("the UDP flood sent {} datagrams", flood.finish());
     match boot.ending {
         qemu::Ending::Exited(_) => log::info!("QEMU ran {:.2?} from start to exit", boot.elapsed),
         qemu::Ending::TimedOut(_) => log::warn!("QEMU killed after {:.2?}", boot.elapsed),

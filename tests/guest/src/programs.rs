@@ -37,6 +37,9 @@ pub enum Purpose {
 
 /// The daemons' arguments: both enforce the guest's policy.
 const DAEMON_ARGS: &[&str] = &["--policy", GUEST_POLICY_PATH];
+/// dma: also poisons freed buffers in quarantine and checks them, for the test
+/// that a killed driver's device writes nothing into them once mmio: stopped it.
+const DMA_ARGS: &[&str] = &["--policy", GUEST_POLICY_PATH, "--quarantine-poison"];
 
 /// Add a line here to put another binary (a daemon, a driver, a test program) into the
 /// guest; daemons start and test programs run in this order.
@@ -49,7 +52,7 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
     GuestProgram {
         package: "dma-scheme",
         bin: "dma",
-        purpose: Purpose::Daemon(DAEMON_ARGS),
+        purpose: Purpose::Daemon(DMA_ARGS),
     },
     GuestProgram {
         package: "e1000",
@@ -276,11 +279,17 @@ mod tests {
                 "guest-tcp"
             ]
         );
-        assert!(GUEST_PROGRAMS
+        // Both daemons enforce the guest's policy; dma: also poisons what it
+        // quarantines, for the dead-driver DMA test.
+        let daemon_args: Vec<(&str, &[&str])> = GUEST_PROGRAMS
             .iter()
-            .filter(|program| program.purpose.is_daemon())
-            .all(
-                |daemon| daemon.purpose == Purpose::Daemon(&["--policy", "/etc/guest/policy.toml"])
-            ));
+            .filter_map(|program| match program.purpose {
+                Purpose::Daemon(args) => Some((program.bin, args)),
+                _ => None,
+            })
+            .collect();
+        let policy: &[&str] = &["--policy", "/etc/guest/policy.toml"];
+        let dma: &[&str] = &["--policy", "/etc/guest/policy.toml", "--quarantine-poison"];
+        assert_eq!(daemon_args, [("mmio", policy), ("dma", dma)]);
     }
 }

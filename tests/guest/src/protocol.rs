@@ -23,6 +23,10 @@ pub const GUEST_SUMMARY_LABEL: &str = "guest";
 pub const GUEST_DAEMON_PREFIX: &str = "guest-daemon";
 /// Prefix of a line of a benchmark's report; the harness shows the rest of the line.
 pub const GUEST_BENCH_PREFIX: &str = "guest-bench";
+/// A guest program asks the host for a receive flood on the e1000 (UDP through
+/// QEMU's user network) with this console line, and ends it with the next.
+pub const FLOOD_START_LINE: &str = "guest-flood start";
+pub const FLOOD_STOP_LINE: &str = "guest-flood stop";
 
 /// Kernel parameter (an environment variable of `/init` and its children) carrying the
 /// MAC address given to QEMU's e1000, so the guest checks it without a second copy.

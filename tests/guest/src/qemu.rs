@@ -82,6 +82,8 @@ pub struct BootConfig {
     pub kernel_params: Vec<String>,
     /// Ports forwarded from 127.0.0.1 on the host to the same port in the guest.
     pub forwarded_ports: Vec<u16>,
+    /// UDP ports forwarded the same way (the receive flood's).
+    pub forwarded_udp_ports: Vec<u16>,
     /// Where the console log, COM2 output, capture and QEMU's stderr go.
     pub run_dir: PathBuf,
 }
@@ -124,6 +126,11 @@ impl BootConfig {
             .forwarded_ports
             .iter()
             .map(|port| format!(",hostfwd=tcp:127.0.0.1:{port}-:{port}"))
+            .chain(
+                self.forwarded_udp_ports
+                    .iter()
+                    .map(|port| format!(",hostfwd=udp:127.0.0.1:{port}-:{port}")),
+            )
             .collect();
         let mut args: Vec<String> = vec!["-accel", accel, "-cpu", cpu, "-m"]
             .into_iter()
@@ -335,6 +342,7 @@ mod tests {
             accel: Accel::Tcg,
             kernel_params: vec!["RUST_LOG=debug".into()],
             forwarded_ports: vec![],
+            forwarded_udp_ports: vec![],
             run_dir: "/run/a,b".into(),
         }
     }

@@ -9,14 +9,16 @@ use std::path::PathBuf;
 
 use driver_policy::{Bdf, DeviceId, PortRange};
 
+use super::command::{
+    BUS_MASTER as COMMAND_BUS_MASTER, IO_SPACE as COMMAND_IO_SPACE,
+    MEMORY_SPACE as COMMAND_MEMORY_SPACE,
+};
 use super::Hardware;
 use crate::bus::{PortBus, RegisterBus};
 use crate::region::Space;
 use io_bar::SysfsIoBar;
 use memory_bar::SysfsMemoryBar;
-use sysfs::{
-    SysfsFunction, COMMAND_BUS_MASTER, COMMAND_IO_SPACE, COMMAND_MEMORY_SPACE, PCI_DEVICES,
-};
+use sysfs::{SysfsFunction, PCI_DEVICES};
 
 /// The Linux machine this process runs on (needs root: sysfs `config` and
 /// `resourceN` writes, `ioperm`).
@@ -77,6 +79,12 @@ impl Hardware for LinuxHardware {
         // SAFETY: this thread now may use the range, and it is the thread that
         // serves the scheme; the policy gives each range to one driver.
         Ok(Box::new(unsafe { PortBus::new(range) }))
+    }
+
+    fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {
+        // Decoding stays on: a later driver's register accesses need it, and
+        // register accesses start no DMA.
+        SysfsFunction::open(&self.devices, bdf)?.disable(COMMAND_BUS_MASTER)
     }
 }
 
@@ -176,6 +184,38 @@ mod tests {
         assert_eq!(window.read(0x4, Width::U8).unwrap(), 0x04);
         assert_eq!(fs::read(dir.join("resource1")).unwrap()[4..8], [4, 3, 2, 1]);
         assert!(window.bus().map_grant(0).is_err(), "ports cannot be mapped");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn stopping_bus_mastering_clears_only_the_bus_master_bit() {
+        let root = scratch("stop");
+        let dir = fake_function(&root);
+        let mut hardware = LinuxHardware::at(&root);
+        let bdf: Bdf = BDF.parse().unwrap();
+        let window = hardware.open_bar(bdf, 0).unwrap();
+        assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER);
+
+        hardware.stop_bus_master(bdf).unwrap();
+        assert_eq!(
+            command(&dir),
+            0x0003,
+            "bus mastering off, I/O and memory decoding left on"
+        );
+        drop(window);
+        hardware.open_bar(bdf, 0).unwrap();
+        assert_eq!(
+            command(&dir),
+            0x0003 | COMMAND_BUS_MASTER,
+            "the next open turns bus mastering on again"
+        );
+        assert_eq!(
+            hardware
+                .stop_bus_master("00:04.0".parse().unwrap())
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -15,9 +15,6 @@ pub(super) const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// The PCI command register, in configuration space.
 const COMMAND_OFFSET: u64 = 0x04;
-pub(super) const COMMAND_IO_SPACE: u16 = 1 << 0;
-pub(super) const COMMAND_MEMORY_SPACE: u16 = 1 << 1;
-pub(super) const COMMAND_BUS_MASTER: u16 = 1 << 2;
 
 /// Flags of a `resource` line (Linux `IORESOURCE_IO`, `IORESOURCE_MEM`).
 const IORESOURCE_IO: u64 = 0x100;
@@ -92,6 +89,18 @@ impl SysfsFunction {
 
     /// Sets `bits` in the command register (decoding, bus mastering); leaves the others.
     pub fn enable(&self, bits: u16) -> io::Result<()> {
+        self.update_command(|old| old | bits)
+    }
+
+    /// Clears `bits` in the command register; leaves the others.
+    pub fn disable(&self, bits: u16) -> io::Result<()> {
+        self.update_command(|old| old & !bits)
+    }
+
+    /// Reads the command register and writes `change` of it back if that
+    /// differs. The kernel's `config` file passes a 2-byte write at offset 4
+    /// to the device as one configuration write of the command register.
+    fn update_command(&self, change: impl FnOnce(u16) -> u16) -> io::Result<()> {
         let config = OpenOptions::new()
             .read(true)
             .write(true)
@@ -99,13 +108,10 @@ impl SysfsFunction {
         let mut command = [0; 2];
         config.read_exact_at(&mut command, COMMAND_OFFSET)?;
         let old = u16::from_le_bytes(command);
-        if old & bits != bits {
-            config.write_all_at(&(old | bits).to_le_bytes(), COMMAND_OFFSET)?;
-            log::info!(
-                "{}: command register {old:#06x} -> {:#06x}",
-                self.bdf,
-                old | bits
-            );
+        let new = change(old);
+        if new != old {
+            config.write_all_at(&new.to_le_bytes(), COMMAND_OFFSET)?;
+            log::info!("{}: command register {old:#06x} -> {new:#06x}", self.bdf);
         }
         Ok(())
     }

@@ -81,4 +81,17 @@ impl Hardware for RedoxHardware {
         // SAFETY: this thread, the one that serves the scheme, has I/O privilege.
         Ok(Box::new(unsafe { PortBus::new(range) }))
     }
+
+    fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {
+        // pcid owns the command register on Redox: it set Bus Master Enable
+        // when this scheme took the function's channel, and the only request
+        // of pcid's channel this crate speaks is `RequestConfig`. Clearing the
+        // bit needs pcid's configuration-write request, whose encoding is not
+        // checked against a running pcid yet; until it is, say so rather than
+        // write a guessed message. `dma:`'s quarantine still holds the memory.
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{bdf}: pcid owns the command register; bus mastering not stopped"),
+        ))
+    }
 }

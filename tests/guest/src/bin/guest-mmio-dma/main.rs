@@ -4,6 +4,7 @@
 //! client killed mid-call. Prints `guest-test <name> ... ok|FAILED` per step and a
 //! `guest: N passed, M failed` summary.
 
+mod dead_driver_dma;
 mod e1000_driver;
 mod environment;
 mod expect;
@@ -74,6 +75,8 @@ pub enum Role {
     Stranger,
     /// An e1000 driver that holds DMA buffers and calls mmio: until it is killed
     LoopingClient,
+    /// An e1000 driver receiving a flood into a long ring until it is killed
+    RxFloodDriver,
 }
 
 impl Role {
@@ -108,6 +111,7 @@ fn run_all(args: &Args) -> ExitCode {
             refused(Registers::open(env.e1000_bar(0)), EACCES)
         });
         killed_client::check(&mut report, env);
+        dead_driver_dma::check(&mut report, env);
         for (role, uid) in [
             (Role::E1000Driver, env.e1000_uid),
             (Role::UartDriver, env.uart_uid),
@@ -139,6 +143,7 @@ fn run_role(args: &Args, role: Role) -> ExitCode {
         Role::UartDriver => uart_driver::check(&mut report, &env),
         Role::Stranger => stranger::check(&mut report, &env),
         Role::LoopingClient => killed_client::hold_and_loop(&mut report, &env),
+        Role::RxFloodDriver => dead_driver_dma::receive_until_killed(&mut report, &env),
     }
     ExitCode::SUCCESS
 }
