@@ -31,8 +31,8 @@ use super::stats::EngineStats;
 use super::syscall_policy::SyscallClass;
 use super::watchdog::Watchdog;
 use crate::trap::state::{
-    compare_memory, find_spin_instruction, flip_memory_bit, flip_register_bit, repair_memory,
-    vote_pages, FpState, PageVote,
+    compare_memory, differing_code_pages, find_spin_instruction, flip_memory_bit,
+    flip_register_bit, repair_code, repair_memory, vote_pages, FpState, PageVote,
 };
 use crate::trap::{
     MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError,
@@ -328,6 +328,11 @@ impl ReplicaGroup {
                     .map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
             );
         }
+        // Code is compared too: a corrupted instruction is a fault no event shows
+        // until it runs, and a replica copied from carries it along.
+        pages.extend(
+            differing_code_pages(&pids).map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
+        );
         if pages.is_empty() {
             return Ok(0);
         }
@@ -705,13 +710,20 @@ impl ReplicaGroup {
                 return false;
             }
         };
+        let code = match repair_code(healthy, broken) {
+            Ok(pages) => pages,
+            Err(error) => {
+                log::warn!("replica {faulty}: code not repairable ({error}); replacing it");
+                return false;
+            }
+        };
         let fp = FpState::read(healthy).and_then(|fp| fp.write(broken));
         if let Err(errno) = fp {
             log::warn!("replica {faulty}: FP state not repairable ({errno}); replacing it");
             return false;
         }
         log::info!(
-            "replica {faulty} repaired from replica {source}: {} pages of memory copied",
+            "replica {faulty} repaired from replica {source}: {} pages of memory and {code} of code copied",
             memory.pages_copied
         );
         self.stats.repairs += 1;

@@ -420,8 +420,11 @@ fn read_fully(pid: Pid, address: u64, buffer: &mut [u8]) -> Result<bool, RepairE
     }
 }
 
-/// Writes all of `bytes` to `address` in `pid`, within the mapping's own protection.
+/// Writes all of `bytes` to `address` in `pid`; a read-only page (code) is
+/// written through `/proc/<pid>/mem`, as a debugger sets a breakpoint, which
+/// gives the process its own copy of the page.
 fn write_fully(pid: Pid, address: u64, bytes: &[u8]) -> Result<(), RepairError> {
+    use std::os::unix::fs::FileExt;
     let len = bytes.len();
     let remote = [RemoteIoVec {
         base: address as usize,
@@ -429,14 +432,104 @@ fn write_fully(pid: Pid, address: u64, bytes: &[u8]) -> Result<(), RepairError> 
     }];
     let errno = match process_vm_writev(pid, &[IoSlice::new(bytes)], &remote) {
         Ok(written) if written == len => return Ok(()),
-        Ok(_) => Errno::EFAULT,
+        Ok(_) | Err(Errno::EFAULT) => fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .and_then(|mem| mem.write_all_at(bytes, address))
+            .map_or_else(
+                |error| Errno::from_raw(error.raw_os_error().unwrap_or(Errno::EFAULT as i32)),
+                |()| Errno::UnknownErrno,
+            ),
         Err(errno) => errno,
     };
+    if errno == Errno::UnknownErrno {
+        return Ok(());
+    }
     Err(RepairError::Memory {
         pid,
         address,
         errno,
     })
+}
+
+/// The pages of `pid`'s private executable mappings that are its own copy, not
+/// the file's: written since they were mapped (a corrupted instruction). Only
+/// these can differ between replicas of one program; the others are the same
+/// page of the same file in all of them.
+pub fn private_code_pages(pid: Pid) -> Result<Vec<u64>, RepairError> {
+    use std::os::unix::fs::FileExt;
+    /// `/proc/<pid>/pagemap`: bit 63 page present, bit 61 file page or shared.
+    const PRESENT: u64 = 1 << 63;
+    const FILE_OR_SHARED: u64 = 1 << 61;
+    let maps_error = |source| RepairError::Maps { pid, source };
+    let regions = regions(pid, |permissions, name| {
+        matches!(permissions, [b'r', _, b'x', b'p']) && !KERNEL_MAPPINGS.contains(&name)
+    })
+    .map_err(maps_error)?;
+    let pagemap = fs::File::open(format!("/proc/{pid}/pagemap")).map_err(maps_error)?;
+    let mut own = Vec::new();
+    let mut entries = Vec::new();
+    for region in &regions {
+        let pages = ((region.end - region.start) / PAGE_SIZE as u64) as usize;
+        entries.resize(pages * 8, 0);
+        pagemap
+            .read_exact_at(&mut entries, region.start / PAGE_SIZE as u64 * 8)
+            .map_err(maps_error)?;
+        for (index, entry) in entries.chunks_exact(8).enumerate() {
+            let entry = u64::from_ne_bytes(entry.try_into().expect("8 bytes"));
+            if entry & PRESENT != 0 && entry & FILE_OR_SHARED == 0 {
+                own.push(region.start + (index * PAGE_SIZE) as u64);
+            }
+        }
+    }
+    Ok(own)
+}
+
+/// Of the code pages that any of `pids` holds as its own copy, those whose
+/// content is not the same in all of them.
+pub fn differing_code_pages(pids: &[Pid]) -> Result<Vec<u64>, RepairError> {
+    let mut candidates = Vec::new();
+    for &pid in pids {
+        candidates.extend(private_code_pages(pid)?);
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    let (mut first, mut other) = (vec![0; PAGE_SIZE], vec![0; PAGE_SIZE]);
+    let mut differing = Vec::new();
+    for page in candidates {
+        let Some((&reference, rest)) = pids.split_first() else {
+            break;
+        };
+        let first_readable = read_fully(reference, page, &mut first)?;
+        for &pid in rest {
+            let readable = read_fully(pid, page, &mut other)?;
+            if readable != first_readable || (readable && other != first) {
+                differing.push(page);
+                break;
+            }
+        }
+    }
+    Ok(differing)
+}
+
+/// Gives `faulty` the content `healthy` has in every code page that either of
+/// them holds as its own copy ([`private_code_pages`]); returns how many pages
+/// were written.
+pub fn repair_code(healthy: Pid, faulty: Pid) -> Result<usize, RepairError> {
+    let mut pages = private_code_pages(healthy)?;
+    pages.extend(private_code_pages(faulty)?);
+    pages.sort_unstable();
+    pages.dedup();
+    let (mut good, mut bad) = (vec![0; PAGE_SIZE], vec![0; PAGE_SIZE]);
+    let mut written = 0;
+    for page in pages {
+        let readable = read_fully(healthy, page, &mut good)? && read_fully(faulty, page, &mut bad)?;
+        if readable && good != bad {
+            write_fully(faulty, page, &good)?;
+            written += 1;
+        }
+    }
+    Ok(written)
 }
 
 /// The x87, MMX and SSE registers of a process: the 512-byte FXSAVE image.
