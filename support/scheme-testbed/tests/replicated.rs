@@ -440,8 +440,18 @@ fn the_replica_reads_once_and_writes_once_per_message() {
 
     let mut written = Vec::new();
     let mut buf = vec![0u8; MAX_REPLY_LEN + 1];
+    // Blocking, not MSG_DONTWAIT: a process another test forks at this moment
+    // holds the replica's end until it execs, and the end of the stream comes
+    // only then.
+    let timeout = nix::sys::time::TimeVal::new(10, 0);
+    nix::sys::socket::setsockopt(
+        &supervisor,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &timeout,
+    )
+    .unwrap();
     loop {
-        match recv(fd, &mut buf, MsgFlags::MSG_DONTWAIT).unwrap() {
+        match recv(fd, &mut buf, MsgFlags::empty()).unwrap() {
             0 => break,
             n => written.push(buf[..n].to_vec()),
         }
