@@ -41,10 +41,10 @@ fn holds_against_every_class(daemon: Daemon) {
         String::from_utf8_lossy(&attack.stderr)
     );
     assert!(target.is_alive(), "{daemon:?} died");
-    assert_eq!(
-        target.settle_fds(fds, Duration::from_secs(5)).unwrap(),
-        fds,
-        "{daemon:?} holds descriptors it did not hold before"
+    let fds_after = target.settle_fds(fds, Duration::from_secs(5)).unwrap();
+    assert!(
+        fds_after <= fds,
+        "{daemon:?} holds {fds_after} descriptors, {fds} before the attack"
     );
     let grown = target.rss_kib().unwrap().saturating_sub(rss);
     assert!(
