@@ -25,6 +25,9 @@ use uart16550::soft::Soft16550;
 use uart16550::uart::Uart;
 use uart16550::{LineSettings, UartScheme};
 
+mod common;
+use common::{unique_dir, workspace_binary};
+
 const BASE: u16 = 0x2f8;
 const SCHEME: &str = "uart.engine";
 
@@ -43,31 +46,6 @@ impl PortDevice for SoftPorts {
             .write(offset, value as u8)
             .expect("the software chip takes writes");
     }
-}
-
-/// A binary of another package of the workspace.
-fn workspace_binary(name: &str) -> PathBuf {
-    // Integration tests run from target/<profile>/deps; the workspace's binaries sit
-    // one level up.
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
-
-fn unique_dir(what: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "romain-engine-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A replicated UART driver served in a private scheme directory, with the control

@@ -13,7 +13,6 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,19 +42,8 @@ impl PortDevice for NoPorts {
     fn write(&mut self, _port: u16, _width: Width, _value: u32) {}
 }
 
-/// A binary of another package of the workspace.
-fn workspace_binary(name: &str) -> PathBuf {
-    // Integration tests run from target/<profile>/deps; the workspace's binaries sit
-    // one level up.
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
-        binary.display()
-    );
-    binary
-}
+mod common;
+use common::{unique_dir, workspace_binary};
 
 /// Two replicas of the testbed scheme, served in a directory of their own.
 struct Group {
@@ -66,13 +54,7 @@ struct Group {
 impl Group {
     fn start() -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "romain-restart-handles-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = unique_dir("restart-handles");
         let mut command = ReplicaCommand::new(workspace_binary("testbed"));
         command.arg("serve").env("RUST_LOG", "error");
         let config = GroupConfig {

@@ -594,13 +594,7 @@ mod tests {
         }
 
         fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
-            let hello = Hello {
-                tick: None,
-                name: "notes".into(),
-            };
-            hello
-                .encode(reply)
-                .map_err(|e| io::Error::other(e.to_string()))
+            encode_hello("notes", reply)
         }
 
         fn last_exchange_reached_out(&self) -> bool {
@@ -648,13 +642,7 @@ mod tests {
         }
 
         fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
-            let hello = Hello {
-                tick: None,
-                name: "canned".into(),
-            };
-            hello
-                .encode(reply)
-                .map_err(|e| io::Error::other(e.to_string()))
+            encode_hello("canned", reply)
         }
 
         fn last_exchange_reached_out(&self) -> bool {
@@ -693,13 +681,7 @@ mod tests {
         }
 
         fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {
-            let hello = Hello {
-                tick: None,
-                name: "notes".into(),
-            };
-            hello
-                .encode(reply)
-                .map_err(|e| io::Error::other(e.to_string()))
+            encode_hello("notes", reply)
         }
 
         fn last_exchange_reached_out(&self) -> bool {
@@ -709,6 +691,17 @@ mod tests {
         fn generation(&self) -> u64 {
             self.generation
         }
+    }
+
+    /// The hello of replicas that serve `name` with no tick.
+    fn encode_hello(name: &str, reply: &mut Vec<u8>) -> io::Result<()> {
+        let hello = Hello {
+            tick: None,
+            name: name.into(),
+        };
+        hello
+            .encode(reply)
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 
     /// A forwarder to a replica of `notes` in this thread.

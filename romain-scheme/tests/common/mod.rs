@@ -1,0 +1,31 @@
+//! What the engine's integration tests share: the workspace's other programs and
+//! private scheme directories.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A binary of another package of the workspace.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // Integration tests run from target/<profile>/deps; the workspace's binaries sit
+    // one level up.
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace's binaries first (cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A new, empty directory for one test's schemes.
+pub fn unique_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "romain-test-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
