@@ -221,7 +221,14 @@ mod tests {
             );
             assert!(received.fds.len() <= MAX_RECEIVED_FDS);
         }
-        assert_eq!(open_fds(), before, "every received descriptor was closed");
+        // Other tests of this process open and close descriptors meanwhile, so
+        // the count is compared with a margin; a leak would be 4 or more per
+        // message, 200 or more here.
+        let after = open_fds();
+        assert!(
+            after < before + 32,
+            "received descriptors were kept: {before} open before, {after} after"
+        );
     }
 
     #[test]
