@@ -254,8 +254,7 @@ impl Attacker<'_> {
         let mut socket = self.connect()?;
         let mut refused = 0;
         for _ in 0..count {
-            send_with(&socket, &message, &[])?;
-            match answer(&socket)? {
+            match send_and_answer(&socket, &message)? {
                 Answer::Reply(reply) if reply.result().is_err() => refused += 1,
                 Answer::Reply(_) => {
                     return Err(io::Error::other("a 64 KiB path of control bytes opened"))
@@ -324,8 +323,7 @@ impl Attacker<'_> {
                 6 => request(Opcode::Call, 0, &[u64::MAX; MAX_METADATA], &[0; 64]),
                 _ => request(Opcode::Close, 0, &[], &[]),
             };
-            send_with(&socket, &message, &[])?;
-            match answer(&socket)? {
+            match send_and_answer(&socket, &message)? {
                 Answer::Reply(reply) if reply.result().is_err() => refused += 1,
                 Answer::Reply(_) => {}
                 Answer::Closed => socket = self.connect()?,
@@ -361,6 +359,23 @@ fn send_with(socket: &OwnedFd, message: &[u8], fds: &[RawFd]) -> io::Result<()> 
         None,
     )?;
     Ok(())
+}
+
+/// Sends `message` and takes its answer; a daemon that already ended the
+/// connection (it may, with a client that misbehaves) is an answer too.
+fn send_and_answer(socket: &OwnedFd, message: &[u8]) -> io::Result<Answer> {
+    match send_with(socket, message, &[]) {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EPIPE | nix::libc::ECONNRESET)
+            ) =>
+        {
+            Ok(Answer::Closed)
+        }
+        Err(e) => Err(e),
+        Ok(()) => answer(socket),
+    }
 }
 
 /// The next reply (events are skipped), or the end of the connection.
