@@ -105,8 +105,11 @@ impl Summary {
                 }
                 let _ = writeln!(text, " {total:>7}");
             };
+            // Only the kinds this N took: a driver without DMA takes no DMA flips.
             for kind in FaultKind::ALL {
-                row(kind.name(), Some(kind));
+                if self.counts.keys().any(|&(m, k, _)| m == n && k == kind) {
+                    row(kind.name(), Some(kind));
+                }
             }
             row("all", None);
             let _ = writeln!(text);

@@ -2,6 +2,7 @@
 //! line protocol, and what the in-guest programs need to act as drivers of the guest's
 //! devices through the `mmio:` and `dma:` daemons.
 
+pub mod campaign_lines;
 pub mod com2_bulk;
 pub mod guest;
 pub mod protocol;

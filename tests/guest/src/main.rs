@@ -4,6 +4,7 @@
 //! and host saw. A benchmark run boots the same guest with the benchmark programs.
 
 mod baseline;
+mod campaign;
 mod initramfs;
 mod pcap;
 mod programs;
@@ -29,6 +30,7 @@ use guest_harness::protocol::{
 use guest_net::load::Workload;
 use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS};
 
+use crate::campaign::{CampaignLoad, CampaignPlan};
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
 use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
@@ -88,6 +90,22 @@ struct Cli {
     /// Accelerator; auto uses KVM only where it really works
     #[arg(long, global = true, value_enum, default_value_t = AccelChoice::Auto)]
     accel: AccelChoice,
+    /// Campaign: faults per group size
+    #[arg(long, global = true, default_value_t = 1000)]
+    faults: usize,
+    /// Campaign: group sizes (1 to 3), each with --faults faults
+    #[arg(long, global = true, value_delimiter = ',', default_value = "1,2,3")]
+    replicas: Vec<usize>,
+    /// Campaign: seed of the fault sequence (the same seed replays the same faults)
+    #[arg(long, global = true, default_value_t = 1)]
+    seed: u64,
+    /// Campaign: milliseconds a replica may take to its next event before the
+    /// engine counts it as hung
+    #[arg(long, global = true, default_value_t = 1000, value_name = "MS")]
+    watchdog_ms: u32,
+    /// Campaign: where the CSV and the plot go
+    #[arg(long, global = true, default_value = "target/campaign/e1000")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +118,10 @@ enum Mode {
     /// Boot the guest with the benchmark programs instead of the tests and print their
     /// tables (what `make bench` runs after the host benchmarks)
     Bench,
+    /// A fault campaign against the replicated e1000 driver under the host's TCP
+    /// load: seeded faults one at a time, each classified; prints a table and
+    /// writes a CSV and a plot (what `make campaign` runs)
+    Campaign,
 }
 
 impl Mode {
@@ -108,6 +130,7 @@ impl Mode {
         match self {
             Mode::Test | Mode::Demo => Purpose::Test,
             Mode::Bench => Purpose::Bench,
+            Mode::Campaign => Purpose::Campaign,
         }
     }
 
@@ -117,7 +140,7 @@ impl Mode {
             (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
             (Mode::Demo, NetPath::ReplicatedE1000) => tcp_load::DEMO_REPLICATED_WORKLOAD,
             (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
-            (Mode::Bench, _) => tcp_load::BENCH_WORKLOAD,
+            (Mode::Bench | Mode::Campaign, _) => tcp_load::BENCH_WORKLOAD,
         }
     }
 
@@ -126,6 +149,8 @@ impl Mode {
         match self {
             Mode::Test | Mode::Demo => &OUR_DRIVER_PATHS,
             Mode::Bench => &BENCH_PATHS,
+            // The campaign runs its own load.
+            Mode::Campaign => &[],
         }
     }
 }
@@ -224,14 +249,27 @@ fn run(cli: &Cli) -> Result<Summary> {
         [] => mode.tcp_paths(),
         chosen => chosen,
     };
-    let tcp_params = tcp.kernel_params(tcp_paths);
+    let plan = CampaignPlan {
+        faults: cli.faults,
+        replicas: cli.replicas.clone(),
+        seed: cli.seed,
+        watchdog_ms: cli.watchdog_ms,
+    };
+    let campaign = match mode {
+        Mode::Campaign => Some(CampaignLoad::start(&plan)?),
+        _ => None,
+    };
+    let (tcp_params, tcp_port) = match &campaign {
+        Some(campaign) => (campaign.kernel_params(&plan), campaign.port()),
+        None => (tcp.kernel_params(tcp_paths), tcp.port()),
+    };
     let config = BootConfig {
         kernel: kernel.vmlinuz,
         initrd,
         memory_mib: cli.memory,
         accel: cli.accel.resolve(),
         kernel_params: [&cli.kernel_params[..], &tcp_params].concat(),
-        forwarded_ports: [&cli.forwarded_ports[..], &[tcp.port()]].concat(),
+        forwarded_ports: [&cli.forwarded_ports[..], &[tcp_port]].concat(),
         forwarded_udp_ports: vec![flood.port()],
         run_dir: run_dir.clone(),
     };
@@ -257,11 +295,15 @@ fn run(cli: &Cli) -> Result<Summary> {
         Duration::from_secs(cli.timeout),
         com2_script,
         |line: &str| {
-            tcp.observe(line);
+            match &campaign {
+                Some(campaign) => campaign.observe(line),
+                None => tcp.observe(line),
+            }
             flood.observe(line);
             show_line(line)
         },
     )?;
+    let tallies = campaign.map(CampaignLoad::finish);
     let mut tcp_reports = tcp.finish();
     log::info!("the UDP flood sent {} datagrams", flood.finish());
     match boot.ending {
@@ -318,6 +360,9 @@ fn run(cli: &Cli) -> Result<Summary> {
     }
     let (tcp_checks, mut tcp_lines) = tcp_load::checks(&tcp_reports, tcp_paths);
     checks.extend(tcp_checks);
+    if let Some(tallies) = &tallies {
+        checks.extend(campaign::report(&plan, &boot.console, tallies, &cli.out));
+    }
     if cli.mode == Mode::Bench {
         let settings = baseline::Settings {
             workspace: &workspace,

@@ -27,6 +27,9 @@ pub enum Purpose {
     /// Run in a benchmark run instead of the tests; prints `guest-bench` lines, result
     /// lines and one `guest:` summary.
     Bench,
+    /// Run in a fault campaign instead of the tests; prints `romain-campaign` lines,
+    /// result lines and one `guest:` summary.
+    Campaign,
     /// A driver the programs start and stop themselves (under the driver's uid, in the
     /// modes they test); /init only puts it into /bin.
     Driver,
@@ -109,9 +112,14 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
         bin: "guest-tcp",
         purpose: Purpose::Bench,
     },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-tcp",
+        purpose: Purpose::Campaign,
+    },
 ];
 
-/// The programs a run of `purpose` (tests or benchmarks) needs: the daemons, the drivers
+/// The programs a run of `purpose` (tests, benchmarks or a campaign) needs: the daemons, the drivers
 /// and helpers programs start, and its own.
 pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram> {
     programs
@@ -124,7 +132,7 @@ pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram>
 impl Purpose {
     /// /init runs the program to its end (a test or benchmark program).
     pub fn is_run(&self) -> bool {
-        matches!(self, Purpose::Test | Purpose::Bench)
+        matches!(self, Purpose::Test | Purpose::Bench | Purpose::Campaign)
     }
 
     /// /init starts the program before the others, and it must outlive them.

@@ -140,7 +140,7 @@ fn client(port: u16, label: String) -> Client {
 
 /// A port nothing listens on right now. QEMU binds it a moment later; another run
 /// taking it in between makes QEMU fail to start, which the run reports.
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())

@@ -125,6 +125,11 @@ impl Child {
         }
     }
 
+    /// Whether the helper has ended (by itself or not).
+    pub fn has_ended(&mut self) -> io::Result<bool> {
+        Ok(self.try_wait()?.is_some())
+    }
+
     /// Waits for the helper to end by itself.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
         let started = Instant::now();

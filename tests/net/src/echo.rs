@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::pattern::Pattern;
@@ -45,6 +46,9 @@ pub struct EchoService {
     listener: TcpListener,
     label: String,
     io_timeout: Duration,
+    /// Bytes echoed so far, as they go: what a fault campaign watches to know the
+    /// load goes on.
+    echoing: AtomicU64,
 }
 
 impl EchoService {
@@ -55,11 +59,17 @@ impl EchoService {
             listener: TcpListener::bind(addr)?,
             label: label.to_owned(),
             io_timeout,
+            echoing: AtomicU64::new(0),
         })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Bytes echoed so far, those of connections still open included.
+    pub fn echoed_so_far(&self) -> u64 {
+        self.echoing.load(Ordering::Relaxed)
     }
 
     /// Serves connections until one says `quit`.
@@ -100,7 +110,7 @@ impl EchoService {
         };
         log::debug!("{command}");
         match command {
-            Command::Echo => served.echoed_bytes += echo(&mut reader, &mut writer)?,
+            Command::Echo => served.echoed_bytes += echo(&mut reader, &mut writer, &self.echoing)?,
             Command::Sink { len } => {
                 let checksum = sink(&mut reader, len)?;
                 served.sunk_bytes += len;
@@ -133,8 +143,13 @@ fn wait_for_close(reader: &mut impl Read) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends back whatever arrives, as it arrives, until the client closes its side.
-fn echo(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<u64> {
+/// Sends back whatever arrives, as it arrives, until the client closes its side;
+/// counts each chunk into `echoing` once sent.
+fn echo(
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+    echoing: &AtomicU64,
+) -> io::Result<u64> {
     let mut echoed = 0;
     loop {
         let chunk = reader.fill_buf()?;
@@ -145,6 +160,7 @@ fn echo(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<u64> {
         writer.write_all(chunk)?;
         reader.consume(n);
         echoed += n as u64;
+        echoing.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,17 @@ pub fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
+/// What became of one round trip of a continuous load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundTripVerdict {
+    /// The echo equals the message.
+    Exact,
+    /// The echo came back complete but differs from the message.
+    Wrong,
+    /// No echo: the connection failed or timed out (or none could be made).
+    Failed,
+}
+
 /// What the load found on one network path; an `Err` says what went wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathReport {
@@ -162,6 +174,52 @@ impl Client {
         }
         self.expect_end(&mut reader, &writer)?;
         RoundTrips::from_samples(&samples).ok_or_else(|| format!("{}: no round trips", self.label))
+    }
+
+    /// Round trips of `len`-byte messages, one after another, until `stop` is set;
+    /// each one's verdict goes to `verdict` as soon as it is known. A round trip
+    /// that fails or comes back wrong ends its connection and the next one starts
+    /// on a new connection, so the load outlives the faults it is there to see.
+    pub fn round_trips_until(
+        &self,
+        len: usize,
+        stop: &AtomicBool,
+        mut verdict: impl FnMut(RoundTripVerdict),
+    ) {
+        let mut message = vec![0; len];
+        let mut echo = vec![0; len];
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let (mut reader, mut writer) = match self.start(Command::Echo) {
+                Ok(connection) => connection,
+                Err(why) => {
+                    log::debug!("{why}");
+                    verdict(RoundTripVerdict::Failed);
+                    sleep(RETRY);
+                    continue;
+                }
+            };
+            let _ = writer.set_nodelay(true);
+            while !stop.load(Ordering::Relaxed) {
+                Pattern::new(sent).fill(0, &mut message);
+                sent += 1;
+                let result = writer
+                    .write_all(&message)
+                    .and_then(|()| reader.read_exact(&mut echo));
+                let seen = match result {
+                    Err(e) => {
+                        log::debug!("{}", self.failed("round trip", e));
+                        RoundTripVerdict::Failed
+                    }
+                    Ok(()) if message != echo => RoundTripVerdict::Wrong,
+                    Ok(()) => RoundTripVerdict::Exact,
+                };
+                verdict(seen);
+                if seen != RoundTripVerdict::Exact {
+                    break;
+                }
+            }
+        }
     }
 
     /// Sends `bytes` of a pattern; the service's checksum must be the sender's.

@@ -3,11 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use guest_net::echo::{EchoService, Served};
-use guest_net::load::{Client, Workload};
+use guest_net::load::{Client, RoundTripVerdict, Workload};
 use guest_net::protocol::{banner, checksum_line};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,4 +168,69 @@ fn a_short_transfer_or_extra_bytes_are_errors() {
     });
     let err = client(addr, "bad").round_trips(1, 8).unwrap_err();
     assert!(err.contains("sent more than asked"), "{err}");
+}
+
+#[test]
+fn a_continuous_load_counts_each_round_trip_and_the_service_counts_as_it_echoes() {
+    let service = EchoService::bind("127.0.0.1:0".parse().unwrap(), "live", TIMEOUT).unwrap();
+    let addr = service.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut verdicts = Vec::new();
+    thread::scope(|scope| {
+        let serving = scope.spawn(|| service.serve().unwrap());
+        client(addr, "live").round_trips_until(64, &stop, |verdict| {
+            verdicts.push(verdict);
+            if verdicts.len() == 50 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+        // The service counts an echo once sent, which the client may read first.
+        assert!(service.echoed_so_far() >= 49 * 64);
+        let quit = client(addr, "live").quit();
+        let served = serving.join().unwrap();
+        assert_eq!(quit, Ok(()));
+        assert_eq!(served.echoed_bytes, 50 * 64);
+    });
+    assert_eq!(service.echoed_so_far(), 50 * 64);
+    assert!(verdicts.iter().all(|v| *v == RoundTripVerdict::Exact));
+}
+
+#[test]
+fn a_continuous_load_tells_a_wrong_echo_and_goes_on_over_a_new_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The first connection corrupts its second echo; the second echoes faithfully
+    // until the client goes.
+    thread::spawn(move || {
+        for corrupt_at in [Some(1), None] {
+            let (mut stream, _) = listener.accept().unwrap();
+            writeln!(stream, "{}", banner("flaky")).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut command = String::new();
+            reader.read_line(&mut command).unwrap();
+            let mut message = [0; 16];
+            for round in 0.. {
+                if reader.read_exact(&mut message).is_err() {
+                    break;
+                }
+                if Some(round) == corrupt_at {
+                    message[3] ^= 0x80;
+                }
+                stream.write_all(&message).unwrap();
+                if Some(round) == corrupt_at {
+                    break;
+                }
+            }
+        }
+    });
+    let stop = AtomicBool::new(false);
+    let mut verdicts = Vec::new();
+    client(addr, "flaky").round_trips_until(16, &stop, |verdict| {
+        verdicts.push(verdict);
+        if verdicts.len() == 5 {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    use RoundTripVerdict::{Exact, Wrong};
+    assert_eq!(verdicts, [Exact, Wrong, Exact, Exact, Exact]);
 }

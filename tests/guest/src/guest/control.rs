@@ -137,6 +137,19 @@ impl EngineStatus {
             .map_err(|_| format!("status {key}: {value:?} is not a count"))?)
     }
 
+    /// Each replica's pid, `None` for a place being refilled: a group's
+    /// `replica_pids` (comma-separated), or the engine's own `pids`.
+    pub fn replica_pids(&self) -> Vec<Option<u32>> {
+        let pids = match self.0.get("replica_pids") {
+            Some(pids) => pids.split(',').collect::<Vec<_>>(),
+            None => self
+                .0
+                .get("pids")
+                .map_or_else(Vec::new, |pids| pids.split_whitespace().collect()),
+        };
+        pids.into_iter().map(|pid| pid.parse().ok()).collect()
+    }
+
     /// Fails unless every replica's place holds a process.
     pub fn every_place_filled(&self) -> StepResult<()> {
         let pids = self.value("pids")?;
@@ -160,6 +173,18 @@ impl EngineStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_pids_come_from_a_group_or_from_the_engine_itself() {
+        let group = EngineStatus::from_group_status("pids=9\nreplica_pids=4,-,6\n").unwrap();
+        assert_eq!(group.replica_pids(), [Some(4), None, Some(6)]);
+        let engine = EngineStatus::parse("ok\npids: 7 8\nreplicas: 2\n").unwrap();
+        assert_eq!(engine.replica_pids(), [Some(7), Some(8)]);
+        assert!(EngineStatus::parse("ok\n")
+            .unwrap()
+            .replica_pids()
+            .is_empty());
+    }
 
     const STATUS: &str = "ok\nreplicas: 3\npids: 41 42 57\nevents: 1200\nvotes: 1200\n\
                           divergences: 4\nrepairs: 5\nlast-fault: replica 1 at out 0x2f8: hung\n";

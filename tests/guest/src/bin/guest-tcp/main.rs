@@ -7,6 +7,7 @@
 //! e1000 (the baseline guest), the stack drives `eth0` itself. Prints `guest-test`
 //! lines, the `tcp-echo serving` line the host waits for, and a `guest:` summary.
 
+mod campaign;
 mod linux;
 mod our_driver;
 mod service;
@@ -56,6 +57,27 @@ struct Args {
     /// Folder listing the PCI functions
     #[arg(long, default_value = SYSFS_PCI_DEVICES)]
     pci_devices: PathBuf,
+    /// Milliseconds a replica may take to its next event before the engine counts
+    /// it as hung (a replica waits for its NIC a tick at a time, and under TCG with
+    /// the others traced that can stretch far)
+    #[arg(long, env = "GUEST_TCP_REPLICA_WATCHDOG_MS", default_value_t = 5000)]
+    replica_watchdog_ms: u32,
+    /// Run a fault campaign of this many faults per group size instead of the
+    /// paths: the replicated driver serves the host's load while faults go into its
+    /// replicas one at a time, each reported on the console
+    #[arg(long, env = "GUEST_CAMPAIGN_FAULTS")]
+    campaign_faults: Option<usize>,
+    /// The campaign's group sizes (1 to 3), in order
+    #[arg(
+        long,
+        env = "GUEST_CAMPAIGN_REPLICAS",
+        value_delimiter = ',',
+        default_value = "1,2,3"
+    )]
+    campaign_replicas: Vec<usize>,
+    /// Seed of the campaign's faults (the same seed replays the same faults)
+    #[arg(long, env = "GUEST_CAMPAIGN_SEED", default_value_t = 1)]
+    campaign_seed: u64,
 }
 
 /// Where our driver runs and how, found once per run.
@@ -63,13 +85,15 @@ pub struct Environment {
     pub nic: Bdf,
     pub driver_uid: u32,
     pub driver_tick_us: u32,
+    pub replica_watchdog_ms: u32,
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     let mut report = Report::new();
-    let ours = args.paths.iter().any(|path| *path != NetPath::LinuxE1000);
+    let ours = args.campaign_faults.is_some()
+        || args.paths.iter().any(|path| *path != NetPath::LinuxE1000);
     let env = if ours {
         report.run("tcp-daemons-serving", || {
             Ok(wait_until_serving(
@@ -85,10 +109,19 @@ fn main() -> ExitCode {
         port: args.port,
         host_timeout: Duration::from_secs(args.host_timeout),
     };
-    for &path in &args.paths {
-        match path {
-            NetPath::LinuxE1000 => linux::run(&mut report, &service),
-            ours => our_driver::run(&mut report, env.as_ref(), ours, &service),
+    if let Some(faults) = args.campaign_faults {
+        let plan = campaign::Plan {
+            faults,
+            replicas: args.campaign_replicas.clone(),
+            seed: args.campaign_seed,
+        };
+        campaign::run(&mut report, env.as_ref(), &plan, &service);
+    } else {
+        for &path in &args.paths {
+            match path {
+                NetPath::LinuxE1000 => linux::run(&mut report, &service),
+                ours => our_driver::run(&mut report, env.as_ref(), ours, &service),
+            }
         }
     }
     if report.finish().failed == 0 {
@@ -104,5 +137,6 @@ fn discover(args: &Args) -> StepResult<Environment> {
         nic: driver.nic,
         driver_uid: driver.uid,
         driver_tick_us: args.driver_tick_us,
+        replica_watchdog_ms: args.replica_watchdog_ms,
     })
 }

@@ -45,9 +45,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The driver stops on SIGTERM at once (after stopping the NIC's DMA), the engine
 /// on `down`, and romain on SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a replica may take to reach its next event: a replica waits for its NIC
-/// a tick at a time, but under TCG with the others traced that can stretch far.
-const REPLICA_WATCHDOG_MS: u32 = 5000;
 /// How long the engine may take to report its counters: it answers between two
 /// requests it serves, which a replica the watchdog waits for can hold up.
 const ENGINE_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,7 +86,7 @@ const ENGINE_WORK: [&str; 6] = [
 ];
 
 /// Our driver as a path runs it.
-enum Driver {
+pub(crate) enum Driver {
     /// Started by this program.
     Alone(Child),
     /// A replicated group, started and supervised by `romain:`.
@@ -100,7 +97,7 @@ enum Driver {
 
 impl Driver {
     /// The replication engine's status; an error for the driver alone.
-    fn engine_status(&self) -> StepResult<EngineStatus> {
+    pub(crate) fn engine_status(&self) -> StepResult<EngineStatus> {
         match self {
             Driver::Alone(_) => Err("the driver runs alone, without the engine".into()),
             Driver::Supervised { group, .. } => group.engine_status(ENGINE_STATUS_TIMEOUT),
@@ -146,7 +143,7 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
 
 /// Starts the driver of `path` as the e1000 rule's uid and waits until its scheme
 /// answers.
-fn start_driver(env: &Environment, path: NetPath) -> StepResult<Driver> {
+pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Driver> {
     match path {
         NetPath::OurE1000(access) => {
             let mut command = Command::new(DRIVER_PROGRAM);
@@ -189,7 +186,7 @@ fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
         policy: E1000_DRIVER_LABEL.to_owned(),
         uid: env.driver_uid,
         gid: env.driver_uid,
-        watchdog_ms: REPLICA_WATCHDOG_MS,
+        watchdog_ms: env.replica_watchdog_ms,
     };
     let mut romain = Romain::start(&entry.registry())?;
     let group = RomainGroup::up(DRIVER_NAME, replicas)?;
@@ -213,7 +210,7 @@ fn start_engine(env: &Environment, count: ReplicaCount) -> StepResult<Driver> {
     command
         .args(["replicate", "--replicas", &count.get().to_string()])
         .args(["--label", E1000_DRIVER_LABEL])
-        .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
+        .args(["--watchdog-ms", &env.replica_watchdog_ms.to_string()])
         .args([
             "--control-fd",
             &control_fd.to_string(),
@@ -351,7 +348,7 @@ fn check_engine_work(status: &EngineStatus, count: ReplicaCount) -> StepResult<(
 /// Stops the driver: alone it must exit cleanly; a group goes `down` (its engine,
 /// and the replicas with it, end), then romain, which must have run all along; an
 /// engine of our own must have run until its SIGTERM (its replicas end with it).
-fn stop_driver(driver: &mut Driver) -> StepResult<()> {
+pub(crate) fn stop_driver(driver: &mut Driver) -> StepResult<()> {
     match driver {
         Driver::Alone(driver) => Ok(driver.stop(STOP_TIMEOUT)?),
         Driver::Supervised { romain, group } => {
@@ -370,7 +367,7 @@ fn stop_driver(driver: &mut Driver) -> StepResult<()> {
     }
 }
 
-fn start_bridge() -> StepResult<Child> {
+pub(crate) fn start_bridge() -> StepResult<Child> {
     let mut command = Command::new("tap-bridge");
     command.args(["--scheme", SCHEME]);
     let mut bridge = Child::spawn("tap-bridge", command)?;
@@ -380,7 +377,7 @@ fn start_bridge() -> StepResult<Child> {
 }
 
 /// Stops the bridge; frames must have gone both ways and none been dropped.
-fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
+pub(crate) fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
     bridge.stop(STOP_TIMEOUT)?;
     let counters = bridge
         .output()

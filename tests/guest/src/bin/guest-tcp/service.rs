@@ -37,7 +37,7 @@ pub fn run(report: &mut Report, path: NetPath, settings: &Settings, up: Option<(
 
 /// Pings QEMU's gateway until it answers, which takes the whole path carrying
 /// frames both ways: ARP, then ICMP. Returns how long it took.
-fn gateway_answers() -> StepResult<Duration> {
+pub(crate) fn gateway_answers() -> StepResult<Duration> {
     let started = Instant::now();
     loop {
         let ping = Command::new("ping")

@@ -1,0 +1,301 @@
+//! A fault campaign against our e1000 driver under the host's TCP load: for each
+//! group size the driver runs as `romain:e1000?replicas=N` (at N = 1, as a lone
+//! replica under `romain replicate`, restarted by this program when it dies:
+//! restart-only supervision), the guest's stack reaches it through `tap-bridge`,
+//! and the echo service runs in this program, so it knows how many round trips the
+//! host's load has had echoed. Then one seeded fault at a time goes into a random
+//! replica; its window lasts until the load has gone on for a few round trips (or
+//! stalls), the engine scrubs the replicas' memory, and one console line says what
+//! the guest saw ([`TrialLine`]). The host checks every echo byte for byte and
+//! classifies each fault from both sides.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::thread::{self, sleep};
+use std::time::{Duration, Instant};
+
+use guest_harness::campaign_lines::{
+    done_line, fault_line, service_label, GroupFate, TrialCounters, TrialLine,
+};
+use guest_harness::guest::control::EngineStatus;
+use guest_harness::guest::faults::FaultTarget;
+use guest_harness::guest::report::{Report, StepResult};
+use guest_net::child::Child;
+use guest_net::echo::EchoService;
+use guest_net::paths::{NetPath, ReplicaCount};
+use guest_net::protocol::serving_line;
+use romain_campaign::fault::Regions;
+use romain_campaign::outcome::Counters;
+use romain_campaign::{FaultKind, FaultPlan};
+
+use crate::our_driver::{start_bridge, start_driver, stop_driver, Driver};
+use crate::service::{gateway_answers, Settings};
+use crate::Environment;
+
+/// The e1000 driver's fault mix: every kind, DMA copies included. Kills, stops
+/// and endless loops each cost a replacement (a stop or a loop a watchdog period
+/// first), so they come half as often as each kind of bit flip, which Romain's and
+/// FAIL*'s campaigns are made of.
+const KINDS: [FaultKind; 15] = [
+    FaultKind::Register,
+    FaultKind::Register,
+    FaultKind::Stack,
+    FaultKind::Stack,
+    FaultKind::Heap,
+    FaultKind::Heap,
+    FaultKind::Data,
+    FaultKind::Data,
+    FaultKind::Dma,
+    FaultKind::Dma,
+    FaultKind::Code,
+    FaultKind::Code,
+    FaultKind::Kill,
+    FaultKind::Stop,
+    FaultKind::Hang,
+];
+/// The program whose maps tell a replica's data and code.
+const DRIVER_FILE: &str = "e1000";
+/// A fault's window ends once the host's load has had this many more bytes echoed:
+/// four of its 64-byte round trips.
+const WINDOW_BYTES: u64 = 4 * 64;
+/// A window in which the load does not go on for this long has stalled: longer than
+/// a watchdog period, a replacement and TCP's retransmission after them.
+const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a window looks at the echo count.
+const POLL: Duration = Duration::from_millis(2);
+/// Every this many polls (50 ms) a window also looks whether the bridge ended.
+const BRIDGE_CHECK_POLLS: u32 = 25;
+/// The host's load starts once the service is announced.
+const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The service's deadline on one read or write: a connection the host gave up on
+/// ends this long after at the latest.
+const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the campaign runs.
+pub struct Plan {
+    pub faults: usize,
+    /// Group sizes, 1 to 3, in order.
+    pub replicas: Vec<usize>,
+    pub seed: u64,
+}
+
+/// Runs the campaign at each group size, a step each.
+pub fn run(report: &mut Report, env: Option<&Environment>, plan: &Plan, settings: &Settings) {
+    for &replicas in &plan.replicas {
+        report.run_after(&format!("campaign-x{replicas}-ran"), env, |env| {
+            campaign(env, plan, replicas, settings)
+        });
+    }
+}
+
+fn campaign(
+    env: &Environment,
+    plan: &Plan,
+    replicas: usize,
+    settings: &Settings,
+) -> StepResult<String> {
+    let count = replicas
+        .checked_sub(1)
+        .and_then(|at| ReplicaCount::ALL.get(at))
+        .ok_or_else(|| format!("a group of {replicas}: the campaign runs 1 to 3 replicas"))?;
+    let mut target = Target::start(env, NetPath::ReplicaCountE1000(*count))?;
+    let label = service_label(replicas);
+    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
+    let service = EchoService::bind(address, &label, SERVICE_IO_TIMEOUT)?;
+    let outcome = thread::scope(|scope| -> StepResult<String> {
+        let serving = scope.spawn(|| service.serve());
+        println!("{}", serving_line(&label, settings.port));
+        let started = Instant::now();
+        while service.echoed_so_far() == 0 {
+            if started.elapsed() > LOAD_START_TIMEOUT {
+                return Err(
+                    format!("the host's load did not start in {LOAD_START_TIMEOUT:?}").into(),
+                );
+            }
+            sleep(POLL);
+        }
+        let mut faults = FaultPlan::with_kinds(plan.seed ^ (replicas as u64) << 32, &KINDS);
+        let mut snapshot = target.snapshot()?;
+        let mut stalled = 0;
+        for index in 0..plan.faults {
+            let (trial, after) = target.trial(&service, &mut faults, replicas, index, snapshot)?;
+            println!("{trial}");
+            stalled += usize::from(!trial.served);
+            snapshot = after;
+        }
+        println!("{}", done_line(replicas));
+        let served = serving.join().map_err(|_| "the echo service panicked")??;
+        Ok(format!(
+            "{} faults, {stalled} windows stalled; echo service: {served}",
+            plan.faults
+        ))
+    });
+    target.stop()?;
+    outcome
+}
+
+/// The engine's counters and the replicas' pids at one moment.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    counters: TrialCounters,
+    pids: Vec<Option<u32>>,
+}
+
+impl Snapshot {
+    fn of(status: &EngineStatus) -> StepResult<Snapshot> {
+        let count = |key: &str| status.counter(key);
+        Ok(Snapshot {
+            counters: TrialCounters {
+                engine: Counters {
+                    divergences: count("divergences")?,
+                    repairs: count("repairs")?,
+                    replacements: count("replacements")?,
+                    no_majority: count("no_majority")?,
+                    restarts: count("group_restarts")?,
+                },
+                // Only a `romain:` group has a supervisor that restarts the engine.
+                engine_restarts: count("restarts").unwrap_or(0),
+            },
+            pids: status.replica_pids(),
+        })
+    }
+
+    /// Where replica `index`'s memory lies, by kind (empty once it is gone).
+    fn regions(&self, index: usize) -> Regions {
+        self.pids
+            .get(index)
+            .copied()
+            .flatten()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/maps")).ok())
+            .map(|maps| Regions::parse(&maps, DRIVER_FILE))
+            .unwrap_or_default()
+    }
+}
+
+/// The replicated driver and the bridge that puts the guest's stack on it.
+struct Target<'a> {
+    env: &'a Environment,
+    path: NetPath,
+    driver: Driver,
+    bridge: Child,
+}
+
+impl<'a> Target<'a> {
+    fn start(env: &'a Environment, path: NetPath) -> StepResult<Target<'a>> {
+        let driver = start_driver(env, path)?;
+        let bridge = start_bridge()?;
+        gateway_answers()?;
+        Ok(Target {
+            env,
+            path,
+            driver,
+            bridge,
+        })
+    }
+
+    fn snapshot(&self) -> StepResult<Snapshot> {
+        Snapshot::of(&self.driver.engine_status()?)
+    }
+
+    fn inject(&self, command: &str) -> StepResult<()> {
+        match &self.driver {
+            Driver::Supervised { group, .. } => group.inject(command),
+            Driver::Traced { control, .. } => control.inject(command),
+            Driver::Alone(_) => Err("the driver runs alone, without the engine".into()),
+        }
+    }
+
+    /// One fault and its window; `before` is the state the last window left.
+    fn trial(
+        &mut self,
+        service: &EchoService,
+        faults: &mut FaultPlan,
+        replicas: usize,
+        index: usize,
+        before: Snapshot,
+    ) -> StepResult<(TrialLine, Snapshot)> {
+        let fault = faults.next(replicas, |replica| before.regions(replica));
+        println!("{}", fault_line(replicas, index));
+        let started = Instant::now();
+        let echoed = service.echoed_so_far();
+        // A refused injection (a replica's place being refilled) is still a fault
+        // that did nothing: it is classified like any other.
+        let _ = self.inject(&fault.command);
+        let mut served = true;
+        let mut polls = 0u32;
+        while service.echoed_so_far() < echoed + WINDOW_BYTES {
+            if started.elapsed() > STALL_TIMEOUT {
+                served = false;
+                break;
+            }
+            polls += 1;
+            if polls.is_multiple_of(BRIDGE_CHECK_POLLS) {
+                self.keep_bridge()?;
+            }
+            sleep(POLL);
+        }
+        if replicas > 1 {
+            // Memory the load did not read is compared now, so a flip is found
+            // (and its class known) before the next fault.
+            let _ = self.inject("scrub");
+        }
+        let micros = started.elapsed().as_micros();
+        let (fate, after) = self.recover(&before)?;
+        let trial = TrialLine {
+            replicas,
+            index,
+            kind: fault.kind,
+            replica: fault.replica,
+            served,
+            fate,
+            micros,
+            before: before.counters,
+            after: after.counters,
+            command: fault.command,
+        };
+        Ok((trial, after))
+    }
+
+    /// What became of the group, after starting again whatever ended: the lone
+    /// replica's engine, and the bridge once its handles went stale with a restart.
+    fn recover(&mut self, before: &Snapshot) -> StepResult<(GroupFate, Snapshot)> {
+        let lone_replica_died = match &mut self.driver {
+            Driver::Traced { engine, .. } => engine.has_ended()?,
+            _ => false,
+        };
+        if lone_replica_died {
+            log::info!("the lone replica died: starting it again");
+            let _ = stop_driver(&mut self.driver);
+            let _ = self.bridge.terminate(Duration::from_secs(5));
+            self.driver = start_driver(self.env, self.path)?;
+            self.keep_bridge()?;
+            return Ok((GroupFate::LoneReplicaRestarted, self.snapshot()?));
+        }
+        let after = self.snapshot()?;
+        self.keep_bridge()?;
+        let fate = match after.counters.engine_restarts > before.counters.engine_restarts {
+            true => GroupFate::EngineRestarted,
+            false => GroupFate::Serving,
+        };
+        Ok((fate, after))
+    }
+
+    /// Starts the bridge again if it ended: a group restart makes its handles
+    /// stale, and it does not open them again by itself. While the group is still
+    /// starting, the bridge cannot open the driver's scheme yet: the next call
+    /// tries again.
+    fn keep_bridge(&mut self) -> StepResult<()> {
+        if self.bridge.has_ended()? {
+            log::info!("tap-bridge ended (its handles went stale): starting it again");
+            match start_bridge() {
+                Ok(bridge) => self.bridge = bridge,
+                Err(why) => log::warn!("tap-bridge did not start again yet: {why}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(mut self) -> StepResult<()> {
+        let _ = self.bridge.terminate(Duration::from_secs(5));
+        stop_driver(&mut self.driver)
+    }
+}
