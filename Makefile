@@ -49,8 +49,8 @@ bench: toolchain
 campaign: toolchain
 	$(CARGO) run --quiet -p guest-harness -- campaign --replicas 3 --faults 10000 --timeout 3000 --out target/campaign/e1000-x3
 	$(CARGO) run --quiet -p guest-harness -- campaign --replicas 1,2 --faults 1000 --timeout 1800 --out target/campaign/e1000-x1-x2
-	$(CARGO) build --release -p romain-campaign -p uart16550
-	target/release/romain-campaign --replicas 1,2,3 --faults 3400 --out target/campaign/uart
+	$(CARGO) build --release -p romain-scheme -p romain-campaign -p uart16550
+	target/release/romain campaign --replicas 1,2,3 --faults 3400 --out target/campaign/uart
 
 ## redox-check: type-check the Redox side (x86_64-unknown-redox)
 redox-check: toolchain

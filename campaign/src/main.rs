@@ -40,6 +40,10 @@ struct Args {
 fn main() -> ExitCode {
     scheme_runtime::logging::init();
     let args = Args::parse();
+    if args.replicas.contains(&0) || args.faults == 0 {
+        eprintln!("romain-campaign: group sizes and --faults must be at least 1");
+        return ExitCode::FAILURE;
+    }
     let driver = args.driver.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .ok()
@@ -54,10 +58,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.replicas.contains(&0) || args.faults == 0 {
-        eprintln!("romain-campaign: group sizes and --faults must be at least 1");
-        return ExitCode::FAILURE;
-    }
     let config = CampaignConfig {
         driver,
         replicas: args.replicas.clone(),

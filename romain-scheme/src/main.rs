@@ -73,6 +73,18 @@ enum Subcommands {
     /// N >= 2).
     #[cfg(target_os = "linux")]
     Replicate(ReplicateArgs),
+    /// Run a fault-injection campaign: the `romain-campaign` program beside this
+    /// one, with these arguments (`romain campaign --help` shows its own).
+    #[cfg(target_os = "linux")]
+    #[command(disable_help_flag = true)]
+    Campaign {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARG"
+        )]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[cfg(target_os = "linux")]
@@ -122,6 +134,8 @@ fn main() -> ExitCode {
         },
         #[cfg(target_os = "linux")]
         Subcommands::Replicate(args) => return replicate(args),
+        #[cfg(target_os = "linux")]
+        Subcommands::Campaign { args } => return campaign(&args),
     };
     match result {
         Ok(text) => {
@@ -133,6 +147,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `romain-campaign` (beside this program, else from `PATH`) in this
+/// process's place, as `git` runs its `git-<name>` programs.
+#[cfg(target_os = "linux")]
+fn campaign(args: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    const PROGRAM: &str = "romain-campaign";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(PROGRAM)))
+        .filter(|path| path.exists());
+    let program = beside.unwrap_or_else(|| PathBuf::from(PROGRAM));
+    let error = std::process::Command::new(&program).args(args).exec();
+    eprintln!(
+        "romain: cannot run {}: {error} (cargo build --release -p romain-campaign builds it)",
+        program.display()
+    );
+    ExitCode::FAILURE
 }
 
 fn serve(registry: &std::path::Path, policy: Option<&std::path::Path>) -> ExitCode {
