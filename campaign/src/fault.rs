@@ -78,10 +78,20 @@ impl fmt::Display for FaultKind {
 }
 
 /// The general registers the engine can flip, as its `flip` command names them.
-const REGISTERS: [&str; 20] = [
+pub const REGISTERS: [&str; 20] = [
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
     "r14", "r15", "rip", "rflags", "fs_base", "gs_base",
 ];
+
+/// How many of `register`'s low bits a flip may hit: segment bases keep to
+/// canonical addresses (below bit 47), since the kernel refuses others.
+pub fn flippable_bits(register: &str) -> u64 {
+    if register.ends_with("_base") {
+        47
+    } else {
+        64
+    }
+}
 
 /// A replica's memory, by kind, as `(start, end)` ranges.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -226,9 +236,7 @@ impl FaultPlan {
 
     fn register(&mut self, replica: usize) -> Fault {
         let register = REGISTERS[self.below(REGISTERS.len() as u64) as usize];
-        // Segment bases keep to canonical addresses (the kernel refuses others).
-        let bits = if register.ends_with("_base") { 47 } else { 64 };
-        let bit = self.below(bits);
+        let bit = self.below(flippable_bits(register));
         Fault {
             kind: FaultKind::Register,
             replica,

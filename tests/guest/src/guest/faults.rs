@@ -9,15 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use romain_campaign::fault::{flippable_bits, REGISTERS};
+
 use crate::guest::report::StepResult;
 
-/// The registers the engine can flip a bit in.
-const REGISTERS: [&str; 20] = [
-    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
-    "r14", "r15", "rip", "rflags", "fs_base", "gs_base",
-];
-/// Segment bases keep below bit 47: the kernel refuses non-canonical ones.
-const SEGMENT_BASE_BITS: u64 = 47;
 
 /// A replica group that takes fault commands (`flip 1 reg rax 3`, `kill 0`,
 /// `hang 2`) and says whether it carried each out.
@@ -78,11 +73,8 @@ impl FaultPlan {
             format!("hang {replica}")
         } else {
             let register = REGISTERS[self.below(REGISTERS.len() as u64) as usize];
-            let bits = match register.ends_with("_base") {
-                true => SEGMENT_BASE_BITS,
-                false => 64,
-            };
-            format!("flip {replica} reg {register} {}", self.below(bits))
+            let bit = self.below(flippable_bits(register));
+            format!("flip {replica} reg {register} {bit}")
         }
     }
 
@@ -186,8 +178,7 @@ mod tests {
             };
             assert!(replica.parse::<u64>().unwrap() < 3);
             let bit: u64 = bit.parse().unwrap();
-            let limit = if register.ends_with("_base") { 47 } else { 64 };
-            assert!(bit < limit, "{words:?}");
+            assert!(bit < flippable_bits(register), "{words:?}");
             registers.insert(register);
         }
         assert_eq!(
