@@ -45,10 +45,10 @@ bench: toolchain
 	$(CARGO) bench -p romain-scheme --bench engine
 	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
 
-## campaign: seeded faults, each classified, with a table, a CSV and a plot per campaign: 10,000 into romain:e1000?replicas=3 under the host's TCP load in the guest (about 35 minutes), 1,000 each at N = 1 and 2 there, and 3,400 per N into the UART driver on a software chip; results under target/campaign/
+## campaign: seeded faults, each classified, with a table, a CSV and a plot per campaign: 10,000 into romain:e1000?replicas=3 under the host's TCP load in the guest (about 30 minutes), 500 each at N = 1 and 2 there, and 3,400 per N into the UART driver on a software chip; results under target/campaign/
 campaign: toolchain
 	$(CARGO) run --quiet -p guest-harness -- campaign --replicas 3 --faults 10000 --timeout 3000 --out target/campaign/e1000-x3
-	$(CARGO) run --quiet -p guest-harness -- campaign --replicas 1,2 --faults 1000 --timeout 1800 --out target/campaign/e1000-x1-x2
+	$(CARGO) run --quiet -p guest-harness -- campaign --replicas 1,2 --faults 500 --timeout 2400 --out target/campaign/e1000-x1-x2
 	$(CARGO) build --release -p romain-scheme -p romain-campaign -p uart16550
 	target/release/romain campaign --replicas 1,2,3 --faults 3400 --out target/campaign/uart
 

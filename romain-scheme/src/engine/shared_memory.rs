@@ -25,6 +25,7 @@ use std::ptr::NonNull;
 
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::stat::fstat;
 use nix::unistd::Pid;
 
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
@@ -50,6 +51,10 @@ struct Region {
     replica_address: u64,
     real: NonNull<u8>,
     len: usize,
+    /// The mapping's length rounded up to the object's page size: a huge page
+    /// mapping (what `dma:` hands out) is only unmapped whole, and one left
+    /// mapped would keep its page from the pool until the engine ends.
+    mapped_len: usize,
     /// The content replicas and device last agreed on.
     snapshot: Vec<u8>,
 }
@@ -97,8 +102,14 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: mapped in `map` with this length and never handed out.
-        let _ = unsafe { munmap(self.real.cast(), self.len) };
+        // SAFETY: mapped in `map` (whose length this covers) and never handed out.
+        if let Err(errno) = unsafe { munmap(self.real.cast(), self.mapped_len) } {
+            log::error!(
+                "shared memory at {:#x} ({} bytes) not unmapped: {errno}",
+                self.replica_address,
+                self.mapped_len
+            );
+        }
     }
 }
 
@@ -147,6 +158,9 @@ impl SharedMemory {
             )
         }
         .map_err(|errno| -(errno as i64))?;
+        // A hugetlb object says its huge page size here.
+        let page =
+            fstat(object).map_or(PAGE_SIZE, |stat| (stat.st_blksize as usize).max(PAGE_SIZE));
         let replica_address = self.regions.last().map_or(SHARED_MEMORY_BASE, |last| {
             (last.replica_address + last.len as u64).next_multiple_of(PLACEMENT)
         });
@@ -154,6 +168,7 @@ impl SharedMemory {
             replica_address,
             real: real.cast(),
             len: len as usize,
+            mapped_len: (len as usize).next_multiple_of(page),
             // The replicas' copies start zeroed: the first pull brings them the
             // object's content.
             snapshot: vec![0; len as usize],
@@ -309,5 +324,75 @@ mod tests {
         assert_eq!(memory.close(fd), 0);
         assert_eq!(memory.close(fd), -(Errno::EBADF as i64));
         assert_eq!(memory.map(fd, 4096, 0), Err(-(Errno::EBADF as i64)));
+    }
+
+    const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+    fn meminfo(key: &str) -> u64 {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = text.lines().find(|line| line.starts_with(key)).unwrap();
+        line[key.len()..].trim().parse().unwrap()
+    }
+
+    /// Grows the machine's huge page pool by one while it lives, holding the
+    /// sysctl file locked as `dma-scheme`'s hugetlb tests do, so that tests in
+    /// other processes wait instead of restoring each other's values.
+    struct OneMoreHugePage {
+        pool: u64,
+        _alone: nix::fcntl::Flock<std::fs::File>,
+    }
+
+    impl OneMoreHugePage {
+        fn new() -> Result<Self, String> {
+            if !nix::unistd::geteuid().is_root() {
+                return Err("not root".into());
+            }
+            let sysctl = std::fs::File::open(NR_HUGEPAGES).map_err(|e| e.to_string())?;
+            let alone = nix::fcntl::Flock::lock(sysctl, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e.to_string())?;
+            let pool = meminfo("HugePages_Total:");
+            std::fs::write(NR_HUGEPAGES, (pool + 1).to_string()).map_err(|e| e.to_string())?;
+            match meminfo("HugePages_Total:") > pool {
+                true => Ok(Self {
+                    pool,
+                    _alone: alone,
+                }),
+                false => Err("the kernel found no memory for another huge page".into()),
+            }
+        }
+    }
+
+    impl Drop for OneMoreHugePage {
+        fn drop(&mut self) {
+            let _ = std::fs::write(NR_HUGEPAGES, self.pool.to_string());
+        }
+    }
+
+    #[test]
+    fn a_huge_page_the_replicas_mapped_goes_back_to_the_pool_when_the_group_forgets_it() {
+        let _page = match OneMoreHugePage::new() {
+            Ok(page) => page,
+            Err(why) => return eprintln!("huge page test NOT RUN: {why}"),
+        };
+        let free = meminfo("HugePages_Free:");
+        let flags =
+            nix::sys::memfd::MFdFlags::MFD_HUGETLB | nix::sys::memfd::MFdFlags::MFD_HUGE_2MB;
+        let object = nix::sys::memfd::memfd_create("romain-shared-memory-test", flags).unwrap();
+        nix::unistd::ftruncate(&object, 2 << 20).unwrap();
+        let mut memory = SharedMemory::default();
+        let fd = memory.adopt(object).unwrap();
+        // What the e1000 driver asks of dma: (its rings and buffers), less than
+        // the huge page the buffer is.
+        memory.map(fd, 264_192, 0).unwrap();
+        // Reading the device's copy takes the page from the pool.
+        memory.pull(&[]);
+        assert_eq!(meminfo("HugePages_Free:"), free - 1);
+        // A group restart forgets the group's shared memory.
+        drop(memory);
+        assert_eq!(
+            meminfo("HugePages_Free:"),
+            free,
+            "the huge page is still mapped"
+        );
     }
 }

@@ -13,7 +13,6 @@ use romain_campaign::fault::{flippable_bits, REGISTERS};
 
 use crate::guest::report::StepResult;
 
-
 /// A replica group that takes fault commands (`flip 1 reg rax 3`, `kill 0`,
 /// `hang 2`) and says whether it carried each out.
 pub trait FaultTarget {
