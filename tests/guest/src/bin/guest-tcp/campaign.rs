@@ -62,7 +62,8 @@ const WINDOW_BYTES: u64 = 4 * 64;
 const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often a window looks at the echo count.
 const POLL: Duration = Duration::from_millis(2);
-/// Every this many polls (50 ms) a window also looks whether the bridge ended.
+/// Every this many polls (50 ms) a window also looks whether the lone replica's
+/// engine or the bridge ended.
 const BRIDGE_CHECK_POLLS: u32 = 25;
 /// The host's load starts once the service is announced.
 const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -177,6 +178,8 @@ struct Target<'a> {
     path: NetPath,
     driver: Driver,
     bridge: Child,
+    /// This program started the lone replica's engine again during the window.
+    lone_replica_restarted: bool,
 }
 
 impl<'a> Target<'a> {
@@ -189,6 +192,7 @@ impl<'a> Target<'a> {
             path,
             driver,
             bridge,
+            lone_replica_restarted: false,
         })
     }
 
@@ -229,7 +233,7 @@ impl<'a> Target<'a> {
             }
             polls += 1;
             if polls.is_multiple_of(BRIDGE_CHECK_POLLS) {
-                self.keep_bridge()?;
+                self.keep_serving()?;
             }
             sleep(POLL);
         }
@@ -239,7 +243,8 @@ impl<'a> Target<'a> {
             let _ = self.inject("scrub");
         }
         let micros = started.elapsed().as_micros();
-        let (fate, after) = self.recover(&before)?;
+        self.keep_serving()?;
+        let (fate, after) = self.fate(&before)?;
         let trial = TrialLine {
             replicas,
             index,
@@ -255,9 +260,10 @@ impl<'a> Target<'a> {
         Ok((trial, after))
     }
 
-    /// What became of the group, after starting again whatever ended: the lone
-    /// replica's engine, and the bridge once its handles went stale with a restart.
-    fn recover(&mut self, before: &Snapshot) -> StepResult<(GroupFate, Snapshot)> {
+    /// Starts again whatever ended: the lone replica's engine (it ends with its
+    /// replica, as romain's restart-only supervision would then restart it), and
+    /// the bridge once its handles went stale with a restart.
+    fn keep_serving(&mut self) -> StepResult<()> {
         let lone_replica_died = match &mut self.driver {
             Driver::Traced { engine, .. } => engine.has_ended()?,
             _ => false,
@@ -267,14 +273,20 @@ impl<'a> Target<'a> {
             let _ = stop_driver(&mut self.driver);
             let _ = self.bridge.terminate(Duration::from_secs(5));
             self.driver = start_driver(self.env, self.path)?;
-            self.keep_bridge()?;
-            return Ok((GroupFate::LoneReplicaRestarted, self.snapshot()?));
+            self.lone_replica_restarted = true;
         }
+        self.keep_bridge()
+    }
+
+    /// What became of the group during the window that just ended.
+    fn fate(&mut self, before: &Snapshot) -> StepResult<(GroupFate, Snapshot)> {
         let after = self.snapshot()?;
-        self.keep_bridge()?;
-        let fate = match after.counters.engine_restarts > before.counters.engine_restarts {
-            true => GroupFate::EngineRestarted,
-            false => GroupFate::Serving,
+        let fate = if std::mem::take(&mut self.lone_replica_restarted) {
+            GroupFate::LoneReplicaRestarted
+        } else if after.counters.engine_restarts > before.counters.engine_restarts {
+            GroupFate::EngineRestarted
+        } else {
+            GroupFate::Serving
         };
         Ok((fate, after))
     }
