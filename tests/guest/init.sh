@@ -10,6 +10,8 @@ export RUST_LOG_STYLE=never
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Loopback, which programs in the guest reach their own services through.
+ip link set lo up
 # Huge pages are the dma: daemon's physically contiguous DMA memory (2 MiB each).
 # A fault campaign restarts the e1000 group (2 pages) many times a second, and
 # dma: keeps each freed page in quarantine for 2 s (1 s, and 1 more poisoned).

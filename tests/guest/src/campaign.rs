@@ -75,7 +75,7 @@ pub struct CampaignLoad {
     current: Arc<AtomicU64>,
     tallies: Arc<Mutex<Tallies>>,
     running: Mutex<Option<RunningLoad>>,
-    /// Loads of group sizes done, ending (they say `quit` to the service).
+    /// Loads of group sizes done, ending (the guest ends its service itself).
     ended: Mutex<Vec<JoinHandle<()>>>,
     progress: ProgressBar,
 }
@@ -161,9 +161,6 @@ impl CampaignLoad {
                     RoundTripVerdict::Failed => tally.failed += 1,
                 }
             });
-            if let Err(why) = client.quit() {
-                log::warn!("the campaign's echo service did not end: {why}");
-            }
         });
         let previous = self
             .running

@@ -10,6 +10,7 @@
 //! classifies each fault from both sides.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use guest_harness::guest::faults::FaultTarget;
 use guest_harness::guest::report::{Report, StepResult};
 use guest_net::child::Child;
 use guest_net::echo::EchoService;
+use guest_net::load::Client;
 use guest_net::paths::{NetPath, ReplicaCount};
 use guest_net::protocol::serving_line;
 use romain_campaign::fault::Regions;
@@ -70,6 +72,8 @@ const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The service's deadline on one read or write: a connection the host gave up on
 /// ends this long after at the latest.
 const SERVICE_IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ending the service waits for the host's last connection to end.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2 * SERVICE_IO_TIMEOUT.as_secs());
 
 /// What the campaign runs.
 pub struct Plan {
@@ -101,9 +105,14 @@ fn campaign(
     let mut target = Target::start(env, NetPath::ReplicaCountE1000(*count))?;
     let label = service_label(replicas);
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
-    let service = EchoService::bind(address, &label, SERVICE_IO_TIMEOUT)?;
-    let outcome = thread::scope(|scope| -> StepResult<String> {
-        let serving = scope.spawn(|| service.serve());
+    let service = Arc::new(EchoService::bind(address, &label, SERVICE_IO_TIMEOUT)?);
+    // Not a scoped thread: a service no `quit` reaches must not hold this
+    // program; it is left behind, and the step says why.
+    let serving = thread::spawn({
+        let service = Arc::clone(&service);
+        move || service.serve()
+    });
+    let outcome = (|| -> StepResult<String> {
         println!("{}", serving_line(&label, settings.port));
         let started = Instant::now();
         while service.echoed_so_far() == 0 {
@@ -124,14 +133,28 @@ fn campaign(
             snapshot = after;
         }
         println!("{}", done_line(replicas));
-        let served = serving.join().map_err(|_| "the echo service panicked")??;
-        Ok(format!(
-            "{} faults, {stalled} windows stalled; echo service: {served}",
-            plan.faults
-        ))
-    });
+        Ok(format!("{} faults, {stalled} windows stalled", plan.faults))
+    })();
+    // The service is ended from here, over loopback: the host stops its load on
+    // `done`, and the path through the driver may be down after the last fault.
+    // The host's last connection ends first (its close arrives, or the service's
+    // deadline passes).
+    let local = Client {
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, settings.port)),
+        label: label.clone(),
+        startup: QUIT_TIMEOUT,
+        io_timeout: QUIT_TIMEOUT,
+    };
+    let ended = local
+        .quit()
+        .map_err(|why| format!("the echo service did not end: {why}"))
+        .and_then(|()| match serving.join() {
+            Ok(served) => served.map_err(|e| format!("the echo service failed: {e}")),
+            Err(_) => Err("the echo service panicked".to_owned()),
+        });
     target.stop()?;
-    outcome
+    let summary = outcome?;
+    Ok(format!("{summary}; echo service: {}", ended?))
 }
 
 /// The engine's counters and the replicas' pids at one moment.
