@@ -277,6 +277,23 @@ pub fn report(plan: &CampaignPlan, console: &str, tallies: &Tallies, out: &Path)
         "romain:e1000 under the host's TCP load\n{}",
         summary.table()
     );
+    for &replicas in &plan.replicas {
+        let load = tallies.iter().filter(|((n, _), _)| *n == replicas).fold(
+            LoadTally::default(),
+            |sum, (_, t)| LoadTally {
+                exact: sum.exact + t.exact,
+                wrong: sum.wrong + t.wrong,
+                failed: sum.failed + t.failed,
+            },
+        );
+        println!(
+            "N = {replicas}: the host's load checked {} round trips: {} exact, {} wrong, {} failed",
+            load.exact + load.wrong + load.failed,
+            load.exact,
+            load.wrong,
+            load.failed
+        );
+    }
     let written = std::fs::create_dir_all(out)
         .and_then(|()| write_csv(&out.join("faults.csv"), &records))
         .map_err(|e| format!("{}: {e}", out.display()));
