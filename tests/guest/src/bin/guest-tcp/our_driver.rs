@@ -377,7 +377,7 @@ pub(crate) fn start_bridge() -> StepResult<Child> {
 }
 
 /// Stops the bridge; frames must have gone both ways and none been dropped.
-pub(crate) fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
+fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
     bridge.stop(STOP_TIMEOUT)?;
     let counters = bridge
         .output()
