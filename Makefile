@@ -6,7 +6,7 @@ REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-schem
 
 CARGO ?= cargo
 
-.PHONY: demo demo-host demo-guest test test-host test-guest test-campaign lint bench campaign redox-check toolchain
+.PHONY: demo demo-host demo-guest test test-host test-guest test-campaign lint bench bench-restart campaign redox-check toolchain
 
 ## demo: what the project does today, on this machine and in a QEMU guest
 demo: demo-host demo-guest
@@ -39,11 +39,16 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## bench: benchmarks with ratios against baselines of the same run: host transport, the replication engine's cost per event (N = 1, 2, 3), mmio: in the guest, then TCP through our e1000 driver against Linux's own e1000 driver
+## bench: benchmarks with ratios against baselines of the same run: host transport, the replication engine's cost per event (N = 1, 2, 3), mmio: in the guest, then TCP through our e1000 driver against Linux's own e1000 driver, and last Herder's table (bench-restart)
 bench: toolchain
 	$(CARGO) bench -p scheme-testbed
 	$(CARGO) bench -p romain-scheme --bench engine
 	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
+	$(MAKE) bench-restart
+
+## bench-restart: Herder's table: our e1000 driver under romain:, alone and as 3 replicas, killed every 1, 2, 4, 8 and 16 s during a 32 s bulk TCP stream from the host, throughput lost against the same group without kills and romain's restart-to-serving time, beside MINIX 3's figures (about 10 minutes)
+bench-restart: toolchain
+	$(CARGO) run --quiet -p guest-harness -- bench-restart --window 32 --kill-every 1,2,4,8,16 --replicas 1,3 --timeout 900
 
 ## campaign: seeded faults, each classified, with a table, a CSV and a plot per campaign: 10,000 into romain:e1000?replicas=3 under the host's TCP load in the guest (about 30 minutes), 500 each at N = 1 and 2 there, and 3,400 per N into the UART driver on a software chip; results under target/campaign/
 campaign: toolchain

@@ -6,8 +6,8 @@ use std::num::NonZeroU64;
 use scheme_runtime::{Handle, Mapping};
 use syscall::flag::O_RDWR;
 
-use crate::info::{BufferInfo, INFO_CALL};
-use crate::request::AllocRequest;
+use crate::info::{BufferInfo, KeepState, INFO_CALL};
+use crate::request::{AllocRequest, KeepName};
 use crate::{BufferFlags, SCHEME_NAME};
 
 const PAGE_SIZE: usize = 4096;
@@ -27,6 +27,26 @@ impl DmaBuffer {
     /// page); leaving their unused tail unmapped keeps it out of everything that
     /// walks the mapping, such as a replication engine keeping copies in step.
     pub fn alloc(size: usize, flags: BufferFlags) -> io::Result<Self> {
+        Self::open(size, flags, None)
+    }
+
+    /// As [`alloc`](Self::alloc), for a buffer kept under `name` when this
+    /// handle closes or this process dies, so that a successor of the same
+    /// uid (a restarted driver) can take it over with the device still using
+    /// it (see [`crate::keep`]). If such a buffer of the same size and flags
+    /// is waiting, this is it, contents and bus address as left, and
+    /// [`adopted`](Self::adopted) says so; otherwise it is fresh and zeroed.
+    ///
+    /// A name is 1 to 32 characters of `a-z`, `0-9`, `.`, `_` and `-`
+    /// (`InvalidInput` otherwise). A buffer of that name this uid holds open
+    /// already makes this fail with `EEXIST`.
+    pub fn alloc_kept(size: usize, flags: BufferFlags, name: &str) -> io::Result<Self> {
+        let name =
+            KeepName::new(name).map_err(|bad| io::Error::new(io::ErrorKind::InvalidInput, bad))?;
+        Self::open(size, flags, Some(name))
+    }
+
+    fn open(size: usize, flags: BufferFlags, keep: Option<KeepName>) -> io::Result<Self> {
         let size = NonZeroU64::new(size as u64).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -34,7 +54,10 @@ impl DmaBuffer {
             )
         })?;
         let handle = Handle::open(
-            &format!("/scheme/{SCHEME_NAME}/{}", AllocRequest { size, flags }),
+            &format!(
+                "/scheme/{SCHEME_NAME}/{}",
+                AllocRequest { size, flags, keep }
+            ),
             O_RDWR,
         )?;
         let mut reply = [0; BufferInfo::LEN];
@@ -59,9 +82,15 @@ impl DmaBuffer {
         })
     }
 
-    /// The bus address, size and flags the daemon reported.
+    /// The bus address, size, flags and keep state the daemon reported.
     pub fn info(&self) -> BufferInfo {
         self.info
+    }
+
+    /// Whether this kept buffer was taken over from a predecessor: its contents
+    /// are what that one left (and its device may be using them), not zeroes.
+    pub fn adopted(&self) -> bool {
+        self.info.keep == KeepState::Adopted
     }
 
     /// The device's address of byte 0 (`None` from the host test backend only).

@@ -25,12 +25,18 @@
 //! it back: there is no IOMMU, and the dead driver's device may write into it
 //! until `mmio:` has stopped the device's bus mastering.
 //!
+//! `dma:alloc?...&keep=<name>` asks for a buffer that is kept when its last
+//! handle goes ([`keep`]): it waits, untouched and still charged, for the same
+//! driver's restarted successor to adopt it by name, so that the successor
+//! takes over a running device without resetting it.
+//!
 //! Drivers use [`DmaBuffer`]; the daemon is [`DmaScheme`] over a [`backend`].
 
 pub mod backend;
 mod client;
 mod flags;
 pub mod info;
+pub mod keep;
 mod ledger;
 pub mod quarantine;
 mod quota;
@@ -40,9 +46,10 @@ pub mod status;
 
 pub use client::DmaBuffer;
 pub use flags::BufferFlags;
-pub use info::BufferInfo;
+pub use info::{BufferInfo, KeepState};
 pub use quarantine::QuarantineConfig;
 pub use quota::{QuotaSource, UniformQuota};
+pub use request::KeepName;
 pub use scheme::DmaScheme;
 
 /// The name the daemon registers.

@@ -12,8 +12,9 @@ use dma_scheme::{DmaScheme, QuarantineConfig, QuotaSource, UniformQuota, SCHEME_
     name = "dma",
     version,
     about = "Serves the dma: scheme: contiguous, zeroed DMA buffers with per-client quotas",
-    after_help = "Clients open dma:alloc?size=<bytes>&flags=<flag,...> (flags: shared) \
-                  and dma:status.\nLogging: RUST_LOG=info (or debug)."
+    after_help = "Clients open dma:alloc?size=<bytes>&flags=<flag,...>&keep=<name> \
+                  (flags: shared; keep: optional, see --keep-ms) and dma:status.\n\
+                  Logging: RUST_LOG=info (or debug)."
 )]
 struct Args {
     /// The driver policy: each driver (recognised by its uid) may hold its rule's
@@ -42,6 +43,13 @@ struct Args {
     /// into it; the outcome is counted in dma:status (poison_clean, poison_dirty)
     #[arg(long)]
     quarantine_poison: bool,
+
+    /// How long a kept buffer (allocated with keep=<name>) waits, untouched and
+    /// still charged to its driver, for that driver's restarted successor to
+    /// adopt it once its last handle has closed, in milliseconds; after that it
+    /// is freed into the quarantine.
+    #[arg(long, value_name = "MS", default_value_t = QuarantineConfig::DEFAULT_KEEP.as_millis() as u64)]
+    keep_ms: u64,
 }
 
 #[cfg(target_os = "linux")]
@@ -74,6 +82,7 @@ fn main() -> ExitCode {
     let quarantine = QuarantineConfig {
         hold: std::time::Duration::from_millis(args.quarantine_ms),
         poison: args.quarantine_poison,
+        keep: std::time::Duration::from_millis(args.keep_ms),
     };
     log::info!(
         "freed buffers are quarantined for {:?}{}",
@@ -83,6 +92,10 @@ fn main() -> ExitCode {
         } else {
             ""
         }
+    );
+    log::info!(
+        "kept buffers wait {:?} for their successor",
+        quarantine.keep
     );
     match &args.policy {
         Some(path) => match driver_policy::Policy::load(path) {

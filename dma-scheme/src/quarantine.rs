@@ -38,7 +38,8 @@ use crate::backend::DmaMemory;
 /// value a NIC's frame or descriptor write-back is likely to repeat.
 pub const POISON: u64 = 0xd15e_a5ed_dead_d3a0;
 
-/// How long freed buffers wait, and whether they are poisoned and checked.
+/// How long freed buffers wait, and whether they are poisoned and checked; and
+/// how long a kept buffer waits for its successor before it is freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuarantineConfig {
     /// How long a freed buffer is kept from reuse (see the module docs for why
@@ -47,10 +48,16 @@ pub struct QuarantineConfig {
     /// Fill each buffer with [`POISON`] after its hold and check it one hold
     /// later (the buffer is then kept for two holds).
     pub poison: bool,
+    /// How long a kept buffer ([`crate::keep`]) whose last handle closed waits
+    /// for its successor before it enters the quarantine.
+    pub keep: Duration,
 }
 
 impl QuarantineConfig {
     pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
+    /// A restart takes tens of milliseconds; a driver that takes longer than
+    /// this to come back has not come back, and its memory is the system's again.
+    pub const DEFAULT_KEEP: Duration = Duration::from_secs(30);
 }
 
 impl Default for QuarantineConfig {
@@ -58,6 +65,7 @@ impl Default for QuarantineConfig {
         Self {
             hold: Self::DEFAULT_HOLD,
             poison: false,
+            keep: Self::DEFAULT_KEEP,
         }
     }
 }
@@ -239,7 +247,11 @@ mod tests {
     }
 
     fn config(poison: bool) -> QuarantineConfig {
-        QuarantineConfig { hold: HOLD, poison }
+        QuarantineConfig {
+            hold: HOLD,
+            poison,
+            ..QuarantineConfig::default()
+        }
     }
 
     /// Memory that counts its drops, to see when the backend gets it back.
@@ -291,6 +303,7 @@ mod tests {
         let mut quarantine = Quarantine::new(QuarantineConfig {
             hold: Duration::ZERO,
             poison: false,
+            ..QuarantineConfig::default()
         });
         quarantine.admit(Counted(buffer(), &dropped), freed(1), Instant::now());
         assert_eq!(dropped.load(Ordering::SeqCst), 1);

@@ -1,5 +1,7 @@
-//! The paths a client opens: `alloc?size=<bytes>&flags=<flag,...>` and `status`.
+//! The paths a client opens: `alloc?size=<bytes>&flags=<flag,...>&keep=<name>`
+//! and `status`.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::num::NonZeroU64;
 
@@ -20,6 +22,9 @@ pub enum OpenRequest {
 pub struct AllocRequest {
     pub size: NonZeroU64,
     pub flags: BufferFlags,
+    /// With a name, the buffer is kept for a successor when its last handle
+    /// closes, instead of being freed (see [`crate::keep`]).
+    pub keep: Option<KeepName>,
 }
 
 /// The path that asks for this buffer, as [`parse`] takes it.
@@ -29,9 +34,115 @@ impl fmt::Display for AllocRequest {
         if !self.flags.is_empty() {
             write!(f, "&flags={}", self.flags)?;
         }
+        if let Some(name) = &self.keep {
+            write!(f, "&keep={name}")?;
+        }
         Ok(())
     }
 }
+
+/// The name a kept buffer is found by: 1 to [`KeepName::MAX_LEN`] characters
+/// of `a-z`, `0-9`, `.`, `_` and `-`.
+///
+/// The alphabet leaves out everything a path or a log line treats specially
+/// (`&`, `=`, `/`, `?`, spaces, control characters), so a name goes into
+/// `fpath` and the log as it is. Stored inline so that [`AllocRequest`] stays
+/// `Copy`.
+#[derive(Clone, Copy)]
+pub struct KeepName {
+    len: u8,
+    bytes: [u8; KeepName::MAX_LEN],
+}
+
+impl KeepName {
+    pub const MAX_LEN: usize = 32;
+
+    /// `name` if it is a valid keep name.
+    pub fn new(name: &str) -> Result<Self, BadKeepName> {
+        let valid = (1..=Self::MAX_LEN).contains(&name.len())
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if !valid {
+            return Err(BadKeepName(name.into()));
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self {
+            // At most MAX_LEN (32), checked above.
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked in `new`), so this never falls back.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl PartialEq for KeepName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for KeepName {}
+
+impl PartialOrd for KeepName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeepName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for KeepName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for KeepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeepName({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for KeepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeepName {
+    type Err = BadKeepName;
+
+    fn from_str(name: &str) -> Result<Self, BadKeepName> {
+        Self::new(name)
+    }
+}
+
+/// A text that is not a [`KeepName`], quoted as an [`Excerpt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadKeepName(pub Excerpt);
+
+impl fmt::Display for BadKeepName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "keep name {} is not 1 to {} characters of a-z, 0-9, '.', '_' and '-'",
+            self.0,
+            KeepName::MAX_LEN
+        )
+    }
+}
+
+impl std::error::Error for BadKeepName {}
 
 /// Text from a client's path, as messages show it: escaped, cut to its first
 /// [`Excerpt::MAX_CHARS`] characters, and with its length when cut.
@@ -86,6 +197,7 @@ pub enum RequestError {
     ZeroSize,
     UnknownFlag(Excerpt),
     RepeatedFlag(Excerpt),
+    BadKeepName(BadKeepName),
 }
 
 impl RequestError {
@@ -103,10 +215,10 @@ impl fmt::Display for RequestError {
         match self {
             Self::UnknownPath(path) => write!(
                 f,
-                "unknown path {path} (want alloc?size=...&flags=... or status)"
+                "unknown path {path} (want alloc?size=...&flags=...&keep=... or status)"
             ),
             Self::Malformed(part) => write!(f, "query part {part} is not key=value"),
-            Self::UnknownKey(key) => write!(f, "unknown key {key} (want size or flags)"),
+            Self::UnknownKey(key) => write!(f, "unknown key {key} (want size, flags or keep)"),
             Self::RepeatedKey(key) => write!(f, "key {key} given twice"),
             Self::MissingSize => f.write_str("alloc needs size=<bytes>"),
             Self::BadSize(text) => write!(
@@ -116,6 +228,7 @@ impl fmt::Display for RequestError {
             Self::ZeroSize => f.write_str("size 0: a buffer has at least one byte"),
             Self::UnknownFlag(flag) => write!(f, "unknown flag {flag} (known: shared)"),
             Self::RepeatedFlag(flag) => write!(f, "flag {flag} given twice"),
+            Self::BadKeepName(bad) => bad.fmt(f),
         }
     }
 }
@@ -140,6 +253,7 @@ pub fn parse(path: &str) -> Result<OpenRequest, RequestError> {
 fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
     let mut size = None;
     let mut flags = None;
+    let mut keep = None;
     for part in query.split('&') {
         let (key, value) = part
             .split_once('=')
@@ -147,6 +261,9 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
         let slot_taken = match key {
             "size" => size.replace(parse_size(value)?).is_some(),
             "flags" => flags.replace(parse_flags(value)?).is_some(),
+            "keep" => keep
+                .replace(KeepName::new(value).map_err(RequestError::BadKeepName)?)
+                .is_some(),
             _ => return Err(RequestError::UnknownKey(key.into())),
         };
         if slot_taken {
@@ -156,6 +273,7 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
     Ok(AllocRequest {
         size: size.ok_or(RequestError::MissingSize)?,
         flags: flags.unwrap_or_default(),
+        keep,
     })
 }
 
@@ -210,7 +328,71 @@ mod tests {
         OpenRequest::Alloc(AllocRequest {
             size: NonZeroU64::new(size).unwrap(),
             flags,
+            keep: None,
         })
+    }
+
+    fn kept(size: u64, flags: BufferFlags, name: &str) -> OpenRequest {
+        OpenRequest::Alloc(AllocRequest {
+            size: NonZeroU64::new(size).unwrap(),
+            flags,
+            keep: Some(KeepName::new(name).unwrap()),
+        })
+    }
+
+    #[test]
+    fn a_keep_name_is_read_from_the_path() {
+        assert_eq!(
+            parse("alloc?size=4096&flags=shared&keep=rx-ring"),
+            Ok(kept(4096, BufferFlags::SHARED, "rx-ring"))
+        );
+        assert_eq!(
+            parse("alloc?keep=a.b_c-9&size=1"),
+            Ok(kept(1, BufferFlags::empty(), "a.b_c-9"))
+        );
+        let longest = "z".repeat(KeepName::MAX_LEN);
+        assert_eq!(
+            parse(&format!("alloc?size=1&keep={longest}")),
+            Ok(kept(1, BufferFlags::empty(), &longest))
+        );
+    }
+
+    #[test]
+    fn bad_keep_names_are_refused_with_an_excerpt() {
+        let too_long = "z".repeat(KeepName::MAX_LEN + 1);
+        for name in ["", "RX", "rx ring", "rx/ring", "rx%26", "é", &too_long] {
+            let error = parse(&format!("alloc?size=1&keep={name}")).unwrap_err();
+            assert_eq!(
+                error,
+                RequestError::BadKeepName(BadKeepName(name.into())),
+                "{name:?}"
+            );
+            assert_eq!(error.errno(), EINVAL);
+        }
+        assert_eq!(
+            parse("alloc?size=1&keep=a&keep=a").unwrap_err(),
+            RequestError::RepeatedKey("keep".into())
+        );
+        let long = "A".repeat(1000);
+        assert_eq!(
+            parse(&format!("alloc?size=1&keep={long}"))
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "keep name \"{}\"... (1000 bytes) is not 1 to 32 characters of a-z, 0-9, '.', '_' and '-'",
+                "A".repeat(64)
+            )
+        );
+    }
+
+    #[test]
+    fn keep_names_compare_by_their_text() {
+        let a = KeepName::new("rx").unwrap();
+        assert_eq!(a, "rx".parse().unwrap());
+        assert_ne!(a, KeepName::new("rx0").unwrap());
+        assert!(a < KeepName::new("tx").unwrap());
+        assert_eq!(a.to_string(), "rx");
+        assert_eq!(format!("{a:?}"), "KeepName(\"rx\")");
     }
 
     #[test]
@@ -312,10 +494,22 @@ mod tests {
             AllocRequest {
                 size: NonZeroU64::new(12345).unwrap(),
                 flags: BufferFlags::SHARED,
+                keep: None,
             },
             AllocRequest {
                 size: NonZeroU64::new(1).unwrap(),
                 flags: BufferFlags::empty(),
+                keep: None,
+            },
+            AllocRequest {
+                size: NonZeroU64::new(8192).unwrap(),
+                flags: BufferFlags::SHARED,
+                keep: Some(KeepName::new("rx-ring").unwrap()),
+            },
+            AllocRequest {
+                size: NonZeroU64::new(4096).unwrap(),
+                flags: BufferFlags::empty(),
+                keep: Some(KeepName::new("tx.0").unwrap()),
             },
         ] {
             assert_eq!(parse(&request.to_string()), Ok(OpenRequest::Alloc(request)));

@@ -10,17 +10,18 @@ use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::SchemeDaemon;
 use syscall::error::{
-    Error, Result, EACCES, EBADF, EDQUOT, EINVAL, EIO, ENFILE, ENOMEM, ENOTDIR, EOPNOTSUPP,
+    Error, Result, EACCES, EBADF, EDQUOT, EEXIST, EINVAL, EIO, ENFILE, ENOMEM, ENOTDIR, EOPNOTSUPP,
 };
 use syscall::schemev2::NewFdFlags;
 use syscall::{Stat, MODE_FILE};
 
 use crate::backend::{DmaBackend, DmaMemory};
-use crate::info::{BufferInfo, INFO_CALL};
+use crate::info::{BufferInfo, KeepState, INFO_CALL};
+use crate::keep::{Claim, Orphan, Orphans};
 use crate::ledger::Ledger;
 use crate::quarantine::{Freed, Quarantine, QuarantineConfig};
 use crate::quota::QuotaSource;
-use crate::request::{self, AllocRequest, OpenRequest};
+use crate::request::{self, AllocRequest, KeepName, OpenRequest};
 use crate::status;
 
 /// The id `scheme_root` answers; every handle id is larger and none is reused.
@@ -41,6 +42,11 @@ const ROOT_ID: usize = 0;
 /// [`crate::quarantine`]: its device may still be writing into it until `mmio:`
 /// has stopped it. The daemon calls [`SchemeDaemon::after_round`] on a tick
 /// ([`DmaScheme::tick`]) to release what is due.
+///
+/// A kept buffer (`keep=<name>`) is not freed when its last handle closes but
+/// waits, still charged to its uid, for an allocation of the same name, size
+/// and flags by the same uid to adopt it ([`crate::keep`]). One uid has at most
+/// one live buffer of a name: a second is `EEXIST`.
 pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
     backend: B,
     quota: Q,
@@ -48,6 +54,9 @@ pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
     last_id: usize,
     ledger: Ledger,
     quarantine: Quarantine<B::Memory>,
+    orphans: Orphans<B::Memory>,
+    /// The handle of each live kept buffer, by (uid, name).
+    kept_live: BTreeMap<(u32, KeepName), usize>,
 }
 
 struct Handle<M> {
@@ -63,6 +72,7 @@ enum HandleKind<M> {
         memory: M,
         /// What it serves: the size is the buffer's, the request's rounded up.
         request: AllocRequest,
+        keep: KeepState,
     },
     /// The status text as it was at open, read at offsets.
     Status(Vec<u8>),
@@ -82,6 +92,8 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             last_id: ROOT_ID,
             ledger: Ledger::default(),
             quarantine: Quarantine::new(quarantine),
+            orphans: Orphans::new(quarantine.keep),
+            kept_live: BTreeMap::new(),
         }
     }
 
@@ -108,7 +120,73 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             bytes,
             counters: self.quarantine.counters(),
         };
-        status::render(self.backend.name(), &self.ledger, &quarantine, uid)
+        let (orphans, bytes) = self.orphans.held();
+        let kept = status::KeptStatus {
+            orphans,
+            bytes,
+            counters: self.orphans.counters(),
+        };
+        status::render(self.backend.name(), &self.ledger, &quarantine, &kept, uid)
+    }
+
+    /// Releases what is due at `now`: orphans past their keep period into the
+    /// quarantine, then quarantined memory past its hold to the backend.
+    fn release_due(&mut self, now: Instant) {
+        for orphan in self.orphans.expire_due(now) {
+            log::info!(
+                "kept buffer {} of uid {} not adopted within {:?}: freed",
+                orphan_name(&orphan),
+                orphan.freed.uid,
+                self.orphans.keep()
+            );
+            self.discard(orphan, now);
+        }
+        self.quarantine.release_due(now);
+    }
+
+    /// Frees an orphan as a closed buffer is freed: its uid's charge goes at
+    /// once, its memory into the quarantine.
+    fn discard(&mut self, orphan: Orphan<B::Memory>, now: Instant) {
+        self.ledger
+            .release(orphan.freed.uid, orphan.memory.size() as u64);
+        self.quarantine.admit(orphan.memory, orphan.freed, now);
+    }
+
+    /// The orphan of `name` for `request` (rounded to `size`) by `uid`, if it
+    /// can be adopted; one that cannot (another size or flags) is freed.
+    fn adopt(
+        &mut self,
+        name: KeepName,
+        request: AllocRequest,
+        size: NonZeroU64,
+        ctx: &CallerCtx,
+        now: Instant,
+    ) -> Option<B::Memory> {
+        match self.orphans.claim(ctx.uid, name, size.get(), request.flags) {
+            Claim::Nothing => None,
+            Claim::Adopt(orphan) => {
+                log::info!(
+                    "pid {} (uid {}): kept buffer {name} adopted from buffer {} of pid {}",
+                    ctx.pid,
+                    ctx.uid,
+                    orphan.freed.id,
+                    orphan.freed.pid
+                );
+                Some(orphan.memory)
+            }
+            Claim::Mismatch(orphan) => {
+                log::info!(
+                    "pid {} (uid {}): {request} does not match the kept buffer {name} \
+                     ({} bytes, flags [{}]): that one is freed, a new one allocated",
+                    ctx.pid,
+                    ctx.uid,
+                    orphan.request.size,
+                    orphan.request.flags
+                );
+                self.discard(orphan, now);
+                None
+            }
+        }
     }
 
     fn alloc(&mut self, request: AllocRequest, ctx: &CallerCtx) -> Result<HandleKind<B::Memory>> {
@@ -127,7 +205,24 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             return Err(Error::new(EINVAL));
         };
         // Memory whose quarantine is over goes back first, so that it can serve.
-        self.quarantine.release_due(Instant::now());
+        let now = Instant::now();
+        self.release_due(now);
+        if let Some(name) = request.keep {
+            if let Some(live) = self.kept_live.get(&(uid, name)) {
+                log::warn!(
+                    "pid {pid}: {request} refused: buffer {live} of uid {uid} is kept as {name}"
+                );
+                return Err(Error::new(EEXIST));
+            }
+            // Adopting charges nothing: the orphan is still charged to this uid.
+            if let Some(memory) = self.adopt(name, request, size, ctx, now) {
+                return Ok(HandleKind::Buffer {
+                    memory,
+                    request: AllocRequest { size, ..request },
+                    keep: KeepState::Adopted,
+                });
+            }
+        }
         if let Err(over) = self.ledger.charge(uid, size.get(), quota) {
             log::warn!(
                 "pid {pid}: {request} ({size} bytes) refused over the quota of uid {uid}: {over}"
@@ -152,6 +247,11 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         Ok(HandleKind::Buffer {
             memory,
             request: AllocRequest { size, ..request },
+            keep: if request.keep.is_some() {
+                KeepState::Fresh
+            } else {
+                KeepState::NotKept
+            },
         })
     }
 
@@ -230,17 +330,30 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
                 NewFdFlags::POSITIONED,
             ),
         };
-        if let HandleKind::Buffer { memory, request } = &kind {
+        if let HandleKind::Buffer {
+            memory,
+            request,
+            keep,
+        } = &kind
+        {
             log::info!(
-                "pid {} (uid {}): buffer {id}: {} bytes, bus address {}, flags [{}]",
+                "pid {} (uid {}): buffer {id}: {} bytes, bus address {}, flags [{}]{}",
                 ctx.pid,
                 ctx.uid,
                 memory.size(),
                 memory
                     .bus_addr()
                     .map_or("none".into(), |addr| format!("{addr:#x}")),
-                request.flags
+                request.flags,
+                match (request.keep, keep) {
+                    (Some(name), KeepState::Adopted) => format!(", kept as {name}, adopted"),
+                    (Some(name), _) => format!(", kept as {name}"),
+                    (None, _) => String::new(),
+                }
             );
+            if let Some(name) = request.keep {
+                self.kept_live.insert((ctx.uid, name), id);
+            }
         }
         self.handles.insert(
             id,
@@ -275,7 +388,12 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
         metadata: &[u64],
         ctx: &CallerCtx,
     ) -> Result<usize> {
-        let HandleKind::Buffer { memory, request } = self.handle(id, ctx)? else {
+        let HandleKind::Buffer {
+            memory,
+            request,
+            keep,
+        } = self.handle(id, ctx)?
+        else {
             return Err(Error::new(EOPNOTSUPP));
         };
         if metadata != [INFO_CALL] || payload.len() < BufferInfo::LEN {
@@ -291,6 +409,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             bus_addr: memory.bus_addr(),
             size: memory.size() as u64,
             flags: request.flags,
+            keep: *keep,
         };
         payload[..BufferInfo::LEN].copy_from_slice(&info.to_bytes());
         Ok(BufferInfo::LEN)
@@ -345,7 +464,38 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
         let Some(handle) = self.handles.remove(&id) else {
             return;
         };
-        if let HandleKind::Buffer { memory, .. } = handle.kind {
+        let HandleKind::Buffer {
+            memory, request, ..
+        } = handle.kind
+        else {
+            return;
+        };
+        let freed = Freed {
+            id,
+            pid: handle.owner,
+            uid: handle.owner_uid,
+        };
+        let now = Instant::now();
+        if let Some(name) = request.keep {
+            self.kept_live.remove(&(handle.owner_uid, name));
+            log::info!(
+                "pid {} (uid {}): buffer {id} kept as {name} ({} bytes) for {:?}",
+                handle.owner,
+                handle.owner_uid,
+                memory.size(),
+                self.orphans.keep()
+            );
+            // Still charged: the uid holds it until it is adopted or freed.
+            if let Some(displaced) = self.orphans.park(name, memory, request, freed, now) {
+                log::error!(
+                    "uid {}: kept buffer {name} displaced an orphan of the same name: freed",
+                    handle.owner_uid
+                );
+                self.discard(displaced, now);
+            }
+            // A zero keep period frees at once, as a buffer that is not kept.
+            self.release_due(now);
+        } else {
             // The quota is the client's again at once (a restarted driver needs
             // it); the memory only after the quarantine.
             self.ledger.release(handle.owner_uid, memory.size() as u64);
@@ -361,12 +511,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
                     ""
                 }
             );
-            let freed = Freed {
-                id,
-                pid: handle.owner,
-                uid: handle.owner_uid,
-            };
-            self.quarantine.admit(memory, freed, Instant::now());
+            self.quarantine.admit(memory, freed, now);
         }
     }
 }
@@ -389,6 +534,11 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeDaemon for DmaScheme<B, Q> {
     }
 
     fn after_round(&mut self) {
-        self.quarantine.release_due(Instant::now());
+        self.release_due(Instant::now());
     }
+}
+
+/// An orphan's keep name, for the log.
+fn orphan_name<M>(orphan: &Orphan<M>) -> &str {
+    orphan.request.keep.as_ref().map_or("?", KeepName::as_str)
 }

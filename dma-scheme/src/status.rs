@@ -13,6 +13,10 @@
 //! quarantine_released=4
 //! poison_clean=0
 //! poison_dirty=0
+//! kept_orphans=1
+//! kept_orphan_bytes=2097152
+//! kept_adopted=3
+//! kept_released=0
 //! client uid=1001 buffers=2 bytes=4194304 quota=8388608 quota_hits=1
 //! client uid=1002 buffers=1 bytes=2097152 quota=8388608 quota_hits=0
 //! ```
@@ -28,10 +32,16 @@
 //! [`crate::quarantine`] are `quarantined` (and `quarantined_bytes`), and
 //! `quarantine_released` counts those released since start. `poison_clean` and
 //! `poison_dirty` count the poisoned buffers (`--quarantine-poison`) found
-//! unchanged and written into. The text is taken when the handle is opened.
+//! unchanged and written into. Kept buffers ([`crate::keep`]) whose last
+//! handle has closed and that wait for a successor are `kept_orphans` (and
+//! `kept_orphan_bytes`); they stay charged to their uid, so they are also in
+//! `buffers`, `bytes` and the uid's client line. `kept_adopted` counts orphans
+//! taken over since start, `kept_released` those sent to the quarantine
+//! unadopted. The text is taken when the handle is opened.
 
 use std::fmt::Write;
 
+use crate::keep::KeptCounters;
 use crate::ledger::Ledger;
 use crate::quarantine::QuarantineCounters;
 
@@ -43,6 +53,14 @@ pub(crate) struct QuarantineStatus {
     pub counters: QuarantineCounters,
 }
 
+/// What the orphaned kept buffers are and have done, for the status.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KeptStatus {
+    pub orphans: usize,
+    pub bytes: u64,
+    pub counters: KeptCounters,
+}
+
 /// The uid that sees every client's line.
 pub(crate) const ROOT_UID: u32 = 0;
 
@@ -52,6 +70,7 @@ pub(crate) fn render(
     backend: &str,
     ledger: &Ledger,
     quarantine: &QuarantineStatus,
+    kept: &KeptStatus,
     viewer: u32,
 ) -> String {
     let (buffers, bytes) = ledger.totals();
@@ -69,6 +88,13 @@ pub(crate) fn render(
         "quarantined={}\nquarantined_bytes={}\nquarantine_released={released}\n\
          poison_clean={poison_clean}\npoison_dirty={poison_dirty}",
         quarantine.buffers, quarantine.bytes
+    )
+    .expect("writing to a String");
+    let KeptCounters { adopted, released } = kept.counters;
+    writeln!(
+        text,
+        "kept_orphans={}\nkept_orphan_bytes={}\nkept_adopted={adopted}\nkept_released={released}",
+        kept.orphans, kept.bytes
     )
     .expect("writing to a String");
     let visible = ledger
@@ -99,14 +125,21 @@ mod tests {
     }
 
     const TOTALS: &str = "backend=hugetlb\nbuffers=3\nbytes=6291456\nquota_hits=1\n\
-         quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
+         quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n\
+         kept_orphans=0\nkept_orphan_bytes=0\nkept_adopted=0\nkept_released=0\n";
     const UID_1001: &str = "client uid=1001 buffers=2 bytes=4194304 quota=4194304 quota_hits=1\n";
     const UID_1002: &str = "client uid=1002 buffers=1 bytes=2097152 quota=8388608 quota_hits=0\n";
 
     #[test]
     fn root_sees_totals_and_every_client() {
         assert_eq!(
-            render("hugetlb", &ledger(), &QuarantineStatus::default(), ROOT_UID),
+            render(
+                "hugetlb",
+                &ledger(),
+                &QuarantineStatus::default(),
+                &KeptStatus::default(),
+                ROOT_UID
+            ),
             format!("{TOTALS}{UID_1001}{UID_1002}")
         );
     }
@@ -114,11 +147,23 @@ mod tests {
     #[test]
     fn a_driver_sees_totals_and_its_own_line_only() {
         assert_eq!(
-            render("hugetlb", &ledger(), &QuarantineStatus::default(), 1002),
+            render(
+                "hugetlb",
+                &ledger(),
+                &QuarantineStatus::default(),
+                &KeptStatus::default(),
+                1002
+            ),
             format!("{TOTALS}{UID_1002}")
         );
         assert_eq!(
-            render("hugetlb", &ledger(), &QuarantineStatus::default(), 1003),
+            render(
+                "hugetlb",
+                &ledger(),
+                &QuarantineStatus::default(),
+                &KeptStatus::default(),
+                1003
+            ),
             TOTALS
         );
     }
@@ -138,10 +183,37 @@ mod tests {
                         poison_dirty: 0
                     }
                 },
+                &KeptStatus::default(),
                 ROOT_UID
             ),
             "backend=memfd\nbuffers=0\nbytes=0\nquota_hits=0\nquarantined=1\n\
-             quarantined_bytes=4096\nquarantine_released=2\npoison_clean=1\npoison_dirty=0\n"
+             quarantined_bytes=4096\nquarantine_released=2\npoison_clean=1\npoison_dirty=0\n\
+             kept_orphans=0\nkept_orphan_bytes=0\nkept_adopted=0\nkept_released=0\n"
+        );
+    }
+
+    #[test]
+    fn renders_the_kept_orphans_after_the_quarantine() {
+        let text = render(
+            "memfd",
+            &ledger(),
+            &QuarantineStatus::default(),
+            &KeptStatus {
+                orphans: 2,
+                bytes: 12288,
+                counters: KeptCounters {
+                    adopted: 3,
+                    released: 1,
+                },
+            },
+            1002,
+        );
+        assert!(
+            text.contains(
+                "poison_dirty=0\nkept_orphans=2\nkept_orphan_bytes=12288\nkept_adopted=3\n\
+                 kept_released=1\nclient uid=1002 "
+            ),
+            "{text}"
         );
     }
 }

@@ -24,6 +24,7 @@ use syscall::error::EINVAL;
 const QUARANTINE: QuarantineConfig = QuarantineConfig {
     hold: std::time::Duration::from_millis(50),
     poison: false,
+    keep: QuarantineConfig::DEFAULT_KEEP,
 };
 
 const HUGE: usize = 2 << 20;

@@ -26,6 +26,7 @@ fn a_refused_64_kib_path_is_logged_once_and_cut_short() {
         format!("alloc?size=1&flags={}", big("a")),
         format!("alloc?size=1&{}=1", big("k")),
         format!("alloc?size=1&size={}", big("1")),
+        format!("alloc?size=1&keep={}", big("k")),
         // Control characters escape to six characters each.
         format!("alloc?size=1&{}", big("\u{1}")),
     ] {

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 
 use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
 use dma_scheme::info::INFO_CALL;
-use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, UniformQuota};
+use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, KeepState, UniformQuota};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -108,7 +108,8 @@ fn alloc_rounds_up_and_reports_the_buffer() {
         BufferInfo {
             bus_addr: None,
             size: PAGE as u64,
-            flags: BufferFlags::SHARED
+            flags: BufferFlags::SHARED,
+            keep: KeepState::NotKept,
         }
     );
     let mut stat = syscall::Stat::default();
@@ -379,7 +380,8 @@ fn status_reads_at_offsets() {
     let mut stat = syscall::Stat::default();
     scheme.fstat(id, &mut stat, &ctx(ALICE)).unwrap();
     let whole = "backend=memfd-not-for-devices\nbuffers=0\nbytes=0\nquota_hits=0\n\
-                 quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
+                 quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n\
+                 kept_orphans=0\nkept_orphan_bytes=0\nkept_adopted=0\nkept_released=0\n";
     assert_eq!(stat.st_size, whole.len() as u64);
     let mut head = [0; 8];
     assert_eq!(scheme.read(id, &mut head, 0, 0, &ctx(ALICE)).unwrap(), 8);
@@ -463,7 +465,8 @@ fn a_non_root_caller_sees_only_its_own_uids_line_in_status() {
     open_as(&mut scheme, "alloc?size=4096", &caller_ctx(10, 1001, 1001)).unwrap();
     open_as(&mut scheme, "alloc?size=8192", &caller_ctx(20, 1002, 1002)).unwrap();
     let totals = "backend=memfd-not-for-devices\nbuffers=2\nbytes=12288\nquota_hits=0\n\
-                  quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n";
+                  quarantined=0\nquarantined_bytes=0\nquarantine_released=0\npoison_clean=0\npoison_dirty=0\n\
+                 kept_orphans=0\nkept_orphan_bytes=0\nkept_adopted=0\nkept_released=0\n";
 
     assert_eq!(
         status_as(&mut scheme, &caller_ctx(30, 1001, 1001)),

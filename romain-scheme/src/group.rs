@@ -21,6 +21,7 @@ use crate::heartbeat::ProbeReply;
 use crate::recovery::RecoveryScript;
 use crate::registry::DriverSpec;
 use crate::replica::{EngineError, KillCause, Program, Replica, ENGINE_WAIT};
+use crate::serving_time::ServingTimes;
 use crate::status::{EngineCounters, EngineReport, GroupState, GroupStatus};
 
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub struct Group {
     repetition: u32,
     last_fault: Option<Fault>,
     recovery: RecoveryScript,
+    /// Processes started since the group was opened, counted from 1.
+    generation: u64,
+    serving: ServingTimes,
 }
 
 /// A command the group cannot carry out.
@@ -100,6 +104,8 @@ impl Group {
             repetition: 0,
             last_fault: None,
             recovery: RecoveryScript::default(),
+            generation: 0,
+            serving: ServingTimes::default(),
         };
         group.launch(now);
         group
@@ -115,6 +121,7 @@ impl Group {
                 self.restarts = 0;
                 self.repetition = 0;
                 self.last_fault = None;
+                self.serving.forget_fault();
                 self.launch(now);
             }
             State::Up(replica) => {
@@ -172,6 +179,8 @@ impl Group {
             period_ms: self.spec.period.as_millis(),
             restarts: self.restarts,
             repetition: self.repetition,
+            generation: self.generation,
+            serving: self.serving,
             last_fault: self.last_fault.as_ref(),
             next_restart_at,
             engine: self.is_replicated().then(|| self.engine_report()),
@@ -219,7 +228,13 @@ impl Group {
     pub fn record_probe(&mut self, reply: &ProbeReply) -> bool {
         match &mut self.state {
             State::Up(replica) if replica.id() == reply.replica => {
-                replica.record_probe(reply);
+                if let Some(serving_since) = replica.record_probe(reply) {
+                    log::warn!(
+                        "PROFILE serving after start {:?}",
+                        serving_since.saturating_duration_since(replica.started())
+                    );
+                    self.serving.serving(serving_since);
+                }
                 true
             }
             _ => false,
@@ -320,6 +335,9 @@ impl Group {
         };
         let pid = replica.pid();
         let ran_for = now.saturating_duration_since(replica.started());
+        // Clients lost the driver when it was told to die (a hang) or now, when
+        // it was found dead.
+        let stopped_serving = replica.killed_at().unwrap_or(now);
         match replica.take_kill_cause() {
             Some(KillCause::Down) => {
                 log::info!("{}: pid {pid} ended; down", self.spec.name);
@@ -327,10 +345,17 @@ impl Group {
             }
             Some(KillCause::Restart) => {
                 log::info!("{}: pid {pid} ended; restarting on command", self.spec.name);
+                self.serving.fault(stopped_serving);
                 self.state = State::Backoff { due: now };
             }
-            Some(KillCause::Fault(reason)) => self.fault(Some(pid), reason, ran_for, now),
-            None => self.fault(Some(pid), FaultReason::from_exit(status), ran_for, now),
+            Some(KillCause::Fault(reason)) => {
+                self.serving.fault(stopped_serving);
+                self.fault(Some(pid), reason, ran_for, now)
+            }
+            None => {
+                self.serving.fault(stopped_serving);
+                self.fault(Some(pid), FaultReason::from_exit(status), ran_for, now)
+            }
         }
     }
 
@@ -350,8 +375,13 @@ impl Group {
             self.repetition
         );
         if let Some(script) = &spec.recovery_script {
-            self.recovery
-                .run(script, &spec.name, reason.keyword(), self.repetition);
+            self.recovery.run(
+                script,
+                &spec.name,
+                reason.keyword(),
+                self.repetition,
+                &self.serving,
+            );
         }
         self.last_fault = Some(Fault {
             reason,
@@ -364,6 +394,7 @@ impl Group {
     fn launch(&mut self, now: Instant) {
         match Replica::spawn(&self.spec, &self.program, now) {
             Ok(replica) => {
+                self.generation += 1;
                 log::info!(
                     "{}: started pid {} ({} replicas)",
                     self.spec.name,

@@ -6,6 +6,10 @@
 //! last answer or from the start, means a hang (a deadlock, an endless loop, a
 //! stopped process).
 //!
+//! The first probe goes out as the driver starts and tries again every few
+//! milliseconds while the scheme is not served yet: its answer is the moment the
+//! driver started serving, which makes a restart's restart-to-serving time.
+//!
 //! Opening a scheme blocks until the scheme answers, on Redox as on the host, and
 //! a hung driver never answers. So each open runs on a probe thread, at most one
 //! per replica at a time, and its result comes back over a channel the
@@ -18,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use scheme_runtime::Handle;
-use syscall::error::{ECONNRESET, ENODEV, EPIPE};
+use syscall::error::{ECONNRESET, ENODEV, EPIPE, ESTALE};
 use syscall::flag::O_RDONLY;
 
 use crate::replica::ReplicaId;
@@ -73,19 +77,22 @@ pub struct Heartbeat {
     last_answer: Instant,
     next_probe: Instant,
     probing: bool,
+    /// When the driver first answered; `None` while it has not served yet.
+    serving_since: Option<Instant>,
 }
 
 impl Heartbeat {
-    /// The first probe goes out one period after `started`, which leaves the
-    /// driver that long to start serving.
+    /// The first probe goes out at `started` and waits for the driver to serve,
+    /// up to the `missed_periods` periods after which it counts as hung.
     pub fn new(path: &str, period: Duration, missed_periods: u32, started: Instant) -> Self {
         Self {
             path: path.to_owned(),
             period,
             missed_periods,
             last_answer: started,
-            next_probe: started + period,
+            next_probe: started,
             probing: false,
+            serving_since: None,
         }
     }
 
@@ -114,7 +121,11 @@ impl Heartbeat {
         match self.due(now) {
             Due::Hung { missed_periods } => Some(missed_periods),
             Due::Probe => {
-                match start_probe(&self.path, replica, probes) {
+                let wait_to_serve = match self.serving_since {
+                    None => self.period.saturating_mul(self.missed_periods),
+                    Some(_) => Duration::ZERO,
+                };
+                match start_probe(&self.path, replica, wait_to_serve, probes) {
                     Ok(()) => self.probing = true,
                     // Counts as no answer; the next period tries again.
                     Err(e) => log::warn!("heartbeat {}: cannot start a probe: {e}", self.path),
@@ -126,21 +137,43 @@ impl Heartbeat {
         }
     }
 
-    pub fn record(&mut self, answered: bool, at: Instant) {
+    /// Takes a probe's reply; the time of the driver's first answer, when this
+    /// is it.
+    pub fn record(&mut self, answered: bool, at: Instant) -> Option<Instant> {
         self.probing = false;
-        if answered {
-            self.last_answer = self.last_answer.max(at);
+        if !answered {
+            return None;
+        }
+        self.last_answer = self.last_answer.max(at);
+        match self.serving_since {
+            Some(_) => None,
+            None => {
+                self.serving_since = Some(at);
+                // The regular probes count from the first answer.
+                self.next_probe = at + self.period;
+                Some(at)
+            }
         }
     }
 }
 
-fn start_probe(path: &str, replica: ReplicaId, probes: &Sender<ProbeReply>) -> io::Result<()> {
+/// Opens `path` on a thread of its own, trying again while the scheme is not
+/// served until `wait_to_serve` has passed, and reports on `probes`.
+fn start_probe(
+    path: &str,
+    replica: ReplicaId,
+    wait_to_serve: Duration,
+    probes: &Sender<ProbeReply>,
+) -> io::Result<()> {
     let path = path.to_owned();
     let probes = probes.clone();
     thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
-            let answered = scheme_answered(&Handle::open(&path, O_RDONLY));
+            crate::platform::leave_child_signals_to_the_main_thread();
+            let opened =
+                scheme_runtime::open_when_served(wait_to_serve, || Handle::open(&path, O_RDONLY));
+            let answered = scheme_answered(&opened);
             // The supervisor may have dropped the replica meanwhile; nobody misses
             // a reply for it.
             let _ = probes.send(ProbeReply {
@@ -158,7 +191,7 @@ fn scheme_answered<T>(result: &io::Result<T>) -> bool {
     match result {
         Ok(_) => true,
         Err(e) => {
-            matches!(e.raw_os_error(), Some(errno) if !matches!(errno, ENODEV | EPIPE | ECONNRESET))
+            matches!(e.raw_os_error(), Some(errno) if !matches!(errno, ENODEV | EPIPE | ECONNRESET | ESTALE))
         }
     }
 }
@@ -178,14 +211,26 @@ mod tests {
     fn probes_every_period_and_declares_a_hang_after_the_missed_periods() {
         let start = Instant::now();
         let mut heartbeat = Heartbeat::new("drv:", PERIOD, 2, start);
-        assert_eq!(heartbeat.due(start), Due::Nothing);
-        assert_eq!(heartbeat.due(start + ms(99)), Due::Nothing);
-        assert_eq!(heartbeat.due(start + ms(100)), Due::Probe);
+        // The first probe waits for the driver to serve.
+        assert_eq!(heartbeat.due(start), Due::Probe);
+        heartbeat.probing = true;
+        assert_eq!(heartbeat.due(start + ms(5)), Due::Nothing);
+        assert_eq!(
+            heartbeat.record(true, start + ms(20)),
+            Some(start + ms(20)),
+            "the first answer is when the driver started serving"
+        );
+        assert_eq!(heartbeat.due(start + ms(119)), Due::Nothing);
+        assert_eq!(heartbeat.due(start + ms(120)), Due::Probe);
 
         // A probe in flight is not doubled.
         heartbeat.probing = true;
         assert_eq!(heartbeat.due(start + ms(150)), Due::Nothing);
-        heartbeat.record(true, start + ms(120));
+        assert_eq!(
+            heartbeat.record(true, start + ms(120)),
+            None,
+            "not the first"
+        );
         heartbeat.next_probe = start + ms(200);
         assert_eq!(heartbeat.due(start + ms(250)), Due::Probe);
         // Two periods after the last answer, not after the start.
@@ -201,15 +246,18 @@ mod tests {
         let start = Instant::now();
         let mut heartbeat = Heartbeat::new("drv:", PERIOD, 3, start);
         heartbeat.probing = true;
-        heartbeat.record(false, start + ms(250));
+        assert_eq!(heartbeat.record(false, start + ms(250)), None);
         assert!(!heartbeat.probing);
         assert_eq!(
             heartbeat.due(start + ms(300)),
             Due::Hung { missed_periods: 3 }
         );
 
-        heartbeat.record(true, start + ms(280));
-        heartbeat.record(true, start + ms(200));
+        assert_eq!(
+            heartbeat.record(true, start + ms(280)),
+            Some(start + ms(280))
+        );
+        assert_eq!(heartbeat.record(true, start + ms(200)), None);
         assert_eq!(
             heartbeat.last_answer,
             start + ms(280),
@@ -236,6 +284,7 @@ mod tests {
         assert!(!scheme_answered(&errno(ENODEV)));
         assert!(!scheme_answered(&errno(EPIPE)));
         assert!(!scheme_answered(&errno(ECONNRESET)));
+        assert!(!scheme_answered(&errno(ESTALE)));
         assert!(!scheme_answered::<()>(&Err(io::Error::other("no errno"))));
     }
 }

@@ -31,14 +31,16 @@ mod recovery;
 mod registry;
 mod replica;
 mod scheme;
+mod serving_time;
 mod status;
+pub mod store;
 mod supervisor;
 #[cfg(target_os = "linux")]
 pub mod trap;
 pub mod vote;
 
 pub use command::{Command, CommandError};
-pub use platform::own_uid;
+pub use platform::{own_uid, wake_on_child_exit};
 pub use registry::{DriverSpec, Registry, RegistryError};
 pub use scheme::RomainScheme;
 pub use supervisor::Supervisor;

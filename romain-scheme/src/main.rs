@@ -210,6 +210,10 @@ fn serve(registry: &std::path::Path, policy: Option<&std::path::Path>) -> ExitCo
         None
     };
     let supervisor = Supervisor::new(registry, engine);
+    if let Err(e) = romain_scheme::wake_on_child_exit() {
+        // Dead drivers are then found at the next tick instead.
+        eprintln!("romain: cannot watch for drivers that end: {e}");
+    }
     let tick = supervisor.tick();
     let mut scheme = RomainScheme::new(supervisor, romain_scheme::own_uid());
     match scheme_runtime::serve_with_tick(romain_scheme::SCHEME_NAME, &mut scheme, Some(tick)) {

@@ -4,7 +4,11 @@
 //! - `<driver>`: the driver's group, started if it does not run;
 //! - `<driver>?replicas=<N>`: the same, as (or attached to) a group of N replicas;
 //! - `<driver>?attach`: the running group only, never started (for status and
-//!   control without side effects). Query items are joined with `&`.
+//!   control without side effects). Query items are joined with `&`;
+//! - `store/<driver>/<key>`: a value in the driver's state store, which outlives
+//!   the driver's restarts (`crate::store`: who may open it, what a key may be,
+//!   the limits). Driver names never hold a `/`, so a driver named `store` is
+//!   still `store`.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -13,7 +17,18 @@ use std::num::NonZeroUsize;
 pub enum OpenTarget<'a> {
     Root,
     Group(GroupRequest<'a>),
+    Store(StoreRequest<'a>),
 }
+
+/// A value in a driver's state store; both names as the client sent them,
+/// checked against the registry and the store's rules by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreRequest<'a> {
+    pub driver: &'a str,
+    pub key: &'a str,
+}
+
+const STORE_PREFIX: &str = "store/";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupRequest<'a> {
@@ -33,6 +48,8 @@ pub enum PathError {
     Duplicate(&'static str),
     BadReplicas(String),
     AttachTakesNoValue,
+    StoreWantsDriverAndKey,
+    StoreTakesNoQuery,
 }
 
 impl fmt::Display for PathError {
@@ -46,6 +63,8 @@ impl fmt::Display for PathError {
             Self::Duplicate(key) => write!(f, "{key} given twice"),
             Self::BadReplicas(value) => write!(f, "replicas={value:?}: want a whole number from 1"),
             Self::AttachTakesNoValue => f.write_str("attach takes no value"),
+            Self::StoreWantsDriverAndKey => f.write_str("want store/<driver>/<key>"),
+            Self::StoreTakesNoQuery => f.write_str("a store path takes no query"),
         }
     }
 }
@@ -54,6 +73,9 @@ impl std::error::Error for PathError {}
 
 pub fn parse(path: &str) -> Result<OpenTarget<'_>, PathError> {
     let path = path.trim_matches('/');
+    if let Some(rest) = path.strip_prefix(STORE_PREFIX) {
+        return parse_store(rest);
+    }
     let (driver, query) = match path.split_once('?') {
         Some((driver, query)) => (driver, Some(query)),
         None => (path, None),
@@ -97,6 +119,18 @@ pub fn parse(path: &str) -> Result<OpenTarget<'_>, PathError> {
     Ok(OpenTarget::Group(request))
 }
 
+fn parse_store(rest: &str) -> Result<OpenTarget<'_>, PathError> {
+    if rest.contains('?') {
+        return Err(PathError::StoreTakesNoQuery);
+    }
+    match rest.split_once('/') {
+        Some((driver, key)) if !driver.is_empty() && !key.is_empty() => {
+            Ok(OpenTarget::Store(StoreRequest { driver, key }))
+        }
+        _ => Err(PathError::StoreWantsDriverAndKey),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +160,26 @@ mod tests {
         );
         // The driver name is checked against the registry, not here.
         assert_eq!(parse("no/such"), Ok(group("no/such", None, false)));
+    }
+
+    #[test]
+    fn store_paths_name_a_driver_and_a_key() {
+        let store = |driver, key| Ok(OpenTarget::Store(StoreRequest { driver, key }));
+        assert_eq!(parse("store/uart/settings"), store("uart", "settings"));
+        assert_eq!(parse("/store/e1000/stats/"), store("e1000", "stats"));
+        // The key's rules are the store's: a slash in it is refused there.
+        assert_eq!(parse("store/uart/a/b"), store("uart", "a/b"));
+        // Slashes around a path are dropped, as for groups.
+        assert_eq!(parse("store/"), Ok(group("store", None, false)));
+        assert_eq!(parse("store?attach"), Ok(group("store", None, true)));
+        for (path, error) in [
+            ("store/uart", PathError::StoreWantsDriverAndKey),
+            ("store/uart/", PathError::StoreWantsDriverAndKey),
+            ("store//key", PathError::StoreWantsDriverAndKey),
+            ("store/uart/k?x=1", PathError::StoreTakesNoQuery),
+        ] {
+            assert_eq!(parse(path), Err(error), "{path}");
+        }
     }
 
     #[test]

@@ -36,6 +36,48 @@ pub fn own_uid() -> u32 {
     libredox::call::geteuid().map_or(0, |uid| uid as u32)
 }
 
+/// Has the end of any child process (a driver, an engine) interrupt the
+/// supervisor's wait for requests, so that a dead driver is restarted at once
+/// rather than at the next tick. The handler does nothing: `poll(2)` returns
+/// `EINTR` whatever the flags, and the round that follows reaps the child.
+/// `SA_RESTART` lets every other interrupted call carry on as if nothing
+/// happened.
+#[cfg(target_os = "linux")]
+pub fn wake_on_child_exit() -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn wake(_: nix::libc::c_int) {}
+    let action = SigAction::new(
+        SigHandler::Handler(wake),
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler touches nothing; it only exists to interrupt poll(2).
+    unsafe { sigaction(Signal::SIGCHLD, &action) }?;
+    Ok(())
+}
+
+/// Redox's scheme loop waits on its socket; a dead driver is found at the next
+/// tick.
+#[cfg(target_os = "redox")]
+pub fn wake_on_child_exit() -> io::Result<()> {
+    Ok(())
+}
+
+/// Blocks `SIGCHLD` in the calling thread (a heartbeat probe), so that the
+/// signal interrupts the main thread's wait, which reaps, and not this one.
+#[cfg(target_os = "linux")]
+pub fn leave_child_signals_to_the_main_thread() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut child = SigSet::empty();
+    child.add(Signal::SIGCHLD);
+    // Cannot fail with a valid set; at worst the tick finds the dead driver.
+    let _ = child.thread_block();
+}
+
+/// Nothing to direct on Redox (see [`wake_on_child_exit`]).
+#[cfg(target_os = "redox")]
+pub fn leave_child_signals_to_the_main_thread() {}
+
 /// Makes the spawned process die with the supervisor, so that no driver runs
 /// unsupervised and holds its scheme name against the next supervisor's
 /// restarts. Redox has no equivalent (no parent-death signal).

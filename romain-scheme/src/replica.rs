@@ -163,6 +163,8 @@ pub struct Replica {
     child: Child,
     started: Instant,
     kill_cause: Option<KillCause>,
+    /// When it was first told to die: the fault's time, for a hung driver.
+    killed_at: Option<Instant>,
     heartbeat: Option<Heartbeat>,
     engine: Option<EngineControl>,
 }
@@ -196,6 +198,7 @@ impl Replica {
             child,
             started: now,
             kill_cause: None,
+            killed_at: None,
             heartbeat,
             engine,
         })
@@ -229,6 +232,7 @@ impl Replica {
         if self.kill_cause != Some(KillCause::Down) {
             self.kill_cause = Some(cause);
         }
+        self.killed_at.get_or_insert_with(Instant::now);
         if let Err(e) = self.child.kill() {
             log::error!("cannot kill pid {}: {e}", self.pid());
         }
@@ -254,6 +258,11 @@ impl Replica {
         self.kill_cause.take()
     }
 
+    /// When it was first told to die, if it was.
+    pub fn killed_at(&self) -> Option<Instant> {
+        self.killed_at
+    }
+
     /// Runs the heartbeat; the periods without an answer once the replica
     /// counts as hung. A replica being killed is not probed.
     pub fn check_heartbeat(&mut self, now: Instant, probes: &Sender<ProbeReply>) -> Option<u32> {
@@ -263,10 +272,10 @@ impl Replica {
         self.heartbeat.as_mut()?.poll(self.id, now, probes)
     }
 
-    pub fn record_probe(&mut self, reply: &ProbeReply) {
-        if let Some(heartbeat) = &mut self.heartbeat {
-            heartbeat.record(reply.answered, reply.at);
-        }
+    /// Takes a heartbeat reply; the time the driver started serving, when this
+    /// was its first answer.
+    pub fn record_probe(&mut self, reply: &ProbeReply) -> Option<Instant> {
+        self.heartbeat.as_mut()?.record(reply.answered, reply.at)
     }
 }
 

@@ -14,22 +14,30 @@
 //!
 //! A refusal is logged once, quoting at most a [`Clipped`] prefix of the path
 //! or command the client sent.
+//!
+//! `store/<driver>/<key>` handles read and write the driver's [`Store`]
+//! (`crate::store` states the rules); the store belongs to the scheme, not to
+//! the group, so it outlives every restart of the driver. A store handle holds
+//! at most one value (a snapshot taken at a read at offset 0, shared with the
+//! store), and a driver at most [`MAX_STORE_HANDLES`] of them at a time.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use driver_policy::Clipped;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::SchemeDaemon;
-use syscall::error::{Error, Result, EACCES, EBADF, EINVAL};
-use syscall::flag::MODE_FILE;
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EMFILE, ENOENT};
+use syscall::flag::{MODE_FILE, O_ACCMODE, O_CREAT, O_EXCL, O_WRONLY};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use crate::command::Command;
-use crate::open_path::{self, OpenTarget};
+use crate::open_path::{self, OpenTarget, StoreRequest};
 use crate::status::Audience;
+use crate::store::{Key, Store, StoreError};
 use crate::supervisor::Supervisor;
 use crate::SCHEME_NAME;
 
@@ -39,9 +47,26 @@ const ROOT_ID: usize = 0;
 /// command word) kept in a log line: the explanation, not 64 KiB of input.
 const MESSAGE_CHARS: usize = 160;
 
+/// Store handles one driver may hold open at once: a driver needs one or two,
+/// and each may hold a value.
+pub const MAX_STORE_HANDLES: usize = 16;
+
 enum Target {
     Root,
     Group(String),
+    Store(StoreHandle),
+}
+
+struct StoreHandle {
+    driver: String,
+    key: Key,
+    readable: bool,
+    writable: bool,
+    /// O_CREAT: the first write may create the key.
+    create: bool,
+    /// The value the last read at offset 0 took; replaced values stay whole
+    /// here until then.
+    snapshot: Option<Arc<[u8]>>,
 }
 
 struct OpenHandle {
@@ -54,6 +79,7 @@ struct OpenHandle {
 
 pub struct RomainScheme {
     supervisor: Supervisor,
+    store: Store,
     handles: BTreeMap<usize, OpenHandle>,
     next_id: usize,
     owner_uid: u32,
@@ -65,6 +91,7 @@ impl RomainScheme {
     pub fn new(supervisor: Supervisor, owner_uid: u32) -> Self {
         Self {
             supervisor,
+            store: Store::new(),
             handles: BTreeMap::new(),
             next_id: ROOT_ID + 1,
             owner_uid,
@@ -96,6 +123,100 @@ impl RomainScheme {
         }
     }
 
+    /// The one user who may open `driver`'s store: its registry `uid`, or the
+    /// supervisor's own when it has none (the driver then runs as the
+    /// supervisor). `None`: no such driver.
+    fn store_owner(&self, driver: &str) -> Option<u32> {
+        let spec = self.supervisor.registry().driver(driver)?;
+        Some(spec.uid.unwrap_or(self.owner_uid))
+    }
+
+    fn open_store(
+        &self,
+        request: &StoreRequest<'_>,
+        flags: usize,
+        ctx: &CallerCtx,
+    ) -> std::result::Result<StoreHandle, StoreRefusal> {
+        let driver = request.driver;
+        let owner = self.store_owner(driver).ok_or(StoreRefusal::NoDriver)?;
+        if ctx.uid != owner {
+            return Err(StoreRefusal::NotTheDriver { owner });
+        }
+        let key = Key::parse(request.key).map_err(StoreRefusal::Store)?;
+        let open_files = self
+            .handles
+            .values()
+            .filter(|h| matches!(&h.target, Target::Store(s) if s.driver == driver))
+            .count();
+        if open_files >= MAX_STORE_HANDLES {
+            return Err(StoreRefusal::TooManyHandles);
+        }
+        let writable = flags & O_WRONLY != 0;
+        let create = flags & O_CREAT != 0;
+        if writable {
+            let exclusive = flags & O_EXCL != 0;
+            self.store
+                .check_writer(driver, &key, create, exclusive)
+                .map_err(StoreRefusal::Store)?;
+        } else if self.store.get(driver, &key).is_none() {
+            return Err(StoreRefusal::Store(StoreError::NotSet));
+        }
+        Ok(StoreHandle {
+            driver: driver.to_owned(),
+            key,
+            readable: flags & O_ACCMODE != O_WRONLY,
+            writable,
+            create,
+            snapshot: None,
+        })
+    }
+
+    fn store_handle(&mut self, id: usize) -> Result<&mut StoreHandle> {
+        match &mut self.handles.get_mut(&id).ok_or(Error::new(EBADF))?.target {
+            Target::Store(handle) => Ok(handle),
+            _ => Err(Error::new(EBADF)),
+        }
+    }
+
+    fn read_store(&mut self, id: usize, buf: &mut [u8], offset: u64) -> Result<usize> {
+        let (driver, key, readable) = match &self.handle(id)?.target {
+            Target::Store(h) => (h.driver.clone(), h.key.clone(), h.readable),
+            _ => return Err(Error::new(EBADF)),
+        };
+        if !readable {
+            return Err(Error::new(EBADF));
+        }
+        let current = self.store.get(&driver, &key);
+        let handle = self.store_handle(id)?;
+        if offset == 0 || handle.snapshot.is_none() {
+            handle.snapshot = current;
+        }
+        let value = handle.snapshot.as_deref().unwrap_or_default();
+        Ok(scheme_runtime::copy_at_offset(value, offset, buf))
+    }
+
+    fn write_store(&mut self, id: usize, buf: &[u8], ctx: &CallerCtx) -> Result<usize> {
+        let handle = self.store_handle(id)?;
+        if !handle.writable {
+            return Err(Error::new(EBADF));
+        }
+        let (driver, key, create) = (handle.driver.clone(), handle.key.clone(), handle.create);
+        self.store.set(&driver, &key, buf, create).map_err(|e| {
+            log::warn!(
+                "store/{driver}/{key}: pid {}: {e} (keys and bytes in use: {:?})",
+                ctx.pid,
+                self.store.usage(&driver)
+            );
+            Error::new(e.errno())
+        })?;
+        log::debug!(
+            "store/{driver}/{key}: pid {} set {} bytes",
+            ctx.pid,
+            buf.len()
+        );
+        Ok(buf.len())
+    }
+
     fn render(&self, handle: &OpenHandle) -> String {
         let uid = handle.opener_uid;
         match &handle.target {
@@ -112,6 +233,7 @@ impl RomainScheme {
                 .group(driver)
                 .map(|group| group.status().text_for(self.audience(uid, driver)))
                 .unwrap_or_default(),
+            Target::Store(_) => String::new(),
         }
     }
 
@@ -162,7 +284,7 @@ impl SchemeSync for RomainScheme {
         &mut self,
         fd: usize,
         path: &str,
-        _flags: usize,
+        flags: usize,
         _fcntl: u32,
         ctx: &CallerCtx,
     ) -> Result<OpenResult> {
@@ -181,6 +303,23 @@ impl SchemeSync for RomainScheme {
                     })?;
                 Target::Group(request.driver.to_owned())
             }
+            Ok(OpenTarget::Store(request)) => match self.open_store(&request, flags, ctx) {
+                Ok(handle) => Target::Store(handle),
+                // A driver's first start finds nothing stored: no refusal.
+                Err(StoreRefusal::Store(StoreError::NotSet)) => {
+                    log::debug!("open {} by pid {}: not set", Clipped::new(path), ctx.pid);
+                    return Err(Error::new(ENOENT));
+                }
+                Err(refusal) => {
+                    log::warn!(
+                        "open {} by pid {} (uid {}): {refusal}",
+                        Clipped::new(path),
+                        ctx.pid,
+                        ctx.uid
+                    );
+                    return Err(Error::new(refusal.errno()));
+                }
+            },
             Err(e) => {
                 log::warn!(
                     "open {} by pid {}: {}",
@@ -216,6 +355,9 @@ impl SchemeSync for RomainScheme {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         let handle = self.handle(id)?;
+        if let Target::Store(_) = handle.target {
+            return self.read_store(id, buf, offset);
+        }
         if offset == 0 {
             let text = self.render(handle);
             self.handles.get_mut(&id).expect("looked up above").snapshot = text;
@@ -232,6 +374,9 @@ impl SchemeSync for RomainScheme {
         _fcntl: u32,
         ctx: &CallerCtx,
     ) -> Result<usize> {
+        if let Target::Store(_) = self.handle(id)?.target {
+            return self.write_store(id, buf, ctx);
+        }
         self.command(id, buf, ctx)?;
         Ok(buf.len())
     }
@@ -239,7 +384,10 @@ impl SchemeSync for RomainScheme {
     fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
         let handle = self.handle(id)?;
         stat.st_mode = MODE_FILE | 0o644;
-        stat.st_size = self.render(handle).len() as u64;
+        stat.st_size = match &handle.target {
+            Target::Store(h) => self.store.get(&h.driver, &h.key).map_or(0, |v| v.len()),
+            _ => self.render(handle).len(),
+        } as u64;
         Ok(())
     }
 
@@ -247,6 +395,7 @@ impl SchemeSync for RomainScheme {
         let path = match &self.handle(id)?.target {
             Target::Root => format!("{SCHEME_NAME}:"),
             Target::Group(driver) => format!("{SCHEME_NAME}:{driver}"),
+            Target::Store(h) => format!("{SCHEME_NAME}:store/{}/{}", h.driver, h.key),
         };
         Ok(scheme_runtime::copy_at_offset(path.as_bytes(), 0, buf))
     }
@@ -254,6 +403,45 @@ impl SchemeSync for RomainScheme {
     fn on_close(&mut self, id: usize) {
         // The group lives on: closing a handle never stops it.
         self.handles.remove(&id);
+    }
+}
+
+/// Why a store path was not opened.
+#[derive(Debug)]
+enum StoreRefusal {
+    NoDriver,
+    NotTheDriver { owner: u32 },
+    TooManyHandles,
+    Store(StoreError),
+}
+
+impl StoreRefusal {
+    fn errno(&self) -> i32 {
+        match self {
+            Self::NoDriver => ENOENT,
+            Self::NotTheDriver { .. } => EACCES,
+            Self::TooManyHandles => EMFILE,
+            Self::Store(e) => e.errno(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoDriver => f.write_str("no such driver in the registry"),
+            Self::NotTheDriver { owner } => {
+                write!(
+                    f,
+                    "only the driver's own user (uid {owner}) may open its store"
+                )
+            }
+            Self::TooManyHandles => write!(
+                f,
+                "the driver holds {MAX_STORE_HANDLES} store handles already"
+            ),
+            Self::Store(e) => e.fmt(f),
+        }
     }
 }
 
@@ -449,5 +637,280 @@ mod tests {
         assert!(text.contains("\nlast_fault_detail="), "{text}");
         let other = open(&mut scheme, "own?attach", 1002).unwrap();
         assert!(!read_all(&mut scheme, other, 4096).contains("pids="));
+    }
+
+    mod store {
+        use super::*;
+        use syscall::error::{EEXIST, EFBIG, ENOSPC};
+        use syscall::flag::{O_RDONLY, O_RDWR};
+
+        const DRIVER_UID: u32 = 1001;
+
+        /// `own` runs as its own user; `plain` as the supervisor.
+        fn scheme() -> RomainScheme {
+            let registry =
+                "[driver.own]\nbinary = \"/nonexistent/driver\"\nuid = 1001\ngid = 1001\n\
+                            [driver.plain]\nbinary = \"/nonexistent/driver\"\n"
+                    .parse()
+                    .unwrap();
+            RomainScheme::new(
+                Supervisor::new(registry, Some("/nonexistent/romain".into())),
+                OWNER,
+            )
+        }
+
+        fn open(scheme: &mut RomainScheme, path: &str, flags: usize, uid: u32) -> Result<usize> {
+            match scheme.openat(ROOT_ID, path, flags, 0, &caller_ctx(9, uid, uid))? {
+                OpenResult::ThisScheme { number, .. } => Ok(number),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn errno(result: Result<usize>) -> i32 {
+            result.expect_err("an error").errno
+        }
+
+        fn save(scheme: &mut RomainScheme, path: &str, uid: u32, value: &[u8]) -> Result<usize> {
+            let id = open(scheme, path, O_WRONLY | O_CREAT, uid)?;
+            let written = scheme.write(id, value, 0, 0, &caller_ctx(9, uid, uid));
+            scheme.on_close(id);
+            written
+        }
+
+        fn load(scheme: &mut RomainScheme, path: &str, uid: u32) -> Result<Vec<u8>> {
+            let id = open(scheme, path, O_RDONLY, uid)?;
+            let mut value = Vec::new();
+            let mut buf = [0u8; 3];
+            loop {
+                let n = scheme.read(
+                    id,
+                    &mut buf,
+                    value.len() as u64,
+                    0,
+                    &caller_ctx(9, uid, uid),
+                )?;
+                if n == 0 {
+                    scheme.on_close(id);
+                    return Ok(value);
+                }
+                value.extend_from_slice(&buf[..n]);
+            }
+        }
+
+        #[test]
+        fn a_driver_reads_back_what_it_wrote_and_an_unset_key_is_enoent() {
+            let mut scheme = scheme();
+            let path = "store/own/settings";
+            assert_eq!(errno(open(&mut scheme, path, O_RDONLY, DRIVER_UID)), ENOENT);
+            assert_eq!(
+                errno(open(&mut scheme, path, O_WRONLY, DRIVER_UID)),
+                ENOENT,
+                "writing an unset key takes O_CREAT"
+            );
+            assert_eq!(
+                save(&mut scheme, path, DRIVER_UID, b"baud=9600").unwrap(),
+                9
+            );
+            assert_eq!(load(&mut scheme, path, DRIVER_UID).unwrap(), b"baud=9600");
+            assert_eq!(save(&mut scheme, path, DRIVER_UID, b"x").unwrap(), 1);
+            assert_eq!(
+                load(&mut scheme, path, DRIVER_UID).unwrap(),
+                b"x",
+                "replaced whole"
+            );
+
+            // The supervisor's own user is the driver without a registry uid.
+            save(&mut scheme, "store/plain/k", OWNER, b"v").unwrap();
+            assert_eq!(load(&mut scheme, "store/plain/k", OWNER).unwrap(), b"v");
+
+            let id = open(&mut scheme, path, O_RDWR, DRIVER_UID).unwrap();
+            let mut stat = Stat::default();
+            scheme
+                .fstat(id, &mut stat, &caller_ctx(9, DRIVER_UID, DRIVER_UID))
+                .unwrap();
+            assert_eq!(stat.st_size, 1);
+            let mut name = [0u8; 64];
+            let n = scheme
+                .fpath(id, &mut name, &caller_ctx(9, DRIVER_UID, DRIVER_UID))
+                .unwrap();
+            assert_eq!(&name[..n], b"romain:store/own/settings");
+        }
+
+        #[test]
+        fn a_reader_going_through_a_value_in_pieces_keeps_the_value_it_started_on() {
+            let mut scheme = scheme();
+            let ctx = caller_ctx(9, DRIVER_UID, DRIVER_UID);
+            save(&mut scheme, "store/own/k", DRIVER_UID, b"old value").unwrap();
+            let reader = open(&mut scheme, "store/own/k", O_RDONLY, DRIVER_UID).unwrap();
+            let mut buf = [0u8; 4];
+            assert_eq!(scheme.read(reader, &mut buf, 0, 0, &ctx).unwrap(), 4);
+            save(&mut scheme, "store/own/k", DRIVER_UID, b"new").unwrap();
+            assert_eq!(scheme.read(reader, &mut buf, 4, 0, &ctx).unwrap(), 4);
+            assert_eq!(&buf, b"valu");
+            assert_eq!(
+                scheme.read(reader, &mut buf, 0, 0, &ctx).unwrap(),
+                3,
+                "offset 0 looks again"
+            );
+            assert_eq!(&buf[..3], b"new");
+            assert_eq!(
+                scheme.write(reader, b"w", 0, 0, &ctx).unwrap_err().errno,
+                EBADF
+            );
+            let writer = open(&mut scheme, "store/own/k", O_WRONLY, DRIVER_UID).unwrap();
+            assert_eq!(
+                scheme.read(writer, &mut buf, 0, 0, &ctx).unwrap_err().errno,
+                EBADF
+            );
+            // Any offset: each write is the whole value.
+            assert_eq!(scheme.write(writer, b"at 7", 7, 0, &ctx).unwrap(), 4);
+            assert_eq!(
+                load(&mut scheme, "store/own/k", DRIVER_UID).unwrap(),
+                b"at 7"
+            );
+        }
+
+        #[test]
+        fn another_user_is_refused_with_eacces_root_included() {
+            let mut scheme = scheme();
+            save(&mut scheme, "store/own/k", DRIVER_UID, b"secret").unwrap();
+            for uid in [0, OWNER, 1002] {
+                for flags in [O_RDONLY, O_WRONLY | O_CREAT, O_RDWR] {
+                    assert_eq!(
+                        errno(open(&mut scheme, "store/own/k", flags, uid)),
+                        EACCES,
+                        "uid {uid}, flags {flags:#x}"
+                    );
+                }
+            }
+            for uid in [0, DRIVER_UID] {
+                assert_eq!(
+                    errno(open(&mut scheme, "store/plain/k", O_RDONLY, uid)),
+                    EACCES
+                );
+            }
+            assert_eq!(
+                load(&mut scheme, "store/own/k", DRIVER_UID).unwrap(),
+                b"secret"
+            );
+            // Root may when it is the driver's user: the supervisor's, here.
+            let mut as_root = RomainScheme::new(
+                Supervisor::new(
+                    "[driver.plain]\nbinary = \"/x\"\n".parse().unwrap(),
+                    Some("/nonexistent/romain".into()),
+                ),
+                0,
+            );
+            save(&mut as_root, "store/plain/k", 0, b"v").unwrap();
+        }
+
+        #[test]
+        fn unknown_drivers_bad_keys_and_bad_paths_are_refused() {
+            let mut scheme = scheme();
+            let flags = O_WRONLY | O_CREAT;
+            assert_eq!(
+                errno(open(&mut scheme, "store/nosuch/k", flags, DRIVER_UID)),
+                ENOENT
+            );
+            for bad in [
+                "store/own/UPPER",
+                "store/own/a/b",
+                "store/own/..",
+                "store/own",
+                "store/own/k?x",
+            ] {
+                assert_eq!(
+                    errno(open(&mut scheme, bad, flags, DRIVER_UID)),
+                    EINVAL,
+                    "{bad}"
+                );
+            }
+            let long = format!("store/own/{}", "k".repeat(65));
+            assert_eq!(errno(open(&mut scheme, &long, flags, DRIVER_UID)), EINVAL);
+            save(&mut scheme, "store/own/once", DRIVER_UID, b"1").unwrap();
+            assert_eq!(
+                errno(open(
+                    &mut scheme,
+                    "store/own/once",
+                    flags | O_EXCL,
+                    DRIVER_UID
+                )),
+                EEXIST
+            );
+        }
+
+        #[test]
+        fn the_size_limits_are_efbig_for_a_value_and_enospc_for_a_driver() {
+            let mut scheme = scheme();
+            let page = [7u8; 4096];
+            assert_eq!(
+                save(&mut scheme, "store/own/big", DRIVER_UID, &page).unwrap(),
+                4096
+            );
+            assert_eq!(
+                save(&mut scheme, "store/own/big", DRIVER_UID, &[0; 4097])
+                    .unwrap_err()
+                    .errno,
+                EFBIG
+            );
+            assert_eq!(
+                load(&mut scheme, "store/own/big", DRIVER_UID).unwrap(),
+                page
+            );
+            for i in 1..16 {
+                save(&mut scheme, &format!("store/own/k{i}"), DRIVER_UID, &page).unwrap();
+            }
+            assert_eq!(
+                save(&mut scheme, "store/own/more", DRIVER_UID, b"x")
+                    .unwrap_err()
+                    .errno,
+                ENOSPC,
+                "64 KiB in use"
+            );
+            for i in 1..16 {
+                save(&mut scheme, &format!("store/own/k{i}"), DRIVER_UID, b"").unwrap();
+            }
+            for i in 16..64 {
+                save(&mut scheme, &format!("store/own/k{i}"), DRIVER_UID, b"").unwrap();
+            }
+            assert_eq!(
+                errno(open(
+                    &mut scheme,
+                    "store/own/k64",
+                    O_WRONLY | O_CREAT,
+                    DRIVER_UID
+                )),
+                ENOSPC,
+                "64 keys in use"
+            );
+            save(&mut scheme, "store/plain/k64", OWNER, b"x").unwrap();
+        }
+
+        #[test]
+        fn a_driver_holds_a_bounded_number_of_store_handles() {
+            let mut scheme = scheme();
+            save(&mut scheme, "store/own/k", DRIVER_UID, b"v").unwrap();
+            let held: Vec<usize> = (0..MAX_STORE_HANDLES)
+                .map(|_| open(&mut scheme, "store/own/k", O_RDONLY, DRIVER_UID).unwrap())
+                .collect();
+            assert_eq!(
+                errno(open(&mut scheme, "store/own/k", O_RDONLY, DRIVER_UID)),
+                EMFILE
+            );
+            scheme.on_close(held[0]);
+            open(&mut scheme, "store/own/k", O_RDONLY, DRIVER_UID).unwrap();
+        }
+
+        #[test]
+        fn a_write_to_a_store_handle_is_a_value_not_a_command() {
+            let mut scheme = scheme();
+            let ctx = caller_ctx(9, OWNER, OWNER);
+            let id = open(&mut scheme, "store/plain/k", O_WRONLY | O_CREAT, OWNER).unwrap();
+            assert_eq!(scheme.write(id, b"down", 0, 0, &ctx).unwrap(), 4);
+            assert!(
+                scheme.supervisor.group("plain").is_none(),
+                "no command was run"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use scheme_runtime::{Handle, SCHEME_DIR_ENV};
-use syscall::error::{EINVAL, ENOENT, EOPNOTSUPP, ESRCH};
+use syscall::error::{EINVAL, ENOENT, EOPNOTSUPP, ESRCH, ESTALE};
 use syscall::flag::{O_RDONLY, O_RDWR};
 
 const ROMAIN: &str = env!("CARGO_BIN_EXE_romain");
@@ -125,8 +125,11 @@ impl Supervised {
         fs::write(
             &script,
             format!(
-                "#!/bin/sh\necho \"$@\" >> {}\n",
-                dir.join("recovery.log").display()
+                "#!/bin/sh\necho \"$@\" >> {}\n\
+                 echo \"last=${{ROMAIN_RESTART_TO_SERVING_LAST_MS:-unset}} \
+                 mean=${{ROMAIN_RESTART_TO_SERVING_MEAN_MS:-unset}}\" >> {}\n",
+                dir.join("recovery.log").display(),
+                dir.join("serving.log").display()
             ),
         )
         .unwrap();
@@ -194,6 +197,11 @@ impl Supervised {
 
     fn recovery_log(&self) -> String {
         fs::read_to_string(self.dir.join("recovery.log")).unwrap_or_default()
+    }
+
+    /// The restart-to-serving times the recovery script was given, a line a run.
+    fn serving_log(&self) -> String {
+        fs::read_to_string(self.dir.join("serving.log")).unwrap_or_default()
     }
 
     /// Proves the daemon is alive and still answers.
@@ -392,6 +400,71 @@ fn a_killed_driver_comes_back_counted_and_a_healthy_one_is_left_alone() {
         (second.to_string().as_str(), "1")
     );
     romain.assert_serving();
+}
+
+/// A restart-to-serving time in the status: a positive number of milliseconds.
+fn serving_ms(value: &str) -> f64 {
+    let ms: f64 = value
+        .parse()
+        .unwrap_or_else(|_| panic!("{value:?} is no time"));
+    assert!(ms > 0.0, "{value}");
+    ms
+}
+
+#[test]
+fn a_killed_drivers_clients_get_estale_reopen_on_its_successor_and_the_restart_is_timed() {
+    let romain = Supervised::start();
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    let first = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    let mut client = wait_for("the driver to serve", Duration::from_secs(3), || {
+        romain.open("alive-scheme:client", O_RDONLY).ok()
+    });
+    let status = romain.status("alive");
+    assert_eq!(status["generation"], "1");
+    assert_eq!(status["restart_to_serving_last_ms"], "none");
+    assert_eq!(status["restart_to_serving_count"], "0");
+    // The driver answers (it has nothing to read without `remember`).
+    let errno = |result: io::Result<usize>| result.unwrap_err().raw_os_error();
+    assert_eq!(errno(client.read(&mut [0; 16])), Some(EINVAL));
+
+    romain.command("alive", "kill 0").unwrap();
+    romain.wait_for_new_pid("alive", Some(first), Duration::from_secs(3));
+    assert_eq!(errno(client.read(&mut [0; 16])), Some(ESTALE));
+    client.reopen(Duration::from_secs(3)).unwrap();
+    assert_eq!(
+        errno(client.read(&mut [0; 16])),
+        Some(EINVAL),
+        "the successor answers the reopened handle"
+    );
+    let status = wait_for("the restart to be timed", Duration::from_secs(3), || {
+        let status = romain.status("alive");
+        (status["restart_to_serving_count"] == "1").then_some(status)
+    });
+    assert_eq!(status["generation"], "2");
+    let last = serving_ms(&status["restart_to_serving_last_ms"]);
+    assert_eq!(serving_ms(&status["restart_to_serving_mean_ms"]), last);
+    // The script of the first fault ran before any restart was timed.
+    wait_for("the recovery script", Duration::from_secs(3), || {
+        (romain.serving_log() == "last=unset mean=unset\n").then_some(())
+    });
+
+    let second = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    romain.command("alive", "kill 0").unwrap();
+    romain.wait_for_new_pid("alive", Some(second), Duration::from_secs(3));
+    let status = wait_for("the second restart", Duration::from_secs(3), || {
+        let status = romain.status("alive");
+        (status["restart_to_serving_count"] == "2").then_some(status)
+    });
+    assert_eq!(status["generation"], "3");
+    serving_ms(&status["restart_to_serving_last_ms"]);
+    let mean = serving_ms(&status["restart_to_serving_mean_ms"]);
+    assert!(mean >= last.min(serving_ms(&status["restart_to_serving_last_ms"])));
+    // The second fault's script is told the first restart's time.
+    wait_for("the second recovery script", Duration::from_secs(3), || {
+        let log = romain.serving_log();
+        let second = log.lines().nth(1)?;
+        (second == format!("last={last:.1} mean={last:.1}")).then_some(())
+    });
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::io::{Io, RegOp};
 use crate::regs::*;
 use crate::ring::{Received, RxRing, TxError, TxRing, RING_SLOTS};
 use crate::stats::{Link, NicCounters};
+use crate::takeover::{LeftRunning, NotTakenOver};
 
 /// CTRL.RST clears itself within microseconds on the 82540EM.
 const RESET_TIMEOUT: Duration = Duration::from_millis(100);
@@ -69,6 +70,62 @@ impl Device {
             .start()
             .map_err(|e| context("starting the rings", e))?;
         Ok(device)
+    }
+
+    /// Takes over the NIC a predecessor left running with its rings in
+    /// `rx_memory` and `tx_memory`, kept `dma:` buffers this driver adopted
+    /// (`kept`), as [`crate::takeover`] says: nothing is written, so frames keep
+    /// flowing. A NIC in any other state, or fresh buffers, is brought up as
+    /// [`Device::bring_up`] does; the reason comes back with it.
+    pub fn take_over_or_bring_up(
+        mut io: Box<dyn Io>,
+        rx_memory: Box<dyn DmaMemory>,
+        tx_memory: Box<dyn DmaMemory>,
+        kept: bool,
+    ) -> io::Result<(Self, Option<NotTakenOver>)> {
+        if !kept {
+            let device = Self::bring_up(io, rx_memory, tx_memory)?;
+            return Ok((device, Some(NotTakenOver::FreshBuffers)));
+        }
+        let mut ops = LeftRunning::read_ops();
+        io.run(&mut ops)
+            .map_err(|e| context("reading how the NIC was left", e))?;
+        let left = LeftRunning::from_ops(&ops);
+        let ring_bytes = u32::from(RING_SLOTS) * crate::ring::DESCRIPTOR_LEN as u32;
+        if let Err(why) = left.check(
+            (RCTL_SERVING, TCTL_SERVING),
+            &*rx_memory,
+            &*tx_memory,
+            ring_bytes,
+        ) {
+            let device = Self::bring_up(io, rx_memory, tx_memory)?;
+            return Ok((device, Some(why)));
+        }
+        let rx = match RxRing::adopt(rx_memory, RING_SLOTS, left.rx_head, left.rx_tail) {
+            Ok(rx) => rx,
+            Err(rx_memory) => {
+                let device = Self::bring_up(io, rx_memory, tx_memory)?;
+                return Ok((device, Some(NotTakenOver::NotLaidOut("receive"))));
+            }
+        };
+        let tx = match TxRing::adopt(tx_memory, RING_SLOTS, left.tx_head, left.tx_tail) {
+            Ok(tx) => tx,
+            Err(tx_memory) => {
+                let device = Self::bring_up(io, rx.into_memory(), tx_memory)?;
+                return Ok((device, Some(NotTakenOver::NotLaidOut("transmit"))));
+            }
+        };
+        let mac = read_mac(&mut *io).map_err(|e| context("reading the Ethernet address", e))?;
+        // The statistics registers keep what they counted since the predecessor
+        // last read them; the next status read adds it to the restored totals.
+        let device = Self {
+            io,
+            rx,
+            tx,
+            mac,
+            nic_counters: NicCounters::default(),
+        };
+        Ok((device, None))
     }
 
     pub fn mac(&self) -> [u8; 6] {
@@ -139,6 +196,11 @@ impl Device {
     /// The NIC's counters as of the last [`read_status`](Self::read_status).
     pub fn nic_counters(&self) -> &NicCounters {
         &self.nic_counters
+    }
+
+    /// Continues from `counters` (a predecessor's totals) instead of nought.
+    pub fn restore_nic_counters(&mut self, counters: NicCounters) {
+        self.nic_counters = counters;
     }
 
     /// Stops all DMA and masks interrupts, so the rings' memory may be freed.
@@ -299,6 +361,80 @@ mod tests {
 
     fn bring_up(nic: &SoftNic, dma: &FakeDma) -> io::Result<Device> {
         Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN))
+    }
+
+    /// A successor on `nic`, with the buffers of `predecessor` adopted.
+    fn successor(
+        nic: &SoftNic,
+        dma: &FakeDma,
+        predecessor: &Device,
+    ) -> (Device, Option<NotTakenOver>) {
+        let rx = dma.alias(predecessor.rx.bus_addr());
+        let tx = dma.alias(predecessor.tx.bus_addr());
+        Device::take_over_or_bring_up(nic.io(), rx, tx, true).unwrap()
+    }
+
+    #[test]
+    fn a_successor_takes_over_a_running_nic_without_a_write_and_loses_no_frame() {
+        let (mut first, nic, dma) = running();
+        let frames: Vec<Vec<u8>> = (1..=4u8).map(|n| vec![n; 60]).collect();
+        assert!(nic.deliver(&frames[0]));
+        let mut buf = [0; 1514];
+        first.receive(&mut buf).unwrap();
+        first.poll().unwrap();
+        // Sent and received while the driver dies and its successor starts.
+        first.send(&[9; 60]).unwrap();
+        first.poll().unwrap();
+        assert!(nic.deliver(&frames[1]));
+        assert!(nic.deliver(&frames[2]));
+        nic.pause_tx(true);
+        first.send(&[10; 60]).unwrap();
+        first.poll().unwrap();
+        let writes_before = nic.writes();
+
+        let (mut second, not_taken) = successor(&nic, &dma, &first);
+        assert_eq!(not_taken, None);
+        assert_eq!(nic.writes(), writes_before, "no register written");
+        assert_eq!(second.mac(), MAC);
+        assert!(nic.deliver(&frames[3]));
+        for frame in &frames[1..] {
+            let received = second.receive(&mut buf).expect("the frame");
+            assert_eq!(&buf[..received.len], &frame[..]);
+        }
+        assert_eq!(second.receive(&mut buf), None);
+        nic.pause_tx(false);
+        second.send(&[11; 60]).unwrap();
+        second.poll().unwrap();
+        let sent: Vec<u8> = nic.take_sent().iter().map(|frame| frame[0]).collect();
+        assert_eq!(sent, [9, 10, 11], "the frame in flight went out first");
+    }
+
+    #[test]
+    fn a_stopped_nic_or_fresh_buffers_are_brought_up_afresh() {
+        let (mut first, nic, dma) = running();
+        first.stop().unwrap();
+        let (_, not_taken) = successor(&nic, &dma, &first);
+        assert!(
+            matches!(not_taken, Some(NotTakenOver::Stopped { rctl: 0, .. })),
+            "{not_taken:?}"
+        );
+        assert_eq!(nic.reg(RCTL), RCTL_SERVING, "brought up again");
+
+        let fresh = Device::take_over_or_bring_up(
+            nic.io(),
+            dma.alloc(REGION_LEN),
+            dma.alloc(REGION_LEN),
+            true,
+        );
+        let (device, not_taken) = fresh.unwrap();
+        assert!(matches!(
+            not_taken,
+            Some(NotTakenOver::RingMoved {
+                ring: "receive",
+                ..
+            })
+        ));
+        assert_eq!(nic.reg(RDBAL), low32(device.rx.bus_addr()));
     }
 
     fn running() -> (Device, SoftNic, FakeDma) {

@@ -25,13 +25,21 @@ pub struct SchemeBuffer {
 }
 
 impl SchemeBuffer {
-    /// Allocates a device-shared `dma:` buffer of at least `size` bytes.
-    pub fn alloc(size: usize) -> io::Result<Self> {
-        let buffer = DmaBuffer::alloc(size, BufferFlags::SHARED)?;
+    /// Allocates a device-shared `dma:` buffer of at least `size` bytes, kept
+    /// under `name` when this driver dies: its successor gets the same buffer
+    /// back ([`SchemeBuffer::adopted`]) and can take over the ring in it.
+    pub fn alloc_kept(size: usize, name: &str) -> io::Result<Self> {
+        let buffer = DmaBuffer::alloc_kept(size, BufferFlags::SHARED, name)
+            .map_err(|e| io::Error::new(e.kind(), format!("dma: buffer {name}: {e}")))?;
         let bus_addr = buffer
             .bus_addr()
             .ok_or_else(|| io::Error::other("dma: gave a buffer without a bus address"))?;
         Ok(Self { buffer, bus_addr })
+    }
+
+    /// The buffer is a predecessor's, with what it left in it.
+    pub fn adopted(&self) -> bool {
+        self.buffer.adopted()
     }
 }
 

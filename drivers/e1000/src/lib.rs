@@ -7,8 +7,9 @@
 //! One module per concern: [`regs`] (the manual's register names), [`io`] (the
 //! [`Io`] trait, a directly mapped BAR or `mmio:` requests), [`dma`] and
 //! [`ring`] (descriptor rings in `dma:` buffers), [`device`] (bring-up and the
-//! per-round tail moves), [`stats`] (counters and the status text), [`scheme`]
-//! (the network scheme).
+//! per-round tail moves), [`stats`] (counters and the status text), [`state`]
+//! (the counters kept in the supervisor's state store across restarts),
+//! [`scheme`] (the network scheme).
 //!
 //! # Using `network.<name>`
 //!
@@ -82,7 +83,9 @@ pub mod regs;
 pub mod ring;
 pub mod scheme;
 pub mod shutdown;
+pub mod state;
 pub mod stats;
+pub mod takeover;
 
 /// The software 82540EM: the host tests' device, and the hostile-client suite's.
 #[cfg(any(test, feature = "model"))]

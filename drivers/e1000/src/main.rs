@@ -11,7 +11,7 @@ use e1000::ring::REGION_LEN;
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
 use mmio_scheme::open_path::RegisterTarget;
-use scheme_runtime::Handle;
+use scheme_runtime::{Handle, StateStore};
 use syscall::flag::O_RDWR;
 
 /// Drive an Intel 82540EM (e1000) through mmio: and dma: and serve its frames as
@@ -78,9 +78,15 @@ fn run(args: &Args) -> io::Result<()> {
         Access::Direct => Box::new(DirectIo::map(handle)?),
         Access::Mmio => Box::new(MmioIo::new(handle)?),
     };
-    let rx = SchemeBuffer::alloc(REGION_LEN)?;
-    let tx = SchemeBuffer::alloc(REGION_LEN)?;
-    let device = Device::bring_up(io, Box::new(rx), Box::new(tx))?;
+    let rx = SchemeBuffer::alloc_kept(REGION_LEN, &format!("{}.rx", args.name))?;
+    let tx = SchemeBuffer::alloc_kept(REGION_LEN, &format!("{}.tx", args.name))?;
+    let kept = rx.adopted() && tx.adopted();
+    let (device, not_taken_over) =
+        Device::take_over_or_bring_up(io, Box::new(rx), Box::new(tx), kept)?;
+    match not_taken_over {
+        None => log::info!("took over the NIC as the previous driver left it"),
+        Some(why) => log::info!("brought the NIC up afresh: {why}"),
+    }
     let name = format!("network.{}", args.name);
     log::info!(
         "{} at {}: address {}, registers {}",
@@ -89,7 +95,8 @@ fn run(args: &Args) -> io::Result<()> {
         format_mac(device.mac()),
         args.access.name()
     );
-    let mut scheme = NetworkScheme::new(&name, args.access.name(), device);
+    let mut scheme =
+        NetworkScheme::new(&name, args.access.name(), device).with_store(StateStore::from_env());
     #[cfg(target_os = "linux")]
     e1000::shutdown::install()?;
     scheme_runtime::serve_with_tick(

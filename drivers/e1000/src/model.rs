@@ -69,6 +69,17 @@ impl FakeDma {
         Box::new(FakeBuffer(region))
     }
 
+    /// The buffer allocated at bus address `bus` once more, as `dma:` hands a
+    /// successor the kept buffer of a driver that died.
+    pub fn alias(&self, bus: u64) -> Box<dyn DmaMemory> {
+        let regions = self.0.borrow();
+        let region = regions
+            .iter()
+            .find(|r| r.bus == bus)
+            .unwrap_or_else(|| panic!("no buffer at {bus:#x}"));
+        Box::new(FakeBuffer(region.clone()))
+    }
+
     /// The device's view: `len` bytes at bus address `bus`. A model DMA outside
     /// every buffer is a driver bug the test must see, hence the panic.
     fn at(&self, bus: u64, len: usize) -> *mut u8 {
@@ -178,6 +189,11 @@ impl SoftNic {
             .filter(|op| op.reg == reg)
             .map(|op| op.value)
             .collect()
+    }
+
+    /// How many register writes the driver made, to any register.
+    pub fn writes(&self) -> usize {
+        self.0.borrow().writes.len()
     }
 
     /// How many batches the driver ran.

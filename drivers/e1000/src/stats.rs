@@ -83,6 +83,25 @@ impl NicCounters {
             .map(|i| self.totals[i])
     }
 
+    /// Every counter by name, in register order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        COUNTERS
+            .iter()
+            .zip(self.totals)
+            .map(|(counter, total)| (counter.name, total))
+    }
+
+    /// Sets counter `name`'s total (a restored one); false for no such counter.
+    pub fn set(&mut self, name: &str, total: u64) -> bool {
+        match COUNTERS.iter().position(|counter| counter.name == name) {
+            Some(i) => {
+                self.totals[i] = total;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn render(&self, out: &mut String) {
         out.push_str("nic");
         for (counter, total) in COUNTERS.iter().zip(self.totals) {

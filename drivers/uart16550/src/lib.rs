@@ -8,7 +8,8 @@
 //! chip ([`poll`]), since no interrupt reaches a user-space COM2 driver on Linux, and
 //! buffers both directions with bounds and back-pressure ([`port`]).
 //!
-//! [`soft::Soft16550`] is a software chip for host tests.
+//! [`soft::Soft16550`] is a software chip for host tests. Line settings a client
+//! sets survive a restart by the supervisor through its state store ([`state`]).
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("the 16550 driver uses x86 I/O ports and is built for x86_64 only");
@@ -21,6 +22,7 @@ pub mod port;
 pub mod registers;
 pub mod scheme;
 pub mod soft;
+pub mod state;
 pub mod status;
 pub mod uart;
 

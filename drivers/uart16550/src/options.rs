@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use driver_policy::PortRange;
+use scheme_runtime::StateStore;
 
 use crate::access::{DirectPorts, MmioPorts, PortIo};
 use crate::line::{LineSettings, Parity};
 use crate::poll::{PollPolicy, ROUND_BUDGET};
-use crate::port::SerialPort;
 use crate::registers::PORT_COUNT;
 use crate::scheme::UartScheme;
-use crate::uart::Uart;
+use crate::state;
 
 /// How the driver reaches the chip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,9 +121,10 @@ fn serve<P: PortIo>(
     device: String,
     options: &Options,
 ) -> Result<(), Box<dyn Error>> {
-    let uart = Uart::open(ports, settings)?;
-    let port = SerialPort::new(uart, settings);
-    let mut scheme = UartScheme::new(&options.scheme, device, port, options.poll_policy());
+    let store = StateStore::from_env();
+    let port = state::open_port(ports, settings, &store)?;
+    let mut scheme =
+        UartScheme::new(&options.scheme, device, port, options.poll_policy()).with_store(store);
     log::info!(
         "the UART answers; polling it every {} µs, lingering {} µs after traffic",
         options.poll_interval,

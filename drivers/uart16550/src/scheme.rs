@@ -6,7 +6,9 @@
 //! | `settings` | read gives the line settings (`baud=115200 data=8 parity=none stop=1`); writing `key=value` words changes those named, at once |
 //! | `status`   | read gives device, settings, buffers and counters, a snapshot taken at open |
 //!
-//! Every handle shares the one line. Unknown paths are ENOENT, malformed settings
+//! Every handle shares the one line. Settings a client changes are published
+//! to the driver's state store ([`crate::state`]), so a restarted driver comes
+//! back with them. Unknown paths are ENOENT, malformed settings
 //! and requests a path does not serve EINVAL, unknown handles EBADF, and a device
 //! that stopped answering EIO.
 
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::{copy_at_offset, SchemeDaemon};
+use scheme_runtime::{copy_at_offset, SchemeDaemon, StateStore};
 use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT};
 use syscall::flag::{EventFlags, MODE_CHR, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
@@ -23,6 +25,7 @@ use syscall::Stat;
 use crate::access::PortIo;
 use crate::poll::PollPolicy;
 use crate::port::SerialPort;
+use crate::state;
 
 /// The handle id of the scheme's root, which paths are opened against.
 const ROOT_ID: usize = 0;
@@ -53,6 +56,8 @@ pub struct UartScheme<P> {
     poll: PollPolicy,
     handles: BTreeMap<usize, Handle>,
     next_id: usize,
+    /// Where changed settings are published.
+    store: StateStore,
 }
 
 impl<P: PortIo> UartScheme<P> {
@@ -64,7 +69,13 @@ impl<P: PortIo> UartScheme<P> {
             poll,
             handles: BTreeMap::new(),
             next_id: ROOT_ID + 1,
+            store: StateStore::absent(),
         }
+    }
+
+    /// Publishes changed settings to `store`.
+    pub fn with_store(self, store: StateStore) -> Self {
+        Self { store, ..self }
     }
 
     fn handle(&self, id: usize) -> Result<&Handle> {
@@ -81,7 +92,15 @@ impl<P: PortIo> UartScheme<P> {
             log::info!("refused settings {text:?}: {error}");
             Error::new(EINVAL)
         })?;
-        self.port.set_settings(settings)
+        let before = self.port.settings();
+        self.port.set_settings(settings)?;
+        if settings != before {
+            self.store.publish(
+                state::SETTINGS_KEY,
+                state::stored_form(&settings).as_bytes(),
+            );
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
 //! `romain-testdriver`: a stand-in driver for the supervisor's tests and for
 //! trying the supervisor out without hardware. It serves a scheme that answers
-//! every open (so the heartbeat sees it alive), or exits at once; or, for the
-//! replication engine's benchmark, makes externalization events on request.
+//! every open (so the heartbeat sees it alive), or exits at once; or counts its
+//! starts in its state store; or, for the replication engine's benchmark, makes
+//! externalization events on request.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ struct Cli {
 enum Mode {
     /// Serve scheme NAME until killed.
     Serve { name: String },
+    /// Serve scheme NAME as `serve` does, having counted this start in the
+    /// driver's state store (key `starts`); reading a handle gives `starts=<n>`.
+    Remember { name: String },
     /// Exit at once with CODE, like a driver that fails at start-up.
     Exit { code: u8 },
     /// Serve scheme NAME, where writing `<kind> <count>` to a handle makes `count`
@@ -62,6 +66,8 @@ fn parse_hex(text: &str) -> std::result::Result<u64, String> {
 #[derive(Default)]
 struct Alive {
     opened: usize,
+    /// `remember`: the starts counted, this one included.
+    starts: Option<u64>,
     #[cfg(target_os = "linux")]
     events: Option<events::Events>,
 }
@@ -84,6 +90,23 @@ impl SchemeSync for Alive {
             number: self.opened,
             flags: NewFdFlags::empty(),
         })
+    }
+
+    fn read(
+        &mut self,
+        _id: usize,
+        buf: &mut [u8],
+        offset: u64,
+        _fcntl: u32,
+        _ctx: &CallerCtx,
+    ) -> Result<usize> {
+        // Without `remember` there is nothing to read: the request is wrong,
+        // the handle is not (tests tell a live driver by this answer).
+        let starts = self
+            .starts
+            .ok_or(syscall::error::Error::new(syscall::error::EINVAL))?;
+        let text = format!("starts={starts}\n");
+        Ok(scheme_runtime::copy_at_offset(text.as_bytes(), offset, buf))
     }
 
     #[cfg(target_os = "linux")]
@@ -109,6 +132,13 @@ fn main() -> ExitCode {
     scheme_runtime::logging::init();
     let served = match Cli::parse().command {
         Mode::Serve { name } => scheme_runtime::serve(&name, &mut Alive::default()),
+        Mode::Remember { name } => {
+            let mut alive = Alive {
+                starts: Some(count_start()),
+                ..Alive::default()
+            };
+            scheme_runtime::serve(&name, &mut alive)
+        }
         Mode::Exit { code } => {
             log::info!("exiting with {code}, as told");
             return ExitCode::from(code);
@@ -139,6 +169,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Adds this start to the count in the state store; a store that cannot be
+/// read counts from nothing, as a driver's first start does.
+fn count_start() -> u64 {
+    let store = scheme_runtime::StateStore::from_env();
+    let before = store
+        .restore("starts")
+        .and_then(|value| String::from_utf8(value).ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let starts = before + 1;
+    store.publish("starts", starts.to_string().as_bytes());
+    log::info!("start {starts}");
+    starts
 }
 
 #[cfg(target_os = "linux")]

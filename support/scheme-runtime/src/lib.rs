@@ -11,7 +11,9 @@
 //!   (`SCM_CREDENTIALS`).
 //!
 //! Clients open `name:path` or `/scheme/name/path` with [`Handle::open`] on both
-//! platforms. Everything above this crate (request parsing, policy, voting, the
+//! platforms. A handle whose server died (a driver that crashed and was
+//! restarted) fails with `ESTALE`; [`Handle::reopen`] opens its path again once
+//! the successor serves ([`open_when_served`]). Everything above this crate (request parsing, policy, voting, the
 //! drivers) is platform-neutral and tested on Linux.
 //!
 //! A daemon started as a replica (see [`replicated`]) serves its scheme to the
@@ -25,7 +27,9 @@ mod mapping;
 pub mod path;
 mod perform;
 mod readiness;
+mod reopen;
 pub mod replicated;
+pub mod state_store;
 mod text;
 
 #[cfg(target_os = "linux")]
@@ -40,7 +44,9 @@ pub use errno::{errno_name, io_error};
 pub use mapping::Mapping;
 pub use path::SchemePath;
 pub use readiness::Caller;
+pub use reopen::open_when_served;
 pub use replicated::REPLICA_CHANNEL_ENV;
+pub use state_store::StateStore;
 pub use text::copy_at_offset;
 
 #[cfg(target_os = "linux")]

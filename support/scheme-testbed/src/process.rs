@@ -25,14 +25,7 @@ impl DaemonProcess {
             unique()
         ));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new(testbed_exe)
-            .arg("serve")
-            .env(SCHEME_DIR_ENV, &dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .spawn()?;
+        let child = Self::spawn_server(testbed_exe, &dir)?;
         let daemon = Self {
             child,
             dir,
@@ -40,6 +33,31 @@ impl DaemonProcess {
         };
         daemon.wait_until_served(Duration::from_secs(10))?;
         Ok(daemon)
+    }
+
+    fn spawn_server(testbed_exe: &Path, dir: &Path) -> io::Result<Child> {
+        Command::new(testbed_exe)
+            .arg("serve")
+            .env(SCHEME_DIR_ENV, dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .spawn()
+    }
+
+    /// Kills the daemon (SIGKILL, as a crash) and waits until it has ended; its
+    /// socket stays behind, as a crashed driver's does.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(drop)
+    }
+
+    /// Starts a successor in the same scheme directory, as a supervisor restarts
+    /// a driver, and waits until it answers.
+    pub fn start_successor(&mut self) -> io::Result<()> {
+        self.child = Self::spawn_server(&self.testbed_exe, &self.dir)?;
+        self.wait_until_served(Duration::from_secs(10))
     }
 
     fn wait_until_served(&self, limit: Duration) -> io::Result<()> {

@@ -419,3 +419,57 @@ fn a_second_daemon_for_the_same_scheme_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("already served"), "{stderr}");
 }
+
+/// Linux's `ESTALE`, as clients on the host see it (Redox numbers it alike).
+const ESTALE: i32 = 116;
+
+#[test]
+fn a_handle_whose_server_died_is_stale_once_and_reopens_on_the_successor() {
+    let mut daemon = start();
+    let mut handle = daemon.open("testbed:queue/restart", O_RDWR).unwrap();
+    handle.write(b"before").unwrap();
+    std::thread::scope(|scope| {
+        // A request in flight when the server dies fails once, cleanly.
+        let parked = daemon.open("testbed:queue/parked", O_RDWR).unwrap();
+        let reader = scope.spawn(move || errno(parked.read(&mut [0u8; 8])));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!reader.is_finished(), "the read had nothing to return");
+        daemon.kill().unwrap();
+        assert_eq!(reader.join().unwrap(), ESTALE, "the parked read");
+    });
+    assert_eq!(errno(handle.write(b"lost")), ESTALE);
+    assert_eq!(errno(handle.read(&mut [0u8; 8])), ESTALE);
+
+    std::thread::scope(|scope| {
+        let reopened = scope.spawn(|| {
+            let started = Instant::now();
+            handle
+                .reopen(Duration::from_secs(10))
+                .map(|()| started.elapsed())
+        });
+        // The reopen waits for the successor rather than failing at once.
+        std::thread::sleep(Duration::from_millis(100));
+        daemon.start_successor().unwrap();
+        let waited = reopened.join().unwrap().expect("reopened");
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    });
+    // The same path, on the successor: a fresh queue, working as ever.
+    handle.write(b"after").unwrap();
+    let mut buf = [0u8; 16];
+    let n = handle.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"after");
+}
+
+#[test]
+fn reopening_a_scheme_that_does_not_come_back_gives_up_after_the_wait() {
+    let mut daemon = start();
+    let mut handle = daemon.open("testbed:queue/gone", O_RDWR).unwrap();
+    daemon.kill().unwrap();
+    let started = Instant::now();
+    assert_eq!(errno(handle.reopen(Duration::from_millis(200))), ENODEV);
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(200)..Duration::from_secs(5)).contains(&waited),
+        "{waited:?}"
+    );
+}

@@ -74,9 +74,12 @@ pub fn write(contents: &Contents, out: &Path) -> Result<()> {
     // One daemon per line: its name, then its arguments (which hold no spaces).
     let daemons = contents.programs.iter().filter_map(|p| match p.purpose {
         Purpose::Daemon(args) => Some([&[p.name.as_str()], args].concat().join(" ")),
-        Purpose::Test | Purpose::Bench | Purpose::Campaign | Purpose::Driver | Purpose::Helper => {
-            None
-        }
+        Purpose::Test
+        | Purpose::Bench
+        | Purpose::Campaign
+        | Purpose::RestartBench
+        | Purpose::Driver
+        | Purpose::Helper => None,
     });
     archive.file("etc/guest/daemons", 0o644, lines(daemons).as_bytes())?;
     let runs = contents.programs.iter().filter(|p| p.purpose.is_run());

@@ -6,3 +6,4 @@ pub mod campaign_lines;
 pub mod com2_bulk;
 pub mod guest;
 pub mod protocol;
+pub mod restart_lines;

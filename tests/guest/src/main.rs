@@ -10,6 +10,7 @@ mod pcap;
 mod programs;
 mod provision;
 mod qemu;
+mod restart_bench;
 mod results;
 mod serial_peer;
 mod tcp_load;
@@ -33,6 +34,7 @@ use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS};
 use crate::campaign::{CampaignLoad, CampaignPlan};
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
 use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
+use crate::restart_bench::{RestartLoad, RestartPlan};
 use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
 use crate::serial_peer::Exchange;
 use crate::tcp_load::TcpLoad;
@@ -93,9 +95,10 @@ struct Cli {
     /// Campaign: faults per group size
     #[arg(long, global = true, default_value_t = 1000)]
     faults: usize,
-    /// Campaign: group sizes (1 to 3), each with --faults faults
-    #[arg(long, global = true, value_delimiter = ',', default_value = "1,2,3")]
-    replicas: Vec<usize>,
+    /// Group sizes: a campaign's (1 to 3, each with --faults faults; default 1,2,3)
+    /// or the restart benchmark's (default 1,3)
+    #[arg(long, global = true, value_delimiter = ',')]
+    replicas: Option<Vec<usize>>,
     /// Campaign: seed of the fault sequence (the same seed replays the same faults)
     #[arg(long, global = true, default_value_t = 1)]
     seed: u64,
@@ -104,6 +107,19 @@ struct Cli {
     /// the driver's 100 us ticks, and no fault-free replica was seen caught)
     #[arg(long, global = true, default_value_t = 500, value_name = "MS")]
     watchdog_ms: u32,
+    /// Restart benchmark: seconds the host streams into the guest per row
+    #[arg(long, global = true, default_value_t = 32, value_name = "SECS")]
+    window: u64,
+    /// Restart benchmark: kill intervals in seconds, a row each (every group size
+    /// also gets a row without kills)
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16",
+        value_name = "SECS"
+    )]
+    kill_every: Vec<u64>,
     /// Campaign: where the CSV and the plot go
     #[arg(long, global = true, default_value = "target/campaign/e1000")]
     out: PathBuf,
@@ -123,6 +139,12 @@ enum Mode {
     /// load: seeded faults one at a time, each classified; prints a table and
     /// writes a CSV and a plot (what `make campaign` runs)
     Campaign,
+    /// Herder's table: our e1000 driver under romain:, alone and as 3 replicas,
+    /// killed every k seconds while the host streams into the guest; prints the
+    /// throughput lost against the same group without kills, the restarts and
+    /// romain's restart-to-serving time, beside MINIX 3's figures (what `make
+    /// bench-restart` runs)
+    BenchRestart,
 }
 
 impl Mode {
@@ -132,6 +154,7 @@ impl Mode {
             Mode::Test | Mode::Demo => Purpose::Test,
             Mode::Bench => Purpose::Bench,
             Mode::Campaign => Purpose::Campaign,
+            Mode::BenchRestart => Purpose::RestartBench,
         }
     }
 
@@ -141,7 +164,7 @@ impl Mode {
             (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
             (Mode::Demo, NetPath::ReplicatedE1000) => tcp_load::DEMO_REPLICATED_WORKLOAD,
             (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
-            (Mode::Bench | Mode::Campaign, _) => tcp_load::BENCH_WORKLOAD,
+            (Mode::Bench | Mode::Campaign | Mode::BenchRestart, _) => tcp_load::BENCH_WORKLOAD,
         }
     }
 
@@ -150,8 +173,8 @@ impl Mode {
         match self {
             Mode::Test | Mode::Demo => &OUR_DRIVER_PATHS,
             Mode::Bench => &BENCH_PATHS,
-            // The campaign runs its own load.
-            Mode::Campaign => &[],
+            // These run their own loads.
+            Mode::Campaign | Mode::BenchRestart => &[],
         }
     }
 }
@@ -252,7 +275,7 @@ fn run(cli: &Cli) -> Result<Summary> {
     };
     let plan = CampaignPlan {
         faults: cli.faults,
-        replicas: cli.replicas.clone(),
+        replicas: cli.replicas.clone().unwrap_or_else(|| vec![1, 2, 3]),
         seed: cli.seed,
         watchdog_ms: cli.watchdog_ms,
     };
@@ -260,9 +283,19 @@ fn run(cli: &Cli) -> Result<Summary> {
         Mode::Campaign => Some(CampaignLoad::start(&plan)?),
         _ => None,
     };
-    let (tcp_params, tcp_port) = match &campaign {
-        Some(campaign) => (campaign.kernel_params(&plan), campaign.port()),
-        None => (tcp.kernel_params(tcp_paths), tcp.port()),
+    let restart_plan = RestartPlan {
+        window: Duration::from_secs(cli.window),
+        kill_every: cli.kill_every.clone(),
+        replicas: cli.replicas.clone().unwrap_or_else(|| vec![1, 3]),
+    };
+    let restart = match mode {
+        Mode::BenchRestart => Some(RestartLoad::start(&restart_plan)?),
+        _ => None,
+    };
+    let (tcp_params, tcp_port) = match (&campaign, &restart) {
+        (Some(campaign), _) => (campaign.kernel_params(&plan), campaign.port()),
+        (None, Some(restart)) => (restart.kernel_params(&restart_plan), restart.port()),
+        (None, None) => (tcp.kernel_params(tcp_paths), tcp.port()),
     };
     let config = BootConfig {
         kernel: kernel.vmlinuz,
@@ -296,15 +329,17 @@ fn run(cli: &Cli) -> Result<Summary> {
         Duration::from_secs(cli.timeout),
         com2_script,
         |line: &str| {
-            match &campaign {
-                Some(campaign) => campaign.observe(line),
-                None => tcp.observe(line),
+            match (&campaign, &restart) {
+                (Some(campaign), _) => campaign.observe(line),
+                (None, Some(restart)) => restart.observe(line),
+                (None, None) => tcp.observe(line),
             }
             flood.observe(line);
             show_line(line)
         },
     )?;
     let tallies = campaign.map(CampaignLoad::finish);
+    let streams = restart.map(RestartLoad::finish);
     let mut tcp_reports = tcp.finish();
     log::info!("the UDP flood sent {} datagrams", flood.finish());
     match boot.ending {
@@ -364,6 +399,11 @@ fn run(cli: &Cli) -> Result<Summary> {
     if let Some(tallies) = &tallies {
         checks.extend(campaign::report(&plan, &boot.console, tallies, &cli.out));
     }
+    if let Some(streams) = &streams {
+        let (lines, restart_checks) = restart_bench::report(&restart_plan, &boot.console, streams);
+        tcp_lines.extend(lines);
+        checks.extend(restart_checks);
+    }
     if cli.mode == Mode::Bench {
         let settings = baseline::Settings {
             workspace: &workspace,
@@ -409,7 +449,9 @@ fn run(cli: &Cli) -> Result<Summary> {
 fn prepare_run_dir(guest_dir: &Path, keep: bool) -> Result<PathBuf> {
     let dir = if keep {
         let seconds = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        guest_dir.join("runs").join(format!("run-{seconds}"))
+        // Runs started in the same second by two harnesses stay apart.
+        let pid = std::process::id();
+        guest_dir.join("runs").join(format!("run-{seconds}-{pid}"))
     } else {
         guest_dir.join("last-run")
     };

@@ -30,6 +30,9 @@ pub enum Purpose {
     /// Run in a fault campaign instead of the tests; prints `romain-campaign` lines,
     /// result lines and one `guest:` summary.
     Campaign,
+    /// Run in a restart benchmark (Herder's table) instead of the tests; prints
+    /// `restart-bench` lines, result lines and one `guest:` summary.
+    RestartBench,
     /// A driver the programs start and stop themselves (under the driver's uid, in the
     /// modes they test); /init only puts it into /bin.
     Driver,
@@ -117,9 +120,14 @@ pub const GUEST_PROGRAMS: &[GuestProgram] = &[
         bin: "guest-tcp",
         purpose: Purpose::Campaign,
     },
+    GuestProgram {
+        package: "guest-harness",
+        bin: "guest-tcp",
+        purpose: Purpose::RestartBench,
+    },
 ];
 
-/// The programs a run of `purpose` (tests, benchmarks or a campaign) needs: the daemons, the drivers
+/// The programs a run of `purpose` (tests, benchmarks, a campaign) needs: the daemons, the drivers
 /// and helpers programs start, and its own.
 pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram> {
     programs
@@ -132,7 +140,10 @@ pub fn for_run(programs: &[GuestProgram], purpose: Purpose) -> Vec<GuestProgram>
 impl Purpose {
     /// /init runs the program to its end (a test or benchmark program).
     pub fn is_run(&self) -> bool {
-        matches!(self, Purpose::Test | Purpose::Bench | Purpose::Campaign)
+        matches!(
+            self,
+            Purpose::Test | Purpose::Bench | Purpose::Campaign | Purpose::RestartBench
+        )
     }
 
     /// /init starts the program before the others, and it must outlive them.

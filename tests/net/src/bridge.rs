@@ -1,20 +1,32 @@
 //! The TAP bridge: the guest's own network stack on a TAP device, its frames carried
 //! both ways through a NIC served as a scheme. It sleeps in poll(2) on the TAP
 //! device, the NIC's event descriptor and a signal descriptor; nothing spins.
+//!
+//! The NIC's driver may die and be restarted by its supervisor: the NIC's
+//! handles then fail with `ESTALE`, and the bridge opens them again on the
+//! successor and goes on, as MINIX 3's network server reopened a restarted
+//! driver. Frames in flight are lost on the way; TCP sends them again.
 
 use std::io;
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
-use crate::nic::Nic;
+use crate::nic::{server_gone, Nic};
 use crate::relay::{pump, BridgeCounters, Pumped};
 use crate::tap::Tap;
 
 /// The line a bridge prints once frames flow: `tap-bridge relaying <details>`.
 pub const RELAYING: &str = "tap-bridge relaying";
+/// How long the bridge waits for a restarted driver to serve again before it
+/// gives up; a supervisor backing off a driver that keeps failing waits up to
+/// minutes.
+const REOPEN_LIMIT: Duration = Duration::from_secs(300);
+/// How long one reopen attempt waits before the bridge looks for a stop signal.
+const REOPEN_SLICE: Duration = Duration::from_millis(500);
 /// A frame from the NIC is at most this long (header and MTU 1500, no check sequence).
 const NIC_FRAME_MAX: usize = 1514;
 /// The TAP device hands over whatever the stack sends; anything over
@@ -39,51 +51,104 @@ impl Bridge {
         }
     }
 
-    /// Relays until a signal arrives on `stop`; returns what went each way. Any
-    /// error of either device ends it.
+    /// Relays until a signal arrives on `stop`; returns what went each way. A
+    /// NIC whose driver was restarted is opened again; any other error of
+    /// either device ends it.
     pub fn run(&mut self, stop: &SignalFd) -> io::Result<BridgeCounters> {
         let mut nic_buf = vec![0; NIC_FRAME_MAX];
         let mut tap_buf = vec![0; TAP_FRAME_MAX];
         // Frames may have arrived before the bridge registered for events.
         let mut nic_pending = true;
         loop {
-            let timeout = if nic_pending {
-                PollTimeout::ZERO
-            } else {
-                PollTimeout::NONE
-            };
-            let [tap_ready, nic_events, stopping] =
-                wait([self.tap.as_fd(), self.nic.events(), stop.as_fd()], timeout)?;
-            if stopping {
-                return Ok(self.counters);
-            }
-            if nic_events && self.nic.take_arrivals()? {
-                nic_pending = true;
-            }
-            if nic_pending {
-                let flow = &mut self.counters.nic_to_tap;
-                let pumped = pump(
-                    &mut self.nic,
-                    &mut self.tap,
-                    &mut nic_buf,
-                    self.budget,
-                    flow,
-                )?;
-                // Drained: the next frame is a rising edge, and comes as an event.
-                nic_pending = pumped == Pumped::BudgetSpent;
-            }
-            if tap_ready {
-                let flow = &mut self.counters.tap_to_nic;
-                pump(
-                    &mut self.tap,
-                    &mut self.nic,
-                    &mut tap_buf,
-                    self.budget,
-                    flow,
-                )?;
+            match self.relay(stop, &mut nic_buf, &mut tap_buf, &mut nic_pending) {
+                Ok(Relayed::Stopped) => return Ok(self.counters),
+                Ok(Relayed::Moved) => {}
+                Err(e) if server_gone(&e) => {
+                    if !self.reopen_nic(stop)? {
+                        return Ok(self.counters);
+                    }
+                    // The new driver may have frames already.
+                    nic_pending = true;
+                }
+                Err(e) => return Err(e),
             }
         }
     }
+
+    /// Opens the NIC again once its driver serves again; false if a stop signal
+    /// came first.
+    fn reopen_nic(&mut self, stop: &SignalFd) -> io::Result<bool> {
+        let started = Instant::now();
+        log::warn!("the NIC's driver is gone; reopening it");
+        loop {
+            match self.nic.reopen(REOPEN_SLICE) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(syscall::error::ENODEV) => {
+                    let [stopping] = wait([stop.as_fd()], PollTimeout::ZERO)?;
+                    if stopping {
+                        return Ok(false);
+                    }
+                    if started.elapsed() >= REOPEN_LIMIT {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "the NIC's driver did not serve again within {} s: {e}",
+                                REOPEN_LIMIT.as_secs()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.counters.reopened += 1;
+        log::warn!(
+            "reopened the NIC after {} ms (reopen {})",
+            started.elapsed().as_millis(),
+            self.counters.reopened
+        );
+        Ok(true)
+    }
+
+    /// One wait and what it found to do.
+    fn relay(
+        &mut self,
+        stop: &SignalFd,
+        nic_buf: &mut [u8],
+        tap_buf: &mut [u8],
+        nic_pending: &mut bool,
+    ) -> io::Result<Relayed> {
+        let timeout = if *nic_pending {
+            PollTimeout::ZERO
+        } else {
+            PollTimeout::NONE
+        };
+        let [tap_ready, nic_events, stopping] =
+            wait([self.tap.as_fd(), self.nic.events(), stop.as_fd()], timeout)?;
+        if stopping {
+            return Ok(Relayed::Stopped);
+        }
+        if nic_events && self.nic.take_arrivals()? {
+            *nic_pending = true;
+        }
+        if *nic_pending {
+            let flow = &mut self.counters.nic_to_tap;
+            let pumped = pump(&mut self.nic, &mut self.tap, nic_buf, self.budget, flow)?;
+            // Drained: the next frame is a rising edge, and comes as an event.
+            *nic_pending = pumped == Pumped::BudgetSpent;
+        }
+        if tap_ready {
+            let flow = &mut self.counters.tap_to_nic;
+            pump(&mut self.tap, &mut self.nic, tap_buf, self.budget, flow)?;
+        }
+        Ok(Relayed::Moved)
+    }
+}
+
+/// What one [`Bridge::relay`] did.
+enum Relayed {
+    Moved,
+    Stopped,
 }
 
 /// Which of `fds` have something to read (or an error or hang-up to report).

@@ -6,7 +6,8 @@
 //!
 //! Modules: [`paths`] (what is measured), [`protocol`] (the service's lines and the
 //! console announcement), [`pattern`] (the bytes transfers carry), [`echo`] (the
-//! service), [`load`] (the client), [`relay`] (moving counted frames), [`tap`] and
+//! service), [`load`] (the client), [`stream`] (a timed bulk stream into the guest,
+//! both ends), [`relay`] (moving counted frames), [`tap`] and
 //! [`nic`] (the two ports), [`bridge`] (the relay loop), [`ipconfig`] (addresses and
 //! routes), [`child`] (helper processes a guest program starts and stops).
 
@@ -20,4 +21,5 @@ pub mod paths;
 pub mod pattern;
 pub mod protocol;
 pub mod relay;
+pub mod stream;
 pub mod tap;

@@ -1,6 +1,7 @@
 //! The host's load on the echo service, through QEMU's port forward: timed round
 //! trips of small messages, each one checked, and bulk transfers both ways whose
-//! checksums must agree. Any difference or failure is an error: the load allows none.
+//! checksums must agree, and a timed stream into the guest ([`crate::stream`]). Any
+//! difference or failure is an error: the load allows none.
 
 use std::fmt;
 use std::io::{self, BufReader, Read, Write};
@@ -9,13 +10,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{setsockopt, sockopt};
+
 use crate::pattern::{pattern_checksum, Pattern};
 use crate::protocol::{parse_banner, parse_checksum_line, read_line, write_line, Command, BYE};
+use crate::stream::{parse_received_line, stream_command};
 
 /// Bytes moved per read or write.
 const CHUNK: usize = 64 << 10;
 /// Pause between attempts to reach a service that does not answer yet.
 const RETRY: Duration = Duration::from_millis(100);
+/// A stream's write gives up this soon when the path stalls, so the window ends on
+/// time.
+const STREAM_WRITE_SLICE: Duration = Duration::from_millis(100);
+/// A stream's send buffer: a few round trips' worth, where Linux grows it to
+/// megabytes, which would take the slowest path (the replicated driver) half a
+/// minute to drain after each window.
+const STREAM_SEND_BUFFER: usize = 64 << 10;
 /// Seeds of the transfers' patterns; the round trips use their index.
 const UPLOAD_SEED: u64 = 1 << 32;
 const DOWNLOAD_SEED: u64 = (1 << 32) + 1;
@@ -281,6 +292,63 @@ impl Client {
         Ok(Transfer { bytes, elapsed })
     }
 
+    /// Streams pattern `seed` to a [`stream`](crate::stream) receiver for `window`,
+    /// then closes and compares the receiver's count and checksum with what was
+    /// sent. The window is kept even when the path stalls (a driver being
+    /// restarted): writes are short-timed and retried until it ends.
+    pub fn stream_for(&self, window: Duration, seed: u64) -> Result<Transfer, String> {
+        let (mut reader, mut writer) = self.start_with(&stream_command(seed))?;
+        writer
+            .set_write_timeout(Some(STREAM_WRITE_SLICE))
+            .map_err(|e| self.failed("setting the write timeout", e))?;
+        setsockopt(&writer, sockopt::SndBuf, &STREAM_SEND_BUFFER)
+            .map_err(|e| self.failed("bounding the send buffer", e.into()))?;
+        let pattern = Pattern::new(seed);
+        let mut hasher = crc32fast::Hasher::new();
+        let mut chunk = vec![0; CHUNK];
+        let (mut offset, mut pending) = (0u64, 0..0);
+        let started = Instant::now();
+        while started.elapsed() < window {
+            if pending.is_empty() {
+                pattern.fill(offset, &mut chunk);
+                pending = 0..CHUNK;
+            }
+            match writer.write(&chunk[pending.clone()]) {
+                Ok(0) => {
+                    return Err(format!(
+                        "{}: the receiver closed at byte {offset}",
+                        self.label
+                    ))
+                }
+                Ok(n) => {
+                    hasher.update(&chunk[pending.start..pending.start + n]);
+                    pending.start += n;
+                    offset += n as u64;
+                }
+                Err(e) if is_retryable(&e) => {}
+                Err(e) => return Err(self.failed(&format!("sending at byte {offset}"), e)),
+            }
+        }
+        let elapsed = started.elapsed();
+        writer
+            .shutdown(Shutdown::Write)
+            .map_err(|e| self.failed("closing", e))?;
+        let line = read_line(&mut reader).map_err(|e| self.failed("waiting for the count", e))?;
+        let (bytes, theirs) =
+            parse_received_line(&line).map_err(|why| format!("{}: {why}", self.label))?;
+        if bytes != offset {
+            return Err(format!(
+                "{}: {offset} bytes sent, the receiver counts {bytes}",
+                self.label
+            ));
+        }
+        self.compare_checksums("sent", hasher.finalize(), theirs)?;
+        Ok(Transfer {
+            bytes: offset,
+            elapsed,
+        })
+    }
+
     /// Tells the service to end.
     pub fn quit(&self) -> Result<(), String> {
         let (mut reader, _writer) = self.start(Command::Quit)?;
@@ -295,6 +363,11 @@ impl Client {
     /// `command`. Retries while the service is not up yet: QEMU's port forward
     /// accepts at once and closes again when nothing listens in the guest.
     fn start(&self, command: Command) -> Result<Connection, String> {
+        self.start_with(&command.to_string())
+    }
+
+    /// [`Client::start`] with a command line of any kind.
+    fn start_with(&self, command: &str) -> Result<Connection, String> {
         let deadline = Instant::now() + self.startup;
         let (reader, mut writer) = loop {
             match self.greeted() {
@@ -312,7 +385,7 @@ impl Client {
                 }
             }
         };
-        write_line(&mut writer, &command.to_string())
+        write_line(&mut writer, command)
             .map_err(|e| self.failed(&format!("sending {command}"), e))?;
         Ok((reader, writer))
     }
@@ -370,6 +443,14 @@ impl Client {
     fn failed(&self, what: &str, error: io::Error) -> String {
         format!("{}: {what}: {error}", self.label)
     }
+}
+
+/// A write that timed out or was interrupted moved nothing and may be tried again.
+fn is_retryable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {

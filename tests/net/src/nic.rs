@@ -10,10 +10,15 @@
 //! runtime re-asks `fevent` after every round, so the round that answered "would
 //! block" saw no frame, and a frame that arrives later is a rising edge whose event
 //! reaches the descriptor after that answer.
+//!
+//! When the driver serving the scheme dies, both handles fail with `ESTALE`;
+//! [`Nic::reopen`] opens them again once the driver's successor serves (frames
+//! in flight then are lost, and TCP sends them again).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
+use std::time::Duration;
 
 use scheme_runtime::Handle;
 use syscall::flag::{EventFlags, O_NONBLOCK, O_RDONLY, O_RDWR};
@@ -43,6 +48,15 @@ impl Nic {
         Ok(Nic { receive, send })
     }
 
+    /// Opens both handles again on the scheme's new server, waiting up to `wait`
+    /// for it to serve (then `ENODEV`), and registers for arrivals again.
+    pub fn reopen(&mut self, wait: Duration) -> io::Result<()> {
+        self.receive.reopen(wait)?;
+        self.send.reopen(wait)?;
+        self.receive.fevent(EventFlags::EVENT_READ)?;
+        Ok(())
+    }
+
     /// The descriptor that becomes readable when a frame-arrival event is posted.
     pub fn events(&self) -> BorrowedFd<'_> {
         self.receive.as_fd()
@@ -52,6 +66,12 @@ impl Nic {
     pub fn take_arrivals(&self) -> io::Result<bool> {
         Ok(self.receive.take_events()?.contains(EventFlags::EVENT_READ))
     }
+}
+
+/// Whether `error` says the scheme's server is gone: its handles must be opened
+/// again ([`Nic::reopen`]).
+pub fn server_gone(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(syscall::error::ESTALE)
 }
 
 /// The NIC's address, read from `<scheme>/mac`.

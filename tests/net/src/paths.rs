@@ -33,6 +33,11 @@ pub enum NetPath {
     /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way,
     /// with a fault injected into a random replica every second: the tests' path.
     ReplicatedE1000,
+    /// Our driver alone in direct mode as a group of one under `romain:`, which
+    /// restarts it: killed every few seconds (once hung instead) while it serves,
+    /// its successor taking over the NIC and the bridge reopening it: the tests'
+    /// path for restart-only supervision.
+    RestartedE1000,
     /// Our driver as this many replicas under the replication engine, in
     /// [`REPLICATED_ACCESS`] mode, without faults: what each replica costs, for the
     /// benchmark.
@@ -67,12 +72,13 @@ impl ReplicaCount {
     }
 }
 
-/// Our driver in both access modes and replicated under faults, in the order a test
-/// run measures them.
-pub const OUR_DRIVER_PATHS: [NetPath; 3] = [
+/// Our driver in both access modes, replicated under faults and restarted under
+/// kills, in the order a test run measures them.
+pub const OUR_DRIVER_PATHS: [NetPath; 4] = [
     NetPath::OurE1000(Access::Direct),
     NetPath::OurE1000(Access::Mmio),
     NetPath::ReplicatedE1000,
+    NetPath::RestartedE1000,
 ];
 
 /// Our driver as 1, 2 and 3 replicas without faults, in the order a benchmark run
@@ -84,10 +90,11 @@ pub const REPLICA_COUNT_PATHS: [NetPath; 3] = [
 ];
 
 /// Every path there is, for parsing labels.
-const ALL_PATHS: [NetPath; 7] = [
+const ALL_PATHS: [NetPath; 8] = [
     OUR_DRIVER_PATHS[0],
     OUR_DRIVER_PATHS[1],
     OUR_DRIVER_PATHS[2],
+    OUR_DRIVER_PATHS[3],
     REPLICA_COUNT_PATHS[0],
     REPLICA_COUNT_PATHS[1],
     REPLICA_COUNT_PATHS[2],
@@ -101,6 +108,7 @@ impl NetPath {
             NetPath::OurE1000(Access::Direct) => "e1000-direct",
             NetPath::OurE1000(Access::Mmio) => "e1000-mmio",
             NetPath::ReplicatedE1000 => "e1000-replicated",
+            NetPath::RestartedE1000 => "e1000-restarted",
             NetPath::ReplicaCountE1000(count) => [
                 "e1000-replicated-1",
                 "e1000-replicated-2",
@@ -116,6 +124,7 @@ impl NetPath {
             NetPath::OurE1000(Access::Direct) => "our e1000, BAR mapped (direct)",
             NetPath::OurE1000(Access::Mmio) => "our e1000, through mmio:",
             NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
+            NetPath::RestartedE1000 => "our e1000 under romain, killed",
             NetPath::ReplicaCountE1000(count) => [
                 "our e1000, 1 replica (engine)",
                 "our e1000, 2 replicas (engine)",
@@ -159,7 +168,12 @@ mod tests {
         }
         assert_eq!(
             OUR_DRIVER_PATHS.map(|p| p.to_string()),
-            ["e1000-direct", "e1000-mmio", "e1000-replicated"]
+            [
+                "e1000-direct",
+                "e1000-mmio",
+                "e1000-replicated",
+                "e1000-restarted"
+            ]
         );
         assert_eq!(
             REPLICA_COUNT_PATHS.map(|p| p.to_string()),

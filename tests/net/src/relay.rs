@@ -68,6 +68,8 @@ pub fn pump(
 pub struct BridgeCounters {
     pub nic_to_tap: Flow,
     pub tap_to_nic: Flow,
+    /// Times the NIC was opened again after its driver was restarted.
+    pub reopened: u64,
 }
 
 /// The first words of the line a bridge prints when it stops.
@@ -82,6 +84,14 @@ impl BridgeCounters {
         for pair in line.trim_end().strip_prefix(COUNTERS)?.split_whitespace() {
             let (key, value) = pair.split_once('=')?;
             let value: u64 = value.parse().ok()?;
+            if key == "nic.reopened" {
+                if seen & 1 << 6 != 0 {
+                    return None;
+                }
+                seen |= 1 << 6;
+                counters.reopened = value;
+                continue;
+            }
             let (direction, field) = key.split_once('.')?;
             let (flow, first_bit) = match direction {
                 "nic_to_tap" => (&mut counters.nic_to_tap, 0),
@@ -101,7 +111,7 @@ impl BridgeCounters {
             seen |= bit;
             *counter = value;
         }
-        (seen == 0b11_1111).then_some(counters)
+        (seen == 0b111_1111).then_some(counters)
     }
 }
 
@@ -118,7 +128,7 @@ impl fmt::Display for BridgeCounters {
                 flow.frames, flow.bytes, flow.dropped
             )?;
         }
-        Ok(())
+        write!(f, " nic.reopened={}", self.reopened)
     }
 }
 
@@ -230,18 +240,21 @@ mod tests {
                 bytes: 5,
                 dropped: 6,
             },
+            reopened: 7,
         };
         let line = counters.to_string();
         assert_eq!(
             line,
             "tap-bridge counters nic_to_tap.frames=1 nic_to_tap.bytes=2 nic_to_tap.dropped=3 \
-             tap_to_nic.frames=4 tap_to_nic.bytes=5 tap_to_nic.dropped=6"
+             tap_to_nic.frames=4 tap_to_nic.bytes=5 tap_to_nic.dropped=6 nic.reopened=7"
         );
         assert_eq!(BridgeCounters::parse(&line), Some(counters));
         let short = line.replace(" tap_to_nic.dropped=6", "");
         assert_eq!(BridgeCounters::parse(&short), None);
         let twice = line.replace("tap_to_nic.dropped=6", "tap_to_nic.frames=4");
         assert_eq!(BridgeCounters::parse(&twice), None);
+        let reopened_twice = format!("{line} nic.reopened=7");
+        assert_eq!(BridgeCounters::parse(&reopened_twice), None);
         let unknown = line.replace("nic_to_tap.bytes", "nic_to_tap.octets");
         assert_eq!(BridgeCounters::parse(&unknown), None);
         assert_eq!(BridgeCounters::parse("tap-bridge relaying"), None);

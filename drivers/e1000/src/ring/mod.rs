@@ -32,6 +32,11 @@ const fn buffers_offset(slots: u16) -> usize {
     (slots as usize * DESCRIPTOR_LEN).next_multiple_of(BUFFER_LEN)
 }
 
+/// `value` (a head or tail register) as a descriptor index of a ring of `slots`.
+fn index_in(value: u32, slots: u16) -> Option<u16> {
+    u16::try_from(value).ok().filter(|&index| index < slots)
+}
+
 /// The layout of one ring in its DMA region.
 struct RingMemory {
     memory: Box<dyn DmaMemory>,
@@ -40,6 +45,30 @@ struct RingMemory {
 
 impl RingMemory {
     fn new(memory: Box<dyn DmaMemory>, slots: u16) -> io::Result<Self> {
+        Self::check(&*memory, slots)?;
+        Ok(Self { memory, slots })
+    }
+
+    /// The ring a predecessor laid out in `memory`, if every descriptor still
+    /// points at its own buffer; the memory back if not.
+    fn laid_out(memory: Box<dyn DmaMemory>, slots: u16) -> Result<Self, Box<dyn DmaMemory>> {
+        if Self::check(&*memory, slots).is_err() {
+            return Err(memory);
+        }
+        let ring = Self { memory, slots };
+        let intact = (0..slots).all(|index| {
+            // Both kinds of legacy descriptor start with their buffer's address.
+            // SAFETY: the descriptor lies inside the ring, 16-byte aligned.
+            let buffer = unsafe { ring.descriptor::<u64>(index).read_volatile() };
+            buffer == ring.buffer_bus_addr(index)
+        });
+        match intact {
+            true => Ok(ring),
+            false => Err(ring.memory),
+        }
+    }
+
+    fn check(memory: &dyn DmaMemory, slots: u16) -> io::Result<()> {
         let invalid = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
         // RDLEN/TDLEN must be a multiple of 128 bytes (8 descriptors).
         if slots < 8 || !slots.is_multiple_of(8) {
@@ -60,7 +89,7 @@ impl RingMemory {
                 memory.bus_addr()
             ));
         }
-        Ok(Self { memory, slots })
+        Ok(())
     }
 
     fn ring_bus_addr(&self) -> u64 {

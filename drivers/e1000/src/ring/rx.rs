@@ -7,7 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{RingMemory, BUFFER_LEN};
+use super::{index_in, RingMemory, BUFFER_LEN};
 use crate::dma::DmaMemory;
 
 /// Legacy receive descriptor (manual section 3.2.3).
@@ -74,8 +74,48 @@ impl RxRing {
         })
     }
 
+    /// Takes over a ring a predecessor left running in `memory`, which the NIC
+    /// is still using: RDH and RDT as the NIC holds them. The NIC owns the
+    /// descriptors from RDH up to RDT; the predecessor owned the rest, from RDT:
+    /// first those it consumed but had not handed back yet (status cleared), then
+    /// frames the NIC wrote back that it never took (DD set). Nothing is written.
+    /// The memory comes back if the ring is not what this driver lays out (a
+    /// descriptor that does not point at its own buffer, heads outside the ring).
+    pub fn adopt(
+        memory: Box<dyn DmaMemory>,
+        slots: u16,
+        head: u32,
+        tail: u32,
+    ) -> Result<Self, Box<dyn DmaMemory>> {
+        let (Some(head), Some(tail)) = (index_in(head, slots), index_in(tail, slots)) else {
+            return Err(memory);
+        };
+        let mut ring = Self {
+            memory: RingMemory::laid_out(memory, slots)?,
+            next: head,
+            consumed: None,
+            discarding: false,
+            dropped: 0,
+        };
+        let mut index = ring.memory.next(tail);
+        while index != head {
+            if ring.status(index).0 & STATUS_DD != 0 {
+                ring.next = index;
+                break;
+            }
+            ring.consumed = Some(index);
+            index = ring.memory.next(index);
+        }
+        Ok(ring)
+    }
+
     pub fn bus_addr(&self) -> u64 {
         self.memory.ring_bus_addr()
+    }
+
+    /// The memory back, for a ring laid out anew.
+    pub fn into_memory(self) -> Box<dyn DmaMemory> {
+        self.memory.memory
     }
 
     /// RDLEN.
@@ -267,6 +307,60 @@ mod tests {
         assert_eq!(buf[0], 4, "the first good frame");
         assert_eq!(ring.dropped(), 2);
         assert_eq!(ring.take_tail_update(), Some(3));
+    }
+
+    #[test]
+    fn an_adopted_ring_goes_on_where_its_predecessor_stopped() {
+        let (mut first, dma) = ring();
+        let mut buf = [0; 64];
+        // Frames 1 and 2 taken and handed back, 3 taken but not handed back when
+        // the predecessor died, 4 and 5 written back and never taken.
+        for (index, byte) in (0..5).zip(1..) {
+            arrive(&first, &dma, index, &frame(byte), DD | EOP, 0);
+        }
+        first.take(&mut buf).unwrap();
+        first.take(&mut buf).unwrap();
+        assert_eq!(first.take_tail_update(), Some(1));
+        first.take(&mut buf).unwrap();
+        let memory = dma.alias(first.bus_addr());
+        drop(first);
+
+        let mut ring = RxRing::adopt(memory, SLOTS, 5, 1)
+            .ok()
+            .expect("a ring laid out as ours");
+        for byte in [4, 5] {
+            assert_eq!(ring.take(&mut buf).map(|r| r.len), Some(60));
+            assert_eq!(buf[0], byte);
+        }
+        assert_eq!(ring.take(&mut buf), None);
+        assert_eq!(
+            ring.take_tail_update(),
+            Some(4),
+            "the descriptor it consumed is handed back too"
+        );
+    }
+
+    #[test]
+    fn an_adopted_ring_with_nothing_pending_waits_at_the_head() {
+        let (first, dma) = ring();
+        let memory = dma.alias(first.bus_addr());
+        let mut ring = RxRing::adopt(memory, SLOTS, 0, 7).ok().unwrap();
+        assert_eq!(ring.take_tail_update(), None);
+        arrive(&ring, &dma, 0, &frame(9), DD | EOP, 0);
+        let mut buf = [0; 64];
+        assert_eq!(ring.take(&mut buf).map(|r| r.len), Some(60));
+        assert_eq!(buf[0], 9);
+    }
+
+    #[test]
+    fn memory_not_laid_out_as_a_ring_or_heads_outside_it_are_not_adopted() {
+        let dma = FakeDma::new();
+        assert!(RxRing::adopt(dma.alloc(REGION_LEN), SLOTS, 0, 7).is_err());
+        let (first, dma) = ring();
+        let base = first.bus_addr();
+        assert!(RxRing::adopt(dma.alias(base), SLOTS, SLOTS.into(), 7).is_err());
+        assert!(RxRing::adopt(dma.alias(base), SLOTS, 0, 8).is_err());
+        assert!(RxRing::adopt(dma.alias(base), SLOTS, 0, 7).is_ok());
     }
 
     #[test]

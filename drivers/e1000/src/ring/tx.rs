@@ -7,7 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{RingMemory, BUFFER_LEN};
+use super::{index_in, RingMemory, BUFFER_LEN};
 use crate::dma::DmaMemory;
 
 /// Legacy transmit descriptor (manual section 3.3.3).
@@ -85,6 +85,29 @@ impl TxRing {
             tail: 0,
             clean: 0,
             in_flight: 0,
+            tail_moved: false,
+        })
+    }
+
+    /// Takes over a ring a predecessor left running in `memory`, which the NIC
+    /// is still using: TDH and TDT as the NIC holds them. The frames from TDH up
+    /// to TDT are still in flight (the NIC sends them as if nothing happened);
+    /// the rest of the ring is free. Nothing is written. The memory comes back if
+    /// the ring is not what this driver lays out.
+    pub fn adopt(
+        memory: Box<dyn DmaMemory>,
+        slots: u16,
+        head: u32,
+        tail: u32,
+    ) -> Result<Self, Box<dyn DmaMemory>> {
+        let (Some(head), Some(tail)) = (index_in(head, slots), index_in(tail, slots)) else {
+            return Err(memory);
+        };
+        Ok(Self {
+            memory: RingMemory::laid_out(memory, slots)?,
+            tail,
+            clean: head,
+            in_flight: (tail + slots - head) % slots,
             tail_moved: false,
         })
     }
@@ -180,6 +203,40 @@ mod tests {
     /// The NIC sends the frame of descriptor `index`.
     fn send(ring: &TxRing, dma: &FakeDma, index: u16) -> Vec<u8> {
         consume_tx(dma, ring.bus_addr() + u64::from(index) * 16)
+    }
+
+    #[test]
+    fn an_adopted_ring_keeps_the_frames_in_flight_and_queues_after_them() {
+        let (mut first, dma) = ring();
+        for byte in 1..=3 {
+            first.push(&[byte; 60]).unwrap();
+        }
+        assert_eq!(first.take_tail_update(), Some(3));
+        // The NIC sent the first frame, then the driver died.
+        assert_eq!(send(&first, &dma, 0)[0], 1);
+        let memory = dma.alias(first.bus_addr());
+        drop(first);
+
+        let mut ring = TxRing::adopt(memory, SLOTS, 1, 3)
+            .ok()
+            .expect("a ring laid out as ours");
+        assert_eq!(ring.in_flight(), 2);
+        ring.push(&[4; 60]).unwrap();
+        assert_eq!(ring.take_tail_update(), Some(4));
+        for (index, byte) in [(1, 2), (2, 3), (3, 4)] {
+            assert_eq!(send(&ring, &dma, index)[0], byte);
+        }
+        assert_eq!(ring.reclaim(), 3);
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    #[test]
+    fn memory_not_laid_out_as_a_transmit_ring_is_not_adopted() {
+        let dma = FakeDma::new();
+        assert!(TxRing::adopt(dma.alloc(REGION_LEN), SLOTS, 0, 0).is_err());
+        let (first, dma) = ring();
+        assert!(TxRing::adopt(dma.alias(first.bus_addr()), SLOTS, 0, 9).is_err());
+        assert!(TxRing::adopt(dma.alias(first.bus_addr()), SLOTS, 2, 2).is_ok());
     }
 
     #[test]

@@ -3,13 +3,14 @@
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, MapFlags, ProtFlags};
 use nix::sys::uio::pread;
-use syscall::error::{Error, EINVAL, EMSGSIZE, ENODEV, EPIPE, EPROTO};
+use syscall::error::{Error, EINVAL, EMSGSIZE, ENODEV, EPROTO, ESTALE};
 use syscall::flag::{EventFlags, O_NONBLOCK};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
@@ -23,6 +24,15 @@ use crate::{io_error, scheme_dir, Mapping, SchemePath};
 
 fn redox_error(errno: i32) -> io::Error {
     io_error(Error::new(errno))
+}
+
+/// The error of a handle whose server closed the connection: the process that
+/// opened it is gone (crashed, killed, restarted), and no successor knows the
+/// handle. `ESTALE`, as the replication engine answers a handle from before a
+/// restart: the client did hold it and should open the path again
+/// ([`Handle::reopen`]).
+fn server_gone() -> io::Error {
+    redox_error(ESTALE)
 }
 
 /// Set once a connection answered the one-syscall exchange with `ESPIPE`: it is a
@@ -72,6 +82,16 @@ pub struct Handle {
     /// Where [exchanges](Self::exchange) lay out the request and take the reply;
     /// kept from one request to the next.
     exchange_space: RefCell<Vec<u8>>,
+    /// What [`Handle::reopen`] opens again.
+    opened_as: OpenedAs,
+}
+
+/// The scheme directory, path and flags a handle was opened with.
+#[derive(Debug, Clone)]
+struct OpenedAs {
+    dir: PathBuf,
+    path: String,
+    flags: usize,
 }
 
 impl Handle {
@@ -107,6 +127,11 @@ impl Handle {
             position: None,
             pending_events: Cell::new(0),
             exchange_space: RefCell::new(Vec::new()),
+            opened_as: OpenedAs {
+                dir: dir.to_owned(),
+                path: path.to_owned(),
+                flags,
+            },
         };
         let header = RequestHeader {
             opcode: Opcode::Open,
@@ -115,11 +140,33 @@ impl Handle {
             len: 0,
         };
         let path = Payload::Bytes(scheme_path.path.as_bytes());
-        let (reply, _) = handle.round_trip(header, &[], path, &mut [])?;
+        let (reply, _) =
+            handle
+                .round_trip(header, &[], path, &mut [])
+                .map_err(|e| match e.raw_os_error() {
+                    // There was no handle yet to be stale: the scheme went away
+                    // before it answered, as if it had not been there.
+                    Some(ESTALE) => redox_error(ENODEV),
+                    _ => e,
+                })?;
         if NewFdFlags::from_bits_truncate(reply.extra).contains(NewFdFlags::POSITIONED) {
             handle.position = Some(Cell::new(0));
         }
         Ok(handle)
+    }
+
+    /// Opens this handle's path again, with the same flags, in place of this
+    /// handle: what a client does when an operation failed with `ESTALE`, its
+    /// scheme's server having been restarted. Until `wait` has passed, a scheme
+    /// that is not served yet (`ENODEV`: the successor has not bound its
+    /// socket) is tried again, a few milliseconds apart; any other refusal is
+    /// returned at once. Registrations
+    /// made with [`Handle::fevent`] and the position are not carried over: they
+    /// belonged to the old server.
+    pub fn reopen(&mut self, wait: Duration) -> io::Result<()> {
+        let OpenedAs { dir, path, flags } = self.opened_as.clone();
+        *self = crate::reopen::open_when_served(wait, || Self::open_in(&dir, &path, flags))?;
+        Ok(())
     }
 
     /// Reads at the handle's position (or offset 0 for a stream handle).
@@ -222,7 +269,7 @@ impl Handle {
                         _ => return Err(redox_error(EPROTO)),
                     }
                 }
-                Ok(Received { len: 0, .. }) => return Err(redox_error(EPIPE)),
+                Ok(Received { len: 0, .. }) => return Err(server_gone()),
                 Ok(_) => return Err(redox_error(EPROTO)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
@@ -350,7 +397,7 @@ impl Handle {
                     EXCHANGE_REFUSED.store(true, Ordering::Relaxed);
                     return None;
                 }
-                Err(Errno::EPIPE | Errno::ECONNRESET) => return Some(Err(redox_error(EPIPE))),
+                Err(Errno::EPIPE | Errno::ECONNRESET) => return Some(Err(server_gone())),
                 // The reply did not fit, as a truncated `recvmsg`.
                 Err(Errno::EMSGSIZE) => return Some(Err(redox_error(EPROTO))),
                 Err(errno) => return Some(Err(errno.into())),
@@ -399,7 +446,7 @@ impl Handle {
         let parts = [IoSlice::new(&head[..head_len]), IoSlice::new(payload)];
         send(self.socket.as_raw_fd(), &parts, None, false).map_err(|e| match e.raw_os_error() {
             Some(nix::libc::EPIPE | nix::libc::ECONNRESET) => {
-                self.refusal().unwrap_or(redox_error(EPIPE))
+                self.refusal().unwrap_or_else(server_gone)
             }
             _ => e,
         })
@@ -436,7 +483,11 @@ impl Handle {
                 self.socket.as_raw_fd(),
                 &mut [IoSliceMut::new(&mut head), IoSliceMut::new(into)],
                 false,
-            )?;
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(nix::libc::ECONNRESET) => server_gone(),
+                _ => e,
+            })?;
             let header = response_header(&head, received.len, received.truncated)?;
             match header.kind {
                 ResponseKind::Event => self.note_event(header.status),
@@ -493,7 +544,7 @@ fn response_header(
 ) -> io::Result<ResponseHeader> {
     if len == 0 {
         // The daemon went away mid-request.
-        return Err(redox_error(EPIPE));
+        return Err(server_gone());
     }
     if len < RESPONSE_HEADER_LEN || truncated {
         return Err(redox_error(EPROTO));
@@ -533,6 +584,11 @@ mod tests {
             position: None,
             pending_events: Cell::new(0),
             exchange_space: RefCell::new(Vec::new()),
+            opened_as: OpenedAs {
+                dir: PathBuf::new(),
+                path: String::new(),
+                flags: 0,
+            },
         };
         (handle, scheme)
     }
@@ -599,7 +655,7 @@ mod tests {
                 .unwrap_err()
                 .raw_os_error()
         };
-        assert_eq!(errno(0), Some(EPIPE), "the scheme went away");
+        assert_eq!(errno(0), Some(ESTALE), "the scheme went away");
         assert_eq!(errno(RESPONSE_HEADER_LEN - 1), Some(EPROTO));
     }
 

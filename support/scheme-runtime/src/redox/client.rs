@@ -24,6 +24,8 @@ fn lib_error(error: libredox::error::Error) -> io::Error {
 pub struct Handle {
     file: File,
     event_queue: OnceCell<File>,
+    /// The path and flags [`Handle::reopen`] opens again.
+    opened_as: (String, usize),
 }
 
 impl Handle {
@@ -37,7 +39,17 @@ impl Handle {
         Ok(Self {
             file,
             event_queue: OnceCell::new(),
+            opened_as: (path.to_owned(), flags),
         })
+    }
+
+    /// Opens this handle's path again, with the same flags, in place of this
+    /// handle, once its scheme's server was restarted; a scheme not served yet
+    /// (`ENODEV`) is tried again until `wait` has passed, as on the host.
+    pub fn reopen(&mut self, wait: std::time::Duration) -> io::Result<()> {
+        let (path, flags) = self.opened_as.clone();
+        *self = crate::reopen::open_when_served(wait, || Self::open(&path, flags))?;
+        Ok(())
     }
 
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {

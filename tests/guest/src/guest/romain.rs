@@ -49,9 +49,44 @@ pub struct RegistryEntry {
     pub watchdog_ms: u32,
 }
 
+/// How `romain:` watches a driver and restarts it (the registry's heartbeat and
+/// backoff keys), where romain's defaults, MINIX 3's, will not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supervision {
+    /// A path the driver serves, opened as the liveness probe.
+    pub heartbeat: String,
+    pub period_ms: u64,
+    pub missed_periods: u32,
+    pub backoff_cap_periods: u32,
+}
+
+impl Supervision {
+    /// Watched through `heartbeat` every 100 ms, hung after a second without an
+    /// answer, and restarted at once after every kill that comes at least half a
+    /// second (5 periods, the backoff's cap) after the last: a driver that ran
+    /// that long has recovered, so even a kill a second is a first fault.
+    pub fn quick_restart(heartbeat: &str) -> Supervision {
+        Supervision {
+            heartbeat: heartbeat.to_owned(),
+            period_ms: 100,
+            missed_periods: 10,
+            backoff_cap_periods: 5,
+        }
+    }
+}
+
 impl RegistryEntry {
     /// A registry file that holds this entry alone.
     pub fn registry(&self) -> String {
+        self.table(None)
+    }
+
+    /// A registry file that holds this entry alone, supervised as `supervision` says.
+    pub fn supervised_registry(&self, supervision: &Supervision) -> String {
+        self.table(Some(supervision))
+    }
+
+    fn table(&self, supervision: Option<&Supervision>) -> String {
         let mut entry = toml::Table::new();
         entry.insert("binary".into(), self.binary.clone().into());
         entry.insert("args".into(), self.args.clone().into());
@@ -59,6 +94,17 @@ impl RegistryEntry {
         entry.insert("uid".into(), self.uid.into());
         entry.insert("gid".into(), self.gid.into());
         entry.insert("watchdog_ms".into(), self.watchdog_ms.into());
+        if let Some(supervision) = supervision {
+            entry.insert("heartbeat".into(), supervision.heartbeat.clone().into());
+            // TOML integers are i64; a period past that is no period anyone means.
+            let period = i64::try_from(supervision.period_ms).unwrap_or(i64::MAX);
+            entry.insert("period_ms".into(), period.into());
+            entry.insert("missed_periods".into(), supervision.missed_periods.into());
+            entry.insert(
+                "backoff_cap_periods".into(),
+                supervision.backoff_cap_periods.into(),
+            );
+        }
         let drivers = toml::Table::from_iter([(self.driver.clone(), entry.into())]);
         toml::Table::from_iter([("driver".to_owned(), drivers.into())]).to_string()
     }
@@ -214,5 +260,30 @@ mod tests {
         assert_eq!((spec.uid, spec.gid), (Some(1001), Some(1002)));
         assert_eq!(spec.watchdog, Some(Duration::from_millis(5000)));
         assert_eq!(registry.drivers().count(), 1);
+        assert_eq!(spec.heartbeat, None, "romain's defaults");
+    }
+
+    #[test]
+    fn a_supervised_entry_carries_its_heartbeat_and_backoff() {
+        let entry = RegistryEntry {
+            driver: "e1000".into(),
+            binary: "/bin/e1000".into(),
+            args: vec![],
+            policy: "e1000".into(),
+            uid: 1001,
+            gid: 1001,
+            watchdog_ms: 500,
+        };
+        let supervision = Supervision {
+            heartbeat: "/scheme/network.e1000".into(),
+            period_ms: 100,
+            missed_periods: 10,
+            backoff_cap_periods: 5,
+        };
+        let registry: Registry = entry.supervised_registry(&supervision).parse().unwrap();
+        let spec = registry.driver("e1000").unwrap();
+        assert_eq!(spec.heartbeat.as_deref(), Some("/scheme/network.e1000"));
+        assert_eq!(spec.period, Duration::from_millis(100));
+        assert_eq!((spec.missed_periods, spec.backoff_cap_periods), (10, 5));
     }
 }

@@ -66,7 +66,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(2);
 /// Every this many polls (50 ms) a window also looks whether the lone replica's
 /// engine or the bridge ended.
-const BRIDGE_CHECK_POLLS: u32 = 25;
+const SERVING_CHECK_POLLS: u32 = 25;
 /// The host's load starts once the service is announced.
 const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The service's deadline on one read or write: a connection the host gave up on
@@ -255,7 +255,7 @@ impl<'a> Target<'a> {
                 break;
             }
             polls += 1;
-            if polls.is_multiple_of(BRIDGE_CHECK_POLLS) {
+            if polls.is_multiple_of(SERVING_CHECK_POLLS) {
                 self.keep_serving()?;
             }
             sleep(POLL);
@@ -283,9 +283,10 @@ impl<'a> Target<'a> {
         Ok((trial, after))
     }
 
-    /// Starts again whatever ended: the lone replica's engine (it ends with its
-    /// replica, as romain's restart-only supervision would then restart it), and
-    /// the bridge once its handles went stale with a restart.
+    /// Starts the lone replica's engine again if it ended (it ends with its
+    /// replica, as romain's restart-only supervision would then restart it). The
+    /// bridge reopens the driver's scheme by itself after any restart; it must
+    /// never end.
     fn keep_serving(&mut self) -> StepResult<()> {
         let lone_replica_died = match &mut self.driver {
             Driver::Traced { engine, .. } => engine.has_ended()?,
@@ -294,11 +295,13 @@ impl<'a> Target<'a> {
         if lone_replica_died {
             log::info!("the lone replica died: starting it again");
             let _ = stop_driver(&mut self.driver);
-            let _ = self.bridge.terminate(Duration::from_secs(5));
             self.driver = start_driver(self.env, self.path)?;
             self.lone_replica_restarted = true;
         }
-        self.keep_bridge()
+        if self.bridge.has_ended()? {
+            return Err("tap-bridge ended: it did not reopen the driver's scheme".into());
+        }
+        Ok(())
     }
 
     /// What became of the group during the window that just ended.
@@ -312,21 +315,6 @@ impl<'a> Target<'a> {
             GroupFate::Serving
         };
         Ok((fate, after))
-    }
-
-    /// Starts the bridge again if it ended: a group restart makes its handles
-    /// stale, and it does not open them again by itself. While the group is still
-    /// starting, the bridge cannot open the driver's scheme yet: the next call
-    /// tries again.
-    fn keep_bridge(&mut self) -> StepResult<()> {
-        if self.bridge.has_ended()? {
-            log::info!("tap-bridge ended (its handles went stale): starting it again");
-            match start_bridge() {
-                Ok(bridge) => self.bridge = bridge,
-                Err(why) => log::warn!("tap-bridge did not start again yet: {why}"),
-            }
-        }
-        Ok(())
     }
 
     fn stop(mut self) -> StepResult<()> {

@@ -2,7 +2,8 @@
 //! service over each network path in turn for the host's load client, which QEMU's
 //! port forward lets in. Over our e1000 driver, the driver (alone, or replicated as a
 //! group of `romain:` with faults injected into its replicas, or as 1, 2 or 3
-//! replicas without faults for the benchmark) runs as the e1000 rule's
+//! replicas without faults for the benchmark, or killed every few seconds for
+//! Herder's table, `restart_bench`) runs as the e1000 rule's
 //! uid and the guest's own TCP/IP stack reaches it through `tap-bridge`; over Linux's
 //! e1000 (the baseline guest), the stack drives `eth0` itself. Prints `guest-test`
 //! lines, the `tcp-echo serving` line the host waits for, and a `guest:` summary.
@@ -10,6 +11,8 @@
 mod campaign;
 mod linux;
 mod our_driver;
+mod restart_bench;
+mod restarted;
 mod service;
 
 use std::path::PathBuf;
@@ -78,6 +81,28 @@ struct Args {
     /// Seed of the campaign's faults (the same seed replays the same faults)
     #[arg(long, env = "GUEST_CAMPAIGN_SEED", default_value_t = 1)]
     campaign_seed: u64,
+    /// Measure Herder's kill-every-k-seconds table instead of the paths: the host
+    /// streams into the guest for this many seconds per row while the driver
+    /// (under `romain:`) is killed every k seconds
+    #[arg(long, env = "GUEST_RESTART_WINDOW_S", value_name = "SECS")]
+    restart_window_s: Option<u64>,
+    /// The table's kill intervals in seconds; each group size also gets a row
+    /// without kills
+    #[arg(
+        long,
+        env = "GUEST_RESTART_KILL_EVERY",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16"
+    )]
+    restart_kill_every: Vec<u64>,
+    /// The table's group sizes, in order
+    #[arg(
+        long,
+        env = "GUEST_RESTART_REPLICAS",
+        value_delimiter = ',',
+        default_value = "1,3"
+    )]
+    restart_replicas: Vec<usize>,
 }
 
 /// Where our driver runs and how, found once per run.
@@ -93,6 +118,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut report = Report::new();
     let ours = args.campaign_faults.is_some()
+        || args.restart_window_s.is_some()
         || args.paths.iter().any(|path| *path != NetPath::LinuxE1000);
     let env = if ours {
         report.run("tcp-daemons-serving", || {
@@ -109,7 +135,15 @@ fn main() -> ExitCode {
         port: args.port,
         host_timeout: Duration::from_secs(args.host_timeout),
     };
-    if let Some(faults) = args.campaign_faults {
+    if let Some(window_s) = args.restart_window_s {
+        let plan = restart_bench::Plan {
+            window: Duration::from_secs(window_s),
+            kill_every: args.restart_kill_every.clone(),
+            replicas: args.restart_replicas.clone(),
+            port: args.port,
+        };
+        restart_bench::run(&mut report, env.as_ref(), &plan);
+    } else if let Some(faults) = args.campaign_faults {
         let plan = campaign::Plan {
             faults,
             replicas: args.campaign_replicas.clone(),

@@ -29,22 +29,23 @@ use nix::sys::signal::Signal;
 use scheme_runtime::Handle;
 use syscall::flag::O_RDONLY;
 
+use crate::restarted;
 use crate::service::{self, Settings};
 use crate::Environment;
 
 /// The driver serves network.<NAME>; the bridge uses it. Also its name in the
 /// registry.
-const DRIVER_NAME: &str = "e1000";
-const DRIVER_PROGRAM: &str = "/bin/e1000";
+pub(crate) const DRIVER_NAME: &str = "e1000";
+pub(crate) const DRIVER_PROGRAM: &str = "/bin/e1000";
 const SCHEME: &str = "network.e1000";
 const MAC_PATH: &str = "/scheme/network.e1000/mac";
 const STATUS_PATH: &str = "/scheme/network.e1000/status";
 /// Bring-up allocates two DMA buffers and configures the NIC, under the engine
 /// after it has started and traced its replicas; generous for TCG.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The driver stops on SIGTERM at once (after stopping the NIC's DMA), the engine
 /// on `down`, and romain on SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the engine may take to report its counters: it answers between two
 /// requests it serves, which a replica the watchdog waits for can hold up.
 const ENGINE_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +115,7 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
         start_bridge()
     });
     let up = bridge.as_ref().map(drop);
+    let mut faults = None;
     match path {
         NetPath::ReplicatedE1000 => {
             let group = match &driver {
@@ -128,13 +130,27 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
                 engine_ran(driver, path, count)
             });
         }
+        NetPath::RestartedE1000 => {
+            let group = match &driver {
+                Some(Driver::Supervised { group, .. }) => Some(group),
+                _ => None,
+            };
+            faults = restarted::serve_under_kills(report, path, settings, up, group);
+        }
         NetPath::OurE1000(_) | NetPath::LinuxE1000 => service::run(report, path, settings, up),
     }
-    report.run_after(
+    let counters = report.run_after(
         &step("bridge-stopped-nothing-dropped"),
         bridge.as_mut(),
         stop_bridge,
     );
+    if path == NetPath::RestartedE1000 {
+        report.run_after(
+            &step("bridge-reopened-after-every-restart"),
+            counters.zip(faults),
+            |(counters, faults)| restarted::bridge_reopened(&counters, faults),
+        );
+    }
     report.run_after(&step("driver-stopped"), driver.as_mut(), |driver| {
         log_driver_status();
         stop_driver(driver)
@@ -156,6 +172,7 @@ pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Drive
             Ok(Driver::Alone(driver))
         }
         NetPath::ReplicatedE1000 => start_group(env, REPLICAS),
+        NetPath::RestartedE1000 => restarted::start_group(env),
         NetPath::ReplicaCountE1000(count) if count.get() == 1 => start_engine(env, count),
         NetPath::ReplicaCountE1000(count) => start_group(env, count.get()),
         NetPath::LinuxE1000 => Err("Linux's e1000 is not our driver".into()),
@@ -163,7 +180,7 @@ pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Drive
 }
 
 /// The driver's command line in `access` mode.
-fn driver_args(env: &Environment, access: Access) -> Vec<String> {
+pub(crate) fn driver_args(env: &Environment, access: Access) -> Vec<String> {
     vec![
         "--pci".to_owned(),
         env.nic.to_string(),
@@ -226,7 +243,7 @@ fn start_engine(env: &Environment, count: ReplicaCount) -> StepResult<Driver> {
 }
 
 /// The driver's scheme answers.
-fn serving() -> bool {
+pub(crate) fn serving() -> bool {
     Handle::open(MAC_PATH, O_RDONLY).is_ok()
 }
 

@@ -81,7 +81,7 @@ pub fn replicated(
     command
 }
 
-fn driver_args(access: &str, run: &str, ports: PortRange) -> [String; 6] {
+pub fn driver_args(access: &str, run: &str, ports: PortRange) -> [String; 6] {
     [
         "--access".into(),
         access.into(),

@@ -5,11 +5,14 @@
 //! out through it while reading what the host answers, compare what arrived, check the
 //! driver's counters (and the engine's), and stop it. One replicated run injects
 //! faults into its replicas all the while. Then check that direct access is refused to
-//! an unprivileged user. Runs after the `mmio:` tests, which use COM2 too.
+//! an unprivileged user, and run the driver under `romain:` while a client streams
+//! through it: killed, then hung, it comes back with its line settings and the
+//! client reopens (`restarted`). Runs after the `mmio:` tests, which use COM2 too.
 //! Prints result lines, a `guest-bench` throughput line per run and a summary.
 
 mod bulk;
 mod driver;
+mod restarted;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             let direct = driver::alone(&args.driver, "direct", "direct", rule.ports, rule.uid);
             driver::refused(direct, "no port rights")
         });
+        restarted::run(&mut report, &args.driver, &rule);
     }
     if report.finish().failed == 0 {
         ExitCode::SUCCESS

@@ -1,0 +1,146 @@
+//! Kept buffers through the daemon: a driver killed with a kept buffer leaves
+//! it, contents and all, to its successor, which takes it over with
+//! `DmaBuffer::alloc_kept`; one nobody takes is freed after `--keep-ms`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use dma_scheme::{BufferFlags, DmaBuffer, KeepState};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, ForkResult, Pid};
+use syscall::error::EEXIST;
+
+/// Long enough for the test to adopt what the killed child left, short enough
+/// to wait out at the end.
+const KEEP_MS: &str = "1500";
+const KEEP: Duration = Duration::from_millis(1500);
+const SIZE: usize = 8192;
+const NAME: &str = "rx-ring";
+
+/// The forked driver, killed if the test fails before it kills it itself (the
+/// child holds the test's output pipe, so a leftover one stalls `cargo test`).
+struct Child(Option<Pid>);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+fn pattern(i: usize) -> u8 {
+    (i % 253) as u8 ^ 0xa5
+}
+
+fn bytes(buffer: &DmaBuffer) -> &[u8] {
+    // SAFETY: the buffer's own mapping, `len` bytes, written only by `fill`.
+    unsafe { std::slice::from_raw_parts(buffer.as_ptr(), buffer.len()) }
+}
+
+fn fill(buffer: &DmaBuffer) {
+    for i in 0..buffer.len() {
+        // SAFETY: within the buffer's own mapping; nothing else reads it now.
+        unsafe { buffer.as_ptr().add(i).write(pattern(i)) };
+    }
+}
+
+#[test]
+fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_does() {
+    let _daemon = common::DmaDaemon::start_with("1M", &["--keep-ms", KEEP_MS]);
+    let (ready_read, ready_write) = pipe().unwrap();
+
+    // SAFETY: the child only allocates, writes its buffer, reports and waits
+    // to be killed.
+    let child = match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            drop(ready_read);
+            // Held until the kill, as a running driver holds its rings.
+            let buffer = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME);
+            let ok = match &buffer {
+                Ok(buffer) => {
+                    fill(buffer);
+                    buffer.info().keep == KeepState::Fresh && !buffer.adopted()
+                }
+                Err(_) => false,
+            };
+            let _ = File::from(ready_write).write_all(&[u8::from(ok)]);
+            loop {
+                std::thread::park();
+            }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let mut guard = Child(Some(child));
+    drop(ready_write);
+    let mut ready = [0];
+    File::from(ready_read).read_exact(&mut ready).unwrap();
+    assert_eq!(ready, [1], "the child allocated a fresh kept buffer");
+
+    guard.0 = None;
+    kill(child, Signal::SIGKILL).unwrap();
+    assert_eq!(
+        waitpid(child, None).unwrap(),
+        WaitStatus::Signaled(child, Signal::SIGKILL, false)
+    );
+    let text = common::wait_for_status(|text| text.contains("kept_orphans=1\n"))
+        .unwrap_or_else(|text| panic!("the dead driver's buffer was not kept:\n{text}"));
+    assert!(
+        text.contains("buffers=1\nbytes=8192\n") && text.contains("quarantined=0\n"),
+        "kept, still charged, not quarantined:\n{text}"
+    );
+
+    let successor = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME).unwrap();
+    assert!(successor.adopted());
+    assert!(
+        bytes(&successor)
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == pattern(i)),
+        "the successor sees what the dead driver wrote"
+    );
+    assert!(common::status().contains("kept_orphans=0\nkept_orphan_bytes=0\nkept_adopted=1\n"));
+
+    let errno = |result: std::io::Result<DmaBuffer>| result.err().map(|e| e.raw_os_error());
+    assert_eq!(
+        errno(DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME)),
+        Some(Some(EEXIST)),
+        "one live buffer per name"
+    );
+    assert_eq!(
+        DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, "Rx Ring")
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput)
+    );
+    let plain = DmaBuffer::alloc(SIZE, BufferFlags::SHARED).unwrap();
+    assert!(!plain.adopted());
+    assert_eq!(plain.info().keep, KeepState::NotKept);
+    drop(plain);
+
+    // Closed without dying: kept as well, and freed once the keep period is
+    // over with nobody taking it.
+    drop(successor);
+    let closed = Instant::now();
+    assert!(common::status().contains("kept_orphans=1\n"));
+    let text = common::wait_for_status(|text| text.contains("kept_released=1\n"))
+        .unwrap_or_else(|text| panic!("the orphan was never freed:\n{text}"));
+    assert!(
+        closed.elapsed() >= KEEP,
+        "freed after {:?}, before its keep period",
+        closed.elapsed()
+    );
+    assert!(
+        text.contains("buffers=0\nbytes=0\n") && text.contains("kept_orphans=0\n"),
+        "{text}"
+    );
+    let fresh = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME).unwrap();
+    assert!(!fresh.adopted());
+    assert!(bytes(&fresh).iter().all(|&b| b == 0));
+}
