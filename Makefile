@@ -46,7 +46,7 @@ bench: toolchain
 	$(CARGO) run --quiet -p guest-harness -- bench --timeout 600
 	$(MAKE) bench-restart
 
-## bench-restart: Herder's table: our e1000 driver under romain:, alone and as 3 replicas, killed every 1, 2, 4, 8 and 16 s during a 32 s bulk TCP stream from the host, throughput lost against the same group without kills and romain's restart-to-serving time, beside MINIX 3's figures (about 10 minutes)
+## bench-restart: Herder's table: our e1000 driver under romain:, alone and as 3 replicas, killed every 1, 2, 4, 8 and 16 s during a 32 s bulk TCP stream from the host, throughput lost against the same group without kills and romain's restart-to-serving time, beside MINIX 3's figures (about 8 minutes)
 bench-restart: toolchain
 	$(CARGO) run --quiet -p guest-harness -- bench-restart --window 32 --kill-every 1,2,4,8,16 --replicas 1,3 --timeout 900
 

@@ -22,7 +22,7 @@ use crate::recovery::RecoveryScript;
 use crate::registry::DriverSpec;
 use crate::replica::{EngineError, KillCause, Program, Replica, ENGINE_WAIT};
 use crate::serving_time::ServingTimes;
-use crate::status::{EngineCounters, EngineReport, GroupState, GroupStatus};
+use crate::status::{EngineCounters, EngineReport, GroupState, GroupStatus, Millis};
 
 #[derive(Debug)]
 enum State {
@@ -45,6 +45,11 @@ pub struct Group {
     /// Processes started since the group was opened, counted from 1.
     generation: u64,
     serving: ServingTimes,
+    /// A driver alone with `standby` in its registry entry: the next process,
+    /// started and waiting to take over.
+    standby: Option<Replica>,
+    /// No standby is started before this (one that died waits a period).
+    standby_after: Instant,
 }
 
 /// A command the group cannot carry out.
@@ -106,6 +111,8 @@ impl Group {
             recovery: RecoveryScript::default(),
             generation: 0,
             serving: ServingTimes::default(),
+            standby: None,
+            standby_after: now,
         };
         group.launch(now);
         group
@@ -181,6 +188,7 @@ impl Group {
             repetition: self.repetition,
             generation: self.generation,
             serving: self.serving,
+            standby: self.standby.as_ref().map(Replica::pid),
             last_fault: self.last_fault.as_ref(),
             next_restart_at,
             engine: self.is_replicated().then(|| self.engine_report()),
@@ -211,7 +219,8 @@ impl Group {
         }
     }
 
-    /// One round of supervision: reap, check the heartbeat, restart when due.
+    /// One round of supervision: reap, check the heartbeat, restart when due,
+    /// keep a standby.
     pub fn poll(&mut self, now: Instant, probes: &Sender<ProbeReply>) {
         self.recovery.reap();
         self.poll_replica(now, probes);
@@ -219,6 +228,77 @@ impl Group {
             if now >= due {
                 self.restarts += 1;
                 self.launch(now);
+            }
+        }
+        self.keep_standby(now);
+    }
+
+    /// Reaps a standby that ended, and starts one once the driver serves, if
+    /// the registry asks for one. Not while the driver starts: under emulation
+    /// the two would share one processor.
+    fn keep_standby(&mut self, now: Instant) {
+        if !self.spec.standby || self.is_replicated() {
+            if let Some(standby) = self.standby.take() {
+                standby.discard();
+            }
+            return;
+        }
+        if let Some(standby) = &mut self.standby {
+            match standby.try_reap() {
+                Ok(None) => return,
+                Ok(Some(status)) => log::warn!(
+                    "{}: standby pid {} ended ({status}); another in {} ms",
+                    self.spec.name,
+                    standby.pid(),
+                    self.spec.period.as_millis()
+                ),
+                Err(e) => log::error!("{}: cannot wait for the standby: {e}", self.spec.name),
+            }
+            self.standby = None;
+            self.standby_after = now + self.spec.period;
+            return;
+        }
+        let serving = matches!(&self.state, State::Up(active) if !active.is_going_down() && active.has_served());
+        if !serving || now < self.standby_after {
+            return;
+        }
+        match Replica::spawn_standby(&self.spec, now) {
+            Ok(standby) => {
+                log::info!("{}: standby pid {} waits", self.spec.name, standby.pid());
+                self.standby = Some(standby);
+            }
+            Err(e) => {
+                log::warn!("{}: cannot start a standby: {e}", self.spec.name);
+                self.standby_after = now + self.spec.period;
+            }
+        }
+    }
+
+    /// Has the standby take over, if there is one that still waits; whether it
+    /// did.
+    fn take_over_with_standby(&mut self, now: Instant) -> bool {
+        let Some(mut standby) = self.standby.take() else {
+            return false;
+        };
+        match standby.take_over(&self.spec, now) {
+            Ok(()) => {
+                self.generation += 1;
+                log::info!(
+                    "{}: standby pid {} takes over",
+                    self.spec.name,
+                    standby.pid()
+                );
+                self.state = State::Up(standby);
+                true
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: standby pid {} cannot take over ({e}); starting afresh",
+                    self.spec.name,
+                    standby.pid()
+                );
+                standby.discard();
+                false
             }
         }
     }
@@ -229,11 +309,15 @@ impl Group {
         match &mut self.state {
             State::Up(replica) if replica.id() == reply.replica => {
                 if let Some(serving_since) = replica.record_probe(reply) {
-                    log::warn!(
-                        "PROFILE serving after start {:?}",
-                        serving_since.saturating_duration_since(replica.started())
-                    );
-                    self.serving.serving(serving_since);
+                    if let Some(took) = self.serving.serving(serving_since) {
+                        log::info!(
+                            "{}: pid {} serves, {} ms after the fault ({} ms after its start)",
+                            self.spec.name,
+                            replica.pid(),
+                            Millis(took),
+                            Millis(serving_since.saturating_duration_since(replica.started()))
+                        );
+                    }
                 }
                 true
             }
@@ -273,6 +357,9 @@ impl Group {
                 _ => Err(ControlError::NoProcess(self.state())),
             },
             Command::Down => {
+                if let Some(standby) = self.standby.take() {
+                    standby.discard();
+                }
                 match &mut self.state {
                     State::Up(replica) => replica.kill(KillCause::Down),
                     State::Backoff { .. } => {
@@ -390,8 +477,12 @@ impl Group {
         self.state = State::Backoff { due: now + delay };
     }
 
-    /// Starts the process; a failure to start is a fault like any other.
+    /// Starts the process, or has the standby take over; a failure to start is
+    /// a fault like any other.
     fn launch(&mut self, now: Instant) {
+        if !self.is_replicated() && self.take_over_with_standby(now) {
+            return;
+        }
         match Replica::spawn(&self.spec, &self.program, now) {
             Ok(replica) => {
                 self.generation += 1;

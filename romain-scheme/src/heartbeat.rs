@@ -6,9 +6,13 @@
 //! last answer or from the start, means a hang (a deadlock, an endless loop, a
 //! stopped process).
 //!
-//! The first probe goes out as the driver starts and tries again every few
-//! milliseconds while the scheme is not served yet: its answer is the moment the
-//! driver started serving, which makes a restart's restart-to-serving time.
+//! The first probe goes out as the driver starts and tries again every
+//! millisecond while the scheme is not served yet: its answer is the moment the
+//! driver started serving, which makes a restart's restart-to-serving time. A
+//! process that has not served yet has [`START_GRACE`] (or the missed periods,
+//! if longer) to do so: a replication engine starting three traced replicas
+//! under emulation takes more than a second, and a heartbeat that killed it for
+//! that would kill every successor the same way.
 //!
 //! Opening a scheme blocks until the scheme answers, on Redox as on the host, and
 //! a hung driver never answers. So each open runs on a probe thread, at most one
@@ -26,6 +30,9 @@ use syscall::error::{ECONNRESET, ENODEV, EPIPE, ESTALE};
 use syscall::flag::O_RDONLY;
 
 use crate::replica::ReplicaId;
+
+/// How long a new process may take to answer its first probe, at least.
+pub const START_GRACE: Duration = Duration::from_secs(10);
 
 /// The outcome of one probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,9 +104,7 @@ impl Heartbeat {
     }
 
     pub fn due(&self, now: Instant) -> Due {
-        if now.saturating_duration_since(self.last_answer)
-            >= self.period.saturating_mul(self.missed_periods)
-        {
+        if now.saturating_duration_since(self.last_answer) >= self.silence_allowed() {
             Due::Hung {
                 missed_periods: self.missed_periods,
             }
@@ -122,7 +127,7 @@ impl Heartbeat {
             Due::Hung { missed_periods } => Some(missed_periods),
             Due::Probe => {
                 let wait_to_serve = match self.serving_since {
-                    None => self.period.saturating_mul(self.missed_periods),
+                    None => self.silence_allowed(),
                     Some(_) => Duration::ZERO,
                 };
                 match start_probe(&self.path, replica, wait_to_serve, probes) {
@@ -134,6 +139,20 @@ impl Heartbeat {
                 None
             }
             Due::Nothing => None,
+        }
+    }
+
+    /// The driver has answered once.
+    pub fn has_served(&self) -> bool {
+        self.serving_since.is_some()
+    }
+
+    /// How long the driver may go without an answer now.
+    fn silence_allowed(&self) -> Duration {
+        let missed = self.period.saturating_mul(self.missed_periods);
+        match self.serving_since {
+            None => missed.max(START_GRACE),
+            Some(_) => missed,
         }
     }
 
@@ -248,8 +267,9 @@ mod tests {
         heartbeat.probing = true;
         assert_eq!(heartbeat.record(false, start + ms(250)), None);
         assert!(!heartbeat.probing);
+        assert_eq!(heartbeat.due(start + ms(300)), Due::Probe, "still starting");
         assert_eq!(
-            heartbeat.due(start + ms(300)),
+            heartbeat.due(start + START_GRACE),
             Due::Hung { missed_periods: 3 }
         );
 
@@ -266,13 +286,23 @@ mod tests {
     }
 
     #[test]
-    fn a_driver_that_never_serves_is_hung_after_the_missed_periods() {
+    fn a_driver_that_never_serves_is_hung_after_the_start_grace() {
         let start = Instant::now();
-        let heartbeat = Heartbeat::new("drv:", PERIOD, 2, start);
+        let mut heartbeat = Heartbeat::new("drv:", PERIOD, 2, start);
+        heartbeat.probing = true;
+        assert_eq!(heartbeat.due(start + ms(200)), Due::Nothing);
         assert_eq!(
-            heartbeat.due(start + ms(200)),
+            heartbeat.due(start + START_GRACE - ms(1)),
+            Due::Nothing,
+            "still starting"
+        );
+        assert_eq!(
+            heartbeat.due(start + START_GRACE),
             Due::Hung { missed_periods: 2 }
         );
+        // Periods longer than the grace count in full.
+        let slow = Heartbeat::new("drv:", START_GRACE, 2, start);
+        assert_eq!(slow.due(start + START_GRACE * 2 - ms(1)), Due::Probe);
     }
 
     #[test]

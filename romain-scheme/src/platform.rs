@@ -99,6 +99,88 @@ pub fn die_with_supervisor(command: &mut std::process::Command) {
     }
 }
 
+/// Has the process `command` spawns find `source` at descriptor `at`, open
+/// across its exec (and only there: `source` is close-on-exec in this process).
+/// The caller drops `source` once the process is spawned.
+#[cfg(target_os = "linux")]
+fn hand_over(
+    command: &mut std::process::Command,
+    source: std::os::fd::RawFd,
+    at: std::os::fd::RawFd,
+) {
+    use nix::libc;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the
+    // parent.
+    unsafe {
+        command.pre_exec(move || {
+            // A dup2 onto itself would leave close-on-exec set.
+            let result = if source == at {
+                libc::fcntl(at, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(source, at)
+            };
+            if result == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The supervisor's end of a standby's pipe ([`scheme_runtime::standby`]): one
+/// byte tells the waiting process to take over; dropping it tells it to leave.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct StandbySignal(std::io::PipeWriter);
+
+#[cfg(target_os = "linux")]
+impl StandbySignal {
+    /// Creates the pipe and has the process `command` spawns find its read end
+    /// at descriptor `at`, named in its environment. Returns this end and the
+    /// other; drop the other once the process is spawned.
+    pub fn for_child(
+        command: &mut std::process::Command,
+        at: std::os::fd::RawFd,
+    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+        use std::os::fd::AsRawFd;
+        let (reader, writer) = std::io::pipe()?;
+        let reader = std::os::fd::OwnedFd::from(reader);
+        hand_over(command, reader.as_raw_fd(), at);
+        command.env(scheme_runtime::standby::STANDBY_FD_ENV, at.to_string());
+        Ok((Self(writer), reader))
+    }
+
+    /// Tells the standby to take over; an error if it is gone.
+    pub fn take_over(mut self) -> io::Result<()> {
+        use std::io::Write;
+        self.0.write_all(b"g")
+    }
+}
+
+/// Redox: no standby processes yet (the descriptor passing they use is
+/// Linux's); the supervisor starts a fresh process at every restart there.
+#[cfg(target_os = "redox")]
+#[derive(Debug)]
+pub struct StandbySignal(std::convert::Infallible);
+
+#[cfg(target_os = "redox")]
+impl StandbySignal {
+    pub fn for_child(
+        _command: &mut std::process::Command,
+        _at: std::os::fd::RawFd,
+    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "standby processes are not supported on Redox yet",
+        ))
+    }
+
+    pub fn take_over(self) -> io::Result<()> {
+        match self.0 {}
+    }
+}
+
 /// `romain:`'s end of a replication engine's control socket: SOCK_SEQPACKET, so
 /// each command and each answer is one message, never split or merged.
 #[cfg(target_os = "linux")]
@@ -115,10 +197,8 @@ impl ControlSocket {
         command: &mut std::process::Command,
         at: std::os::fd::RawFd,
     ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
-        use nix::libc;
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
 
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
@@ -126,23 +206,7 @@ impl ControlSocket {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        let source = theirs.as_raw_fd();
-        // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of
-        // the parent.
-        unsafe {
-            command.pre_exec(move || {
-                // A dup2 onto itself would leave close-on-exec set.
-                let result = if source == at {
-                    libc::fcntl(at, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(source, at)
-                };
-                if result == -1 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        hand_over(command, theirs.as_raw_fd(), at);
         Ok((Self(ours), theirs))
     }
 

@@ -11,6 +11,8 @@
 //! missed_periods = 2                   # kill after this many periods without a reply (default 2)
 //! backoff_cap_periods = 30             # restart delays 1, 2, 4, ... periods, at most this (default 30)
 //! recovery_script = "/etc/romain/recover"  # optional: run with (driver, reason, repetition)
+//! standby = true                       # optional, a driver alone: keep a second process
+//!                                      # started and waiting to take over (default false)
 //! ports = "0x2f8-0x2ff"                # optional, replicated groups: the I/O ports the
 //!                                      # replicas' port instructions reach (through mmio:)
 //! watchdog_ms = 1000                   # optional, replicated groups: how long a replica may
@@ -74,6 +76,10 @@ pub struct DriverSpec {
     pub missed_periods: u32,
     pub backoff_cap_periods: u32,
     pub recovery_script: Option<PathBuf>,
+    /// Keep a standby process of a driver that runs alone, started and waiting
+    /// at [`scheme_runtime::standby::wait_if_standby`], so that a restart skips
+    /// the process start.
+    pub standby: bool,
     /// The I/O ports the replication engine performs the replicas' port
     /// instructions on.
     pub ports: Option<PortRange>,
@@ -208,6 +214,8 @@ struct DriverEntry {
     missed_periods: Option<u32>,
     backoff_cap_periods: Option<u32>,
     recovery_script: Option<PathBuf>,
+    #[serde(default)]
+    standby: bool,
     ports: Option<String>,
     watchdog_ms: Option<u64>,
     // Wider than the ids, so that a value out of range gets this module's message.
@@ -320,6 +328,7 @@ impl DriverEntry {
             missed_periods,
             backoff_cap_periods,
             recovery_script: self.recovery_script,
+            standby: self.standby,
             ports,
             watchdog,
             uid,

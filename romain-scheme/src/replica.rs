@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::fault::FaultReason;
 use crate::heartbeat::{Heartbeat, ProbeReply};
-use crate::platform::{self, ControlSocket};
+use crate::platform::{self, ControlSocket, StandbySignal};
 use crate::registry::DriverSpec;
 
 /// How long `romain:` waits for the engine's answer to a command. The engine
@@ -25,6 +25,8 @@ pub const ENGINE_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the engine finds its control socket (`romain replicate --control-fd`).
 const CONTROL_FD: RawFd = 3;
+/// Where a standby driver finds its pipe (named in its environment).
+const STANDBY_FD: RawFd = 3;
 
 /// The longest answer read from the engine; its status is far shorter.
 const MAX_ANSWER_LEN: usize = 16 * 1024;
@@ -167,6 +169,8 @@ pub struct Replica {
     killed_at: Option<Instant>,
     heartbeat: Option<Heartbeat>,
     engine: Option<EngineControl>,
+    /// Set while the process waits as a standby: what tells it to take over.
+    standby: Option<StandbySignal>,
 }
 
 impl Replica {
@@ -201,7 +205,60 @@ impl Replica {
             killed_at: None,
             heartbeat,
             engine,
+            standby: None,
         })
+    }
+
+    /// Starts `spec`'s driver alone as a standby: it waits, set up but holding
+    /// nothing, until [`Replica::take_over`].
+    pub fn spawn_standby(spec: &DriverSpec, now: Instant) -> io::Result<Self> {
+        let mut command = Program::Driver.command(spec);
+        let (signal, standby_end) = StandbySignal::for_child(&mut command, STANDBY_FD)?;
+        #[cfg(target_os = "linux")]
+        platform::die_with_supervisor(&mut command);
+        let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
+        // Held by the standby alone from now on.
+        drop(standby_end);
+        Ok(Self {
+            id: ReplicaId::next(),
+            child,
+            started: now,
+            kill_cause: None,
+            killed_at: None,
+            heartbeat: None,
+            engine: None,
+            standby: Some(signal),
+        })
+    }
+
+    /// Tells a standby to take over now, and watches it from now on as if it
+    /// had just started; an error if it is gone or is no standby.
+    pub fn take_over(&mut self, spec: &DriverSpec, now: Instant) -> io::Result<()> {
+        let signal = self
+            .standby
+            .take()
+            .ok_or_else(|| io::Error::other("not a standby"))?;
+        signal.take_over()?;
+        self.started = now;
+        self.heartbeat = spec
+            .heartbeat
+            .as_deref()
+            .map(|path| Heartbeat::new(path, spec.period, spec.missed_periods, now));
+        Ok(())
+    }
+
+    /// Kills the process and waits for it: a standby that is no longer wanted,
+    /// killed at once and gone within moments.
+    pub fn discard(mut self) {
+        let _ = self.child.kill();
+        if let Err(e) = self.child.wait() {
+            log::warn!("cannot wait for pid {}: {e}", self.pid());
+        }
+    }
+
+    /// It has answered its heartbeat once (or has no heartbeat to answer).
+    pub fn has_served(&self) -> bool {
+        self.heartbeat.as_ref().is_none_or(Heartbeat::has_served)
     }
 
     pub fn id(&self) -> ReplicaId {

@@ -24,14 +24,15 @@ impl ServingTimes {
         self.fault_at.get_or_insert(at);
     }
 
-    /// The driver started serving at `at`; ends the restart under way, if any.
-    pub fn serving(&mut self, at: Instant) {
-        if let Some(fault_at) = self.fault_at.take() {
-            let took = at.saturating_duration_since(fault_at);
-            self.last = Some(took);
-            self.total = self.total.saturating_add(took);
-            self.count = self.count.saturating_add(1);
-        }
+    /// The driver started serving at `at`; ends the restart under way, if any,
+    /// and says how long it took.
+    pub fn serving(&mut self, at: Instant) -> Option<Duration> {
+        let fault_at = self.fault_at.take()?;
+        let took = at.saturating_duration_since(fault_at);
+        self.last = Some(took);
+        self.total = self.total.saturating_add(took);
+        self.count = self.count.saturating_add(1);
+        Some(took)
     }
 
     /// The group was brought up afresh: what comes next is no restart.
@@ -69,9 +70,9 @@ mod tests {
         let mut times = ServingTimes::default();
         assert_eq!((times.last(), times.mean(), times.count()), (None, None, 0));
         times.fault(start);
-        times.serving(start + ms(30));
+        assert_eq!(times.serving(start + ms(30)), Some(ms(30)));
         times.fault(start + ms(1000));
-        times.serving(start + ms(1010));
+        assert_eq!(times.serving(start + ms(1010)), Some(ms(10)));
         assert_eq!(times.last(), Some(ms(10)));
         assert_eq!(times.mean(), Some(ms(20)));
         assert_eq!(times.count(), 2);
@@ -81,7 +82,7 @@ mod tests {
     fn a_start_that_was_no_restart_is_not_counted() {
         let start = Instant::now();
         let mut times = ServingTimes::default();
-        times.serving(start + ms(5));
+        assert_eq!(times.serving(start + ms(5)), None);
         assert_eq!(times.count(), 0);
         times.fault(start + ms(10));
         times.forget_fault();
@@ -98,7 +99,7 @@ mod tests {
         times.serving(start + ms(100));
         assert_eq!(times.last(), Some(ms(100)));
         // Answers after the first end nothing.
-        times.serving(start + ms(200));
+        assert_eq!(times.serving(start + ms(200)), None);
         assert_eq!((times.last(), times.count()), (Some(ms(100)), 1));
     }
 }

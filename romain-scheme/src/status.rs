@@ -16,6 +16,8 @@
 //!                            `none` until one is measured (it takes a heartbeat path)
 //! restart_to_serving_mean_ms=14.1   the mean over every measured restart, or `none`
 //! restart_to_serving_count=2 restarts measured
+//! standby_pid=4250           a driver alone with `standby`: the process waiting to
+//!                            take over, or `none`
 //! last_fault=signal          exit | signal | hang | killed | spawn | none
 //! last_fault_detail=terminated by signal 9
 //! last_fault_at=1767225600.125   Unix time, milliseconds; `none` without a fault
@@ -52,7 +54,7 @@
 //! **Who sees what** ([`Audience`]). Root, the supervisor's own user and the
 //! group's driver (the registry's `uid`) see everything above. Anyone else sees
 //! the state, the configuration and the counters, without the keys that tell
-//! about processes and their faults: `pids`, `last_fault_detail`,
+//! about processes and their faults: `pids`, `standby_pid`, `last_fault_detail`,
 //! `replica_pids` and `engine_last_fault` are left out (from the summary line
 //! too), since a pid is a target and a fault's detail can carry addresses,
 //! register values and the reason a start failed. `last_fault` (the kind) and
@@ -108,6 +110,8 @@ pub struct GroupStatus<'a> {
     pub repetition: u32,
     pub generation: u64,
     pub serving: ServingTimes,
+    /// The standby's pid, if one waits.
+    pub standby: Option<u32>,
     pub last_fault: Option<&'a Fault>,
     pub next_restart_at: Option<SystemTime>,
     /// The engine's counters; `None` for a group that runs the driver alone.
@@ -330,6 +334,12 @@ impl GroupStatus<'_> {
             }
         }
         writeln!(f, "restart_to_serving_count={}", self.serving.count())?;
+        if trusted {
+            match self.standby {
+                Some(pid) => writeln!(f, "standby_pid={pid}")?,
+                None => writeln!(f, "standby_pid=none")?,
+            }
+        }
         match self.last_fault {
             Some(fault) => {
                 writeln!(f, "last_fault={}", fault.reason.keyword())?;
@@ -412,6 +422,7 @@ mod tests {
             repetition: 0,
             generation: 1,
             serving: ServingTimes::default(),
+            standby: None,
             last_fault: None,
             next_restart_at: None,
             engine: None,
@@ -422,7 +433,7 @@ mod tests {
             "driver=e1000\nstate=running\nreplicas=1\npids=4242\npolicy=nic\nheartbeat=network.e1000:\n\
              period_ms=5000\nrestarts=0\nrepetition=0\ngeneration=1\n\
              restart_to_serving_last_ms=none\nrestart_to_serving_mean_ms=none\n\
-             restart_to_serving_count=0\nlast_fault=none\nlast_fault_detail=none\n\
+             restart_to_serving_count=0\nstandby_pid=none\nlast_fault=none\nlast_fault_detail=none\n\
              last_fault_at=none\nnext_restart_at=none\n"
         );
         assert_eq!(
@@ -457,6 +468,7 @@ mod tests {
                 serving.serving(start + Duration::from_micros(1_020_060));
                 serving
             },
+            standby: Some(4250),
             last_fault: Some(&fault),
             next_restart_at: Some(at(1_767_225_600_525)),
             engine: None,
@@ -473,6 +485,7 @@ mod tests {
             "restart_to_serving_last_ms=20.1",
             "restart_to_serving_mean_ms=16.2",
             "restart_to_serving_count=2",
+            "standby_pid=4250",
             "last_fault=signal",
             "last_fault_detail=terminated by signal 9",
             "last_fault_at=1767225600.125",
@@ -509,6 +522,7 @@ mod tests {
             repetition: 0,
             generation: 1,
             serving: ServingTimes::default(),
+            standby: None,
             last_fault: None,
             next_restart_at: None,
             engine: Some(engine),

@@ -48,6 +48,14 @@ fn registry(dir: &Path) -> String {
         missed_periods = 2
         recovery_script = "{script}"
 
+        [driver.warm]
+        binary = "{TEST_DRIVER}"
+        args = ["serve", "warm-scheme"]
+        heartbeat = "warm-scheme:"
+        period_ms = {period}
+        missed_periods = 2
+        standby = true
+
         [driver.crashy]
         binary = "{TEST_DRIVER}"
         args = ["exit", "3"]
@@ -465,6 +473,42 @@ fn a_killed_drivers_clients_get_estale_reopen_on_its_successor_and_the_restart_i
         let second = log.lines().nth(1)?;
         (second == format!("last={last:.1} mean={last:.1}")).then_some(())
     });
+}
+
+#[test]
+fn a_standby_waits_takes_over_when_the_driver_dies_and_goes_with_the_group() {
+    let romain = Supervised::start();
+    romain.open("romain:warm", O_RDONLY).unwrap();
+    let first = romain.wait_for_new_pid("warm", None, Duration::from_secs(3));
+    let standby =
+        |romain: &Supervised| -> Option<u32> { romain.status("warm")["standby_pid"].parse().ok() };
+    let waiting = wait_for("a standby", Duration::from_secs(5), || standby(&romain));
+    assert_ne!(waiting, first);
+    assert!(exists(waiting), "the standby runs");
+    // It holds nothing yet: the scheme is the first process's alone.
+    let mut client = romain.open("warm-scheme:client", O_RDONLY).unwrap();
+
+    romain.command("warm", "kill 0").unwrap();
+    let second = romain.wait_for_new_pid("warm", Some(first), Duration::from_secs(3));
+    assert_eq!(second, waiting, "the standby took over");
+    client.reopen(Duration::from_secs(3)).unwrap();
+    let status = wait_for("the restart to be timed", Duration::from_secs(3), || {
+        let status = romain.status("warm");
+        (status["restart_to_serving_count"] == "1").then_some(status)
+    });
+    assert_eq!(status["generation"], "2");
+    assert_eq!(status["restarts"], "1");
+    let next = wait_for("the next standby", Duration::from_secs(5), || {
+        standby(&romain)
+    });
+    assert!(next != first && next != second, "a fresh standby: {next}");
+
+    romain.command("warm", "down").unwrap();
+    wait_for("the group down", Duration::from_secs(3), || {
+        (romain.status("warm")["state"] == "down").then_some(())
+    });
+    assert!(!exists(next), "the standby went with the group");
+    assert_eq!(romain.status("warm")["standby_pid"], "none");
 }
 
 #[test]

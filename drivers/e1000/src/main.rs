@@ -67,6 +67,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> io::Result<()> {
+    // A standby waits here, started and set up, until its supervisor needs it.
+    scheme_runtime::standby::wait_if_standby();
     let bar0 = RegisterTarget::Bar {
         bdf: args.pci,
         bar: 0,

@@ -108,6 +108,8 @@ pub fn run(options: &Options) -> Result<(), Box<dyn Error>> {
     let ports = options.ports()?;
     let settings = options.settings()?;
     let device = format!("16550 at ports {ports}, {}", options.access);
+    // A standby waits here, started and set up, until its supervisor needs it.
+    scheme_runtime::standby::wait_if_standby();
     log::info!("opening the {device} with {settings}");
     match options.access {
         Access::Direct => serve(DirectPorts::open(ports)?, settings, device, options),

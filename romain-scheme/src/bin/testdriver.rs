@@ -130,7 +130,10 @@ impl SchemeDaemon for Alive {}
 
 fn main() -> ExitCode {
     scheme_runtime::logging::init();
-    let served = match Cli::parse().command {
+    let command = Cli::parse().command;
+    // Started as a standby, it waits here until it takes over, as a driver does.
+    scheme_runtime::standby::wait_if_standby();
+    let served = match command {
         Mode::Serve { name } => scheme_runtime::serve(&name, &mut Alive::default()),
         Mode::Remember { name } => {
             let mut alive = Alive {

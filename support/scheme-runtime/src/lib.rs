@@ -29,6 +29,7 @@ mod perform;
 mod readiness;
 mod reopen;
 pub mod replicated;
+pub mod standby;
 pub mod state_store;
 mod text;
 

@@ -240,7 +240,8 @@ mod tests {
             params,
             [
                 format!("GUEST_TCP_PORT={}", load.port()),
-                "GUEST_TCP_PATHS=e1000-direct,e1000-mmio,e1000-replicated".to_string(),
+                "GUEST_TCP_PATHS=e1000-direct,e1000-mmio,e1000-replicated,e1000-restarted"
+                    .to_string(),
             ]
         );
         load.observe("guest-test tcp-e1000-direct-driver-serving ... ok (1.000 ms)");

@@ -83,7 +83,9 @@ impl Bridge {
         loop {
             match self.nic.reopen(REOPEN_SLICE) {
                 Ok(()) => break,
-                Err(e) if e.raw_os_error() == Some(syscall::error::ENODEV) => {
+                // Not served yet, or the successor died too while the bridge
+                // was reopening it: wait for the next one.
+                Err(e) if e.raw_os_error() == Some(syscall::error::ENODEV) || server_gone(&e) => {
                     let [stopping] = wait([stop.as_fd()], PollTimeout::ZERO)?;
                     if stopping {
                         return Ok(false);

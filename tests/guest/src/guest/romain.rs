@@ -58,19 +58,23 @@ pub struct Supervision {
     pub period_ms: u64,
     pub missed_periods: u32,
     pub backoff_cap_periods: u32,
+    /// A driver alone keeps a standby process waiting to take over.
+    pub standby: bool,
 }
 
 impl Supervision {
     /// Watched through `heartbeat` every 100 ms, hung after a second without an
     /// answer, and restarted at once after every kill that comes at least half a
     /// second (5 periods, the backoff's cap) after the last: a driver that ran
-    /// that long has recovered, so even a kill a second is a first fault.
+    /// that long has recovered, so even a kill a second is a first fault. A
+    /// driver alone has a standby ready to take over.
     pub fn quick_restart(heartbeat: &str) -> Supervision {
         Supervision {
             heartbeat: heartbeat.to_owned(),
             period_ms: 100,
             missed_periods: 10,
             backoff_cap_periods: 5,
+            standby: true,
         }
     }
 }
@@ -104,6 +108,7 @@ impl RegistryEntry {
                 "backoff_cap_periods".into(),
                 supervision.backoff_cap_periods.into(),
             );
+            entry.insert("standby".into(), supervision.standby.into());
         }
         let drivers = toml::Table::from_iter([(self.driver.clone(), entry.into())]);
         toml::Table::from_iter([("driver".to_owned(), drivers.into())]).to_string()
@@ -274,15 +279,11 @@ mod tests {
             gid: 1001,
             watchdog_ms: 500,
         };
-        let supervision = Supervision {
-            heartbeat: "/scheme/network.e1000".into(),
-            period_ms: 100,
-            missed_periods: 10,
-            backoff_cap_periods: 5,
-        };
+        let supervision = Supervision::quick_restart("/scheme/network.e1000");
         let registry: Registry = entry.supervised_registry(&supervision).parse().unwrap();
         let spec = registry.driver("e1000").unwrap();
         assert_eq!(spec.heartbeat.as_deref(), Some("/scheme/network.e1000"));
+        assert!(spec.standby);
         assert_eq!(spec.period, Duration::from_millis(100));
         assert_eq!((spec.missed_periods, spec.backoff_cap_periods), (10, 5));
     }

@@ -7,8 +7,9 @@
 //!
 //! A fresh supervisor per row keeps each row's counters and restart-to-serving
 //! mean its own, and starts every row with the backoff at rest. Its registry
-//! makes every kill a first fault: a driver that ran 500 ms (5 periods of 100 ms)
-//! has recovered, so even a kill a second is restarted at once.
+//! ([`Supervision::quick_restart`]) makes every kill a first fault, so even a
+//! kill a second is restarted at once, and keeps a standby of the lone driver
+//! waiting to take over.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Arc;
@@ -27,18 +28,10 @@ use guest_net::stream::{self, Progress, Received};
 use crate::our_driver::{
     driver_args, serving, start_bridge, DRIVER_NAME, DRIVER_PROGRAM, START_TIMEOUT, STOP_TIMEOUT,
 };
+use crate::restarted::HEARTBEAT;
 use crate::service::gateway_answers;
 use crate::Environment;
 
-/// The path `romain:` probes: the driver's scheme.
-const HEARTBEAT: &str = "/scheme/network.e1000";
-/// Heartbeat period and backoff unit: short, so a driver that ran half a second
-/// (the backoff cap's 5 periods) counts as recovered and a kill a second is
-/// always a first fault, restarted at once.
-const PERIOD_MS: u64 = 100;
-const BACKOFF_CAP_PERIODS: u32 = 5;
-/// A driver that gives no heartbeat reply for a second is hung.
-const MISSED_PERIODS: u32 = 10;
 /// The host starts streaming once the receiver is announced; a dropped SYN costs
 /// QEMU's user network a few seconds.
 const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -138,12 +131,7 @@ impl Target {
             gid: env.driver_uid,
             watchdog_ms: env.replica_watchdog_ms,
         };
-        let supervision = Supervision {
-            heartbeat: HEARTBEAT.to_owned(),
-            period_ms: PERIOD_MS,
-            missed_periods: MISSED_PERIODS,
-            backoff_cap_periods: BACKOFF_CAP_PERIODS,
-        };
+        let supervision = Supervision::quick_restart(HEARTBEAT);
         let mut romain = Romain::start(&entry.supervised_registry(&supervision))?;
         let group = RomainGroup::up(DRIVER_NAME, replicas)?;
         romain.wait_until(START_TIMEOUT, serving)?;
