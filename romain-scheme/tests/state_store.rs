@@ -9,18 +9,19 @@
 //! start.
 #![cfg(target_os = "linux")]
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use scheme_runtime::{Handle, StateStore, SCHEME_DIR_ENV};
+use scheme_runtime::StateStore;
 use syscall::error::{EACCES, EFBIG, EINVAL, ENOENT, ENOSPC, ESRCH};
 use syscall::flag::{O_RDONLY, O_RDWR, O_WRONLY};
 
-const ROMAIN: &str = env!("CARGO_BIN_EXE_romain");
+#[path = "common/supervised.rs"]
+mod supervised;
+
+use supervised::{errno, unique, wait_for, Supervised};
+
 const TEST_DRIVER: &str = env!("CARGO_BIN_EXE_romain-testdriver");
 /// The user `remember-asuser` runs as: nobody's on a test machine.
 const DRIVER_USER: u32 = 4321;
@@ -53,77 +54,24 @@ fn registry() -> String {
     )
 }
 
-/// A running `romain serve`, killed (with its drivers) on drop; its log is
-/// printed if the test fails.
-struct Supervised {
-    daemon: Child,
-    dir: PathBuf,
+/// What these tests ask of the daemon beyond the shared [`Supervised`].
+trait StoreTests {
+    /// Starts the daemon on [`registry`].
+    fn start() -> Self;
+    fn store(&self, driver: &str) -> StateStore;
+    /// What the `remember` driver serving `scheme` counted.
+    fn starts_counted(&self, scheme: &str) -> String;
 }
 
-impl Supervised {
+impl StoreTests for Supervised {
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "romain-store-test-{}-{:x}",
-            std::process::id(),
-            unique()
-        ));
-        fs::create_dir_all(dir.join("schemes")).unwrap();
-        // Drivers running as other users serve schemes too.
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir.join("schemes"), fs::Permissions::from_mode(0o1777)).unwrap();
-        fs::write(dir.join("drivers.toml"), registry()).unwrap();
-        let daemon = Command::new(ROMAIN)
-            .arg("serve")
-            .arg("--registry")
-            .arg(dir.join("drivers.toml"))
-            .env(SCHEME_DIR_ENV, dir.join("schemes"))
-            .env("RUST_LOG", "info")
-            .stderr(fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let supervised = Self { daemon, dir };
-        wait_for("the daemon to serve", LIMIT, || {
-            supervised.open("romain:", O_RDONLY).ok()
-        });
-        supervised
-    }
-
-    fn open(&self, path: &str, flags: usize) -> io::Result<Handle> {
-        Handle::open_in(&self.dir.join("schemes"), path, flags)
+        Supervised::serve(None, |_| registry())
     }
 
     fn store(&self, driver: &str) -> StateStore {
-        StateStore::for_driver_in(driver, &self.dir.join("schemes"))
+        StateStore::for_driver_in(driver, &self.schemes())
     }
 
-    fn status(&self, driver: &str) -> BTreeMap<String, String> {
-        let handle = self
-            .open(&format!("romain:{driver}?attach"), O_RDONLY)
-            .unwrap();
-        read_text(&handle)
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect()
-    }
-
-    fn command(&self, driver: &str, command: &str) {
-        self.open(&format!("romain:{driver}?attach"), O_RDWR)
-            .unwrap()
-            .write(command.as_bytes())
-            .unwrap();
-    }
-
-    /// Waits until `driver`'s group runs a process other than `old_pid`.
-    fn wait_for_new_pid(&self, driver: &str, old_pid: Option<u32>) -> u32 {
-        wait_for("a new process", LIMIT, || {
-            let status = self.status(driver);
-            let pid = status["pids"].parse().ok()?;
-            (status["state"] == "running" && Some(pid) != old_pid).then_some(pid)
-        })
-    }
-
-    /// What the `remember` driver serving `scheme` counted.
     fn starts_counted(&self, scheme: &str) -> String {
         wait_for("the driver to serve", LIMIT, || {
             self.open(&format!("{scheme}:"), O_RDONLY)
@@ -135,63 +83,19 @@ impl Supervised {
                 .ok()
         })
     }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- daemon log ---\n{}--- end of daemon log ---",
-                self.log()
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn read_text(handle: &Handle) -> String {
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = handle.read_at(&mut buf, 0).unwrap();
-    String::from_utf8(buf[..n].to_vec()).unwrap()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn unique() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0u8)
-}
-
-fn errno(result: io::Result<impl Sized>) -> Option<i32> {
-    result.err().and_then(|error| error.raw_os_error())
 }
 
 #[test]
 fn the_store_survives_a_restart_of_the_driver() {
     let romain = Supervised::start();
     romain.open("romain:remember", O_RDONLY).unwrap();
-    let first = romain.wait_for_new_pid("remember", None);
+    let first = romain.wait_for_new_pid("remember", None, LIMIT);
     assert_eq!(romain.starts_counted("remember-scheme"), "starts=1");
     let store = romain.store("remember");
     assert_eq!(store.load("starts").unwrap().as_deref(), Some(&b"1"[..]));
 
-    romain.command("remember", "kill 0");
-    romain.wait_for_new_pid("remember", Some(first));
+    romain.command("remember", "kill 0").unwrap();
+    romain.wait_for_new_pid("remember", Some(first), LIMIT);
     assert_eq!(
         romain.starts_counted("remember-scheme"),
         "starts=2",
@@ -207,11 +111,11 @@ fn a_value_written_while_the_driver_restarts_is_read_back_after() {
 
     // Right after a kill, before the new process runs.
     romain.open("romain:remember", O_RDONLY).unwrap();
-    let first = romain.wait_for_new_pid("remember", None);
+    let first = romain.wait_for_new_pid("remember", None, LIMIT);
     let store = romain.store("remember");
-    romain.command("remember", "kill 0");
+    romain.command("remember", "kill 0").unwrap();
     store.save("note", b"written at the kill").unwrap();
-    romain.wait_for_new_pid("remember", Some(first));
+    romain.wait_for_new_pid("remember", Some(first), LIMIT);
     assert_eq!(
         store.load("note").unwrap().as_deref(),
         Some(&b"written at the kill"[..])
@@ -286,10 +190,10 @@ fn another_user_is_refused_the_store_and_the_drivers_own_user_is_not() {
     }
     let romain = Supervised::start();
     romain.open("romain:remember-asuser", O_RDONLY).unwrap();
-    let first = romain.wait_for_new_pid("remember-asuser", None);
+    let first = romain.wait_for_new_pid("remember-asuser", None, LIMIT);
     assert_eq!(romain.starts_counted("asuser-scheme"), "starts=1");
-    romain.command("remember-asuser", "kill 0");
-    romain.wait_for_new_pid("remember-asuser", Some(first));
+    romain.command("remember-asuser", "kill 0").unwrap();
+    romain.wait_for_new_pid("remember-asuser", Some(first), LIMIT);
     assert_eq!(
         romain.starts_counted("asuser-scheme"),
         "starts=2",
@@ -306,7 +210,7 @@ fn another_user_is_refused_the_store_and_the_drivers_own_user_is_not() {
             && log.contains("only the driver's own user (uid 4321) may open its store"),
         "{log}"
     );
-    romain.command("remember-asuser", "kill 0");
+    romain.command("remember-asuser", "kill 0").unwrap();
     wait_for("a third start", LIMIT, || {
         (romain.starts_counted("asuser-scheme") == "starts=3").then_some(())
     });

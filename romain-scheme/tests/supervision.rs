@@ -13,14 +13,18 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use scheme_runtime::{Handle, SCHEME_DIR_ENV};
+use scheme_runtime::SCHEME_DIR_ENV;
 use syscall::error::{EINVAL, ENOENT, EOPNOTSUPP, ESRCH, ESTALE};
 use syscall::flag::{O_RDONLY, O_RDWR};
 
-const ROMAIN: &str = env!("CARGO_BIN_EXE_romain");
+#[path = "common/supervised.rs"]
+mod supervised;
+
+use supervised::{errno, fields, read_text, wait_for, Supervised, ROMAIN};
+
 const TEST_DRIVER: &str = env!("CARGO_BIN_EXE_romain-testdriver");
 /// The heartbeat period of `alive`.
 const PERIOD: Duration = Duration::from_millis(200);
@@ -110,109 +114,75 @@ fn testbed_binary() -> PathBuf {
     binary
 }
 
-/// A running `romain serve` with its own scheme directory, killed (with its
-/// drivers) on drop. Its log goes to a file that is printed if the test fails.
-struct Supervised {
-    daemon: Child,
-    dir: PathBuf,
+/// What these tests ask of the daemon beyond the shared [`Supervised`].
+trait Supervision {
+    fn start() -> Self;
+    /// Starts the daemon as `user` (uid and gid) if given, else as this process,
+    /// with the recovery script the registry names: it appends its arguments to
+    /// `recovery.log` and the restart-to-serving times it was given to
+    /// `serving.log`.
+    fn start_as(user: Option<u32>) -> Self;
+    fn open_errno(&self, path: &str) -> i32;
+    fn listing(&self) -> String;
+    fn recovery_log(&self) -> String;
+    /// The restart-to-serving times the recovery script was given, a line a run.
+    fn serving_log(&self) -> String;
+    /// Proves the daemon is alive and still answers.
+    fn assert_serving(&mut self);
+    /// An engine counter, once the engine reports it.
+    fn counter(&self, driver: &str, key: &str) -> Option<u64>;
+    fn replica_pids(&self, driver: &str) -> Vec<String>;
+    /// Waits until the testbed scheme answers through the engine.
+    fn wait_for_testbed(&self);
+    /// Puts a message through a queue of the testbed scheme and asks it who
+    /// this is: every request goes through every replica.
+    fn assert_testbed_answers(&self, message: &str);
+    /// Runs `romain ARGS` as a client of this daemon.
+    fn cli(&self, args: &[&str], configure: impl FnOnce(&mut Command)) -> Output;
+    /// Each `romain ARGS` fails and says its message.
+    fn cli_refuses(&self, refused: &[(&[&str], &str)]);
 }
 
-impl Supervised {
+impl Supervision for Supervised {
     fn start() -> Self {
         Self::start_as(None)
     }
 
-    /// Starts the daemon as `user` (uid and gid) if given, else as this process.
     fn start_as(user: Option<u32>) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("romain-test-{}-{:x}", std::process::id(), unique()));
-        fs::create_dir_all(dir.join("schemes")).unwrap();
-        // Drivers running as other users serve schemes too; as /run/schemes.
-        fs::set_permissions(dir.join("schemes"), fs::Permissions::from_mode(0o1777)).unwrap();
-        let script = dir.join("recover.sh");
-        fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\n\
-                 echo \"last=${{ROMAIN_RESTART_TO_SERVING_LAST_MS:-unset}} \
-                 mean=${{ROMAIN_RESTART_TO_SERVING_MEAN_MS:-unset}}\" >> {}\n",
-                dir.join("recovery.log").display(),
-                dir.join("serving.log").display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::write(dir.join("drivers.toml"), registry(&dir)).unwrap();
-        let mut daemon = Command::new(ROMAIN);
-        if let Some(user) = user {
-            daemon.uid(user).gid(user);
-        }
-        let daemon = daemon
-            .arg("serve")
-            .arg("--registry")
-            .arg(dir.join("drivers.toml"))
-            .env(SCHEME_DIR_ENV, dir.join("schemes"))
-            .env("RUST_LOG", "info")
-            .stderr(fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
+        Supervised::serve(user, |dir| {
+            let script = dir.join("recover.sh");
+            fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\necho \"$@\" >> {}\n\
+                     echo \"last=${{ROMAIN_RESTART_TO_SERVING_LAST_MS:-unset}} \
+                     mean=${{ROMAIN_RESTART_TO_SERVING_MEAN_MS:-unset}}\" >> {}\n",
+                    dir.join("recovery.log").display(),
+                    dir.join("serving.log").display()
+                ),
+            )
             .unwrap();
-        let supervised = Self { daemon, dir };
-        wait_for("the daemon to serve", Duration::from_secs(10), || {
-            supervised.open("romain:", O_RDONLY).ok()
-        });
-        supervised
-    }
-
-    fn open(&self, path: &str, flags: usize) -> io::Result<Handle> {
-        Handle::open_in(&self.dir.join("schemes"), path, flags)
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+            registry(dir)
+        })
     }
 
     fn open_errno(&self, path: &str) -> i32 {
-        self.open(path, O_RDONLY)
-            .expect_err(path)
-            .raw_os_error()
-            .expect("an errno")
-    }
-
-    fn status(&self, driver: &str) -> BTreeMap<String, String> {
-        let handle = self
-            .open(&format!("romain:{driver}?attach"), O_RDONLY)
-            .unwrap();
-        fields(&read_text(&handle))
-    }
-
-    fn command(&self, driver: &str, command: &str) -> io::Result<usize> {
-        self.open(&format!("romain:{driver}?attach"), O_RDWR)?
-            .write(command.as_bytes())
+        errno(self.open(path, O_RDONLY)).unwrap_or_else(|| panic!("{path}: no errno"))
     }
 
     fn listing(&self) -> String {
         read_text(&self.open("romain:", O_RDONLY).unwrap())
     }
 
-    /// Waits until `driver`'s group runs a process other than `old_pid`.
-    fn wait_for_new_pid(&self, driver: &str, old_pid: Option<u32>, limit: Duration) -> u32 {
-        wait_for("a new process", limit, || {
-            let status = self.status(driver);
-            let pid = status["pids"].parse().ok()?;
-            (status["state"] == "running" && Some(pid) != old_pid).then_some(pid)
-        })
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
     fn recovery_log(&self) -> String {
         fs::read_to_string(self.dir.join("recovery.log")).unwrap_or_default()
     }
 
-    /// The restart-to-serving times the recovery script was given, a line a run.
     fn serving_log(&self) -> String {
         fs::read_to_string(self.dir.join("serving.log")).unwrap_or_default()
     }
 
-    /// Proves the daemon is alive and still answers.
     fn assert_serving(&mut self) {
         assert!(
             matches!(self.daemon.try_wait(), Ok(None)),
@@ -222,7 +192,6 @@ impl Supervised {
         self.listing();
     }
 
-    /// An engine counter, once the engine reports it.
     fn counter(&self, driver: &str, key: &str) -> Option<u64> {
         self.status(driver)[key].parse().ok()
     }
@@ -234,15 +203,12 @@ impl Supervised {
             .collect()
     }
 
-    /// Waits until the testbed scheme answers through the engine.
     fn wait_for_testbed(&self) {
         wait_for("the testbed scheme", START_LIMIT, || {
             self.open("testbed:stats", O_RDONLY).ok()
         });
     }
 
-    /// Puts a message through a queue of the testbed scheme and asks it who
-    /// this is: every request goes through every replica.
     fn assert_testbed_answers(&self, message: &str) {
         let queue = self
             .open(&format!("testbed:queue/{message}"), O_RDWR)
@@ -258,18 +224,16 @@ impl Supervised {
         );
     }
 
-    /// Runs `romain ARGS` as a client of this daemon.
     fn cli(&self, args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
         let mut command = Command::new(ROMAIN);
         command
             .args(args)
-            .env(SCHEME_DIR_ENV, self.dir.join("schemes"))
+            .env(SCHEME_DIR_ENV, self.schemes())
             .env("RUST_LOG", "warn");
         configure(&mut command);
         command.stdin(Stdio::null()).output().unwrap()
     }
 
-    /// Each `romain ARGS` fails and says its message.
     fn cli_refuses(&self, refused: &[(&[&str], &str)]) {
         for (args, message) in refused {
             let output = self.cli(args, |_| {});
@@ -282,51 +246,9 @@ impl Supervised {
     }
 }
 
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- daemon log ---\n{}--- end of daemon log ---",
-                self.log()
-            );
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// What a `romain` command printed on standard error.
 fn said(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn read_text(handle: &Handle) -> String {
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = handle.read_at(&mut buf, 0).unwrap();
-    String::from_utf8(buf[..n].to_vec()).unwrap()
-}
-
-fn fields(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(|line| {
-            let (key, value) = line
-                .split_once('=')
-                .unwrap_or_else(|| panic!("not key=value: {line:?}"));
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Whether `pid` still names a process (a zombie counts).
@@ -362,11 +284,6 @@ fn ids(pid: &str) -> (String, String) {
             .join(" ")
     };
     (line("Uid:"), line("Gid:"))
-}
-
-fn unique() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0u8)
 }
 
 #[test]

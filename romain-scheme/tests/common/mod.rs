@@ -1,5 +1,8 @@
 //! What the engine's integration tests share: the workspace's other programs and
 //! private scheme directories.
+//!
+//! Beside it, `supervised.rs` is the harness of the supervisor's tests (a real
+//! `romain serve`); only `supervision.rs` and `state_store.rs` declare it, by path.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,7 +36,7 @@ use crate::Environment;
 /// The driver serves network.<NAME>; the bridge uses it. Also its name in the
 /// registry.
 pub(crate) const DRIVER_NAME: &str = "e1000";
-pub(crate) const DRIVER_PROGRAM: &str = "/bin/e1000";
+const DRIVER_PROGRAM: &str = "/bin/e1000";
 const SCHEME: &str = "network.e1000";
 const MAC_PATH: &str = "/scheme/network.e1000/mac";
 const STATUS_PATH: &str = "/scheme/network.e1000/status";
@@ -180,7 +180,7 @@ pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Drive
 }
 
 /// The driver's command line in `access` mode.
-pub(crate) fn driver_args(env: &Environment, access: Access) -> Vec<String> {
+fn driver_args(env: &Environment, access: Access) -> Vec<String> {
     vec![
         "--pci".to_owned(),
         env.nic.to_string(),
@@ -193,18 +193,23 @@ pub(crate) fn driver_args(env: &Environment, access: Access) -> Vec<String> {
     ]
 }
 
-/// `romain:e1000?replicas=<replicas>`, from a registry this program writes, as the
-/// e1000 rule's user.
-fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
-    let entry = RegistryEntry {
+/// The registry entry of our driver in `access` mode, as the e1000 rule's user.
+pub(crate) fn registry_entry(env: &Environment, access: Access) -> RegistryEntry {
+    RegistryEntry {
         driver: DRIVER_NAME.to_owned(),
         binary: DRIVER_PROGRAM.to_owned(),
-        args: driver_args(env, REPLICATED_ACCESS),
+        args: driver_args(env, access),
         policy: E1000_DRIVER_LABEL.to_owned(),
         uid: env.driver_uid,
         gid: env.driver_uid,
         watchdog_ms: env.replica_watchdog_ms,
-    };
+    }
+}
+
+/// `romain:e1000?replicas=<replicas>`, from a registry this program writes, as the
+/// e1000 rule's user.
+fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
+    let entry = registry_entry(env, REPLICATED_ACCESS);
     let mut romain = Romain::start(&entry.registry())?;
     let group = RomainGroup::up(DRIVER_NAME, replicas)?;
     romain.wait_until(START_TIMEOUT, serving).map_err(|err| {

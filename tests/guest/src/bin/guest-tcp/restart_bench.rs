@@ -7,7 +7,7 @@
 //!
 //! A fresh supervisor per row keeps each row's counters and restart-to-serving
 //! mean its own, and starts every row with the backoff at rest. Its registry
-//! ([`Supervision::quick_restart`]) makes every kill a first fault, so even a
+//! (`Supervision::quick_restart`) makes every kill a first fault, so even a
 //! kill a second is restarted at once, and keeps a standby of the lone driver
 //! waiting to take over.
 
@@ -17,18 +17,15 @@ use std::thread::{self, sleep};
 use std::time::Duration;
 
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup, Supervision};
-use guest_harness::protocol::E1000_DRIVER_LABEL;
+use guest_harness::guest::romain::{Romain, RomainGroup};
 use guest_harness::restart_lines::{row_label, Kills, RowLine};
 use guest_net::child::Child;
 use guest_net::paths::REPLICATED_ACCESS;
 use guest_net::protocol::serving_line;
 use guest_net::stream::{self, Progress, Received};
 
-use crate::our_driver::{
-    driver_args, serving, start_bridge, DRIVER_NAME, DRIVER_PROGRAM, START_TIMEOUT, STOP_TIMEOUT,
-};
-use crate::restarted::HEARTBEAT;
+use crate::our_driver::{start_bridge, STOP_TIMEOUT};
+use crate::restarted::start_supervised;
 use crate::service::gateway_answers;
 use crate::Environment;
 
@@ -122,19 +119,7 @@ struct Target {
 
 impl Target {
     fn start(env: &Environment, replicas: usize) -> StepResult<Target> {
-        let entry = RegistryEntry {
-            driver: DRIVER_NAME.to_owned(),
-            binary: DRIVER_PROGRAM.to_owned(),
-            args: driver_args(env, REPLICATED_ACCESS),
-            policy: E1000_DRIVER_LABEL.to_owned(),
-            uid: env.driver_uid,
-            gid: env.driver_uid,
-            watchdog_ms: env.replica_watchdog_ms,
-        };
-        let supervision = Supervision::quick_restart(HEARTBEAT);
-        let mut romain = Romain::start(&entry.supervised_registry(&supervision))?;
-        let group = RomainGroup::up(DRIVER_NAME, replicas)?;
-        romain.wait_until(START_TIMEOUT, serving)?;
+        let (romain, group) = start_supervised(env, REPLICATED_ACCESS, replicas)?;
         let bridge = start_bridge()?;
         gateway_answers()?;
         Ok(Target {

@@ -10,17 +10,21 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use guest_harness::guest::report::{Report, StepResult};
-use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup, Supervision};
-use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX};
+use guest_harness::guest::romain::{Romain, RomainGroup, Supervision};
+use guest_harness::protocol::GUEST_BENCH_PREFIX;
 use guest_net::paths::{Access, NetPath};
 use guest_net::relay::BridgeCounters;
 
-use crate::our_driver::{driver_args, serving, Driver, DRIVER_NAME, DRIVER_PROGRAM, START_TIMEOUT};
+use crate::our_driver::{registry_entry, serving, Driver, DRIVER_NAME, START_TIMEOUT};
 use crate::service::{self, Settings};
 use crate::Environment;
 
 /// The path `romain:` probes: the driver's scheme.
-pub(crate) const HEARTBEAT: &str = "/scheme/network.e1000";
+const HEARTBEAT: &str = "/scheme/network.e1000";
+/// Periods a replication engine may go without a heartbeat answer: it answers
+/// between two requests it serves, and replacing a replica under emulation can
+/// hold it up for more than a second.
+const ENGINE_MISSED_PERIODS: u32 = 50;
 /// How long the driver serves between two faults.
 const FAULT_EVERY: Duration = Duration::from_secs(4);
 /// Which fault (counted from 0) stops the driver instead of killing it.
@@ -43,20 +47,26 @@ impl Faults {
 /// `romain:e1000` as a group of one, from a registry that watches it closely
 /// (see [`Supervision::quick_restart`]), in direct access mode.
 pub(crate) fn start_group(env: &Environment) -> StepResult<Driver> {
-    let entry = RegistryEntry {
-        driver: DRIVER_NAME.to_owned(),
-        binary: DRIVER_PROGRAM.to_owned(),
-        args: driver_args(env, Access::Direct),
-        policy: E1000_DRIVER_LABEL.to_owned(),
-        uid: env.driver_uid,
-        gid: env.driver_uid,
-        watchdog_ms: env.replica_watchdog_ms,
-    };
-    let supervision = Supervision::quick_restart(HEARTBEAT);
-    let mut romain = Romain::start(&entry.supervised_registry(&supervision))?;
-    let group = RomainGroup::up(DRIVER_NAME, 1)?;
-    romain.wait_until(START_TIMEOUT, serving)?;
+    let (romain, group) = start_supervised(env, Access::Direct, 1)?;
     Ok(Driver::Supervised { romain, group })
+}
+
+/// A fresh `romain serve` running `romain:e1000?replicas=<replicas>` in `access`
+/// mode under [`Supervision::quick_restart`], once the driver serves.
+pub(crate) fn start_supervised(
+    env: &Environment,
+    access: Access,
+    replicas: usize,
+) -> StepResult<(Romain, RomainGroup)> {
+    let entry = registry_entry(env, access);
+    let mut supervision = Supervision::quick_restart(HEARTBEAT);
+    if replicas > 1 {
+        supervision.missed_periods = ENGINE_MISSED_PERIODS;
+    }
+    let mut romain = Romain::start(&entry.supervised_registry(&supervision))?;
+    let group = RomainGroup::up(DRIVER_NAME, replicas)?;
+    romain.wait_until(START_TIMEOUT, serving)?;
+    Ok((romain, group))
 }
 
 /// The shared steps while faults go to the group every [`FAULT_EVERY`]; then
