@@ -3,9 +3,12 @@
 //! device, the NIC's event descriptor and a signal descriptor; nothing spins.
 //!
 //! The NIC's driver may die and be restarted by its supervisor: the NIC's
-//! handles then fail with `ESTALE`, and the bridge opens them again on the
-//! successor and goes on, as MINIX 3's network server reopened a restarted
-//! driver. Frames in flight are lost on the way; TCP sends them again.
+//! handles then fail with `ESTALE` (the request at hand when a replicated
+//! driver's group restarts, once with `EIO`), and the bridge opens them again on
+//! the successor and goes on, as MINIX 3's network server reopened a restarted
+//! driver. Frames in flight are lost on the way; TCP sends them again. A NIC
+//! that fails request after request with nothing moved in between ends the
+//! bridge.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -15,7 +18,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 
-use crate::nic::{server_gone, Nic};
+use crate::nic::{request_failed, server_gone, Nic};
 use crate::relay::{pump, BridgeCounters, Pumped};
 use crate::tap::Tap;
 
@@ -27,6 +30,9 @@ pub const RELAYING: &str = "tap-bridge relaying";
 const REOPEN_LIMIT: Duration = Duration::from_secs(300);
 /// How long one reopen attempt waits before the bridge looks for a stop signal.
 const REOPEN_SLICE: Duration = Duration::from_millis(500);
+/// Requests that failed (`EIO`) in a row, each followed by a reopen and no frame
+/// moved since, after which the NIC counts as broken and the bridge ends.
+const FAILED_REQUESTS_LIMIT: u32 = 3;
 /// A frame from the NIC is at most this long (header and MTU 1500, no check sequence).
 const NIC_FRAME_MAX: usize = 1514;
 /// The TAP device hands over whatever the stack sends; anything over
@@ -59,11 +65,25 @@ impl Bridge {
         let mut tap_buf = vec![0; TAP_FRAME_MAX];
         // Frames may have arrived before the bridge registered for events.
         let mut nic_pending = true;
+        // Failed requests since a frame last moved, and the frames then.
+        let mut failed_in_a_row = 0;
+        let mut frames_then = self.frames_moved();
         loop {
             match self.relay(stop, &mut nic_buf, &mut tap_buf, &mut nic_pending) {
                 Ok(Relayed::Stopped) => return Ok(self.counters),
                 Ok(Relayed::Moved) => {}
-                Err(e) if server_gone(&e) => {
+                Err(e) if server_gone(&e) || request_failed(&e) => {
+                    if request_failed(&e) {
+                        if self.frames_moved() != frames_then {
+                            failed_in_a_row = 0;
+                        }
+                        failed_in_a_row += 1;
+                        if failed_in_a_row >= FAILED_REQUESTS_LIMIT {
+                            return Err(e);
+                        }
+                        log::warn!("a request to the NIC failed ({e}); reopening it");
+                    }
+                    frames_then = self.frames_moved();
                     if !self.reopen_nic(stop)? {
                         return Ok(self.counters);
                     }
@@ -73,6 +93,10 @@ impl Bridge {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn frames_moved(&self) -> u64 {
+        self.counters.nic_to_tap.frames + self.counters.tap_to_nic.frames
     }
 
     /// Opens the NIC again once its driver serves again; false if a stop signal

@@ -11,9 +11,10 @@
 //! block" saw no frame, and a frame that arrives later is a rising edge whose event
 //! reaches the descriptor after that answer.
 //!
-//! When the driver serving the scheme dies, both handles fail with `ESTALE`;
-//! [`Nic::reopen`] opens them again once the driver's successor serves (frames
-//! in flight then are lost, and TCP sends them again).
+//! When the driver serving the scheme dies, both handles fail with `ESTALE`
+//! (the request at hand when a replicated driver's group restarts fails once
+//! with `EIO`); [`Nic::reopen`] opens them again once the driver's successor
+//! serves (frames in flight then are lost, and TCP sends them again).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -72,6 +73,15 @@ impl Nic {
 /// again ([`Nic::reopen`]).
 pub fn server_gone(error: &io::Error) -> bool {
     error.raw_os_error() == Some(syscall::error::ESTALE)
+}
+
+/// Whether `error` is the one failure of a request that was at hand when a
+/// replicated driver's group was started afresh (`EIO`): the handles from
+/// before are stale from then on, so they are opened again as after
+/// [`server_gone`]. A driver that fails every request with `EIO` fails them
+/// after the reopen too, which the bridge notices.
+pub fn request_failed(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(syscall::error::EIO)
 }
 
 /// The NIC's address, read from `<scheme>/mac`.
