@@ -2,21 +2,24 @@
 //! restarted driver finds of what its predecessor left, and what it may not.
 #![cfg(target_os = "linux")]
 
+#[path = "common/client_mapping.rs"]
+mod client_mapping;
+#[path = "common/scheme_calls.rs"]
+mod scheme_calls;
+
 use std::io;
-use std::num::NonZeroUsize;
 use std::os::fd::OwnedFd;
-use std::ptr::NonNull;
 use std::thread::sleep;
 use std::time::Duration;
 
+use client_mapping::ClientMapping;
 use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
-use dma_scheme::info::INFO_CALL;
 use dma_scheme::{BufferInfo, DmaScheme, KeepState, QuarantineConfig, UniformQuota};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use redox_scheme::scheme::SchemeSync;
-use redox_scheme::{CallerCtx, OpenResult};
+use redox_scheme::CallerCtx;
+use scheme_calls::{errno, info_as, open_as as open, status};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
-use syscall::error::{Error, EDQUOT, EEXIST, EINVAL};
+use syscall::error::{EDQUOT, EEXIST, EINVAL};
 
 const PAGE: usize = 4096;
 /// The e1000's uid and two of its processes: the driver that dies and its successor.
@@ -104,33 +107,8 @@ fn scheme(quota: u64) -> Scheme {
     scheme_keeping(quota, QuarantineConfig::DEFAULT_KEEP)
 }
 
-fn open(scheme: &mut Scheme, path: &str, ctx: &CallerCtx) -> Result<usize, Error> {
-    let root = scheme.scheme_root()?;
-    match scheme.openat(root, path, 0, 0, ctx)? {
-        OpenResult::ThisScheme { number, .. } => Ok(number),
-        _ => panic!("the dma scheme opens only its own handles"),
-    }
-}
-
-fn errno<T: std::fmt::Debug>(result: Result<T, Error>) -> i32 {
-    result.expect_err("should fail").errno
-}
-
 fn info(scheme: &mut Scheme, id: usize, ctx: &CallerCtx) -> BufferInfo {
-    let mut payload = [0; BufferInfo::LEN];
-    let n = scheme.call(id, &mut payload, &[INFO_CALL], ctx).unwrap();
-    assert_eq!(n, BufferInfo::LEN);
-    BufferInfo::from_bytes(&payload).expect("well-formed info")
-}
-
-fn status(scheme: &mut Scheme) -> String {
-    let root = caller_ctx(1, 0, 0);
-    let id = open(scheme, "status", &root).unwrap();
-    let mut text = vec![0; 4096];
-    let n = scheme.read(id, &mut text, 0, 0, &root).unwrap();
-    scheme.on_close(id);
-    text.truncate(n);
-    String::from_utf8(text).unwrap()
+    info_as(scheme, id, ctx).unwrap()
 }
 
 /// The buffer's bytes as its client maps them (over the host transport).
@@ -154,26 +132,8 @@ fn with_mapping<T>(
 ) -> T {
     let mut stat = syscall::Stat::default();
     scheme.fstat(id, &mut stat, ctx).unwrap();
-    let len = stat.st_size as usize;
-    let grant = scheme.map_fd(id, 0, len, ctx).expect("map_fd");
-    // SAFETY: a fresh shared mapping of the granted fd, unmapped below.
-    let base: NonNull<u8> = unsafe {
-        mmap(
-            None,
-            NonZeroUsize::new(len).unwrap(),
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-            &grant.fd,
-            grant.offset as i64,
-        )
-    }
-    .expect("mmap of the granted fd")
-    .cast();
-    // SAFETY: `len` mapped read-write bytes that only this test touches.
-    let result = use_bytes(unsafe { std::slice::from_raw_parts_mut(base.as_ptr(), len) });
-    // SAFETY: the mapping made above.
-    unsafe { munmap(base.cast(), len) }.unwrap();
-    result
+    let mut mapping = ClientMapping::new(scheme, id, stat.st_size as usize, ctx);
+    use_bytes(mapping.bytes())
 }
 
 fn pattern(i: usize) -> u8 {

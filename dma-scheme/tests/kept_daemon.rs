@@ -4,15 +4,14 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/forked_client.rs"]
+mod forked_client;
 
-use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use dma_scheme::{BufferFlags, DmaBuffer, KeepState};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, ForkResult, Pid};
+use forked_client::ForkedClient;
 use syscall::error::EEXIST;
 
 /// Long enough for the test to adopt what the killed child left, short enough
@@ -21,19 +20,6 @@ const KEEP_MS: &str = "1500";
 const KEEP: Duration = Duration::from_millis(1500);
 const SIZE: usize = 8192;
 const NAME: &str = "rx-ring";
-
-/// The forked driver, killed if the test fails before it kills it itself (the
-/// child holds the test's output pipe, so a leftover one stalls `cargo test`).
-struct Child(Option<Pid>);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-    }
-}
 
 fn pattern(i: usize) -> u8 {
     (i % 253) as u8 ^ 0xa5
@@ -54,41 +40,21 @@ fn fill(buffer: &DmaBuffer) {
 #[test]
 fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_does() {
     let _daemon = common::DmaDaemon::start_with("1M", &["--keep-ms", KEEP_MS]);
-    let (ready_read, ready_write) = pipe().unwrap();
-
-    // SAFETY: the child only allocates, writes its buffer, reports and waits
-    // to be killed.
-    let child = match unsafe { fork() }.unwrap() {
-        ForkResult::Child => {
-            drop(ready_read);
-            // Held until the kill, as a running driver holds its rings.
-            let buffer = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME);
-            let ok = match &buffer {
-                Ok(buffer) => {
-                    fill(buffer);
-                    buffer.info().keep == KeepState::Fresh && !buffer.adopted()
-                }
-                Err(_) => false,
-            };
-            let _ = File::from(ready_write).write_all(&[u8::from(ok)]);
-            loop {
-                std::thread::park();
+    // The forked driver holds its buffer until the kill, as a running driver
+    // holds its rings.
+    let driver = ForkedClient::start("the child allocated a fresh kept buffer", || {
+        let buffer = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME);
+        let ok = match &buffer {
+            Ok(buffer) => {
+                fill(buffer);
+                buffer.info().keep == KeepState::Fresh && !buffer.adopted()
             }
-        }
-        ForkResult::Parent { child } => child,
-    };
-    let mut guard = Child(Some(child));
-    drop(ready_write);
-    let mut ready = [0];
-    File::from(ready_read).read_exact(&mut ready).unwrap();
-    assert_eq!(ready, [1], "the child allocated a fresh kept buffer");
+            Err(_) => false,
+        };
+        (buffer, ok)
+    });
 
-    guard.0 = None;
-    kill(child, Signal::SIGKILL).unwrap();
-    assert_eq!(
-        waitpid(child, None).unwrap(),
-        WaitStatus::Signaled(child, Signal::SIGKILL, false)
-    );
+    driver.kill();
     let text = common::wait_for_status(|text| text.contains("kept_orphans=1\n"))
         .unwrap_or_else(|text| panic!("the dead driver's buffer was not kept:\n{text}"));
     assert!(

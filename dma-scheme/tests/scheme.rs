@@ -1,16 +1,20 @@
 //! The dma scheme driven through its `SchemeSync` calls, over the memfd backend.
 #![cfg(target_os = "linux")]
 
-use std::io;
-use std::num::NonZeroUsize;
-use std::ptr::NonNull;
+#[path = "common/client_mapping.rs"]
+mod client_mapping;
+#[path = "common/scheme_calls.rs"]
+mod scheme_calls;
 
+use std::io;
+
+use client_mapping::ClientMapping;
 use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
 use dma_scheme::info::INFO_CALL;
 use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, KeepState, UniformQuota};
-use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use redox_scheme::scheme::SchemeSync;
-use redox_scheme::{CallerCtx, OpenResult};
+use redox_scheme::CallerCtx;
+use scheme_calls::{errno, info_as, open_as, status, status_as};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
 use syscall::error::{Error, EACCES, EBADF, EDQUOT, EINVAL, ENOENT, ENOMEM, ENOTDIR, EOPNOTSUPP};
 
@@ -26,77 +30,16 @@ fn ctx(pid: usize) -> CallerCtx {
     caller_ctx(pid, UID, UID)
 }
 
-/// Root, who reads every client's line in `status`.
-fn root() -> CallerCtx {
-    caller_ctx(1, 0, 0)
-}
-
 fn scheme(quota: u64) -> DmaScheme<MemfdBackend, UniformQuota> {
     DmaScheme::new(MemfdBackend, UniformQuota(Some(quota)))
 }
 
 fn open<S: SchemeSync>(scheme: &mut S, path: &str, pid: usize) -> Result<usize, Error> {
-    let root = scheme.scheme_root()?;
-    match scheme.openat(root, path, 0, 0, &ctx(pid))? {
-        OpenResult::ThisScheme { number, .. } => Ok(number),
-        _ => panic!("the dma scheme opens only its own handles"),
-    }
-}
-
-fn errno<T: std::fmt::Debug>(result: Result<T, Error>) -> i32 {
-    result.expect_err("should fail").errno
+    open_as(scheme, path, &ctx(pid))
 }
 
 fn info<S: SchemeSync>(scheme: &mut S, id: usize, pid: usize) -> Result<BufferInfo, Error> {
-    let mut payload = [0; BufferInfo::LEN];
-    let n = scheme.call(id, &mut payload, &[INFO_CALL], &ctx(pid))?;
-    assert_eq!(n, BufferInfo::LEN);
-    Ok(BufferInfo::from_bytes(&payload).expect("well-formed info"))
-}
-
-/// The status text as root reads it.
-fn status<S: SchemeSync>(scheme: &mut S) -> String {
-    status_as(scheme, &root())
-}
-
-/// A buffer mapped the way the host transport lets a client map it.
-struct ClientMapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl ClientMapping {
-    fn new<D: SchemeDaemon>(scheme: &mut D, id: usize, len: usize, pid: usize) -> Self {
-        let grant = scheme.map_fd(id, 0, len, &ctx(pid)).expect("map_fd");
-        // SAFETY: a fresh shared mapping of the granted fd, unmapped in drop.
-        let base = unsafe {
-            mmap(
-                None,
-                NonZeroUsize::new(len).unwrap(),
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                &grant.fd,
-                grant.offset as i64,
-            )
-        }
-        .expect("mmap of the granted fd");
-        Self {
-            base: base.cast(),
-            len,
-        }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: `len` mapped read-write bytes that only this test touches.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for ClientMapping {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`.
-        unsafe { munmap(self.base.cast(), self.len) }.unwrap();
-    }
+    info_as(scheme, id, &ctx(pid))
 }
 
 #[test]
@@ -214,12 +157,12 @@ fn buffers_are_zeroed_after_reuse() {
     let mut scheme = scheme(1 << 20);
     let first = open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
     {
-        let mut mapping = ClientMapping::new(&mut scheme, first, 2 * PAGE, ALICE);
+        let mut mapping = ClientMapping::new(&mut scheme, first, 2 * PAGE, &ctx(ALICE));
         mapping.bytes().fill(0xa5);
     }
     scheme.on_close(first);
     let second = open(&mut scheme, "alloc?size=8192", ALICE).unwrap();
-    let mut mapping = ClientMapping::new(&mut scheme, second, 2 * PAGE, ALICE);
+    let mut mapping = ClientMapping::new(&mut scheme, second, 2 * PAGE, &ctx(ALICE));
     assert!(mapping.bytes().iter().all(|&b| b == 0));
 }
 
@@ -249,7 +192,7 @@ impl DmaBackend for DirtyBackend {
 fn the_scheme_zeroes_what_the_backend_gives() {
     let mut scheme = DmaScheme::new(DirtyBackend(MemfdBackend), UniformQuota(Some(1 << 20)));
     let id = open(&mut scheme, "alloc?size=12288", ALICE).unwrap();
-    let mut mapping = ClientMapping::new(&mut scheme, id, 3 * PAGE, ALICE);
+    let mut mapping = ClientMapping::new(&mut scheme, id, 3 * PAGE, &ctx(ALICE));
     assert!(mapping.bytes().iter().all(|&b| b == 0));
 }
 
@@ -399,23 +342,6 @@ fn status_reads_at_offsets() {
             .unwrap(),
         0
     );
-}
-
-fn open_as<S: SchemeSync>(scheme: &mut S, path: &str, ctx: &CallerCtx) -> Result<usize, Error> {
-    let root = scheme.scheme_root()?;
-    match scheme.openat(root, path, 0, 0, ctx)? {
-        OpenResult::ThisScheme { number, .. } => Ok(number),
-        _ => panic!("the dma scheme opens only its own handles"),
-    }
-}
-
-fn status_as<S: SchemeSync>(scheme: &mut S, ctx: &CallerCtx) -> String {
-    let id = open_as(scheme, "status", ctx).unwrap();
-    let mut text = vec![0; 4096];
-    let n = scheme.read(id, &mut text, 0, 0, ctx).unwrap();
-    scheme.on_close(id);
-    text.truncate(n);
-    String::from_utf8(text).unwrap()
 }
 
 /// Two drivers, as a policy file names them: the e1000 may open `dma:`, the
