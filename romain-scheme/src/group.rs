@@ -425,24 +425,21 @@ impl Group {
         // Clients lost the driver when it was told to die (a hang) or now, when
         // it was found dead.
         let stopped_serving = replica.killed_at().unwrap_or(now);
-        match replica.take_kill_cause() {
+        let cause = replica.take_kill_cause();
+        if cause != Some(KillCause::Down) {
+            self.serving.fault(stopped_serving);
+        }
+        match cause {
             Some(KillCause::Down) => {
                 log::info!("{}: pid {pid} ended; down", self.spec.name);
                 self.state = State::Down;
             }
             Some(KillCause::Restart) => {
                 log::info!("{}: pid {pid} ended; restarting on command", self.spec.name);
-                self.serving.fault(stopped_serving);
                 self.state = State::Backoff { due: now };
             }
-            Some(KillCause::Fault(reason)) => {
-                self.serving.fault(stopped_serving);
-                self.fault(Some(pid), reason, ran_for, now)
-            }
-            None => {
-                self.serving.fault(stopped_serving);
-                self.fault(Some(pid), FaultReason::from_exit(status), ran_for, now)
-            }
+            Some(KillCause::Fault(reason)) => self.fault(Some(pid), reason, ran_for, now),
+            None => self.fault(Some(pid), FaultReason::from_exit(status), ran_for, now),
         }
     }
 

@@ -90,7 +90,8 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// The first probe goes out at `started` and waits for the driver to serve,
-    /// up to the `missed_periods` periods after which it counts as hung.
+    /// as long as a process that has not served yet may take ([`START_GRACE`],
+    /// or the missed periods if longer).
     pub fn new(path: &str, period: Duration, missed_periods: u32, started: Instant) -> Self {
         Self {
             path: path.to_owned(),
