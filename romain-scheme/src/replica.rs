@@ -148,6 +148,13 @@ fn spawn_error(spec: &DriverSpec, error: io::Error) -> io::Error {
     io::Error::new(error.kind(), format!("cannot run as {user}: {error}{hint}"))
 }
 
+/// The heartbeat of `spec`'s driver for a process that starts serving at `now`.
+fn heartbeat(spec: &DriverSpec, now: Instant) -> Option<Heartbeat> {
+    spec.heartbeat
+        .as_deref()
+        .map(|path| Heartbeat::new(path, spec.period, spec.missed_periods, now))
+}
+
 /// Why the supervisor killed a replica, so that its death is not taken for a
 /// fault of its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,11 +200,23 @@ impl Replica {
                 late: Cell::new(0),
             }
         });
-        let heartbeat = spec
-            .heartbeat
-            .as_deref()
-            .map(|path| Heartbeat::new(path, spec.period, spec.missed_periods, now));
-        Ok(Self {
+        Ok(Self::watched(
+            child,
+            now,
+            heartbeat(spec, now),
+            engine,
+            None,
+        ))
+    }
+
+    fn watched(
+        child: Child,
+        now: Instant,
+        heartbeat: Option<Heartbeat>,
+        engine: Option<EngineControl>,
+        standby: Option<StandbySignal>,
+    ) -> Self {
+        Self {
             id: ReplicaId::next(),
             child,
             started: now,
@@ -205,8 +224,8 @@ impl Replica {
             killed_at: None,
             heartbeat,
             engine,
-            standby: None,
-        })
+            standby,
+        }
     }
 
     /// Starts `spec`'s driver alone as a standby: it waits, set up but holding
@@ -219,16 +238,8 @@ impl Replica {
         let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
         // Held by the standby alone from now on.
         drop(standby_end);
-        Ok(Self {
-            id: ReplicaId::next(),
-            child,
-            started: now,
-            kill_cause: None,
-            killed_at: None,
-            heartbeat: None,
-            engine: None,
-            standby: Some(signal),
-        })
+        // Not watched until it takes over: it serves nothing before.
+        Ok(Self::watched(child, now, None, None, Some(signal)))
     }
 
     /// Tells a standby to take over now, and watches it from now on as if it
@@ -240,10 +251,7 @@ impl Replica {
             .ok_or_else(|| io::Error::other("not a standby"))?;
         signal.take_over()?;
         self.started = now;
-        self.heartbeat = spec
-            .heartbeat
-            .as_deref()
-            .map(|path| Heartbeat::new(path, spec.period, spec.missed_periods, now));
+        self.heartbeat = heartbeat(spec, now);
         Ok(())
     }
 

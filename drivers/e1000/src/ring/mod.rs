@@ -49,9 +49,19 @@ impl RingMemory {
         Ok(Self { memory, slots })
     }
 
-    /// The ring a predecessor laid out in `memory`, if every descriptor still
-    /// points at its own buffer; the memory back if not.
-    fn laid_out(memory: Box<dyn DmaMemory>, slots: u16) -> Result<Self, Box<dyn DmaMemory>> {
+    /// The ring a predecessor laid out in `memory`, with the NIC's `head` and
+    /// `tail` registers as descriptor indices, if every descriptor still points
+    /// at its own buffer and both registers lie inside the ring; the memory back
+    /// if not.
+    fn laid_out(
+        memory: Box<dyn DmaMemory>,
+        slots: u16,
+        head: u32,
+        tail: u32,
+    ) -> Result<(Self, u16, u16), Box<dyn DmaMemory>> {
+        let (Some(head), Some(tail)) = (index_in(head, slots), index_in(tail, slots)) else {
+            return Err(memory);
+        };
         if Self::check(&*memory, slots).is_err() {
             return Err(memory);
         }
@@ -63,7 +73,7 @@ impl RingMemory {
             buffer == ring.buffer_bus_addr(index)
         });
         match intact {
-            true => Ok(ring),
+            true => Ok((ring, head, tail)),
             false => Err(ring.memory),
         }
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{index_in, RingMemory, BUFFER_LEN};
+use super::{RingMemory, BUFFER_LEN};
 use crate::dma::DmaMemory;
 
 /// Legacy receive descriptor (manual section 3.2.3).
@@ -87,11 +87,9 @@ impl RxRing {
         head: u32,
         tail: u32,
     ) -> Result<Self, Box<dyn DmaMemory>> {
-        let (Some(head), Some(tail)) = (index_in(head, slots), index_in(tail, slots)) else {
-            return Err(memory);
-        };
+        let (memory, head, tail) = RingMemory::laid_out(memory, slots, head, tail)?;
         let mut ring = Self {
-            memory: RingMemory::laid_out(memory, slots)?,
+            memory,
             next: head,
             consumed: None,
             discarding: false,

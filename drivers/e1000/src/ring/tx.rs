@@ -7,7 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{index_in, RingMemory, BUFFER_LEN};
+use super::{RingMemory, BUFFER_LEN};
 use crate::dma::DmaMemory;
 
 /// Legacy transmit descriptor (manual section 3.3.3).
@@ -100,11 +100,9 @@ impl TxRing {
         head: u32,
         tail: u32,
     ) -> Result<Self, Box<dyn DmaMemory>> {
-        let (Some(head), Some(tail)) = (index_in(head, slots), index_in(tail, slots)) else {
-            return Err(memory);
-        };
+        let (memory, head, tail) = RingMemory::laid_out(memory, slots, head, tail)?;
         Ok(Self {
-            memory: RingMemory::laid_out(memory, slots)?,
+            memory,
             tail,
             clean: head,
             in_flight: (tail + slots - head) % slots,
