@@ -165,7 +165,8 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         match self.orphans.claim(ctx.uid, name, size.get(), request.flags) {
             Claim::Nothing => None,
             Claim::Adopt(orphan) => {
-                log::info!(
+                // The new buffer's own line says "adopted".
+                log::debug!(
                     "pid {} (uid {}): kept buffer {name} adopted from buffer {} of pid {}",
                     ctx.pid,
                     ctx.uid,

@@ -6,6 +6,11 @@
 //! replaces the dead ones; the group supervises the engine like any driver. The
 //! group is polled every round: it reaps its process without waiting, runs the
 //! heartbeat, and restarts on the backoff schedule.
+//!
+//! From its first start until it is down, the group holds the scheme of its
+//! heartbeat path and hands it to each process: a client that opens during a
+//! restart waits for the successor rather than failing (see
+//! [`scheme_runtime::SchemeListener`]).
 
 use std::fmt;
 use std::io;
@@ -18,6 +23,7 @@ use crate::backoff::{restart_delay, stable_after};
 use crate::command::Command;
 use crate::fault::{Fault, FaultReason};
 use crate::heartbeat::ProbeReply;
+use crate::platform::{self, HeldScheme};
 use crate::recovery::RecoveryScript;
 use crate::registry::DriverSpec;
 use crate::replica::{EngineError, KillCause, Program, Replica, ENGINE_WAIT};
@@ -50,6 +56,9 @@ pub struct Group {
     standby: Option<Replica>,
     /// No standby is started before this (one that died waits a period).
     standby_after: Instant,
+    /// The scheme the heartbeat probes, bound here and handed to every process
+    /// the group starts, from the group's first start until it is down.
+    scheme: Option<HeldScheme>,
 }
 
 /// A command the group cannot carry out.
@@ -113,6 +122,7 @@ impl Group {
             serving: ServingTimes::default(),
             standby: None,
             standby_after: now,
+            scheme: None,
         };
         group.launch(now);
         group
@@ -262,7 +272,7 @@ impl Group {
         if !serving || now < self.standby_after {
             return;
         }
-        match Replica::spawn_standby(&self.spec, now) {
+        match Replica::spawn_standby(&self.spec, self.scheme.as_ref(), now) {
             Ok(standby) => {
                 log::info!("{}: standby pid {} waits", self.spec.name, standby.pid());
                 self.standby = Some(standby);
@@ -364,7 +374,7 @@ impl Group {
                     State::Up(replica) => replica.kill(KillCause::Down),
                     State::Backoff { .. } => {
                         log::info!("{}: down", self.spec.name);
-                        self.state = State::Down;
+                        self.go_down();
                     }
                     State::Down => {}
                 }
@@ -432,7 +442,7 @@ impl Group {
         match cause {
             Some(KillCause::Down) => {
                 log::info!("{}: pid {pid} ended; down", self.spec.name);
-                self.state = State::Down;
+                self.go_down();
             }
             Some(KillCause::Restart) => {
                 log::info!("{}: pid {pid} ended; restarting on command", self.spec.name);
@@ -474,13 +484,53 @@ impl Group {
         self.state = State::Backoff { due: now + delay };
     }
 
+    /// Down for good: clients that open the scheme now fail at once instead of
+    /// waiting for a successor.
+    fn go_down(&mut self) {
+        self.state = State::Down;
+        self.scheme = None;
+    }
+
+    /// Binds the scheme the heartbeat probes, if the group does not hold it
+    /// yet. Without it (another process serves the name, or the platform
+    /// cannot hand it over) each process binds the name itself, as any
+    /// unsupervised driver does.
+    fn hold_scheme(&mut self) {
+        if self.scheme.is_some() {
+            return;
+        }
+        let Some(path) = self.spec.heartbeat.as_deref() else {
+            return;
+        };
+        let Ok(scheme) = scheme_runtime::SchemePath::parse(path) else {
+            return;
+        };
+        match platform::hold_scheme(scheme.scheme) {
+            Ok(None) => {}
+            Ok(Some(held)) => {
+                log::info!(
+                    "{}: holds scheme {} across restarts",
+                    self.spec.name,
+                    scheme.scheme
+                );
+                self.scheme = Some(held);
+            }
+            Err(e) => log::warn!(
+                "{}: cannot hold scheme {} ({e}); the driver binds it itself",
+                self.spec.name,
+                scheme.scheme
+            ),
+        }
+    }
+
     /// Starts the process, or has the standby take over; a failure to start is
     /// a fault like any other.
     fn launch(&mut self, now: Instant) {
         if !self.is_replicated() && self.take_over_with_standby(now) {
             return;
         }
-        match Replica::spawn(&self.spec, &self.program, now) {
+        self.hold_scheme();
+        match Replica::spawn(&self.spec, &self.program, self.scheme.as_ref(), now) {
             Ok(replica) => {
                 self.generation += 1;
                 log::info!(

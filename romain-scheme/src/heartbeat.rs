@@ -6,9 +6,10 @@
 //! last answer or from the start, means a hang (a deadlock, an endless loop, a
 //! stopped process).
 //!
-//! The first probe goes out as the driver starts and tries again every
-//! millisecond while the scheme is not served yet: its answer is the moment the
-//! driver started serving, which makes a restart's restart-to-serving time. A
+//! The first probe goes out as the driver starts and waits for the scheme to be
+//! served (queued on the name the group holds, or tried again every millisecond
+//! where it holds none): its answer is the moment the driver started serving,
+//! which makes a restart's restart-to-serving time. A
 //! process that has not served yet has [`START_GRACE`] (or the missed periods,
 //! if longer) to do so: a replication engine starting three traced replicas
 //! under emulation takes more than a second, and a heartbeat that killed it for

@@ -236,6 +236,9 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
         eprintln!("romain: a group needs at least one replica");
         return ExitCode::FAILURE;
     }
+    // The scheme's socket, if romain: handed it over, is the engine's alone: no
+    // replica may accept on it behind the vote.
+    scheme_runtime::claim_inherited();
     let schemes = match args
         .schemes
         .as_deref()

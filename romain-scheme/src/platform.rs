@@ -99,33 +99,86 @@ pub fn die_with_supervisor(command: &mut std::process::Command) {
     }
 }
 
+/// Descriptors handed to a child wait in copies from here up, above every
+/// descriptor they are handed over at, so that handing one over never
+/// overwrites another's source.
+#[cfg(target_os = "linux")]
+const FIRST_STASHED_FD: std::os::fd::RawFd = 64;
+
 /// Has the process `command` spawns find `source` at descriptor `at`, open
-/// across its exec (and only there: `source` is close-on-exec in this process).
-/// The caller drops `source` once the process is spawned.
+/// across its exec (and only there: the copy kept for it is close-on-exec in
+/// this process). Any number of descriptors may be handed over this way, in any
+/// order.
 #[cfg(target_os = "linux")]
 fn hand_over(
     command: &mut std::process::Command,
-    source: std::os::fd::RawFd,
+    source: std::os::fd::BorrowedFd<'_>,
     at: std::os::fd::RawFd,
-) {
+) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg};
     use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::process::CommandExt;
-    // SAFETY: dup2 and fcntl are async-signal-safe and touch no memory of the
-    // parent.
+    debug_assert!(at < FIRST_STASHED_FD);
+    let stashed = fcntl(source, FcntlArg::F_DUPFD_CLOEXEC(FIRST_STASHED_FD))?;
+    // SAFETY: fcntl just opened it for this function alone.
+    let stashed = unsafe { OwnedFd::from_raw_fd(stashed) };
+    // SAFETY: dup2 is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(move || {
-            // A dup2 onto itself would leave close-on-exec set.
-            let result = if source == at {
-                libc::fcntl(at, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(source, at)
-            };
-            if result == -1 {
+            if libc::dup2(stashed.as_raw_fd(), at) == -1 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
         });
     }
+    Ok(())
+}
+
+/// A driver's scheme as the supervisor holds it across the driver's restarts
+/// (see [`scheme_runtime::SchemeListener`]): clients that open it meanwhile
+/// wait for the successor, and nobody else can take the name.
+#[cfg(target_os = "linux")]
+pub type HeldScheme = scheme_runtime::SchemeListener;
+
+/// Binds scheme `name` for the drivers this supervisor starts.
+#[cfg(target_os = "linux")]
+pub fn hold_scheme(name: &str) -> io::Result<Option<HeldScheme>> {
+    scheme_runtime::SchemeListener::bind(&scheme_runtime::scheme_dir(), name).map(Some)
+}
+
+/// Has the process `command` spawns find `scheme` at descriptor `at`, named in
+/// its environment, where its server takes it instead of binding the name.
+#[cfg(target_os = "linux")]
+pub fn hand_over_scheme(
+    command: &mut std::process::Command,
+    scheme: &HeldScheme,
+    at: std::os::fd::RawFd,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    hand_over(command, scheme.as_fd(), at)?;
+    command.env(scheme_runtime::LISTENER_FD_ENV, at.to_string());
+    Ok(())
+}
+
+/// Redox: a driver registers its scheme itself at every start; nothing holds
+/// the name between two of them yet.
+#[cfg(target_os = "redox")]
+#[derive(Debug)]
+pub struct HeldScheme(std::convert::Infallible);
+
+#[cfg(target_os = "redox")]
+pub fn hold_scheme(_name: &str) -> io::Result<Option<HeldScheme>> {
+    Ok(None)
+}
+
+#[cfg(target_os = "redox")]
+pub fn hand_over_scheme(
+    _command: &mut std::process::Command,
+    scheme: &HeldScheme,
+    _at: std::os::fd::RawFd,
+) -> io::Result<()> {
+    match scheme.0 {}
 }
 
 /// The supervisor's end of a standby's pipe ([`scheme_runtime::standby`]): one
@@ -137,18 +190,17 @@ pub struct StandbySignal(std::io::PipeWriter);
 #[cfg(target_os = "linux")]
 impl StandbySignal {
     /// Creates the pipe and has the process `command` spawns find its read end
-    /// at descriptor `at`, named in its environment. Returns this end and the
-    /// other; drop the other once the process is spawned.
+    /// at descriptor `at`, named in its environment. Returns this end; the
+    /// other is open in this process as long as `command` is.
     pub fn for_child(
         command: &mut std::process::Command,
         at: std::os::fd::RawFd,
-    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
-        use std::os::fd::AsRawFd;
+    ) -> io::Result<Self> {
+        use std::os::fd::AsFd;
         let (reader, writer) = std::io::pipe()?;
-        let reader = std::os::fd::OwnedFd::from(reader);
-        hand_over(command, reader.as_raw_fd(), at);
+        hand_over(command, reader.as_fd(), at)?;
         command.env(scheme_runtime::standby::STANDBY_FD_ENV, at.to_string());
-        Ok((Self(writer), reader))
+        Ok(Self(writer))
     }
 
     /// Tells the standby to take over; an error if it is gone.
@@ -169,7 +221,7 @@ impl StandbySignal {
     pub fn for_child(
         _command: &mut std::process::Command,
         _at: std::os::fd::RawFd,
-    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+    ) -> io::Result<Self> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "standby processes are not supported on Redox yet",
@@ -191,22 +243,27 @@ pub struct ControlSocket(std::os::fd::OwnedFd);
 impl ControlSocket {
     /// Creates a connected pair and has the process `command` spawns find the
     /// other end at descriptor `at`, open across its exec (and only there: both
-    /// ends are close-on-exec in this process). Returns this end and the other;
-    /// drop the other once the process is spawned.
+    /// ends are close-on-exec in this process). Returns this end; the other is
+    /// open in this process as long as `command` is.
     pub fn for_child(
         command: &mut std::process::Command,
         at: std::os::fd::RawFd,
-    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
-        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-        use std::os::fd::AsRawFd;
+    ) -> io::Result<Self> {
+        use std::os::fd::AsFd;
+        let (ours, theirs) = Self::pair()?;
+        hand_over(command, theirs.as_fd(), at)?;
+        Ok(ours)
+    }
 
+    /// This end and the other, both close-on-exec.
+    pub fn pair() -> io::Result<(Self, std::os::fd::OwnedFd)> {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        hand_over(command, theirs.as_raw_fd(), at);
         Ok((Self(ours), theirs))
     }
 
@@ -269,7 +326,7 @@ impl ControlSocket {
     pub fn for_child(
         _command: &mut std::process::Command,
         _at: std::os::fd::RawFd,
-    ) -> io::Result<(Self, std::os::fd::OwnedFd)> {
+    ) -> io::Result<Self> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "replication needs process tracing, which Redox lacks",
@@ -302,9 +359,9 @@ mod tests {
         command
             .args(["-c", "exec cat <&3 >&3"])
             .stdin(Stdio::null());
-        let (socket, child_end) = ControlSocket::for_child(&mut command, 3).unwrap();
+        let socket = ControlSocket::for_child(&mut command, 3).unwrap();
         let mut child = command.spawn().unwrap();
-        drop(child_end);
+        drop(command);
 
         let mut buf = [0u8; 64];
         let started = Instant::now();
@@ -337,9 +394,9 @@ mod tests {
     fn a_peer_that_ends_is_an_error() {
         let mut command = Command::new("/bin/true");
         command.stdin(Stdio::null());
-        let (socket, child_end) = ControlSocket::for_child(&mut command, 3).unwrap();
+        let socket = ControlSocket::for_child(&mut command, 3).unwrap();
         command.status().unwrap();
-        drop(child_end);
+        drop(command);
         let error = socket
             .receive(&mut [0u8; 8], Duration::from_secs(10))
             .unwrap_err();

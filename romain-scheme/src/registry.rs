@@ -23,8 +23,10 @@
 //!
 //! The defaults are MINIX 3's reincarnation server's. Any answer from the
 //! heartbeat path counts as a reply, even an error: it proves the driver's
-//! request loop runs. A driver running alone opens its ports itself, so `ports`
-//! and `watchdog_ms` only matter to groups of two or more replicas.
+//! request loop runs. The heartbeat path's scheme is also the one the
+//! supervisor holds for the driver across its restarts (see the group). A
+//! driver running alone opens its ports itself, so `ports` and `watchdog_ms`
+//! only matter to groups of two or more replicas.
 //!
 //! `uid` and `gid` are numbers (Redox and small systems have no user database to
 //! look names up in), normally those of the driver's rule in the isolation

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::fault::FaultReason;
 use crate::heartbeat::{Heartbeat, ProbeReply};
-use crate::platform::{self, ControlSocket, StandbySignal};
+use crate::platform::{self, ControlSocket, HeldScheme, StandbySignal};
 use crate::registry::DriverSpec;
 
 /// How long `romain:` waits for the engine's answer to a command. The engine
@@ -27,6 +27,9 @@ pub const ENGINE_WAIT: Duration = Duration::from_secs(1);
 const CONTROL_FD: RawFd = 3;
 /// Where a standby driver finds its pipe (named in its environment).
 const STANDBY_FD: RawFd = 3;
+/// Where a driver or an engine finds its scheme's listening socket, when the
+/// supervisor holds it (named in its environment).
+const SCHEME_FD: RawFd = 4;
 
 /// The longest answer read from the engine; its status is far shorter.
 const MAX_ANSWER_LEN: usize = 16 * 1024;
@@ -181,24 +184,32 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts `spec`'s driver as `program`.
-    pub fn spawn(spec: &DriverSpec, program: &Program, now: Instant) -> io::Result<Self> {
+    /// Starts `spec`'s driver as `program`, handing it `scheme` if the
+    /// supervisor holds the driver's scheme.
+    pub fn spawn(
+        spec: &DriverSpec,
+        program: &Program,
+        scheme: Option<&HeldScheme>,
+        now: Instant,
+    ) -> io::Result<Self> {
         let mut command = program.command(spec);
         let control = match program {
             Program::Driver => None,
             Program::Engine { .. } => Some(ControlSocket::for_child(&mut command, CONTROL_FD)?),
         };
+        if let Some(scheme) = scheme {
+            platform::hand_over_scheme(&mut command, scheme, SCHEME_FD)?;
+        }
         #[cfg(target_os = "linux")]
         platform::die_with_supervisor(&mut command);
         let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
-        let engine = control.map(|(socket, engine_end)| {
-            // Held by the engine alone from now on, so that its death closes the
-            // socket instead of leaving commands unanswered.
-            drop(engine_end);
-            EngineControl {
-                socket,
-                late: Cell::new(0),
-            }
+        // The engine's end of the control socket is the engine's alone from
+        // now on, so that its death closes the socket instead of leaving
+        // commands unanswered.
+        drop(command);
+        let engine = control.map(|socket| EngineControl {
+            socket,
+            late: Cell::new(0),
         });
         Ok(Self::watched(
             child,
@@ -228,16 +239,24 @@ impl Replica {
         }
     }
 
-    /// Starts `spec`'s driver alone as a standby: it waits, set up but holding
-    /// nothing, until [`Replica::take_over`].
-    pub fn spawn_standby(spec: &DriverSpec, now: Instant) -> io::Result<Self> {
+    /// Starts `spec`'s driver alone as a standby: it waits, set up but serving
+    /// nothing (it holds `scheme`, the held scheme, but does not accept on it),
+    /// until [`Replica::take_over`].
+    pub fn spawn_standby(
+        spec: &DriverSpec,
+        scheme: Option<&HeldScheme>,
+        now: Instant,
+    ) -> io::Result<Self> {
         let mut command = Program::Driver.command(spec);
-        let (signal, standby_end) = StandbySignal::for_child(&mut command, STANDBY_FD)?;
+        let signal = StandbySignal::for_child(&mut command, STANDBY_FD)?;
+        if let Some(scheme) = scheme {
+            platform::hand_over_scheme(&mut command, scheme, SCHEME_FD)?;
+        }
         #[cfg(target_os = "linux")]
         platform::die_with_supervisor(&mut command);
         let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
-        // Held by the standby alone from now on.
-        drop(standby_end);
+        // The pipe's other end is the standby's alone from now on.
+        drop(command);
         // Not watched until it takes over: it serves nothing before.
         Ok(Self::watched(child, now, None, None, Some(signal)))
     }
@@ -591,8 +610,7 @@ mod tests {
 
         /// A control line whose engine end the test holds.
         fn control() -> (EngineControl, OwnedFd) {
-            let (socket, engine_end) =
-                ControlSocket::for_child(&mut Command::new("never-spawned"), CONTROL_FD).unwrap();
+            let (socket, engine_end) = ControlSocket::pair().unwrap();
             let control = EngineControl {
                 socket,
                 late: Cell::new(0),

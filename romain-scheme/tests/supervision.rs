@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use scheme_runtime::SCHEME_DIR_ENV;
-use syscall::error::{EINVAL, ENOENT, EOPNOTSUPP, ESRCH, ESTALE};
+use syscall::error::{EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ESRCH, ESTALE};
 use syscall::flag::{O_RDONLY, O_RDWR};
 
 #[path = "common/supervised.rs"]
@@ -509,6 +509,11 @@ fn down_stops_the_group_for_good() {
         (romain.status("alive")["state"] == "down").then_some(())
     });
     assert!(!exists(pid), "the process was killed and reaped");
+    assert_eq!(
+        errno(romain.open("alive-scheme:client", O_RDONLY)),
+        Some(ENODEV),
+        "a group that is down holds its scheme no more: an open fails at once"
+    );
 
     std::thread::sleep(PERIOD * 3);
     let status = romain.status("alive");
@@ -541,6 +546,35 @@ fn down_stops_the_group_for_good() {
     romain.open("romain:alive", O_RDONLY).unwrap();
     romain.wait_for_new_pid("alive", Some(again), Duration::from_secs(3));
     romain.assert_serving();
+}
+
+#[test]
+fn an_open_while_the_driver_is_down_waits_for_the_successor_instead_of_failing() {
+    let romain = Supervised::start();
+    romain.open("romain:alive", O_RDONLY).unwrap();
+    let first = romain.wait_for_new_pid("alive", None, Duration::from_secs(3));
+    // A second fault in a row waits a period before the restart.
+    romain.command("alive", "kill 0").unwrap();
+    let second = romain.wait_for_new_pid("alive", Some(first), Duration::from_secs(3));
+    romain.command("alive", "kill 0").unwrap();
+    wait_for("the backoff", Duration::from_secs(3), || {
+        (romain.status("alive")["state"] == "backoff").then_some(())
+    });
+    assert!(!exists(second), "no process serves the scheme now");
+
+    let client = romain
+        .open("alive-scheme:client", O_RDONLY)
+        .expect("the open waits for the successor");
+    let third = romain.wait_for_new_pid("alive", Some(second), Duration::from_secs(3));
+    assert_ne!(third, first);
+    let errno = |result: io::Result<usize>| result.unwrap_err().raw_os_error();
+    assert_eq!(
+        errno(client.read(&mut [0; 16])),
+        Some(EINVAL),
+        "the successor answers the handle opened while none ran"
+    );
+    let name = romain.schemes().join("alive-scheme");
+    assert!(name.exists(), "the name stays while the group is up");
 }
 
 #[test]

@@ -85,13 +85,13 @@ fn run(args: &Args) -> io::Result<()> {
     let kept = rx.adopted() && tx.adopted();
     let (device, not_taken_over) =
         Device::take_over_or_bring_up(io, Box::new(rx), Box::new(tx), kept)?;
-    match not_taken_over {
-        None => log::info!("took over the NIC as the previous driver left it"),
-        Some(why) => log::info!("brought the NIC up afresh: {why}"),
-    }
+    let how = match not_taken_over {
+        None => "taken over as the previous driver left it".to_owned(),
+        Some(why) => format!("brought up afresh: {why}"),
+    };
     let name = format!("network.{}", args.name);
     log::info!(
-        "{} at {}: address {}, registers {}",
+        "{} at {}: address {}, registers {}; {how}",
         name,
         args.pci,
         format_mac(device.mac()),

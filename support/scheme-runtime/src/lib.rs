@@ -53,6 +53,8 @@ pub use text::copy_at_offset;
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;
 #[cfg(target_os = "linux")]
+pub use host::listener::{claim_inherited, SchemeListener, LISTENER_FD_ENV};
+#[cfg(target_os = "linux")]
 pub use host::memory::sealed_memfd;
 #[cfg(target_os = "linux")]
 pub use host::server::{

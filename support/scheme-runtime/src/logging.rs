@@ -22,11 +22,13 @@ pub const BURST: f64 = 20.0;
 /// Lines one call site may log a second, once its burst is spent.
 pub const PER_SECOND: f64 = 5.0;
 
-/// Installs the logger: the level from `RUST_LOG`, `info` by default. A second
-/// call changes nothing.
+/// Installs the logger: the level from `RUST_LOG`, `info` by default, times to
+/// the millisecond (a driver's restart is told in milliseconds). A second call
+/// changes nothing.
 pub fn init() {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .build();
     let max_level = inner.filter();
     let logger = BoundedLogger {
         inner,

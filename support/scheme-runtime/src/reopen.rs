@@ -6,7 +6,8 @@
 //! every millisecond for the first [`QUICK_RESTART`], then twice as long each
 //! time up to [`LONGEST_PAUSE`]: a restart of tens of milliseconds is seen
 //! within a millisecond of its end, and a supervisor's backoff of seconds costs
-//! few attempts.
+//! few attempts. Where a supervisor holds the scheme's name across the restart
+//! (`SchemeListener`), the first open is queued there and waits instead.
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -30,7 +30,8 @@ pub fn wait_if_standby() {
     let mut signal = unsafe { File::from_raw_fd(fd) };
     log::info!("standing by");
     match wait_for_signal(&mut signal) {
-        Ok(true) => log::info!("taking over"),
+        // The supervisor says so.
+        Ok(true) => log::debug!("taking over"),
         Ok(false) => {
             log::info!("released without taking over");
             std::process::exit(0);

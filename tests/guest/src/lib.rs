@@ -5,5 +5,6 @@
 pub mod campaign_lines;
 pub mod com2_bulk;
 pub mod guest;
+pub mod kill_cost;
 pub mod protocol;
 pub mod restart_lines;

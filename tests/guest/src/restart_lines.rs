@@ -8,7 +8,7 @@
 //! while the host streams into it, and then reports the row:
 //!
 //! ```text
-//! restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=0 received=41943040 in_window=40894464 restarts=8 replaced=- recovery_mean_ms=12.5 recovery_last_ms=11 bridge_restarts=0
+//! restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=0 received=41943040 in_window=40894464 restarts=8 replaced=- recovery_mean_ms=12.5 recovery_last_ms=11 bridge_restarts=0 kill_cost_ms=84.2
 //! ```
 //!
 //! After the group size comes `key=value` words, in any order: the kill interval
@@ -17,9 +17,11 @@
 //! refused (the driver was between processes), bytes received in all and within the
 //! window (from the first byte on), the group's `restarts` and the engine's
 //! `replacements` at the row's end (`-` where the group has no such counter), the
-//! restart-to-serving times `romain:` reports (`-` while unknown), and how often
-//! the guest started the TAP bridge again because it had ended. Keys it does not
-//! know are skipped, so more can be added.
+//! restart-to-serving times `romain:` reports (`-` while unknown), how often
+//! the guest started the TAP bridge again because it had ended, and the mean
+//! milliseconds of stream a kill cost ([`crate::kill_cost`]; `-` without kills,
+//! absent from older lines). Keys it does not know are skipped, so more can be
+//! added.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -87,6 +89,8 @@ pub struct RowLine {
     pub recovery_mean_ms: Option<f64>,
     pub recovery_last_ms: Option<f64>,
     pub bridge_restarts: u64,
+    /// Milliseconds of stream one kill cost, on the mean, measured around each.
+    pub kill_cost_ms: Option<f64>,
 }
 
 impl RowLine {
@@ -154,6 +158,10 @@ impl RowLine {
             recovery_mean_ms: optional_ms("recovery_mean_ms")?,
             recovery_last_ms: optional_ms("recovery_last_ms")?,
             bridge_restarts: count("bridge_restarts")?,
+            kill_cost_ms: match fields.get("kill_cost_ms") {
+                Some(_) => optional_ms("kill_cost_ms")?,
+                None => None,
+            },
         })
     }
 }
@@ -165,7 +173,7 @@ impl fmt::Display for RowLine {
             f,
             "{PREFIX}{} every_s={} again={} window_ms={} kills={} refused={} received={} \
              in_window={} restarts={} replaced={} recovery_mean_ms={} recovery_last_ms={} \
-             bridge_restarts={}",
+             bridge_restarts={} kill_cost_ms={}",
             self.replicas,
             or_dash(self.kills_every.every_s().map(|k| k.to_string())),
             u8::from(self.kills_every == Kills::NeverAgain),
@@ -179,6 +187,7 @@ impl fmt::Display for RowLine {
             or_dash(self.recovery_mean_ms.map(|ms| ms.to_string())),
             or_dash(self.recovery_last_ms.map(|ms| ms.to_string())),
             self.bridge_restarts,
+            or_dash(self.kill_cost_ms.map(|ms| format!("{ms:.1}"))),
         )
     }
 }
@@ -201,6 +210,7 @@ mod tests {
             recovery_mean_ms: Some(12.5),
             recovery_last_ms: None,
             bridge_restarts: 0,
+            kill_cost_ms: Some(84.2),
         }
     }
 
@@ -211,7 +221,7 @@ mod tests {
             line,
             "restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=1 \
              received=41943040 in_window=40894464 restarts=7 replaced=- \
-             recovery_mean_ms=12.5 recovery_last_ms=- bridge_restarts=0"
+             recovery_mean_ms=12.5 recovery_last_ms=- bridge_restarts=0 kill_cost_ms=84.2"
         );
         assert_eq!(RowLine::parse(&line), Some(Ok(row())));
         for kills_every in [Kills::Never, Kills::NeverAgain] {
@@ -228,6 +238,15 @@ mod tests {
         assert_eq!(RowLine::parse("guest-test x ... ok"), None);
         let unknown_keys_skipped = format!("{} later_key=5", row());
         assert_eq!(RowLine::parse(&unknown_keys_skipped), Some(Ok(row())));
+        let older = row().to_string().replace(" kill_cost_ms=84.2", "");
+        assert_eq!(
+            RowLine::parse(&older),
+            Some(Ok(RowLine {
+                kill_cost_ms: None,
+                ..row()
+            })),
+            "a line from before the kill cost"
+        );
         let short = RowLine::parse("restart-bench row x1 every_s=4 window_ms=32000")
             .unwrap()
             .unwrap_err();

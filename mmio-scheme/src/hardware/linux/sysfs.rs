@@ -111,7 +111,8 @@ impl SysfsFunction {
         let new = change(old);
         if new != old {
             config.write_all_at(&new.to_le_bytes(), COMMAND_OFFSET)?;
-            log::info!("{}: command register {old:#06x} -> {new:#06x}", self.bdf);
+            // The scheme's own line says why (a driver opened or closed a BAR).
+            log::debug!("{}: command register {old:#06x} -> {new:#06x}", self.bdf);
         }
         Ok(())
     }

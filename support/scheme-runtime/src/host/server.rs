@@ -30,11 +30,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{accept4, bind, getsockopt, listen, sockopt, Backlog, SockFlag, UnixAddr};
+use nix::sys::socket::{accept4, getsockopt, sockopt, SockFlag};
 use syscall::error::{Error, Result, EBADF, EINVAL, EMFILE, EMSGSIZE, ENFILE, EPROTO, EWOULDBLOCK};
 use syscall::flag::{EventFlags, O_FCNTL_MASK, O_NONBLOCK};
 
-use super::socket::{pass_credentials, recv, send, seqpacket_socket, Credentials};
+use super::listener::SchemeListener;
+use super::socket::{recv, send, Credentials};
 use crate::perform::{perform, Operation, Performed};
 use crate::readiness::{Caller, Readiness};
 use crate::wire::{
@@ -205,8 +206,7 @@ impl Outcome {
 
 pub struct HostServer {
     name: String,
-    socket_path: PathBuf,
-    listener: OwnedFd,
+    listener: SchemeListener,
     connections: HashMap<u64, Connection>,
     next_token: u64,
     readiness: Readiness<u64>,
@@ -221,57 +221,23 @@ pub struct HostServer {
 }
 
 impl HostServer {
-    /// Listens as scheme `name` in `dir`. A socket left by a daemon that died is
-    /// replaced; one that still answers means the scheme is already served.
+    /// Listens as scheme `name` in `dir`, on the socket the process that
+    /// started this one handed over if it did ([`SchemeListener`]), else on one
+    /// bound here: a socket left by a daemon that died is replaced; one that
+    /// still answers means the scheme is already served.
     pub fn bind(dir: &Path, name: &str) -> io::Result<Self> {
-        crate::SchemePath::parse(&format!("{name}:")).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("scheme name {name:?}: {e}"),
-            )
-        })?;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create scheme directory {}: {e}", dir.display()),
-            )
-        })?;
-        let socket_path = dir.join(name);
-        if socket_path.exists() {
-            if super::socket::connect_to(&socket_path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "scheme {name} is already served at {}",
-                        socket_path.display()
-                    ),
-                ));
-            }
-            std::fs::remove_file(&socket_path)?;
-        }
-        let listener = seqpacket_socket()?;
-        bind(listener.as_raw_fd(), &UnixAddr::new(&socket_path)?).map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("cannot bind {}: {e}", socket_path.display()),
-            )
-        })?;
-        // Any user may connect: the scheme decides per caller, as on Redox.
-        std::fs::set_permissions(
-            &socket_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o666),
-        )?;
-        // Accepted sockets inherit it: every request says who sent it.
-        pass_credentials(&listener)?;
-        listen(&listener, Backlog::new(128).map_err(io::Error::from)?)?;
-        nix::fcntl::fcntl(
-            &listener,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )?;
-        log::info!("serving scheme {name} at {}", socket_path.display());
+        let listener = SchemeListener::inherited_or_bind(dir, name)?;
+        let handed = if listener.owns_name() {
+            ""
+        } else {
+            " (handed over)"
+        };
+        log::info!(
+            "serving scheme {name} at {}{handed}",
+            listener.path().display()
+        );
         Ok(Self {
             name: name.to_owned(),
-            socket_path,
             listener,
             connections: HashMap::new(),
             next_token: 0,
@@ -303,7 +269,7 @@ impl HostServer {
     }
 
     pub fn socket_path(&self) -> &Path {
-        &self.socket_path
+        self.listener.path()
     }
 
     /// Serves forever.
@@ -364,11 +330,20 @@ impl HostServer {
             .filter_map(|(i, fd)| fd.revents().filter(|r| !r.is_empty()).map(|r| (i, r)))
             .collect();
         drop(fds);
+        let mut accepted = Vec::new();
         for (index, revents) in ready {
             match index {
-                0 => self.accept_all()?,
+                0 => accepted = self.accept_all()?,
                 i => self.serve_connection(tokens[i - 1], revents, root_id, daemon),
             }
+        }
+        // A client sends its open right after it connects: answered in the round
+        // that accepts it, it waits for no device poll and no second wake-up (a
+        // client queued while the scheme restarted has waited long enough).
+        // After the connections that were ready, so that a handle closed before
+        // another was opened is gone when that one opens, as on Redox.
+        for token in accepted {
+            self.serve_connection(token, PollFlags::POLLIN, root_id, daemon);
         }
         daemon.after_round();
         self.retry_parked(daemon);
@@ -376,14 +351,16 @@ impl HostServer {
         Ok(())
     }
 
-    fn accept_all(&mut self) -> io::Result<()> {
+    /// Accepts every waiting connection; the tokens of those admitted.
+    fn accept_all(&mut self) -> io::Result<Vec<u64>> {
+        let mut accepted = Vec::new();
         loop {
             let raw = match accept4(
-                self.listener.as_raw_fd(),
+                self.listener.as_fd().as_raw_fd(),
                 SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
             ) {
                 Ok(raw) => raw,
-                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EAGAIN) => return Ok(accepted),
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 // Out of descriptors or memory: keep serving the clients we have
                 // and let the listener rest rather than spin on it.
@@ -393,7 +370,7 @@ impl HostServer {
                         self.name
                     );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_REST);
-                    return Ok(());
+                    return Ok(accepted);
                 }
             };
             // SAFETY: accept4 returned a new descriptor that nothing else owns.
@@ -440,6 +417,7 @@ impl HostServer {
                     parked: None,
                 },
             );
+            accepted.push(token);
         }
     }
 
@@ -720,12 +698,6 @@ impl HostServer {
             );
             daemon.on_close(id);
         }
-    }
-}
-
-impl Drop for HostServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket_path);
     }
 }
 

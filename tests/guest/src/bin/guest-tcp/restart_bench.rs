@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::guest::romain::{Romain, RomainGroup};
+use guest_harness::kill_cost::{span_for, Timeline};
 use guest_harness::restart_lines::{row_label, Kills, RowLine};
 use guest_net::child::Child;
 use guest_net::paths::REPLICATED_ACCESS;
@@ -162,17 +163,31 @@ impl Target {
             sleep(POLL);
         };
         let (mut kills, mut refused) = (0, 0);
+        // The stream's progress every poll, and when each kill went in: what
+        // each kill cost the stream (`kill_cost`).
+        let mut timeline = Timeline::default();
+        let mut killed_at = Vec::new();
+        let sample = |timeline: &mut Timeline| {
+            if let Some(first_byte) = first_byte {
+                timeline.record(first_byte.elapsed(), progress.received());
+            }
+        };
         if let Some(first_byte) = first_byte {
             let schedule = kill_times(window, kills_every.every_s());
             for (index, at) in schedule.into_iter().enumerate() {
                 while first_byte.elapsed() < at {
                     self.keep_bridge()?;
                     sleep(POLL.min(at.saturating_sub(first_byte.elapsed())));
+                    sample(&mut timeline);
                 }
                 // Refused while the driver is between processes: the kill finds
                 // nothing to kill, and the row says how often.
+                let when = first_byte.elapsed();
                 match self.group.command(&format!("kill {}", index % replicas)) {
-                    Ok(()) => kills += 1,
+                    Ok(()) => {
+                        kills += 1;
+                        killed_at.push(when);
+                    }
                     Err(why) => {
                         log::warn!("{label}: kill {index} refused: {why}");
                         refused += 1;
@@ -183,7 +198,11 @@ impl Target {
         while !receiver.is_finished() {
             self.keep_bridge()?;
             sleep(POLL);
+            sample(&mut timeline);
         }
+        let kill_cost_ms = kills_every.every_s().and_then(|every| {
+            timeline.mean_kill_cost_ms(&killed_at, span_for(Duration::from_secs(every)))
+        });
         let received: Received = match receiver.join() {
             Ok(received) => received.map_err(|e| format!("the stream failed: {e}"))?,
             Err(_) => return Err("the stream's receiver panicked".into()),
@@ -209,6 +228,7 @@ impl Target {
             recovery_mean_ms: reported_ms(value("restart_to_serving_mean_ms")),
             recovery_last_ms: reported_ms(value("restart_to_serving_last_ms")),
             bridge_restarts: self.bridge_restarts,
+            kill_cost_ms,
         })
     }
 
