@@ -24,11 +24,18 @@
 //! exited or was killed: the scheme sees the same close), the scheme stops the
 //! function's bus mastering ([`Hardware::stop_bus_master`]) before anything
 //! else: there is no IOMMU, and a device left running would go on writing into
-//! the DMA buffers `dma:` frees for the dead driver. The next open of one of
-//! its BARs turns bus mastering on again. A function still open through
-//! another handle (a replica, the supervisor) keeps mastering: its DMA may be
-//! in use. `dma:` keeps freed buffers in quarantine for long enough that this
-//! stop happens first, whichever daemon hears of the death first.
+//! the DMA buffers `dma:` frees for the dead driver. A function still open
+//! through another handle (a replica, the supervisor) keeps mastering: its DMA
+//! may be in use. `dma:` keeps freed buffers in quarantine for long enough that
+//! this stop happens first, whichever daemon hears of the death first.
+//!
+//! Opening a BAR does not start bus mastering again: the device may still be
+//! set up for the dead driver's buffers, freed and perhaps another client's by
+//! the time a successor opens it. The driver starts it itself, with a `call`
+//! of metadata [`START_BUS_MASTER`] and no payload, once it has reset the
+//! device or found its rings in memory it holds. Only a writable BAR handle
+//! whose driver's rule lists `dma` may (a driver with no DMA buffers has no use
+//! for it; EACCES otherwise, EBADF for a read-only handle).
 //!
 //! `status` is open to any caller: the counters to everyone, each open handle's
 //! line (driver, pid, registers) only to root and to the uid of the handle's
@@ -52,6 +59,7 @@ use crate::bus::{RegisterBus, Window, WindowError};
 use crate::hardware::Hardware;
 use crate::open_path::{OpenRequest, RegisterTarget, Target};
 use crate::status::{self, Counters};
+use crate::wire::START_BUS_MASTER;
 use crate::PAGE_SIZE;
 
 /// The handle id of the scheme's root, which paths are opened against.
@@ -59,6 +67,8 @@ const ROOT_ID: usize = 0;
 
 /// The scheme's name, as a policy rule's `schemes` lists it.
 const SCHEME_NAME: &str = "mmio";
+/// The scheme a rule lists for DMA buffers: who may have a device master the bus.
+const DMA_SCHEME: &str = "dma";
 
 /// The `mmio:` scheme over the registers of `H`.
 pub struct MmioScheme<H: Hardware> {
@@ -284,6 +294,54 @@ impl<H: Hardware> MmioScheme<H> {
         Ok(handle)
     }
 
+    /// Lets the function of BAR handle `id` master the bus, for its driver;
+    /// 0 when it may.
+    fn start_bus_master(&mut self, id: usize) -> Result<usize> {
+        let handle = match self.handles.get(&id) {
+            Some(Handle::Registers(handle)) => handle,
+            _ => return Err(Error::new(EBADF)),
+        };
+        let RegisterTarget::Bar { bdf, .. } = handle.target else {
+            self.counters.invalid += 1;
+            log::debug!(
+                "driver {}, {}: port ranges master no bus",
+                handle.driver,
+                handle.target
+            );
+            return Err(Error::new(EINVAL));
+        };
+        if !handle.window.is_writable() {
+            self.counters.invalid += 1;
+            return Err(Error::new(EBADF));
+        }
+        let dma_granted = self
+            .policy
+            .driver(&handle.driver)
+            .is_some_and(|rule| rule.check_scheme(DMA_SCHEME).is_ok());
+        if !dma_granted {
+            self.counters.denials += 1;
+            log::warn!(
+                "denied driver {} pid {}: bus mastering of {bdf} (its rule lists no {DMA_SCHEME})",
+                handle.driver,
+                handle.pid
+            );
+            return Err(Error::new(EACCES));
+        }
+        let (driver, pid) = (handle.driver.clone(), handle.pid);
+        match self.hardware.start_bus_master(bdf) {
+            Ok(()) => {
+                self.counters.bus_master_starts += 1;
+                log::info!("{bdf}: bus mastering started by pid {pid} (driver {driver})");
+                Ok(0)
+            }
+            Err(error) => {
+                self.counters.errors += 1;
+                log::error!("{bdf}: starting bus mastering for driver {driver}: {error}");
+                Err(Error::new(EIO))
+            }
+        }
+    }
+
     /// Stops bus mastering of the function at `bdf` if no handle holds any of
     /// its BARs any more; `driver` closed the last one.
     fn stop_if_unheld(&mut self, bdf: Bdf, driver: &str) {
@@ -429,13 +487,18 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         metadata: &[u64],
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        if !metadata.is_empty() && self.handles.contains_key(&id) {
-            self.counters.invalid += 1;
-            log::debug!(
-                "handle {id}: call with {} words of metadata (a batch takes none)",
-                metadata.len()
-            );
-            return Err(Error::new(EINVAL));
+        match metadata {
+            [] => {}
+            [START_BUS_MASTER] if payload.is_empty() => return self.start_bus_master(id),
+            _ if self.handles.contains_key(&id) => {
+                self.counters.invalid += 1;
+                log::debug!(
+                    "handle {id}: call with {} words of metadata (a batch takes none)",
+                    metadata.len()
+                );
+                return Err(Error::new(EINVAL));
+            }
+            _ => return Err(Error::new(EBADF)),
         }
         let count = self.perform(id, |window| window.run_batch(payload))?;
         self.counters.batches += 1;

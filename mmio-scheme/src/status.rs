@@ -23,6 +23,8 @@ pub struct Counters {
     /// Times a PCI function's bus mastering was stopped because the last
     /// handle on its BARs closed (its driver exited or died).
     pub bus_master_stops: u64,
+    /// Times a driver started its function's bus mastering.
+    pub bus_master_starts: u64,
 }
 
 /// The status text: `key: value` lines (`handles` is `open_handles`), then
@@ -36,6 +38,7 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         invalid,
         errors,
         bus_master_stops,
+        bus_master_starts,
     } = counters;
     let mut text = String::new();
     for (key, value) in [
@@ -47,6 +50,7 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         ("invalid", *invalid),
         ("errors", *errors),
         ("bus_master_stops", *bus_master_stops),
+        ("bus_master_starts", *bus_master_starts),
     ] {
         let _ = writeln!(text, "{key}: {value}");
     }
@@ -70,11 +74,12 @@ mod tests {
             invalid: 4,
             errors: 0,
             bus_master_stops: 1,
+            bus_master_starts: 5,
         };
         let text = render(&counters, 2, &["handle 1: driver uart".into()]);
         assert_eq!(
             text,
-            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nbus_master_stops: 1\nhandle 1: driver uart\n"
+            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nbus_master_stops: 1\nbus_master_starts: 5\nhandle 1: driver uart\n"
         );
     }
 }

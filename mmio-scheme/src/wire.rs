@@ -14,13 +14,20 @@
 //! The server checks the whole batch before it performs any operation, then
 //! performs them in order and returns the number performed; read values come
 //! back in place, so a client reads them from the same buffer ([`Batch::value`]).
-//! `call` takes no metadata. Fixed-size records keep decoding a few shifts per
-//! operation, with no allocation.
+//! A batch's `call` takes no metadata. Fixed-size records keep decoding a few
+//! shifts per operation, with no allocation.
+//!
+//! One `call` is no batch: an empty payload with the single metadata word
+//! [`START_BUS_MASTER`] asks the scheme to let the handle's PCI function master
+//! the bus (see the scheme's docs); it returns 0.
 
 use std::fmt;
 
 /// Bytes per encoded operation.
 pub const OP_SIZE: usize = 16;
+
+/// The metadata word of the `call` that starts the function's bus mastering.
+pub const START_BUS_MASTER: u64 = 1;
 
 /// Largest encodable register offset (48 bits).
 pub const MAX_OFFSET: u64 = (1 << 48) - 1;

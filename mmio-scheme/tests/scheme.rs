@@ -4,7 +4,7 @@
 use driver_policy::{Bdf, DeviceId, Policy};
 use mmio_scheme::bus::SoftBank;
 use mmio_scheme::scheme::MmioScheme;
-use mmio_scheme::wire::{Batch, RegisterOp, Width};
+use mmio_scheme::wire::{Batch, RegisterOp, Width, START_BUS_MASTER};
 use mmio_scheme::SoftMachine;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
@@ -553,6 +553,15 @@ fn masters(hardware: &SoftMachine, function: &str) -> bool {
     hardware.command(bdf(function)).unwrap() & BUS_MASTER != 0
 }
 
+/// The driver's request to let its function master the bus.
+fn start_bus_master(
+    scheme: &mut MmioScheme<SoftMachine>,
+    id: usize,
+    ctx: &CallerCtx,
+) -> Result<usize, Error> {
+    scheme.call(id, &mut [], &[START_BUS_MASTER], ctx)
+}
+
 #[test]
 fn a_driver_dying_with_its_bar_open_stops_the_functions_bus_mastering() {
     let Machine {
@@ -561,7 +570,8 @@ fn a_driver_dying_with_its_bar_open_stops_the_functions_bus_mastering() {
         ..
     } = machine();
     let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
-    assert!(masters(&hardware, "00:03.0"), "opening a BAR turns it on");
+    assert_eq!(start_bus_master(&mut scheme, bar, &e1000_ctx()), Ok(0));
+    assert!(masters(&hardware, "00:03.0"));
 
     // A killed driver's handles close like any others: the platform layer
     // calls on_close for each when the connection goes.
@@ -577,18 +587,76 @@ fn a_driver_dying_with_its_bar_open_stops_the_functions_bus_mastering() {
 }
 
 #[test]
-fn the_next_driver_to_open_the_function_turns_bus_mastering_on_again() {
+fn a_bar_opens_without_bus_mastering_until_its_driver_starts_it() {
     let Machine {
         mut scheme,
         hardware,
         ..
     } = machine();
     let first = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    start_bus_master(&mut scheme, first, &e1000_ctx()).unwrap();
     scheme.on_close(first);
     assert!(!masters(&hardware, "00:03.0"));
+    // The device may still point at the dead driver's buffers: no DMA until
+    // the next driver has put it in order.
     let next = open(&mut scheme, E1000_BAR0, &caller_ctx(50, 1001, 1001)).unwrap();
-    assert!(masters(&hardware, "00:03.0"));
+    assert!(!masters(&hardware, "00:03.0"), "an open leaves it off");
     assert_eq!(pread(&mut scheme, next, 4, 0).unwrap().len(), 4);
+    assert_eq!(start_bus_master(&mut scheme, next, &e1000_ctx()), Ok(0));
+    assert!(masters(&hardware, "00:03.0"));
+    assert_eq!(scheme.counters().bus_master_starts, 2);
+}
+
+#[test]
+fn only_a_writable_bar_of_a_driver_with_dma_may_start_bus_mastering() {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    let read_only = open_with(&mut scheme, E1000_BAR0, O_RDONLY, &e1000_ctx()).unwrap();
+    assert_eq!(
+        errno(start_bus_master(&mut scheme, read_only, &e1000_ctx())),
+        EBADF
+    );
+    // Its rule lists no `dma`: it has no buffers a device could use.
+    let indirect = open(
+        &mut scheme,
+        "pci/0000:00:05.0/bar0",
+        &caller_ctx(42, 1003, 1003),
+    )
+    .unwrap();
+    assert_eq!(
+        errno(start_bus_master(
+            &mut scheme,
+            indirect,
+            &caller_ctx(42, 1003, 1003)
+        )),
+        EACCES
+    );
+    assert!(!masters(&hardware, "00:05.0"));
+    let com2 = open(&mut scheme, COM2, &uart_ctx()).unwrap();
+    assert_eq!(
+        errno(start_bus_master(&mut scheme, com2, &uart_ctx())),
+        EINVAL
+    );
+    let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    assert_eq!(
+        errno(scheme.call(bar, &mut [0; 16], &[START_BUS_MASTER], &e1000_ctx())),
+        EINVAL,
+        "the request carries no batch"
+    );
+    assert_eq!(
+        errno(scheme.call(bar, &mut [], &[START_BUS_MASTER, 0], &e1000_ctx())),
+        EINVAL
+    );
+    assert_eq!(
+        errno(start_bus_master(&mut scheme, 999, &e1000_ctx())),
+        EBADF
+    );
+    assert!(!masters(&hardware, "00:03.0"), "nothing refused started it");
+    assert_eq!(scheme.counters().bus_master_starts, 0);
+    assert_eq!(scheme.counters().denials, 1);
 }
 
 #[test]
@@ -602,6 +670,7 @@ fn a_function_still_held_through_another_handle_keeps_mastering() {
     // the driver): one closing must not stop DMA the other may still use.
     let bar0 = open(&mut scheme, "pci/00:03.0/bar0?label=e1000", &root_ctx()).unwrap();
     let bar0_again = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    start_bus_master(&mut scheme, bar0_again, &e1000_ctx()).unwrap();
     scheme.on_close(bar0);
     assert!(masters(&hardware, "00:03.0"));
     assert_eq!(scheme.counters().bus_master_stops, 0);
@@ -625,6 +694,7 @@ fn closing_one_functions_last_handle_leaves_other_functions_mastering() {
         &caller_ctx(42, 1003, 1003),
     )
     .unwrap();
+    start_bus_master(&mut scheme, e1000, &e1000_ctx()).unwrap();
     let com2 = open(&mut scheme, COM2, &uart_ctx()).unwrap();
     scheme.on_close(com2);
     scheme.on_close(indirect);
@@ -636,15 +706,19 @@ fn closing_one_functions_last_handle_leaves_other_functions_mastering() {
 }
 
 #[test]
-fn the_status_counts_bus_master_stops() {
+fn the_status_counts_bus_master_stops_and_starts() {
     let Machine { mut scheme, .. } = machine();
     let bar = open(&mut scheme, E1000_BAR0, &e1000_ctx()).unwrap();
+    start_bus_master(&mut scheme, bar, &e1000_ctx()).unwrap();
     scheme.on_close(bar);
     let status = open(&mut scheme, "status", &e1000_ctx()).unwrap();
     let mut text = [0; 256];
     let len = scheme.read(status, &mut text, 0, 0, &e1000_ctx()).unwrap();
     let text = String::from_utf8_lossy(&text[..len]);
-    assert!(text.contains("\nbus_master_stops: 1\n"), "{text}");
+    assert!(
+        text.contains("\nbus_master_stops: 1\nbus_master_starts: 1\n"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -59,6 +59,8 @@ impl Device {
         // running by a driver that died may still have pointed into it.
         let rx = RxRing::new(rx_memory, RING_SLOTS)?;
         let tx = TxRing::new(tx_memory, RING_SLOTS)?;
+        io.start_bus_master()
+            .map_err(|e| context("starting bus mastering", e))?;
         let mut device = Self {
             io,
             rx,
@@ -116,6 +118,9 @@ impl Device {
             }
         };
         let mac = read_mac(&mut *io).map_err(|e| context("reading the Ethernet address", e))?;
+        // The rings are in this driver's buffers: the NIC may write into them.
+        io.start_bus_master()
+            .map_err(|e| context("starting bus mastering", e))?;
         // The statistics registers keep what they counted since the predecessor
         // last read them; the next status read adds it to the restored totals.
         let device = Self {
@@ -363,12 +368,14 @@ mod tests {
         Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN))
     }
 
-    /// A successor on `nic`, with the buffers of `predecessor` adopted.
+    /// A successor on `nic`, with the buffers of `predecessor` adopted, after
+    /// `mmio:` stopped the bus mastering of the dead one.
     fn successor(
         nic: &SoftNic,
         dma: &FakeDma,
         predecessor: &Device,
     ) -> (Device, Option<NotTakenOver>) {
+        nic.stop_bus_master();
         let rx = dma.alias(predecessor.rx.bus_addr());
         let tx = dma.alias(predecessor.tx.bus_addr());
         Device::take_over_or_bring_up(nic.io(), rx, tx, true).unwrap()
@@ -391,10 +398,20 @@ mod tests {
         first.send(&[10; 60]).unwrap();
         first.poll().unwrap();
         let writes_before = nic.writes();
+        nic.stop_bus_master();
+        assert!(
+            !nic.deliver(&frames[3]),
+            "between the death and the successor's start the NIC writes no memory"
+        );
 
         let (mut second, not_taken) = successor(&nic, &dma, &first);
         assert_eq!(not_taken, None);
         assert_eq!(nic.writes(), writes_before, "no register written");
+        assert_eq!(
+            nic.bus_master_started_after(),
+            Some(writes_before),
+            "bus mastering started again by the successor"
+        );
         assert_eq!(second.mac(), MAC);
         assert!(nic.deliver(&frames[3]));
         for frame in &frames[1..] {
@@ -453,6 +470,12 @@ mod tests {
         assert_eq!(nic.writes_to(TCTL), [0, TCTL_SERVING]);
         assert_eq!(nic.writes_to(CTRL)[0], CTRL_RST);
         assert_eq!(nic.reg(CTRL) & (CTRL_SLU | CTRL_RST), CTRL_SLU);
+        // Bus mastering only once the NIC was reset, before its rings are set.
+        let started = nic
+            .bus_master_started_after()
+            .expect("bus mastering started");
+        assert!(nic.writes_before_first(CTRL).unwrap() < started);
+        assert!(nic.writes_before_first(RDBAL).unwrap() >= started);
         assert_eq!(nic.writes_to(IMC), [IMC_ALL, IMC_ALL]);
         let rx_ring = device.rx.bus_addr();
         assert_ne!(high32(rx_ring), 0, "the model's buffers lie above 4 GiB");

@@ -67,6 +67,11 @@ pub trait Io {
     fn write32(&mut self, reg: u32, value: u32) -> io::Result<()> {
         self.run(&mut [RegOp::write(reg, value)])
     }
+
+    /// Lets the NIC master the bus (DMA), which `mmio:` leaves off at open:
+    /// only once the NIC was reset, or its rings were found in buffers this
+    /// driver holds.
+    fn start_bus_master(&mut self) -> io::Result<()>;
 }
 
 /// Refuses a batch with an access outside a register window of `len` bytes or not

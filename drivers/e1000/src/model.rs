@@ -132,11 +132,17 @@ struct Nic {
     failing: bool,
     tx_paused: bool,
     reset_stuck: bool,
+    /// Bus Master Enable: without it the NIC moves no frame to or from memory.
+    bus_master: bool,
+    /// How many register writes had been made when the driver last started
+    /// bus mastering.
+    bus_master_started_after: Option<usize>,
 }
 
 impl SoftNic {
     /// A NIC with link up at 1000 Mb/s full duplex, `mac` in receive address 0 and
-    /// in the EEPROM, and state a previous driver left: receiver and transmitter on.
+    /// in the EEPROM, and state a previous driver left: receiver and transmitter
+    /// on, bus mastering off (as `mmio:` leaves it when that driver went).
     pub fn new(dma: &FakeDma, mac: [u8; 6]) -> Self {
         let (ral0, rah0) = ral_rah_from_address(mac);
         let regs = HashMap::from([
@@ -158,7 +164,21 @@ impl SoftNic {
             failing: false,
             tx_paused: false,
             reset_stuck: false,
+            bus_master: false,
+            bus_master_started_after: None,
         })))
+    }
+
+    /// Clears Bus Master Enable, as `mmio:` does when the driver's last handle
+    /// on the NIC closes.
+    pub fn stop_bus_master(&self) {
+        self.0.borrow_mut().bus_master = false;
+    }
+
+    /// How many register writes the driver had made when it last started bus
+    /// mastering; `None` if it never did.
+    pub fn bus_master_started_after(&self) -> Option<usize> {
+        self.0.borrow().bus_master_started_after
     }
 
     /// Receive address 0 not valid: the driver must read the EEPROM.
@@ -189,6 +209,12 @@ impl SoftNic {
             .filter(|op| op.reg == reg)
             .map(|op| op.value)
             .collect()
+    }
+
+    /// How many register writes came before the first to `reg`; `None` if
+    /// none was to it.
+    pub fn writes_before_first(&self, reg: u32) -> Option<usize> {
+        self.0.borrow().writes.iter().position(|op| op.reg == reg)
     }
 
     /// How many register writes the driver made, to any register.
@@ -246,6 +272,17 @@ impl Io for SoftNic {
         }
         Ok(())
     }
+
+    fn start_bus_master(&mut self) -> io::Result<()> {
+        let mut nic = self.0.borrow_mut();
+        if nic.failing {
+            return Err(io::Error::other("model: bus mastering refused"));
+        }
+        nic.bus_master = true;
+        nic.bus_master_started_after = Some(nic.writes.len());
+        nic.transmit();
+        Ok(())
+    }
 }
 
 impl Nic {
@@ -289,7 +326,7 @@ impl Nic {
 
     /// Sends every descriptor from TDH up to TDT.
     fn transmit(&mut self) {
-        if self.read(TCTL) & TCTL_EN == 0 || self.tx_paused {
+        if self.read(TCTL) & TCTL_EN == 0 || self.tx_paused || !self.bus_master {
             return;
         }
         let (base, slots) = self.ring(TDBAL, TDBAH, TDLEN);
@@ -304,7 +341,8 @@ impl Nic {
     }
 
     fn receive(&mut self, frame: &[u8], status: u8, errors: u8) -> bool {
-        if self.read(RCTL) & RCTL_EN == 0 {
+        // QEMU's e1000 does not take a frame off the wire without it either.
+        if self.read(RCTL) & RCTL_EN == 0 || !self.bus_master {
             return false;
         }
         let (base, slots) = self.ring(RDBAL, RDBAH, RDLEN);

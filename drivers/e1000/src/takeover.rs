@@ -9,8 +9,8 @@
 //! the rings as they are, without a reset and without writing RCTL: QEMU's e1000
 //! refuses to receive for a second after every RCTL write, and frames that
 //! arrived meanwhile (QEMU queues them while bus mastering is off, from the
-//! driver's death until the successor opens the BAR) land in the ring the
-//! successor reads. Anything else, and the NIC is brought up afresh.
+//! driver's death until the successor, having found its rings in place, asks
+//! `mmio:` to start it again) land in the ring the successor reads. Anything else, and the NIC is brought up afresh.
 
 use std::fmt;
 

@@ -36,7 +36,9 @@ pub trait Hardware {
     fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId>;
 
     /// The registers of BAR `bar` of the function at `bdf`, with the function
-    /// set up to decode them (and to master the bus, for DMA).
+    /// set up to decode them. Bus mastering is left as it is: off after a
+    /// [`stop_bus_master`](Self::stop_bus_master), until the driver has put the
+    /// device's DMA in order and asks for [`start_bus_master`](Self::start_bus_master).
     fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>>;
 
     /// The I/O ports of `range`.
@@ -46,9 +48,16 @@ pub trait Hardware {
     /// Enable (bit 2 of the PCI command register), so that it starts no more
     /// DMA. Called when the last handle on the function's BARs closes, a dead
     /// driver's included: without an IOMMU, a device left running after its
-    /// driver went would keep writing into buffers `dma:` frees. The next
-    /// [`open_bar`](Self::open_bar) turns bus mastering on again.
+    /// driver went would keep writing into buffers `dma:` frees.
     fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()>;
+
+    /// Lets the function at `bdf` master the bus again: sets Bus Master
+    /// Enable. Only at its driver's request, once the device was reset or its
+    /// rings were found in memory the driver holds: a device a dead driver
+    /// left running still points at that driver's buffers, which `dma:` may
+    /// have freed and given to someone else by the time a successor opens the
+    /// registers.
+    fn start_bus_master(&mut self, bdf: Bdf) -> io::Result<()>;
 }
 
 /// Bits of the PCI command register (PCI Local Bus Specification 3.0,

@@ -97,9 +97,7 @@ impl Hardware for SoftMachine {
             )
         })?;
         // As the Linux layer does for a memory BAR.
-        function
-            .command
-            .fetch_or(MEMORY_SPACE | BUS_MASTER, Ordering::SeqCst);
+        function.command.fetch_or(MEMORY_SPACE, Ordering::SeqCst);
         Ok(Box::new(bank.clone()))
     }
 
@@ -113,6 +111,13 @@ impl Hardware for SoftMachine {
         let function = self.function(bdf)?;
         function.command.fetch_and(!BUS_MASTER, Ordering::SeqCst);
         function.bus_master_stops.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn start_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {
+        self.function(bdf)?
+            .command
+            .fetch_or(BUS_MASTER, Ordering::SeqCst);
         Ok(())
     }
 }

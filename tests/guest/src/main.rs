@@ -41,6 +41,9 @@ use crate::tcp_load::TcpLoad;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// The guest programs' and daemons' log level in the restart benchmark.
+const BENCH_LOG_LEVEL: &str = "RUST_LOG=warn";
+
 /// The benchmark's network paths: our driver in both access modes, then replicated
 /// as 1, 2 and 3 replicas without faults.
 const BENCH_PATHS: [NetPath; 5] = [
@@ -294,7 +297,17 @@ fn run(cli: &Cli) -> Result<Summary> {
     };
     let (tcp_params, tcp_port) = match (&campaign, &restart) {
         (Some(campaign), _) => (campaign.kernel_params(&plan), campaign.port()),
-        (None, Some(restart)) => (restart.kernel_params(&restart_plan), restart.port()),
+        (None, Some(restart)) => {
+            let mut params = restart.kernel_params(&restart_plan);
+            // The daemons log to the guest's serial console, a byte per trap
+            // into QEMU, and a restart logs a dozen lines: at `info` the bench
+            // would measure the test rig's console (Redox logs to memory). A
+            // RUST_LOG given on the command line wins.
+            if !cli.kernel_params.iter().any(|p| p.starts_with("RUST_LOG=")) {
+                params.push(BENCH_LOG_LEVEL.to_owned());
+            }
+            (params, restart.port())
+        }
         (None, None) => (tcp.kernel_params(tcp_paths), tcp.port()),
     };
     let config = BootConfig {

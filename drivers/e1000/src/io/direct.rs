@@ -11,7 +11,7 @@ use super::{check_batch, Access, Io, RegOp};
 pub struct DirectIo {
     mapping: Mapping,
     /// Kept open for as long as the mapping is used, so `mmio:` accounts for it.
-    _bar: Handle,
+    bar: Handle,
 }
 
 impl DirectIo {
@@ -20,7 +20,7 @@ impl DirectIo {
         let len = usize::try_from(bar.fstat()?.st_size)
             .map_err(|_| io::Error::other("mmio: reports a BAR larger than memory"))?;
         let mapping = bar.mmap(0, len, true)?;
-        Ok(Self { mapping, _bar: bar })
+        Ok(Self { mapping, bar })
     }
 }
 
@@ -38,5 +38,9 @@ impl Io for DirectIo {
             }
         }
         Ok(())
+    }
+
+    fn start_bus_master(&mut self) -> io::Result<()> {
+        super::mmio::start_bus_master(&self.bar)
     }
 }

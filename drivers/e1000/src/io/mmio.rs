@@ -4,7 +4,7 @@
 
 use std::io;
 
-use mmio_scheme::wire::{Batch, Width};
+use mmio_scheme::wire::{Batch, Width, START_BUS_MASTER};
 use scheme_runtime::Handle;
 
 use super::{check_batch, Access, Io, RegOp};
@@ -29,7 +29,16 @@ impl MmioIo {
     }
 }
 
+/// Asks `mmio:` to let the function behind `bar` master the bus.
+pub(super) fn start_bus_master(bar: &Handle) -> io::Result<()> {
+    bar.call(&mut [], &[START_BUS_MASTER]).map(drop)
+}
+
 impl Io for MmioIo {
+    fn start_bus_master(&mut self) -> io::Result<()> {
+        start_bus_master(&self.bar)
+    }
+
     fn run(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
         // mmio: checks too; checking here keeps the error message the driver's own.
         check_batch(ops, self.len)?;

@@ -60,11 +60,11 @@ impl Hardware for LinuxHardware {
         let file = function.resource_file(bar)?;
         Ok(match resource.space {
             Space::Memory => {
-                function.enable(COMMAND_MEMORY_SPACE | COMMAND_BUS_MASTER)?;
+                function.enable(COMMAND_MEMORY_SPACE)?;
                 Box::new(SysfsMemoryBar::map(file, resource.len)?)
             }
             Space::Port => {
-                function.enable(COMMAND_IO_SPACE | COMMAND_BUS_MASTER)?;
+                function.enable(COMMAND_IO_SPACE)?;
                 Box::new(SysfsIoBar::new(file, resource.len))
             }
         })
@@ -85,6 +85,10 @@ impl Hardware for LinuxHardware {
         // Decoding stays on: a later driver's register accesses need it, and
         // register accesses start no DMA.
         SysfsFunction::open(&self.devices, bdf)?.disable(COMMAND_BUS_MASTER)
+    }
+
+    fn start_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {
+        SysfsFunction::open(&self.devices, bdf)?.enable(COMMAND_BUS_MASTER)
     }
 }
 
@@ -150,8 +154,8 @@ mod tests {
         assert_eq!(window.region(), crate::region::Region::memory(0x2000));
         assert_eq!(
             command(&dir),
-            0x0003 | COMMAND_BUS_MASTER,
-            "memory space and bus mastering on"
+            0x0003,
+            "memory space on; bus mastering waits for the driver"
         );
         window.write(0x1ffc, Width::U32, 0xdead_beef).unwrap();
         assert_eq!(window.read(0x1ffe, Width::U16).unwrap(), 0xdead);
@@ -179,7 +183,7 @@ mod tests {
         let mut hardware = LinuxHardware::at(&root);
         let mut window = Window::new(hardware.open_bar(BDF.parse().unwrap(), 1).unwrap());
         assert_eq!(window.region(), crate::region::Region::ports(64));
-        assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER);
+        assert_eq!(command(&dir), 0x0003);
         window.write(0x4, Width::U32, 0x0102_0304).unwrap();
         assert_eq!(window.read(0x4, Width::U8).unwrap(), 0x04);
         assert_eq!(fs::read(dir.join("resource1")).unwrap()[4..8], [4, 3, 2, 1]);
@@ -188,12 +192,13 @@ mod tests {
     }
 
     #[test]
-    fn stopping_bus_mastering_clears_only_the_bus_master_bit() {
+    fn bus_mastering_is_started_and_stopped_alone_and_an_open_leaves_it_off() {
         let root = scratch("stop");
         let dir = fake_function(&root);
         let mut hardware = LinuxHardware::at(&root);
         let bdf: Bdf = BDF.parse().unwrap();
         let window = hardware.open_bar(bdf, 0).unwrap();
+        hardware.start_bus_master(bdf).unwrap();
         assert_eq!(command(&dir), 0x0003 | COMMAND_BUS_MASTER);
 
         hardware.stop_bus_master(bdf).unwrap();
@@ -206,8 +211,8 @@ mod tests {
         hardware.open_bar(bdf, 0).unwrap();
         assert_eq!(
             command(&dir),
-            0x0003 | COMMAND_BUS_MASTER,
-            "the next open turns bus mastering on again"
+            0x0003,
+            "the next open leaves bus mastering off"
         );
         assert_eq!(
             hardware

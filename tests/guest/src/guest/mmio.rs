@@ -65,6 +65,14 @@ impl Registers {
         Ok(())
     }
 
+    /// Lets the BAR's PCI function master the bus (DMA): `mmio:` leaves it off
+    /// at open, for the driver to start once the device is in order.
+    pub fn start_bus_master(&self) -> io::Result<()> {
+        self.handle
+            .call(&mut [], &[mmio_scheme::wire::START_BUS_MASTER])
+            .map(drop)
+    }
+
     /// The scheme handle, for requests the typed methods do not make (bad ones, mmap).
     pub fn handle(&self) -> &Handle {
         &self.handle

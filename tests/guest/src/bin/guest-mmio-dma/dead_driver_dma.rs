@@ -16,8 +16,9 @@
 //!   rate, so without the stop the NIC would have written into the poison (a
 //!   run with the stop disabled saw `poison_dirty=1`).
 //!
-//! The next opener of the BAR gets bus mastering back; it writes RCTL = 0 in its
-//! first batch, before the NIC can use the dead driver's ring again.
+//! The next opener of the BAR finds bus mastering still off: the NIC still
+//! points at the dead driver's ring. It writes RCTL = 0 first, then asks
+//! `mmio:` to start bus mastering again.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -122,6 +123,7 @@ impl Received {
 pub fn receive_until_killed(report: &mut Report, env: &Environment) {
     let held = report.run(READY_STEP, || {
         let bar0 = Registers::open(env.e1000_bar(0))?;
+        bar0.start_bus_master()?;
         // QEMU's user network sends a datagram for an unknown guest as an ARP
         // request, one at a time; an ARP from the guest teaches it the MAC, and
         // the flood then arrives as frames for it. Sent first: its buffers
@@ -315,22 +317,31 @@ pub fn check(report: &mut Report, env: &Environment) {
     );
     println!("{FLOOD_STOP_LINE}");
     report.run_after(
-        "mmio-restores-bus-mastering-for-next-driver",
+        "mmio-leaves-bus-mastering-off-until-the-next-driver-starts-it",
         killed,
         |_| {
+            let command = || -> StepResult<u16> {
+                let config = File::open(format!("{SYSFS_PCI_DEVICES}/{}/config", env.e1000))?;
+                let mut command = [0; 2];
+                config.read_exact_at(&mut command, COMMAND_OFFSET)?;
+                Ok(u16::from_le_bytes(command))
+            };
             let bar0 = Registers::open_for(env.e1000_bar(0), E1000_DRIVER_LABEL)?;
-            // The first thing the next driver does, as the e1000 driver does: stop
-            // receiving before the NIC can use the dead driver's ring again.
-            bar0.write32(RCTL, 0)?;
-            let config = File::open(format!("{SYSFS_PCI_DEVICES}/{}/config", env.e1000))?;
-            let mut command = [0; 2];
-            config.read_exact_at(&mut command, COMMAND_OFFSET)?;
-            if u16::from_le_bytes(command) & COMMAND_BUS_MASTER == 0 {
+            let opened = command()?;
+            if opened & COMMAND_BUS_MASTER != 0 {
                 return Err(format!(
-                    "command register {:#06x} after a new open",
-                    u16::from_le_bytes(command)
+                    "command register {opened:#06x} after a new open: the NIC may write \
+                     into the dead driver's freed ring"
                 )
                 .into());
+            }
+            // What the next driver does, as the e1000 driver does: stop the
+            // receiver pointing at the dead driver's ring, then start mastering.
+            bar0.write32(RCTL, 0)?;
+            bar0.start_bus_master()?;
+            let started = command()?;
+            if started & COMMAND_BUS_MASTER == 0 {
+                return Err(format!("command register {started:#06x} after the start").into());
             }
             Ok(())
         },

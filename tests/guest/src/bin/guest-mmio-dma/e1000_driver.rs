@@ -63,6 +63,7 @@ pub fn check(report: &mut Report, env: &Environment) {
     malformed_batches(report, bar0);
     report.run("dma-over-quota-refused", || over_quota(env.e1000_dma_quota));
     report.run_after("e1000-transmit-through-mmio-and-dma", bar0, |bar0| {
+        bar0.start_bus_master()?;
         let took = tx_ring::transmit(bar0, &test_frame(env.mac))?;
         log::info!("transmit descriptor done {took:?} after the tail write");
         Ok(())
