@@ -252,6 +252,12 @@ impl Replica {
         if let Some(scheme) = scheme {
             platform::hand_over_scheme(&mut command, scheme, SCHEME_FD)?;
         }
+        // Its start yields to the driver that serves and takes the time the
+        // processor has to spare; it gets the usual priority back when it
+        // takes over, which takes root.
+        if platform::own_uid() == 0 {
+            platform::start_at_low_priority(&mut command);
+        }
         #[cfg(target_os = "linux")]
         platform::die_with_supervisor(&mut command);
         let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
@@ -268,6 +274,9 @@ impl Replica {
             .standby
             .take()
             .ok_or_else(|| io::Error::other("not a standby"))?;
+        if let Err(e) = platform::set_usual_priority(self.pid()) {
+            log::warn!("standby pid {}: keeps its low priority: {e}", self.pid());
+        }
         signal.take_over()?;
         self.started = now;
         self.heartbeat = heartbeat(spec, now);

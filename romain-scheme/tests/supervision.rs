@@ -252,6 +252,13 @@ fn said(output: &Output) -> String {
 }
 
 /// Whether `pid` still names a process (a zombie counts).
+/// The nice value of `pid` (field 19 of `/proc/<pid>/stat`).
+fn nice(pid: u32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = stat.rsplit_once(") ").unwrap().1;
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
 fn exists(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
@@ -402,12 +409,21 @@ fn a_standby_waits_takes_over_when_the_driver_dies_and_goes_with_the_group() {
     let waiting = wait_for("a standby", Duration::from_secs(5), || standby(&romain));
     assert_ne!(waiting, first);
     assert!(exists(waiting), "the standby runs");
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        assert_eq!(nice(waiting), 10, "a standby starts at a low priority");
+    }
     // It holds nothing yet: the scheme is the first process's alone.
     let mut client = romain.open("warm-scheme:client", O_RDONLY).unwrap();
 
     romain.command("warm", "kill 0").unwrap();
     let second = romain.wait_for_new_pid("warm", Some(first), Duration::from_secs(3));
     assert_eq!(second, waiting, "the standby took over");
+    assert_eq!(
+        nice(second),
+        0,
+        "a driver that serves has the usual priority"
+    );
     client.reopen(Duration::from_secs(3)).unwrap();
     let status = wait_for("the restart to be timed", Duration::from_secs(3), || {
         let status = romain.status("warm");
