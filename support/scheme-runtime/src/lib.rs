@@ -67,3 +67,12 @@ pub use host::socket::{receive_message, Received, MAX_RECEIVED_FDS};
 pub use redox::client::Handle;
 #[cfg(target_os = "redox")]
 pub use redox::server::{serve, serve_with_tick};
+
+/// The descriptor number environment variable `var` names, if it names one: a
+/// descriptor the process that started this one handed over.
+pub(crate) fn descriptor_from_env(var: &str) -> Option<std::os::fd::RawFd> {
+    std::env::var(var)
+        .ok()
+        .and_then(|value| value.parse::<std::os::fd::RawFd>().ok())
+        .filter(|fd| *fd >= 0)
+}

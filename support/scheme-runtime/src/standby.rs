@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::FromRawFd;
 
 /// The environment variable that names a standby's descriptor.
 pub const STANDBY_FD_ENV: &str = "ROMAIN_STANDBY_FD";
@@ -19,10 +19,7 @@ pub const STANDBY_FD_ENV: &str = "ROMAIN_STANDBY_FD";
 /// Returns at once in a process not started as a standby; in a standby, waits
 /// until told to take over, and ends the process if told to leave.
 pub fn wait_if_standby() {
-    let Some(fd) = std::env::var(STANDBY_FD_ENV)
-        .ok()
-        .and_then(|value| value.parse::<RawFd>().ok())
-    else {
+    let Some(fd) = crate::descriptor_from_env(STANDBY_FD_ENV) else {
         return;
     };
     // SAFETY: the supervisor opened this descriptor for this process alone and

@@ -149,10 +149,7 @@ static INHERITED: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// starting any process (the replication engine does, before its replicas); a
 /// server calls it itself. Later calls change nothing.
 pub fn claim_inherited() {
-    let Some(fd) = std::env::var(LISTENER_FD_ENV)
-        .ok()
-        .and_then(|value| value.parse::<RawFd>().ok())
-    else {
+    let Some(fd) = crate::descriptor_from_env(LISTENER_FD_ENV) else {
         return;
     };
     // Named once: a process this one starts finds no stale number.
