@@ -105,9 +105,11 @@ impl Drop for Replicated {
     }
 }
 
+/// Waits until `scheme` answers: its socket file appears a moment before it
+/// takes connections.
 fn wait_for_scheme(dir: &Path, scheme: &str, group: &GroupThread) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !dir.join(scheme).exists() {
+    while !common::takes_connections(&dir.join(scheme)) {
         assert!(
             !group.is_finished(),
             "the replica group ended before serving"

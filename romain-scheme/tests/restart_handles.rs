@@ -69,7 +69,7 @@ impl Group {
         };
         let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
         let deadline = Instant::now() + PATIENCE;
-        while !dir.join("testbed").exists() {
+        while !common::takes_connections(&dir.join("testbed")) {
             assert!(!group.is_finished(), "the group ended before serving");
             assert!(Instant::now() < deadline, "the group never served");
             thread::sleep(Duration::from_millis(10));

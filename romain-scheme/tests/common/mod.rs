@@ -32,3 +32,19 @@ pub fn unique_dir(what: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Whether the scheme socket at `path` takes connections: its file appears a
+/// moment before it does. The connection is closed unused.
+pub fn takes_connections(path: &std::path::Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(socket) = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    UnixAddr::new(path).is_ok_and(|address| connect(socket.as_raw_fd(), &address).is_ok())
+}

@@ -72,6 +72,11 @@ impl SchemeListener {
             std::fs::remove_file(&path)?;
         }
         let socket = seqpacket_socket()?;
+        // Accepted sockets inherit it: every request says who sent it. Set
+        // before the name exists, so that between `bind` (the name appears)
+        // and `listen` (connects are taken) as little as possible runs: a
+        // client that connects in between is refused as if nothing served.
+        pass_credentials(&socket)?;
         bind(socket.as_raw_fd(), &UnixAddr::new(&path)?).map_err(|e| {
             io::Error::new(
                 io::Error::from(e).kind(),
@@ -88,8 +93,6 @@ impl SchemeListener {
             &listener.path,
             std::os::unix::fs::PermissionsExt::from_mode(0o666),
         )?;
-        // Accepted sockets inherit it: every request says who sent it.
-        pass_credentials(&listener.socket)?;
         listen(
             &listener.socket,
             Backlog::new(BACKLOG).map_err(io::Error::from)?,
