@@ -281,7 +281,7 @@ impl ReplicaGroup {
             return Err("the group is not waiting for a request".to_owned());
         }
         let live: Vec<ReplicaIndex> = self.live().map(|(index, _)| index).collect();
-        match self.settle_memory(&live, "found by scrubbing") {
+        match self.settle_memory(&live, "found by scrubbing", &[]) {
             Ok(repaired) => Ok(repaired),
             Err(MemoryVerdict::Unreadable(error)) => Err(error),
             Err(MemoryVerdict::NoMajority(report)) => {
@@ -301,10 +301,13 @@ impl ReplicaGroup {
     /// With fewer replicas than a majority of the group, or a page no majority
     /// holds alike, nothing is copied: the verdict is a divergence without
     /// majority, counted, and the caller fails the group.
+    ///
+    /// The pages in `known_alike` are taken as equal without being read.
     fn settle_memory(
         &mut self,
         among: &[ReplicaIndex],
         found: &str,
+        known_alike: &[Range<u64>],
     ) -> Result<usize, MemoryVerdict> {
         let needed = self.config.replicas / 2 + 1;
         let mut pids = Vec::with_capacity(among.len());
@@ -324,7 +327,7 @@ impl ReplicaGroup {
         let mut pages = BTreeSet::new();
         for &other in &pids[1..] {
             pages.extend(
-                compare_memory(reference, other)
+                compare_memory(reference, other, known_alike)
                     .map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
             );
         }
@@ -566,6 +569,7 @@ impl ReplicaGroup {
         // a majority voted but whose memory none has: the agreeing replicas' memory
         // is settled page by page first, and without a majority nothing is copied.
         let copies_needed = !minority.is_empty() || self.members.iter().any(Option::is_none);
+        let recovering = copies_needed.then(Instant::now);
         if copies_needed {
             let agreeing: Vec<ReplicaIndex> = (0..states.len())
                 .filter(|&index| states[index].is_some())
@@ -575,7 +579,21 @@ impl ReplicaGroup {
                 "found before copying replica {source} at {}",
                 reference.event
             );
-            match self.settle_memory(&agreeing, &found) {
+            // Shared memory the replicas did not write since its last vote is
+            // still what that vote left in all of them (the trust `push` puts
+            // in soft-dirty bits); the periodic scrub reads it whole.
+            let pids: Vec<Pid> = agreeing
+                .iter()
+                .filter_map(|&index| Some(self.members[index].as_ref()?.pid()))
+                .collect();
+            let settling = Instant::now();
+            let agreed = self.shared.agreed_pages(&pids);
+            let settled = self.settle_memory(&agreeing, &found, &agreed);
+            log::debug!(
+                "memory of replicas {agreeing:?} settled in {:.1} ms",
+                settling.elapsed().as_secs_f64() * 1000.0
+            );
+            match settled {
                 Ok(_) => {}
                 Err(MemoryVerdict::NoMajority(report)) => {
                     return Err(GroupFailure::NoMajority(report))
@@ -619,6 +637,9 @@ impl ReplicaGroup {
             if !repaired {
                 self.members[dissenter.replica] = None;
             }
+        }
+        if let Some(started) = recovering {
+            self.stats.recovery += started.elapsed();
         }
 
         match self.perform(&reference, source, devices)? {
@@ -733,11 +754,15 @@ impl ReplicaGroup {
     /// Fills place `index` with a copy of replica `source`, made by having it fork with
     /// the registers every replica continues with.
     fn replace(&mut self, index: ReplicaIndex, source: ReplicaIndex, regs: &user_regs_struct) {
-        match self.fork_member(source, regs) {
+        let started = Instant::now();
+        let forked = self.fork_member(source, regs);
+        self.stats.recovery += started.elapsed();
+        match forked {
             Ok(member) => {
                 log::info!(
-                    "replica {index} replaced by a copy of replica {source} (pid {})",
-                    member.pid()
+                    "replica {index} replaced by a copy of replica {source} (pid {}) in {:.1} ms",
+                    member.pid(),
+                    started.elapsed().as_secs_f64() * 1000.0
                 );
                 self.members[index] = Some(member);
                 self.stats.replacements += 1;

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 
@@ -178,6 +179,35 @@ impl SharedMemory {
 
     pub fn is_empty(&self) -> bool {
         self.regions.is_empty()
+    }
+
+    /// The pages of the replicas' copies that none of `replicas` wrote since the
+    /// last agreement: each holds what the last [`push`](Self::push) voted (or
+    /// [`pull`](Self::pull) brought) in all of them, so comparing them finds
+    /// nothing. Empty where soft-dirty bits do not tell.
+    pub fn agreed_pages(&mut self, replicas: &[Pid]) -> Vec<Range<u64>> {
+        let mut agreed = Vec::new();
+        if !self.soft_dirty {
+            return agreed;
+        }
+        for region in &self.regions {
+            let Some(written) =
+                self.dirty_pages
+                    .written(replicas, region.replica_address, region.len)
+            else {
+                return Vec::new();
+            };
+            let page_address = |page: usize| region.replica_address + (page * PAGE_SIZE) as u64;
+            let mut page = 0;
+            while page < written.len() {
+                let run = written[page..].iter().take_while(|&&w| !w).count();
+                if run > 0 {
+                    agreed.push(page_address(page)..page_address(page + run));
+                }
+                page += run + 1;
+            }
+        }
+        agreed
     }
 
     /// Copies what the device changed since the last agreement into every replica.

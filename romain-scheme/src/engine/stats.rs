@@ -40,6 +40,10 @@ pub struct EngineStats {
     pub busy: Duration,
     /// The part of `busy` spent keeping shared memory in step with the device.
     pub memory_sync: Duration,
+    /// The part of `busy` spent recovering from faults: settling the agreeing
+    /// replicas' memory before a copy, repairing and replacing replicas. What the
+    /// group stalls per fault, by its own clock.
+    pub recovery: Duration,
 }
 
 impl fmt::Display for EngineStats {
@@ -65,6 +69,7 @@ impl fmt::Display for EngineStats {
         writeln!(f, "rounds: {}", self.rounds)?;
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
+        writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;
         writeln!(
             f,
             "last-fault: {}",

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, IoSlice, IoSliceMut};
+use std::ops::Range;
 
 use nix::errno::Errno;
 use nix::libc::{c_long, user_fpregs_struct, user_regs_struct};
@@ -204,7 +205,7 @@ pub struct MemoryRepair {
 /// writable private mappings.
 pub fn repair_memory(healthy: Pid, faulty: Pid) -> Result<MemoryRepair, RepairError> {
     let mut repair = MemoryRepair::default();
-    let compared_bytes = for_each_differing_page(healthy, faulty, |page, good, bad| {
+    let compared_bytes = for_each_differing_page(healthy, faulty, &[], |page, good, bad| {
         repair.first_difference.get_or_insert_with(|| {
             let offset = good.iter().zip(bad).position(|(a, b)| a != b);
             page + offset.unwrap_or(0) as u64
@@ -221,10 +222,15 @@ pub fn repair_memory(healthy: Pid, faulty: Pid) -> Result<MemoryRepair, RepairEr
 }
 
 /// The addresses of the pages whose private writable memory differs between `healthy`
-/// and `faulty`, which must be stopped and have the same layout.
-pub fn compare_memory(healthy: Pid, faulty: Pid) -> Result<Vec<u64>, RepairError> {
+/// and `faulty`, which must be stopped and have the same layout. The pages in
+/// `known_alike` (page-aligned ranges the caller knows both hold alike) are not read.
+pub fn compare_memory(
+    healthy: Pid,
+    faulty: Pid,
+    known_alike: &[Range<u64>],
+) -> Result<Vec<u64>, RepairError> {
     let mut pages = Vec::new();
-    for_each_differing_page(healthy, faulty, |page, _, _| {
+    for_each_differing_page(healthy, faulty, known_alike, |page, _, _| {
         pages.push(page);
         Ok(())
     })?;
@@ -304,16 +310,34 @@ fn majority_page(copies: &[Vec<u8>], needed: usize) -> Option<Vec<u8>> {
 fn for_each_differing_page(
     healthy: Pid,
     faulty: Pid,
+    known_alike: &[Range<u64>],
     mut visit: impl FnMut(u64, &[u8], &[u8]) -> Result<(), RepairError>,
 ) -> Result<u64, RepairError> {
     let regions = matching_layout(healthy, faulty)?;
-    let mut healthy_chunk = vec![0; CHUNK_SIZE];
-    let mut faulty_chunk = vec![0; CHUNK_SIZE];
+    // Pages neither holds as its own copy are alike without being read.
+    let pagemaps: Vec<fs::File> = [healthy, faulty]
+        .iter()
+        .filter_map(|pid| fs::File::open(format!("/proc/{pid}/pagemap")).ok())
+        .collect();
+    let pieces: Vec<Range<u64>> = regions
+        .iter()
+        .flat_map(|region| left_out(region.start..region.end, known_alike))
+        .flat_map(|piece| match pagemaps.len() {
+            2 => own_runs(&pagemaps, piece),
+            _ => vec![piece],
+        })
+        .collect();
+    // Buffers no longer than the longest piece: under emulation, zeroing and
+    // faulting in memory never read costs as much as a comparison.
+    let longest = pieces.iter().map(|piece| piece.end - piece.start).max();
+    let buffer_len = longest.unwrap_or(0).min(CHUNK_SIZE as u64) as usize;
+    let mut healthy_chunk = vec![0; buffer_len];
+    let mut faulty_chunk = vec![0; buffer_len];
     let mut compared = 0;
-    for region in &regions {
-        let mut address = region.start;
-        while address < region.end {
-            let len = (region.end - address).min(CHUNK_SIZE as u64) as usize;
+    for piece in pieces {
+        let mut address = piece.start;
+        while address < piece.end {
+            let len = (piece.end - address).min(CHUNK_SIZE as u64) as usize;
             let good = &mut healthy_chunk[..len];
             let bad = &mut faulty_chunk[..len];
             if read_fully(healthy, address, good)? && read_fully(faulty, address, bad)? {
@@ -346,6 +370,83 @@ fn for_each_differing_page(
         }
     }
     Ok(compared)
+}
+
+/// `/proc/<pid>/pagemap` entry bits.
+const PAGEMAP_ENTRY_LEN: usize = 8;
+const PAGEMAP_PRESENT: u64 = 1 << 63;
+const PAGEMAP_SWAPPED: u64 = 1 << 62;
+const PAGEMAP_FILE_OR_SHARED: u64 = 1 << 61;
+
+/// Whether a pagemap entry is a page the process holds as its own copy: present
+/// and anonymous (written since it was mapped, or touched and zero-filled), or
+/// swapped out. Any other page of a private mapping is the same page of the same
+/// file in every replica of a program, or not there at all (zero when touched):
+/// only own pages can differ between replicas.
+fn is_own(entry: u64) -> bool {
+    entry & PAGEMAP_SWAPPED != 0
+        || (entry & PAGEMAP_PRESENT != 0 && entry & PAGEMAP_FILE_OR_SHARED == 0)
+}
+
+/// The pagemap entries of the pages of `range`.
+fn pagemap_entries(pagemap: &fs::File, range: &Range<u64>) -> io::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let pages = ((range.end - range.start) / PAGE_SIZE as u64) as usize;
+    let mut bytes = vec![0; pages * PAGEMAP_ENTRY_LEN];
+    pagemap.read_exact_at(
+        &mut bytes,
+        range.start / PAGE_SIZE as u64 * PAGEMAP_ENTRY_LEN as u64,
+    )?;
+    Ok(bytes
+        .chunks_exact(PAGEMAP_ENTRY_LEN)
+        .map(|entry| u64::from_ne_bytes(entry.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// The runs of pages of `range` that any of the processes whose `pagemaps` are
+/// given holds as its own ([`is_own`]); all of `range` where one cannot be read.
+fn own_runs(pagemaps: &[fs::File], range: Range<u64>) -> Vec<Range<u64>> {
+    let mut own = vec![false; ((range.end - range.start) / PAGE_SIZE as u64) as usize];
+    for pagemap in pagemaps {
+        let Ok(entries) = pagemap_entries(pagemap, &range) else {
+            return vec![range];
+        };
+        for (own, entry) in own.iter_mut().zip(entries) {
+            *own |= is_own(entry);
+        }
+    }
+    let address = |page: usize| range.start + (page * PAGE_SIZE) as u64;
+    let mut runs = Vec::new();
+    let mut page = 0;
+    while page < own.len() {
+        let run = own[page..].iter().take_while(|&&own| own).count();
+        if run > 0 {
+            runs.push(address(page)..address(page + run));
+        }
+        page += run + 1;
+    }
+    runs
+}
+
+/// The parts of `range` outside every range of `out`, in order.
+fn left_out(range: Range<u64>, out: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out: Vec<&Range<u64>> = out
+        .iter()
+        .filter(|o| o.start < range.end && range.start < o.end)
+        .collect();
+    out.sort_by_key(|o| o.start);
+    let mut pieces = Vec::new();
+    let mut from = range.start;
+    for o in out {
+        if o.start > from {
+            pieces.push(from..o.start);
+        }
+        from = from.max(o.end);
+    }
+    if from < range.end {
+        pieces.push(from..range.end);
+    }
+    pieces
 }
 
 fn compare_pages(
@@ -457,10 +558,6 @@ fn write_fully(pid: Pid, address: u64, bytes: &[u8]) -> Result<(), RepairError> 
 /// these can differ between replicas of one program; the others are the same
 /// page of the same file in all of them.
 pub fn private_code_pages(pid: Pid) -> Result<Vec<u64>, RepairError> {
-    use std::os::unix::fs::FileExt;
-    /// `/proc/<pid>/pagemap`: bit 63 page present, bit 61 file page or shared.
-    const PRESENT: u64 = 1 << 63;
-    const FILE_OR_SHARED: u64 = 1 << 61;
     let maps_error = |source| RepairError::Maps { pid, source };
     let regions = regions(pid, |permissions, name| {
         matches!(permissions, [b'r', _, b'x', b'p']) && !KERNEL_MAPPINGS.contains(&name)
@@ -468,16 +565,10 @@ pub fn private_code_pages(pid: Pid) -> Result<Vec<u64>, RepairError> {
     .map_err(maps_error)?;
     let pagemap = fs::File::open(format!("/proc/{pid}/pagemap")).map_err(maps_error)?;
     let mut own = Vec::new();
-    let mut entries = Vec::new();
     for region in &regions {
-        let pages = ((region.end - region.start) / PAGE_SIZE as u64) as usize;
-        entries.resize(pages * 8, 0);
-        pagemap
-            .read_exact_at(&mut entries, region.start / PAGE_SIZE as u64 * 8)
-            .map_err(maps_error)?;
-        for (index, entry) in entries.chunks_exact(8).enumerate() {
-            let entry = u64::from_ne_bytes(entry.try_into().expect("8 bytes"));
-            if entry & PRESENT != 0 && entry & FILE_OR_SHARED == 0 {
+        let entries = pagemap_entries(&pagemap, &(region.start..region.end)).map_err(maps_error)?;
+        for (index, entry) in entries.into_iter().enumerate() {
+            if is_own(entry) {
                 own.push(region.start + (index * PAGE_SIZE) as u64);
             }
         }
@@ -890,6 +981,19 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         byte[0]
     }
 
+    /// The bytes of `regions` any of `pids` holds as its own.
+    fn own_bytes(pids: &[Pid], regions: &[Region]) -> u64 {
+        let pagemaps: Vec<fs::File> = pids
+            .iter()
+            .map(|pid| fs::File::open(format!("/proc/{pid}/pagemap")).unwrap())
+            .collect();
+        regions
+            .iter()
+            .flat_map(|region| own_runs(&pagemaps, region.start..region.end))
+            .map(|run| run.end - run.start)
+            .sum()
+    }
+
     fn page_of(address: u64) -> u64 {
         address & !(PAGE_SIZE as u64 - 1)
     }
@@ -900,13 +1004,16 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let (healthy, faulty) = (healthy.pid(), faulty.pid());
         let layout = writable_private_regions(healthy).unwrap();
         assert_eq!(writable_private_regions(faulty).unwrap(), layout);
-        assert_eq!(compare_memory(healthy, faulty).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            compare_memory(healthy, faulty, &[]).unwrap(),
+            Vec::<u64>::new()
+        );
 
         let target = REPAIR_TARGET.as_ptr() as u64;
         assert_eq!(flip_memory_bit(faulty, target, 3).unwrap(), (0x5a, 0x52));
         assert_eq!(read_byte(faulty, target), 0x52);
         assert_eq!(
-            compare_memory(healthy, faulty).unwrap(),
+            compare_memory(healthy, faulty, &[]).unwrap(),
             vec![page_of(target)]
         );
 
@@ -922,11 +1029,61 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(repair.pages_copied, 1);
         assert_eq!(repair.first_difference, Some(target));
         assert_eq!(repair.differing, vec![page_of(target)]);
+        // Only pages one of them holds as its own are read: the flipped page is
+        // the faulty one's own copy of a page of the program's file.
         let mapped: u64 = layout.iter().map(|region| region.end - region.start).sum();
-        assert_eq!(repair.compared_bytes, mapped);
+        assert_eq!(
+            repair.compared_bytes,
+            own_bytes(&[healthy, faulty], &layout)
+        );
+        assert!(
+            repair.compared_bytes < mapped / 4,
+            "{} of {mapped}",
+            repair.compared_bytes
+        );
 
         assert_eq!(read_byte(faulty, target), 0x5a);
-        assert_eq!(compare_memory(healthy, faulty).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            compare_memory(healthy, faulty, &[]).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn pages_the_caller_knows_alike_are_not_compared() {
+        let (healthy, faulty) = fork_pair(fork_then_map_in_child);
+        let (healthy, faulty) = (healthy.pid(), faulty.pid());
+        let target = REPAIR_TARGET.as_ptr() as u64;
+        flip_memory_bit(faulty, target, 3).unwrap();
+        let page = page_of(target);
+        let around = [
+            page - PAGE_SIZE as u64..page,
+            page + PAGE_SIZE as u64..page + 2 * PAGE_SIZE as u64,
+        ];
+        assert_eq!(
+            compare_memory(healthy, faulty, &around).unwrap(),
+            vec![page]
+        );
+        let including = page - PAGE_SIZE as u64..page + PAGE_SIZE as u64;
+        assert_eq!(
+            compare_memory(healthy, faulty, std::slice::from_ref(&including)).unwrap(),
+            Vec::<u64>::new()
+        );
+    }
+
+    #[test]
+    fn a_range_less_what_is_left_out_is_the_pieces_between() {
+        assert_eq!(left_out(10..100, &[]), vec![10..100]);
+        assert_eq!(
+            left_out(10..100, &[50..60, 0..20, 90..200]),
+            vec![20..50, 60..90]
+        );
+        assert_eq!(left_out(10..100, &[30..40, 35..50]), vec![10..30, 50..100]);
+        assert_eq!(left_out(10..100, &[0..10, 100..110]), vec![10..100]);
+        assert_eq!(
+            left_out(10..100, std::slice::from_ref(&(0..200))),
+            Vec::<Range<u64>>::new()
+        );
     }
 
     #[test]
@@ -942,13 +1099,17 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         flip_memory_bit(faulty, mapping + 5, 0).unwrap();
         let repair = repair_memory(healthy, faulty).unwrap();
         assert_eq!(repair.differing, vec![mapping]);
-        let mapped: u64 = writable_private_regions(healthy)
-            .unwrap()
-            .iter()
-            .map(|region| region.end - region.start)
-            .sum();
-        assert_eq!(repair.compared_bytes, mapped - PAGE_SIZE as u64);
-        assert_eq!(compare_memory(healthy, faulty).unwrap(), Vec::<u64>::new());
+        // The page past the end is nobody's own: it is not even tried.
+        let layout = writable_private_regions(healthy).unwrap();
+        assert_eq!(
+            repair.compared_bytes,
+            own_bytes(&[healthy, faulty], &layout)
+        );
+        assert!(repair.compared_bytes >= PAGE_SIZE as u64);
+        assert_eq!(
+            compare_memory(healthy, faulty, &[]).unwrap(),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
@@ -976,7 +1137,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            compare_memory(faulty.pid(), healthy.pid()),
+            compare_memory(faulty.pid(), healthy.pid(), &[]),
             Err(RepairError::LayoutDiffers {
                 healthy: Some(_),
                 ..

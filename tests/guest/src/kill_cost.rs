@@ -10,6 +10,13 @@
 //!
 //! The span must hold the whole recovery (the restart, then TCP catching up)
 //! and no other kill: half the interval, at most [`MAX_SPAN`].
+//!
+//! The kills' costs scatter (the stream's own rate wanders by tens of
+//! milliseconds a second under emulation), so a row's mean comes with its
+//! standard error ([`KillCost`]): a cost is measured only when the mean stands
+//! clear of zero by more than twice that. The same reading at instants where
+//! nothing was killed (sham kills in the rows without kills) shows the method's
+//! bias and noise.
 
 use std::time::Duration;
 
@@ -59,13 +66,56 @@ impl Timeline {
         (rate_per_ms > 0.0).then(|| (before - after) / rate_per_ms)
     }
 
-    /// The mean cost of the kills at `kills` whose spans the samples cover.
-    pub fn mean_kill_cost_ms(&self, kills: &[Duration], span: Duration) -> Option<f64> {
+    /// What the kills at `kills` whose spans the samples cover cost.
+    pub fn kill_cost(&self, kills: &[Duration], span: Duration) -> Option<KillCost> {
         let costs: Vec<f64> = kills
             .iter()
             .filter_map(|&at| self.kill_cost_ms(at, span))
             .collect();
-        (!costs.is_empty()).then(|| costs.iter().sum::<f64>() / costs.len() as f64)
+        KillCost::of(&costs)
+    }
+}
+
+/// What a row's kills cost the stream: the mean over its kills and how sure it is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KillCost {
+    /// Milliseconds of stream one kill cost, on the mean.
+    pub mean_ms: f64,
+    /// The standard error of the mean, from the spread of the kills' costs;
+    /// `None` with a single kill measured.
+    pub standard_error_ms: Option<f64>,
+}
+
+impl KillCost {
+    /// The mean and its standard error over `costs`; `None` for no costs.
+    pub fn of(costs: &[f64]) -> Option<KillCost> {
+        let n = costs.len() as f64;
+        let mean_ms = costs.iter().sum::<f64>() / n;
+        let standard_error_ms = (costs.len() > 1).then(|| {
+            let variance = costs.iter().map(|c| (c - mean_ms).powi(2)).sum::<f64>() / (n - 1.0);
+            (variance / n).sqrt()
+        });
+        (!costs.is_empty()).then_some(KillCost {
+            mean_ms,
+            standard_error_ms,
+        })
+    }
+
+    /// Whether the mean stands above zero by more than twice its standard error
+    /// (noise alone does that about one time in forty). Without an error the
+    /// mean is taken as it is: any cost above zero counts.
+    pub fn stands_out(&self) -> bool {
+        self.mean_ms > 2.0 * self.standard_error_ms.unwrap_or(0.0)
+    }
+}
+
+impl std::fmt::Display for KillCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0}", self.mean_ms)?;
+        match self.standard_error_ms {
+            Some(error) => write!(f, " ± {error:.0} ms"),
+            None => write!(f, " ms"),
+        }
     }
 }
 
@@ -158,12 +208,34 @@ mod tests {
     #[test]
     fn a_rows_cost_is_the_mean_over_the_kills_it_can_measure() {
         let stalled = timeline(Some((1000, 1100)));
-        let mean = stalled
-            .mean_kill_cost_ms(&[ms(1000), ms(3000), ms(3990)], ms(500))
+        let cost = stalled
+            .kill_cost(&[ms(1000), ms(3000), ms(3990)], ms(500))
             .unwrap();
-        assert!((mean - 50.0).abs() < 1e-9, "{mean}");
-        assert_eq!(stalled.mean_kill_cost_ms(&[ms(3990)], ms(500)), None);
+        assert!((cost.mean_ms - 50.0).abs() < 1e-9, "{cost:?}");
+        // Costs of 100 and 0 ms: a spread of 70.7 ms, 50 ms for the mean of two.
+        let error = cost.standard_error_ms.unwrap();
+        assert!((error - 50.0).abs() < 1e-9, "{cost:?}");
+        assert_eq!(stalled.kill_cost(&[ms(3990)], ms(500)), None);
         assert_eq!(span_for(Duration::from_secs(16)), MAX_SPAN);
         assert_eq!(span_for(Duration::from_secs(1)), ms(500));
+    }
+
+    #[test]
+    fn a_mean_stands_out_only_beyond_twice_its_standard_error() {
+        let steady = KillCost::of(&[30.0, 32.0, 28.0, 30.0]).unwrap();
+        assert!((steady.mean_ms - 30.0).abs() < 1e-9);
+        assert!(steady.stands_out(), "{steady}");
+        let noisy = KillCost::of(&[120.0, -80.0, 90.0, -60.0]).unwrap();
+        assert!((noisy.mean_ms - 17.5).abs() < 1e-9);
+        assert!(!noisy.stands_out(), "{noisy}");
+        assert_eq!(noisy.to_string(), "18 ± 51 ms");
+        let negative = KillCost::of(&[-10.0, -12.0, -11.0]).unwrap();
+        assert!(!negative.stands_out(), "a gain is no loss");
+        let single = KillCost::of(&[5.0]).unwrap();
+        assert_eq!(single.standard_error_ms, None);
+        assert!(single.stands_out());
+        assert!(!KillCost::of(&[0.0]).unwrap().stands_out());
+        assert_eq!(single.to_string(), "5 ms");
+        assert_eq!(KillCost::of(&[]), None);
     }
 }

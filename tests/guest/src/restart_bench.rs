@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use guest_harness::kill_cost::KillCost;
 use guest_harness::protocol::TestLine;
 use guest_harness::restart_lines::{parse_row_label, row_label, Kills, RowLine};
 use guest_net::load::{Client, Transfer};
@@ -39,8 +40,9 @@ pub const MINIX3_FIGURES: &str = "MINIX 3 (Herder et al.), the network driver ki
 const GOAL_RECOVERY_MS: f64 = 50.0;
 const GOAL_LOSS_AT_1S: f64 = 10.0;
 const GOAL_LOSS_AT_16S: f64 = 1.0;
-/// A loss counts as measured when it is at least this, and more than the group's
-/// two baselines differ by.
+/// A loss counts as measured when it is at least this and stands out of the
+/// noise: twice its standard error measured around each kill, or the group's
+/// baselines' spread where no kill was measured.
 const MEASURABLE_LOSS: f64 = 1.0;
 
 /// What the benchmark measures.
@@ -171,6 +173,8 @@ pub struct Row {
     /// ([`guest_harness::kill_cost`]): the mean cost over the interval. Far
     /// less noisy than `loss` where kills are rare.
     pub kill_loss: Option<f64>,
+    /// Milliseconds the replication engine stalled per kill, by its own clock.
+    pub engine_stall_ms: Option<f64>,
 }
 
 /// Megabytes a second within a row's window.
@@ -212,20 +216,28 @@ pub fn rows(lines: &[RowLine]) -> Vec<Row> {
                 Kills::Every(_) if mean > 0.0 => Some((1.0 - throughput(line) / mean) * 100.0),
                 _ => None,
             };
-            let kill_loss = match (line.kills_every, line.kill_cost_ms) {
-                (Kills::Every(k), Some(cost_ms)) if k > 0 => {
-                    Some(cost_ms / (k as f64 * 1000.0) * 100.0)
-                }
+            let kill_loss = match (line.kills_every, line.kill_cost) {
+                (Kills::Every(k), Some(cost)) => share_of_interval(cost.mean_ms, k),
                 _ => None,
             };
+            let engine_stall_ms = line
+                .engine_recovery_us
+                .filter(|_| line.kills > 0)
+                .map(|us| us as f64 / 1000.0 / line.kills as f64);
             Row {
                 line: line.clone(),
                 throughput: throughput(line),
                 loss,
                 kill_loss,
+                engine_stall_ms,
             }
         })
         .collect()
+}
+
+/// `ms` in percent of `every_s` seconds; `None` for no interval.
+fn share_of_interval(ms: f64, every_s: u64) -> Option<f64> {
+    (every_s > 0).then(|| ms / (every_s as f64 * 1000.0) * 100.0)
 }
 
 fn group_name(replicas: usize) -> String {
@@ -246,17 +258,20 @@ pub fn render(rows: &[Row]) -> Vec<String> {
             "Herder's table: our e1000 driver under romain:, a replica killed every k s \
              during a {window:.0} s bulk TCP stream from the host (loss against the mean of \
              the same group's rows without kills, measured first and last; per kill: the \
-             stream lost around each kill against its rate just before, and that over the \
-             interval)"
+             stream lost around each kill against its rate just before, with its standard \
+             error, and that over the interval; in a row without kills the same at sham \
+             kills a second apart; stall: what the replication engine spent per kill \
+             recovering, by its own clock)"
         ),
         format!(
-            "{:<24} {:>12} {:>5} {:>8} {:>7} {:>16} {:>8} {:>8} {:>18}  notes",
+            "{:<24} {:>12} {:>5} {:>8} {:>7} {:>22} {:>8} {:>8} {:>8} {:>18}  notes",
             "group",
             "kill every",
             "kills",
             "MB/s",
             "loss",
             "per kill",
+            "stall",
             "restarts",
             "replaced",
             "restart-to-serving"
@@ -272,8 +287,13 @@ pub fn render(rows: &[Row]) -> Vec<String> {
         if line.bridge_restarts > 0 {
             notes.push(format!("bridge restarted {} times", line.bridge_restarts));
         }
+        let per_kill = match (line.kill_cost, row.kill_loss, line.sham_cost) {
+            (Some(cost), Some(loss), _) => Some(format!("{cost} = {loss:.2}%")),
+            (None, _, Some(sham)) => Some(format!("sham {sham}")),
+            _ => None,
+        };
         lines.push(format!(
-            "{:<24} {:>12} {:>5} {:>8.3} {:>7} {:>16} {:>8} {:>8} {:>18}  {}",
+            "{:<24} {:>12} {:>5} {:>8.3} {:>7} {:>22} {:>8} {:>8} {:>8} {:>18}  {}",
             group_name(line.replicas),
             match line.kills_every {
                 Kills::Never => "never".to_owned(),
@@ -283,11 +303,8 @@ pub fn render(rows: &[Row]) -> Vec<String> {
             line.kills,
             row.throughput,
             or_dash(row.loss.map(|loss| format!("{loss:.1}%"))),
-            or_dash(
-                line.kill_cost_ms
-                    .zip(row.kill_loss)
-                    .map(|(ms, loss)| format!("{ms:.0} ms = {loss:.2}%"))
-            ),
+            or_dash(per_kill),
+            or_dash(row.engine_stall_ms.map(|ms| format!("{ms:.1} ms"))),
             or_dash(line.restarts.map(|n| n.to_string())),
             or_dash(line.replaced.map(|n| n.to_string())),
             or_dash(line.recovery_mean_ms.map(|ms| format!("{ms:.1} ms"))),
@@ -342,7 +359,7 @@ pub fn goals(rows: &[Row]) -> Vec<String> {
         ),
     ));
     let at_16s = lone(16);
-    let per_kill = at_16s.and_then(|row| Some((row.kill_loss?, row.line.kill_cost_ms?)));
+    let per_kill = at_16s.and_then(|row| Some((row.kill_loss?, row.line.kill_cost?.mean_ms)));
     let seen = match (per_kill, at_16s.and_then(|row| row.loss)) {
         (Some((loss, ms)), against) => format!(
             "{loss:.2}%: {ms:.0} ms of stream per kill, measured around each{}",
@@ -358,53 +375,73 @@ pub fn goals(rows: &[Row]) -> Vec<String> {
         loss_16s.map(|loss| loss < GOAL_LOSS_AT_16S),
         format!("loss under {GOAL_LOSS_AT_16S:.0}% with a kill every 16 s ({seen})"),
     ));
-    // Judged, like the 16 s goal, by what each kill cost around it where every
-    // row measured that: rows minutes apart drift by more than a replica's
-    // replacement costs. The rows against the baselines are said beside it.
-    let row_lines: Vec<RowLine> = rows.iter().map(|row| row.line.clone()).collect();
-    let replicated: Vec<&Row> = rows.iter().filter(|row| row.line.replicas > 1).collect();
-    let worst_of = |losses: Vec<(f64, u64)>| {
-        losses.into_iter().fold(
-            None,
-            |worst: Option<(f64, u64)>, (loss, every)| match worst {
-                Some((w, _)) if w >= loss => worst,
-                _ => Some((loss, every)),
-            },
-        )
-    };
-    let kill_rows = || {
-        replicated
-            .iter()
-            .filter_map(|row| Some((row, row.line.kills_every.every_s()?)))
-    };
-    let per_kill: Option<Vec<(f64, u64)>> = kill_rows()
-        .map(|(row, every)| Some((row.kill_loss?, every)))
-        .collect();
-    let against_baselines = worst_of(
-        kill_rows()
-            .filter_map(|(row, every)| Some((row.loss?, every)))
-            .collect(),
-    );
-    let noise = replicated
+    lines.push(replicated_goal(rows));
+    lines
+}
+
+/// The replicated group's goal: no kill row whose loss is measurable. Judged,
+/// like the 16 s goal, by what each kill cost around it where every row measured
+/// that (rows minutes apart drift by more than a replica's replacement costs),
+/// and a loss there counts only when it stands out of its own noise; the
+/// engine's stall by its own clock must stay under the same share. The rows
+/// against the baselines are said beside it.
+fn replicated_goal(rows: &[Row]) -> String {
+    let what = format!("no measurable loss with replicas killed, under {MEASURABLE_LOSS:.0}%");
+    let kill_rows: Vec<(&Row, u64)> = rows
         .iter()
-        .map(|row| row.line.replicas)
-        .filter_map(|n| baseline_spread(&row_lines, n))
+        .filter(|row| row.line.replicas > 1)
+        .filter_map(|row| Some((row, row.line.kills_every.every_s()?)))
+        .collect();
+    if kill_rows.is_empty() {
+        return format!("goal not measured: {what} (no such row)");
+    }
+    let row_lines: Vec<RowLine> = rows.iter().map(|row| row.line.clone()).collect();
+    let noise = kill_rows
+        .iter()
+        .filter_map(|(row, _)| baseline_spread(&row_lines, row.line.replicas))
         .fold(MEASURABLE_LOSS, f64::max);
-    let said_against = against_baselines.map_or_else(String::new, |(loss, every)| {
-        format!(
-            "; against the baselines worst {loss:.1}% at {every} s, whose spread is {noise:.1}%"
-        )
+    let worst_against_baselines = kill_rows
+        .iter()
+        .filter_map(|&(row, every)| Some((row.loss?, every)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let said_against = worst_against_baselines.map(|(loss, every)| {
+        format!("against the baselines worst {loss:.1}% at {every} s, whose spread is {noise:.1}%")
     });
-    let (met, seen) = match (
-        per_kill.filter(|losses| !losses.is_empty()),
-        against_baselines,
-    ) {
-        (Some(losses), _) => {
-            let (worst, every) = worst_of(losses).unwrap_or((0.0, 0));
-            (
-                Some(worst < MEASURABLE_LOSS),
-                format!("worst {worst:.2}% at {every} s, measured around each kill{said_against}"),
-            )
+    let stalls: Vec<(f64, u64)> = kill_rows
+        .iter()
+        .filter_map(|&(row, every)| Some((share_of_interval(row.engine_stall_ms?, every)?, every)))
+        .collect();
+    let worst_stall = stalls.iter().copied().max_by(|a, b| a.0.total_cmp(&b.0));
+    let said_stall = worst_stall.map(|(share, every)| {
+        format!("the engine stalled at most {share:.2}% of the interval, at {every} s")
+    });
+    let around: Option<Vec<(f64, KillCost, u64)>> = kill_rows
+        .iter()
+        .map(|&(row, every)| Some((row.kill_loss?, row.line.kill_cost?, every)))
+        .collect();
+    let measurable =
+        |&(loss, cost, _): &(f64, KillCost, u64)| loss >= MEASURABLE_LOSS && cost.stands_out();
+    let worst = |rows: Vec<&(f64, KillCost, u64)>| {
+        rows.into_iter().copied().max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    // The worst measurable row, or the worst row where none is.
+    let around = around.unwrap_or_default();
+    let shown = worst(around.iter().filter(|row| measurable(row)).collect())
+        .or_else(|| worst(around.iter().collect()));
+    let (met, seen) = match (shown, worst_against_baselines) {
+        (Some(shown @ (loss, cost, every)), _) => {
+            let stands = match cost.stands_out() {
+                true => "beyond twice its standard error",
+                false => "within twice its standard error",
+            };
+            let stalled = worst_stall.is_some_and(|(share, _)| share >= MEASURABLE_LOSS);
+            let seen = std::iter::once(format!(
+                "worst {loss:.2}% at {every} s, {cost} per kill, {stands}, measured around each kill"
+            ))
+            .chain(said_stall)
+            .chain(said_against)
+            .collect::<Vec<_>>();
+            (Some(!measurable(&shown) && !stalled), seen.join("; "))
         }
         (None, Some((loss, every))) => (
             Some(loss < noise),
@@ -412,13 +449,14 @@ pub fn goals(rows: &[Row]) -> Vec<String> {
                 "worst {loss:.1}% at {every} s against the baselines, whose spread is {noise:.1}%"
             ),
         ),
-        (None, None) => (None, "no such row".to_owned()),
+        (None, None) => (None, "no row measured".to_owned()),
     };
-    lines.push(verdict(
-        met,
-        format!("no measurable loss with replicas killed, under {MEASURABLE_LOSS:.0}% ({seen})"),
-    ));
-    lines
+    let verdict = match met {
+        Some(true) => "goal met",
+        Some(false) => "goal missed",
+        None => "goal not measured",
+    };
+    format!("{verdict}: {what} ({seen})")
 }
 
 /// The mean restart-to-serving over the lone driver's rows with kills, each row's
@@ -482,8 +520,18 @@ mod tests {
             recovery_mean_ms: mean_ms,
             recovery_last_ms: None,
             bridge_restarts: 0,
-            kill_cost_ms: None,
+            kill_cost: None,
+            sham_cost: None,
+            engine_recovery_us: None,
         }
+    }
+
+    /// A row's kill cost of `mean_ms`, give or take `error_ms`.
+    fn cost(mean_ms: f64, error_ms: f64) -> Option<KillCost> {
+        Some(KillCost {
+            mean_ms,
+            standard_error_ms: Some(error_ms),
+        })
     }
 
     #[test]
@@ -501,6 +549,28 @@ mod tests {
         assert_eq!(at(2), (3.8, None));
         assert_eq!(at(3), (2.0, None));
         assert_eq!(at(4), (2.0, Some(0.0)));
+    }
+
+    #[test]
+    fn the_engines_stall_is_its_recovery_time_over_the_kills() {
+        let table = rows(&[
+            RowLine {
+                engine_recovery_us: Some(96_000),
+                kill_cost: cost(40.0, 10.0),
+                ..line(3, Kills::Every(1), 2.0, None)
+            },
+            RowLine {
+                engine_recovery_us: Some(0),
+                ..line(3, Kills::Never, 2.0, None)
+            },
+        ]);
+        assert_eq!(table[0].engine_stall_ms, Some(3.0), "96 ms over 32 kills");
+        assert_eq!(table[0].kill_loss, Some(4.0), "40 ms a second");
+        assert_eq!(
+            table[1].engine_stall_ms, None,
+            "no kills, no stall per kill"
+        );
+        assert_eq!(table[1].kill_loss, None);
     }
 
     #[test]
@@ -551,7 +621,7 @@ mod tests {
         measured[2] = rows(&[
             line(1, Kills::Never, 100.0, None),
             RowLine {
-                kill_cost_ms: Some(120.0),
+                kill_cost: cost(120.0, 30.0),
                 ..line(1, Kills::Every(16), 99.0, Some(70.0))
             },
         ])
@@ -561,7 +631,7 @@ mod tests {
             "goal met: loss under 1% with a kill every 16 s (0.75%: 120 ms of stream per \
              kill, measured around each; 1.0% against the baselines)"
         );
-        measured[2].line.kill_cost_ms = Some(160.0);
+        measured[2].line.kill_cost = cost(160.0, 30.0);
         measured[2].kill_loss = Some(1.0);
         assert!(self::goals(&measured)[2].starts_with("goal missed"));
         assert_eq!(
@@ -571,16 +641,53 @@ mod tests {
         );
         // Measured around each kill, the replicated rows are judged by that.
         let mut around = table.clone();
-        around[5].line.kill_cost_ms = Some(5.0);
+        around[5].line.kill_cost = cost(5.0, 1.0);
         around[5].kill_loss = Some(0.5);
+        around[5].engine_stall_ms = Some(3.0);
         assert_eq!(
             self::goals(&around)[3],
             "goal met: no measurable loss with replicas killed, under 1% (worst 0.50% at 1 s, \
-             measured around each kill; against the baselines worst 10.0% at 1 s, whose \
-             spread is 4.0%)"
+             5 ± 1 ms per kill, beyond twice its standard error, measured around each kill; \
+             the engine stalled at most 0.30% of the interval, at 1 s; against the baselines \
+             worst 10.0% at 1 s, whose spread is 4.0%)"
         );
+        // 1.5% is measurable only when it stands out of the kills' own noise.
+        around[5].line.kill_cost = cost(15.0, 8.0);
         around[5].kill_loss = Some(1.5);
+        let within = self::goals(&around)[3].clone();
+        assert!(within.starts_with("goal met"), "{within}");
+        assert!(
+            within.contains("15 ± 8 ms per kill, within twice"),
+            "{within}"
+        );
+        around[5].line.kill_cost = cost(15.0, 7.0);
         assert!(self::goals(&around)[3].starts_with("goal missed"));
+        // Below 1% nothing is measurable, however sure.
+        around[5].kill_loss = Some(0.9);
+        assert!(self::goals(&around)[3].starts_with("goal met"));
+        // The engine's own clock can miss it too.
+        around[5].engine_stall_ms = Some(10.0);
+        let stalled = self::goals(&around)[3].clone();
+        assert!(stalled.starts_with("goal missed"), "{stalled}");
+        assert!(stalled.contains("stalled at most 1.00%"), "{stalled}");
+        // A measurable row is shown before a worse one that is not.
+        let mut two = around.clone();
+        two[5].engine_stall_ms = None;
+        two[5].line.kill_cost = cost(30.0, 5.0);
+        two[5].kill_loss = Some(3.0);
+        let mut sixteen = two[5].clone();
+        sixteen.line.kills_every = Kills::Every(16);
+        sixteen.line.kill_cost = cost(800.0, 500.0);
+        sixteen.kill_loss = Some(5.0);
+        two.insert(6, sixteen);
+        let shown = self::goals(&two)[3].clone();
+        assert!(shown.contains("worst 3.00% at 1 s"), "{shown}");
+        two[5].line.kill_cost = cost(30.0, 20.0);
+        let shown = self::goals(&two)[3].clone();
+        assert!(
+            shown.starts_with("goal met") && shown.contains("worst 5.00% at 16 s"),
+            "{shown}"
+        );
         let unmeasured = self::goals(&rows(&[line(1, Kills::Never, 1.0, None)]));
         assert_eq!(
             unmeasured[0],
@@ -598,10 +705,13 @@ mod tests {
         let table = render(&rows(&[
             line(1, Kills::Never, 4.0, None),
             RowLine {
-                kill_cost_ms: Some(200.0),
+                kill_cost: cost(200.0, 20.0),
                 ..line(1, Kills::Every(4), 3.0, Some(12.0))
             },
-            line(1, Kills::NeverAgain, 4.0, None),
+            RowLine {
+                sham_cost: cost(-2.0, 9.0),
+                ..line(1, Kills::NeverAgain, 4.0, None)
+            },
         ]));
         assert!(table[0].starts_with("Herder's table"), "{}", table[0]);
         assert!(table[2].contains("never"), "{}", table[2]);
@@ -611,8 +721,9 @@ mod tests {
             table[3]
         );
         assert!(table[3].contains("12.0 ms"), "{}", table[3]);
-        assert!(table[3].contains("200 ms = 5.00%"), "{}", table[3]);
+        assert!(table[3].contains("200 ± 20 ms = 5.00%"), "{}", table[3]);
         assert!(table[4].contains("never, again"), "{}", table[4]);
+        assert!(table[4].contains("sham -2 ± 9 ms"), "{}", table[4]);
         assert!(table[5].contains("0.0% apart"), "{}", table[5]);
         assert!(table.iter().any(|l| l.starts_with("MINIX 3")));
     }

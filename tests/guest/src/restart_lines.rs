@@ -8,7 +8,7 @@
 //! while the host streams into it, and then reports the row:
 //!
 //! ```text
-//! restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=0 received=41943040 in_window=40894464 restarts=8 replaced=- recovery_mean_ms=12.5 recovery_last_ms=11 bridge_restarts=0 kill_cost_ms=84.2
+//! restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=0 received=41943040 in_window=40894464 restarts=8 replaced=- recovery_mean_ms=12.5 recovery_last_ms=11 bridge_restarts=0 kill_cost_ms=84.2 kill_cost_se_ms=9.1 sham_cost_ms=- sham_cost_se_ms=- engine_recovery_us=-
 //! ```
 //!
 //! After the group size comes `key=value` words, in any order: the kill interval
@@ -18,14 +18,20 @@
 //! window (from the first byte on), the group's `restarts` and the engine's
 //! `replacements` at the row's end (`-` where the group has no such counter), the
 //! restart-to-serving times `romain:` reports (`-` while unknown), how often
-//! the guest started the TAP bridge again because it had ended, and the mean
-//! milliseconds of stream a kill cost ([`crate::kill_cost`]; `-` without kills,
-//! absent from older lines). Keys it does not know are skipped, so more can be
-//! added.
+//! the guest started the TAP bridge again because it had ended, the mean
+//! milliseconds of stream a kill cost and that mean's standard error
+//! ([`crate::kill_cost`]; `-` without kills), the same at sham kills a second
+//! apart in a row without kills (`-` in a row with kills), and the time the
+//! replication engine spent recovering from faults in the row, by its own clock
+//! (`-` for a group without an engine). Keys it does not know are skipped, so
+//! more can be added; the ones after `bridge_restarts` may be absent (older
+//! lines).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
+
+use crate::kill_cost::KillCost;
 
 const PREFIX: &str = "restart-bench row x";
 
@@ -89,8 +95,12 @@ pub struct RowLine {
     pub recovery_mean_ms: Option<f64>,
     pub recovery_last_ms: Option<f64>,
     pub bridge_restarts: u64,
-    /// Milliseconds of stream one kill cost, on the mean, measured around each.
-    pub kill_cost_ms: Option<f64>,
+    /// What one kill cost the stream, on the mean, measured around each.
+    pub kill_cost: Option<KillCost>,
+    /// The same reading at sham kills in a row without kills: the method's noise.
+    pub sham_cost: Option<KillCost>,
+    /// Microseconds the replication engine spent recovering from the row's faults.
+    pub engine_recovery_us: Option<u64>,
 }
 
 impl RowLine {
@@ -140,6 +150,17 @@ impl RowLine {
                 })
                 .transpose()
         };
+        // Keys newer lines carry: absent reads as unknown.
+        let newer_ms = |key: &str| match fields.get(key) {
+            Some(_) => optional_ms(key),
+            None => Ok(None),
+        };
+        let cost = |name: &str| -> Result<Option<KillCost>, String> {
+            Ok(newer_ms(&format!("{name}_ms"))?.map(|mean_ms| KillCost {
+                mean_ms,
+                standard_error_ms: newer_ms(&format!("{name}_se_ms")).ok().flatten(),
+            }))
+        };
         let kills_every = match (optional_count("every_s")?, fields.get("again")) {
             (Some(k), _) => Kills::Every(k),
             (None, Some(&"1")) => Kills::NeverAgain,
@@ -158,8 +179,10 @@ impl RowLine {
             recovery_mean_ms: optional_ms("recovery_mean_ms")?,
             recovery_last_ms: optional_ms("recovery_last_ms")?,
             bridge_restarts: count("bridge_restarts")?,
-            kill_cost_ms: match fields.get("kill_cost_ms") {
-                Some(_) => optional_ms("kill_cost_ms")?,
+            kill_cost: cost("kill_cost")?,
+            sham_cost: cost("sham_cost")?,
+            engine_recovery_us: match fields.get("engine_recovery_us") {
+                Some(_) => optional_count("engine_recovery_us")?,
                 None => None,
             },
         })
@@ -169,11 +192,16 @@ impl RowLine {
 impl fmt::Display for RowLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+        let error = |cost: Option<KillCost>| {
+            cost.and_then(|cost| cost.standard_error_ms)
+                .map(|ms| format!("{ms:.1}"))
+        };
         write!(
             f,
             "{PREFIX}{} every_s={} again={} window_ms={} kills={} refused={} received={} \
              in_window={} restarts={} replaced={} recovery_mean_ms={} recovery_last_ms={} \
-             bridge_restarts={} kill_cost_ms={}",
+             bridge_restarts={} kill_cost_ms={} kill_cost_se_ms={} sham_cost_ms={} \
+             sham_cost_se_ms={} engine_recovery_us={}",
             self.replicas,
             or_dash(self.kills_every.every_s().map(|k| k.to_string())),
             u8::from(self.kills_every == Kills::NeverAgain),
@@ -187,7 +215,11 @@ impl fmt::Display for RowLine {
             or_dash(self.recovery_mean_ms.map(|ms| ms.to_string())),
             or_dash(self.recovery_last_ms.map(|ms| ms.to_string())),
             self.bridge_restarts,
-            or_dash(self.kill_cost_ms.map(|ms| format!("{ms:.1}"))),
+            or_dash(self.kill_cost.map(|cost| format!("{:.1}", cost.mean_ms))),
+            or_dash(error(self.kill_cost)),
+            or_dash(self.sham_cost.map(|cost| format!("{:.1}", cost.mean_ms))),
+            or_dash(error(self.sham_cost)),
+            or_dash(self.engine_recovery_us.map(|us| us.to_string())),
         )
     }
 }
@@ -210,7 +242,12 @@ mod tests {
             recovery_mean_ms: Some(12.5),
             recovery_last_ms: None,
             bridge_restarts: 0,
-            kill_cost_ms: Some(84.2),
+            kill_cost: Some(KillCost {
+                mean_ms: 84.2,
+                standard_error_ms: Some(9.1),
+            }),
+            sham_cost: None,
+            engine_recovery_us: None,
         }
     }
 
@@ -221,12 +258,19 @@ mod tests {
             line,
             "restart-bench row x1 every_s=4 again=0 window_ms=32000 kills=8 refused=1 \
              received=41943040 in_window=40894464 restarts=7 replaced=- \
-             recovery_mean_ms=12.5 recovery_last_ms=- bridge_restarts=0 kill_cost_ms=84.2"
+             recovery_mean_ms=12.5 recovery_last_ms=- bridge_restarts=0 kill_cost_ms=84.2 \
+             kill_cost_se_ms=9.1 sham_cost_ms=- sham_cost_se_ms=- engine_recovery_us=-"
         );
         assert_eq!(RowLine::parse(&line), Some(Ok(row())));
         for kills_every in [Kills::Never, Kills::NeverAgain] {
             let baseline = RowLine {
                 kills_every,
+                kill_cost: None,
+                sham_cost: Some(KillCost {
+                    mean_ms: -3.5,
+                    standard_error_ms: None,
+                }),
+                engine_recovery_us: Some(0),
                 ..row()
             };
             assert_eq!(RowLine::parse(&baseline.to_string()), Some(Ok(baseline)));
@@ -238,14 +282,24 @@ mod tests {
         assert_eq!(RowLine::parse("guest-test x ... ok"), None);
         let unknown_keys_skipped = format!("{} later_key=5", row());
         assert_eq!(RowLine::parse(&unknown_keys_skipped), Some(Ok(row())));
-        let older = row().to_string().replace(" kill_cost_ms=84.2", "");
+        let line = row().to_string();
+        let older = &line[..line.find(" kill_cost_ms").unwrap()];
         assert_eq!(
-            RowLine::parse(&older),
+            RowLine::parse(older),
             Some(Ok(RowLine {
-                kill_cost_ms: None,
+                kill_cost: None,
                 ..row()
             })),
             "a line from before the kill cost"
+        );
+        let without_error = &line[..line.find(" kill_cost_se_ms").unwrap()];
+        assert_eq!(
+            RowLine::parse(without_error).unwrap().unwrap().kill_cost,
+            Some(KillCost {
+                mean_ms: 84.2,
+                standard_error_ms: None
+            }),
+            "a line from before the standard error"
         );
         let short = RowLine::parse("restart-bench row x1 every_s=4 window_ms=32000")
             .unwrap()

@@ -38,6 +38,8 @@ const LOAD_START_TIMEOUT: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the row looks at the clock, the receiver and the bridge.
 const POLL: Duration = Duration::from_millis(10);
+/// The interval of the sham kills a row without kills is read at.
+const SHAM_EVERY: Duration = Duration::from_secs(1);
 /// How long the engine may take to report its counters after the row.
 const ENGINE_STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -200,9 +202,21 @@ impl Target {
             sleep(POLL);
             sample(&mut timeline);
         }
-        let kill_cost_ms = kills_every.every_s().and_then(|every| {
-            timeline.mean_kill_cost_ms(&killed_at, span_for(Duration::from_secs(every)))
-        });
+        // A row without kills is read at sham kills a second apart: what the
+        // method finds where nothing happened.
+        let (kill_cost, sham_cost) = match kills_every.every_s() {
+            Some(every) => (
+                timeline.kill_cost(&killed_at, span_for(Duration::from_secs(every))),
+                None,
+            ),
+            None => (
+                None,
+                timeline.kill_cost(
+                    &kill_times(window, Some(SHAM_EVERY.as_secs())),
+                    span_for(SHAM_EVERY),
+                ),
+            ),
+        };
         let received: Received = match receiver.join() {
             Ok(received) => received.map_err(|e| format!("the stream failed: {e}"))?,
             Err(_) => return Err("the stream's receiver panicked".into()),
@@ -228,7 +242,12 @@ impl Target {
             recovery_mean_ms: reported_ms(value("restart_to_serving_mean_ms")),
             recovery_last_ms: reported_ms(value("restart_to_serving_last_ms")),
             bridge_restarts: self.bridge_restarts,
-            kill_cost_ms,
+            kill_cost,
+            sham_cost,
+            engine_recovery_us: match replicas {
+                1 => None,
+                _ => reported_count(value("recovery_us")),
+            },
         })
     }
 
