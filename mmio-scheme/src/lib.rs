@@ -3,7 +3,8 @@
 //! Drivers open one BAR of a PCI function (`pci/<bdf>/bar<N>`) or an I/O port
 //! range (`port/<first>-<last>`) and read and write registers through the
 //! handle, one access at a time (`pread`/`pwrite`) or in batches (`call`, in
-//! the [`wire`] format). A [`driver_policy::Policy`] decides what each driver
+//! the [`wire`] format), and wait for a function's interrupt
+//! (`pci/<bdf>/irq`, an [`interrupt::InterruptLine`]). A [`driver_policy::Policy`] decides what each driver
 //! may open, and every access is range-, alignment- and width-checked before
 //! it reaches a device.
 //!
@@ -17,6 +18,7 @@ compile_error!("mmio-scheme serves x86 I/O ports and is built for x86_64 only");
 
 pub mod bus;
 pub mod hardware;
+pub mod interrupt;
 pub mod open_path;
 pub mod region;
 pub mod scheme;

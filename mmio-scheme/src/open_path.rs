@@ -3,9 +3,10 @@
 //! - `pci/<bdf>/bar<N>`: BAR `N` (0-5) of the PCI function at `<bdf>`
 //!   (`0000:00:03.0` or `00:03.0`);
 //! - `port/<first>-<last>`: the I/O ports `first..=last` (hex, `0x2f8-0x2ff`);
+//! - `pci/<bdf>/irq`: the interrupt of the PCI function at `<bdf>`;
 //! - `status`: counters and open handles, as text.
 //!
-//! A register path may end in `?label=<driver>`: uid 0 (the supervisor) opens
+//! A register or interrupt path may end in `?label=<driver>`: uid 0 (the supervisor) opens
 //! on behalf of that driver; anyone else may name only its own label.
 
 use std::fmt;
@@ -18,6 +19,10 @@ use syscall::error::{Error, EINVAL, ENOENT};
 pub enum Target {
     Status,
     Registers(RegisterTarget),
+    /// The interrupt of the PCI function at `bdf`.
+    Interrupt {
+        bdf: Bdf,
+    },
 }
 
 /// Registers a path names.
@@ -57,7 +62,7 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoSuchResource => f.write_str(
-                "no such resource (want pci/<bdf>/bar<N>, port/<first>-<last> or status)",
+                "no such resource (want pci/<bdf>/bar<N>, pci/<bdf>/irq, port/<first>-<last> or status)",
             ),
             Self::BadQuery(why) => write!(f, "bad query: {why}"),
         }
@@ -86,6 +91,9 @@ fn parse_target(path: &str) -> Option<Target> {
         ("port", Some(range), None) => {
             Target::Registers(RegisterTarget::Ports(range.parse().ok()?))
         }
+        ("pci", Some(bdf), Some("irq")) => Target::Interrupt {
+            bdf: bdf.parse().ok()?,
+        },
         ("pci", Some(bdf), Some(bar)) => Target::Registers(RegisterTarget::Bar {
             bdf: bdf.parse().ok()?,
             bar: parse_bar(bar)?,
@@ -127,6 +135,7 @@ impl fmt::Display for Target {
         match self {
             Self::Status => f.write_str("status"),
             Self::Registers(registers) => registers.fmt(f),
+            Self::Interrupt { bdf } => write!(f, "pci/{bdf}/irq"),
         }
     }
 }
@@ -187,6 +196,15 @@ mod tests {
             parse("port/0x2f8-0x2ff?label=uart").unwrap().1,
             Some("uart")
         );
+        let irq = Target::Interrupt {
+            bdf: "00:03.0".parse().unwrap(),
+        };
+        assert_eq!(parse("pci/00:03.0/irq"), Ok((irq, None)));
+        assert_eq!(
+            parse("pci/00:03.0/irq?label=e1000"),
+            Ok((irq, Some("e1000")))
+        );
+        assert_eq!(irq.to_string(), "pci/0000:00:03.0/irq");
     }
 
     #[test]
@@ -200,6 +218,9 @@ mod tests {
             "pci/00:03.0/bar",
             "pci/00:03.0/bar01",
             "pci/00:03.0/rom",
+            "pci/00:03.0/irq0",
+            "pci/00:03.0/irq/x",
+            "pci/x/irq",
             "pci/00:3.0.1/bar0",
             "pci/00:03.0/bar0/x",
             "port",

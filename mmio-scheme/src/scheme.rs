@@ -37,6 +37,23 @@
 //! whose driver's rule lists `dma` may (a driver with no DMA buffers has no use
 //! for it; EACCES otherwise, EBADF for a read-only handle).
 //!
+//! `pci/<bdf>/irq` is the function's interrupt, granted where the rule grants
+//! some BAR of the function ([`driver_policy::DriverRule::check_interrupt`]).
+//! The line is masked as it fires (level-triggered INTx stays asserted until
+//! the driver clears its device's cause); on the handle:
+//!
+//! - `read` of 8 bytes answers how often the line fired since the last read
+//!   (little-endian), or blocks (`EWOULDBLOCK` with `O_NONBLOCK`) until it
+//!   fires; `fevent` reports `EVENT_READ` then;
+//! - `write` of 8 bytes (any value) acknowledges: the driver has read and so
+//!   cleared its device's cause, what fired so far counts as read, and the
+//!   line is unmasked. A driver woken by the readiness event need not read
+//!   the count first. A read-only handle may wait but not acknowledge (EBADF).
+//!
+//! Opening unmasks the line, so a successor is not left waiting on a line its
+//! dead predecessor never acknowledged. The scheme's event loop waits on the
+//! lines too ([`SchemeDaemon::wake_fds`]).
+//!
 //! `status` is open to any caller: the counters to everyone, each open handle's
 //! line (driver, pid, registers) only to root and to the uid of the handle's
 //! driver. Malformed requests are EINVAL, policy refusals EACCES (and logged
@@ -45,18 +62,20 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::RawFd;
 
-use driver_policy::{Bdf, Clipped, Denial, Policy, SUPERVISOR_UID};
+use driver_policy::{Bdf, Clipped, Denial, DriverRule, Policy, SUPERVISOR_UID};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{MapGrant, SchemeDaemon};
 use syscall::data::Stat;
-use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_ACCMODE, O_RDWR, O_WRONLY};
+use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EOPNOTSUPP, EWOULDBLOCK};
+use syscall::flag::{EventFlags, MapFlags, MODE_CHR, MODE_FILE, O_ACCMODE, O_RDWR, O_WRONLY};
 use syscall::schemev2::NewFdFlags;
 
 use crate::bus::{RegisterBus, Window, WindowError};
 use crate::hardware::Hardware;
+use crate::interrupt::InterruptLine;
 use crate::open_path::{OpenRequest, RegisterTarget, Target};
 use crate::status::{self, Counters};
 use crate::wire::START_BUS_MASTER;
@@ -83,6 +102,24 @@ enum Handle {
     /// A snapshot of the status text, taken at open.
     Status(Vec<u8>),
     Registers(RegisterHandle),
+    Interrupt(InterruptHandle),
+}
+
+/// The length of an interrupt handle's read and write: a count.
+const INTERRUPT_COUNT_LEN: usize = 8;
+
+struct InterruptHandle {
+    driver: String,
+    driver_uid: u32,
+    pid: usize,
+    bdf: Bdf,
+    line: Box<dyn InterruptLine>,
+    writable: bool,
+    /// Firings not yet read.
+    pending: u64,
+    /// Firings read, and acknowledgements, over the handle's life.
+    delivered: u64,
+    acknowledged: u64,
 }
 
 struct RegisterHandle {
@@ -120,7 +157,8 @@ impl<H: Hardware> MmioScheme<H> {
         })?;
         let target = match request.target {
             Target::Status => return Ok(Handle::Status(self.status_text(ctx).into_bytes())),
-            Target::Registers(target) => target,
+            Target::Registers(target) => Some(target),
+            Target::Interrupt { .. } => None,
         };
         // The rule must list this scheme before it grants anything in it.
         let resolved = self
@@ -130,6 +168,9 @@ impl<H: Hardware> MmioScheme<H> {
         let (driver, driver_uid) = match resolved {
             Ok(rule) => (rule.label().to_owned(), rule.uid()),
             Err(denial) => return Err(self.deny(ctx, &request, &denial)),
+        };
+        let Some(target) = target else {
+            return self.open_interrupt(&request, driver, driver_uid, writable, ctx);
         };
         let bus = match self.grant(&driver, target) {
             Ok(bus) => bus,
@@ -156,6 +197,119 @@ impl<H: Hardware> MmioScheme<H> {
         }))
     }
 
+    /// Opens the interrupt `request` names for `driver`, unmasked.
+    fn open_interrupt(
+        &mut self,
+        request: &OpenRequest,
+        driver: String,
+        driver_uid: u32,
+        writable: bool,
+        ctx: &CallerCtx,
+    ) -> Result<Handle> {
+        let Target::Interrupt { bdf } = request.target else {
+            return Err(Error::new(EINVAL));
+        };
+        let mut line = match self.grant_interrupt(&driver, bdf) {
+            Ok(line) => line,
+            Err(Refusal::Denied(denial)) => return Err(self.deny(ctx, request, &denial)),
+            Err(Refusal::Hardware(error)) => {
+                log::warn!(
+                    "pid {} (driver {driver}) opens {}: {error}",
+                    ctx.pid,
+                    request.target
+                );
+                return Err(hardware_errno(&error));
+            }
+        };
+        if let Err(error) = line.unmask() {
+            self.counters.errors += 1;
+            log::error!("{bdf}: unmasking the interrupt for driver {driver}: {error}");
+            return Err(Error::new(EIO));
+        }
+        self.counters.opens += 1;
+        log::info!(
+            "pid {} (driver {driver}) opened {}",
+            ctx.pid,
+            request.target
+        );
+        Ok(Handle::Interrupt(InterruptHandle {
+            driver,
+            driver_uid,
+            pid: ctx.pid,
+            bdf,
+            line,
+            writable,
+            pending: 0,
+            delivered: 0,
+            acknowledged: 0,
+        }))
+    }
+
+    /// Asks the policy for the interrupt of the function at `bdf`, as
+    /// [`grant`](Self::grant) does for registers, then opens its line.
+    fn grant_interrupt(
+        &mut self,
+        driver: &str,
+        bdf: Bdf,
+    ) -> std::result::Result<Box<dyn InterruptLine>, Refusal> {
+        let rule = rule_of(&self.policy, driver)?;
+        rule.check_interrupt(bdf)?;
+        rule.check_device(bdf, self.hardware.device_id(bdf)?)?;
+        Ok(self.hardware.open_interrupt(bdf)?)
+    }
+
+    /// Hands out what interrupt handle `id` has seen fire, into `buf`.
+    fn read_interrupt(&mut self, id: usize, buf: &mut [u8]) -> Result<usize> {
+        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(&id) else {
+            return Err(Error::new(EBADF));
+        };
+        if buf.len() < INTERRUPT_COUNT_LEN {
+            self.counters.invalid += 1;
+            return Err(Error::new(EINVAL));
+        }
+        if handle.pending == 0 {
+            return Err(Error::new(EWOULDBLOCK));
+        }
+        let fired = std::mem::take(&mut handle.pending);
+        handle.delivered += fired;
+        buf[..INTERRUPT_COUNT_LEN].copy_from_slice(&fired.to_le_bytes());
+        Ok(INTERRUPT_COUNT_LEN)
+    }
+
+    /// Acknowledges interrupt handle `id`'s line: unmasks it.
+    fn acknowledge(&mut self, id: usize, buf: &[u8]) -> Result<usize> {
+        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(&id) else {
+            return Err(Error::new(EBADF));
+        };
+        if !handle.writable {
+            self.counters.invalid += 1;
+            return Err(Error::new(EBADF));
+        }
+        if buf.len() != INTERRUPT_COUNT_LEN {
+            self.counters.invalid += 1;
+            return Err(Error::new(EINVAL));
+        }
+        // What fired so far is handled, read or not: the driver learned of it
+        // from the readiness event and has read its device's causes.
+        handle.delivered += std::mem::take(&mut handle.pending);
+        match handle.line.unmask() {
+            Ok(()) => {
+                handle.acknowledged += 1;
+                self.counters.interrupt_acks += 1;
+                Ok(INTERRUPT_COUNT_LEN)
+            }
+            Err(error) => {
+                self.counters.errors += 1;
+                log::error!(
+                    "{}: unmasking the interrupt for driver {}: {error}",
+                    handle.bdf,
+                    handle.driver
+                );
+                Err(Error::new(EIO))
+            }
+        }
+    }
+
     /// Asks the policy, touching the hardware only as far as the decision
     /// needs (reading a function's ids), then opens the registers.
     fn grant(
@@ -163,12 +317,7 @@ impl<H: Hardware> MmioScheme<H> {
         driver: &str,
         target: RegisterTarget,
     ) -> std::result::Result<Box<dyn RegisterBus>, Refusal> {
-        let rule = self
-            .policy
-            .driver(driver)
-            .ok_or_else(|| Denial::UnknownLabel {
-                label: driver.to_owned(),
-            })?;
+        let rule = rule_of(&self.policy, driver)?;
         match target {
             RegisterTarget::Bar { bdf, bar } => {
                 rule.check_bar(bdf, bar)?;
@@ -258,13 +407,8 @@ impl<H: Hardware> MmioScheme<H> {
         let RegisterTarget::Bar { bar, .. } = handle.target else {
             return Err(Error::new(EOPNOTSUPP));
         };
-        let decision = self
-            .policy
-            .driver(&handle.driver)
-            .ok_or_else(|| Denial::UnknownLabel {
-                label: handle.driver.clone(),
-            })
-            .and_then(|rule| rule.check_direct_bar(bar));
+        let decision =
+            rule_of(&self.policy, &handle.driver).and_then(|rule| rule.check_direct_bar(bar));
         if let Err(denial) = decision {
             self.counters.denials += 1;
             log::warn!(
@@ -342,6 +486,20 @@ impl<H: Hardware> MmioScheme<H> {
         }
     }
 
+    /// A register handle closed: its function stops mastering the bus if it
+    /// was the last.
+    fn close_registers(&mut self, handle: RegisterHandle) {
+        log::info!(
+            "driver {} closed {} after {} accesses",
+            handle.driver,
+            handle.target,
+            handle.accesses
+        );
+        if let RegisterTarget::Bar { bdf, .. } = handle.target {
+            self.stop_if_unheld(bdf, &handle.driver);
+        }
+    }
+
     /// Stops bus mastering of the function at `bdf` if no handle holds any of
     /// its BARs any more; `driver` closed the last one.
     fn stop_if_unheld(&mut self, bdf: Bdf, driver: &str) {
@@ -371,17 +529,17 @@ impl<H: Hardware> MmioScheme<H> {
     /// Which driver holds which device, from which pid, is for the system's
     /// administrator, not for every process.
     fn status_text(&self, ctx: &CallerCtx) -> String {
-        let visible = |h: &RegisterHandle| ctx.uid == SUPERVISOR_UID || ctx.uid == h.driver_uid;
+        let visible = |driver_uid: u32| ctx.uid == SUPERVISOR_UID || ctx.uid == driver_uid;
         let open_handles = self
             .handles
             .values()
-            .filter(|handle| matches!(handle, Handle::Registers(_)))
+            .filter(|handle| !matches!(handle, Handle::Status(_)))
             .count();
         let lines: Vec<String> = self
             .handles
             .iter()
             .filter_map(|(id, handle)| match handle {
-                Handle::Registers(h) if visible(h) => Some(format!(
+                Handle::Registers(h) if visible(h.driver_uid) => Some(format!(
                     "handle {id}: driver {} pid {} {} ({} {:#x} bytes) accesses {}",
                     h.driver,
                     h.pid,
@@ -390,11 +548,22 @@ impl<H: Hardware> MmioScheme<H> {
                     h.window.region().len,
                     h.accesses
                 )),
-                Handle::Registers(_) | Handle::Status(_) => None,
+                Handle::Interrupt(h) if visible(h.driver_uid) => Some(format!(
+                    "handle {id}: driver {} pid {} pci/{}/irq interrupts {} acknowledged {}",
+                    h.driver, h.pid, h.bdf, h.delivered, h.acknowledged
+                )),
+                Handle::Registers(_) | Handle::Interrupt(_) | Handle::Status(_) => None,
             })
             .collect();
         status::render(&self.counters, open_handles, &lines)
     }
+}
+
+/// The rule of `driver`, which a handle's grant names.
+fn rule_of<'a>(policy: &'a Policy, driver: &str) -> std::result::Result<&'a DriverRule, Denial> {
+    policy.driver(driver).ok_or_else(|| Denial::UnknownLabel {
+        label: driver.to_owned(),
+    })
 }
 
 /// Why an open was refused.
@@ -461,8 +630,12 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        if let Some(Handle::Status(text)) = self.handles.get(&id) {
-            return Ok(scheme_runtime::copy_at_offset(text, offset, buf));
+        match self.handles.get(&id) {
+            Some(Handle::Status(text)) => {
+                return Ok(scheme_runtime::copy_at_offset(text, offset, buf))
+            }
+            Some(Handle::Interrupt(_)) => return self.read_interrupt(id, buf),
+            _ => {}
         }
         self.perform(id, |window| window.read_into(offset, buf).map(|()| 1))?;
         Ok(buf.len())
@@ -476,6 +649,9 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
+        if let Some(Handle::Interrupt(_)) = self.handles.get(&id) {
+            return self.acknowledge(id, buf);
+        }
         self.perform(id, |window| window.write_from(offset, buf).map(|()| 1))?;
         Ok(buf.len())
     }
@@ -509,6 +685,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         match self.handles.get(&id) {
             Some(Handle::Status(text)) => Ok(text.len() as u64),
             Some(Handle::Registers(handle)) => Ok(handle.window.region().len),
+            Some(Handle::Interrupt(_)) => Ok(INTERRUPT_COUNT_LEN as u64),
             None => Err(Error::new(EBADF)),
         }
     }
@@ -526,6 +703,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         let target = match self.handles.get(&id) {
             Some(Handle::Status(_)) => Target::Status,
             Some(Handle::Registers(handle)) => Target::Registers(handle.target),
+            Some(Handle::Interrupt(handle)) => Target::Interrupt { bdf: handle.bdf },
             None => return Err(Error::new(EBADF)),
         };
         let path = format!("/scheme/mmio/{target}");
@@ -547,22 +725,58 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
             .ok_or(Error::new(EOPNOTSUPP))
     }
 
+    fn fevent(&mut self, id: usize, _flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
+        match self.handles.get(&id) {
+            Some(Handle::Interrupt(handle)) if handle.pending > 0 => Ok(EventFlags::EVENT_READ),
+            Some(_) => Ok(EventFlags::empty()),
+            None => Err(Error::new(EBADF)),
+        }
+    }
+
     fn on_close(&mut self, id: usize) {
-        if let Some(Handle::Registers(handle)) = self.handles.remove(&id) {
-            log::info!(
-                "driver {} closed {} after {} accesses",
+        match self.handles.remove(&id) {
+            Some(Handle::Interrupt(handle)) => log::info!(
+                "driver {} closed pci/{}/irq after {} interrupts",
                 handle.driver,
-                handle.target,
-                handle.accesses
-            );
-            if let RegisterTarget::Bar { bdf, .. } = handle.target {
-                self.stop_if_unheld(bdf, &handle.driver);
-            }
+                handle.bdf,
+                handle.delivered
+            ),
+            Some(Handle::Registers(handle)) => self.close_registers(handle),
+            Some(Handle::Status(_)) | None => {}
         }
     }
 }
 
 impl<H: Hardware> SchemeDaemon for MmioScheme<H> {
+    /// Takes what every interrupt line saw fire since the last round.
+    fn after_round(&mut self) {
+        for handle in self.handles.values_mut() {
+            let Handle::Interrupt(handle) = handle else {
+                continue;
+            };
+            match handle.line.take_fired() {
+                Ok(fired) => {
+                    handle.pending += fired;
+                    self.counters.interrupts += fired;
+                }
+                Err(error) => {
+                    self.counters.errors += 1;
+                    log::error!("{}: reading the interrupt line: {error}", handle.bdf);
+                }
+            }
+        }
+    }
+
+    fn wake_fds(&self) -> Vec<RawFd> {
+        self.handles
+            .values()
+            .filter_map(|handle| match handle {
+                Handle::Interrupt(handle) => handle.line.wake_fd(),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn map_fd(
         &mut self,
         id: usize,

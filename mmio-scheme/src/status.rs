@@ -1,5 +1,5 @@
 //! What `mmio:status` reports: counters since start, then one line per open
-//! register handle the reader may see (root: every handle; a driver: its own;
+//! register or interrupt handle the reader may see (root: every handle; a driver: its own;
 //! anyone else: none). The counters, `handles` included, count every handle.
 
 use std::fmt::Write;
@@ -25,6 +25,10 @@ pub struct Counters {
     pub bus_master_stops: u64,
     /// Times a driver started its function's bus mastering.
     pub bus_master_starts: u64,
+    /// Interrupts the lines saw fire.
+    pub interrupts: u64,
+    /// Interrupts drivers acknowledged (lines unmasked).
+    pub interrupt_acks: u64,
 }
 
 /// The status text: `key: value` lines (`handles` is `open_handles`), then
@@ -39,6 +43,8 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         errors,
         bus_master_stops,
         bus_master_starts,
+        interrupts,
+        interrupt_acks,
     } = counters;
     let mut text = String::new();
     for (key, value) in [
@@ -51,6 +57,8 @@ pub fn render(counters: &Counters, open_handles: usize, lines: &[String]) -> Str
         ("errors", *errors),
         ("bus_master_stops", *bus_master_stops),
         ("bus_master_starts", *bus_master_starts),
+        ("interrupts", *interrupts),
+        ("interrupt_acks", *interrupt_acks),
     ] {
         let _ = writeln!(text, "{key}: {value}");
     }
@@ -75,11 +83,13 @@ mod tests {
             errors: 0,
             bus_master_stops: 1,
             bus_master_starts: 5,
+            interrupts: 9,
+            interrupt_acks: 8,
         };
         let text = render(&counters, 2, &["handle 1: driver uart".into()]);
         assert_eq!(
             text,
-            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nbus_master_stops: 1\nbus_master_starts: 5\nhandle 1: driver uart\n"
+            "handles: 2\nopens: 3\ndenials: 1\naccesses: 70\nbatches: 2\ninvalid: 4\nerrors: 0\nbus_master_stops: 1\nbus_master_starts: 5\ninterrupts: 9\ninterrupt_acks: 8\nhandle 1: driver uart\n"
         );
     }
 }

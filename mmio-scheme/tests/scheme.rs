@@ -3,6 +3,7 @@
 
 use driver_policy::{Bdf, DeviceId, Policy};
 use mmio_scheme::bus::SoftBank;
+use mmio_scheme::interrupt::SoftInterrupt;
 use mmio_scheme::scheme::MmioScheme;
 use mmio_scheme::wire::{Batch, RegisterOp, Width, START_BUS_MASTER};
 use mmio_scheme::SoftMachine;
@@ -10,8 +11,8 @@ use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::{caller_ctx, SchemeDaemon};
 use syscall::data::Stat;
-use syscall::error::{Error, EACCES, EBADF, EINVAL, ENOENT, EOPNOTSUPP};
-use syscall::flag::{MapFlags, MODE_CHR, MODE_FILE, O_RDONLY, O_RDWR, O_WRONLY};
+use syscall::error::{Error, EACCES, EBADF, EINVAL, ENOENT, EOPNOTSUPP, EWOULDBLOCK};
+use syscall::flag::{EventFlags, MapFlags, MODE_CHR, MODE_FILE, O_RDONLY, O_RDWR, O_WRONLY};
 
 const POLICY: &str = r#"
 [driver.e1000]
@@ -868,5 +869,147 @@ fn a_driver_whose_rule_does_not_list_mmio_is_refused_its_registers() {
     assert!(
         open(&mut scheme, "status", &dmaonly).is_ok(),
         "status is open to anyone"
+    );
+}
+
+const E1000_IRQ: &str = "pci/0000:00:03.0/irq";
+
+/// The scheme, the e1000's interrupt line, and a handle on it opened `flags`
+/// by the e1000 driver.
+fn e1000_interrupt(flags: usize) -> (MmioScheme<SoftMachine>, SoftInterrupt, usize) {
+    let Machine {
+        mut scheme,
+        hardware,
+        ..
+    } = machine();
+    let line = hardware.interrupt(bdf("00:03.0")).unwrap();
+    let irq = open_with(&mut scheme, E1000_IRQ, flags, &e1000_ctx()).unwrap();
+    (scheme, line, irq)
+}
+
+#[test]
+fn an_interrupt_is_read_once_and_the_line_stays_masked_until_acknowledged() {
+    let (mut scheme, line, irq) = e1000_interrupt(O_RDWR);
+    assert_eq!(line.unmasks(), 1, "opening unmasks the line");
+    let ctx = e1000_ctx();
+    assert_eq!(errno(pread(&mut scheme, irq, 8, 0)), EWOULDBLOCK);
+    assert_eq!(
+        scheme.fevent(irq, EventFlags::EVENT_READ, &ctx),
+        Ok(EventFlags::empty())
+    );
+
+    line.fire();
+    line.fire();
+    scheme.after_round();
+    assert_eq!(
+        scheme.fevent(irq, EventFlags::EVENT_READ, &ctx),
+        Ok(EventFlags::EVENT_READ)
+    );
+    assert_eq!(
+        errno(pread(&mut scheme, irq, 4, 0)),
+        EINVAL,
+        "a count takes 8 bytes"
+    );
+    assert_eq!(pread(&mut scheme, irq, 8, 0).unwrap(), 1u64.to_le_bytes());
+    assert_eq!(
+        errno(pread(&mut scheme, irq, 8, 0)),
+        EWOULDBLOCK,
+        "read once"
+    );
+    assert!(line.is_masked(), "masked until the driver acknowledges");
+
+    assert_eq!(errno(pwrite(&mut scheme, irq, &[1], 0)), EINVAL);
+    assert_eq!(pwrite(&mut scheme, irq, &0u64.to_le_bytes(), 0), Ok(8));
+    assert!(!line.is_masked());
+    line.fire();
+    scheme.after_round();
+    assert_eq!(pread(&mut scheme, irq, 8, 0).unwrap(), 1u64.to_le_bytes());
+    // Woken by the event, a driver acknowledges without reading: what fired
+    // counts as read.
+    assert_eq!(pwrite(&mut scheme, irq, &0u64.to_le_bytes(), 0), Ok(8));
+    line.fire();
+    scheme.after_round();
+    assert_eq!(
+        scheme.fevent(irq, EventFlags::EVENT_READ, &ctx),
+        Ok(EventFlags::EVENT_READ)
+    );
+    assert_eq!(pwrite(&mut scheme, irq, &0u64.to_le_bytes(), 0), Ok(8));
+    assert_eq!(
+        scheme.fevent(irq, EventFlags::EVENT_READ, &ctx),
+        Ok(EventFlags::empty())
+    );
+    assert_eq!(errno(pread(&mut scheme, irq, 8, 0)), EWOULDBLOCK);
+
+    let status = status_as(&mut scheme, &root_ctx());
+    assert!(status.contains("interrupts: 3\n"), "{status}");
+    assert!(status.contains("interrupt_acks: 3\n"), "{status}");
+    assert!(
+        status.contains("driver e1000 pid 40 pci/0000:00:03.0/irq interrupts 3 acknowledged 3"),
+        "{status}"
+    );
+    let mut path = [0; 64];
+    let len = scheme.fpath(irq, &mut path, &ctx).unwrap();
+    assert_eq!(&path[..len], b"/scheme/mmio/pci/0000:00:03.0/irq");
+    assert_eq!(errno(scheme.call(irq, &mut [], &[], &ctx)), EBADF);
+    scheme.on_close(irq);
+    assert!(status_as(&mut scheme, &root_ctx()).contains("handles: 0\n"));
+}
+
+#[test]
+fn an_interrupt_comes_only_with_the_functions_registers() {
+    let Machine { mut scheme, .. } = machine();
+    // The uart has ports, no PCI function; the indirect driver another function.
+    assert_eq!(errno(open(&mut scheme, E1000_IRQ, &uart_ctx())), EACCES);
+    assert_eq!(
+        errno(open(&mut scheme, E1000_IRQ, &caller_ctx(42, 1003, 1003))),
+        EACCES
+    );
+    // A function whose ids the rule does not name.
+    assert_eq!(
+        errno(open(&mut scheme, "pci/0000:00:04.0/irq", &e1000_ctx())),
+        EACCES
+    );
+    // A rule without mmio in its schemes.
+    assert_eq!(
+        errno(open(&mut scheme, E1000_IRQ, &caller_ctx(43, 1004, 1004))),
+        EACCES
+    );
+    assert_eq!(
+        errno(open(&mut scheme, "pci/0000:00:06.0/irq", &e1000_ctx())),
+        ENOENT
+    );
+    assert!(open(
+        &mut scheme,
+        &format!("{E1000_IRQ}?label=e1000"),
+        &root_ctx()
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_read_only_interrupt_handle_waits_but_cannot_acknowledge() {
+    let (mut scheme, line, irq) = e1000_interrupt(O_RDONLY);
+    line.fire();
+    scheme.after_round();
+    assert_eq!(pread(&mut scheme, irq, 8, 0).unwrap(), 1u64.to_le_bytes());
+    assert_eq!(errno(pwrite(&mut scheme, irq, &[0; 8], 0)), EBADF);
+    assert!(line.is_masked());
+}
+
+#[test]
+fn a_successor_finds_the_line_its_dead_predecessor_left_masked_unmasked() {
+    let (mut scheme, line, irq) = e1000_interrupt(O_RDWR);
+    line.fire();
+    scheme.after_round();
+    // The driver dies before acknowledging: the scheme sees the close.
+    scheme.on_close(irq);
+    assert!(line.is_masked());
+    let successor = open(&mut scheme, E1000_IRQ, &e1000_ctx()).unwrap();
+    assert!(!line.is_masked());
+    line.fire();
+    scheme.after_round();
+    assert_eq!(
+        pread(&mut scheme, successor, 8, 0).unwrap(),
+        1u64.to_le_bytes()
     );
 }

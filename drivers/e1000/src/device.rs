@@ -208,6 +208,19 @@ impl Device {
         self.nic_counters = counters;
     }
 
+    /// Enables the interrupt `causes` (IMS); the others stay masked.
+    pub fn enable_interrupts(&mut self, causes: u32) -> io::Result<()> {
+        self.io.run(&mut [RegOp::write(IMS, causes)])
+    }
+
+    /// Reads, and so clears, the NIC's interrupt causes (ICR): its interrupt
+    /// line goes low.
+    pub fn take_interrupt_causes(&mut self) -> io::Result<u32> {
+        let mut ops = [RegOp::read(ICR)];
+        self.io.run(&mut ops)?;
+        Ok(ops[0].value)
+    }
+
     /// Stops all DMA and masks interrupts, so the rings' memory may be freed.
     pub fn stop(&mut self) -> io::Result<()> {
         self.io.run(&mut quiesce_ops())

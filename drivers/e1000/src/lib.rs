@@ -7,7 +7,7 @@
 //! One module per concern: [`regs`] (the manual's register names), [`io`] (the
 //! [`Io`] trait, a directly mapped BAR or `mmio:` requests), [`dma`] and
 //! [`ring`] (descriptor rings in `dma:` buffers), [`device`] (bring-up and the
-//! per-round tail moves), [`stats`] (counters and the status text), [`state`]
+//! per-round tail moves), [`interrupt`] (the NIC's interrupt through `mmio:`), [`stats`] (counters and the status text), [`state`]
 //! (the counters kept in the supervisor's state store across restarts),
 //! [`scheme`] (the network scheme).
 //!
@@ -35,14 +35,18 @@
 //! registers interest; later rising edges arrive as events (on Linux, the handle's
 //! descriptor polls readable and `Handle::take_events` returns them).
 //!
-//! Latency: interrupts stay masked (on Linux a user-space process gets none
-//! without UIO or VFIO), and the driver polls the descriptors in memory after
-//! every round of requests and every tick (`--tick-us`, default 1000 µs). A frame
-//! already waiting is returned at once; one that arrives while a reader waits is
-//! handed over at the next tick, which adds up to one tick (half on average) to
-//! its latency. A written frame is handed to the NIC at the end of the round that
-//! carried the write. Polling an idle NIC costs a few memory reads per tick and no
-//! register access.
+//! Latency: the driver enables the NIC's interrupts for a received frame, sent
+//! descriptors and a link change, and sleeps until one of them or a client's
+//! request (`mmio:pci/<bdf>/irq`; on Linux `mmio:` binds the NIC to
+//! `uio_pci_generic` for it). After every round it looks at the descriptors in
+//! memory, so a frame that arrives for a waiting reader is handed over in the
+//! round its interrupt starts; a slow safety tick (`--safety-tick-ms`, default
+//! 100) covers a lost interrupt. Where the interrupt cannot be had (`mmio:`
+//! refuses it, `--interrupt off`, or the driver runs as a replica, whose rounds
+//! its engine decides) the driver polls instead, every tick (`--tick-us`,
+//! default 1000 µs), which adds up to one tick to a waiting reader's latency
+//! and costs a wake-up per tick. A written frame is handed to the NIC at the
+//! end of the round that carried the write.
 //!
 //! Start-up on QEMU: its e1000 model holds received frames back for one second
 //! after every RCTL write, and the driver writes RCTL at start (and at stop) only.
@@ -78,6 +82,7 @@
 
 pub mod device;
 pub mod dma;
+pub mod interrupt;
 pub mod io;
 pub mod regs;
 pub mod ring;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use driver_policy::Bdf;
 use e1000::dma::SchemeBuffer;
+use e1000::interrupt::MmioInterrupt;
 use e1000::ring::REGION_LEN;
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
@@ -30,11 +31,30 @@ struct Args {
     /// Serve the scheme network.<NAME>
     #[arg(long, default_value = "e1000")]
     name: String,
-    /// Poll the NIC this often (microseconds) when no request arrives; a frame
-    /// that arrives for a waiting reader is handed over within one tick
+    /// Poll the NIC this often (microseconds) when no request arrives and the
+    /// driver polls instead of waiting for its interrupt; a frame that arrives
+    /// for a waiting reader is handed over within one tick
     #[arg(long, default_value_t = 1000, value_name = "US",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     tick_us: u64,
+    /// Wait for the NIC's interrupt (mmio:pci/<bdf>/irq) where mmio: grants it,
+    /// or always poll every tick
+    #[arg(long, value_enum, default_value_t = InterruptUse::Auto)]
+    interrupt: InterruptUse,
+    /// While waiting for the interrupt, still look at the NIC this often
+    /// (milliseconds), in case one was lost
+    #[arg(long, default_value_t = 100, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    safety_tick_ms: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InterruptUse {
+    /// The interrupt where mmio: grants it, else polling (a replica always
+    /// polls: its engine decides its rounds)
+    Auto,
+    /// Polling every tick
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +89,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> io::Result<()> {
     // A standby waits here, started and set up, until its supervisor needs it.
     scheme_runtime::standby::wait_if_standby();
+    let interrupt = open_interrupt(args);
     let bar0 = RegisterTarget::Bar {
         bdf: args.pci,
         bar: 0,
@@ -97,13 +118,46 @@ fn run(args: &Args) -> io::Result<()> {
         format_mac(device.mac()),
         args.access.name()
     );
-    let mut scheme =
+    let scheme =
         NetworkScheme::new(&name, args.access.name(), device).with_store(StateStore::from_env());
+    let (mut scheme, tick) = wait_on_interrupt_or_poll(scheme, interrupt, args)?;
     #[cfg(target_os = "linux")]
     e1000::shutdown::install()?;
-    scheme_runtime::serve_with_tick(
-        &name,
-        &mut scheme,
-        Some(Duration::from_micros(args.tick_us)),
-    )
+    scheme_runtime::serve_with_tick(&name, &mut scheme, Some(tick))
+}
+
+/// The NIC's interrupt line, or why the driver polls instead. Opened before
+/// the NIC is brought up: on Linux the first open binds the function to
+/// `uio_pci_generic`, and the kernel enables the function as it binds.
+fn open_interrupt(args: &Args) -> Result<MmioInterrupt, String> {
+    match args.interrupt {
+        InterruptUse::Off => Err("--interrupt off".to_owned()),
+        InterruptUse::Auto if scheme_runtime::runs_as_replica() => {
+            Err("a replica's rounds are its engine's".to_owned())
+        }
+        InterruptUse::Auto => MmioInterrupt::open(args.pci).map_err(|error| error.to_string()),
+    }
+}
+
+/// The scheme waiting on `interrupt` with the safety tick, or, without one,
+/// polling every tick.
+fn wait_on_interrupt_or_poll(
+    scheme: NetworkScheme,
+    interrupt: Result<MmioInterrupt, String>,
+    args: &Args,
+) -> io::Result<(NetworkScheme, Duration)> {
+    match interrupt {
+        Ok(line) => {
+            log::info!(
+                "waiting on the NIC's interrupt, with a safety tick of {} ms",
+                args.safety_tick_ms
+            );
+            let scheme = scheme.with_interrupt(Box::new(line))?;
+            Ok((scheme, Duration::from_millis(args.safety_tick_ms)))
+        }
+        Err(why) => {
+            log::info!("polling the NIC every {} µs: {why}", args.tick_us);
+            Ok((scheme, Duration::from_micros(args.tick_us)))
+        }
+    }
 }

@@ -4,12 +4,14 @@
 //! into the receive ring). No real device is touched.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use crate::dma::DmaMemory;
+use crate::interrupt::Interrupt;
 use crate::io::{check_batch, Access, Io, RegOp};
 use crate::regs::*;
 
@@ -249,6 +251,35 @@ impl SoftNic {
         self.deliver_descriptor(frame, DD | EOP, 0)
     }
 
+    /// The link goes down or comes up: STATUS follows and LSC is raised.
+    pub fn set_link(&self, up: bool) {
+        let mut nic = self.0.borrow_mut();
+        let status = nic.read(STATUS);
+        let status = if up {
+            status | STATUS_LU
+        } else {
+            status & !STATUS_LU
+        };
+        nic.regs.insert(STATUS, status);
+        nic.raise(ICR_LSC);
+    }
+
+    /// Whether the NIC asserts its (level-triggered) interrupt: an enabled
+    /// cause is latched.
+    pub fn interrupt_asserted(&self) -> bool {
+        let nic = self.0.borrow();
+        nic.read(ICR) & nic.read(IMS) != 0
+    }
+
+    /// The NIC's interrupt line as `mmio:` would serve it: masked as it fires,
+    /// unmasked by the acknowledgement.
+    pub fn interrupt_line(&self) -> SoftLine {
+        SoftLine {
+            nic: self.clone(),
+            masked: Rc::new(Cell::new(false)),
+        }
+    }
+
     /// Writes `frame` back into the next receive descriptor with `status` and
     /// `errors`, as the NIC would.
     pub fn deliver_descriptor(&self, frame: &[u8], status: u8, errors: u8) -> bool {
@@ -306,6 +337,11 @@ impl Nic {
         self.writes.push(RegOp::write(reg, value));
         let stored = match reg {
             CTRL if !self.reset_stuck => value & !CTRL_RST,
+            IMS => self.read(IMS) | value,
+            IMC => {
+                self.regs.insert(IMS, self.read(IMS) & !value);
+                value
+            }
             EERD if value & EERD_START != 0 => {
                 let address = (value >> EERD_ADDR_SHIFT) & 0xff;
                 let word = self.eeprom.get(address as usize).copied().unwrap_or(0xffff);
@@ -337,6 +373,7 @@ impl Nic {
             self.add(GPTC, 1);
             self.add(GOTCL, frame.len() as u32);
             self.sent.push(frame);
+            self.raise(ICR_TXDW);
         }
     }
 
@@ -361,7 +398,45 @@ impl Nic {
         self.regs.insert(RDH, (head + 1) % slots);
         self.add(GPRC, 1);
         self.add(GORCL, frame.len() as u32);
+        self.raise(ICR_RXT0);
         true
+    }
+
+    /// Latches interrupt `causes` in ICR.
+    fn raise(&mut self, causes: u32) {
+        self.regs.insert(ICR, self.read(ICR) | causes);
+    }
+}
+
+/// A [`SoftNic`]'s interrupt line; clones share it.
+#[derive(Clone)]
+pub struct SoftLine {
+    nic: SoftNic,
+    masked: Rc<Cell<bool>>,
+}
+
+impl SoftLine {
+    pub fn is_masked(&self) -> bool {
+        self.masked.get()
+    }
+}
+
+impl Interrupt for SoftLine {
+    fn wake_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn fired(&mut self) -> io::Result<bool> {
+        let fires = !self.masked.get() && self.nic.interrupt_asserted();
+        if fires {
+            self.masked.set(true);
+        }
+        Ok(fires)
+    }
+
+    fn acknowledge(&mut self) -> io::Result<()> {
+        self.masked.set(false);
+        Ok(())
     }
 }
 

@@ -43,6 +43,14 @@ pub const EEPROM_ETHERNET_ADDRESS_WORDS: u32 = 3;
 
 /// Interrupt Cause Read; reading clears it.
 pub const ICR: u32 = 0x00c0;
+/// ICR and IMS bit 0: Transmit Descriptor Written Back.
+pub const ICR_TXDW: u32 = 1 << 0;
+/// ICR and IMS bit 2: Link Status Change.
+pub const ICR_LSC: u32 = 1 << 2;
+/// ICR and IMS bit 7: Receiver Timer Interrupt (a frame was stored; RDTR is 0).
+pub const ICR_RXT0: u32 = 1 << 7;
+/// Interrupt Mask Set/Read: every bit written as 1 enables that cause.
+pub const IMS: u32 = 0x00d0;
 /// Interrupt Mask Clear: every bit written as 1 masks that cause.
 pub const IMC: u32 = 0x00d8;
 /// Every interrupt cause.

@@ -13,10 +13,12 @@ use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use crate::device::Device;
+use crate::interrupt::{Interrupt, HANDLED_CAUSES};
+use crate::regs::ICR_LSC;
 use crate::ring::TxError;
 use crate::shutdown;
 use crate::state::{self, Pacing};
-use crate::stats::{DriverCounters, StatusReport};
+use crate::stats::{DriverCounters, InterruptCounters, StatusReport};
 
 /// Destination, source and EtherType.
 pub const ETHERNET_HEADER_LEN: usize = 14;
@@ -63,6 +65,9 @@ pub struct NetworkScheme {
     /// Where the counters are published, and how often.
     store: StateStore,
     pacing: Pacing,
+    /// The line the driver waits on; none: it polls every tick.
+    interrupt: Option<Box<dyn Interrupt>>,
+    interrupt_counters: InterruptCounters,
 }
 
 impl NetworkScheme {
@@ -79,6 +84,50 @@ impl NetworkScheme {
             failure: None,
             store: StateStore::absent(),
             pacing: Pacing::default(),
+            interrupt: None,
+            interrupt_counters: InterruptCounters::default(),
+        }
+    }
+
+    /// Waits on `interrupt` from now on: enables the causes the driver
+    /// handles in the NIC.
+    pub fn with_interrupt(mut self, interrupt: Box<dyn Interrupt>) -> io::Result<Self> {
+        self.device.enable_interrupts(HANDLED_CAUSES)?;
+        self.interrupt = Some(interrupt);
+        self.interrupt_counters.line = true;
+        Ok(self)
+    }
+
+    /// Takes an interrupt if the line fired: reads the causes (which lowers
+    /// the line), notes a link change, and acknowledges. The rings themselves
+    /// are looked at after every round anyway.
+    fn take_interrupt(&mut self) {
+        let Some(interrupt) = self.interrupt.as_mut() else {
+            return;
+        };
+        match interrupt.fired() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                log::error!("{}: waiting for the interrupt: {error}", self.name);
+                return;
+            }
+        }
+        self.interrupt_counters.taken += 1;
+        let causes = match self.device.take_interrupt_causes() {
+            Ok(causes) => causes,
+            Err(error) => return self.fail("reading the interrupt causes", error),
+        };
+        self.interrupt_counters.cause_reads += 1;
+        if causes & ICR_LSC != 0 {
+            self.interrupt_counters.link_changes += 1;
+            match self.device.read_status() {
+                Ok(link) => log::info!("{}: link changed: {link}", self.name),
+                Err(error) => return self.fail("reading the link", error),
+            }
+        }
+        if let Some(Err(error)) = self.interrupt.as_mut().map(|line| line.acknowledge()) {
+            log::error!("{}: acknowledging the interrupt: {error}", self.name);
         }
     }
 
@@ -173,6 +222,7 @@ impl NetworkScheme {
             rx_dropped: self.device.rx_dropped(),
             tx_in_flight: self.device.tx_in_flight(),
             nic: self.device.nic_counters(),
+            interrupts: self.interrupt_counters,
         }
         .render()
     }
@@ -338,12 +388,16 @@ impl SchemeSync for NetworkScheme {
 }
 
 impl SchemeDaemon for NetworkScheme {
-    /// Runs after every round of requests and every tick: frees sent buffers and
-    /// hands the NIC consumed receive descriptors and queued frames.
+    /// Runs after every round of requests, interrupt and tick: takes the
+    /// interrupt, frees sent buffers and hands the NIC consumed receive
+    /// descriptors and queued frames.
     fn after_round(&mut self) {
         if shutdown::requested() {
             self.shut_down();
             std::process::exit(0);
+        }
+        if self.failure.is_none() {
+            self.take_interrupt();
         }
         if self.failure.is_none() {
             if let Err(error) = self.device.poll() {
@@ -354,12 +408,21 @@ impl SchemeDaemon for NetworkScheme {
             self.publish_counters();
         }
     }
+
+    fn wake_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.interrupt
+            .as_ref()
+            .and_then(|interrupt| interrupt.wake_fd())
+            .into_iter()
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{FakeDma, SoftNic};
+    use crate::regs::{ICR, IMS};
     use crate::ring::REGION_LEN;
     use scheme_runtime::caller_ctx;
 
@@ -449,6 +512,74 @@ mod tests {
             alone.scheme.after_round();
         }
         assert!(alone.status().contains(" tx_frames=0 "));
+    }
+
+    #[test]
+    fn a_frame_raises_the_interrupt_and_its_causes_are_read_once_before_the_line_is_unmasked() {
+        let mut f = Fixture::new();
+        let line = f.nic.interrupt_line();
+        f.scheme = f.scheme.with_interrupt(Box::new(line.clone())).unwrap();
+        assert_eq!(f.nic.reg(IMS), HANDLED_CAUSES);
+        let frames = f.open("").unwrap();
+        f.scheme.after_round();
+        assert!(f
+            .status()
+            .contains("\ninterrupts mode=line taken=0 cause_reads=0 link_changes=0\n"));
+
+        assert!(f.nic.deliver(&[7u8; 60]));
+        assert!(f.nic.interrupt_asserted());
+        f.scheme.after_round();
+        assert!(!f.nic.interrupt_asserted(), "reading ICR lowered the line");
+        assert!(!line.is_masked(), "acknowledged after the causes were read");
+        let mut buf = [0u8; 1514];
+        assert_eq!(f.read(frames, &mut buf, 0), Ok(60));
+        f.scheme.after_round();
+        f.write(frames, &[1u8; 60]).unwrap();
+        f.scheme.after_round();
+        assert_eq!(f.nic.take_sent().len(), 1);
+        // Sent: TXDW, taken at the next round.
+        f.scheme.after_round();
+        let status = f.status();
+        assert!(
+            status.contains("\ninterrupts mode=line taken=2 cause_reads=2 link_changes=0\n"),
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn a_link_change_is_read_from_status_when_its_interrupt_comes() {
+        let mut f = Fixture::new();
+        f.scheme = f
+            .scheme
+            .with_interrupt(Box::new(f.nic.interrupt_line()))
+            .unwrap();
+        f.nic.set_link(false);
+        f.scheme.after_round();
+        let status = f.status();
+        assert!(
+            status.contains("\nlink=down speed=1000 duplex=full\n"),
+            "{status}"
+        );
+        assert!(status.contains(" link_changes=1\n"), "{status}");
+    }
+
+    #[test]
+    fn a_driver_without_its_interrupt_polls_and_never_reads_the_causes() {
+        let mut f = Fixture::new();
+        let frames = f.open("").unwrap();
+        assert!(f.nic.deliver(&[7u8; 60]));
+        f.scheme.after_round();
+        let mut buf = [0u8; 1514];
+        assert_eq!(f.read(frames, &mut buf, 0), Ok(60));
+        assert_ne!(
+            f.nic.reg(ICR),
+            0,
+            "the causes stay latched: nobody reads them"
+        );
+        assert_eq!(f.nic.reg(IMS), 0, "and none is enabled");
+        assert!(f
+            .status()
+            .contains("\ninterrupts mode=polling taken=0 cause_reads=0 link_changes=0\n"));
     }
 
     #[test]

@@ -143,6 +143,32 @@ impl DriverCounters {
     }
 }
 
+/// How the driver learns that the NIC has work, and what its interrupt did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptCounters {
+    /// Whether the driver waits for its interrupt line (or polls every tick).
+    pub line: bool,
+    /// Interrupts taken.
+    pub taken: u64,
+    /// ICR reads that followed them (each interrupt's causes, read once).
+    pub cause_reads: u64,
+    /// Link changes among the causes.
+    pub link_changes: u64,
+}
+
+impl InterruptCounters {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "interrupts mode={} taken={} cause_reads={} link_changes={}",
+            if self.line { "line" } else { "polling" },
+            self.taken,
+            self.cause_reads,
+            self.link_changes
+        );
+    }
+}
+
 /// Link state as STATUS reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
@@ -170,6 +196,19 @@ impl Link {
     }
 }
 
+impl std::fmt::Display for Link {
+    /// `up speed=1000 duplex=full`, as the status line has it after `link=`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} speed={} duplex={}",
+            if self.up { "up" } else { "down" },
+            self.mbps,
+            if self.full_duplex { "full" } else { "half" }
+        )
+    }
+}
+
 /// Everything the `status` path shows.
 pub struct StatusReport<'a> {
     pub scheme: &'a str,
@@ -181,10 +220,12 @@ pub struct StatusReport<'a> {
     pub rx_dropped: u64,
     pub tx_in_flight: u16,
     pub nic: &'a NicCounters,
+    pub interrupts: InterruptCounters,
 }
 
 impl StatusReport<'_> {
-    /// One `key=value` line per topic: `scheme`, `link`, `driver`, `nic`.
+    /// One `key=value` line per topic: `scheme`, `link`, `driver`, `nic`,
+    /// `interrupts`.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -199,19 +240,14 @@ impl StatusReport<'_> {
                 let _ = writeln!(out, "device=failed error={why}");
             }
             (None, Some(link)) => {
-                let _ = writeln!(
-                    out,
-                    "link={} speed={} duplex={}",
-                    if link.up { "up" } else { "down" },
-                    link.mbps,
-                    if link.full_duplex { "full" } else { "half" }
-                );
+                let _ = writeln!(out, "link={link}");
             }
             (None, None) => out.push_str("link=unknown\n"),
         }
         self.driver
             .render(self.rx_dropped, self.tx_in_flight, &mut out);
         self.nic.render(&mut out);
+        self.interrupts.render(&mut out);
         out
     }
 }
@@ -280,12 +316,22 @@ mod tests {
             rx_dropped: 1,
             tx_in_flight: 0,
             nic: &nic,
+            interrupts: InterruptCounters {
+                line: true,
+                taken: 4,
+                cause_reads: 4,
+                link_changes: 1,
+            },
         };
         let text = report.render();
         assert!(text.starts_with("scheme=network.e1000 access=mmio mac=52:54:00:12:34:56\nlink=up speed=1000 duplex=full\n"), "{text}");
         assert!(text.contains(" tx_frames=2 "), "{text}");
         assert!(text.contains(" rx_dropped=1 "), "{text}");
         assert!(text.contains("nic gprc=0 gptc=0 gorc=0"), "{text}");
+        assert!(
+            text.ends_with("\ninterrupts mode=line taken=4 cause_reads=4 link_changes=1\n"),
+            "{text}"
+        );
         report.failure = Some("mmio: gone");
         assert!(report
             .render()

@@ -127,8 +127,12 @@ fn serve<P: PortIo>(
     let port = state::open_port(ports, settings, &store)?;
     let mut scheme =
         UartScheme::new(&options.scheme, device, port, options.poll_policy()).with_store(store);
+    // A 16550's interrupt is an ISA line (COM2: IRQ 3), which the kernel's
+    // own serial code holds on Linux and on Redox; `mmio:` serves the
+    // interrupts of PCI functions only.
     log::info!(
-        "the UART answers; polling it every {} µs, lingering {} µs after traffic",
+        "the UART answers; polling it every {} µs, lingering {} µs after traffic \
+         (its ISA interrupt line is the kernel's serial driver's)",
         options.poll_interval,
         options.linger
     );

@@ -14,6 +14,7 @@ use std::io;
 use driver_policy::{Bdf, DeviceId, PortRange};
 
 use crate::bus::RegisterBus;
+use crate::interrupt::InterruptLine;
 
 #[cfg(target_os = "linux")]
 pub use linux::LinuxHardware;
@@ -43,6 +44,11 @@ pub trait Hardware {
 
     /// The I/O ports of `range`.
     fn open_ports(&mut self, range: PortRange) -> io::Result<Box<dyn RegisterBus>>;
+
+    /// The interrupt line of the function at `bdf`, masked as it fires and
+    /// unmasked by [`InterruptLine::unmask`]. Called only after the policy
+    /// granted it.
+    fn open_interrupt(&mut self, bdf: Bdf) -> io::Result<Box<dyn InterruptLine>>;
 
     /// Stops the function at `bdf` from mastering the bus: clears Bus Master
     /// Enable (bit 2 of the PCI command register), so that it starts no more

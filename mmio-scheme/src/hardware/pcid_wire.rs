@@ -43,6 +43,8 @@ pub struct FunctionConfig {
     pub bdf: Bdf,
     pub bars: [PcidBar; 6],
     pub id: DeviceId,
+    /// The legacy (INTx) interrupt line pcid routed, as `irq:` numbers it.
+    pub legacy_irq: Option<u8>,
 }
 
 /// A response that is not the expected message.
@@ -107,8 +109,9 @@ pub fn decode_config(response: &[u8]) -> Result<FunctionConfig, PcidWireError> {
         };
     }
     // legacy_interrupt_line: Option<{ irq: u8, phandled: Option<(u32, [u32; 3], usize)> }>
+    let mut legacy_irq = None;
     if reader.option()? {
-        reader.u8()?;
+        legacy_irq = Some(reader.u8()?);
         if reader.option()? {
             reader.skip(4 + 3 * 4 + 8)?;
         }
@@ -117,7 +120,12 @@ pub fn decode_config(response: &[u8]) -> Result<FunctionConfig, PcidWireError> {
         vendor: reader.u16()?,
         device: reader.u16()?,
     };
-    Ok(FunctionConfig { bdf, bars, id })
+    Ok(FunctionConfig {
+        bdf,
+        bars,
+        id,
+        legacy_irq,
+    })
 }
 
 /// A cursor over bincode fixed-width little-endian fields.
@@ -222,6 +230,17 @@ mod tests {
             }
         );
         assert_eq!(config.bars[5], PcidBar::None);
+        assert_eq!(config.legacy_irq, Some(11));
+    }
+
+    #[test]
+    fn a_function_without_a_legacy_interrupt_has_none() {
+        let mut bytes = e1000_config();
+        let irq = bytes.len() - 11;
+        bytes.splice(irq..irq + 3, [0]);
+        let config = decode_config(&bytes).unwrap();
+        assert_eq!(config.legacy_irq, None);
+        assert_eq!(config.id.device, 0x100e);
     }
 
     #[test]
@@ -229,13 +248,15 @@ mod tests {
         let mut bytes = e1000_config();
         let irq = bytes.len() - 11;
         bytes.splice(irq..irq + 3, [1, 11, 1].into_iter().chain([0xaa; 24]));
+        let config = decode_config(&bytes).unwrap();
         assert_eq!(
-            decode_config(&bytes).unwrap().id,
+            config.id,
             DeviceId {
                 vendor: 0x8086,
                 device: 0x100e
             }
         );
+        assert_eq!(config.legacy_irq, Some(11));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use driver_policy::{Bdf, DeviceId, PortRange};
 use super::command::{BUS_MASTER, MEMORY_SPACE};
 use super::Hardware;
 use crate::bus::{RegisterBus, SoftBank};
+use crate::interrupt::{InterruptLine, SoftInterrupt};
 
 /// PCI functions whose BARs are [`SoftBank`]s, and a software port space.
 #[derive(Clone, Debug)]
@@ -31,6 +32,8 @@ struct SoftFunction {
     command: Arc<AtomicU16>,
     /// How often bus mastering was stopped.
     bus_master_stops: Arc<AtomicU16>,
+    /// The function's interrupt line, which a test fires.
+    interrupt: SoftInterrupt,
 }
 
 impl Default for SoftMachine {
@@ -54,6 +57,7 @@ impl SoftMachine {
             bars: BTreeMap::new(),
             command: Arc::default(),
             bus_master_stops: Arc::default(),
+            interrupt: SoftInterrupt::default(),
         });
         function.id = id;
         function.bars.insert(bar, bank);
@@ -74,6 +78,12 @@ impl SoftMachine {
     pub fn bus_master_stops(&self, bdf: Bdf) -> Option<u16> {
         let function = self.functions.get(&bdf)?;
         Some(function.bus_master_stops.load(Ordering::SeqCst))
+    }
+
+    /// The interrupt line of the function at `bdf`, shared with every line
+    /// the scheme opens for it.
+    pub fn interrupt(&self, bdf: Bdf) -> Option<SoftInterrupt> {
+        Some(self.functions.get(&bdf)?.interrupt.clone())
     }
 
     fn function(&self, bdf: Bdf) -> io::Result<&SoftFunction> {
@@ -105,6 +115,10 @@ impl Hardware for SoftMachine {
         Ok(Box::new(
             self.ports.slice(range.first().into(), range.count().into()),
         ))
+    }
+
+    fn open_interrupt(&mut self, bdf: Bdf) -> io::Result<Box<dyn InterruptLine>> {
+        Ok(Box::new(self.function(bdf)?.interrupt.clone()))
     }
 
     fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {

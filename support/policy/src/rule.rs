@@ -75,6 +75,26 @@ impl DriverRule {
         }
     }
 
+    /// May the driver take the interrupt of the PCI function at `bdf`? It comes
+    /// with the function's registers: granted where some BAR of it is. Decided
+    /// without the function's ids, like [`check_bar`](Self::check_bar).
+    pub fn check_interrupt(&self, bdf: Bdf) -> Result<(), Denial> {
+        let located = match (self.device, self.bdf) {
+            (None, None) => false,
+            (_, at) => at.is_none_or(|a| a == bdf),
+        };
+        if !located {
+            return Err(self.denial(format!("device {bdf}"), self.device_grant()));
+        }
+        if self.bars.is_empty() {
+            return Err(self.denial(
+                format!("the interrupt of {bdf}"),
+                "bars = [] (the interrupt comes with the registers)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// May the driver use the PCI function at `bdf`, which reports `id`?
     pub fn check_device(&self, bdf: Bdf, id: DeviceId) -> Result<(), Denial> {
         let granted = match (self.device, self.bdf) {

@@ -20,6 +20,10 @@ uid = 1003
 device = "8086:100e"
 bdf = "0000:00:04.0"
 bars = [0, 1]
+
+[driver.configless]
+uid = 1010
+device = "8086:100e"
 "#;
 
 const E1000: DeviceId = DeviceId {
@@ -132,6 +136,38 @@ fn bar_decisions() {
             .unwrap_err()
             .to_string(),
         "driver uart: device 0000:00:03.0 not granted (no `device` or `bdf`)"
+    );
+}
+
+#[test]
+fn interrupt_decisions() {
+    let policy = policy();
+    let e1000 = policy.driver("e1000").unwrap();
+    assert_eq!(e1000.check_interrupt(bdf("00:03.0")), Ok(()));
+    assert_eq!(
+        e1000.check_interrupt(bdf("00:07.0")),
+        Ok(()),
+        "any function; ids decide"
+    );
+    let pinned = policy.driver("pinned").unwrap();
+    assert_eq!(pinned.check_interrupt(bdf("00:04.0")), Ok(()));
+    assert_eq!(
+        pinned.check_interrupt(bdf("00:03.0")).unwrap_err().to_string(),
+        "driver pinned: device 0000:00:03.0 not granted (device = \"8086:100e\", bdf = \"0000:00:04.0\")"
+    );
+    let uart = policy.driver("uart").unwrap();
+    assert!(
+        uart.check_interrupt(bdf("00:03.0")).is_err(),
+        "no device at all"
+    );
+    let configless = policy.driver("configless").unwrap();
+    assert_eq!(
+        configless
+            .check_interrupt(bdf("00:03.0"))
+            .unwrap_err()
+            .to_string(),
+        "driver configless: the interrupt of 0000:00:03.0 not granted (bars = [] (the interrupt \
+         comes with the registers))"
     );
 }
 

@@ -1,6 +1,6 @@
 //! What a daemon implements beyond `SchemeSync`.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::CallerCtx;
@@ -35,4 +35,13 @@ pub trait SchemeDaemon: SchemeSync {
     /// Called after every round of requests, before parked requests are retried:
     /// the place to poll a device or drain an internal queue.
     fn after_round(&mut self) {}
+
+    /// Descriptors besides the scheme's own requests whose readability starts
+    /// a round (an interrupt line, a handle that posts readiness events): the
+    /// daemon drains them in [`after_round`](Self::after_round). Asked before
+    /// every wait, so the set may change as handles come and go. A replica
+    /// waits for its engine's rounds instead.
+    fn wake_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
 }

@@ -46,7 +46,7 @@ pub use mapping::Mapping;
 pub use path::SchemePath;
 pub use readiness::Caller;
 pub use reopen::open_when_served;
-pub use replicated::REPLICA_CHANNEL_ENV;
+pub use replicated::{runs_as_replica, REPLICA_CHANNEL_ENV};
 pub use state_store::StateStore;
 pub use text::copy_at_offset;
 

@@ -63,6 +63,17 @@ impl<K: Copy + PartialEq> Readiness<K> {
         }
     }
 
+    /// The client of `key` read or wrote: `flags` count as not reported, so
+    /// that a poll finding them ready tells again. Without this, readiness that
+    /// a read used up and new data restored within one round (between two
+    /// polls) would never be told, and a client waiting for the event would
+    /// wait for good.
+    pub fn rearm(&mut self, key: K, flags: EventFlags) {
+        for interest in self.interests.iter_mut().filter(|i| i.key == key) {
+            interest.reported -= flags;
+        }
+    }
+
     pub fn forget(&mut self, key: K) {
         self.interests.retain(|interest| interest.key != key);
     }
@@ -122,6 +133,29 @@ mod tests {
         let mut events = Vec::new();
         readiness.poll(scheme, |key, id, flags| events.push((key, id, flags)));
         events
+    }
+
+    #[test]
+    fn readiness_a_read_used_up_and_new_data_restored_is_told_again() {
+        let mut scheme = Flags(vec![false, true]);
+        let mut readiness = Readiness::new();
+        readiness.register(7, 1, CALLER, EventFlags::EVENT_READ, EventFlags::empty());
+        assert_eq!(
+            poll(&mut readiness, &mut scheme),
+            vec![(7, 1, EventFlags::EVENT_READ)]
+        );
+        // Within one round: the client reads what was there, and more arrives.
+        readiness.rearm(7, EventFlags::EVENT_READ);
+        assert_eq!(
+            poll(&mut readiness, &mut scheme),
+            vec![(7, 1, EventFlags::EVENT_READ)]
+        );
+        assert!(poll(&mut readiness, &mut scheme).is_empty(), "once");
+        readiness.rearm(8, EventFlags::EVENT_READ);
+        assert!(
+            poll(&mut readiness, &mut scheme).is_empty(),
+            "another key's read"
+        );
     }
 
     #[test]

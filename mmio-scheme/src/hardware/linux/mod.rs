@@ -3,6 +3,7 @@
 mod io_bar;
 mod memory_bar;
 mod sysfs;
+mod uio;
 
 use std::io;
 use std::path::PathBuf;
@@ -15,21 +16,26 @@ use super::command::{
 };
 use super::Hardware;
 use crate::bus::{PortBus, RegisterBus};
+use crate::interrupt::InterruptLine;
 use crate::region::Space;
 use io_bar::SysfsIoBar;
 use memory_bar::SysfsMemoryBar;
 use sysfs::{SysfsFunction, PCI_DEVICES};
+use uio::UioLine;
 
 /// The Linux machine this process runs on (needs root: sysfs `config` and
-/// `resourceN` writes, `ioperm`).
+/// `resourceN` writes, binding a function to UIO, `ioperm`).
 pub struct LinuxHardware {
     devices: PathBuf,
+    /// Where the UIO devices are (`/dev`).
+    dev: PathBuf,
 }
 
 impl Default for LinuxHardware {
     fn default() -> Self {
         Self {
             devices: PCI_DEVICES.into(),
+            dev: "/dev".into(),
         }
     }
 }
@@ -45,6 +51,7 @@ impl LinuxHardware {
     fn at(devices: &std::path::Path) -> Self {
         Self {
             devices: devices.to_owned(),
+            dev: devices.join("dev"),
         }
     }
 }
@@ -79,6 +86,16 @@ impl Hardware for LinuxHardware {
         // SAFETY: this thread now may use the range, and it is the thread that
         // serves the scheme; the policy gives each range to one driver.
         Ok(Box::new(unsafe { PortBus::new(range) }))
+    }
+
+    fn open_interrupt(&mut self, bdf: Bdf) -> io::Result<Box<dyn InterruptLine>> {
+        let function = SysfsFunction::open(&self.devices, bdf)?;
+        let uio = function.uio_device()?;
+        Ok(Box::new(UioLine::open(
+            &self.dev,
+            &uio,
+            &function.config_path(),
+        )?))
     }
 
     fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {

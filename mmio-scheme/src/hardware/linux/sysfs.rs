@@ -13,6 +13,9 @@ use crate::region::Space;
 /// Where sysfs lists the PCI functions.
 pub(super) const PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
+/// The kernel driver that hands a function's INTx interrupt to user space.
+const UIO_DRIVER: &str = "uio_pci_generic";
+
 /// The PCI command register, in configuration space.
 const COMMAND_OFFSET: u64 = 0x04;
 
@@ -87,6 +90,80 @@ impl SysfsFunction {
             .open(self.dir.join(format!("resource{bar}")))
     }
 
+    /// The UIO device (`uioN`) that serves this function's interrupt. A
+    /// function no kernel driver holds is bound to `uio_pci_generic` first
+    /// (through `driver_override`, for this function alone); one another
+    /// driver holds is refused: its interrupt is that driver's.
+    pub fn uio_device(&self) -> io::Result<String> {
+        if let Some(name) = self.uio_name()? {
+            return Ok(name);
+        }
+        match fs::read_link(self.dir.join("driver")) {
+            Ok(driver) => {
+                let name = driver.file_name().map(|n| n.to_string_lossy().into_owned());
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!(
+                        "{} is held by the kernel driver {}, not {UIO_DRIVER}",
+                        self.bdf,
+                        name.unwrap_or_default()
+                    ),
+                ));
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        fs::write(self.dir.join("driver_override"), UIO_DRIVER)?;
+        // Beside `devices/`, taken lexically: a function's directory is a
+        // symlink into the device tree, where `..` leads elsewhere.
+        let probe = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .map(|bus| bus.join("drivers_probe"))
+            .ok_or_else(|| invalid(format!("{}: no bus directory above it", self.bdf)))?;
+        fs::write(&probe, self.bdf.to_string()).map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "binding {} to {UIO_DRIVER}: {error} (is the module loaded?)",
+                    self.bdf
+                ),
+            )
+        })?;
+        self.uio_name()?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} has no UIO device after binding it to {UIO_DRIVER} (is the module \
+                     loaded, and does the function mask INTx?)",
+                    self.bdf
+                ),
+            )
+        })
+    }
+
+    /// The function's configuration space, as a file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    /// The name in `uio/`, where the function has a UIO device.
+    fn uio_name(&self) -> io::Result<Option<String>> {
+        let entries = match fs::read_dir(self.dir.join("uio")) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with("uio") {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
     /// Sets `bits` in the command register (decoding, bus mastering); leaves the others.
     pub fn enable(&self, bits: u16) -> io::Result<()> {
         self.update_command(|old| old | bits)
@@ -104,7 +181,7 @@ impl SysfsFunction {
         let config = OpenOptions::new()
             .read(true)
             .write(true)
-            .open(self.dir.join("config"))?;
+            .open(self.config_path())?;
         let mut command = [0; 2];
         config.read_exact_at(&mut command, COMMAND_OFFSET)?;
         let old = u16::from_le_bytes(command);
@@ -147,6 +224,56 @@ fn invalid(message: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn function(name: &str) -> (PathBuf, SysfsFunction) {
+        let root = std::env::temp_dir().join(format!("mmio-uio-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let devices = root.join("devices");
+        let bdf: Bdf = "0000:00:03.0".parse().unwrap();
+        fs::create_dir_all(devices.join(bdf.to_string())).unwrap();
+        let function = SysfsFunction::open(&devices, bdf).unwrap();
+        (root, function)
+    }
+
+    #[test]
+    fn a_free_function_is_bound_to_uio_and_a_bound_one_is_found() {
+        let (root, function) = function("free");
+        // The probe fails here (a plain directory has no kernel behind it): the
+        // override was written, and the error says what to check.
+        let error = function.uio_device().unwrap_err();
+        assert!(
+            error.to_string().contains("is the module loaded"),
+            "{error}"
+        );
+        assert_eq!(
+            fs::read_to_string(function.dir.join("driver_override")).unwrap(),
+            "uio_pci_generic"
+        );
+        fs::write(root.join("drivers_probe"), "").unwrap();
+        let error = function.uio_device().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound, "{error}");
+        assert_eq!(
+            fs::read_to_string(root.join("drivers_probe")).unwrap(),
+            "0000:00:03.0"
+        );
+        fs::create_dir_all(function.dir.join("uio/uio2")).unwrap();
+        assert_eq!(function.uio_device().unwrap(), "uio2");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_function_another_driver_holds_keeps_its_interrupt() {
+        let (root, function) = function("held");
+        std::os::unix::fs::symlink("../../drivers/e1000", function.dir.join("driver")).unwrap();
+        let error = function.uio_device().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ResourceBusy);
+        assert_eq!(
+            error.to_string(),
+            "0000:00:03.0 is held by the kernel driver e1000, not uio_pci_generic"
+        );
+        assert!(!function.dir.join("driver_override").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn resource_lines() {

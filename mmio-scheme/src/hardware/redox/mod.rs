@@ -1,6 +1,7 @@
 //! Redox: PCI functions through pcid's channel, BARs through the `memory`
 //! scheme, ports through the thread's I/O privilege.
 
+mod irq;
 mod pcid;
 mod physical_bar;
 
@@ -14,6 +15,8 @@ use syscall::flag::{CallFlags, ProcSchemeVerb};
 use super::pcid_wire::PcidBar;
 use super::Hardware;
 use crate::bus::{PortBus, RegisterBus};
+use crate::interrupt::InterruptLine;
+use irq::IrqLine;
 use pcid::PcidFunction;
 use physical_bar::PhysicalBar;
 
@@ -80,6 +83,16 @@ impl Hardware for RedoxHardware {
         self.acquire_port_rights()?;
         // SAFETY: this thread, the one that serves the scheme, has I/O privilege.
         Ok(Box::new(unsafe { PortBus::new(range) }))
+    }
+
+    fn open_interrupt(&mut self, bdf: Bdf) -> io::Result<Box<dyn InterruptLine>> {
+        let irq = self.function(bdf)?.config.legacy_irq.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{bdf}: pcid routed no legacy interrupt line"),
+            )
+        })?;
+        Ok(Box::new(IrqLine::open(irq)?))
     }
 
     fn stop_bus_master(&mut self, bdf: Bdf) -> io::Result<()> {

@@ -252,6 +252,12 @@ impl Handle {
         Ok(EventFlags::from_bits_truncate(reply.status as usize))
     }
 
+    /// The descriptor that polls readable when an event arrives, once
+    /// [`Handle::fevent`] registered interest: the handle's connection.
+    pub fn events_fd(&self) -> Option<RawFd> {
+        Some(self.socket.as_raw_fd())
+    }
+
     /// The events that arrived since the last call, without blocking.
     pub fn take_events(&self) -> io::Result<EventFlags> {
         loop {

@@ -1,7 +1,8 @@
 //! Serving a scheme on the Linux host.
 //!
 //! A plain single-threaded event loop over poll(2): the listening socket, one
-//! connection per open handle, and an optional tick. A request that would block on
+//! connection per open handle, the daemon's wake descriptors (an interrupt
+//! line) and an optional tick. A request that would block on
 //! a blocking handle is parked, not waited for, so one client's blocking read never
 //! stalls another; parked requests are retried after every round.
 //!
@@ -313,6 +314,13 @@ impl HostServer {
             };
             fds.push(PollFd::new(connection.socket.as_fd(), wanted));
         }
+        let wake_fds = daemon.wake_fds();
+        for &fd in &wake_fds {
+            // SAFETY: the daemon keeps its wake descriptors open while it runs,
+            // and `fds` is dropped before the daemon is called again.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         let timeout = match (self.tick, resting) {
             (Some(a), Some(b)) => PollTimeout::try_from(a.min(b)).unwrap_or(PollTimeout::MAX),
             (Some(wait), None) | (None, Some(wait)) => {
@@ -334,6 +342,8 @@ impl HostServer {
         for (index, revents) in ready {
             match index {
                 0 => accepted = self.accept_all()?,
+                // A wake descriptor: the round runs, and the daemon drains it.
+                i if i > tokens.len() => {}
                 i => self.serve_connection(tokens[i - 1], revents, root_id, daemon),
             }
         }
@@ -568,6 +578,7 @@ impl HostServer {
                 });
             }
             Opcode::Read | Opcode::Write if must_wait(fcntl_flags, performed.result) => {
+                self.readiness.rearm(token, REARMED_BY_IO);
                 return Outcome::Park(Parked {
                     header,
                     data: if header.opcode == Opcode::Write {
@@ -576,6 +587,9 @@ impl HostServer {
                         Vec::new()
                     },
                 });
+            }
+            Opcode::Read | Opcode::Write => {
+                self.readiness.rearm(token, REARMED_BY_IO);
             }
             Opcode::Fevent => {
                 if let Ok(ready) = performed.result {
@@ -707,6 +721,11 @@ fn must_wait(fcntl_flags: u32, result: Result<usize>) -> bool {
     let blocking = fcntl_flags as usize & O_NONBLOCK == 0;
     blocking && matches!(result, Err(Error { errno: EWOULDBLOCK }))
 }
+
+/// The readiness a read or a write may use up or restore, which the client's
+/// next event should tell afresh ([`Readiness::rearm`]): an acknowledging
+/// write may make a handle readable again within the round, as a read may.
+const REARMED_BY_IO: EventFlags = EventFlags::EVENT_READ.union(EventFlags::EVENT_WRITE);
 
 #[cfg(test)]
 mod tests {

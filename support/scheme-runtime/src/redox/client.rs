@@ -130,6 +130,12 @@ impl Handle {
         Ok(EventFlags::empty())
     }
 
+    /// The descriptor that polls readable when an event arrives, once
+    /// [`Handle::fevent`] registered interest: this handle's event queue.
+    pub fn events_fd(&self) -> Option<RawFd> {
+        self.event_queue.get().map(AsRawFd::as_raw_fd)
+    }
+
     /// The events that arrived since the last call, without blocking.
     pub fn take_events(&self) -> io::Result<EventFlags> {
         let mut flags = EventFlags::empty();

@@ -2,9 +2,10 @@
 //!
 //! The same loop as on the host: handle requests, park a read or write that
 //! would block on a blocking handle, and after every round let the daemon run,
-//! retry parked requests and post readiness events. With a tick, the scheme
-//! socket is non-blocking and an event queue wakes the loop for requests or for
-//! a `time:` timer, whichever comes first.
+//! retry parked requests and post readiness events. The scheme socket is
+//! non-blocking, and an event queue wakes the loop for requests, for the
+//! daemon's wake descriptors (an interrupt line) or for a `time:` timer when
+//! there is a tick, whichever comes first.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -26,7 +27,8 @@ fn lib_error(error: libredox::error::Error) -> io::Error {
 }
 
 /// Makes `daemon` reachable as scheme `name` and serves it until the kernel
-/// closes the scheme socket; a round runs only when requests arrive.
+/// closes the scheme socket; a round runs when requests arrive or one of the
+/// daemon's wake descriptors is readable.
 pub fn serve<D: SchemeDaemon>(name: &str, daemon: &mut D) -> io::Result<()> {
     serve_with_tick(name, daemon, None)
 }
@@ -49,11 +51,7 @@ pub fn serve_with_tick<D: SchemeDaemon>(
     if let Some(served) = crate::replicated::serve_if_replica(name, daemon, tick) {
         return served;
     }
-    let socket = match tick {
-        Some(_) => Socket::nonblock(),
-        None => Socket::create(),
-    }
-    .map_err(io_error)?;
+    let socket = Socket::nonblock().map_err(io_error)?;
     announce(&socket, name, daemon)?;
     log::info!("serving scheme {name}");
     let mut server = RedoxServer {
@@ -62,34 +60,20 @@ pub fn serve_with_tick<D: SchemeDaemon>(
         parked: Vec::new(),
         readiness: Readiness::new(),
     };
-    match tick {
-        None => {
-            while let Some(request) = server
-                .socket
-                .next_request(SignalBehavior::Restart)
-                .map_err(io_error)?
-            {
-                server.handle(request, daemon)?;
-                server.round(daemon)?;
-            }
-            Ok(())
-        }
-        Some(tick) => {
-            let mut wakeups = Wakeups::new(&server.socket, tick)?;
-            loop {
-                wakeups.wait()?;
-                // Drain what arrived; EWOULDBLOCK means the queue is empty.
-                loop {
-                    match server.socket.next_request(SignalBehavior::Restart) {
-                        Ok(Some(request)) => server.handle(request, daemon)?,
-                        Ok(None) => return Ok(()),
-                        Err(error) if error.errno == EWOULDBLOCK => break,
-                        Err(error) => return Err(io_error(error)),
-                    }
-                }
-                server.round(daemon)?;
+    let mut wakeups = Wakeups::new(&server.socket, tick)?;
+    loop {
+        wakeups.follow(&daemon.wake_fds())?;
+        wakeups.wait()?;
+        // Drain what arrived; EWOULDBLOCK means the queue is empty.
+        loop {
+            match server.socket.next_request(SignalBehavior::Restart) {
+                Ok(Some(request)) => server.handle(request, daemon)?,
+                Ok(None) => return Ok(()),
+                Err(error) if error.errno == EWOULDBLOCK => break,
+                Err(error) => return Err(io_error(error)),
             }
         }
+        server.round(daemon)?;
     }
 }
 
@@ -139,6 +123,14 @@ impl RedoxServer {
                     Err(call) => return self.respond(Response::err(ENOSYS, call)),
                 };
                 let response = op.handle_sync_dont_consume(&ctx, daemon, &mut self.state);
+                // What a read or write used up is told afresh if it comes back
+                // within the round (`Readiness::rearm`).
+                let both = EventFlags::EVENT_READ | EventFlags::EVENT_WRITE;
+                match &op {
+                    Op::Read(read) => self.readiness.rearm(read.fd, both),
+                    Op::Write(write) => self.readiness.rearm(write.fd, both),
+                    _ => {}
+                }
                 if would_block(&op, &response) {
                     self.parked.push(Parked { op, caller });
                     return Ok(());
@@ -213,29 +205,51 @@ impl RedoxServer {
 /// An event queue over the scheme socket and a monotonic timer re-armed every tick.
 struct Wakeups {
     queue: File,
-    timer: File,
-    tick: Duration,
+    /// The `time:` timer and the tick it is armed for, with a tick.
+    timer: Option<(File, Duration)>,
+    /// The daemon's wake descriptors the queue follows.
+    followed: Vec<RawFd>,
 }
 
 impl Wakeups {
     const SOCKET: usize = 0;
     const TIMER: usize = 1;
+    const WAKE: usize = 2;
 
-    fn new(socket: &Socket, tick: Duration) -> io::Result<Self> {
+    fn new(socket: &Socket, tick: Option<Duration>) -> io::Result<Self> {
         let open = |path: &str| -> io::Result<File> {
             let fd = libredox::call::open(path, O_RDWR | O_CLOEXEC, 0).map_err(lib_error)?;
             // SAFETY: open returned a new descriptor that nothing else owns.
             Ok(unsafe { File::from_raw_fd(fd as RawFd) })
         };
+        let timer = match tick {
+            Some(tick) => Some((open(&format!("/scheme/time/{CLOCK_MONOTONIC}"))?, tick)),
+            None => None,
+        };
         let mut wakeups = Self {
             queue: open("/scheme/event")?,
-            timer: open(&format!("/scheme/time/{CLOCK_MONOTONIC}"))?,
-            tick,
+            timer,
+            followed: Vec::new(),
         };
         wakeups.subscribe(socket.inner().raw(), Self::SOCKET)?;
-        wakeups.subscribe(wakeups.timer.as_raw_fd() as usize, Self::TIMER)?;
-        wakeups.arm_timer()?;
+        if let Some(timer) = wakeups.timer.as_ref().map(|(timer, _)| timer.as_raw_fd()) {
+            wakeups.subscribe(timer as usize, Self::TIMER)?;
+            wakeups.arm_timer()?;
+        }
         Ok(wakeups)
+    }
+
+    /// Follows the descriptors of `fds` the queue does not follow yet; the
+    /// kernel drops a closed one from the queue by itself.
+    fn follow(&mut self, fds: &[RawFd]) -> io::Result<()> {
+        self.followed.retain(|fd| fds.contains(fd));
+        for &fd in fds {
+            if !self.followed.contains(&fd) {
+                self.subscribe(fd as usize, Self::WAKE)?;
+                self.followed.push(fd);
+            }
+        }
+        Ok(())
     }
 
     fn subscribe(&mut self, fd: usize, data: usize) -> io::Result<()> {
@@ -246,19 +260,22 @@ impl Wakeups {
         })
     }
 
-    /// Asks the timer for an event `tick` from now.
+    /// Asks the timer, if there is one, for an event a tick from now.
     fn arm_timer(&mut self) -> io::Result<()> {
+        let Some((timer, tick)) = &mut self.timer else {
+            return Ok(());
+        };
         let mut now = TimeSpec::default();
-        self.timer.read_exact(&mut now)?;
-        let nanos = i64::from(now.tv_nsec) + i64::from(self.tick.subsec_nanos());
+        timer.read_exact(&mut now)?;
+        let nanos = i64::from(now.tv_nsec) + i64::from(tick.subsec_nanos());
         let deadline = TimeSpec {
-            tv_sec: now.tv_sec + self.tick.as_secs() as i64 + nanos / 1_000_000_000,
+            tv_sec: now.tv_sec + tick.as_secs() as i64 + nanos / 1_000_000_000,
             tv_nsec: (nanos % 1_000_000_000) as i32,
         };
-        self.timer.write_all(&deadline)
+        timer.write_all(&deadline)
     }
 
-    /// Blocks until a request or the timer wakes the loop.
+    /// Blocks until a request, a wake descriptor or the timer wakes the loop.
     fn wait(&mut self) -> io::Result<()> {
         let mut event = Event::default();
         self.queue.read_exact(&mut event)?;

@@ -38,6 +38,12 @@ use crate::SchemeDaemon;
 /// inherited descriptor it serves the supervisor on.
 pub const REPLICA_CHANNEL_ENV: &str = "SCHEME_REPLICA_CHANNEL";
 
+/// Whether this process was started as a replica: it then serves its engine,
+/// which decides when rounds run, and touches devices only through it.
+pub fn runs_as_replica() -> bool {
+    std::env::var_os(REPLICA_CHANNEL_ENV).is_some_and(|value| !value.is_empty())
+}
+
 /// Serves `daemon` as a replica when the process was started as one, and then
 /// returns how serving ended; `None` when it was not, and the caller serves the
 /// scheme itself.

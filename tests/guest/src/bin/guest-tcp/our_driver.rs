@@ -137,7 +137,13 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
             };
             faults = restarted::serve_under_kills(report, path, settings, up, group);
         }
-        NetPath::OurE1000(_) | NetPath::LinuxE1000 => service::run(report, path, settings, up),
+        NetPath::OurE1000(_) => {
+            service::run(report, path, settings, up);
+            report.run_after(&step("driven-by-interrupts"), driver.as_ref(), |driver| {
+                driven_by_interrupts(driver)
+            });
+        }
+        NetPath::LinuxE1000 => service::run(report, path, settings, up),
     }
     let counters = report.run_after(
         &step("bridge-stopped-nothing-dropped"),
@@ -418,6 +424,67 @@ fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
 }
 
 /// The driver's and the NIC's counters, for the console log.
+/// How long the driver is watched idle after its load, for its CPU time.
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
+
+/// The driver alone waited on its interrupt through the load: it took some,
+/// and read the NIC's causes once for each. Its CPU time while idle is said.
+fn driven_by_interrupts(driver: &Driver) -> StepResult<String> {
+    let Driver::Alone(child) = driver else {
+        return Err("only the driver alone waits on its interrupt".into());
+    };
+    let idle = idle_cpu_percent(child.id(), IDLE_WINDOW)?;
+    let status = read_status(STATUS_PATH)?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("interrupts "))
+        .ok_or("no interrupts line in the driver's status")?;
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+            .ok_or_else(|| format!("no {key} in {line:?}"))
+    };
+    let count = |key: &str| -> StepResult<u64> {
+        let value = field(key)?;
+        Ok(value
+            .parse()
+            .map_err(|_| format!("{key}={value:?} in {line:?}"))?)
+    };
+    let (taken, cause_reads) = (count("taken")?, count("cause_reads")?);
+    match field("mode")? {
+        "line" if taken > 0 && taken == cause_reads => {
+            let seen = format!(
+                "{taken} interrupts, each cause read once; idle, the driver used \
+                 {idle:.2}% of the processor over {IDLE_WINDOW:?}"
+            );
+            log::info!("{SCHEME}: {seen}");
+            Ok(seen)
+        }
+        _ => Err(format!("{line:?}: not driven by its interrupt").into()),
+    }
+}
+
+/// The share of the processor `pid` used over `window`, from its user and
+/// system times in `/proc/<pid>/stat` (clock ticks of 10 ms).
+fn idle_cpu_percent(pid: u32, window: Duration) -> StepResult<f64> {
+    let ticks = || -> StepResult<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // After the command's closing parenthesis: state, then 10 fields up to
+        // utime (14th of the line) and stime (15th).
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        Ok(field(11)
+            .zip(field(12))
+            .map(|(u, s)| u + s)
+            .ok_or("a short /proc stat line")?)
+    };
+    let before = ticks()?;
+    std::thread::sleep(window);
+    let used = ticks()? - before;
+    Ok(used as f64 * 10.0 / window.as_millis() as f64 * 100.0)
+}
+
 fn log_driver_status() {
     match read_status(STATUS_PATH) {
         Ok(text) => log::info!(
