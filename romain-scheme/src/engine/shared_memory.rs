@@ -30,7 +30,7 @@ use nix::sys::stat::fstat;
 use nix::unistd::Pid;
 
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
-use crate::trap::state::{read_memory_exactly, write_memory_exactly, PAGE_SIZE};
+use crate::trap::state::{page_runs, read_memory_exactly, write_memory_exactly, PAGE_SIZE};
 
 /// The first virtual descriptor for a scheme's memory object.
 pub const FIRST_OBJECT_FD: u64 = 1536;
@@ -197,15 +197,8 @@ impl SharedMemory {
             else {
                 return Vec::new();
             };
-            let page_address = |page: usize| region.replica_address + (page * PAGE_SIZE) as u64;
-            let mut page = 0;
-            while page < written.len() {
-                let run = written[page..].iter().take_while(|&&w| !w).count();
-                if run > 0 {
-                    agreed.push(page_address(page)..page_address(page + run));
-                }
-                page += run + 1;
-            }
+            let unwritten: Vec<bool> = written.iter().map(|&w| !w).collect();
+            agreed.extend(page_runs(region.replica_address, &unwritten));
         }
         agreed
     }

@@ -415,11 +415,17 @@ fn own_runs(pagemaps: &[fs::File], range: Range<u64>) -> Vec<Range<u64>> {
             *own |= is_own(entry);
         }
     }
-    let address = |page: usize| range.start + (page * PAGE_SIZE) as u64;
+    page_runs(range.start, &own)
+}
+
+/// The address ranges of the runs of pages marked in `pages`, the first page at
+/// `start`.
+pub fn page_runs(start: u64, pages: &[bool]) -> Vec<Range<u64>> {
+    let address = |page: usize| start + (page * PAGE_SIZE) as u64;
     let mut runs = Vec::new();
     let mut page = 0;
-    while page < own.len() {
-        let run = own[page..].iter().take_while(|&&own| own).count();
+    while page < pages.len() {
+        let run = pages[page..].iter().take_while(|&&marked| marked).count();
         if run > 0 {
             runs.push(address(page)..address(page + run));
         }
@@ -1069,6 +1075,21 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             compare_memory(healthy, faulty, std::slice::from_ref(&including)).unwrap(),
             Vec::<u64>::new()
         );
+    }
+
+    #[test]
+    fn marked_pages_make_one_range_per_run() {
+        let page = PAGE_SIZE as u64;
+        assert_eq!(
+            page_runs(0x1000, &[true, true, false, true, false, false, true]),
+            vec![
+                0x1000..0x1000 + 2 * page,
+                0x1000 + 3 * page..0x1000 + 4 * page,
+                0x1000 + 6 * page..0x1000 + 7 * page
+            ]
+        );
+        assert_eq!(page_runs(0, &[false, false]), Vec::<Range<u64>>::new());
+        assert_eq!(page_runs(0, &[]), Vec::<Range<u64>>::new());
     }
 
     #[test]
