@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use driver_policy::Bdf;
 use e1000::dma::SchemeBuffer;
-use e1000::interrupt::MmioInterrupt;
+use e1000::interrupt::{BusyPoll, InterruptWait, MmioInterrupt, DEFAULT_BUSY_POLL_US};
 use e1000::ring::REGION_LEN;
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
@@ -46,6 +46,12 @@ struct Args {
     #[arg(long, default_value_t = 100, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     safety_tick_ms: u64,
+    /// After an interrupt, leave the line masked and poll every --tick-us
+    /// while frames move, until this long (microseconds) passes without one;
+    /// 0 takes every burst by its interrupt
+    #[arg(long, default_value_t = DEFAULT_BUSY_POLL_US, value_name = "US",
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    busy_poll_us: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,11 +154,18 @@ fn wait_on_interrupt_or_poll(
 ) -> io::Result<(NetworkScheme, Duration)> {
     match interrupt {
         Ok(line) => {
+            let busy_poll = BusyPoll {
+                every: Duration::from_micros(args.tick_us),
+                budget: Duration::from_micros(args.busy_poll_us),
+            };
             log::info!(
-                "waiting on the NIC's interrupt, with a safety tick of {} ms",
-                args.safety_tick_ms
+                "waiting on the NIC's interrupt, with a safety tick of {} ms; after one, \
+                 polling every {} µs until {} µs pass without a frame",
+                args.safety_tick_ms,
+                args.tick_us,
+                args.busy_poll_us
             );
-            let scheme = scheme.with_interrupt(Box::new(line))?;
+            let scheme = scheme.with_interrupt(InterruptWait::new(Box::new(line), busy_poll))?;
             Ok((scheme, Duration::from_millis(args.safety_tick_ms)))
         }
         Err(why) => {

@@ -12,8 +12,9 @@ use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
+use crate::batch;
 use crate::device::Device;
-use crate::interrupt::{Interrupt, HANDLED_CAUSES};
+use crate::interrupt::{InterruptWait, HANDLED_CAUSES};
 use crate::regs::ICR_LSC;
 use crate::ring::TxError;
 use crate::shutdown;
@@ -34,8 +35,10 @@ const ROOT_ID: usize = 0;
 
 /// What an open handle is.
 enum HandleKind {
-    /// `""`: frames in and out.
+    /// `""`: frames in and out, one per request.
     Frames,
+    /// `batch`: frames in and out, many per request ([`crate::batch`]).
+    Batch,
     /// `mac`: the station address.
     Mac,
     /// `status`: a text snapshot taken at open.
@@ -46,6 +49,7 @@ impl HandleKind {
     fn path(&self) -> &'static str {
         match self {
             Self::Frames => "",
+            Self::Batch => "batch",
             Self::Mac => "mac",
             Self::Status(_) => "status",
         }
@@ -66,8 +70,10 @@ pub struct NetworkScheme {
     store: StateStore,
     pacing: Pacing,
     /// The line the driver waits on; none: it polls every tick.
-    interrupt: Option<Box<dyn Interrupt>>,
+    interrupt: Option<InterruptWait>,
     interrupt_counters: InterruptCounters,
+    /// Frames received and sent by the end of the last round.
+    frames_then: u64,
 }
 
 impl NetworkScheme {
@@ -86,34 +92,39 @@ impl NetworkScheme {
             pacing: Pacing::default(),
             interrupt: None,
             interrupt_counters: InterruptCounters::default(),
+            frames_then: 0,
         }
     }
 
     /// Waits on `interrupt` from now on: enables the causes the driver
     /// handles in the NIC.
-    pub fn with_interrupt(mut self, interrupt: Box<dyn Interrupt>) -> io::Result<Self> {
+    pub fn with_interrupt(mut self, interrupt: InterruptWait) -> io::Result<Self> {
         self.device.enable_interrupts(HANDLED_CAUSES)?;
         self.interrupt = Some(interrupt);
         self.interrupt_counters.line = true;
         Ok(self)
     }
 
-    /// Takes an interrupt if the line fired: reads the causes (which lowers
+    /// Takes an interrupt if the line fired, and once the driver has polled
+    /// its budget without a frame after it, reads the causes (which lowers
     /// the line), notes a link change, and acknowledges. The rings themselves
     /// are looked at after every round anyway.
     fn take_interrupt(&mut self) {
-        let Some(interrupt) = self.interrupt.as_mut() else {
+        let frames = self.counters.rx_frames + self.counters.tx_frames;
+        let active = frames != self.frames_then;
+        self.frames_then = frames;
+        let Some(wait) = self.interrupt.as_mut() else {
             return;
         };
-        match interrupt.fired() {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(error) => {
-                log::error!("{}: waiting for the interrupt: {error}", self.name);
-                return;
-            }
+        let now = std::time::Instant::now();
+        match wait.fired(now) {
+            Ok(true) => self.interrupt_counters.taken += 1,
+            Ok(false) => {}
+            Err(error) => log::error!("{}: waiting for the interrupt: {error}", self.name),
         }
-        self.interrupt_counters.taken += 1;
+        if !wait.settle(active, now) {
+            return;
+        }
         let causes = match self.device.take_interrupt_causes() {
             Ok(causes) => causes,
             Err(error) => return self.fail("reading the interrupt causes", error),
@@ -126,7 +137,7 @@ impl NetworkScheme {
                 Err(error) => return self.fail("reading the link", error),
             }
         }
-        if let Some(Err(error)) = self.interrupt.as_mut().map(|line| line.acknowledge()) {
+        if let Some(Err(error)) = self.interrupt.as_mut().map(InterruptWait::acknowledge) {
             log::error!("{}: acknowledging the interrupt: {error}", self.name);
         }
     }
@@ -247,10 +258,15 @@ impl NetworkScheme {
     }
 
     fn write_frame(&mut self, frame: &[u8]) -> Result<usize> {
+        self.queue_frame(frame).map_err(|error| self.refused(error))
+    }
+
+    /// Queues `frame` for the NIC, counting it; EINVAL if it is no frame of
+    /// a legal size, EWOULDBLOCK while the transmit ring is full.
+    fn queue_frame(&mut self, frame: &[u8]) -> Result<usize> {
         if !(ETHERNET_HEADER_LEN..=MAX_FRAME_LEN).contains(&frame.len()) {
-            self.counters.tx_rejected += 1;
             log::debug!(
-                "{}: refused a {}-byte write (a frame is {ETHERNET_HEADER_LEN}..={MAX_FRAME_LEN} bytes)",
+                "{}: refused a {}-byte frame (a frame is {ETHERNET_HEADER_LEN}..={MAX_FRAME_LEN} bytes)",
                 self.name,
                 frame.len()
             );
@@ -262,12 +278,67 @@ impl NetworkScheme {
                 self.counters.tx_bytes += frame.len() as u64;
                 Ok(frame.len())
             }
-            Err(TxError::Full) => {
-                self.counters.tx_ring_full += 1;
-                Err(Error::new(EWOULDBLOCK))
-            }
+            Err(TxError::Full) => Err(Error::new(EWOULDBLOCK)),
             Err(TxError::TooLong(_)) => Err(Error::new(EINVAL)),
         }
+    }
+
+    /// Counts a write answered with `error`.
+    fn refused(&mut self, error: Error) -> Error {
+        match error.errno {
+            EINVAL => self.counters.tx_rejected += 1,
+            EWOULDBLOCK => self.counters.tx_ring_full += 1,
+            _ => {}
+        }
+        error
+    }
+}
+
+impl NetworkScheme {
+    /// As many received frames as `buf` holds with room for a whole frame
+    /// each, as records; EINVAL for a buffer that cannot hold one whole frame.
+    fn read_batch(&mut self, buf: &mut [u8]) -> Result<usize> {
+        const WHOLE: usize = batch::record_len(MAX_FRAME_LEN);
+        if buf.len() < WHOLE {
+            return Err(Error::new(EINVAL));
+        }
+        let mut at = 0;
+        while buf.len() - at >= WHOLE {
+            let record = &mut buf[at..];
+            match self.read_frame(&mut record[batch::LEN_BYTES..]) {
+                Ok(len) => {
+                    batch::put_len(record, len);
+                    at += batch::record_len(len);
+                }
+                Err(error) if at == 0 => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok(at)
+    }
+
+    /// Queues the batch's frames in order until one cannot go; the bytes of
+    /// the records taken. The first record's refusal is the answer: EINVAL
+    /// (cut short, not a frame of a legal size, or an empty batch) or
+    /// EWOULDBLOCK (the transmit ring is full); a later one ends the batch
+    /// there, and the client's next write starts with it.
+    fn write_batch(&mut self, buf: &[u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Err(self.refused(Error::new(EINVAL)));
+        }
+        let mut taken = 0;
+        for record in batch::records(buf) {
+            let queued = match record {
+                Ok(frame) => self.queue_frame(frame),
+                Err(batch::CutShort) => Err(Error::new(EINVAL)),
+            };
+            match queued {
+                Ok(len) => taken += batch::record_len(len),
+                Err(error) if taken == 0 => return Err(self.refused(error)),
+                Err(_) => break,
+            }
+        }
+        Ok(taken)
     }
 }
 
@@ -306,6 +377,7 @@ impl SchemeSync for NetworkScheme {
         }
         let (kind, flags) = match path.trim_matches('/') {
             "" => (HandleKind::Frames, NewFdFlags::empty()),
+            "batch" => (HandleKind::Batch, NewFdFlags::empty()),
             "mac" => (HandleKind::Mac, NewFdFlags::POSITIONED),
             "status" => (
                 HandleKind::Status(self.status_text().into_bytes()),
@@ -329,6 +401,7 @@ impl SchemeSync for NetworkScheme {
     ) -> Result<usize> {
         match self.handle(id)? {
             HandleKind::Frames => self.read_frame(buf),
+            HandleKind::Batch => self.read_batch(buf),
             HandleKind::Mac => read_mac(self.device.mac(), buf, offset),
             HandleKind::Status(text) => Ok(copy_at_offset(text, offset, buf)),
         }
@@ -344,12 +417,15 @@ impl SchemeSync for NetworkScheme {
     ) -> Result<usize> {
         match self.handle(id)? {
             HandleKind::Frames => self.write_frame(buf),
+            HandleKind::Batch => self.write_batch(buf),
             HandleKind::Mac | HandleKind::Status(_) => Err(Error::new(EINVAL)),
         }
     }
 
     fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
-        if !matches!(self.handle(id)?, HandleKind::Frames) || self.failure.is_some() {
+        if !matches!(self.handle(id)?, HandleKind::Frames | HandleKind::Batch)
+            || self.failure.is_some()
+        {
             return Ok(EventFlags::empty());
         }
         let mut ready = EventFlags::empty();
@@ -369,7 +445,7 @@ impl SchemeSync for NetworkScheme {
 
     fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
         let (mode, size) = match self.handle(id)? {
-            HandleKind::Frames => (0o600, 0),
+            HandleKind::Frames | HandleKind::Batch => (0o600, 0),
             HandleKind::Mac => (0o400, MAC_LEN),
             HandleKind::Status(text) => (0o400, text.len()),
         };
@@ -412,19 +488,27 @@ impl SchemeDaemon for NetworkScheme {
     fn wake_fds(&self) -> Vec<std::os::fd::RawFd> {
         self.interrupt
             .as_ref()
-            .and_then(|interrupt| interrupt.wake_fd())
+            .and_then(InterruptWait::wake_fd)
             .into_iter()
             .collect()
+    }
+
+    fn next_round_within(&self) -> Option<std::time::Duration> {
+        self.interrupt
+            .as_ref()
+            .and_then(InterruptWait::next_round_within)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FakeDma, SoftNic};
+    use crate::interrupt::BusyPoll;
+    use crate::model::{FakeDma, SoftLine, SoftNic};
     use crate::regs::{ICR, IMS};
     use crate::ring::REGION_LEN;
     use scheme_runtime::caller_ctx;
+    use std::time::Duration;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
@@ -480,6 +564,15 @@ mod tests {
         }
     }
 
+    /// `line`, each interrupt taken on its own (no polling after it).
+    fn notified(line: &SoftLine) -> InterruptWait {
+        let busy_poll = BusyPoll {
+            every: Duration::from_micros(100),
+            budget: Duration::ZERO,
+        };
+        InterruptWait::new(Box::new(line.clone()), busy_poll)
+    }
+
     fn errno<T: std::fmt::Debug>(result: Result<T>) -> i32 {
         result.expect_err("an error").errno
     }
@@ -518,7 +611,7 @@ mod tests {
     fn a_frame_raises_the_interrupt_and_its_causes_are_read_once_before_the_line_is_unmasked() {
         let mut f = Fixture::new();
         let line = f.nic.interrupt_line();
-        f.scheme = f.scheme.with_interrupt(Box::new(line.clone())).unwrap();
+        f.scheme = f.scheme.with_interrupt(notified(&line)).unwrap();
         assert_eq!(f.nic.reg(IMS), HANDLED_CAUSES);
         let frames = f.open("").unwrap();
         f.scheme.after_round();
@@ -551,7 +644,7 @@ mod tests {
         let mut f = Fixture::new();
         f.scheme = f
             .scheme
-            .with_interrupt(Box::new(f.nic.interrupt_line()))
+            .with_interrupt(notified(&f.nic.interrupt_line()))
             .unwrap();
         f.nic.set_link(false);
         f.scheme.after_round();
@@ -561,6 +654,46 @@ mod tests {
             "{status}"
         );
         assert!(status.contains(" link_changes=1\n"), "{status}");
+    }
+
+    #[test]
+    fn after_an_interrupt_the_driver_polls_with_the_line_masked_while_frames_move() {
+        let mut f = Fixture::new();
+        let line = f.nic.interrupt_line();
+        let busy_poll = BusyPoll {
+            every: Duration::from_micros(100),
+            budget: Duration::from_secs(3600),
+        };
+        let wait = InterruptWait::new(Box::new(line.clone()), busy_poll);
+        f.scheme = f.scheme.with_interrupt(wait).unwrap();
+        let frames = f.open("").unwrap();
+        f.scheme.after_round();
+        assert_eq!(f.scheme.next_round_within(), None, "asleep on the line");
+
+        assert!(f.nic.deliver(&[7u8; 60]));
+        f.scheme.after_round();
+        assert!(line.is_masked(), "left masked while the driver polls");
+        assert_eq!(
+            f.scheme.next_round_within(),
+            Some(Duration::from_micros(100))
+        );
+        // Frames keep coming and are found by polling, with no interrupt.
+        let mut buf = [0u8; 1514];
+        for n in 0..3u8 {
+            assert_eq!(f.read(frames, &mut buf, 0), Ok(60));
+            assert!(f.nic.deliver(&[n; 60]));
+            f.scheme.after_round();
+            assert_eq!(
+                f.events(frames),
+                Ok(EventFlags::EVENT_READ | EventFlags::EVENT_WRITE)
+            );
+        }
+        assert!(line.is_masked());
+        let status = f.status();
+        assert!(
+            status.contains("\ninterrupts mode=line taken=1 cause_reads=0 link_changes=0\n"),
+            "{status}"
+        );
     }
 
     #[test]
@@ -676,6 +809,86 @@ mod tests {
         f.scheme.after_round();
         assert_eq!(f.nic.take_sent().len(), 2);
         assert!(f.status().contains(" tx_rejected=3 "));
+    }
+
+    /// `frames` as one batch.
+    fn batch_of(frames: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for frame in frames {
+            batch::push(&mut out, frame);
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_read_returns_every_waiting_frame_that_fits_whole() {
+        let mut f = Fixture::new();
+        let nic = f.open("batch").unwrap();
+        let whole = batch::record_len(MAX_FRAME_LEN);
+        let mut buf = vec![0; 2 * whole];
+        assert_eq!(errno(f.read(nic, &mut buf, 0)), EWOULDBLOCK, "nothing yet");
+        assert_eq!(f.events(nic), Ok(EventFlags::EVENT_WRITE));
+        for frame in [&[1u8; 60][..], &[2; 1514], &[3; 100]] {
+            assert!(f.nic.deliver(frame));
+        }
+        assert_eq!(
+            f.events(nic),
+            Ok(EventFlags::EVENT_READ | EventFlags::EVENT_WRITE)
+        );
+        assert_eq!(
+            errno(f.read(nic, &mut buf[..whole - 1], 0)),
+            EINVAL,
+            "no room for a whole frame"
+        );
+        // Room for two whole frames: the third waits for the next read.
+        let n = f.read(nic, &mut buf, 0).unwrap();
+        assert!(buf[..n] == batch_of(&[&[1; 60], &[2; 1514]]), "{n} bytes");
+        let n = f.read(nic, &mut buf, 0).unwrap();
+        assert!(buf[..n] == batch_of(&[&[3; 100]]), "{n} bytes");
+        assert_eq!(errno(f.read(nic, &mut buf, 0)), EWOULDBLOCK);
+        let status = f.status();
+        assert!(
+            status.contains("driver rx_frames=3 rx_bytes=1674 rx_truncated=0 "),
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn a_batch_write_sends_its_frames_in_order_and_stops_at_the_first_that_cannot_go() {
+        let mut f = Fixture::new();
+        let nic = f.open("batch").unwrap();
+        let good = batch_of(&[&[1; 60], &[2; 1514], &[3; 14]]);
+        assert_eq!(f.write(nic, &good), Ok(good.len()));
+        f.scheme.after_round();
+        assert!(f.nic.take_sent() == [vec![1; 60], vec![2; 1514], vec![3; 14]]);
+
+        // A bad record ends the batch there, and is refused when it comes first.
+        let mut with_bad = batch_of(&[&[4; 60], &[5; 13], &[6; 60]]);
+        let first = batch::record_len(60);
+        assert_eq!(f.write(nic, &with_bad), Ok(first));
+        assert_eq!(errno(f.write(nic, &with_bad[first..])), EINVAL, "too short");
+        with_bad.truncate(with_bad.len() - 1);
+        let last = first + batch::record_len(13);
+        assert_eq!(errno(f.write(nic, &with_bad[last..])), EINVAL, "cut short");
+        assert_eq!(errno(f.write(nic, &[])), EINVAL, "an empty batch");
+        f.scheme.after_round();
+        assert_eq!(f.nic.take_sent(), [vec![4; 60]]);
+        assert!(f.status().contains(" tx_rejected=3 "), "{}", f.status());
+        assert!(f.status().contains(" tx_ring_full=0 "), "{}", f.status());
+
+        // A full ring takes what it can, then would block.
+        f.nic.pause_tx(true);
+        let many: Vec<Vec<u8>> = (0..RING_IN_FLIGHT + 5).map(|i| vec![i as u8; 60]).collect();
+        let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        let all = batch_of(&refs);
+        let taken = f.write(nic, &all).unwrap();
+        assert!(
+            taken < all.len() && taken.is_multiple_of(batch::record_len(60)),
+            "{taken}"
+        );
+        f.scheme.after_round();
+        assert_eq!(errno(f.write(nic, &all[taken..])), EWOULDBLOCK);
+        assert!(f.status().contains(" tx_ring_full=1 "), "{}", f.status());
     }
 
     #[test]

@@ -28,8 +28,9 @@ use guest_harness::protocol::{
     parse_mac, test_frame, Summary, COM2_GUEST_LINE, COM2_HOST_LINE, GUEST_BENCH_PREFIX,
     GUEST_SUMMARY_LABEL, GUEST_TEST_PREFIX,
 };
+use guest_net::cpu::DriverCpu;
 use guest_net::load::Workload;
-use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS};
+use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS, WAITING_PATHS};
 
 use crate::campaign::{CampaignLoad, CampaignPlan};
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
@@ -44,11 +45,14 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// The guest programs' and daemons' log level in the restart benchmark.
 const BENCH_LOG_LEVEL: &str = "RUST_LOG=warn";
 
-/// The benchmark's network paths: our driver in both access modes, then replicated
-/// as 1, 2 and 3 replicas without faults.
-const BENCH_PATHS: [NetPath; 5] = [
+/// The benchmark's network paths: our driver in both access modes, in direct
+/// mode the other ways it may wait for its NIC, then replicated as 1, 2 and 3
+/// replicas without faults.
+const BENCH_PATHS: [NetPath; 7] = [
     OUR_DRIVER_PATHS[0],
     OUR_DRIVER_PATHS[1],
+    WAITING_PATHS[1],
+    WAITING_PATHS[2],
     REPLICA_COUNT_PATHS[0],
     REPLICA_COUNT_PATHS[1],
     REPLICA_COUNT_PATHS[2],
@@ -436,7 +440,10 @@ fn run(cli: &Cli) -> Result<Summary> {
             Err(err) => checks.push(host_check("baseline-run", Err(err.to_string()))),
         }
         let workload = cli.mode.tcp_workload(NetPath::LinuxE1000);
+        let driver_cpu: Vec<(&str, DriverCpu)> =
+            boot.console.lines().filter_map(DriverCpu::parse).collect();
         tcp_lines.extend(tcp_table::render(&tcp_reports, &workload));
+        tcp_lines.extend(tcp_table::render_waiting(&tcp_reports, &driver_cpu));
         tcp_lines.extend(tcp_table::render_replication(
             &tcp_reports,
             &cli.mode.tcp_workload(OUR_DRIVER_PATHS[1]),

@@ -9,10 +9,12 @@
 //! service), [`load`] (the client), [`stream`] (a timed bulk stream into the guest,
 //! both ends), [`relay`] (moving counted frames), [`tap`] and
 //! [`nic`] (the two ports), [`bridge`] (the relay loop), [`ipconfig`] (addresses and
-//! routes), [`child`] (helper processes a guest program starts and stops).
+//! routes), [`child`] (helper processes a guest program starts and stops), [`cpu`]
+//! (what the driver costs the processor, and its console line).
 
 pub mod bridge;
 pub mod child;
+pub mod cpu;
 pub mod echo;
 pub mod ipconfig;
 pub mod load;

@@ -1,9 +1,13 @@
-//! A NIC served as a `network.<name>` scheme (read: one received frame, write: one
-//! frame to send, `mac`: the address), as a network stack uses it.
+//! A NIC served as a `network.<name>` scheme, as a network stack uses it: its
+//! frames many to a request through the `batch` path (the e1000 crate's `batch`
+//! module has the format), and its address from `mac`.
 //!
 //! Two handles: frames are read through a non-blocking one that announces arrivals
 //! with readiness events, and written through a blocking one, so a full transmit
-//! ring holds the writer back instead of losing the frame.
+//! ring holds the writer back instead of losing the frame. A read takes every
+//! frame waiting, up to [`BATCH_FRAMES`], and hands them out one by one; frames to
+//! send are gathered and go as one write when the relay has no more for now
+//! ([`FrameSink::flush`]) or the batch is full.
 //!
 //! Events come once per rising edge, as with an edge-triggered epoll: a reader
 //! reads until a read would block, and only then waits for the next event. The
@@ -21,6 +25,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::Duration;
 
+use e1000::batch::{self, CutShort};
 use scheme_runtime::Handle;
 use syscall::flag::{EventFlags, O_NONBLOCK, O_RDONLY, O_RDWR};
 
@@ -28,17 +33,29 @@ use crate::relay::{FrameSink, FrameSource};
 
 /// Bytes of an Ethernet address.
 pub const MAC_LEN: usize = 6;
+/// The longest frame the scheme takes or gives (header and MTU 1500).
+const FRAME_MAX: usize = 1514;
+/// The shortest: an Ethernet header.
+const FRAME_MIN: usize = 14;
+/// Whole frames a batch holds at most, each way.
+pub const BATCH_FRAMES: usize = 32;
+const BATCH_BYTES: usize = BATCH_FRAMES * batch::record_len(FRAME_MAX);
 
 #[derive(Debug)]
 pub struct Nic {
     receive: Handle,
     send: Handle,
+    /// The last batch read, and where in it the next frame starts.
+    received: Vec<u8>,
+    received_at: usize,
+    /// Frames gathered to go as one write.
+    to_send: Vec<u8>,
 }
 
 impl Nic {
     /// Opens scheme `scheme` (e.g. `network.e1000`) among the schemes served in `dir`.
     pub fn open(dir: &Path, scheme: &str) -> io::Result<Nic> {
-        let path = frames_path(scheme);
+        let path = batch_path(scheme);
         let open = |flags| {
             Handle::open_in(dir, &path, flags)
                 .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))
@@ -46,12 +63,20 @@ impl Nic {
         let receive = open(O_RDWR | O_NONBLOCK)?;
         let send = open(O_RDWR)?;
         receive.fevent(EventFlags::EVENT_READ)?;
-        Ok(Nic { receive, send })
+        Ok(Nic {
+            receive,
+            send,
+            received: Vec::with_capacity(BATCH_BYTES),
+            received_at: 0,
+            to_send: Vec::with_capacity(BATCH_BYTES),
+        })
     }
 
     /// Opens both handles again on the scheme's new server, waiting up to `wait`
     /// for it to serve (then `ENODEV`), and registers for arrivals again.
     pub fn reopen(&mut self, wait: Duration) -> io::Result<()> {
+        // Frames gathered for the dead driver are lost with those in flight.
+        self.to_send.clear();
         self.receive.reopen(wait)?;
         self.send.reopen(wait)?;
         self.receive.fevent(EventFlags::EVENT_READ)?;
@@ -108,21 +133,80 @@ fn frames_path(scheme: &str) -> String {
     format!("/scheme/{scheme}")
 }
 
+fn batch_path(scheme: &str) -> String {
+    format!("{}/batch", frames_path(scheme))
+}
+
 impl FrameSource for Nic {
+    /// The next frame of the last batch read, or of a new one.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        match self.receive.read(buf) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        if self.received_at == self.received.len() {
+            self.received.resize(BATCH_BYTES, 0);
+            let read = self.receive.read(&mut self.received);
+            self.received_at = 0;
+            match read {
+                Ok(n) => self.received.truncate(n),
+                Err(e) => {
+                    self.received.clear();
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Ok(None),
+                        _ => Err(e),
+                    };
+                }
+            }
+        }
+        match batch::split_first(&self.received[self.received_at..]) {
+            Some(Ok((frame, rest))) => {
+                let len = frame.len().min(buf.len());
+                buf[..len].copy_from_slice(&frame[..len]);
+                self.received_at = self.received.len() - rest.len();
+                Ok(Some(len))
+            }
+            Some(Err(CutShort)) => {
+                self.received_at = self.received.len();
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the NIC's batch ends in a record cut short",
+                ))
+            }
+            None => Ok(None),
         }
     }
 }
 
 impl FrameSink for Nic {
-    /// The scheme refuses a frame of the wrong size with EINVAL, which is
-    /// `InvalidInput`: the relay drops it.
+    /// Gathers `frame` for the next write; a frame the scheme would refuse for
+    /// its size is `InvalidInput` at once, and the relay drops it.
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        self.send.write(frame).map(drop)
+        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a {}-byte frame", frame.len()),
+            ));
+        }
+        if self.to_send.len() + batch::record_len(frame.len()) > BATCH_BYTES {
+            self.flush()?;
+        }
+        batch::push(&mut self.to_send, frame);
+        Ok(())
+    }
+
+    /// Writes the gathered frames; the scheme takes whole records, as many as
+    /// its transmit ring has room for, and the blocking handle waits for room.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.to_send.is_empty() {
+            match self.send.write(&self.to_send) {
+                Ok(taken) => {
+                    self.to_send.drain(..taken);
+                }
+                Err(e) => {
+                    // Nothing was sent; the frames are lost with the driver.
+                    self.to_send.clear();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

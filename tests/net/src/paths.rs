@@ -1,8 +1,9 @@
 //! The network paths the echo service is measured on: our e1000 driver in each of
 //! its register access modes under the guest's stack (through the TAP bridge), the
 //! same driver replicated by the replication engine (under fault injection, for the
-//! tests; as 1, 2 and 3 replicas without faults, for the benchmark), and Linux's
-//! in-kernel e1000 driver as the baseline.
+//! tests; as 1, 2 and 3 replicas without faults, for the benchmark), each way our
+//! driver alone may wait for its NIC (for the benchmark), and Linux's in-kernel
+//! e1000 driver as the baseline.
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,10 +26,42 @@ impl Access {
     }
 }
 
+/// How our driver alone learns that its NIC has work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    /// Sleeps on the NIC's interrupt, and after one polls every tick while
+    /// frames move, until [`BUSY_POLL_US`] pass without one: the driver's
+    /// default.
+    BusyPolling,
+    /// Sleeps on the NIC's interrupt and takes every burst by it
+    /// (`--busy-poll-us 0`).
+    Notified,
+    /// Polls every tick and never sleeps on the interrupt (`--interrupt off`).
+    Polled,
+}
+
+impl Waiting {
+    /// Every way, the default first.
+    pub const ALL: [Waiting; 3] = [Waiting::BusyPolling, Waiting::Notified, Waiting::Polled];
+
+    /// The driver's options for this way of waiting.
+    pub fn driver_args(self) -> &'static [&'static str] {
+        match self {
+            Waiting::BusyPolling => &[],
+            Waiting::Notified => &["--busy-poll-us", "0"],
+            Waiting::Polled => &["--interrupt", "off"],
+        }
+    }
+}
+
+/// How long the driver polls after the last frame before it sleeps on its
+/// interrupt again (its `--busy-poll-us` default).
+pub const BUSY_POLL_US: u64 = e1000::interrupt::DEFAULT_BUSY_POLL_US;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetPath {
     /// Our driver, serving `network.e1000` to the TAP bridge.
-    OurE1000(Access),
+    OurE1000(Access, Waiting),
     /// Our driver as a group of [`REPLICAS`] replicas that `romain:` starts and
     /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way,
     /// with a fault injected into a random replica every second: the tests' path.
@@ -75,8 +108,8 @@ impl ReplicaCount {
 /// Our driver in both access modes, replicated under faults and restarted under
 /// kills, in the order a test run measures them.
 pub const OUR_DRIVER_PATHS: [NetPath; 4] = [
-    NetPath::OurE1000(Access::Direct),
-    NetPath::OurE1000(Access::Mmio),
+    NetPath::OurE1000(Access::Direct, Waiting::BusyPolling),
+    NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling),
     NetPath::ReplicatedE1000,
     NetPath::RestartedE1000,
 ];
@@ -89,8 +122,16 @@ pub const REPLICA_COUNT_PATHS: [NetPath; 3] = [
     NetPath::ReplicaCountE1000(ReplicaCount::ALL[2]),
 ];
 
+/// Our driver alone in direct mode, each way of waiting for its NIC, the
+/// default first: the benchmark's notification-against-polling table.
+pub const WAITING_PATHS: [NetPath; 3] = [
+    NetPath::OurE1000(Access::Direct, Waiting::ALL[0]),
+    NetPath::OurE1000(Access::Direct, Waiting::ALL[1]),
+    NetPath::OurE1000(Access::Direct, Waiting::ALL[2]),
+];
+
 /// Every path there is, for parsing labels.
-const ALL_PATHS: [NetPath; 8] = [
+const ALL_PATHS: [NetPath; 12] = [
     OUR_DRIVER_PATHS[0],
     OUR_DRIVER_PATHS[1],
     OUR_DRIVER_PATHS[2],
@@ -99,14 +140,22 @@ const ALL_PATHS: [NetPath; 8] = [
     REPLICA_COUNT_PATHS[1],
     REPLICA_COUNT_PATHS[2],
     NetPath::LinuxE1000,
+    WAITING_PATHS[1],
+    WAITING_PATHS[2],
+    NetPath::OurE1000(Access::Mmio, Waiting::Notified),
+    NetPath::OurE1000(Access::Mmio, Waiting::Polled),
 ];
 
 impl NetPath {
     /// The one-word name the service's banner and the console lines carry.
     pub fn label(self) -> &'static str {
         match self {
-            NetPath::OurE1000(Access::Direct) => "e1000-direct",
-            NetPath::OurE1000(Access::Mmio) => "e1000-mmio",
+            NetPath::OurE1000(Access::Direct, Waiting::BusyPolling) => "e1000-direct",
+            NetPath::OurE1000(Access::Direct, Waiting::Notified) => "e1000-direct-notified",
+            NetPath::OurE1000(Access::Direct, Waiting::Polled) => "e1000-direct-polled",
+            NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling) => "e1000-mmio",
+            NetPath::OurE1000(Access::Mmio, Waiting::Notified) => "e1000-mmio-notified",
+            NetPath::OurE1000(Access::Mmio, Waiting::Polled) => "e1000-mmio-polled",
             NetPath::ReplicatedE1000 => "e1000-replicated",
             NetPath::RestartedE1000 => "e1000-restarted",
             NetPath::ReplicaCountE1000(count) => [
@@ -121,8 +170,18 @@ impl NetPath {
     /// What the path is, for tables.
     pub fn description(self) -> &'static str {
         match self {
-            NetPath::OurE1000(Access::Direct) => "our e1000, BAR mapped (direct)",
-            NetPath::OurE1000(Access::Mmio) => "our e1000, through mmio:",
+            NetPath::OurE1000(Access::Direct, Waiting::BusyPolling) => {
+                "our e1000, BAR mapped (direct)"
+            }
+            NetPath::OurE1000(Access::Direct, Waiting::Notified) => {
+                "our e1000, direct, interrupt per burst"
+            }
+            NetPath::OurE1000(Access::Direct, Waiting::Polled) => "our e1000, direct, polled",
+            NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling) => "our e1000, through mmio:",
+            NetPath::OurE1000(Access::Mmio, Waiting::Notified) => {
+                "our e1000, mmio:, interrupt per burst"
+            }
+            NetPath::OurE1000(Access::Mmio, Waiting::Polled) => "our e1000, mmio:, polled",
             NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
             NetPath::RestartedE1000 => "our e1000 under romain, killed",
             NetPath::ReplicaCountE1000(count) => [
@@ -188,6 +247,17 @@ mod tests {
         assert_eq!(labels.len(), ALL_PATHS.len(), "labels are distinct");
         let err = "e1000-replicated-4".parse::<NetPath>().unwrap_err();
         assert!(err.contains("not a network path"), "{err}");
-        assert!(err.ends_with("e1000-replicated-3, linux-e1000"), "{err}");
+        assert!(
+            err.ends_with("e1000-mmio-notified, e1000-mmio-polled"),
+            "{err}"
+        );
+        assert_eq!(
+            WAITING_PATHS.map(|p| p.to_string()),
+            [
+                "e1000-direct",
+                "e1000-direct-notified",
+                "e1000-direct-polled"
+            ]
+        );
     }
 }

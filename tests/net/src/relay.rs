@@ -15,6 +15,12 @@ pub trait FrameSink {
     /// Sends one frame whole. `InvalidInput` means this frame is refused (its size),
     /// and the relay drops it; any other error means the port is broken.
     fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+
+    /// Sends what [`send`](Self::send) gathered, for a sink that sends many
+    /// frames at once; the relay calls it before it stops.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Frames and bytes that went one way, and frames dropped on the way.
@@ -36,7 +42,7 @@ pub enum Pumped {
 }
 
 /// Moves up to `budget` frames from `source` to `sink` through `buf`, counting them
-/// in `flow`.
+/// in `flow`, and flushes the sink.
 pub fn pump(
     source: &mut impl FrameSource,
     sink: &mut impl FrameSink,
@@ -46,6 +52,7 @@ pub fn pump(
 ) -> io::Result<Pumped> {
     for _ in 0..budget {
         let Some(len) = source.recv(buf)? else {
+            sink.flush()?;
             return Ok(Pumped::Drained);
         };
         match sink.send(&buf[..len]) {
@@ -60,6 +67,7 @@ pub fn pump(
             Err(e) => return Err(e),
         }
     }
+    sink.flush()?;
     Ok(Pumped::BudgetSpent)
 }
 
@@ -211,6 +219,48 @@ mod tests {
             Pumped::Drained
         );
         assert_eq!(flow.frames, 3);
+    }
+
+    /// Gathers frames and hands them to its wire only when flushed.
+    #[derive(Default)]
+    struct Gathering {
+        gathered: Vec<Vec<u8>>,
+        wire: Wire,
+        flushes: u32,
+    }
+
+    impl FrameSink for Gathering {
+        fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+            self.gathered.push(frame.to_vec());
+            Ok(())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.flushes += 1;
+            for frame in self.gathered.drain(..) {
+                self.wire.send(&frame)?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_gathering_sink_is_flushed_once_per_pump_whether_drained_or_out_of_budget() {
+        let mut source = frames(&[60, 61, 62]);
+        let mut sink = Gathering::default();
+        let mut flow = Flow::default();
+        let buf = &mut [0; 2048];
+        assert_eq!(
+            pump(&mut source, &mut sink, buf, 2, &mut flow).unwrap(),
+            Pumped::BudgetSpent
+        );
+        assert_eq!((sink.flushes, sink.wire.0.len()), (1, 2));
+        assert_eq!(
+            pump(&mut source, &mut sink, buf, 2, &mut flow).unwrap(),
+            Pumped::Drained
+        );
+        assert_eq!((sink.flushes, sink.wire.0.len()), (2, 3));
+        assert_eq!(sink.wire.0[2], vec![62; 62]);
     }
 
     #[test]

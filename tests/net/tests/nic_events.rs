@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use guest_net::nic::{read_mac, Nic};
+use e1000::batch;
+use guest_net::nic::{read_mac, Nic, BATCH_FRAMES};
 use guest_net::relay::{FrameSink, FrameSource};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use redox_scheme::scheme::SchemeSync;
@@ -23,15 +24,16 @@ use syscall::schemev2::NewFdFlags;
 const SCHEME: &str = "network.fake";
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc];
 
-/// Frames the "wire" delivers, and frames the NIC sent.
+/// Frames the "wire" delivers, frames the NIC sent, and the writes that sent them.
 #[derive(Default)]
 struct Wire {
     arriving: VecDeque<Vec<u8>>,
     sent: Vec<Vec<u8>>,
+    writes: usize,
 }
 
 /// A NIC scheme with the semantics of `network.<name>`: handle 1 is the root, path
-/// "" gives frames, "mac" the address.
+/// "batch" gives frames many to a request, "mac" the address.
 struct FakeNic {
     wire: Arc<Mutex<Wire>>,
     handles: Vec<(usize, bool)>,
@@ -61,7 +63,7 @@ impl SchemeSync for FakeNic {
         _: &CallerCtx,
     ) -> Result<OpenResult> {
         let frames = match path {
-            "" => true,
+            "batch" => true,
             "mac" => false,
             _ => return Err(Error::new(ENOENT)),
         };
@@ -78,18 +80,40 @@ impl SchemeSync for FakeNic {
             buf[..6].copy_from_slice(&MAC);
             return Ok(6);
         }
-        let frame = self.wire.lock().unwrap().arriving.pop_front();
-        let frame = frame.ok_or(Error::new(EWOULDBLOCK))?;
-        buf[..frame.len()].copy_from_slice(&frame);
-        Ok(frame.len())
+        let mut wire = self.wire.lock().unwrap();
+        let mut at = 0;
+        while buf.len() - at >= batch::record_len(1514) {
+            let Some(frame) = wire.arriving.pop_front() else {
+                break;
+            };
+            batch::put_len(&mut buf[at..], frame.len());
+            buf[at + batch::LEN_BYTES..][..frame.len()].copy_from_slice(&frame);
+            at += batch::record_len(frame.len());
+        }
+        match at {
+            0 => Err(Error::new(EWOULDBLOCK)),
+            n => Ok(n),
+        }
     }
 
     fn write(&mut self, id: usize, buf: &[u8], _: u64, _: u32, _: &CallerCtx) -> Result<usize> {
-        if !self.is_frames(id)? || !(14..=1514).contains(&buf.len()) {
+        if !self.is_frames(id)? {
             return Err(Error::new(EINVAL));
         }
-        self.wire.lock().unwrap().sent.push(buf.to_vec());
-        Ok(buf.len())
+        let mut wire = self.wire.lock().unwrap();
+        wire.writes += 1;
+        let mut taken = 0;
+        for record in batch::records(buf) {
+            match record {
+                Ok(frame) if (14..=1514).contains(&frame.len()) => {
+                    wire.sent.push(frame.to_vec());
+                    taken += batch::record_len(frame.len());
+                }
+                _ if taken == 0 => return Err(Error::new(EINVAL)),
+                _ => break,
+            }
+        }
+        Ok(taken)
     }
 
     fn fevent(&mut self, id: usize, flags: EventFlags, _: &CallerCtx) -> Result<EventFlags> {
@@ -211,13 +235,53 @@ fn frames_arriving_while_the_reader_drains_end_in_another_event() {
 }
 
 #[test]
-fn frames_are_sent_whole_and_wrong_sizes_are_refused_as_invalid_input() {
+fn frames_are_gathered_sent_whole_in_one_write_and_wrong_sizes_are_refused_as_invalid_input() {
     let served = Served::start();
     let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
     nic.send(&[5; 60]).unwrap();
     let err = nic.send(&[6; 10]).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    assert_eq!(served.wire.lock().unwrap().sent, vec![vec![5; 60]]);
+    nic.send(&[7; 1514]).unwrap();
+    assert!(served.wire.lock().unwrap().sent.is_empty(), "gathered");
+    nic.flush().unwrap();
+    let wire = served.wire.lock().unwrap();
+    assert!(wire.sent == [vec![5; 60], vec![7; 1514]]);
+    assert_eq!(wire.writes, 1);
+}
+
+#[test]
+fn a_full_batch_goes_out_before_the_next_frame_is_gathered() {
+    let served = Served::start();
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    for n in 0..=BATCH_FRAMES {
+        nic.send(&[n as u8; 1514]).unwrap();
+    }
+    assert_eq!(served.wire.lock().unwrap().sent.len(), BATCH_FRAMES);
+    nic.flush().unwrap();
+    let wire = served.wire.lock().unwrap();
+    assert_eq!((wire.sent.len(), wire.writes), (BATCH_FRAMES + 1, 2));
+    assert!(wire
+        .sent
+        .iter()
+        .enumerate()
+        .all(|(n, frame)| frame[0] == n as u8));
+}
+
+#[test]
+fn many_waiting_frames_are_read_in_one_request() {
+    let served = Served::start();
+    for n in 0..5u8 {
+        served.arrive(vec![n; 60 + usize::from(n)]);
+    }
+    let mut nic = Nic::open(served.dir(), SCHEME).unwrap();
+    assert_eq!(recv(&mut nic), Some(vec![0; 60]));
+    // The other four came with the first, whatever arrives meanwhile.
+    served.arrive(vec![9; 99]);
+    served.wire.lock().unwrap().arriving.clear();
+    for n in 1..5u8 {
+        assert_eq!(recv(&mut nic), Some(vec![n; 60 + usize::from(n)]));
+    }
+    assert_eq!(recv(&mut nic), None);
 }
 
 #[test]

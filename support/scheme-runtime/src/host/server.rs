@@ -321,7 +321,8 @@ impl HostServer {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        let timeout = match (self.tick, resting) {
+        let tick = crate::daemon::round_wait(self.tick, daemon.next_round_within());
+        let timeout = match (tick, resting) {
             (Some(a), Some(b)) => PollTimeout::try_from(a.min(b)).unwrap_or(PollTimeout::MAX),
             (Some(wait), None) | (None, Some(wait)) => {
                 PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX)

@@ -5,7 +5,7 @@
 //! retry parked requests and post readiness events. The scheme socket is
 //! non-blocking, and an event queue wakes the loop for requests, for the
 //! daemon's wake descriptors (an interrupt line) or for a `time:` timer when
-//! there is a tick, whichever comes first.
+//! there is a tick or the daemon asks for an early round, whichever comes first.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -63,7 +63,7 @@ pub fn serve_with_tick<D: SchemeDaemon>(
     let mut wakeups = Wakeups::new(&server.socket, tick)?;
     loop {
         wakeups.follow(&daemon.wake_fds())?;
-        wakeups.wait()?;
+        wakeups.wait(daemon.next_round_within())?;
         // Drain what arrived; EWOULDBLOCK means the queue is empty.
         loop {
             match server.socket.next_request(SignalBehavior::Restart) {
@@ -202,11 +202,17 @@ impl RedoxServer {
     }
 }
 
-/// An event queue over the scheme socket and a monotonic timer re-armed every tick.
+/// An event queue over the scheme socket and a monotonic `time:` timer: armed
+/// a tick ahead every time the tick's deadline passes, and sooner when the
+/// daemon asks for an early round.
 struct Wakeups {
     queue: File,
-    /// The `time:` timer and the tick it is armed for, with a tick.
-    timer: Option<(File, Duration)>,
+    timer: File,
+    tick: Option<Duration>,
+    /// When the armed tick falls due (time since the clock's start).
+    tick_due: Option<Duration>,
+    /// When the earliest armed early round falls due.
+    early_due: Option<Duration>,
     /// The daemon's wake descriptors the queue follows.
     followed: Vec<RawFd>,
 }
@@ -222,20 +228,17 @@ impl Wakeups {
             // SAFETY: open returned a new descriptor that nothing else owns.
             Ok(unsafe { File::from_raw_fd(fd as RawFd) })
         };
-        let timer = match tick {
-            Some(tick) => Some((open(&format!("/scheme/time/{CLOCK_MONOTONIC}"))?, tick)),
-            None => None,
-        };
         let mut wakeups = Self {
             queue: open("/scheme/event")?,
-            timer,
+            timer: open(&format!("/scheme/time/{CLOCK_MONOTONIC}"))?,
+            tick,
+            tick_due: None,
+            early_due: None,
             followed: Vec::new(),
         };
         wakeups.subscribe(socket.inner().raw(), Self::SOCKET)?;
-        if let Some(timer) = wakeups.timer.as_ref().map(|(timer, _)| timer.as_raw_fd()) {
-            wakeups.subscribe(timer as usize, Self::TIMER)?;
-            wakeups.arm_timer()?;
-        }
+        wakeups.subscribe(wakeups.timer.as_raw_fd() as usize, Self::TIMER)?;
+        wakeups.arm_tick()?;
         Ok(wakeups)
     }
 
@@ -260,27 +263,55 @@ impl Wakeups {
         })
     }
 
-    /// Asks the timer, if there is one, for an event a tick from now.
-    fn arm_timer(&mut self) -> io::Result<()> {
-        let Some((timer, tick)) = &mut self.timer else {
-            return Ok(());
-        };
+    /// The monotonic clock now, as time since its start.
+    fn now(&mut self) -> io::Result<Duration> {
         let mut now = TimeSpec::default();
-        timer.read_exact(&mut now)?;
-        let nanos = i64::from(now.tv_nsec) + i64::from(tick.subsec_nanos());
-        let deadline = TimeSpec {
-            tv_sec: now.tv_sec + tick.as_secs() as i64 + nanos / 1_000_000_000,
-            tv_nsec: (nanos % 1_000_000_000) as i32,
-        };
-        timer.write_all(&deadline)
+        self.timer.read_exact(&mut now)?;
+        Ok(Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
     }
 
-    /// Blocks until a request, a wake descriptor or the timer wakes the loop.
-    fn wait(&mut self) -> io::Result<()> {
+    /// Asks the timer for an event at `due`. Every deadline written fires once.
+    fn arm(&mut self, due: Duration) -> io::Result<()> {
+        self.timer.write_all(&TimeSpec {
+            tv_sec: due.as_secs() as i64,
+            tv_nsec: due.subsec_nanos() as i32,
+        })
+    }
+
+    /// Arms the tick a tick from now, if there is a tick.
+    fn arm_tick(&mut self) -> io::Result<()> {
+        let Some(tick) = self.tick else {
+            return Ok(());
+        };
+        let due = self.now()? + tick;
+        self.tick_due = Some(due);
+        self.arm(due)
+    }
+
+    /// Blocks until a request, a wake descriptor or the timer wakes the loop;
+    /// `early`, the daemon's wish for a round sooner than its tick.
+    fn wait(&mut self, early: Option<Duration>) -> io::Result<()> {
+        if let Some(early) = early {
+            let due = self.now()? + early;
+            // A round due sooner is armed already.
+            let armed_sooner = |armed: Option<Duration>| armed.is_some_and(|armed| armed <= due);
+            if !armed_sooner(self.early_due) && !armed_sooner(self.tick_due) {
+                self.early_due = Some(due);
+                self.arm(due)?;
+            }
+        }
         let mut event = Event::default();
         self.queue.read_exact(&mut event)?;
         if event.data == Self::TIMER {
-            self.arm_timer()?;
+            let now = self.now()?;
+            if self.early_due.is_some_and(|due| due <= now) {
+                self.early_due = None;
+            }
+            // Only the tick's own deadline arms the next tick, so early
+            // rounds never multiply the ticks.
+            if self.tick_due.is_some_and(|due| due <= now) {
+                self.arm_tick()?;
+            }
         }
         Ok(())
     }

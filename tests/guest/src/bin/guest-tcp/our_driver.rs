@@ -13,7 +13,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guest_harness::guest::control::{self, Control, EngineStatus};
 use guest_harness::guest::daemons::read_status;
@@ -23,7 +23,8 @@ use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup, ROMAIN_PR
 use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX};
 use guest_net::bridge::RELAYING;
 use guest_net::child::Child;
-use guest_net::paths::{Access, NetPath, ReplicaCount, REPLICAS, REPLICATED_ACCESS};
+use guest_net::cpu::{cpu_time, percent, DriverCpu};
+use guest_net::paths::{Access, NetPath, ReplicaCount, Waiting, REPLICAS, REPLICATED_ACCESS};
 use guest_net::relay::BridgeCounters;
 use nix::sys::signal::Signal;
 use scheme_runtime::Handle;
@@ -137,11 +138,22 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
             };
             faults = restarted::serve_under_kills(report, path, settings, up, group);
         }
-        NetPath::OurE1000(_) => {
+        NetPath::OurE1000(_, waiting) => {
+            let before_load = match &driver {
+                Some(Driver::Alone(child)) => {
+                    Some((child.id(), cpu_time(child.id()), Instant::now()))
+                }
+                _ => None,
+            };
             service::run(report, path, settings, up);
-            report.run_after(&step("driven-by-interrupts"), driver.as_ref(), |driver| {
-                driven_by_interrupts(driver)
+            report.run_after(&step("driver-cpu"), before_load, |(pid, used, started)| {
+                driver_cpu(path, pid, used?, started)
             });
+            if waiting != Waiting::Polled {
+                report.run_after(&step("driven-by-interrupts"), driver.as_ref(), |driver| {
+                    driven_by_interrupts(driver)
+                });
+            }
         }
         NetPath::LinuxE1000 => service::run(report, path, settings, up),
     }
@@ -167,10 +179,11 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
 /// answers.
 pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Driver> {
     match path {
-        NetPath::OurE1000(access) => {
+        NetPath::OurE1000(access, waiting) => {
             let mut command = Command::new(DRIVER_PROGRAM);
             command
                 .args(driver_args(env, access))
+                .args(waiting.driver_args())
                 .uid(env.driver_uid)
                 .gid(env.driver_uid);
             let mut driver = Child::spawn("the e1000 driver", command)?;
@@ -423,17 +436,15 @@ fn stop_bridge(bridge: &mut Child) -> StepResult<BridgeCounters> {
     Ok(counters)
 }
 
-/// The driver's and the NIC's counters, for the console log.
 /// How long the driver is watched idle after its load, for its CPU time.
-const IDLE_WINDOW: Duration = Duration::from_secs(3);
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The driver alone waited on its interrupt through the load: it took some,
-/// and read the NIC's causes once for each. Its CPU time while idle is said.
+/// and read the NIC's causes once for each.
 fn driven_by_interrupts(driver: &Driver) -> StepResult<String> {
-    let Driver::Alone(child) = driver else {
+    let Driver::Alone(_) = driver else {
         return Err("only the driver alone waits on its interrupt".into());
     };
-    let idle = idle_cpu_percent(child.id(), IDLE_WINDOW)?;
     let status = read_status(STATUS_PATH)?;
     let line = status
         .lines()
@@ -453,36 +464,28 @@ fn driven_by_interrupts(driver: &Driver) -> StepResult<String> {
     let (taken, cause_reads) = (count("taken")?, count("cause_reads")?);
     match field("mode")? {
         "line" if taken > 0 && taken == cause_reads => {
-            let seen = format!(
-                "{taken} interrupts, each cause read once; idle, the driver used \
-                 {idle:.2}% of the processor over {IDLE_WINDOW:?}"
-            );
-            log::info!("{SCHEME}: {seen}");
-            Ok(seen)
+            Ok(format!("{taken} interrupts, each cause read once"))
         }
         _ => Err(format!("{line:?}: not driven by its interrupt").into()),
     }
 }
 
-/// The share of the processor `pid` used over `window`, from its user and
-/// system times in `/proc/<pid>/stat` (clock ticks of 10 ms).
-fn idle_cpu_percent(pid: u32, window: Duration) -> StepResult<f64> {
-    let ticks = || -> StepResult<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // After the command's closing parenthesis: state, then 10 fields up to
-        // utime (14th of the line) and stime (15th).
-        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        Ok(field(11)
-            .zip(field(12))
-            .map(|(u, s)| u + s)
-            .ok_or("a short /proc stat line")?)
+/// The share of the processor the driver (`pid`) used under the load that
+/// started at `started`, when it had used `used`, and then idle over
+/// [`IDLE_WINDOW`]; printed as the line the host's table reads.
+fn driver_cpu(path: NetPath, pid: u32, used: Duration, started: Instant) -> StepResult<String> {
+    let under_load = cpu_time(pid)?.saturating_sub(used);
+    let load_time = started.elapsed();
+    let idle_from = cpu_time(pid)?;
+    thread::sleep(IDLE_WINDOW);
+    let idle = cpu_time(pid)?.saturating_sub(idle_from);
+    let cpu = DriverCpu {
+        under_load_percent: percent(under_load, load_time),
+        idle_percent: percent(idle, IDLE_WINDOW),
+        idle_window: IDLE_WINDOW,
     };
-    let before = ticks()?;
-    std::thread::sleep(window);
-    let used = ticks()? - before;
-    Ok(used as f64 * 10.0 / window.as_millis() as f64 * 100.0)
+    println!("{}", cpu.line(path.label()));
+    Ok(cpu.to_string())
 }
 
 fn log_driver_status() {
