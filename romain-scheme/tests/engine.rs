@@ -836,7 +836,7 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
     assert_eq!(direct.request(Opcode::Write, id, b"syscall 2"), (9, true));
     assert_eq!(direct.request(Opcode::Write, id, b"none 1"), (6, false));
     let mut round = Vec::new();
-    encode_round(&[], &mut round);
+    encode_round(&[], false, &mut round);
     direct
         .group
         .exchange(Some(&round), &mut direct.devices)

@@ -12,6 +12,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use driver_policy::Bdf;
+use scheme_runtime::replicated::RelayedLine;
 use scheme_runtime::Handle;
 use syscall::flag::{EventFlags, O_NONBLOCK, O_RDWR};
 
@@ -43,10 +44,15 @@ pub struct MmioInterrupt {
 }
 
 impl MmioInterrupt {
+    /// Where `mmio:` serves the interrupt of the function at `bdf`.
+    pub fn path(bdf: Bdf) -> String {
+        format!("/scheme/mmio/pci/{bdf}/irq")
+    }
+
     /// Opens the interrupt of the function at `bdf`, non-blocking, with interest
     /// in its readiness.
     pub fn open(bdf: Bdf) -> io::Result<Self> {
-        let path = format!("/scheme/mmio/pci/{bdf}/irq");
+        let path = Self::path(bdf);
         let handle = Handle::open(&path, O_RDWR | O_NONBLOCK)
             .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
         handle.fevent(EventFlags::EVENT_READ)?;
@@ -86,6 +92,26 @@ impl Interrupt for MmioInterrupt {
     }
 }
 
+/// The line as a replica's engine relays it: the engine waits on it for the
+/// group and says in a round that it fired; the replicas' acknowledgement,
+/// voted with their reply, unmasks it.
+pub struct RelayedInterrupt(pub RelayedLine);
+
+impl Interrupt for RelayedInterrupt {
+    fn wake_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn fired(&mut self) -> io::Result<bool> {
+        Ok(self.0.take_fired())
+    }
+
+    fn acknowledge(&mut self) -> io::Result<()> {
+        self.0.acknowledge();
+        Ok(())
+    }
+}
+
 /// How long the driver polls after the last frame before it sleeps on its
 /// line again, by default: under TCG it keeps a TCP stream's frames off the
 /// interrupt path (a few hundred interrupts for 20 MiB instead of tens of
@@ -108,8 +134,12 @@ pub struct BusyPoll {
 enum LineState {
     /// Unmasked: the next cause fires it.
     Armed,
-    /// Fired and still masked: the driver polls while frames move.
-    Polling { last_activity: Instant },
+    /// Fired and still masked, and frames moved in the last round (or it
+    /// just fired): the driver polls.
+    Busy,
+    /// Fired and still masked, and no frame moved since `since`: the driver
+    /// polls until the budget has passed.
+    Quiet { since: Instant },
 }
 
 /// The line, and whether the driver sleeps on it or polls after a burst.
@@ -131,25 +161,33 @@ impl InterruptWait {
     /// Whether the line fired since the last round: the driver then polls,
     /// the line masked, until [`settle`](Self::settle) says it is time to
     /// read the causes and acknowledge.
-    pub fn fired(&mut self, now: Instant) -> io::Result<bool> {
+    pub fn fired(&mut self) -> io::Result<bool> {
         if self.state != LineState::Armed || !self.line.fired()? {
             return Ok(false);
         }
-        self.state = LineState::Polling { last_activity: now };
+        self.state = LineState::Busy;
         Ok(true)
     }
 
     /// After a round in which frames moved (`active`) or not: true once the
     /// driver has polled a whole budget without a frame, and must read the
-    /// causes and [`acknowledge`](Self::acknowledge).
-    pub fn settle(&mut self, active: bool, now: Instant) -> bool {
-        match &mut self.state {
+    /// causes and [`acknowledge`](Self::acknowledge). `clock` is read only
+    /// in rounds without a frame, and never with a budget of nought: under
+    /// replication every clock read is an event of the group.
+    pub fn settle(&mut self, active: bool, clock: impl FnOnce() -> Instant) -> bool {
+        match self.state {
             LineState::Armed => false,
-            LineState::Polling { last_activity } => {
-                if active {
-                    *last_activity = now;
-                }
-                now.saturating_duration_since(*last_activity) >= self.busy_poll.budget
+            _ if self.busy_poll.budget.is_zero() => true,
+            _ if active => {
+                self.state = LineState::Busy;
+                false
+            }
+            LineState::Busy => {
+                self.state = LineState::Quiet { since: clock() };
+                false
+            }
+            LineState::Quiet { since } => {
+                clock().saturating_duration_since(since) >= self.busy_poll.budget
             }
         }
     }
@@ -165,7 +203,7 @@ impl InterruptWait {
     pub fn wake_fd(&self) -> Option<RawFd> {
         match self.state {
             LineState::Armed => self.line.wake_fd(),
-            LineState::Polling { .. } => None,
+            LineState::Busy | LineState::Quiet { .. } => None,
         }
     }
 
@@ -173,7 +211,7 @@ impl InterruptWait {
     pub fn next_round_within(&self) -> Option<Duration> {
         match self.state {
             LineState::Armed => None,
-            LineState::Polling { .. } => Some(self.busy_poll.every),
+            LineState::Busy | LineState::Quiet { .. } => Some(self.busy_poll.every),
         }
     }
 }
@@ -216,12 +254,15 @@ mod tests {
     #[test]
     fn with_no_budget_every_interrupt_is_settled_in_the_round_it_fired() {
         let (mut wait, line) = wait(0);
-        let now = Instant::now();
-        assert!(!wait.fired(now).unwrap());
-        assert!(!wait.settle(false, now), "nothing fired, nothing to settle");
+        let unread = || -> Instant { panic!("no clock is read without a budget") };
+        assert!(!wait.fired().unwrap());
+        assert!(
+            !wait.settle(false, unread),
+            "nothing fired, nothing to settle"
+        );
         line.pending.set(true);
-        assert!(wait.fired(now).unwrap());
-        assert!(wait.settle(true, now));
+        assert!(wait.fired().unwrap());
+        assert!(wait.settle(false, unread));
         wait.acknowledge().unwrap();
         assert_eq!(line.acks.get(), 1);
         assert_eq!(wait.wake_fd(), Some(7));
@@ -233,28 +274,32 @@ mod tests {
         let (mut wait, line) = wait(2);
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
+        let unread = || -> Instant { panic!("no clock is read while frames move") };
         line.pending.set(true);
-        assert!(wait.fired(at(0)).unwrap());
+        assert!(wait.fired().unwrap());
         assert_eq!(
             wait.wake_fd(),
             None,
             "masked: the line cannot wake the driver"
         );
         assert_eq!(wait.next_round_within(), Some(Duration::from_micros(100)));
-        assert!(!wait.settle(true, at(1)));
-        assert!(
-            !wait.settle(false, at(2)),
-            "a frame moved a millisecond ago"
-        );
+        assert!(!wait.settle(true, unread));
+        assert!(!wait.settle(false, || at(1)), "the quiet spell starts");
+        assert!(!wait.settle(true, unread), "a frame ends it");
+        assert!(!wait.settle(false, || at(5)), "another starts");
         line.pending.set(true);
         assert!(
-            !wait.fired(at(2)).unwrap(),
+            !wait.fired().unwrap(),
             "no interrupt is taken while polling"
         );
-        assert!(wait.settle(false, at(3)));
+        assert!(
+            !wait.settle(false, || at(6)),
+            "a millisecond without a frame"
+        );
+        assert!(wait.settle(false, || at(7)), "two");
         wait.acknowledge().unwrap();
         assert_eq!(line.acks.get(), 1);
         assert_eq!(wait.wake_fd(), Some(7));
-        assert!(wait.fired(at(4)).unwrap(), "armed again, the line is taken");
+        assert!(wait.fired().unwrap(), "armed again, the line is taken");
     }
 }

@@ -21,6 +21,7 @@
 //! |----------|------|-------|--------|
 //! | `""`     | one received Ethernet frame per read (destination, source, EtherType, payload; no frame check sequence). A buffer shorter than the frame gets its first bytes and the rest is dropped, as with a datagram socket; 1514 bytes always suffice | one frame per write, 14 to 1514 bytes (header plus MTU 1500, without frame check sequence); the NIC pads it to 60 bytes and appends the check sequence. Anything shorter or longer: EINVAL | `EVENT_READ` while a frame is waiting, `EVENT_WRITE` while a write would not block |
 //! | `batch`  | received frames as records ([`batch`]: a 2-byte little-endian length, then the frame), as many as the buffer holds with room for a whole frame (1516 bytes) each; a buffer shorter than 1516 bytes: EINVAL | frames as records, queued in order until one cannot go; returns the bytes of the records taken. The first record decides the error: EINVAL if it is cut short or not a frame of 14 to 1514 bytes, EWOULDBLOCK (or waiting) if the transmit ring is full; a later record that cannot go ends the batch there | as `""` |
+//! | `link`   | `up\n` or `down\n`, the link as STATUS says now | EINVAL | `EVENT_READ` once the NIC reported a link change (its interrupt) that this handle has not read since |
 //! | `mac`    | the 6-byte address at offset 0 (EINVAL for a buffer shorter than 6 bytes: part of an address is no address); 0 bytes (end of file) at offset 6 and beyond | EINVAL | none |
 //! | `status` | a text snapshot taken at open: `key=value` lines for the scheme and access mode, the link, the driver's counters, the NIC's statistics registers | EINVAL | none |
 //!
@@ -41,15 +42,20 @@
 //! request (`mmio:pci/<bdf>/irq`; on Linux `mmio:` binds the NIC to
 //! `uio_pci_generic` for it). Once the line fires, the driver leaves it masked
 //! and polls the rings every tick (`--tick-us`) while frames move; when
-//! `--busy-poll-us` (default 2000) pass without a frame it reads the causes,
+//! `--busy-poll-us` (default 2000 alone) pass without a frame it reads the causes,
 //! unmasks the line and sleeps again (NAPI's choice in Linux: a stream costs a
 //! few interrupts, an idle driver none). `--busy-poll-us 0` takes every burst
 //! by its interrupt. After every round the driver looks at the descriptors in
 //! memory, so a frame that arrives for a waiting reader is handed over in the
 //! round that finds it; a slow safety tick (`--safety-tick-ms`, default 100)
-//! covers a lost interrupt. Where the interrupt cannot be had (`mmio:` refuses
-//! it, `--interrupt off`, or the driver runs as a replica, whose rounds its
-//! engine decides) the driver polls instead, every tick (default 1000 µs),
+//! covers a lost interrupt. A replica only names its line: its engine opens
+//! it once for the group, wakes on it, tells every replica in the next round
+//! that it fired, and unmasks it when the replicas' voted reply acknowledges
+//! (`scheme_runtime::replicated::RelayedLine`). A replica takes every burst
+//! by its interrupt (`--busy-poll-us` 0 by default): each of its polling
+//! rounds is an event of the group, the relayed interrupt none. Where the
+//! interrupt cannot be had (`mmio:` refuses it, or `--interrupt off`) the
+//! driver polls instead, every tick (default 1000 µs),
 //! which adds up to one tick to a waiting reader's latency and costs a wake-up
 //! per tick. A written frame is handed to the NIC at the end of the round that
 //! carried the write, so a batch of frames costs one tail write.

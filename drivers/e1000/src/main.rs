@@ -7,11 +7,14 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use driver_policy::Bdf;
 use e1000::dma::SchemeBuffer;
-use e1000::interrupt::{BusyPoll, InterruptWait, MmioInterrupt, DEFAULT_BUSY_POLL_US};
+use e1000::interrupt::{
+    BusyPoll, Interrupt, InterruptWait, MmioInterrupt, RelayedInterrupt, DEFAULT_BUSY_POLL_US,
+};
 use e1000::ring::REGION_LEN;
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
 use mmio_scheme::open_path::RegisterTarget;
+use scheme_runtime::replicated::RelayedLine;
 use scheme_runtime::{Handle, StateStore};
 use syscall::flag::O_RDWR;
 
@@ -48,16 +51,18 @@ struct Args {
     safety_tick_ms: u64,
     /// After an interrupt, leave the line masked and poll every --tick-us
     /// while frames move, until this long (microseconds) passes without one;
-    /// 0 takes every burst by its interrupt
-    #[arg(long, default_value_t = DEFAULT_BUSY_POLL_US, value_name = "US",
+    /// 0 takes every burst by its interrupt. Default: 2000 for the driver
+    /// alone; 0 for a replica, whose every polling round is an event of its
+    /// group while its relayed interrupt costs none
+    #[arg(long, value_name = "US",
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    busy_poll_us: u64,
+    busy_poll_us: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum InterruptUse {
-    /// The interrupt where mmio: grants it, else polling (a replica always
-    /// polls: its engine decides its rounds)
+    /// The interrupt where mmio: grants it, else polling (a replica's
+    /// engine waits on the line for the group and runs the replicas' round)
     Auto,
     /// Polling every tick
     Off,
@@ -132,16 +137,27 @@ fn run(args: &Args) -> io::Result<()> {
     scheme_runtime::serve_with_tick(&name, &mut scheme, Some(tick))
 }
 
+/// How the driver learns that its NIC has work.
+enum Line {
+    /// It waits on the line itself.
+    Own(MmioInterrupt),
+    /// Its engine waits on the line for the replicas and relays it.
+    Relayed(RelayedLine),
+}
+
 /// The NIC's interrupt line, or why the driver polls instead. Opened before
 /// the NIC is brought up: on Linux the first open binds the function to
-/// `uio_pci_generic`, and the kernel enables the function as it binds.
-fn open_interrupt(args: &Args) -> Result<MmioInterrupt, String> {
+/// `uio_pci_generic`, and the kernel enables the function as it binds. A
+/// replica only names it: its engine opens it (when it starts serving).
+fn open_interrupt(args: &Args) -> Result<Line, String> {
     match args.interrupt {
         InterruptUse::Off => Err("--interrupt off".to_owned()),
-        InterruptUse::Auto if scheme_runtime::runs_as_replica() => {
-            Err("a replica's rounds are its engine's".to_owned())
-        }
-        InterruptUse::Auto => MmioInterrupt::open(args.pci).map_err(|error| error.to_string()),
+        InterruptUse::Auto if scheme_runtime::runs_as_replica() => Ok(Line::Relayed(
+            RelayedLine::new(&MmioInterrupt::path(args.pci)),
+        )),
+        InterruptUse::Auto => MmioInterrupt::open(args.pci)
+            .map(Line::Own)
+            .map_err(|error| error.to_string()),
     }
 }
 
@@ -149,23 +165,37 @@ fn open_interrupt(args: &Args) -> Result<MmioInterrupt, String> {
 /// polling every tick.
 fn wait_on_interrupt_or_poll(
     scheme: NetworkScheme,
-    interrupt: Result<MmioInterrupt, String>,
+    interrupt: Result<Line, String>,
     args: &Args,
 ) -> io::Result<(NetworkScheme, Duration)> {
     match interrupt {
         Ok(line) => {
+            let budget_us = args.busy_poll_us.unwrap_or(match line {
+                Line::Own(_) => DEFAULT_BUSY_POLL_US,
+                Line::Relayed(_) => 0,
+            });
             let busy_poll = BusyPoll {
                 every: Duration::from_micros(args.tick_us),
-                budget: Duration::from_micros(args.busy_poll_us),
+                budget: Duration::from_micros(budget_us),
             };
             log::info!(
-                "waiting on the NIC's interrupt, with a safety tick of {} ms; after one, \
-                 polling every {} µs until {} µs pass without a frame",
+                "waiting on the NIC's interrupt{}, with a safety tick of {} ms; after one, \
+                 polling every {} µs until {budget_us} µs pass without a frame",
+                match line {
+                    Line::Own(_) => "",
+                    Line::Relayed(_) => " as the engine relays it",
+                },
                 args.safety_tick_ms,
                 args.tick_us,
-                args.busy_poll_us
             );
-            let scheme = scheme.with_interrupt(InterruptWait::new(Box::new(line), busy_poll))?;
+            let (scheme, line): (_, Box<dyn Interrupt>) = match line {
+                Line::Own(line) => (scheme, Box::new(line)),
+                Line::Relayed(line) => (
+                    scheme.with_relayed_line(line.clone()),
+                    Box::new(RelayedInterrupt(line)),
+                ),
+            };
+            let scheme = scheme.with_interrupt(InterruptWait::new(line, busy_poll))?;
             Ok((scheme, Duration::from_millis(args.safety_tick_ms)))
         }
         Err(why) => {

@@ -6,6 +6,7 @@ use std::io;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
+use scheme_runtime::replicated::RelayedLine;
 use scheme_runtime::{copy_at_offset, SchemeDaemon, StateStore};
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MODE_FILE};
@@ -39,6 +40,9 @@ enum HandleKind {
     Frames,
     /// `batch`: frames in and out, many per request ([`crate::batch`]).
     Batch,
+    /// `link`: the link's state, with an event when it changed; the link
+    /// changes this handle has read of.
+    Link { seen: u64 },
     /// `mac`: the station address.
     Mac,
     /// `status`: a text snapshot taken at open.
@@ -50,6 +54,7 @@ impl HandleKind {
         match self {
             Self::Frames => "",
             Self::Batch => "batch",
+            Self::Link { .. } => "link",
             Self::Mac => "mac",
             Self::Status(_) => "status",
         }
@@ -74,6 +79,8 @@ pub struct NetworkScheme {
     interrupt_counters: InterruptCounters,
     /// Frames received and sent by the end of the last round.
     frames_then: u64,
+    /// The line a replica's engine waits on and relays, when a replica.
+    relayed_line: Option<RelayedLine>,
 }
 
 impl NetworkScheme {
@@ -93,6 +100,7 @@ impl NetworkScheme {
             interrupt: None,
             interrupt_counters: InterruptCounters::default(),
             frames_then: 0,
+            relayed_line: None,
         }
     }
 
@@ -103,6 +111,12 @@ impl NetworkScheme {
         self.interrupt = Some(interrupt);
         self.interrupt_counters.line = true;
         Ok(self)
+    }
+
+    /// Names `line` to the engine as the one to relay (a replica's).
+    pub fn with_relayed_line(mut self, line: RelayedLine) -> Self {
+        self.relayed_line = Some(line);
+        self
     }
 
     /// Takes an interrupt if the line fired, and once the driver has polled
@@ -116,13 +130,12 @@ impl NetworkScheme {
         let Some(wait) = self.interrupt.as_mut() else {
             return;
         };
-        let now = std::time::Instant::now();
-        match wait.fired(now) {
+        match wait.fired() {
             Ok(true) => self.interrupt_counters.taken += 1,
             Ok(false) => {}
             Err(error) => log::error!("{}: waiting for the interrupt: {error}", self.name),
         }
-        if !wait.settle(active, now) {
+        if !wait.settle(active, std::time::Instant::now) {
             return;
         }
         let causes = match self.device.take_interrupt_causes() {
@@ -283,6 +296,24 @@ impl NetworkScheme {
         }
     }
 
+    /// `up\n` or `down\n`, read from the NIC now; the handle has seen every
+    /// link change so far.
+    fn read_link(&mut self, id: usize, buf: &mut [u8]) -> Result<usize> {
+        let changes = self.interrupt_counters.link_changes;
+        let link = match self.working_device()?.read_status() {
+            Ok(link) => link,
+            Err(error) => {
+                self.fail("reading the link", error);
+                return Err(Error::new(EIO));
+            }
+        };
+        if let Some(HandleKind::Link { seen }) = self.handles.get_mut(&id) {
+            *seen = changes;
+        }
+        let text: &[u8] = if link.up { b"up\n" } else { b"down\n" };
+        Ok(copy_at_offset(text, 0, buf))
+    }
+
     /// Counts a write answered with `error`.
     fn refused(&mut self, error: Error) -> Error {
         match error.errno {
@@ -378,6 +409,7 @@ impl SchemeSync for NetworkScheme {
         let (kind, flags) = match path.trim_matches('/') {
             "" => (HandleKind::Frames, NewFdFlags::empty()),
             "batch" => (HandleKind::Batch, NewFdFlags::empty()),
+            "link" => (HandleKind::Link { seen: 0 }, NewFdFlags::empty()),
             "mac" => (HandleKind::Mac, NewFdFlags::POSITIONED),
             "status" => (
                 HandleKind::Status(self.status_text().into_bytes()),
@@ -402,6 +434,7 @@ impl SchemeSync for NetworkScheme {
         match self.handle(id)? {
             HandleKind::Frames => self.read_frame(buf),
             HandleKind::Batch => self.read_batch(buf),
+            HandleKind::Link { .. } => self.read_link(id, buf),
             HandleKind::Mac => read_mac(self.device.mac(), buf, offset),
             HandleKind::Status(text) => Ok(copy_at_offset(text, offset, buf)),
         }
@@ -418,15 +451,19 @@ impl SchemeSync for NetworkScheme {
         match self.handle(id)? {
             HandleKind::Frames => self.write_frame(buf),
             HandleKind::Batch => self.write_batch(buf),
-            HandleKind::Mac | HandleKind::Status(_) => Err(Error::new(EINVAL)),
+            HandleKind::Mac | HandleKind::Status(_) | HandleKind::Link { .. } => {
+                Err(Error::new(EINVAL))
+            }
         }
     }
 
     fn fevent(&mut self, id: usize, flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
-        if !matches!(self.handle(id)?, HandleKind::Frames | HandleKind::Batch)
-            || self.failure.is_some()
-        {
-            return Ok(EventFlags::empty());
+        match self.handle(id)? {
+            HandleKind::Frames | HandleKind::Batch if self.failure.is_none() => {}
+            &HandleKind::Link { seen } if seen != self.interrupt_counters.link_changes => {
+                return Ok(EventFlags::EVENT_READ & flags);
+            }
+            _ => return Ok(EventFlags::empty()),
         }
         let mut ready = EventFlags::empty();
         if self.device.frame_waiting() {
@@ -446,6 +483,7 @@ impl SchemeSync for NetworkScheme {
     fn fstat(&mut self, id: usize, stat: &mut Stat, _ctx: &CallerCtx) -> Result<()> {
         let (mode, size) = match self.handle(id)? {
             HandleKind::Frames | HandleKind::Batch => (0o600, 0),
+            HandleKind::Link { .. } => (0o400, 0),
             HandleKind::Mac => (0o400, MAC_LEN),
             HandleKind::Status(text) => (0o400, text.len()),
         };
@@ -491,6 +529,10 @@ impl SchemeDaemon for NetworkScheme {
             .and_then(InterruptWait::wake_fd)
             .into_iter()
             .collect()
+    }
+
+    fn relayed_line(&self) -> Option<RelayedLine> {
+        self.relayed_line.clone()
     }
 
     fn next_round_within(&self) -> Option<std::time::Duration> {
@@ -654,6 +696,43 @@ mod tests {
             "{status}"
         );
         assert!(status.contains(" link_changes=1\n"), "{status}");
+    }
+
+    #[test]
+    fn a_link_handle_hears_of_each_link_change_once_and_reads_the_state() {
+        let mut f = Fixture::new();
+        f.scheme = f
+            .scheme
+            .with_interrupt(notified(&f.nic.interrupt_line()))
+            .unwrap();
+        let link = f.open("link").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(f.events(link), Ok(EventFlags::empty()), "no change yet");
+        assert_eq!(f.read(link, &mut buf, 0), Ok(3));
+        assert_eq!(&buf[..3], b"up\n");
+        f.nic.set_link(false);
+        f.scheme.after_round();
+        assert_eq!(f.events(link), Ok(EventFlags::EVENT_READ));
+        assert_eq!(
+            f.scheme.fevent(link, EventFlags::EVENT_WRITE, &root()),
+            Ok(EventFlags::empty()),
+            "only what was asked"
+        );
+        assert_eq!(f.read(link, &mut buf, 0), Ok(5));
+        assert_eq!(&buf[..5], b"down\n");
+        assert_eq!(f.events(link), Ok(EventFlags::empty()), "read: heard of");
+        let late = f.open("link").unwrap();
+        assert_eq!(
+            f.events(late),
+            Ok(EventFlags::EVENT_READ),
+            "each handle hears"
+        );
+        assert_eq!(errno(f.write(link, b"up")), EINVAL);
+        f.nic.set_link(true);
+        f.scheme.after_round();
+        assert_eq!(f.events(link), Ok(EventFlags::EVENT_READ));
+        assert_eq!(f.read(link, &mut buf, 0), Ok(3));
+        assert_eq!(&buf[..3], b"up\n");
     }
 
     #[test]

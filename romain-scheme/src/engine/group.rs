@@ -150,6 +150,9 @@ pub struct ReplicaGroup {
     handing_over: bool,
     /// See [`Self::last_exchange_reached_out`].
     reached_out: bool,
+    /// Events that found nothing to do: a clock read, a log line, a receive
+    /// that would block (a driver asking whether its interrupt fired).
+    quiet_events: u64,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -177,6 +180,7 @@ impl ReplicaGroup {
             fresh_mapping: false,
             handing_over: false,
             reached_out: false,
+            quiet_events: 0,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             pending_failure: None,
@@ -202,6 +206,11 @@ impl ReplicaGroup {
     /// this process's standard error.
     pub fn set_log(&mut self, log: Box<dyn Write + Send>) {
         self.log = log;
+    }
+
+    /// Requests delivered so far.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -235,7 +244,8 @@ impl ReplicaGroup {
     ) -> Result<Option<Vec<u8>>, GroupFailure> {
         self.reply = None;
         let started = Instant::now();
-        let events_before = self.stats.events;
+        // Quiet events are events too, so never more than all of them.
+        let reaching_before = self.stats.events.saturating_sub(self.quiet_events);
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -253,8 +263,9 @@ impl ReplicaGroup {
                         self.parked = Some(parked);
                         self.stats.busy += started.elapsed();
                         // The exchange that ends it is one event; any other
-                        // reached out.
-                        self.reached_out = self.stats.events - events_before > 1;
+                        // but a quiet one reached out.
+                        let reaching = self.stats.events.saturating_sub(self.quiet_events);
+                        self.reached_out = reaching.saturating_sub(reaching_before) > 1;
                         return Ok(self.reply.take());
                     }
                 }
@@ -900,6 +911,7 @@ impl ReplicaGroup {
                     SyscallClass::Log { .. } => {
                         // The replicas' log lines are the driver's: best effort, like
                         // a write to a closed terminal.
+                        self.quiet_events += 1;
                         let _ = self.log.write_all(data);
                         data.len() as i64
                     }
@@ -917,6 +929,7 @@ impl ReplicaGroup {
                         }
                     }
                     SyscallClass::Clock { clock, buffer } => {
+                        self.quiet_events += 1;
                         let mut now = libc::timespec {
                             tv_sec: 0,
                             tv_nsec: 0,
@@ -972,6 +985,9 @@ impl ReplicaGroup {
                                     &mut self.shared,
                                 );
                                 stores.extend(received);
+                                if result == -i64::from(libc::EAGAIN) {
+                                    self.quiet_events += 1;
+                                }
                                 result
                             }
                             None => -i64::from(libc::EFAULT),

@@ -53,6 +53,14 @@ pub trait SchemeDaemon: SchemeSync {
     fn next_round_within(&self) -> Option<Duration> {
         None
     }
+
+    /// The interrupt line a replica's supervisor should wait on and relay to
+    /// it ([`crate::replicated::RelayedLine`]); asked once, when the replica
+    /// says hello. A daemon serving on its own waits on its line through
+    /// [`wake_fds`](Self::wake_fds) instead.
+    fn relayed_line(&self) -> Option<crate::replicated::RelayedLine> {
+        None
+    }
 }
 
 /// The wait before the next round: the sooner of the tick and what the daemon

@@ -311,7 +311,8 @@ fn served_through_a_replica_clients_see_what_they_see_served_directly() {
         hello,
         Hello {
             tick: None,
-            name: "testbed".into()
+            name: "testbed".into(),
+            line: None,
         }
     );
     let replicated = Served::start(forwarder);
@@ -366,7 +367,7 @@ fn the_replica_reads_once_and_writes_once_per_message() {
     });
 
     let mut round = Vec::new();
-    encode_round(&[], &mut round);
+    encode_round(&[], false, &mut round);
     let mut fevent = head(Opcode::Fevent, 1, 0);
     fevent.header.flags = EventFlags::EVENT_WRITE.bits() as u64;
     // What comes back is the Stat's bytes, padding zeroed.
@@ -397,7 +398,7 @@ fn the_replica_reads_once_and_writes_once_per_message() {
             request(head(Opcode::Call, 1, 0), &[CALL_REVERSE], b"abc"),
             (Ok(3), 0, b"cba".to_vec()),
         ),
-        (round, (Ok(0), 0, vec![])),
+        (round, (Ok(0), 0, vec![0; 16])), // no handles to answer for; no wish for the next round
         (
             request(head(Opcode::Fstat, 1, 0), &[], b""),
             (Ok(0), 0, stat.to_vec()),

@@ -70,7 +70,7 @@ pub fn run(settings: &Settings) -> Result<Baseline> {
     initramfs::write(&contents, &initrd)?;
 
     let workload = settings.workload;
-    let load = TcpLoad::start(move |_| workload)?;
+    let load = TcpLoad::start(move |_| workload, None)?;
     let config = BootConfig {
         kernel: kernel.vmlinuz,
         initrd,

@@ -10,6 +10,7 @@ mod pcap;
 mod programs;
 mod provision;
 mod qemu;
+mod qmp;
 mod restart_bench;
 mod results;
 mod serial_peer;
@@ -38,7 +39,7 @@ use crate::qemu::{AccelChoice, BootConfig, GUEST_MAC};
 use crate::restart_bench::{RestartLoad, RestartPlan};
 use crate::results::{host_check, HARNESS_SUMMARY_LABEL};
 use crate::serial_peer::Exchange;
-use crate::tcp_load::TcpLoad;
+use crate::tcp_load::{LinkFlap, TcpLoad};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -274,7 +275,12 @@ fn run(cli: &Cli) -> Result<Summary> {
          fault every second.",
     );
     let mode = cli.mode;
-    let tcp = TcpLoad::start(move |path| mode.tcp_workload(path))?;
+    // The tests take the link down and up under the first path's upload.
+    let link_flap = (mode == Mode::Test).then(|| LinkFlap {
+        path: OUR_DRIVER_PATHS[0],
+        qmp: qemu::qmp_socket_in(&run_dir),
+    });
+    let tcp = TcpLoad::start(move |path| mode.tcp_workload(path), link_flap)?;
     let flood = udp_flood::UdpFlood::start()?;
     let tcp_paths = match cli.tcp_paths.as_slice() {
         [] => mode.tcp_paths(),
@@ -448,6 +454,7 @@ fn run(cli: &Cli) -> Result<Summary> {
             &tcp_reports,
             &cli.mode.tcp_workload(OUR_DRIVER_PATHS[1]),
             &cli.mode.tcp_workload(REPLICA_COUNT_PATHS[0]),
+            &driver_cpu,
         ));
     }
     for line in &tcp_lines {

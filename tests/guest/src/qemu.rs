@@ -105,6 +105,12 @@ impl BootConfig {
         self.run_dir.join("com2.sock")
     }
 
+    /// QEMU's machine protocol socket, for the harness to take the NIC's
+    /// link down and up ([`crate::qmp`]).
+    pub fn qmp_socket(&self) -> PathBuf {
+        qmp_socket_in(&self.run_dir)
+    }
+
     pub fn kernel_command_line(&self) -> String {
         let mut params = vec![
             "console=ttyS0".to_string(),
@@ -151,6 +157,12 @@ impl BootConfig {
             .map(String::from),
         );
         args.extend([
+            // QMP: the harness may take the NIC's link down and up.
+            "-qmp".into(),
+            format!(
+                "unix:{},server=on,wait=off",
+                option_value(&self.qmp_socket())
+            ),
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-initrd".into(),
@@ -330,6 +342,11 @@ fn shell_words(args: &[String]) -> String {
     args.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
+/// Where a run in `run_dir` has QEMU's machine protocol socket.
+pub fn qmp_socket_in(run_dir: &Path) -> PathBuf {
+    run_dir.join("qmp.sock")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +369,8 @@ mod tests {
         assert_eq!(
             shell_words(&config().command_line()),
             "-accel tcg -cpu max -m 512 -smp 1 -nodefaults -display none -no-reboot \
-             -monitor none -kernel /cache/vmlinuz -initrd /run/initramfs.cpio.gz \
+             -monitor none -qmp unix:/run/a,,b/qmp.sock,server=on,wait=off \
+             -kernel /cache/vmlinuz -initrd /run/initramfs.cpio.gz \
              -append 'console=ttyS0 panic=-1 quiet GUEST_MAC=52:54:00:12:34:56 RUST_LOG=debug' \
              -serial stdio -chardev socket,id=com2,path=/run/a,,b/com2.sock,server=on,wait=on \
              -serial chardev:com2 -netdev user,id=n1,restrict=on \

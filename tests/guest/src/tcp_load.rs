@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -19,6 +20,12 @@ use crate::results::host_check;
 /// `guest-tcp` its port and paths.
 const PORT_VAR: &str = "GUEST_TCP_PORT";
 const PATHS_VAR: &str = "GUEST_TCP_PATHS";
+const LINK_FLAP_VAR: &str = "GUEST_TCP_LINK_FLAP";
+/// When the link goes down after the upload of a [`LinkFlap`] starts, and for
+/// how long: well inside a 20 MiB upload under TCG (some 4 s), and longer than
+/// TCP's first retransmission timeout.
+const FLAP_AFTER: Duration = Duration::from_millis(500);
+const FLAP_DOWN: Duration = Duration::from_millis(1500);
 /// The service listens as soon as it is announced; a dropped SYN costs QEMU's
 /// user network a few seconds.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -54,24 +61,44 @@ pub const DEMO_REPLICATED_WORKLOAD: Workload = Workload {
     transfer_bytes: 128 << 10,
 };
 
+/// The guest NIC's link taken down and brought up again through QEMU's
+/// machine protocol while the upload on `path` runs.
+#[derive(Clone, Debug)]
+pub struct LinkFlap {
+    pub path: NetPath,
+    pub qmp: PathBuf,
+}
+
 pub struct TcpLoad {
     port: u16,
     announcements: Sender<NetPath>,
     worker: JoinHandle<Vec<PathReport>>,
+    link_flap: Option<LinkFlap>,
 }
 
 impl TcpLoad {
     /// Picks the port and waits in the background for announcements; the load on
     /// each announced path is `workload(path)`.
-    pub fn start(workload: impl Fn(NetPath) -> Workload + Send + 'static) -> io::Result<TcpLoad> {
+    /// With `link_flap`, the link goes down and up during its path's upload.
+    pub fn start(
+        workload: impl Fn(NetPath) -> Workload + Send + 'static,
+        link_flap: Option<LinkFlap>,
+    ) -> io::Result<TcpLoad> {
         let port = free_port()?;
         let (announcements, paths) = mpsc::channel::<NetPath>();
+        let flap = link_flap.clone();
         let worker = thread::spawn(move || {
             paths
                 .into_iter()
                 .map(|path| {
                     log::info!("TCP load on {path} through 127.0.0.1:{port}");
-                    let report = client(port, path.label().to_owned()).run(&workload(path));
+                    let client = client(port, path.label().to_owned());
+                    let report = match &flap {
+                        Some(flap) if flap.path == path => {
+                            run_with_link_flap(&client, &workload(path), flap)
+                        }
+                        _ => client.run(&workload(path)),
+                    };
                     log::info!("TCP load on {} done", report.label);
                     report
                 })
@@ -81,6 +108,7 @@ impl TcpLoad {
             port,
             announcements,
             worker,
+            link_flap,
         })
     }
 
@@ -92,10 +120,14 @@ impl TcpLoad {
     /// Kernel parameters telling the guest where to serve, and over which paths.
     pub fn kernel_params(&self, paths: &[NetPath]) -> Vec<String> {
         let labels: Vec<&str> = paths.iter().map(|path| path.label()).collect();
-        vec![
+        let mut params = vec![
             format!("{PORT_VAR}={}", self.port),
             format!("{PATHS_VAR}={}", labels.join(",")),
-        ]
+        ];
+        if let Some(flap) = &self.link_flap {
+            params.push(format!("{LINK_FLAP_VAR}={}", flap.path));
+        }
+        params
     }
 
     /// Looks at one console line; an announcement starts the load on its path.
@@ -126,6 +158,35 @@ impl TcpLoad {
             log::error!("the TCP load thread panicked");
             Vec::new()
         })
+    }
+}
+
+/// The client's load, with the link taken down and up during the upload; a
+/// QMP failure is logged, and the guest's checks of the link changes fail.
+fn run_with_link_flap(client: &Client, workload: &Workload, flap: &LinkFlap) -> PathReport {
+    let round_trips = client.round_trips(workload.round_trips, workload.message_len);
+    let qmp = flap.qmp.clone();
+    let flapper = thread::spawn(move || {
+        thread::sleep(FLAP_AFTER);
+        crate::qmp::set_link(&qmp, crate::qmp::GUEST_NETDEV, false)?;
+        log::info!("the guest's link is down");
+        thread::sleep(FLAP_DOWN);
+        crate::qmp::set_link(&qmp, crate::qmp::GUEST_NETDEV, true)?;
+        log::info!("the guest's link is up again");
+        Ok::<(), String>(())
+    });
+    let upload = client.upload(workload.transfer_bytes);
+    match flapper.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => log::error!("taking the link down and up: {why}"),
+        Err(_) => log::error!("the link flapper panicked"),
+    }
+    PathReport {
+        label: client.label.clone(),
+        round_trips,
+        upload,
+        download: client.download(workload.transfer_bytes),
+        quit: client.quit(),
     }
 }
 
@@ -234,7 +295,11 @@ mod tests {
 
     #[test]
     fn the_guest_learns_port_and_paths_from_kernel_parameters() {
-        let load = TcpLoad::start(|_| TEST_WORKLOAD).unwrap();
+        let flap = LinkFlap {
+            path: OUR_DRIVER_PATHS[0],
+            qmp: "/run/qmp.sock".into(),
+        };
+        let load = TcpLoad::start(|_| TEST_WORKLOAD, Some(flap)).unwrap();
         let params = load.kernel_params(&OUR_DRIVER_PATHS);
         assert_eq!(
             params,
@@ -242,6 +307,7 @@ mod tests {
                 format!("GUEST_TCP_PORT={}", load.port()),
                 "GUEST_TCP_PATHS=e1000-direct,e1000-mmio,e1000-replicated,e1000-restarted"
                     .to_string(),
+                "GUEST_TCP_LINK_FLAP=e1000-direct".to_string(),
             ]
         );
         load.observe("guest-test tcp-e1000-direct-driver-serving ... ok (1.000 ms)");
@@ -255,14 +321,17 @@ mod tests {
     #[test]
     fn an_announcement_runs_the_paths_own_load_against_the_forwarded_port() {
         use guest_net::echo::EchoService;
-        let load = TcpLoad::start(|path| Workload {
-            round_trips: 5,
-            message_len: 8,
-            transfer_bytes: match path {
-                NetPath::ReplicatedE1000 => 1000,
-                _ => 2000,
+        let load = TcpLoad::start(
+            |path| Workload {
+                round_trips: 5,
+                message_len: 8,
+                transfer_bytes: match path {
+                    NetPath::ReplicatedE1000 => 1000,
+                    _ => 2000,
+                },
             },
-        })
+            None,
+        )
         .unwrap();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, load.port()));
         let service = EchoService::bind(addr, "e1000-replicated", IO_TIMEOUT).unwrap();

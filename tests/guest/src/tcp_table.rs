@@ -117,12 +117,7 @@ pub fn render(reports: &[PathReport], workload: &Workload) -> Vec<String> {
 /// the load and idle after it (`driver_cpu`, by path label), the default way
 /// first.
 pub fn render_waiting(reports: &[PathReport], driver_cpu: &[(&str, DriverCpu)]) -> Vec<String> {
-    let cpu_of = |path: NetPath| {
-        driver_cpu
-            .iter()
-            .find(|(label, _)| *label == path.label())
-            .map(|(_, cpu)| *cpu)
-    };
+    let cpu_of = |path: NetPath| cpu_of(driver_cpu, path);
     let default = WAITING_PATHS[0];
     let baseline = find(reports, default);
     let mut lines = vec![
@@ -155,11 +150,7 @@ pub fn render_waiting(reports: &[PathReport], driver_cpu: &[(&str, DriverCpu)]) 
         let row = row(path, find(reports, path), baseline, TimeUnit::Micros);
         lines.push(format!("{row} | {cpu}"));
     }
-    let idle = match cpu_of(default) {
-        Some(cpu) if cpu.idle_percent <= IDLE_CPU_GOAL => format!("{:.2}%, met", cpu.idle_percent),
-        Some(cpu) => format!("{:.2}%, missed", cpu.idle_percent),
-        None => "not measured".to_string(),
-    };
+    let idle = idle_verdict(cpu_of(default));
     lines.push(format!(
         "goal: the idle driver (default) at most {IDLE_CPU_GOAL}% of the processor: {idle}"
     ));
@@ -173,6 +164,7 @@ pub fn render_replication(
     reports: &[PathReport],
     unreplicated: &Workload,
     replicated: &Workload,
+    driver_cpu: &[(&str, DriverCpu)],
 ) -> Vec<String> {
     let find = |path: NetPath| find(reports, path);
     let baseline = find(REPLICATION_ROWS[0]);
@@ -215,8 +207,38 @@ pub fn render_replication(
         GOAL_ROW.description(),
         ratios.join(", ")
     ));
+    for path in REPLICA_COUNT_PATHS {
+        let cpu = cpu_of(driver_cpu, path)
+            .map_or_else(|| "not measured".to_string(), |cpu| cpu.to_string());
+        lines.push(format!(
+            "processor time of romain:, the engine and the replicas, {}: {cpu}",
+            path.description()
+        ));
+    }
+    let idle = idle_verdict(cpu_of(driver_cpu, GOAL_ROW));
+    lines.push(format!(
+        "goal: {} idle at most {IDLE_CPU_GOAL}% of the processor: {idle}",
+        GOAL_ROW.description()
+    ));
     lines.push(BAILLEU.to_string());
     lines
+}
+
+/// What the guest said `path`'s driver cost the processor.
+fn cpu_of(driver_cpu: &[(&str, DriverCpu)], path: NetPath) -> Option<DriverCpu> {
+    driver_cpu
+        .iter()
+        .find(|(label, _)| *label == path.label())
+        .map(|(_, cpu)| *cpu)
+}
+
+/// The idle share against [`IDLE_CPU_GOAL`].
+fn idle_verdict(cpu: Option<DriverCpu>) -> String {
+    match cpu {
+        Some(cpu) if cpu.idle_percent <= IDLE_CPU_GOAL => format!("{:.2}%, met", cpu.idle_percent),
+        Some(cpu) => format!("{:.2}%, missed", cpu.idle_percent),
+        None => "not measured".to_string(),
+    }
 }
 
 fn find(reports: &[PathReport], path: NetPath) -> Option<&PathReport> {
@@ -497,7 +519,7 @@ mod tests {
             (17_000, 0.2, 0.3),
         ]);
         reports.push(report(NetPath::LinuxE1000, 100, 50));
-        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD, &[]);
         assert!(
             lines[0].contains("like Bailleu's Table 4.1"),
             "{}",
@@ -558,17 +580,48 @@ mod tests {
             "goal: our e1000, 3 replicas (engine) throughput at least 0.5x unreplicated each \
              way: 0.10x to guest, 0.07x from guest, missed"
         );
-        assert!(
-            lines[8].starts_with("Bailleu 2015, Table 4.1"),
-            "{}",
-            lines[8]
+        assert_eq!(
+            lines[8..12],
+            [
+                "processor time of romain:, the engine and the replicas, our e1000, 1 replica \
+                 (engine): not measured",
+                "processor time of romain:, the engine and the replicas, our e1000, 2 \
+                 replicas (engine): not measured",
+                "processor time of romain:, the engine and the replicas, our e1000, 3 \
+                 replicas (engine): not measured",
+                "goal: our e1000, 3 replicas (engine) idle at most 1% of the processor: not \
+                 measured",
+            ]
         );
         assert!(
-            lines[8].contains("0.206 / 0.254 / 0.299 ms (1.36x / 1.67x / 1.97x)"),
+            lines[12].starts_with("Bailleu 2015, Table 4.1"),
             "{}",
-            lines[8]
+            lines[12]
         );
-        assert_eq!(lines.len(), 9);
+        assert!(
+            lines[12].contains("0.206 / 0.254 / 0.299 ms (1.36x / 1.67x / 1.97x)"),
+            "{}",
+            lines[12]
+        );
+        assert_eq!(lines.len(), 13);
+
+        let cpu = DriverCpu {
+            under_load_percent: 60.0,
+            idle_percent: 1.25,
+            idle_window: Duration::from_secs(10),
+        };
+        let lines = render_replication(
+            &reports,
+            &WORKLOAD,
+            &REPLICATED_WORKLOAD,
+            &[("e1000-replicated-3", cpu)],
+        );
+        assert!(
+            lines[10].ends_with("3 replicas (engine): 60.00% under load, 1.25% idle over 10 s"),
+            "{}",
+            lines[10]
+        );
+        assert!(lines[11].ends_with(": 1.25%, missed"), "{}", lines[11]);
     }
 
     #[test]
@@ -580,7 +633,7 @@ mod tests {
                 (1_300, 2.0, 2.0),
                 (1_500, to_guest, from_guest),
             ]);
-            let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+            let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD, &[]);
             (lines[6].clone(), lines[7].clone())
         };
         let (round_trip, throughput) = verdicts(1.0, 1.2);
@@ -607,7 +660,7 @@ mod tests {
         reports[3].upload = Err("checksum".into());
         reports.remove(2);
         reports.remove(0);
-        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD);
+        let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD, &[]);
         assert!(lines[2].ends_with("| not measured"), "{}", lines[2]);
         assert!(
             lines[3].contains("|        - |    1.00 (     -) |"),

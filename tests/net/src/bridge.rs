@@ -65,6 +65,8 @@ impl Bridge {
         let mut tap_buf = vec![0; TAP_FRAME_MAX];
         // Frames may have arrived before the bridge registered for events.
         let mut nic_pending = true;
+        // The link may be down already; from here on its changes come as events.
+        self.sync_carrier();
         // Failed requests since a frame last moved, and the frames then.
         let mut failed_in_a_row = 0;
         let mut frames_then = self.frames_moved();
@@ -87,12 +89,34 @@ impl Bridge {
                     if !self.reopen_nic(stop)? {
                         return Ok(self.counters);
                     }
-                    // The new driver may have frames already.
+                    // The new driver may have frames already, and another link.
                     nic_pending = true;
+                    self.sync_carrier();
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Gives the TAP device the carrier the NIC has now. A NIC that cannot say
+    /// leaves it as it was: a driver gone shows at the next request.
+    fn sync_carrier(&mut self) {
+        let synced = self.nic.link_up().and_then(|up| self.tap.set_carrier(up));
+        if let Err(error) = synced {
+            log::warn!("the NIC's link state: {error}");
+        }
+    }
+
+    /// Gives the TAP device the NIC's carrier after a change.
+    fn follow_link(&mut self, up: bool) -> io::Result<()> {
+        self.tap.set_carrier(up)?;
+        self.counters.link_changes += 1;
+        log::warn!(
+            "the NIC's link is {}: {} follows",
+            if up { "up" } else { "down" },
+            self.tap.name()
+        );
+        Ok(())
     }
 
     fn frames_moved(&self) -> u64 {
@@ -149,10 +173,22 @@ impl Bridge {
         } else {
             PollTimeout::NONE
         };
-        let [tap_ready, nic_events, stopping] =
-            wait([self.tap.as_fd(), self.nic.events(), stop.as_fd()], timeout)?;
+        let [tap_ready, nic_events, link_events, stopping] = wait(
+            [
+                self.tap.as_fd(),
+                self.nic.events(),
+                self.nic.link_events(),
+                stop.as_fd(),
+            ],
+            timeout,
+        )?;
         if stopping {
             return Ok(Relayed::Stopped);
+        }
+        if link_events {
+            if let Some(up) = self.nic.take_link_change()? {
+                self.follow_link(up)?;
+            }
         }
         if nic_events && self.nic.take_arrivals()? {
             *nic_pending = true;

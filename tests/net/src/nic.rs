@@ -1,6 +1,7 @@
 //! A NIC served as a `network.<name>` scheme, as a network stack uses it: its
 //! frames many to a request through the `batch` path (the e1000 crate's `batch`
-//! module has the format), and its address from `mac`.
+//! module has the format), its link's state and changes from `link`, and its
+//! address from `mac`.
 //!
 //! Two handles: frames are read through a non-blocking one that announces arrivals
 //! with readiness events, and written through a blocking one, so a full transmit
@@ -45,6 +46,8 @@ const BATCH_BYTES: usize = BATCH_FRAMES * batch::record_len(FRAME_MAX);
 pub struct Nic {
     receive: Handle,
     send: Handle,
+    /// The link's state, with an event when it changed.
+    link: Handle,
     /// The last batch read, and where in it the next frame starts.
     received: Vec<u8>,
     received_at: usize,
@@ -63,9 +66,14 @@ impl Nic {
         let receive = open(O_RDWR | O_NONBLOCK)?;
         let send = open(O_RDWR)?;
         receive.fevent(EventFlags::EVENT_READ)?;
+        let link_path = link_path(scheme);
+        let link = Handle::open_in(dir, &link_path, O_RDONLY | O_NONBLOCK)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {link_path}: {e}")))?;
+        link.fevent(EventFlags::EVENT_READ)?;
         Ok(Nic {
             receive,
             send,
+            link,
             received: Vec::with_capacity(BATCH_BYTES),
             received_at: 0,
             to_send: Vec::with_capacity(BATCH_BYTES),
@@ -79,8 +87,37 @@ impl Nic {
         self.to_send.clear();
         self.receive.reopen(wait)?;
         self.send.reopen(wait)?;
+        self.link.reopen(wait)?;
         self.receive.fevent(EventFlags::EVENT_READ)?;
+        self.link.fevent(EventFlags::EVENT_READ)?;
         Ok(())
+    }
+
+    /// The descriptor that becomes readable when the link may have changed.
+    pub fn link_events(&self) -> BorrowedFd<'_> {
+        self.link.as_fd()
+    }
+
+    /// Whether the link is up, as the NIC says now.
+    pub fn link_up(&self) -> io::Result<bool> {
+        let mut state = [0; 8];
+        let n = self.link.read(&mut state)?;
+        match &state[..n] {
+            b"up\n" => Ok(true),
+            b"down\n" => Ok(false),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the link's state reads {other:?}"),
+            )),
+        }
+    }
+
+    /// The link's state if an event said it changed since the last call.
+    pub fn take_link_change(&self) -> io::Result<Option<bool>> {
+        if !self.link.take_events()?.contains(EventFlags::EVENT_READ) {
+            return Ok(None);
+        }
+        self.link_up().map(Some)
     }
 
     /// The descriptor that becomes readable when a frame-arrival event is posted.
@@ -135,6 +172,10 @@ fn frames_path(scheme: &str) -> String {
 
 fn batch_path(scheme: &str) -> String {
     format!("{}/batch", frames_path(scheme))
+}
+
+fn link_path(scheme: &str) -> String {
+    format!("{}/link", frames_path(scheme))
 }
 
 impl FrameSource for Nic {

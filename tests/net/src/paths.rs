@@ -174,13 +174,11 @@ impl NetPath {
                 "our e1000, BAR mapped (direct)"
             }
             NetPath::OurE1000(Access::Direct, Waiting::Notified) => {
-                "our e1000, direct, interrupt per burst"
+                "our e1000, direct, irq per burst"
             }
             NetPath::OurE1000(Access::Direct, Waiting::Polled) => "our e1000, direct, polled",
             NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling) => "our e1000, through mmio:",
-            NetPath::OurE1000(Access::Mmio, Waiting::Notified) => {
-                "our e1000, mmio:, interrupt per burst"
-            }
+            NetPath::OurE1000(Access::Mmio, Waiting::Notified) => "our e1000, mmio:, irq per burst",
             NetPath::OurE1000(Access::Mmio, Waiting::Polled) => "our e1000, mmio:, polled",
             NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
             NetPath::RestartedE1000 => "our e1000 under romain, killed",

@@ -78,6 +78,8 @@ pub struct BridgeCounters {
     pub tap_to_nic: Flow,
     /// Times the NIC was opened again after its driver was restarted.
     pub reopened: u64,
+    /// Link changes the NIC reported and the TAP device followed.
+    pub link_changes: u64,
 }
 
 /// The first words of the line a bridge prints when it stops.
@@ -92,12 +94,17 @@ impl BridgeCounters {
         for pair in line.trim_end().strip_prefix(COUNTERS)?.split_whitespace() {
             let (key, value) = pair.split_once('=')?;
             let value: u64 = value.parse().ok()?;
-            if key == "nic.reopened" {
-                if seen & 1 << 6 != 0 {
+            let nic_counter = match key {
+                "nic.reopened" => Some((&mut counters.reopened, 6)),
+                "nic.link_changes" => Some((&mut counters.link_changes, 7)),
+                _ => None,
+            };
+            if let Some((counter, bit)) = nic_counter {
+                if seen & 1 << bit != 0 {
                     return None;
                 }
-                seen |= 1 << 6;
-                counters.reopened = value;
+                seen |= 1 << bit;
+                *counter = value;
                 continue;
             }
             let (direction, field) = key.split_once('.')?;
@@ -119,7 +126,7 @@ impl BridgeCounters {
             seen |= bit;
             *counter = value;
         }
-        (seen == 0b111_1111).then_some(counters)
+        (seen == 0b1111_1111).then_some(counters)
     }
 }
 
@@ -136,7 +143,11 @@ impl fmt::Display for BridgeCounters {
                 flow.frames, flow.bytes, flow.dropped
             )?;
         }
-        write!(f, " nic.reopened={}", self.reopened)
+        write!(
+            f,
+            " nic.reopened={} nic.link_changes={}",
+            self.reopened, self.link_changes
+        )
     }
 }
 
@@ -291,12 +302,14 @@ mod tests {
                 dropped: 6,
             },
             reopened: 7,
+            link_changes: 8,
         };
         let line = counters.to_string();
         assert_eq!(
             line,
             "tap-bridge counters nic_to_tap.frames=1 nic_to_tap.bytes=2 nic_to_tap.dropped=3 \
-             tap_to_nic.frames=4 tap_to_nic.bytes=5 tap_to_nic.dropped=6 nic.reopened=7"
+             tap_to_nic.frames=4 tap_to_nic.bytes=5 tap_to_nic.dropped=6 nic.reopened=7 \
+             nic.link_changes=8"
         );
         assert_eq!(BridgeCounters::parse(&line), Some(counters));
         let short = line.replace(" tap_to_nic.dropped=6", "");
@@ -305,6 +318,8 @@ mod tests {
         assert_eq!(BridgeCounters::parse(&twice), None);
         let reopened_twice = format!("{line} nic.reopened=7");
         assert_eq!(BridgeCounters::parse(&reopened_twice), None);
+        let no_link = line.replace(" nic.link_changes=8", "");
+        assert_eq!(BridgeCounters::parse(&no_link), None);
         let unknown = line.replace("nic_to_tap.bytes", "nic_to_tap.octets");
         assert_eq!(BridgeCounters::parse(&unknown), None);
         assert_eq!(BridgeCounters::parse("tap-bridge relaying"), None);

@@ -16,6 +16,8 @@ use crate::relay::{FrameSink, FrameSource};
 pub const CLONE_DEVICE: &str = "/dev/net/tun";
 
 nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
+// TUNSETCARRIER, _IOW('T', 226, int): the interface's carrier on or off.
+nix::ioctl_write_ptr!(tun_set_carrier, b'T', 226, libc::c_int);
 
 #[derive(Debug)]
 pub struct Tap {
@@ -50,6 +52,21 @@ impl Tap {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Turns the interface's carrier on or off, as the NIC's link is up or
+    /// down: the stack then sees the link come and go.
+    pub fn set_carrier(&self, up: bool) -> io::Result<()> {
+        let on = libc::c_int::from(up);
+        // SAFETY: TUNSETCARRIER reads one int, which outlives the call.
+        unsafe { tun_set_carrier(self.file.as_raw_fd(), &on) }
+            .map(drop)
+            .map_err(|e| {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("setting {}'s carrier: {e}", self.name),
+                )
+            })
     }
 }
 

@@ -33,19 +33,31 @@ struct Wire {
 }
 
 /// A NIC scheme with the semantics of `network.<name>`: handle 1 is the root, path
-/// "batch" gives frames many to a request, "mac" the address.
+/// "batch" gives frames many to a request, "mac" the address, "link" says up.
 struct FakeNic {
     wire: Arc<Mutex<Wire>>,
-    handles: Vec<(usize, bool)>,
+    handles: Vec<(usize, NicPath)>,
+}
+
+/// What a handle of the fake NIC is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NicPath {
+    Frames,
+    Mac,
+    Link,
 }
 
 impl FakeNic {
-    fn is_frames(&self, id: usize) -> Result<bool> {
+    fn path(&self, id: usize) -> Result<NicPath> {
         self.handles
             .iter()
             .find(|(handle, _)| *handle == id)
-            .map(|(_, frames)| *frames)
+            .map(|(_, path)| *path)
             .ok_or(Error::new(EBADF))
+    }
+
+    fn is_frames(&self, id: usize) -> Result<bool> {
+        Ok(self.path(id)? == NicPath::Frames)
     }
 }
 
@@ -62,13 +74,14 @@ impl SchemeSync for FakeNic {
         _: u32,
         _: &CallerCtx,
     ) -> Result<OpenResult> {
-        let frames = match path {
-            "batch" => true,
-            "mac" => false,
+        let path = match path {
+            "batch" => NicPath::Frames,
+            "mac" => NicPath::Mac,
+            "link" => NicPath::Link,
             _ => return Err(Error::new(ENOENT)),
         };
         let id = self.handles.len() + 1;
-        self.handles.push((id, frames));
+        self.handles.push((id, path));
         Ok(OpenResult::ThisScheme {
             number: id,
             flags: NewFdFlags::empty(),
@@ -76,9 +89,16 @@ impl SchemeSync for FakeNic {
     }
 
     fn read(&mut self, id: usize, buf: &mut [u8], _: u64, _: u32, _: &CallerCtx) -> Result<usize> {
-        if !self.is_frames(id)? {
-            buf[..6].copy_from_slice(&MAC);
-            return Ok(6);
+        match self.path(id)? {
+            NicPath::Mac => {
+                buf[..6].copy_from_slice(&MAC);
+                return Ok(6);
+            }
+            NicPath::Link => {
+                buf[..3].copy_from_slice(b"up\n");
+                return Ok(3);
+            }
+            NicPath::Frames => {}
         }
         let mut wire = self.wire.lock().unwrap();
         let mut at = 0;
@@ -282,6 +302,14 @@ fn many_waiting_frames_are_read_in_one_request() {
         assert_eq!(recv(&mut nic), Some(vec![n; 60 + usize::from(n)]));
     }
     assert_eq!(recv(&mut nic), None);
+}
+
+#[test]
+fn the_link_is_read_and_no_change_is_told_before_one_comes() {
+    let served = Served::start();
+    let nic = Nic::open(served.dir(), SCHEME).unwrap();
+    assert!(nic.link_up().unwrap());
+    assert_eq!(nic.take_link_change().unwrap(), None);
 }
 
 #[test]

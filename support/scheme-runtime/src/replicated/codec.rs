@@ -13,12 +13,19 @@
 //! | 8..16 | tick  | the daemon's tick in microseconds, 0 for none            |
 //! | 16..  | name  | the scheme name, UTF-8, 1 to [`MAX_NAME_LEN`] bytes       |
 //!
+//! and, when the daemon waits on an interrupt line that the supervisor should
+//! wait on for the replicas and relay to them ([`crate::replicated::RelayedLine`]),
+//! a zero byte and the line's path (as `Handle::open` takes it), UTF-8, 1 to
+//! [`MAX_NAME_LEN`] bytes.
+//!
 //! Then the supervisor sends messages, each told by its first byte:
 //!
 //! - `2`: a round; the replica runs `SchemeDaemon::after_round` and then asks
 //!   its scheme's `fevent` about each handle the round lists, so that one
 //!   exchange per round also answers the readiness the platform re-queries
-//!   after every round. Seven zero bytes, then one 32-byte record per handle:
+//!   after every round. One byte, 1 if the relayed interrupt line fired since
+//!   the last round that told so (else 0), six zero bytes, then one 32-byte
+//!   record per handle:
 //!
 //!   | bytes  | field | meaning                                  |
 //!   |--------|-------|------------------------------------------|
@@ -48,7 +55,14 @@
 //! it, the `Stat`, the path. Open's status is the new handle's number, fevent's
 //! the ready event flags. A round's reply has the number of handles it listed
 //! as status, and for each, in order, 8 bytes: the ready flags' bits, or a
-//! negated errno.
+//! negated errno. Then what the daemon asks of the next round
+//! ([`RoundWait`]):
+//!
+//! | bytes | field       | meaning                                                    |
+//! |-------|-------------|------------------------------------------------------------|
+//! | 0..8  | within      | run the next round within this many microseconds, sooner than the tick; 0 for no wish (`SchemeDaemon::next_round_within`) |
+//! | 8     | acknowledge | 1 if the daemon acknowledged the relayed line in this round (the supervisor unmasks it), else 0 |
+//! | 9..16 | reserved    | zero                                                       |
 
 use std::fmt;
 use std::time::Duration;
@@ -83,7 +97,9 @@ const ANSWER_LEN: usize = 8;
 /// with a request each.
 pub const MAX_ROUND_INTERESTS: usize = 1024;
 const _: () = assert!(ROUND_HEADER_LEN + MAX_ROUND_INTERESTS * INTEREST_LEN <= MAX_MESSAGE_LEN);
-const _: () = assert!(MAX_ROUND_INTERESTS * ANSWER_LEN <= MAX_PAYLOAD);
+/// The bytes of a [`RoundWait`] after a round's answers.
+const ROUND_WAIT_LEN: usize = 16;
+const _: () = assert!(MAX_ROUND_INTERESTS * ANSWER_LEN + ROUND_WAIT_LEN <= MAX_PAYLOAD);
 
 /// Why bytes are not a well-formed message of the replica channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,12 +114,20 @@ pub enum Malformed {
     RoundLength(usize),
     /// The host transport request inside a request.
     Request(MalformedRequest),
+    /// A hello's interrupt line is not a path of 1 to [`MAX_NAME_LEN`] UTF-8
+    /// bytes.
+    LinePath(usize),
     /// A reply's header is not a reply's (an event, or no kind at all).
     NotAReply,
     ReplyTooLarge(usize),
     NotAHello,
     NameLength(usize),
     NameNotUtf8,
+    /// A round's reply whose length is not its answers and a [`RoundWait`].
+    RoundReplyLength {
+        len: usize,
+        answers: usize,
+    },
 }
 
 impl fmt::Display for Malformed {
@@ -121,21 +145,32 @@ impl fmt::Display for Malformed {
             Self::NotAReply => f.write_str("the header is not a reply's"),
             Self::ReplyTooLarge(n) => write!(f, "reply of {n} bytes (at most {MAX_PAYLOAD})"),
             Self::NotAHello => f.write_str("not a hello"),
+            Self::LinePath(n) => write!(
+                f,
+                "an interrupt line path of {n} bytes (1 to {MAX_NAME_LEN} of UTF-8)"
+            ),
             Self::NameLength(n) => {
                 write!(f, "scheme name of {n} bytes (1 to {MAX_NAME_LEN})")
             }
             Self::NameNotUtf8 => f.write_str("scheme name is not UTF-8"),
+            Self::RoundReplyLength { len, answers } => write!(
+                f,
+                "a round's reply of {len} bytes for {answers} answers ({ANSWER_LEN} bytes \
+                 each, then {ROUND_WAIT_LEN})"
+            ),
         }
     }
 }
 
-/// A replica's first message: which scheme it serves and how often its daemon
-/// wants a round when no request comes.
+/// A replica's first message: which scheme it serves, how often its daemon
+/// wants a round when no request comes, and the interrupt line, if any, the
+/// supervisor should wait on and relay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     /// Carried in whole microseconds; a tick under one becomes one.
     pub tick: Option<Duration>,
     pub name: String,
+    pub line: Option<String>,
 }
 
 impl Hello {
@@ -145,10 +180,17 @@ impl Hello {
         let micros = self.tick.map_or(0, |tick| {
             u64::try_from(tick.as_micros()).unwrap_or(u64::MAX).max(1)
         });
+        if let Some(line) = &self.line {
+            line_path(line.as_bytes())?;
+        }
         out.clear();
         out.extend_from_slice(&HELLO_MAGIC);
         out.extend_from_slice(&micros.to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
+        if let Some(line) = &self.line {
+            out.push(0);
+            out.extend_from_slice(line.as_bytes());
+        }
         Ok(())
     }
 
@@ -165,11 +207,23 @@ impl Hello {
             return Err(Malformed::NotAHello);
         }
         let micros = u64_at(fixed, 8);
+        let (name, line) = match name.iter().position(|&byte| byte == 0) {
+            Some(at) => (&name[..at], Some(line_path(&name[at + 1..])?.to_owned())),
+            None => (name, None),
+        };
         Ok(Self {
             tick: (micros != 0).then(|| Duration::from_micros(micros)),
             name: scheme_name(name)?.to_owned(),
+            line,
         })
     }
+}
+
+fn line_path(bytes: &[u8]) -> Result<&str, Malformed> {
+    if bytes.is_empty() || bytes.len() > MAX_NAME_LEN || bytes.contains(&0) {
+        return Err(Malformed::LinePath(bytes.len()));
+    }
+    std::str::from_utf8(bytes).map_err(|_| Malformed::LinePath(bytes.len()))
 }
 
 fn scheme_name(bytes: &[u8]) -> Result<&str, Malformed> {
@@ -221,7 +275,14 @@ pub struct Request<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     Request(Request<'a>),
-    Round(Interests<'a>),
+    Round(Round<'a>),
+}
+
+/// A round: whether the relayed line fired, and the handles to ask about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Round<'a> {
+    pub line_fired: bool,
+    pub interests: Interests<'a>,
 }
 
 /// A handle whose readiness a round asks about, for the caller that asked.
@@ -307,13 +368,15 @@ pub fn encode_request(
     Ok(())
 }
 
-/// Encodes a round that asks about the first [`MAX_ROUND_INTERESTS`] of
-/// `interests` into `out` (cleared first); returns how many it lists.
-pub fn encode_round(interests: &[Interest], out: &mut Vec<u8>) -> usize {
+/// Encodes a round that tells whether the relayed line fired and asks about
+/// the first [`MAX_ROUND_INTERESTS`] of `interests` into `out` (cleared
+/// first); returns how many it lists.
+pub fn encode_round(interests: &[Interest], line_fired: bool, out: &mut Vec<u8>) -> usize {
     let listed = &interests[..interests.len().min(MAX_ROUND_INTERESTS)];
     out.clear();
     out.push(KIND_ROUND);
-    out.extend_from_slice(&[0; ROUND_HEADER_LEN - 1]);
+    out.push(u8::from(line_fired));
+    out.extend_from_slice(&[0; ROUND_HEADER_LEN - 2]);
     for interest in listed {
         interest.encode(out);
     }
@@ -357,6 +420,63 @@ pub fn decode_round_answers(
     })
 }
 
+/// What a daemon asks of its next round, carried after a round's answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundWait {
+    /// Run the next round within this, sooner than the tick.
+    pub within: Option<Duration>,
+    /// The daemon acknowledged the relayed line: unmask it.
+    pub acknowledge: bool,
+}
+
+impl RoundWait {
+    /// Writes the wait into `body` after a round's answers; returns the
+    /// bytes written.
+    ///
+    /// # Panics
+    ///
+    /// If `body` is shorter than 16 bytes.
+    pub fn encode(&self, body: &mut [u8]) -> usize {
+        // A wish under a microsecond is a wish for a round at once, not none.
+        let micros = self.within.map_or(0, |within| {
+            u64::try_from(within.as_micros()).unwrap_or(u64::MAX).max(1)
+        });
+        body[..8].copy_from_slice(&micros.to_le_bytes());
+        body[8..ROUND_WAIT_LEN].copy_from_slice(&u64::from(self.acknowledge).to_le_bytes());
+        ROUND_WAIT_LEN
+    }
+}
+
+/// Splits a round's reply `payload` for `answers` interests into the answers'
+/// bytes (for [`decode_round_answers`]) and the daemon's [`RoundWait`].
+pub fn decode_round_reply(payload: &[u8], answers: usize) -> Result<(&[u8], RoundWait), Malformed> {
+    let malformed = Malformed::RoundReplyLength {
+        len: payload.len(),
+        answers,
+    };
+    let answered_len = answers.checked_mul(ANSWER_LEN).ok_or(malformed)?;
+    if payload.len() != answered_len.checked_add(ROUND_WAIT_LEN).ok_or(malformed)? {
+        return Err(malformed);
+    }
+    let (answered, wait) = payload.split_at(answered_len);
+    let within = match u64_at(wait, 0) {
+        0 => None,
+        micros => Some(Duration::from_micros(micros)),
+    };
+    let acknowledge = match u64_at(wait, 8) {
+        0 => false,
+        1 => true,
+        _ => return Err(Malformed::ReservedNotZero),
+    };
+    Ok((
+        answered,
+        RoundWait {
+            within,
+            acknowledge,
+        },
+    ))
+}
+
 /// Whether `message` is a round, told by its first byte alone.
 pub fn is_round(message: &[u8]) -> bool {
     message.first() == Some(&KIND_ROUND)
@@ -384,12 +504,17 @@ pub fn decode_message(bytes: &mut [u8]) -> Result<Message<'_>, Malformed> {
     }
 }
 
-fn decode_round(bytes: &[u8]) -> Result<Interests<'_>, Malformed> {
+fn decode_round(bytes: &[u8]) -> Result<Round<'_>, Malformed> {
     let len = bytes.len();
     let (header, records) = bytes
         .split_at_checked(ROUND_HEADER_LEN)
         .ok_or(Malformed::RoundLength(len))?;
-    if header[1..] != [0; ROUND_HEADER_LEN - 1] {
+    let line_fired = match header[1] {
+        0 => false,
+        1 => true,
+        _ => return Err(Malformed::ReservedNotZero),
+    };
+    if header[2..] != [0; ROUND_HEADER_LEN - 2] {
         return Err(Malformed::ReservedNotZero);
     }
     if !records.len().is_multiple_of(INTEREST_LEN)
@@ -397,7 +522,10 @@ fn decode_round(bytes: &[u8]) -> Result<Interests<'_>, Malformed> {
     {
         return Err(Malformed::RoundLength(len));
     }
-    Ok(Interests { records })
+    Ok(Round {
+        line_fired,
+        interests: Interests { records },
+    })
 }
 
 fn decode_request(bytes: &mut [u8]) -> Result<Request<'_>, Malformed> {
@@ -569,22 +697,31 @@ mod tests {
             },
         ];
         let mut out = vec![1, 2, 3];
-        assert_eq!(encode_round(&interests, &mut out), 2);
+        assert_eq!(encode_round(&interests, false, &mut out), 2);
         assert!(is_round(&out));
+        assert_eq!(out[1], 0, "the line did not fire");
         let Message::Round(decoded) = decode_message(&mut out).unwrap() else {
             panic!("not a round");
         };
-        assert_eq!(decoded.len(), 2);
-        assert_eq!(decoded.iter().collect::<Vec<_>>(), interests);
+        assert!(!decoded.line_fired);
+        assert_eq!(decoded.interests.len(), 2);
+        assert_eq!(decoded.interests.iter().collect::<Vec<_>>(), interests);
 
-        assert_eq!(encode_round(&[], &mut out), 0);
-        let Message::Round(none) = decode_message(&mut out).unwrap() else {
+        assert_eq!(encode_round(&[], true, &mut out), 0);
+        assert_eq!(out, [2, 1, 0, 0, 0, 0, 0, 0]);
+        let Message::Round(fired) = decode_message(&mut out).unwrap() else {
             panic!("not a round");
         };
-        assert!(none.is_empty());
+        assert!(fired.line_fired);
+        assert!(fired.interests.is_empty());
+        out[1] = 2;
+        assert!(matches!(
+            decode_message(&mut out),
+            Err(Malformed::ReservedNotZero)
+        ));
 
         let many = vec![interests[0]; MAX_ROUND_INTERESTS + 5];
-        assert_eq!(encode_round(&many, &mut out), MAX_ROUND_INTERESTS);
+        assert_eq!(encode_round(&many, false, &mut out), MAX_ROUND_INTERESTS);
         assert!(decode_message(&mut out).is_ok());
 
         let mut body = [0u8; 24];
@@ -599,11 +736,70 @@ mod tests {
     }
 
     #[test]
+    fn a_rounds_reply_carries_the_daemons_wait_after_its_answers() {
+        let mut body = [0u8; 64];
+        let len = encode_round_answers([Ok(EventFlags::EVENT_READ)].into_iter(), &mut body);
+        let wait = RoundWait {
+            within: Some(Duration::from_micros(100)),
+            acknowledge: true,
+        };
+        let len = len + wait.encode(&mut body[len..]);
+        assert_eq!(len, 8 + 16);
+        assert_eq!(
+            &body[8..24],
+            &[100, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let (answers, decoded) = decode_round_reply(&body[..len], 1).unwrap();
+        assert_eq!(answers.len(), 8);
+        assert_eq!(decoded, wait);
+        // No wish; a wish under a microsecond is one for a round at once.
+        let len = RoundWait::default().encode(&mut body);
+        assert_eq!(
+            decode_round_reply(&body[..len], 0).unwrap().1,
+            RoundWait::default()
+        );
+        let soon = RoundWait {
+            within: Some(Duration::from_nanos(10)),
+            acknowledge: false,
+        };
+        let len = soon.encode(&mut body);
+        let within = decode_round_reply(&body[..len], 0).unwrap().1.within;
+        assert_eq!(within, Some(Duration::from_micros(1)));
+    }
+
+    #[test]
+    fn a_rounds_reply_of_the_wrong_length_or_flag_is_malformed() {
+        let body = [0u8; 64];
+        for (len, answers) in [
+            (0, 0),
+            (8, 1),
+            (15, 0),
+            (17, 0),
+            (24, 0),
+            (16, 1),
+            (16, usize::MAX),
+        ] {
+            assert_eq!(
+                decode_round_reply(&body[..len], answers),
+                Err(Malformed::RoundReplyLength { len, answers }),
+                "{len} bytes, {answers} answers"
+            );
+        }
+        assert!(decode_round_reply(&body[..24], 1).is_ok());
+        let mut flagged = [0u8; 16];
+        flagged[8] = 2;
+        assert_eq!(
+            decode_round_reply(&flagged, 0),
+            Err(Malformed::ReservedNotZero)
+        );
+    }
+
+    #[test]
     fn a_requests_method_is_told_without_decoding_it() {
         let message = encoded(&head(Opcode::Write), &[], b"data");
         assert_eq!(request_opcode(&message), Some(Opcode::Write));
         let mut round = Vec::new();
-        encode_round(&[], &mut round);
+        encode_round(&[], false, &mut round);
         assert_eq!(request_opcode(&round), None);
         assert_eq!(request_opcode(&message[..CHANNEL_HEADER_LEN]), None);
     }
@@ -615,7 +811,7 @@ mod tests {
             Err(Malformed::RoundLength(1))
         );
         let mut out = Vec::new();
-        encode_round(&[], &mut out);
+        encode_round(&[], false, &mut out);
         let mut reserved = out.clone();
         reserved[3] = 1;
         assert_eq!(
@@ -734,16 +930,33 @@ mod tests {
     fn hello_round_trip_and_errors() {
         let mut out = Vec::new();
         for tick in [None, Some(Duration::from_millis(5))] {
-            let hello = Hello {
-                tick,
-                name: "e1000".into(),
-            };
-            hello.encode(&mut out).unwrap();
-            assert_eq!(Hello::decode(&out), Ok(hello));
+            for line in [None, Some("/scheme/mmio/pci/0000:00:03.0/irq".to_owned())] {
+                let hello = Hello {
+                    tick,
+                    name: "e1000".into(),
+                    line,
+                };
+                hello.encode(&mut out).unwrap();
+                assert_eq!(Hello::decode(&out), Ok(hello));
+            }
         }
+        assert!(out.ends_with(b"e1000\0/scheme/mmio/pci/0000:00:03.0/irq"));
+        for bad in ["", "a\0b"] {
+            let hello = Hello {
+                tick: None,
+                name: "e1000".into(),
+                line: Some(bad.into()),
+            };
+            assert_eq!(hello.encode(&mut out), Err(Malformed::LinePath(bad.len())));
+        }
+        let mut lineless = b"REPLICA1\0\0\0\0\0\0\0\0e1000\0".to_vec();
+        assert_eq!(Hello::decode(&lineless), Err(Malformed::LinePath(0)));
+        lineless.push(0xff);
+        assert_eq!(Hello::decode(&lineless), Err(Malformed::LinePath(1)));
         let tiny = Hello {
             tick: Some(Duration::from_nanos(1)),
             name: "x".into(),
+            line: None,
         };
         tiny.encode(&mut out).unwrap();
         assert_eq!(
@@ -755,11 +968,13 @@ mod tests {
         let nameless = Hello {
             tick: None,
             name: String::new(),
+            line: None,
         };
         assert_eq!(nameless.encode(&mut out), Err(Malformed::NameLength(0)));
         let long = Hello {
             tick: None,
             name: "n".repeat(MAX_NAME_LEN + 1),
+            line: None,
         };
         assert_eq!(
             long.encode(&mut out),
@@ -823,7 +1038,7 @@ mod tests {
 
         #[test]
         fn hello_decode_inverts_encode(micros in 0u64.., name in "[a-z0-9._-]{1,40}") {
-            let hello = Hello { tick: (micros != 0).then(|| Duration::from_micros(micros)), name };
+            let hello = Hello { tick: (micros != 0).then(|| Duration::from_micros(micros)), name, line: None };
             let mut out = Vec::new();
             hello.encode(&mut out).unwrap();
             prop_assert_eq!(Hello::decode(&out), Ok(hello));

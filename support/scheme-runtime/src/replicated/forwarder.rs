@@ -29,24 +29,25 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::time::Instant;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use syscall::error::{
     Error, Result, EBADF, EINVAL, EIO, EMSGSIZE, ENFILE, EOPNOTSUPP, EPROTO, ESTALE,
 };
-use syscall::flag::EventFlags;
+use syscall::flag::{EventFlags, O_NONBLOCK, O_RDWR};
 use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use super::codec::{
-    decode_reply, decode_round_answers, encode_request, encode_round, Hello, Interest, Reply,
-    RequestHead, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
+    decode_reply, decode_round_answers, decode_round_reply, encode_request, encode_round, Hello,
+    Interest, Reply, RequestHead, RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
 use super::pacing::Pacing;
 use crate::wire::{MalformedRequest, Opcode, MAX_PAYLOAD};
-use crate::{Caller, MapGrant, SchemeDaemon};
+use crate::{Caller, Handle, MapGrant, SchemeDaemon};
 
 /// How messages reach the replicas and their replies come back as one.
 ///
@@ -116,17 +117,35 @@ struct RoundPacing {
     urgent: bool,
     /// The last round reached out.
     found_work: bool,
+    /// When the last round ended.
+    last_ended: Option<Instant>,
 }
+
+/// How often replicas whose line is relayed get a round that nothing asked
+/// for: between rounds nothing changes for them but what their line, a
+/// request or their own wish brings, so this is only a safety net. The
+/// platform's tick for them need be no shorter.
+pub const QUIET_ROUND: Duration = Duration::from_secs(1);
 
 impl RoundPacing {
     fn due(&self, now: Instant) -> bool {
         self.urgent || self.found_work || self.pacing.due(now)
     }
 
+    /// As [`due`](Self::due) for replicas whose line is relayed, which
+    /// `wished` for an early round or not.
+    fn due_with_line(&self, now: Instant, wished: bool) -> bool {
+        let quiet_for = |ended: Instant| now.duration_since(ended) >= QUIET_ROUND;
+        self.urgent
+            || self.found_work
+            || (self.pacing.due(now) && (wished || self.last_ended.is_none_or(quiet_for)))
+    }
+
     fn ran(&mut self, started: Instant, ended: Instant, found_work: bool) {
         self.pacing.ran(started, ended);
         self.urgent = false;
         self.found_work = found_work;
+        self.last_ended = Some(ended);
     }
 }
 
@@ -224,6 +243,64 @@ struct Channel<L> {
     /// What the last round answered about readiness: the replicas' own answers
     /// for as long as no other message has reached them since.
     answered: Vec<(Interest, Result<EventFlags>)>,
+    /// What the replicas asked of the next round at the end of the last.
+    wait: RoundWait,
+    /// The interrupt line the replicas asked this side to wait on and relay.
+    line: Option<EngineLine>,
+}
+
+/// How often the forwarder asks a relayed line's count when no readiness
+/// event came: a lost event must not leave the replicas' line masked for good.
+const LINE_RECHECK: Duration = QUIET_ROUND;
+
+/// A relayed interrupt line, as this side holds it.
+struct EngineLine {
+    handle: Handle,
+    /// It fired and no round has told the replicas yet.
+    pending: bool,
+    last_asked: Instant,
+}
+
+impl EngineLine {
+    /// Opens the line at `path`, non-blocking, with interest in its readiness.
+    fn open(path: &str) -> io::Result<Self> {
+        let handle = Handle::open(path, O_RDWR | O_NONBLOCK).map_err(|e| {
+            io::Error::new(e.kind(), format!("opening the relayed line {path}: {e}"))
+        })?;
+        handle.fevent(EventFlags::EVENT_READ)?;
+        Ok(Self {
+            handle,
+            pending: false,
+            last_asked: Instant::now(),
+        })
+    }
+
+    /// Notes whether the line fired: its readiness event, or, without one for
+    /// [`LINE_RECHECK`], its count. Returns whether a firing waits for a round.
+    fn poll(&mut self, now: Instant) -> bool {
+        match self.handle.take_events() {
+            Ok(events) if events.contains(EventFlags::EVENT_READ) => self.pending = true,
+            Ok(_) => {}
+            Err(error) => log::error!("waiting on the relayed line: {error}"),
+        }
+        if !self.pending && now.duration_since(self.last_asked) >= LINE_RECHECK {
+            self.last_asked = now;
+            let mut count = [0; 8];
+            match self.handle.read(&mut count) {
+                Ok(_) => self.pending = u64::from_le_bytes(count) > 0,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => log::error!("asking the relayed line: {error}"),
+            }
+        }
+        self.pending
+    }
+
+    /// Unmasks the line: the replicas acknowledged.
+    fn acknowledge(&mut self) {
+        if let Err(error) = self.handle.write(&[0; 8]) {
+            log::error!("acknowledging the relayed line: {error}");
+        }
+    }
 }
 
 impl<L: ReplicaLink> Channel<L> {
@@ -246,16 +323,25 @@ impl<L: ReplicaLink> Channel<L> {
     /// Runs a round that also asks about the interests (as many as one round
     /// carries), and keeps the answers for [`Self::answered`].
     fn round(&mut self, name: &str) -> Result<()> {
-        let listed = encode_round(&self.interests, &mut self.message);
+        let line_fired = self.line.as_ref().is_some_and(|line| line.pending);
+        let listed = encode_round(&self.interests, line_fired, &mut self.message);
         let reply = self.exchange(name)?;
         let count = reply.header.result()?;
-        let answers: Vec<Result<EventFlags>> = decode_round_answers(reply.payload).collect();
-        if count != listed || answers.len() != listed {
-            log::error!(
-                "{name}: a round about {listed} handles came back with {count} status and {} answers",
-                answers.len()
-            );
+        if count != listed {
+            log::error!("{name}: a round about {listed} handles came back with {count} status");
             return Err(Error::new(EPROTO));
+        }
+        let (answers, wait) = decode_round_reply(reply.payload, listed).map_err(|malformed| {
+            log::error!("{name}: a round about {listed} handles came back with {malformed}");
+            Error::new(EPROTO)
+        })?;
+        let answers: Vec<Result<EventFlags>> = decode_round_answers(answers).collect();
+        self.wait = wait;
+        if let Some(line) = &mut self.line {
+            line.pending = false;
+            if wait.acknowledge {
+                line.acknowledge();
+            }
         }
         self.answered = self.interests[..listed]
             .iter()
@@ -323,6 +409,10 @@ impl<L: ReplicaLink> Forwarder<L> {
                 format!("the replicas' first message is not a hello: {malformed}"),
             )
         })?;
+        let line = hello.line.as_deref().map(EngineLine::open).transpose()?;
+        if let Some(path) = &hello.line {
+            log::info!("{}: waiting on {path} for the replicas", hello.name);
+        }
         let generation = link.generation();
         let forwarder = Self {
             channel: Channel {
@@ -332,6 +422,8 @@ impl<L: ReplicaLink> Forwarder<L> {
                 message: Vec::with_capacity(MAX_MESSAGE_LEN),
                 reply,
                 answered: Vec::new(),
+                wait: RoundWait::default(),
+                line,
             },
             name: hello.name.clone(),
             pacing: RoundPacing::default(),
@@ -544,7 +636,18 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
 
     fn after_round(&mut self) {
         let started = Instant::now();
-        if !self.pacing.due(started) {
+        let fired = self
+            .channel
+            .line
+            .as_mut()
+            .is_some_and(|line| line.poll(started));
+        let due = match &self.channel.line {
+            Some(_) => self
+                .pacing
+                .due_with_line(started, self.channel.wait.within.is_some()),
+            None => self.pacing.due(started),
+        };
+        if !fired && !due {
             // Every idle tick comes here: the answers' buffer is reused.
             let Channel {
                 answered,
@@ -566,11 +669,26 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
             log::error!("{}: round failed: {error}", self.name);
         }
     }
+
+    /// The relayed line: it wakes the forwarder, which then runs the
+    /// replicas' round.
+    fn wake_fds(&self) -> Vec<RawFd> {
+        self.channel
+            .line
+            .as_ref()
+            .and_then(|line| line.handle.events_fd())
+            .into_iter()
+            .collect()
+    }
+
+    fn next_round_within(&self) -> Option<Duration> {
+        self.channel.wait.within
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::codec::{decode_message, Message, ReplyBuffer};
+    use super::super::codec::{decode_message, Message, ReplyBuffer, Round};
     use super::super::replica::Replica;
     use super::super::test_scheme::Notes;
     use super::*;
@@ -698,6 +816,7 @@ mod tests {
         let hello = Hello {
             tick: None,
             name: name.into(),
+            line: None,
         };
         hello
             .encode(reply)
@@ -785,6 +904,44 @@ mod tests {
         drop(forwarder);
         assert_eq!((notes.rounds, notes.closed.as_slice()), (1, &[id][..]));
         assert_eq!(notes.last_pid, 42);
+    }
+
+    #[test]
+    fn replicas_with_a_relayed_line_get_unasked_rounds_only_after_a_quiet_second() {
+        let start = Instant::now();
+        let later = |ms| start + Duration::from_millis(ms);
+        let mut pacing = RoundPacing::default();
+        assert!(pacing.due_with_line(start, false), "the first round");
+        pacing.ran(start, start, false);
+        assert!(!pacing.due_with_line(later(500), false));
+        assert!(pacing.due(later(500)), "without a line it would run");
+        assert!(pacing.due_with_line(later(500), true), "wished for");
+        assert!(pacing.due_with_line(later(1000), false), "a quiet second");
+        pacing.urgent = true;
+        assert!(pacing.due_with_line(later(1), false), "a write came");
+        pacing.ran(later(1), later(2), true);
+        assert!(
+            pacing.due_with_line(later(2), false),
+            "the last round found work"
+        );
+    }
+
+    #[test]
+    fn the_replicas_wish_for_an_early_round_reaches_the_platform() {
+        let mut notes = Notes::default();
+        notes.next_round_within = Some(Duration::from_micros(100));
+        let mut forwarder = loopback(&mut notes);
+        assert_eq!(
+            forwarder.next_round_within(),
+            None,
+            "nothing asked before a round"
+        );
+        forwarder.after_round();
+        assert_eq!(
+            forwarder.next_round_within(),
+            Some(Duration::from_micros(100))
+        );
+        assert!(forwarder.wake_fds().is_empty(), "no line to wait on");
     }
 
     #[test]
@@ -1073,7 +1230,7 @@ mod tests {
         forwarder.pacing.urgent = true;
         forwarder.after_round();
         let mut round = forwarder.channel.link.sent.last().unwrap().clone();
-        let Ok(Message::Round(interests)) = decode_message(&mut round) else {
+        let Ok(Message::Round(Round { interests, .. })) = decode_message(&mut round) else {
             panic!("a round was sent");
         };
         assert_eq!(

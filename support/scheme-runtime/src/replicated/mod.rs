@@ -18,6 +18,7 @@
 pub mod codec;
 mod forwarder;
 mod pacing;
+mod relayed_line;
 mod replica;
 
 #[cfg(test)]
@@ -29,7 +30,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 pub use codec::Hello;
-pub use forwarder::{Forwarder, ReplicaLink};
+pub use forwarder::{Forwarder, ReplicaLink, QUIET_ROUND};
+pub use relayed_line::RelayedLine;
 pub use replica::serve_replica;
 
 use crate::SchemeDaemon;

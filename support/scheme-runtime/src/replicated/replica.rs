@@ -22,9 +22,10 @@ use std::time::Duration;
 use syscall::error::{Error, EPROTO, ESPIPE};
 
 use super::codec::{
-    decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, MAX_MESSAGE_LEN,
-    MAX_REPLY_LEN,
+    decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, Round, RoundWait,
+    MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
+use super::RelayedLine;
 use crate::perform::{perform, Operation, Performed};
 use crate::wire::Opcode;
 use crate::{caller_ctx, io_error, Caller, SchemeDaemon};
@@ -45,9 +46,11 @@ pub fn serve_replica<D: SchemeDaemon>(
     tick: Option<Duration>,
 ) -> io::Result<()> {
     let mut hello = Vec::new();
+    let line = daemon.relayed_line();
     Hello {
         tick,
         name: name.to_owned(),
+        line: line.as_ref().map(|line| line.path().to_owned()),
     }
     .encode(&mut hello)
     .map_err(|malformed| {
@@ -56,7 +59,7 @@ pub fn serve_replica<D: SchemeDaemon>(
             format!("cannot serve {name:?} as a replica: {malformed}"),
         )
     })?;
-    let mut replica = Replica::new(daemon)?;
+    let mut replica = Replica::new(daemon)?.with_line(line);
     let mut channel = Channel {
         file: File::from(channel),
         socket: false,
@@ -134,6 +137,8 @@ pub(crate) struct Replica<'d, D> {
     daemon: &'d mut D,
     root: usize,
     reply: ReplyBuffer,
+    /// The daemon's line, relayed by the supervisor.
+    line: Option<RelayedLine>,
 }
 
 impl<'d, D: SchemeDaemon> Replica<'d, D> {
@@ -143,13 +148,25 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
             daemon,
             root,
             reply: ReplyBuffer::default(),
+            line: None,
         })
+    }
+
+    pub(crate) fn with_line(mut self, line: Option<RelayedLine>) -> Self {
+        self.line = line;
+        self
     }
 
     /// Performs one message and returns the reply to write.
     pub(crate) fn answer(&mut self, message: &mut [u8]) -> &[u8] {
         let performed = match decode_message(message) {
-            Ok(Message::Round(interests)) => {
+            Ok(Message::Round(Round {
+                line_fired,
+                interests,
+            })) => {
+                if let Some(line) = self.line.as_ref().filter(|_| line_fired) {
+                    line.fire();
+                }
                 self.daemon.after_round();
                 let daemon = &mut *self.daemon;
                 let answers = interests.iter().map(|interest| {
@@ -157,6 +174,14 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
                     daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
                 });
                 let len = encode_round_answers(answers, self.reply.body());
+                let wait = RoundWait {
+                    within: self.daemon.next_round_within(),
+                    acknowledge: self
+                        .line
+                        .as_ref()
+                        .is_some_and(RelayedLine::take_acknowledged),
+                };
+                let len = len + wait.encode(&mut self.reply.body()[len..]);
                 Performed {
                     result: Ok(interests.len()),
                     extra: 0,
@@ -195,7 +220,8 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
 #[cfg(test)]
 mod tests {
     use super::super::codec::{
-        decode_reply, decode_round_answers, encode_request, encode_round, Interest, RequestHead,
+        decode_reply, decode_round_answers, decode_round_reply, encode_request, encode_round,
+        Interest, RequestHead, RoundWait,
     };
     use super::super::test_scheme::Notes;
     use super::*;
@@ -274,6 +300,7 @@ mod tests {
     #[test]
     fn rounds_run_the_daemon_answer_readiness_and_malformed_messages_get_eproto() {
         let mut notes = Notes::default();
+        notes.next_round_within = Some(Duration::from_millis(3));
         let mut replica = Replica::new(&mut notes).unwrap();
         let (opened, _, _) = answer(&mut replica, request(Opcode::Open, 0, 0, b"note"));
         let id = opened.unwrap();
@@ -295,13 +322,22 @@ mod tests {
             },
         ];
         let mut round = Vec::new();
-        encode_round(&interests, &mut round);
-        let (result, _, answers) = answer(&mut replica, round);
+        encode_round(&interests, false, &mut round);
+        let (result, _, reply) = answer(&mut replica, round);
         assert_eq!(result, Ok(2));
+        let (answers, wait) = decode_round_reply(&reply, 2).unwrap();
         assert_eq!(
-            decode_round_answers(&answers).collect::<Vec<_>>(),
+            decode_round_answers(answers).collect::<Vec<_>>(),
             [Ok(EventFlags::EVENT_WRITE), Err(Error::new(EBADF))],
             "each handle's fevent, after the round's own work"
+        );
+        assert_eq!(
+            wait,
+            RoundWait {
+                within: Some(Duration::from_millis(3)),
+                acknowledge: false,
+            },
+            "and what the daemon asks of the next round"
         );
         assert_eq!(
             answer(&mut replica, b"garbage".to_vec()).0,
@@ -312,6 +348,26 @@ mod tests {
         assert_eq!(answer(&mut replica, cut).0, Err(Error::new(EPROTO)));
         drop(replica);
         assert_eq!(notes.rounds, 1);
+    }
+
+    #[test]
+    fn a_relayed_line_fires_in_the_daemon_and_its_acknowledgement_comes_back_in_the_reply() {
+        let line = RelayedLine::new("/scheme/lines/7");
+        let mut notes = Notes::default();
+        notes.line = Some(line.clone());
+        let mut replica = Replica::new(&mut notes).unwrap().with_line(Some(line));
+        let acknowledged = |replica: &mut Replica<Notes>, fired: bool| {
+            let mut round = Vec::new();
+            encode_round(&[], fired, &mut round);
+            let (result, _, reply) = answer(replica, round);
+            assert_eq!(result, Ok(0));
+            decode_round_reply(&reply, 0).unwrap().1.acknowledge
+        };
+        assert!(!acknowledged(&mut replica, false));
+        assert!(acknowledged(&mut replica, true));
+        assert!(!acknowledged(&mut replica, false), "once per firing");
+        drop(replica);
+        assert_eq!((notes.rounds, notes.line_fired), (3, 1));
     }
 
     #[cfg(target_os = "linux")]
@@ -345,7 +401,8 @@ mod tests {
             Hello::decode(&buf[..n]).unwrap(),
             Hello {
                 tick: Some(Duration::from_millis(7)),
-                name: "notes".into()
+                name: "notes".into(),
+                line: None,
             }
         );
         send(fd, &request(Opcode::Open, 0, 0, b"note"), MsgFlags::empty()).unwrap();

@@ -26,6 +26,12 @@ pub struct Notes {
     pub closed: Vec<usize>,
     /// The pid of the last caller that opened or read.
     pub last_pid: usize,
+    /// What the daemon asks of its next round.
+    pub next_round_within: Option<std::time::Duration>,
+    /// A line it acknowledges in every round the line fired.
+    pub line: Option<super::RelayedLine>,
+    /// Rounds the line fired in.
+    pub line_fired: usize,
 }
 
 impl Notes {
@@ -138,5 +144,17 @@ impl SchemeSync for Notes {
 impl SchemeDaemon for Notes {
     fn after_round(&mut self) {
         self.rounds += 1;
+        if let Some(line) = self.line.as_ref().filter(|line| line.take_fired()) {
+            self.line_fired += 1;
+            line.acknowledge();
+        }
+    }
+
+    fn relayed_line(&self) -> Option<super::RelayedLine> {
+        self.line.clone()
+    }
+
+    fn next_round_within(&self) -> Option<std::time::Duration> {
+        self.next_round_within
     }
 }

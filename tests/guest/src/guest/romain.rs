@@ -121,6 +121,11 @@ pub struct Romain {
 }
 
 impl Romain {
+    /// The daemon's process id.
+    pub fn id(&self) -> u32 {
+        self.daemon.id()
+    }
+
     /// Writes `registry` to [`REGISTRY_PATH`] and starts `romain serve` on it as this
     /// program's user (root); returns once `romain:` serves.
     pub fn start(registry: &str) -> StepResult<Romain> {

@@ -46,6 +46,10 @@ struct Args {
         default_value = "e1000-direct,e1000-mmio,e1000-replicated"
     )]
     paths: Vec<NetPath>,
+    /// The path whose link the host takes down and up during its upload: the
+    /// driver and the bridge must both follow
+    #[arg(long, env = "GUEST_TCP_LINK_FLAP", value_name = "LABEL")]
+    link_flap: Option<NetPath>,
     /// Our driver's polling tick in microseconds (its --tick-us)
     #[arg(long, env = "GUEST_TCP_DRIVER_TICK_US", default_value_t = DRIVER_TICK_US)]
     driver_tick_us: u32,
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
     let service = service::Settings {
         port: args.port,
         host_timeout: Duration::from_secs(args.host_timeout),
+        link_flap: args.link_flap,
     };
     if let Some(window_s) = args.restart_window_s {
         let plan = restart_bench::Plan {

@@ -98,6 +98,18 @@ pub(crate) enum Driver {
 }
 
 impl Driver {
+    /// The process at the top of the driver (the driver, the engine, or
+    /// `romain:`), the processor time it and its descendants used so far, and
+    /// when: what [`driver_cpu`] measures from.
+    fn before_load(&self) -> (u32, std::io::Result<Duration>, Instant) {
+        let pid = match self {
+            Driver::Alone(child) => child.id(),
+            Driver::Supervised { romain, .. } => romain.id(),
+            Driver::Traced { engine, .. } => engine.id(),
+        };
+        (pid, cpu_time(pid), Instant::now())
+    }
+
     /// The replication engine's status; an error for the driver alone.
     pub(crate) fn engine_status(&self) -> StepResult<EngineStatus> {
         match self {
@@ -117,6 +129,7 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
     });
     let up = bridge.as_ref().map(drop);
     let mut faults = None;
+    let mut engine_events = None;
     match path {
         NetPath::ReplicatedE1000 => {
             let group = match &driver {
@@ -126,9 +139,13 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
             serve_under_faults(report, path, settings, up, group);
         }
         NetPath::ReplicaCountE1000(count) => {
+            let before_load = driver.as_ref().map(Driver::before_load);
             service::run(report, path, settings, up);
-            report.run_after(&step("engine-ran"), driver.as_ref(), |driver| {
+            engine_events = report.run_after(&step("engine-ran"), driver.as_ref(), |driver| {
                 engine_ran(driver, path, count)
+            });
+            report.run_after(&step("driver-cpu"), before_load, |(pid, used, started)| {
+                driver_cpu(path, pid, used?, started)
             });
         }
         NetPath::RestartedE1000 => {
@@ -139,12 +156,7 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
             faults = restarted::serve_under_kills(report, path, settings, up, group);
         }
         NetPath::OurE1000(_, waiting) => {
-            let before_load = match &driver {
-                Some(Driver::Alone(child)) => {
-                    Some((child.id(), cpu_time(child.id()), Instant::now()))
-                }
-                _ => None,
-            };
+            let before_load = driver.as_ref().map(Driver::before_load);
             service::run(report, path, settings, up);
             report.run_after(&step("driver-cpu"), before_load, |(pid, used, started)| {
                 driver_cpu(path, pid, used?, started)
@@ -154,6 +166,13 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
                     driven_by_interrupts(driver)
                 });
             }
+            if settings.link_flap == Some(path) {
+                report.run_after(
+                    &step("driver-reported-the-link-down-and-up"),
+                    driver.as_ref(),
+                    |_| interrupt_count("link_changes").and_then(at_least_two_link_changes),
+                );
+            }
         }
         NetPath::LinuxE1000 => service::run(report, path, settings, up),
     }
@@ -162,6 +181,19 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
         bridge.as_mut(),
         stop_bridge,
     );
+    if let Some((events, counters)) = engine_events.zip(counters) {
+        let frames = counters.nic_to_tap.frames + counters.tap_to_nic.frames;
+        println!(
+            "{GUEST_BENCH_PREFIX} tcp {path} events per frame: {:.2} ({events} events, \
+             {frames} frames both ways, over the whole load)",
+            events as f64 / frames.max(1) as f64
+        );
+    }
+    if settings.link_flap == Some(path) {
+        report.run_after(&step("bridge-followed-the-link"), counters, |counters| {
+            at_least_two_link_changes(counters.link_changes)
+        });
+    }
     if path == NetPath::RestartedE1000 {
         report.run_after(
             &step("bridge-reopened-after-every-restart"),
@@ -351,14 +383,16 @@ fn check_masked(status: &EngineStatus, sent: &Injected) -> StepResult<()> {
 
 /// The driver ran under the engine as `count` replicas, which handled its events;
 /// prints what the engine did for the benchmark's record.
-fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult<()> {
+/// The engine ran `count` replicas through the load; returns its events.
+fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult<u64> {
     let status = driver.engine_status()?;
     println!(
         "{GUEST_BENCH_PREFIX} tcp {path} engine: {}{}",
         status.counters(&ENGINE_WORK),
         time_per_event(&status).unwrap_or_default()
     );
-    check_engine_work(&status, count)
+    check_engine_work(&status, count)?;
+    status.counter("events")
 }
 
 /// `; per event 0.90 ms, 0.60 ms of it without memory sync`: what one event costs
@@ -445,24 +479,9 @@ fn driven_by_interrupts(driver: &Driver) -> StepResult<String> {
     let Driver::Alone(_) = driver else {
         return Err("only the driver alone waits on its interrupt".into());
     };
-    let status = read_status(STATUS_PATH)?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("interrupts "))
-        .ok_or("no interrupts line in the driver's status")?;
-    let field = |key: &str| {
-        line.split_whitespace()
-            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
-            .ok_or_else(|| format!("no {key} in {line:?}"))
-    };
-    let count = |key: &str| -> StepResult<u64> {
-        let value = field(key)?;
-        Ok(value
-            .parse()
-            .map_err(|_| format!("{key}={value:?} in {line:?}"))?)
-    };
-    let (taken, cause_reads) = (count("taken")?, count("cause_reads")?);
-    match field("mode")? {
+    let line = interrupts_line()?;
+    let (taken, cause_reads) = (interrupt_count("taken")?, interrupt_count("cause_reads")?);
+    match status_field(&line, "mode")? {
         "line" if taken > 0 && taken == cause_reads => {
             Ok(format!("{taken} interrupts, each cause read once"))
         }
@@ -470,9 +489,45 @@ fn driven_by_interrupts(driver: &Driver) -> StepResult<String> {
     }
 }
 
-/// The share of the processor the driver (`pid`) used under the load that
-/// started at `started`, when it had used `used`, and then idle over
-/// [`IDLE_WINDOW`]; printed as the line the host's table reads.
+/// The `interrupts` line of the driver's status.
+fn interrupts_line() -> StepResult<String> {
+    let status = read_status(STATUS_PATH)?;
+    Ok(status
+        .lines()
+        .find(|line| line.starts_with("interrupts "))
+        .ok_or("no interrupts line in the driver's status")?
+        .to_owned())
+}
+
+/// The value of `key=` among the words of `line`.
+fn status_field<'a>(line: &'a str, key: &str) -> StepResult<&'a str> {
+    Ok(line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+        .ok_or_else(|| format!("no {key} in {line:?}"))?)
+}
+
+/// A count of the driver's `interrupts` status line.
+fn interrupt_count(key: &str) -> StepResult<u64> {
+    let line = interrupts_line()?;
+    let value = status_field(&line, key)?;
+    Ok(value
+        .parse()
+        .map_err(|_| format!("{key}={value:?} in {line:?}"))?)
+}
+
+/// The link went down and came up again: two changes at least.
+fn at_least_two_link_changes(changes: u64) -> StepResult<String> {
+    match changes {
+        0 | 1 => Err(format!("{changes} link changes; the host took the link down and up").into()),
+        changes => Ok(format!("{changes} link changes")),
+    }
+}
+
+/// The share of the processor the driver (`pid` and its descendants: the
+/// engine and replicas of a replicated one) used under the load that started
+/// at `started`, when it had used `used`, and then idle over [`IDLE_WINDOW`];
+/// printed as the line the host's table reads.
 fn driver_cpu(path: NetPath, pid: u32, used: Duration, started: Instant) -> StepResult<String> {
     let under_load = cpu_time(pid)?.saturating_sub(used);
     let load_time = started.elapsed();

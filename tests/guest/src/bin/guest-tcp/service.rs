@@ -19,10 +19,12 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The service binds and listens at once.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The echo service's port and how long the host may take.
+/// The echo service's port, how long the host may take, and the path whose
+/// link the host takes down and up.
 pub struct Settings {
     pub port: u16,
     pub host_timeout: Duration,
+    pub link_flap: Option<NetPath>,
 }
 
 /// Runs the shared steps of `path`, named `tcp-<label>-<step>`, once `up` says its
