@@ -22,8 +22,19 @@ pub trait InterruptLine {
     /// How often the line fired since the last call, without waiting.
     fn take_fired(&mut self) -> io::Result<u64>;
 
-    /// Unmasks the line once the driver has cleared its device's cause.
-    fn unmask(&mut self) -> io::Result<()>;
+    /// Unmasks the line once the driver has cleared its device's cause, and
+    /// says whether the device still asks for service.
+    fn unmask(&mut self) -> io::Result<Unmasked>;
+}
+
+/// What a device says as its line is unmasked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unmasked {
+    Quiet,
+    /// A cause arose while the line was masked and the device still asserts
+    /// it: the unmasking need not deliver it as a new interrupt (QEMU's e1000
+    /// under `uio_pci_generic` does not, always), so it counts as a firing.
+    Pending,
 }
 
 /// A line fired by hand, for host tests; clones share it.
@@ -37,14 +48,18 @@ struct SoftLineState {
     /// Firings not yet taken.
     fired: AtomicU64,
     masked: AtomicBool,
+    /// Raised while masked: pending at the unmask.
+    raised_while_masked: AtomicBool,
     unmasks: AtomicU64,
 }
 
 impl SoftInterrupt {
     /// The device raises the line: counted and masked, unless it is masked
-    /// already (a masked line delivers nothing).
+    /// already (a masked line delivers nothing, and says so at the unmask).
     pub fn fire(&self) {
-        if !self.state.masked.swap(true, Ordering::SeqCst) {
+        if self.state.masked.swap(true, Ordering::SeqCst) {
+            self.state.raised_while_masked.store(true, Ordering::SeqCst);
+        } else {
             self.state.fired.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -68,10 +83,13 @@ impl InterruptLine for SoftInterrupt {
         Ok(self.state.fired.swap(0, Ordering::SeqCst))
     }
 
-    fn unmask(&mut self) -> io::Result<()> {
+    fn unmask(&mut self) -> io::Result<Unmasked> {
         self.state.masked.store(false, Ordering::SeqCst);
         self.state.unmasks.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        match self.state.raised_while_masked.swap(false, Ordering::SeqCst) {
+            true => Ok(Unmasked::Pending),
+            false => Ok(Unmasked::Quiet),
+        }
     }
 }
 

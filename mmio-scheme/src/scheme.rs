@@ -75,7 +75,7 @@ use syscall::schemev2::NewFdFlags;
 
 use crate::bus::{RegisterBus, Window, WindowError};
 use crate::hardware::Hardware;
-use crate::interrupt::InterruptLine;
+use crate::interrupt::{InterruptLine, Unmasked};
 use crate::open_path::{OpenRequest, RegisterTarget, Target};
 use crate::status::{self, Counters};
 use crate::wire::START_BUS_MASTER;
@@ -221,11 +221,16 @@ impl<H: Hardware> MmioScheme<H> {
                 return Err(hardware_errno(&error));
             }
         };
-        if let Err(error) = line.unmask() {
-            self.counters.errors += 1;
-            log::error!("{bdf}: unmasking the interrupt for driver {driver}: {error}");
-            return Err(Error::new(EIO));
-        }
+        // A line left asserted (by a predecessor that died) is pending at once.
+        let pending = match line.unmask() {
+            Ok(Unmasked::Quiet) => 0,
+            Ok(Unmasked::Pending) => 1,
+            Err(error) => {
+                self.counters.errors += 1;
+                log::error!("{bdf}: unmasking the interrupt for driver {driver}: {error}");
+                return Err(Error::new(EIO));
+            }
+        };
         self.counters.opens += 1;
         log::info!(
             "pid {} (driver {driver}) opened {}",
@@ -239,7 +244,7 @@ impl<H: Hardware> MmioScheme<H> {
             bdf,
             line,
             writable,
-            pending: 0,
+            pending,
             delivered: 0,
             acknowledged: 0,
         }))
@@ -293,9 +298,13 @@ impl<H: Hardware> MmioScheme<H> {
         // from the readiness event and has read its device's causes.
         handle.delivered += std::mem::take(&mut handle.pending);
         match handle.line.unmask() {
-            Ok(()) => {
+            Ok(unmasked) => {
                 handle.acknowledged += 1;
                 self.counters.interrupt_acks += 1;
+                if unmasked == Unmasked::Pending {
+                    handle.pending += 1;
+                    self.counters.interrupts += 1;
+                }
                 Ok(INTERRUPT_COUNT_LEN)
             }
             Err(error) => {

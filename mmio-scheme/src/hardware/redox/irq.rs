@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use libredox::flag::{O_CLOEXEC, O_NONBLOCK, O_RDWR};
 use libredox::Fd;
 
-use crate::interrupt::InterruptLine;
+use crate::interrupt::{InterruptLine, Unmasked};
 
 pub(super) struct IrqLine {
     file: Fd,
@@ -53,9 +53,11 @@ impl InterruptLine for IrqLine {
         Ok(fired)
     }
 
-    fn unmask(&mut self) -> io::Result<()> {
+    /// `irq:` masks the legacy line until this write, and a line still
+    /// asserted then fires again, so nothing is pending here.
+    fn unmask(&mut self) -> io::Result<Unmasked> {
         let counter = self.seen.unwrap_or(0).to_ne_bytes();
         self.file.write(&counter)?;
-        Ok(())
+        Ok(Unmasked::Quiet)
     }
 }
