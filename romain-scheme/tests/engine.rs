@@ -675,6 +675,22 @@ fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_device_write_that_a_read_tells_of_is_in_the_replicas_memory_when_the_read_returns() {
+    // A driver reads its NIC's interrupt cause, then looks at the ring the NIC
+    // wrote before raising it. Were the replicas' copy of that memory as old
+    // as the round's start, a frame that came in between would be told by the
+    // cause (and the cause cleared by the read) yet missing from the ring.
+    let (dir, _testbed, group) = events_beside_testbed("witness", "testbed:queue/witness-test");
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    for _ in 0..3 {
+        assert_eq!(events.write(b"witness 2").unwrap(), 9);
+    }
+    assert_eq!(status(&group)["divergences"], "0");
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Three replicas of the test driver, driven without a forwarder: each request
 /// is one exchange.
 struct DirectGroup {

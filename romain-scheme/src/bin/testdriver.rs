@@ -36,7 +36,9 @@ enum Mode {
     /// events of one kind: `port` (an `in` from port 0x80), `syscall` (a getppid),
     /// `mmio` (a 32-bit load from the device window), `client` (open the --client
     /// path, write one byte, close), `shared` (add one to the counter at the start of
-    /// the --shared path's memory, mapped once), `none`; `exit <code>` ends the
+    /// the --shared path's memory, mapped once), `witness` (read the --shared
+    /// handle, which stores a number in the memory's second word and answers it,
+    /// and fail with EIO unless the memory holds it), `none`; `exit <code>` ends the
     /// driver with that status. Runs under the replication engine, which
     /// traps each event.
     #[cfg(target_os = "linux")]
@@ -158,7 +160,7 @@ fn main() -> ExitCode {
                     window,
                     client,
                     shared,
-                    counter: None,
+                    memory: None,
                 }),
                 ..Alive::default()
             };
@@ -209,8 +211,8 @@ mod events {
         pub window: NonNull<u32>,
         pub client: String,
         pub shared: String,
-        /// The `shared` path's memory, once mapped.
-        pub counter: Option<Mapping>,
+        /// The `shared` path's handle and memory, once mapped.
+        pub memory: Option<(Handle, Mapping)>,
     }
 
     impl Events {
@@ -230,6 +232,7 @@ mod events {
                     "mmio" => u64::from(unsafe { self.window.as_ptr().read_volatile() }),
                     "client" => write_through(&self.client)?,
                     "shared" => self.count_in_shared_memory()?,
+                    "witness" => self.witness_a_device_write()?,
                     // The driver ends on its own, as a driver that gives up does.
                     "exit" => std::process::exit(count as i32),
                     "none" => 0,
@@ -240,8 +243,9 @@ mod events {
             Ok(())
         }
 
-        fn count_in_shared_memory(&mut self) -> Result<u64> {
-            if self.counter.is_none() {
+        /// The `shared` path's handle and its page, mapped at the first use.
+        fn shared_memory(&mut self) -> Result<&(Handle, Mapping)> {
+            if self.memory.is_none() {
                 let handle = Handle::open(&self.shared, O_RDWR).map_err(|error| {
                     log::warn!("{}: {error}", self.shared);
                     Error::new(EIO)
@@ -250,16 +254,35 @@ mod events {
                     log::warn!("mapping {}: {error}", self.shared);
                     Error::new(EIO)
                 })?;
-                self.counter = Some(mapping);
+                self.memory = Some((handle, mapping));
             }
-            let counter = self
-                .counter
-                .as_ref()
-                .expect("mapped above")
-                .as_ptr()
-                .cast::<u32>();
+            Ok(self.memory.as_ref().expect("mapped above"))
+        }
+
+        fn count_in_shared_memory(&mut self) -> Result<u64> {
+            let counter = self.shared_memory()?.1.as_ptr().cast::<u32>();
             // SAFETY: the mapping is a page, writable, and lives as long as self.
             unsafe { counter.write_volatile(counter.read_volatile().wrapping_add(1)) };
+            Ok(1)
+        }
+
+        /// Asks the device for a write into the memory, as a driver reads an
+        /// interrupt cause, and looks for it there, as the driver then looks at
+        /// its ring.
+        fn witness_a_device_write(&mut self) -> Result<u64> {
+            let (handle, mapping) = self.shared_memory()?;
+            let mut told = [0; 4];
+            handle.read(&mut told).map_err(|error| {
+                log::warn!("reading the shared memory's handle: {error}");
+                Error::new(EIO)
+            })?;
+            // SAFETY: the mapping is a page and lives as long as self.
+            let found = unsafe { mapping.as_ptr().cast::<u32>().add(1).read_volatile() };
+            let told = u32::from_le_bytes(told);
+            if found != told {
+                log::warn!("the device said it wrote {told}, the memory holds {found}");
+                return Err(Error::new(EIO));
+            }
             Ok(1)
         }
     }

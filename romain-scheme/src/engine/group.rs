@@ -655,6 +655,11 @@ impl ReplicaGroup {
 
         match self.perform(&reference, source, devices)? {
             Completion::Continue { regs, stores } => {
+                if tells_of_a_device(&reference.action) {
+                    // What the answer tells of (a cause a read cleared, say)
+                    // the device wrote before it: the replicas see it too.
+                    self.pull_shared_memory();
+                }
                 for (index, member) in self.live() {
                     for (address, bytes) in &stores {
                         if let Err(error) = member.tracee.write_memory(*address, bytes) {
@@ -1174,6 +1179,25 @@ fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
 
 /// Whether completing `action` can show a device what is in shared memory: a
 /// scheme call (to `mmio:`, say), a port or device-memory access.
+/// Whether the event's answer may tell the replicas of a device's state: a
+/// register or port read, or a scheme's reply. Their copies of the device's
+/// memory are brought up to date before they go on, or a driver that reads a
+/// cause would look at memory older than the cause.
+fn tells_of_a_device(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Port(_)
+            | Action::Memory {
+                access: MemoryAccess::Load { .. },
+                ..
+            }
+            | Action::Syscall(
+                _,
+                SyscallClass::ConnectionExchange { .. } | SyscallClass::ReceiveMessage { .. }
+            )
+    )
+}
+
 fn reaches_a_device(action: &Action) -> bool {
     matches!(
         action,

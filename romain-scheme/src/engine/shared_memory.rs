@@ -11,8 +11,11 @@
 //! - before an effect reaches a device ([`SharedMemory::push`]), the bytes the
 //!   replicas changed are voted page by page and the majority's go out; a replica
 //!   whose page differs from the majority's is repaired;
-//! - before the replicas take a request ([`SharedMemory::pull`]), the bytes the
-//!   device changed are copied into every replica.
+//! - before the replicas take a round, and before they go on from an event whose
+//!   answer tells of the device (a register read, a scheme's reply)
+//!   ([`SharedMemory::pull`]), the bytes the device changed are copied into every
+//!   replica: a driver that reads a cause then finds what the device wrote
+//!   before raising it.
 //!
 //! Bytes both sides changed between two points keep the device's: drivers and
 //! devices hand buffers over by ownership (descriptor status bits), so they do not

@@ -5,7 +5,7 @@
 //! | `queue/<name>` | a byte queue shared by everyone who opens the name: write appends (back-pressure at [`QUEUE_CAPACITY`]), read takes; readiness for both |
 //! | `whoami`       | read gives the caller's `pid= uid= gid=` as the scheme saw them  |
 //! | `stats`        | read gives `opened= closed= queues=`: handles opened and closed (stats handles not counted) and queues created, since the start |
-//! | `shared`       | one page of memory every client maps (on Linux)                  |
+//! | `shared`       | one page of memory every client maps (on Linux); a read plays a device that wrote to it: it stores the next number in the page's second 32-bit word and answers it (4 bytes, little-endian) |
 //!
 //! `call` with metadata `[CALL_REVERSE]` reverses the payload in place.
 //!
@@ -67,6 +67,9 @@ pub struct Testbed {
     closed: u64,
     #[cfg(target_os = "linux")]
     shared: Option<std::os::fd::OwnedFd>,
+    /// The last number a read of `shared` stored in its page.
+    #[cfg(target_os = "linux")]
+    device_writes: u32,
 }
 
 impl Testbed {
@@ -184,7 +187,7 @@ impl SchemeSync for Testbed {
         match self.handle(id)? {
             HandleKind::WhoAmI(text) => Ok(copy_at_offset(text.as_bytes(), offset, buf)),
             HandleKind::Stats => Ok(copy_at_offset(self.stats_text().as_bytes(), offset, buf)),
-            HandleKind::Shared => Err(Error::new(EINVAL)),
+            HandleKind::Shared => self.write_as_the_device(buf),
             HandleKind::Queue(_) => {
                 let queue = self.queue(id)?;
                 if queue.is_empty() {
@@ -279,6 +282,28 @@ impl SchemeSync for Testbed {
                 }
             }
         }
+    }
+}
+
+impl Testbed {
+    /// A device's write into the `shared` page, then the register read that
+    /// tells of it: a driver that sees the number must find it in its memory.
+    #[cfg(target_os = "linux")]
+    fn write_as_the_device(&mut self, buf: &mut [u8]) -> Result<usize> {
+        // Before anyone mapped the page there is no device memory to write.
+        let memory = self.shared.as_ref().ok_or(Error::new(EINVAL))?;
+        let answer = buf.get_mut(..4).ok_or(Error::new(EINVAL))?;
+        let written = self.device_writes.wrapping_add(1);
+        nix::sys::uio::pwrite(memory, &written.to_le_bytes(), 4)
+            .map_err(|e| Error::new(e as i32))?;
+        self.device_writes = written;
+        answer.copy_from_slice(&written.to_le_bytes());
+        Ok(4)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn write_as_the_device(&mut self, _buf: &mut [u8]) -> Result<usize> {
+        Err(Error::new(EINVAL))
     }
 }
 
@@ -476,6 +501,33 @@ mod tests {
         assert_eq!(
             nix::sys::stat::fstat(&alice.fd).unwrap().st_size,
             SHARED_SIZE as i64
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_read_of_the_shared_page_stores_the_next_number_in_it_and_answers_it() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let shared = open(&mut bed, "shared").unwrap();
+        let mut answer = [0; 4];
+        assert_eq!(
+            bed.read(shared, &mut answer, 0, 0, &ctx).unwrap_err().errno,
+            EINVAL,
+            "no memory before the first map"
+        );
+        let grant = bed.map_fd(shared, 0, SHARED_SIZE, &ctx).unwrap();
+        for expected in 1..=2_u32 {
+            assert_eq!(bed.read(shared, &mut answer, 0, 0, &ctx), Ok(4));
+            assert_eq!(u32::from_le_bytes(answer), expected);
+            let mut stored = [0; 4];
+            nix::sys::uio::pread(&grant.fd, &mut stored, 4).unwrap();
+            assert_eq!(u32::from_le_bytes(stored), expected, "in the second word");
+        }
+        assert_eq!(
+            bed.read(shared, &mut [0; 3], 0, 0, &ctx).unwrap_err().errno,
+            EINVAL,
+            "no room for the answer"
         );
     }
 }
