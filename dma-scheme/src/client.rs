@@ -8,7 +8,7 @@ use syscall::flag::O_RDWR;
 
 use crate::info::{BufferInfo, KeepState, INFO_CALL};
 use crate::request::{AllocRequest, KeepName};
-use crate::{BufferFlags, SCHEME_NAME};
+use crate::{BufferFlags, Direction, SCHEME_NAME};
 
 const PAGE_SIZE: usize = 4096;
 
@@ -27,26 +27,37 @@ impl DmaBuffer {
     /// page); leaving their unused tail unmapped keeps it out of everything that
     /// walks the mapping, such as a replication engine keeping copies in step.
     pub fn alloc(size: usize, flags: BufferFlags) -> io::Result<Self> {
-        Self::open(size, flags, None)
+        Self::open(size, flags, Direction::Both, None)
     }
 
     /// As [`alloc`](Self::alloc), for a buffer kept under `name` when this
     /// handle closes or this process dies, so that a successor of the same
     /// uid (a restarted driver) can take it over with the device still using
-    /// it (see [`crate::keep`]). If such a buffer of the same size and flags
+    /// it (see [`crate::keep`]). `direction` says which way its bytes go
+    /// ([`Direction`]). If such a buffer of the same size, flags and direction
     /// is waiting, this is it, contents and bus address as left, and
     /// [`adopted`](Self::adopted) says so; otherwise it is fresh and zeroed.
     ///
     /// A name is 1 to 32 characters of `a-z`, `0-9`, `.`, `_` and `-`
     /// (`InvalidInput` otherwise). A buffer of that name this uid holds open
     /// already makes this fail with `EEXIST`.
-    pub fn alloc_kept(size: usize, flags: BufferFlags, name: &str) -> io::Result<Self> {
+    pub fn alloc_kept(
+        size: usize,
+        flags: BufferFlags,
+        direction: Direction,
+        name: &str,
+    ) -> io::Result<Self> {
         let name =
             KeepName::new(name).map_err(|bad| io::Error::new(io::ErrorKind::InvalidInput, bad))?;
-        Self::open(size, flags, Some(name))
+        Self::open(size, flags, direction, Some(name))
     }
 
-    fn open(size: usize, flags: BufferFlags, keep: Option<KeepName>) -> io::Result<Self> {
+    fn open(
+        size: usize,
+        flags: BufferFlags,
+        direction: Direction,
+        keep: Option<KeepName>,
+    ) -> io::Result<Self> {
         let size = NonZeroU64::new(size as u64).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -56,7 +67,12 @@ impl DmaBuffer {
         let handle = Handle::open(
             &format!(
                 "/scheme/{SCHEME_NAME}/{}",
-                AllocRequest { size, flags, keep }
+                AllocRequest {
+                    size,
+                    flags,
+                    direction,
+                    keep
+                }
             ),
             O_RDWR,
         )?;

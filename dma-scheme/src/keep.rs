@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use crate::backend::DmaMemory;
 use crate::quarantine::Freed;
 use crate::request::{AllocRequest, KeepName};
-use crate::BufferFlags;
 
 /// A kept buffer whose last handle has closed.
 pub(crate) struct Orphan<M> {
@@ -109,13 +108,16 @@ impl<M: DmaMemory> Orphans<M> {
         displaced
     }
 
-    /// Takes the orphan of (`uid`, `name`) out, if any: to adopt if it is of
-    /// `size` and `flags`, otherwise to release.
-    pub fn claim(&mut self, uid: u32, name: KeepName, size: u64, flags: BufferFlags) -> Claim<M> {
+    /// Takes the orphan of (`uid`, `name`) out, if any: to adopt if it was
+    /// allocated as `wanted` asks (size, as rounded, flags and direction),
+    /// otherwise to release.
+    pub fn claim(&mut self, uid: u32, name: KeepName, wanted: AllocRequest) -> Claim<M> {
         let Some(orphan) = self.table.remove(&(uid, name)) else {
             return Claim::Nothing;
         };
-        if orphan.request.size.get() == size && orphan.request.flags == flags {
+        let made = orphan.request;
+        if (made.size, made.flags, made.direction) == (wanted.size, wanted.flags, wanted.direction)
+        {
             self.counters.adopted += 1;
             Claim::Adopt(orphan)
         } else {
@@ -161,6 +163,7 @@ impl<M: DmaMemory> Orphans<M> {
 mod tests {
     use super::*;
     use crate::backend::{DmaBackend, MappedMemfd, MemfdBackend};
+    use crate::{BufferFlags, Direction};
     use std::num::NonZeroU64;
 
     const KEEP: Duration = Duration::from_millis(100);
@@ -173,6 +176,7 @@ mod tests {
         AllocRequest {
             size: NonZeroU64::new(size).unwrap(),
             flags,
+            direction: Direction::Both,
             keep: Some(name(keep)),
         }
     }
@@ -186,7 +190,7 @@ mod tests {
     }
 
     fn memory(size: usize) -> MappedMemfd {
-        MemfdBackend.allocate(size).unwrap()
+        MemfdBackend.allocate(size, Direction::Both).unwrap()
     }
 
     fn park(orphans: &mut Orphans<MappedMemfd>, uid: u32, keep: &str, now: Instant) {
@@ -201,41 +205,50 @@ mod tests {
     }
 
     #[test]
-    fn an_orphan_is_adopted_only_by_its_uid_with_its_size_and_flags() {
+    fn an_orphan_is_adopted_only_by_its_uid_with_its_size_flags_and_direction() {
         let mut orphans = Orphans::new(KEEP);
         let now = Instant::now();
         park(&mut orphans, 1001, "rx", now);
         assert_eq!(orphans.held(), (1, 8192));
         let rx = name("rx");
         assert!(matches!(
-            orphans.claim(1002, rx, 8192, BufferFlags::SHARED),
+            orphans.claim(1002, rx, request(8192, BufferFlags::SHARED, "rx")),
             Claim::Nothing
         ));
         assert!(matches!(
-            orphans.claim(1001, name("tx"), 8192, BufferFlags::SHARED),
+            orphans.claim(1001, name("tx"), request(8192, BufferFlags::SHARED, "rx")),
             Claim::Nothing
         ));
         assert!(matches!(
-            orphans.claim(1001, rx, 8192, BufferFlags::SHARED),
+            orphans.claim(1001, rx, request(8192, BufferFlags::SHARED, "rx")),
             Claim::Adopt(_)
         ));
         assert_eq!(orphans.held(), (0, 0));
 
         park(&mut orphans, 1001, "rx", now);
         assert!(matches!(
-            orphans.claim(1001, rx, 8192, BufferFlags::empty()),
+            orphans.claim(1001, rx, request(8192, BufferFlags::empty(), "rx")),
             Claim::Mismatch(_)
         ));
         park(&mut orphans, 1001, "rx", now);
         assert!(matches!(
-            orphans.claim(1001, rx, 4096, BufferFlags::SHARED),
+            orphans.claim(1001, rx, request(4096, BufferFlags::SHARED, "rx")),
+            Claim::Mismatch(_)
+        ));
+        park(&mut orphans, 1001, "rx", now);
+        let toward_the_device = AllocRequest {
+            direction: Direction::ToDevice,
+            ..request(8192, BufferFlags::SHARED, "rx")
+        };
+        assert!(matches!(
+            orphans.claim(1001, rx, toward_the_device),
             Claim::Mismatch(_)
         ));
         assert_eq!(
             orphans.counters(),
             KeptCounters {
                 adopted: 1,
-                released: 2
+                released: 3
             }
         );
     }

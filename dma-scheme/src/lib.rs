@@ -30,6 +30,10 @@
 //! driver's restarted successor to adopt it by name, so that the successor
 //! takes over a running device without resetting it.
 //!
+//! `dma:alloc?...&dir=<to-device|from-device|both>` says which way the buffer's
+//! bytes go ([`Direction`]); a replication engine keeps its replicas' copies in
+//! step by it. A kept buffer is adopted only with the same direction.
+//!
 //! Drivers use [`DmaBuffer`]; the daemon is [`DmaScheme`] over a [`backend`].
 
 pub mod backend;
@@ -45,7 +49,7 @@ mod scheme;
 pub mod status;
 
 pub use client::DmaBuffer;
-pub use flags::BufferFlags;
+pub use flags::{BufferFlags, Direction};
 pub use info::{BufferInfo, KeepState};
 pub use quarantine::QuarantineConfig;
 pub use quota::{QuotaSource, UniformQuota};

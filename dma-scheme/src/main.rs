@@ -158,7 +158,7 @@ fn probe<B: DmaBackend>(backend: &mut B) {
     let Some(size) = backend.buffer_size(1) else {
         return;
     };
-    match backend.allocate(size) {
+    match backend.allocate(size, dma_scheme::Direction::Both) {
         Ok(memory) => log::info!(
             "{} backend works (a test buffer had bus address {})",
             backend.name(),

@@ -235,7 +235,7 @@ mod tests {
     const HOLD: Duration = Duration::from_millis(100);
 
     fn buffer() -> MappedMemfd {
-        MemfdBackend.allocate(8192).unwrap()
+        MemfdBackend.allocate(8192, crate::Direction::Both).unwrap()
     }
 
     fn freed(id: usize) -> Freed {

@@ -1,5 +1,5 @@
-//! The paths a client opens: `alloc?size=<bytes>&flags=<flag,...>&keep=<name>`
-//! and `status`.
+//! The paths a client opens:
+//! `alloc?size=<bytes>&flags=<flag,...>&dir=<direction>&keep=<name>` and `status`.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -7,7 +7,7 @@ use std::num::NonZeroU64;
 
 use syscall::error::{EINVAL, ENOENT};
 
-use crate::BufferFlags;
+use crate::{BufferFlags, Direction};
 
 /// What an `openat` path asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub enum OpenRequest {
 pub struct AllocRequest {
     pub size: NonZeroU64,
     pub flags: BufferFlags,
+    pub direction: Direction,
     /// With a name, the buffer is kept for a successor when its last handle
     /// closes, instead of being freed (see [`crate::keep`]).
     pub keep: Option<KeepName>,
@@ -33,6 +34,9 @@ impl fmt::Display for AllocRequest {
         write!(f, "alloc?size={}", self.size)?;
         if !self.flags.is_empty() {
             write!(f, "&flags={}", self.flags)?;
+        }
+        if self.direction != Direction::Both {
+            write!(f, "&dir={}", self.direction)?;
         }
         if let Some(name) = &self.keep {
             write!(f, "&keep={name}")?;
@@ -197,6 +201,7 @@ pub enum RequestError {
     ZeroSize,
     UnknownFlag(Excerpt),
     RepeatedFlag(Excerpt),
+    UnknownDirection(Excerpt),
     BadKeepName(BadKeepName),
 }
 
@@ -215,10 +220,10 @@ impl fmt::Display for RequestError {
         match self {
             Self::UnknownPath(path) => write!(
                 f,
-                "unknown path {path} (want alloc?size=...&flags=...&keep=... or status)"
+                "unknown path {path} (want alloc?size=...&flags=...&dir=...&keep=... or status)"
             ),
             Self::Malformed(part) => write!(f, "query part {part} is not key=value"),
-            Self::UnknownKey(key) => write!(f, "unknown key {key} (want size, flags or keep)"),
+            Self::UnknownKey(key) => write!(f, "unknown key {key} (want size, flags, dir or keep)"),
             Self::RepeatedKey(key) => write!(f, "key {key} given twice"),
             Self::MissingSize => f.write_str("alloc needs size=<bytes>"),
             Self::BadSize(text) => write!(
@@ -228,6 +233,10 @@ impl fmt::Display for RequestError {
             Self::ZeroSize => f.write_str("size 0: a buffer has at least one byte"),
             Self::UnknownFlag(flag) => write!(f, "unknown flag {flag} (known: shared)"),
             Self::RepeatedFlag(flag) => write!(f, "flag {flag} given twice"),
+            Self::UnknownDirection(direction) => write!(
+                f,
+                "unknown direction {direction} (known: both, to-device, from-device)"
+            ),
             Self::BadKeepName(bad) => bad.fmt(f),
         }
     }
@@ -253,6 +262,7 @@ pub fn parse(path: &str) -> Result<OpenRequest, RequestError> {
 fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
     let mut size = None;
     let mut flags = None;
+    let mut direction = None;
     let mut keep = None;
     for part in query.split('&') {
         let (key, value) = part
@@ -261,6 +271,12 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
         let slot_taken = match key {
             "size" => size.replace(parse_size(value)?).is_some(),
             "flags" => flags.replace(parse_flags(value)?).is_some(),
+            "dir" => direction
+                .replace(
+                    Direction::named(value)
+                        .ok_or_else(|| RequestError::UnknownDirection(value.into()))?,
+                )
+                .is_some(),
             "keep" => keep
                 .replace(KeepName::new(value).map_err(RequestError::BadKeepName)?)
                 .is_some(),
@@ -273,6 +289,7 @@ fn parse_alloc(query: &str) -> Result<AllocRequest, RequestError> {
     Ok(AllocRequest {
         size: size.ok_or(RequestError::MissingSize)?,
         flags: flags.unwrap_or_default(),
+        direction: direction.unwrap_or_default(),
         keep,
     })
 }
@@ -328,6 +345,7 @@ mod tests {
         OpenRequest::Alloc(AllocRequest {
             size: NonZeroU64::new(size).unwrap(),
             flags,
+            direction: Direction::Both,
             keep: None,
         })
     }
@@ -336,6 +354,7 @@ mod tests {
         OpenRequest::Alloc(AllocRequest {
             size: NonZeroU64::new(size).unwrap(),
             flags,
+            direction: Direction::Both,
             keep: Some(KeepName::new(name).unwrap()),
         })
     }
@@ -382,6 +401,37 @@ mod tests {
                 "keep name \"{}\"... (1000 bytes) is not 1 to 32 characters of a-z, 0-9, '.', '_' and '-'",
                 "A".repeat(64)
             )
+        );
+    }
+
+    #[test]
+    fn a_direction_is_read_from_the_path_and_an_unknown_one_refused() {
+        let toward = |direction| {
+            Ok(OpenRequest::Alloc(AllocRequest {
+                size: NonZeroU64::new(4096).unwrap(),
+                flags: BufferFlags::SHARED,
+                direction,
+                keep: None,
+            }))
+        };
+        assert_eq!(
+            parse("alloc?size=4096&flags=shared&dir=from-device"),
+            toward(Direction::FromDevice)
+        );
+        assert_eq!(
+            parse("alloc?dir=to-device&size=4096&flags=shared"),
+            toward(Direction::ToDevice)
+        );
+        assert_eq!(
+            parse("alloc?size=4096&flags=shared&dir=both"),
+            toward(Direction::Both)
+        );
+        let error = parse("alloc?size=1&dir=sideways").unwrap_err();
+        assert_eq!(error, RequestError::UnknownDirection("sideways".into()));
+        assert_eq!(error.errno(), EINVAL);
+        assert_eq!(
+            parse("alloc?size=1&dir=both&dir=both").unwrap_err(),
+            RequestError::RepeatedKey("dir".into())
         );
     }
 
@@ -494,21 +544,25 @@ mod tests {
             AllocRequest {
                 size: NonZeroU64::new(12345).unwrap(),
                 flags: BufferFlags::SHARED,
+                direction: Direction::FromDevice,
                 keep: None,
             },
             AllocRequest {
                 size: NonZeroU64::new(1).unwrap(),
                 flags: BufferFlags::empty(),
+                direction: Direction::Both,
                 keep: None,
             },
             AllocRequest {
                 size: NonZeroU64::new(8192).unwrap(),
                 flags: BufferFlags::SHARED,
+                direction: Direction::ToDevice,
                 keep: Some(KeepName::new("rx-ring").unwrap()),
             },
             AllocRequest {
                 size: NonZeroU64::new(4096).unwrap(),
                 flags: BufferFlags::empty(),
+                direction: Direction::Both,
                 keep: Some(KeepName::new("tx.0").unwrap()),
             },
         ] {

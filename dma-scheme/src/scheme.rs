@@ -153,7 +153,7 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
     }
 
     /// The orphan of `name` for `request` (rounded to `size`) by `uid`, if it
-    /// can be adopted; one that cannot (another size or flags) is freed.
+    /// can be adopted; one that cannot (another size, flags or direction) is freed.
     fn adopt(
         &mut self,
         name: KeepName,
@@ -162,7 +162,10 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         ctx: &CallerCtx,
         now: Instant,
     ) -> Option<B::Memory> {
-        match self.orphans.claim(ctx.uid, name, size.get(), request.flags) {
+        match self
+            .orphans
+            .claim(ctx.uid, name, AllocRequest { size, ..request })
+        {
             Claim::Nothing => None,
             Claim::Adopt(orphan) => {
                 // The new buffer's own line says "adopted".
@@ -178,11 +181,12 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             Claim::Mismatch(orphan) => {
                 log::info!(
                     "pid {} (uid {}): {request} does not match the kept buffer {name} \
-                     ({} bytes, flags [{}]): that one is freed, a new one allocated",
+                     ({} bytes, flags [{}], dir {}): that one is freed, a new one allocated",
                     ctx.pid,
                     ctx.uid,
                     orphan.request.size,
-                    orphan.request.flags
+                    orphan.request.flags,
+                    orphan.request.direction
                 );
                 self.discard(orphan, now);
                 None
@@ -230,7 +234,10 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
             );
             return Err(Error::new(EDQUOT));
         }
-        let memory = match self.backend.allocate(size.get() as usize) {
+        let memory = match self
+            .backend
+            .allocate(size.get() as usize, request.direction)
+        {
             Ok(memory) => memory,
             Err(e) => {
                 self.ledger.release(uid, size.get());

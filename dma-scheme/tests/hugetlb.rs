@@ -6,11 +6,12 @@
 
 use std::fs::{self, File};
 use std::num::NonZeroUsize;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use dma_scheme::backend::{DmaBackend, DmaMemory, HugetlbBackend};
 use dma_scheme::info::INFO_CALL;
-use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, QuarantineConfig, UniformQuota};
+use dma_scheme::{BufferFlags, BufferInfo, Direction, DmaScheme, QuarantineConfig, UniformQuota};
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags, Flock, FlockArg};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
@@ -111,7 +112,9 @@ fn hugetlb_buffers_are_contiguous_zeroed_and_shared_with_the_client() {
     };
 
     let mut backend = HugetlbBackend;
-    let memory = backend.allocate(HUGE).expect("a huge page");
+    let memory = backend
+        .allocate(HUGE, Direction::Both)
+        .expect("a huge page");
     let bus_addr = memory.bus_addr().expect("hugetlb memory has a bus address");
     assert_ne!(bus_addr, 0);
     assert_eq!(bus_addr % HUGE as u64, 0, "{bus_addr:#x} is 2 MiB aligned");
@@ -134,8 +137,12 @@ fn hugetlb_buffers_are_contiguous_zeroed_and_shared_with_the_client() {
         "more than one huge page"
     );
 
-    for round in 0..2 {
-        let id = open(&mut scheme, "alloc?size=4096&flags=shared").unwrap();
+    for (round, direction) in [Direction::FromDevice, Direction::Both]
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("alloc?size=4096&flags=shared&dir={direction}");
+        let id = open(&mut scheme, &path).unwrap();
         let mut reply = [0; BufferInfo::LEN];
         scheme.call(id, &mut reply, &[INFO_CALL], &ctx).unwrap();
         let info = BufferInfo::from_bytes(&reply).unwrap();
@@ -144,6 +151,14 @@ fn hugetlb_buffers_are_contiguous_zeroed_and_shared_with_the_client() {
         assert_eq!(bus_addr % HUGE as u64, 0);
 
         let grant = scheme.map_fd(id, 0, HUGE, &ctx).unwrap();
+        // A process that holds only the descriptor (a replication engine)
+        // reads the direction from the object's name.
+        let link = fs::read_link(format!("/proc/self/fd/{}", grant.fd.as_raw_fd())).unwrap();
+        assert_eq!(
+            Direction::of_object(&link.to_string_lossy()),
+            direction,
+            "{link:?}"
+        );
         // SAFETY: a fresh shared mapping of the granted fd, unmapped below.
         let base = unsafe {
             mmap(

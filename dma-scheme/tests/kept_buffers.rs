@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use client_mapping::ClientMapping;
 use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
-use dma_scheme::{BufferInfo, DmaScheme, KeepState, QuarantineConfig, UniformQuota};
+use dma_scheme::{BufferInfo, Direction, DmaScheme, KeepState, QuarantineConfig, UniformQuota};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::CallerCtx;
 use scheme_calls::{errno, info_as, open_as as open, status};
@@ -77,10 +77,10 @@ impl DmaBackend for AddressedBackend {
     fn max_buffer_size(&self) -> usize {
         MemfdBackend.max_buffer_size()
     }
-    fn allocate(&mut self, size: usize) -> io::Result<Addressed> {
+    fn allocate(&mut self, size: usize, direction: Direction) -> io::Result<Addressed> {
         self.next += 1;
         Ok(Addressed {
-            memory: MemfdBackend.allocate(size)?,
+            memory: MemfdBackend.allocate(size, direction)?,
             bus_addr: self.next << 32,
         })
     }

@@ -10,7 +10,7 @@ mod forked_client;
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use dma_scheme::{BufferFlags, DmaBuffer, KeepState};
+use dma_scheme::{BufferFlags, Direction, DmaBuffer, KeepState};
 use forked_client::ForkedClient;
 use syscall::error::EEXIST;
 
@@ -43,7 +43,7 @@ fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_
     // The forked driver holds its buffer until the kill, as a running driver
     // holds its rings.
     let driver = ForkedClient::start("the child allocated a fresh kept buffer", || {
-        let buffer = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME);
+        let buffer = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, Direction::Both, NAME);
         let ok = match &buffer {
             Ok(buffer) => {
                 fill(buffer);
@@ -62,7 +62,8 @@ fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_
         "kept, still charged, not quarantined:\n{text}"
     );
 
-    let successor = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME).unwrap();
+    let successor =
+        DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, Direction::Both, NAME).unwrap();
     assert!(successor.adopted());
     assert!(
         bytes(&successor)
@@ -75,12 +76,17 @@ fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_
 
     let errno = |result: std::io::Result<DmaBuffer>| result.err().map(|e| e.raw_os_error());
     assert_eq!(
-        errno(DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME)),
+        errno(DmaBuffer::alloc_kept(
+            SIZE,
+            BufferFlags::SHARED,
+            Direction::Both,
+            NAME
+        )),
         Some(Some(EEXIST)),
         "one live buffer per name"
     );
     assert_eq!(
-        DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, "Rx Ring")
+        DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, Direction::Both, "Rx Ring")
             .err()
             .map(|e| e.kind()),
         Some(ErrorKind::InvalidInput)
@@ -106,7 +112,7 @@ fn a_killed_drivers_kept_buffer_is_adopted_by_its_successor_and_freed_if_nobody_
         text.contains("buffers=0\nbytes=0\n") && text.contains("kept_orphans=0\n"),
         "{text}"
     );
-    let fresh = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, NAME).unwrap();
+    let fresh = DmaBuffer::alloc_kept(SIZE, BufferFlags::SHARED, Direction::Both, NAME).unwrap();
     assert!(!fresh.adopted());
     assert!(bytes(&fresh).iter().all(|&b| b == 0));
 }

@@ -11,7 +11,7 @@ use std::io;
 use client_mapping::ClientMapping;
 use dma_scheme::backend::{DmaBackend, DmaMemory, MappedMemfd, MemfdBackend};
 use dma_scheme::info::INFO_CALL;
-use dma_scheme::{BufferFlags, BufferInfo, DmaScheme, KeepState, UniformQuota};
+use dma_scheme::{BufferFlags, BufferInfo, Direction, DmaScheme, KeepState, UniformQuota};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::CallerCtx;
 use scheme_calls::{errno, info_as, open_as, status, status_as};
@@ -180,8 +180,8 @@ impl DmaBackend for DirtyBackend {
     fn max_buffer_size(&self) -> usize {
         self.0.max_buffer_size()
     }
-    fn allocate(&mut self, size: usize) -> io::Result<MappedMemfd> {
-        let memory = self.0.allocate(size)?;
+    fn allocate(&mut self, size: usize, direction: Direction) -> io::Result<MappedMemfd> {
+        let memory = self.0.allocate(size, direction)?;
         // SAFETY: `size` bytes mapped read-write, owned by `memory`.
         unsafe { memory.as_ptr().write_bytes(0xee, size) };
         Ok(memory)
@@ -210,7 +210,7 @@ impl DmaBackend for ExhaustedBackend {
     fn max_buffer_size(&self) -> usize {
         MemfdBackend.max_buffer_size()
     }
-    fn allocate(&mut self, _size: usize) -> io::Result<MappedMemfd> {
+    fn allocate(&mut self, _size: usize, _direction: Direction) -> io::Result<MappedMemfd> {
         Err(io::ErrorKind::OutOfMemory.into())
     }
 }

@@ -15,6 +15,7 @@ use std::io;
 use nix::sys::memfd::MFdFlags;
 
 use super::{pagemap, round_up_within, DmaBackend, DmaMemory, MappedMemfd};
+use crate::Direction;
 
 const HUGE_PAGE_SIZE: usize = 2 << 20;
 
@@ -37,9 +38,9 @@ impl DmaBackend for HugetlbBackend {
         HUGE_PAGE_SIZE
     }
 
-    fn allocate(&mut self, size: usize) -> io::Result<MappedMemfd> {
+    fn allocate(&mut self, size: usize, direction: Direction) -> io::Result<MappedMemfd> {
         let mut memory = MappedMemfd::create(
-            "dma-hugetlb",
+            &direction.object_name("dma-hugetlb"),
             size,
             MFdFlags::MFD_HUGETLB | MFdFlags::MFD_HUGE_2MB,
         )

@@ -11,6 +11,7 @@ use nix::sys::memfd::MFdFlags;
 use syscall::PAGE_SIZE;
 
 use super::{round_up_within, DmaBackend, MappedMemfd};
+use crate::Direction;
 
 /// The largest buffer, the same as on Redox so that host tests meet Redox's limit.
 const MAX_BUFFER_SIZE: usize = 4 << 20;
@@ -34,8 +35,12 @@ impl DmaBackend for MemfdBackend {
         MAX_BUFFER_SIZE
     }
 
-    fn allocate(&mut self, size: usize) -> io::Result<MappedMemfd> {
-        MappedMemfd::create("dma-not-for-devices", size, MFdFlags::empty())
+    fn allocate(&mut self, size: usize, direction: Direction) -> io::Result<MappedMemfd> {
+        MappedMemfd::create(
+            &direction.object_name("dma-not-for-devices"),
+            size,
+            MFdFlags::empty(),
+        )
     }
 }
 
@@ -49,7 +54,7 @@ mod tests {
         let mut backend = MemfdBackend;
         let size = backend.buffer_size(100).unwrap();
         assert_eq!(size, PAGE_SIZE);
-        let memory = backend.allocate(size).unwrap();
+        let memory = backend.allocate(size, Direction::Both).unwrap();
         assert_eq!(memory.size(), PAGE_SIZE);
         assert_eq!(memory.bus_addr(), None);
         // SAFETY: the mapping is `len` bytes, read-write, owned by `memory`.

@@ -6,6 +6,8 @@
 
 use std::io;
 
+use crate::Direction;
+
 #[cfg(target_os = "linux")]
 mod hugetlb;
 #[cfg(target_os = "linux")]
@@ -43,8 +45,10 @@ pub trait DmaBackend {
     /// The largest buffer the backend can guarantee to be physically contiguous.
     fn max_buffer_size(&self) -> usize;
 
-    /// Allocates `size` bytes, a size [`Self::buffer_size`] returned.
-    fn allocate(&mut self, size: usize) -> io::Result<Self::Memory>;
+    /// Allocates `size` bytes, a size [`Self::buffer_size`] returned, for
+    /// bytes that go `direction` (on Linux, the memory object's name says it:
+    /// [`Direction::object_name`]).
+    fn allocate(&mut self, size: usize, direction: Direction) -> io::Result<Self::Memory>;
 }
 
 /// One buffer's memory, mapped read-write into the daemon; freed on drop.

@@ -15,6 +15,7 @@ use libredox::{flag, Fd};
 use syscall::{CallFlags, PAGE_SIZE};
 
 use super::{check_contiguous, not_contiguous, round_up_within, DmaBackend, DmaMemory};
+use crate::Direction;
 
 /// The kernel hands out at most 2^10 contiguous frames (its buddy allocator's
 /// largest order), and rounds every contiguous allocation up to a power of two.
@@ -61,7 +62,7 @@ impl DmaBackend for RedoxMemoryBackend {
         MAX_BUFFER_SIZE
     }
 
-    fn allocate(&mut self, size: usize) -> io::Result<RedoxMemory> {
+    fn allocate(&mut self, size: usize, _direction: Direction) -> io::Result<RedoxMemory> {
         let frames = Fd::open(
             "/scheme/memory/zeroed@wb?phys_contiguous",
             flag::O_CLOEXEC,

@@ -10,10 +10,9 @@ use std::io;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::dma::DmaMemory;
 use crate::io::{Io, RegOp};
 use crate::regs::*;
-use crate::ring::{Received, RxRing, TxError, TxRing, RING_SLOTS};
+use crate::ring::{Received, RingRegions, RxRing, TxError, TxRing, RING_SLOTS};
 use crate::stats::{Link, NicCounters};
 use crate::takeover::{LeftRunning, NotTakenOver};
 
@@ -46,11 +45,12 @@ pub struct Device {
 
 impl Device {
     /// Resets the NIC and starts it with its rings in `rx_memory` and `tx_memory`
-    /// (each [`crate::ring::REGION_LEN`] bytes at least).
+    /// ([`crate::ring::DESCRIPTORS_LEN`] and [`crate::ring::PACKETS_LEN`] bytes
+    /// at least).
     pub fn bring_up(
         mut io: Box<dyn Io>,
-        rx_memory: Box<dyn DmaMemory>,
-        tx_memory: Box<dyn DmaMemory>,
+        rx_memory: RingRegions,
+        tx_memory: RingRegions,
     ) -> io::Result<Self> {
         reset(&mut *io).map_err(|e| context("resetting the NIC", e))?;
         set_link_up(&mut *io).map_err(|e| context("setting the link up", e))?;
@@ -81,8 +81,8 @@ impl Device {
     /// [`Device::bring_up`] does; the reason comes back with it.
     pub fn take_over_or_bring_up(
         mut io: Box<dyn Io>,
-        rx_memory: Box<dyn DmaMemory>,
-        tx_memory: Box<dyn DmaMemory>,
+        rx_memory: RingRegions,
+        tx_memory: RingRegions,
         kept: bool,
     ) -> io::Result<(Self, Option<NotTakenOver>)> {
         if !kept {
@@ -96,8 +96,8 @@ impl Device {
         let ring_bytes = u32::from(RING_SLOTS) * crate::ring::DESCRIPTOR_LEN as u32;
         if let Err(why) = left.check(
             (RCTL_SERVING, TCTL_SERVING),
-            &*rx_memory,
-            &*tx_memory,
+            &*rx_memory.descriptors,
+            &*tx_memory.descriptors,
             ring_bytes,
         ) {
             let device = Self::bring_up(io, rx_memory, tx_memory)?;
@@ -113,7 +113,7 @@ impl Device {
         let tx = match TxRing::adopt(tx_memory, RING_SLOTS, left.tx_head, left.tx_tail) {
             Ok(tx) => tx,
             Err(tx_memory) => {
-                let device = Self::bring_up(io, rx.into_memory(), tx_memory)?;
+                let device = Self::bring_up(io, rx.into_regions(), tx_memory)?;
                 return Ok((device, Some(NotTakenOver::NotLaidOut("transmit"))));
             }
         };
@@ -373,12 +373,11 @@ fn context(what: &str, error: io::Error) -> io::Error {
 mod tests {
     use super::*;
     use crate::model::{FakeDma, SoftNic};
-    use crate::ring::REGION_LEN;
 
     const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
     fn bring_up(nic: &SoftNic, dma: &FakeDma) -> io::Result<Device> {
-        Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN))
+        Device::bring_up(nic.io(), dma.ring(RING_SLOTS), dma.ring(RING_SLOTS))
     }
 
     /// A successor on `nic`, with the buffers of `predecessor` adopted, after
@@ -389,8 +388,8 @@ mod tests {
         predecessor: &Device,
     ) -> (Device, Option<NotTakenOver>) {
         nic.stop_bus_master();
-        let rx = dma.alias(predecessor.rx.bus_addr());
-        let tx = dma.alias(predecessor.tx.bus_addr());
+        let rx = dma.alias_ring(predecessor.rx.bus_addr());
+        let tx = dma.alias_ring(predecessor.tx.bus_addr());
         Device::take_over_or_bring_up(nic.io(), rx, tx, true).unwrap()
     }
 
@@ -452,8 +451,8 @@ mod tests {
 
         let fresh = Device::take_over_or_bring_up(
             nic.io(),
-            dma.alloc(REGION_LEN),
-            dma.alloc(REGION_LEN),
+            dma.ring(RING_SLOTS),
+            dma.ring(RING_SLOTS),
             true,
         );
         let (device, not_taken) = fresh.unwrap();

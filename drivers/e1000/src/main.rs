@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use dma_scheme::Direction;
 use driver_policy::Bdf;
 use e1000::dma::SchemeBuffer;
 use e1000::interrupt::{
     BusyPoll, Interrupt, InterruptWait, MmioInterrupt, RelayedInterrupt, DEFAULT_BUSY_POLL_US,
 };
-use e1000::ring::REGION_LEN;
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
 use mmio_scheme::open_path::RegisterTarget;
@@ -112,11 +112,10 @@ fn run(args: &Args) -> io::Result<()> {
         Access::Direct => Box::new(DirectIo::map(handle)?),
         Access::Mmio => Box::new(MmioIo::new(handle)?),
     };
-    let rx = SchemeBuffer::alloc_kept(REGION_LEN, &format!("{}.rx", args.name))?;
-    let tx = SchemeBuffer::alloc_kept(REGION_LEN, &format!("{}.tx", args.name))?;
-    let kept = rx.adopted() && tx.adopted();
-    let (device, not_taken_over) =
-        Device::take_over_or_bring_up(io, Box::new(rx), Box::new(tx), kept)?;
+    let (rx, rx_kept) =
+        SchemeBuffer::kept_ring(&format!("{}.rx", args.name), Direction::FromDevice)?;
+    let (tx, tx_kept) = SchemeBuffer::kept_ring(&format!("{}.tx", args.name), Direction::ToDevice)?;
+    let (device, not_taken_over) = Device::take_over_or_bring_up(io, rx, tx, rx_kept && tx_kept)?;
     let how = match not_taken_over {
         None => "taken over as the previous driver left it".to_owned(),
         Some(why) => format!("brought up afresh: {why}"),

@@ -14,6 +14,7 @@ use crate::dma::DmaMemory;
 use crate::interrupt::Interrupt;
 use crate::io::{check_batch, Access, Io, RegOp};
 use crate::regs::*;
+use crate::ring::RingRegions;
 
 /// Where the first fake buffer lies on the bus: above 4 GiB, so the high halves of
 /// the base address registers matter.
@@ -69,6 +70,25 @@ impl FakeDma {
         let region = Rc::new(Region { ptr, layout, bus });
         regions.push(region.clone());
         Box::new(FakeBuffer(region))
+    }
+
+    /// The regions of a ring of `slots` descriptors: two buffers, allocated
+    /// one after the other (so [`alias_ring`](Self::alias_ring) finds both).
+    pub fn ring(&self, slots: u16) -> RingRegions {
+        RingRegions {
+            descriptors: self.alloc(usize::from(slots) * crate::ring::DESCRIPTOR_LEN),
+            packets: self.alloc(usize::from(slots) * crate::ring::BUFFER_LEN),
+        }
+    }
+
+    /// The regions of the ring [`ring`](Self::ring) allocated with its
+    /// descriptors at bus address `bus`, once more, as `dma:` hands a
+    /// successor the kept buffers of a driver that died.
+    pub fn alias_ring(&self, bus: u64) -> RingRegions {
+        RingRegions {
+            descriptors: self.alias(bus),
+            packets: self.alias(bus + BUS_STRIDE),
+        }
     }
 
     /// The buffer allocated at bus address `bus` once more, as `dma:` hands a

@@ -548,7 +548,7 @@ mod tests {
     use crate::interrupt::BusyPoll;
     use crate::model::{FakeDma, SoftLine, SoftNic};
     use crate::regs::{ICR, IMS};
-    use crate::ring::REGION_LEN;
+    use crate::ring::RING_SLOTS;
     use scheme_runtime::caller_ctx;
     use std::time::Duration;
 
@@ -569,7 +569,7 @@ mod tests {
             let dma = FakeDma::new();
             let nic = SoftNic::new(&dma, MAC);
             let device =
-                Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN)).unwrap();
+                Device::bring_up(nic.io(), dma.ring(RING_SLOTS), dma.ring(RING_SLOTS)).unwrap();
             Self {
                 scheme: NetworkScheme::new("network.e1000", "mmio", device),
                 nic,

@@ -20,6 +20,15 @@
 //! Bytes both sides changed between two points keep the device's: drivers and
 //! devices hand buffers over by ownership (descriptor status bits), so they do not
 //! write the same bytes at once.
+//!
+//! A `dma:` buffer says which way its bytes go ([`Direction`], read from the
+//! memory object's name): memory only the driver writes (packets to send) is
+//! brought to the replicas once, when they map it, and never compared with the
+//! device's again; memory only the device writes (received packets) is compared
+//! only at a pull that found the device wrote to some two-way memory (a
+//! descriptor), because a device writes the data before the descriptor that
+//! hands it over. Comparing is most of a pull's cost, and most of the memory is
+//! packet buffers.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -31,6 +40,8 @@ use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::stat::fstat;
 use nix::unistd::Pid;
+
+use dma_scheme::Direction;
 
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
 use crate::trap::state::{page_runs, read_memory_exactly, write_memory_exactly, PAGE_SIZE};
@@ -61,6 +72,9 @@ struct Region {
     mapped_len: usize,
     /// The content replicas and device last agreed on.
     snapshot: Vec<u8>,
+    direction: Direction,
+    /// Whether a pull has brought the replicas the object's content yet.
+    pulled: bool,
 }
 
 impl Region {
@@ -88,6 +102,32 @@ impl Region {
         let real =
             unsafe { std::slice::from_raw_parts(self.real.as_ptr().add(start), bytes.len()) };
         real == bytes
+    }
+
+    /// Brings `replicas` the bytes the device changed since the last pull, a
+    /// page at a time through `page`; says whether there were any.
+    fn pull(&mut self, replicas: &[Pid], page: &mut [u8]) -> bool {
+        self.pulled = true;
+        let mut changed = false;
+        for start in (0..self.len).step_by(PAGE_SIZE) {
+            let end = (start + PAGE_SIZE).min(self.len);
+            if self.real_equals(start, &self.snapshot[start..end]) {
+                continue;
+            }
+            changed = true;
+            let page = &mut page[..end - start];
+            self.read_real_into(start, page);
+            for (from, to) in changed_runs(&self.snapshot[start..end], page) {
+                let address = self.replica_address + (start + from) as u64;
+                for &pid in replicas {
+                    if let Err(error) = write_memory_exactly(pid, address, &page[from..to]) {
+                        log::warn!("shared memory not brought to pid {pid}: {error}");
+                    }
+                }
+                self.snapshot[start + from..start + to].copy_from_slice(&page[from..to]);
+            }
+        }
+        changed
     }
 
     /// Writes `bytes` at `start` of the real memory.
@@ -176,6 +216,8 @@ impl SharedMemory {
             // The replicas' copies start zeroed: the first pull brings them the
             // object's content.
             snapshot: vec![0; len as usize],
+            direction: direction_of(object),
+            pulled: false,
         });
         Ok(replica_address)
     }
@@ -208,25 +250,21 @@ impl SharedMemory {
 
     /// Copies what the device changed since the last agreement into every replica.
     pub fn pull(&mut self, replicas: &[Pid]) {
-        // A page at a time: this runs before every request, over all of a driver's
-        // DMA memory, and most pages have not changed.
+        // A page at a time: this runs before every round and after every answer
+        // that tells of a device, over a driver's DMA memory, and most pages have
+        // not changed.
         let mut page = vec![0; PAGE_SIZE];
-        for region in &mut self.regions {
-            for start in (0..region.len).step_by(PAGE_SIZE) {
-                let end = (start + PAGE_SIZE).min(region.len);
-                if region.real_equals(start, &region.snapshot[start..end]) {
-                    continue;
-                }
-                let page = &mut page[..end - start];
-                region.read_real_into(start, page);
-                for (from, to) in changed_runs(&region.snapshot[start..end], page) {
-                    let address = region.replica_address + (start + from) as u64;
-                    for &pid in replicas {
-                        if let Err(error) = write_memory_exactly(pid, address, &page[from..to]) {
-                            log::warn!("shared memory not brought to pid {pid}: {error}");
-                        }
-                    }
-                    region.snapshot[start + from..start + to].copy_from_slice(&page[from..to]);
+        let mut handed_over = false;
+        for region in self.regions.iter_mut() {
+            if region.direction == Direction::Both || !region.pulled {
+                handed_over |=
+                    region.pull(replicas, &mut page) && region.direction == Direction::Both;
+            }
+        }
+        if handed_over {
+            for region in self.regions.iter_mut() {
+                if region.direction == Direction::FromDevice {
+                    region.pull(replicas, &mut page);
                 }
             }
         }
@@ -313,6 +351,16 @@ impl SharedMemory {
     }
 }
 
+/// The direction `object`'s name tells (`dma:` names its buffers by it);
+/// `both` for any other object, or one whose name cannot be read.
+fn direction_of(object: &OwnedFd) -> Direction {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", object.as_raw_fd()))
+        .map_or(Direction::Both, |link| {
+            Direction::of_object(&link.to_string_lossy())
+        })
+}
+
 /// The runs `[start, end)` where `old` and `new` differ.
 fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
@@ -350,6 +398,58 @@ mod tests {
         assert_eq!(memory.close(fd), 0);
         assert_eq!(memory.close(fd), -(Errno::EBADF as i64));
         assert_eq!(memory.map(fd, 4096, 0), Err(-(Errno::EBADF as i64)));
+    }
+
+    /// A page-sized memory object named as `dma:` names a buffer that goes
+    /// `direction`, adopted and mapped; and a descriptor to play the device by.
+    fn map_buffer(memory: &mut SharedMemory, direction: Direction) -> OwnedFd {
+        let name = direction.object_name("dma-test");
+        let object =
+            nix::sys::memfd::memfd_create(name.as_str(), nix::sys::memfd::MFdFlags::empty())
+                .unwrap();
+        nix::unistd::ftruncate(&object, PAGE_SIZE as i64).unwrap();
+        let device = object.try_clone().unwrap();
+        let fd = memory.adopt(object).unwrap();
+        memory.map(fd, PAGE_SIZE as u64, 0).unwrap();
+        device
+    }
+
+    /// The device writes `byte` at the start of its memory.
+    fn device_writes(device: &OwnedFd, byte: u8) {
+        nix::sys::uio::pwrite(device, &[byte], 0).unwrap();
+    }
+
+    /// The first byte of each region as the replicas were last brought it.
+    fn replicas_see(memory: &SharedMemory) -> Vec<u8> {
+        memory
+            .regions
+            .iter()
+            .map(|region| region.snapshot[0])
+            .collect()
+    }
+
+    #[test]
+    fn device_memory_is_brought_to_the_replicas_as_its_direction_allows() {
+        let mut memory = SharedMemory::default();
+        let rings = map_buffer(&mut memory, Direction::Both);
+        let received = map_buffer(&mut memory, Direction::FromDevice);
+        let to_send = map_buffer(&mut memory, Direction::ToDevice);
+        for device in [&rings, &received, &to_send] {
+            device_writes(device, 1);
+        }
+        // The first pull brings every object's content, whichever way it goes.
+        memory.pull(&[]);
+        assert_eq!(replicas_see(&memory), [1, 1, 1]);
+        // Data the device wrote without a descriptor yet waits for one.
+        device_writes(&received, 2);
+        device_writes(&to_send, 2);
+        memory.pull(&[]);
+        assert_eq!(replicas_see(&memory), [1, 1, 1]);
+        // The descriptor hands it over; memory only the driver writes is never
+        // read back.
+        device_writes(&rings, 2);
+        memory.pull(&[]);
+        assert_eq!(replicas_see(&memory), [2, 2, 1]);
     }
 
     const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";

@@ -112,11 +112,11 @@ pub fn serve(daemon: Daemon) -> io::Result<()> {
         }
         Daemon::E1000 => {
             use e1000::model::{FakeDma, SoftNic};
-            use e1000::ring::REGION_LEN;
+            use e1000::ring::RING_SLOTS;
             let dma = FakeDma::new();
             let nic = SoftNic::new(&dma, [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
             let device =
-                e1000::Device::bring_up(nic.io(), dma.alloc(REGION_LEN), dma.alloc(REGION_LEN))?;
+                e1000::Device::bring_up(nic.io(), dma.ring(RING_SLOTS), dma.ring(RING_SLOTS))?;
             let mut scheme = e1000::NetworkScheme::new(name, "model", device);
             scheme_runtime::serve_with_tick(name, &mut scheme, Some(Duration::from_millis(10)))
         }

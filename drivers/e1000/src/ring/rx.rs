@@ -7,8 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{RingMemory, BUFFER_LEN};
-use crate::dma::DmaMemory;
+use super::{RingMemory, RingRegions, BUFFER_LEN};
 
 /// Legacy receive descriptor (manual section 3.2.3).
 #[repr(C)]
@@ -48,9 +47,9 @@ pub struct RxRing {
 }
 
 impl RxRing {
-    /// Lays out a ring in `memory` whose every descriptor points at its buffer.
-    pub fn new(memory: Box<dyn DmaMemory>, slots: u16) -> io::Result<Self> {
-        let memory = RingMemory::new(memory, slots)?;
+    /// Lays out a ring in `regions` whose every descriptor points at its buffer.
+    pub fn new(regions: RingRegions, slots: u16) -> io::Result<Self> {
+        let memory = RingMemory::new(regions, slots)?;
         for index in 0..slots {
             let desc = memory.descriptor::<RxDescriptor>(index);
             // SAFETY: desc points at a descriptor inside the ring (RingMemory).
@@ -74,20 +73,20 @@ impl RxRing {
         })
     }
 
-    /// Takes over a ring a predecessor left running in `memory`, which the NIC
+    /// Takes over a ring a predecessor left running in `regions`, which the NIC
     /// is still using: RDH and RDT as the NIC holds them. The NIC owns the
     /// descriptors from RDH up to RDT; the predecessor owned the rest, from RDT:
     /// first those it consumed but had not handed back yet (status cleared), then
     /// frames the NIC wrote back that it never took (DD set). Nothing is written.
-    /// The memory comes back if the ring is not what this driver lays out (a
+    /// The regions come back if the ring is not what this driver lays out (a
     /// descriptor that does not point at its own buffer, heads outside the ring).
     pub fn adopt(
-        memory: Box<dyn DmaMemory>,
+        regions: RingRegions,
         slots: u16,
         head: u32,
         tail: u32,
-    ) -> Result<Self, Box<dyn DmaMemory>> {
-        let (memory, head, tail) = RingMemory::laid_out(memory, slots, head, tail)?;
+    ) -> Result<Self, RingRegions> {
+        let (memory, head, tail) = RingMemory::laid_out(regions, slots, head, tail)?;
         let mut ring = Self {
             memory,
             next: head,
@@ -111,9 +110,9 @@ impl RxRing {
         self.memory.ring_bus_addr()
     }
 
-    /// The memory back, for a ring laid out anew.
-    pub fn into_memory(self) -> Box<dyn DmaMemory> {
-        self.memory.memory
+    /// The regions back, for a ring laid out anew.
+    pub fn into_regions(self) -> RingRegions {
+        self.memory.regions
     }
 
     /// RDLEN.
@@ -215,13 +214,12 @@ impl RxRing {
 mod tests {
     use super::*;
     use crate::model::{write_back_rx, FakeDma, DD, EOP};
-    use crate::ring::REGION_LEN;
 
     const SLOTS: u16 = 8;
 
     fn ring() -> (RxRing, FakeDma) {
         let dma = FakeDma::new();
-        (RxRing::new(dma.alloc(REGION_LEN), SLOTS).unwrap(), dma)
+        (RxRing::new(dma.ring(SLOTS), SLOTS).unwrap(), dma)
     }
 
     /// The NIC writes `frame` back into descriptor `index`.
@@ -320,7 +318,7 @@ mod tests {
         first.take(&mut buf).unwrap();
         assert_eq!(first.take_tail_update(), Some(1));
         first.take(&mut buf).unwrap();
-        let memory = dma.alias(first.bus_addr());
+        let memory = dma.alias_ring(first.bus_addr());
         drop(first);
 
         let mut ring = RxRing::adopt(memory, SLOTS, 5, 1)
@@ -341,7 +339,7 @@ mod tests {
     #[test]
     fn an_adopted_ring_with_nothing_pending_waits_at_the_head() {
         let (first, dma) = ring();
-        let memory = dma.alias(first.bus_addr());
+        let memory = dma.alias_ring(first.bus_addr());
         let mut ring = RxRing::adopt(memory, SLOTS, 0, 7).ok().unwrap();
         assert_eq!(ring.take_tail_update(), None);
         arrive(&ring, &dma, 0, &frame(9), DD | EOP, 0);
@@ -353,12 +351,12 @@ mod tests {
     #[test]
     fn memory_not_laid_out_as_a_ring_or_heads_outside_it_are_not_adopted() {
         let dma = FakeDma::new();
-        assert!(RxRing::adopt(dma.alloc(REGION_LEN), SLOTS, 0, 7).is_err());
+        assert!(RxRing::adopt(dma.ring(SLOTS), SLOTS, 0, 7).is_err());
         let (first, dma) = ring();
         let base = first.bus_addr();
-        assert!(RxRing::adopt(dma.alias(base), SLOTS, SLOTS.into(), 7).is_err());
-        assert!(RxRing::adopt(dma.alias(base), SLOTS, 0, 8).is_err());
-        assert!(RxRing::adopt(dma.alias(base), SLOTS, 0, 7).is_ok());
+        assert!(RxRing::adopt(dma.alias_ring(base), SLOTS, SLOTS.into(), 7).is_err());
+        assert!(RxRing::adopt(dma.alias_ring(base), SLOTS, 0, 8).is_err());
+        assert!(RxRing::adopt(dma.alias_ring(base), SLOTS, 0, 7).is_ok());
     }
 
     #[test]

@@ -7,8 +7,7 @@ use std::io;
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{fence, Ordering};
 
-use super::{RingMemory, BUFFER_LEN};
-use crate::dma::DmaMemory;
+use super::{RingMemory, RingRegions, BUFFER_LEN};
 
 /// Legacy transmit descriptor (manual section 3.3.3).
 #[repr(C)]
@@ -62,9 +61,9 @@ pub struct TxRing {
 }
 
 impl TxRing {
-    /// Lays out an empty ring in `memory`.
-    pub fn new(memory: Box<dyn DmaMemory>, slots: u16) -> io::Result<Self> {
-        let memory = RingMemory::new(memory, slots)?;
+    /// Lays out an empty ring in `regions`.
+    pub fn new(regions: RingRegions, slots: u16) -> io::Result<Self> {
+        let memory = RingMemory::new(regions, slots)?;
         for index in 0..slots {
             let desc = memory.descriptor::<TxDescriptor>(index);
             // SAFETY: desc points at a descriptor inside the ring (RingMemory).
@@ -89,18 +88,18 @@ impl TxRing {
         })
     }
 
-    /// Takes over a ring a predecessor left running in `memory`, which the NIC
+    /// Takes over a ring a predecessor left running in `regions`, which the NIC
     /// is still using: TDH and TDT as the NIC holds them. The frames from TDH up
     /// to TDT are still in flight (the NIC sends them as if nothing happened);
-    /// the rest of the ring is free. Nothing is written. The memory comes back if
+    /// the rest of the ring is free. Nothing is written. The regions come back if
     /// the ring is not what this driver lays out.
     pub fn adopt(
-        memory: Box<dyn DmaMemory>,
+        regions: RingRegions,
         slots: u16,
         head: u32,
         tail: u32,
-    ) -> Result<Self, Box<dyn DmaMemory>> {
-        let (memory, head, tail) = RingMemory::laid_out(memory, slots, head, tail)?;
+    ) -> Result<Self, RingRegions> {
+        let (memory, head, tail) = RingMemory::laid_out(regions, slots, head, tail)?;
         Ok(Self {
             memory,
             tail,
@@ -189,13 +188,12 @@ impl TxRing {
 mod tests {
     use super::*;
     use crate::model::{consume_tx, FakeDma};
-    use crate::ring::REGION_LEN;
 
     const SLOTS: u16 = 8;
 
     fn ring() -> (TxRing, FakeDma) {
         let dma = FakeDma::new();
-        (TxRing::new(dma.alloc(REGION_LEN), SLOTS).unwrap(), dma)
+        (TxRing::new(dma.ring(SLOTS), SLOTS).unwrap(), dma)
     }
 
     /// The NIC sends the frame of descriptor `index`.
@@ -212,7 +210,7 @@ mod tests {
         assert_eq!(first.take_tail_update(), Some(3));
         // The NIC sent the first frame, then the driver died.
         assert_eq!(send(&first, &dma, 0)[0], 1);
-        let memory = dma.alias(first.bus_addr());
+        let memory = dma.alias_ring(first.bus_addr());
         drop(first);
 
         let mut ring = TxRing::adopt(memory, SLOTS, 1, 3)
@@ -231,10 +229,10 @@ mod tests {
     #[test]
     fn memory_not_laid_out_as_a_transmit_ring_is_not_adopted() {
         let dma = FakeDma::new();
-        assert!(TxRing::adopt(dma.alloc(REGION_LEN), SLOTS, 0, 0).is_err());
+        assert!(TxRing::adopt(dma.ring(SLOTS), SLOTS, 0, 0).is_err());
         let (first, dma) = ring();
-        assert!(TxRing::adopt(dma.alias(first.bus_addr()), SLOTS, 0, 9).is_err());
-        assert!(TxRing::adopt(dma.alias(first.bus_addr()), SLOTS, 2, 2).is_ok());
+        assert!(TxRing::adopt(dma.alias_ring(first.bus_addr()), SLOTS, 0, 9).is_err());
+        assert!(TxRing::adopt(dma.alias_ring(first.bus_addr()), SLOTS, 2, 2).is_ok());
     }
 
     #[test]
