@@ -1,7 +1,8 @@
 //! The replication engine's cost per externalization event for N = 1, 2, 3 replicas:
 //! a trapped port instruction, a trapped load from device memory, an intercepted
 //! syscall, and a whole scheme call through the replicas, against baselines measured
-//! in the same run (a native syscall, the same scheme call to the driver unreplicated).
+//! in the same run (a native syscall, the same scheme call to the driver unreplicated,
+//! and the floor: the least any replicated event costs, `romain_scheme::floor`).
 //!
 //! Run with `cargo bench -p romain-scheme --bench engine`. Each layout is measured
 //! twice: every process on one CPU (the layout DESIGN's numbers were taken in), and
@@ -87,6 +88,7 @@ fn per_call(handle: &Handle) -> f64 {
 }
 
 struct Row {
+    floor: f64,
     port: f64,
     mmio: f64,
     syscall: f64,
@@ -94,6 +96,7 @@ struct Row {
 }
 
 fn replicated(replicas: usize) -> Row {
+    let floor = romain_scheme::floor::measure(replicas, EVENTS as u32).unwrap();
     let dir = scheme_dir(&format!("n{replicas}"));
     let mut command = ReplicaCommand::new(DRIVER);
     command.args(driver_args());
@@ -114,6 +117,7 @@ fn replicated(replicas: usize) -> Row {
     wait_for(&dir);
     let handle = Handle::open_in(&dir, &format!("{SCHEME}:"), O_RDWR).unwrap();
     let row = Row {
+        floor: floor.as_secs_f64() * 1e6,
         port: per_event(&handle, "port"),
         mmio: per_event(&handle, "mmio"),
         syscall: per_event(&handle, "syscall"),
@@ -166,6 +170,11 @@ fn table(layout: &str) {
         );
     };
     line(
+        "floor (rendezvous)",
+        &|row| row.floor,
+        "N replicas stopped at a call, compared, answered".into(),
+    );
+    line(
         "trapped port I/O",
         &|row| row.port,
         "native: needs port rights; none".into(),
@@ -179,8 +188,10 @@ fn table(layout: &str) {
         "intercepted syscall",
         &|row| row.syscall,
         format!(
-            "native getppid {native_syscall:.3} µs (N=3: {:.0}x)",
-            rows[2].syscall / native_syscall
+            "native getppid {native_syscall:.3} µs (N=3: {:.0}x); the floor: N=1 {:.2}x, N=3 {:.2}x",
+            rows[2].syscall / native_syscall,
+            rows[0].syscall / rows[0].floor,
+            rows[2].syscall / rows[2].floor
         ),
     );
     line(

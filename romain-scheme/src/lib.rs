@@ -23,6 +23,8 @@ mod command;
 #[cfg(target_os = "linux")]
 pub mod engine;
 mod fault;
+#[cfg(target_os = "linux")]
+pub mod floor;
 mod group;
 mod heartbeat;
 mod open_path;
