@@ -2,9 +2,11 @@
 //! interrupts, the two rings (manual chapter 14, "General Initialization and Reset
 //! Operation"), and the per-round work of moving the rings' tails.
 //!
-//! Interrupts stay masked: on Linux a user-space process gets no device interrupt
-//! without UIO or VFIO, so the driver polls the descriptors' DD bits in memory,
-//! which costs no register access at all while nothing happens.
+//! Interrupts stay masked until the driver waits on its line
+//! ([`Device::enable_interrupts`]); without one it polls the descriptors' DD
+//! bits in memory, which costs no register access while nothing happens. With
+//! one, each round's register work is one batch: the tails, the transmit
+//! interrupt's mask, and the causes when the line fired ([`Device::poll`]).
 
 use std::io;
 use std::thread::sleep;
@@ -24,6 +26,13 @@ const LINK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The EEPROM answers within microseconds.
 const EERD_TIMEOUT: Duration = Duration::from_millis(100);
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Frames in flight from which the driver wants TXDW, the interrupt for sent
+/// frames. Below it the slots of sent frames are taken back at the rounds
+/// traffic brings anyway (an emulated NIC has sent them by the time TDT is
+/// written), so a burst costs no interrupt, which under replication is a round
+/// and a voted cause read; from it on, a ring filling up must not wait for
+/// such a round.
+const TX_WATCHED_FROM: u16 = RING_SLOTS / 2;
 
 /// What the receiver is set to, written once per bring-up: on, broadcasts
 /// accepted, CRC stripped, 2 KiB buffers (BSIZE 00), no long packets.
@@ -41,6 +50,16 @@ pub struct Device {
     tx: TxRing,
     mac: [u8; 6],
     nic_counters: NicCounters,
+    /// The causes enabled while the driver waits on its line; none before.
+    interrupts: Option<EnabledCauses>,
+}
+
+/// The interrupt causes the driver handles, and whether TXDW, which is enabled
+/// only while the transmit ring fills ([`TX_WATCHED_FROM`]), is on now.
+#[derive(Clone, Copy, Debug)]
+struct EnabledCauses {
+    handled: u32,
+    tx_watched: bool,
 }
 
 impl Device {
@@ -67,6 +86,7 @@ impl Device {
             tx,
             mac,
             nic_counters: NicCounters::default(),
+            interrupts: None,
         };
         device
             .start()
@@ -129,6 +149,7 @@ impl Device {
             tx,
             mac,
             nic_counters: NicCounters::default(),
+            interrupts: None,
         };
         Ok((device, None))
     }
@@ -166,26 +187,50 @@ impl Device {
         self.tx.in_flight()
     }
 
-    /// The per-round work: frees sent buffers, then hands consumed receive
-    /// descriptors (RDT) and queued frames (TDT) to the NIC in one batch; no
-    /// register access at all when there is nothing to hand over.
-    pub fn poll(&mut self) -> io::Result<()> {
+    /// The per-round work, in one batch: frees sent buffers, hands consumed
+    /// receive descriptors (RDT) and queued frames (TDT) to the NIC, turns TXDW
+    /// on or off as the transmit ring fills or empties, and last, if
+    /// `take_causes`, reads (and so clears) the interrupt causes (ICR), which
+    /// come back: its line goes low. No register access at all when there is
+    /// nothing to do.
+    pub fn poll(&mut self, take_causes: bool) -> io::Result<Option<u32>> {
         self.tx.reclaim();
+        let sending = self.tx.take_tail_update();
         let mut ops: Vec<RegOp> = [
             self.rx
                 .take_tail_update()
                 .map(|tail| RegOp::write(RDT, tail)),
-            self.tx
-                .take_tail_update()
-                .map(|tail| RegOp::write(TDT, tail)),
+            sending.map(|tail| RegOp::write(TDT, tail)),
+            self.tx_interrupt_change(),
+            take_causes.then(|| RegOp::read(ICR)),
         ]
         .into_iter()
         .flatten()
         .collect();
         if ops.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        self.io.run(&mut ops)
+        self.io.run(&mut ops)?;
+        if sending.is_some() {
+            // The slots of frames the NIC sent already are free this round.
+            self.tx.reclaim();
+        }
+        Ok(take_causes.then(|| ops[ops.len() - 1].value))
+    }
+
+    /// The write that turns TXDW on (IMS) or off (IMC) if the transmit ring
+    /// crossed [`TX_WATCHED_FROM`] since it was last set.
+    fn tx_interrupt_change(&mut self) -> Option<RegOp> {
+        let causes = self
+            .interrupts
+            .as_mut()
+            .filter(|causes| causes.handled & ICR_TXDW != 0)?;
+        let filling = self.tx.in_flight() >= TX_WATCHED_FROM;
+        if filling == causes.tx_watched {
+            return None;
+        }
+        causes.tx_watched = filling;
+        Some(RegOp::write(if filling { IMS } else { IMC }, ICR_TXDW))
     }
 
     /// Reads the link state and the statistics registers in one batch; the
@@ -208,17 +253,15 @@ impl Device {
         self.nic_counters = counters;
     }
 
-    /// Enables the interrupt `causes` (IMS); the others stay masked.
+    /// Enables the interrupt `causes` (IMS); the others stay masked. TXDW, if
+    /// among them, is on only while the transmit ring fills.
     pub fn enable_interrupts(&mut self, causes: u32) -> io::Result<()> {
-        self.io.run(&mut [RegOp::write(IMS, causes)])
-    }
-
-    /// Reads, and so clears, the NIC's interrupt causes (ICR): its interrupt
-    /// line goes low.
-    pub fn take_interrupt_causes(&mut self) -> io::Result<u32> {
-        let mut ops = [RegOp::read(ICR)];
-        self.io.run(&mut ops)?;
-        Ok(ops[0].value)
+        self.io.run(&mut [RegOp::write(IMS, causes & !ICR_TXDW)])?;
+        self.interrupts = Some(EnabledCauses {
+            handled: causes,
+            tx_watched: false,
+        });
+        Ok(())
     }
 
     /// Stops all DMA and masks interrupts, so the rings' memory may be freed.
@@ -400,15 +443,15 @@ mod tests {
         assert!(nic.deliver(&frames[0]));
         let mut buf = [0; 1514];
         first.receive(&mut buf).unwrap();
-        first.poll().unwrap();
+        first.poll(false).unwrap();
         // Sent and received while the driver dies and its successor starts.
         first.send(&[9; 60]).unwrap();
-        first.poll().unwrap();
+        first.poll(false).unwrap();
         assert!(nic.deliver(&frames[1]));
         assert!(nic.deliver(&frames[2]));
         nic.pause_tx(true);
         first.send(&[10; 60]).unwrap();
-        first.poll().unwrap();
+        first.poll(false).unwrap();
         let writes_before = nic.writes();
         nic.stop_bus_master();
         assert!(
@@ -433,7 +476,7 @@ mod tests {
         assert_eq!(second.receive(&mut buf), None);
         nic.pause_tx(false);
         second.send(&[11; 60]).unwrap();
-        second.poll().unwrap();
+        second.poll(false).unwrap();
         let sent: Vec<u8> = nic.take_sent().iter().map(|frame| frame[0]).collect();
         assert_eq!(sent, [9, 10, 11], "the frame in flight went out first");
     }
@@ -541,10 +584,10 @@ mod tests {
         let frame = [0xab; 60];
         device.send(&frame).unwrap();
         assert!(nic.take_sent().is_empty(), "TDT not moved before the poll");
-        device.poll().unwrap();
+        device.poll(false).unwrap();
         assert_eq!(nic.take_sent(), [frame.to_vec()]);
         let runs = nic.runs();
-        device.poll().unwrap();
+        device.poll(false).unwrap();
         assert_eq!(nic.runs(), runs, "an idle poll touches no register");
 
         assert!(!device.frame_waiting());
@@ -552,7 +595,7 @@ mod tests {
         assert!(device.frame_waiting());
         let mut buf = [0; 1514];
         assert_eq!(device.receive(&mut buf).map(|r| r.len), Some(64));
-        device.poll().unwrap();
+        device.poll(false).unwrap();
         assert_eq!(nic.writes_to(RDT), [127, 0]);
         assert_eq!(device.tx_in_flight(), 0);
     }
@@ -561,12 +604,12 @@ mod tests {
     fn status_reads_link_and_adds_up_counters() {
         let (mut device, nic, _dma) = running();
         device.send(&[1; 60]).unwrap();
-        device.poll().unwrap();
+        device.poll(false).unwrap();
         nic.deliver(&[2; 100]);
         let link = device.read_status().unwrap();
         assert!(link.up && link.full_duplex && link.mbps == 1000, "{link:?}");
         device.send(&[1; 80]).unwrap();
-        device.poll().unwrap();
+        device.poll(false).unwrap();
         device.read_status().unwrap();
         let counters = device.nic_counters();
         assert_eq!(counters.get("gptc"), Some(2));
