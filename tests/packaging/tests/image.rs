@@ -165,8 +165,61 @@ fn recipes() -> BTreeMap<String, Vec<String>> {
 #[test]
 fn every_recipe_builds_a_binary_of_this_workspace() {
     let recipes = recipes();
-    for daemon in ["mmio-scheme", "dma-scheme", "romain-scheme"] {
-        assert!(recipes.contains_key(daemon), "no recipe for {daemon}");
+    for package in [
+        "mmio-scheme",
+        "dma-scheme",
+        "romain-scheme",
+        "e1000",
+        "uart16550",
+    ] {
+        assert!(recipes.contains_key(package), "no recipe for {package}");
+    }
+}
+
+/// The programs the image starts itself: every init unit's command, and
+/// every binary the romain registry names (by its file name, as installed in
+/// `/usr/bin`).
+fn started_programs(config: &Config) -> BTreeMap<String, String> {
+    let mut started: BTreeMap<String, String> = units(config)
+        .into_iter()
+        .map(|(name, unit)| (unit.service.cmd, format!("init unit {name}")))
+        .collect();
+    let registry: romain_scheme::Registry = file(config, "/etc/romain/drivers.toml")
+        .data
+        .parse()
+        .unwrap_or_else(|e| panic!("/etc/romain/drivers.toml: {e}"));
+    for driver in registry.drivers() {
+        assert_eq!(
+            driver.binary.parent(),
+            Some(Path::new("/usr/bin")),
+            "driver {}: recipes install into /usr/bin",
+            driver.name
+        );
+        let program = driver.binary.file_name().unwrap().to_str().unwrap();
+        started.insert(
+            program.to_owned(),
+            format!("registry driver {}", driver.name),
+        );
+    }
+    started
+}
+
+#[test]
+fn every_program_the_image_starts_is_installed_by_one_of_our_recipes() {
+    let config = image();
+    let installed: BTreeSet<String> = recipes().into_values().flatten().collect();
+    let started = started_programs(&config);
+    for program in ["mmio", "dma", "romain", "e1000"] {
+        assert!(
+            started.contains_key(program),
+            "the image never starts {program}"
+        );
+    }
+    for (program, by) in &started {
+        assert!(
+            installed.contains(program),
+            "{by} starts {program}, which none of recipes/ installs"
+        );
     }
 }
 
