@@ -1048,18 +1048,20 @@ impl ReplicaGroup {
         else {
             unreachable!("the group parks only at a channel exchange");
         };
-        // The device's writes reach the replicas at rounds only, and not at the
-        // round that follows a write or a call: that one is run at once to hand
-        // the daemon's work to the device (a frame to send), and its news can wait
-        // for the next. Comparing a driver's DMA memory with the device's is the
-        // costliest thing the engine does; a request sees the memory as of the
-        // last pull, as if the device had written a little later.
+        // The device's writes reach the replicas at rounds (and after every
+        // answer that tells of the device), and not at the round that follows a
+        // write or a call without a round of its own: that one is run at once to
+        // hand the daemon's work to the device (a frame to send), and its news
+        // can wait for the next. Comparing a driver's DMA memory with the
+        // device's is the costliest thing the engine does; a request sees the
+        // memory as of the last pull, as if the device had written a little
+        // later.
         let handing_over = std::mem::replace(
             &mut self.handing_over,
             matches!(
                 codec::request_opcode(message),
                 Some(Opcode::Write | Opcode::Call)
-            ),
+            ) && !codec::carries_round(message),
         );
         if codec::is_round(message) && !handing_over {
             self.pull_shared_memory();

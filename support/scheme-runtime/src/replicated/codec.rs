@@ -42,12 +42,19 @@
 //! | bytes  | field       | meaning                                                  |
 //! |--------|-------------|----------------------------------------------------------|
 //! | 0      | kind        | 1                                                        |
-//! | 1..4   | reserved    | zero                                                     |
+//! | 1      | round       | 1 if a round follows the request (a write only), else 0  |
+//! | 2..4   | reserved    | zero                                                     |
 //! | 4..8   | fcntl_flags | the handle's fcntl flags (open, read, write)             |
 //! | 8..16  | id          | the handle; open ignores it (a replica opens from its own root) |
 //! | 16..24 | pid         | the caller, as the scheme sees it                        |
 //! | 24..28 | uid         |                                                          |
 //! | 28..32 | gid         |                                                          |
+//!
+//! A write with a round after it is the request as above, then a whole round
+//! message (from its kind byte on): the replica writes, then runs the round, in
+//! one exchange, where a write would otherwise call for a round of its own
+//! (its frame must reach the device). Its reply is the write's (status: the
+//! result), its payload the round's answers and [`RoundWait`].
 //!
 //! Every message gets one reply: a host transport response header of kind reply
 //! (status: the result or -errno; extra: open's `NewFdFlags` bits), then at most
@@ -128,6 +135,8 @@ pub enum Malformed {
         len: usize,
         answers: usize,
     },
+    /// A round after a request other than a write.
+    RoundAfter(Opcode),
 }
 
 impl fmt::Display for Malformed {
@@ -158,6 +167,7 @@ impl fmt::Display for Malformed {
                 "a round's reply of {len} bytes for {answers} answers ({ANSWER_LEN} bytes \
                  each, then {ROUND_WAIT_LEN})"
             ),
+            Self::RoundAfter(opcode) => write!(f, "a round after a {opcode:?}, not a write"),
         }
     }
 }
@@ -269,6 +279,8 @@ pub struct Request<'a> {
     pub metadata: Metadata,
     /// Mutable because a call's payload is in-out: the scheme edits it in place.
     pub payload: &'a mut [u8],
+    /// The round to run after the request (a write's).
+    pub round: Option<Round<'a>>,
 }
 
 /// A message from the supervisor.
@@ -366,6 +378,26 @@ pub fn encode_request(
     out.extend_from_slice(&transport_head[..transport_head_len]);
     out.extend_from_slice(payload);
     Ok(())
+}
+
+/// Appends to the write request in `out` ([`encode_request`]) a round that
+/// tells whether the relayed line fired and asks about the first
+/// [`MAX_ROUND_INTERESTS`] of `interests`, to run after the write; returns how
+/// many it lists. `None`, with `out` as it was, if `out` holds no write or
+/// the two would not fit one message ([`MAX_MESSAGE_LEN`]).
+pub fn append_round(interests: &[Interest], line_fired: bool, out: &mut Vec<u8>) -> Option<usize> {
+    if request_opcode(out) != Some(Opcode::Write) || out[1] != 0 {
+        return None;
+    }
+    let listed = interests.len().min(MAX_ROUND_INTERESTS);
+    if out.len() + ROUND_HEADER_LEN + listed * INTEREST_LEN > MAX_MESSAGE_LEN {
+        return None;
+    }
+    let mut round = Vec::with_capacity(ROUND_HEADER_LEN + listed * INTEREST_LEN);
+    encode_round(interests, line_fired, &mut round);
+    out[1] = 1;
+    out.extend_from_slice(&round);
+    Some(listed)
 }
 
 /// Encodes a round that tells whether the relayed line fired and asks about
@@ -477,6 +509,12 @@ pub fn decode_round_reply(payload: &[u8], answers: usize) -> Result<(&[u8], Roun
     ))
 }
 
+/// Whether `message` is a request with a round after it, told by its first
+/// two bytes alone.
+pub fn carries_round(message: &[u8]) -> bool {
+    matches!(message, [KIND_REQUEST, 1, ..])
+}
+
 /// Whether `message` is a round, told by its first byte alone.
 pub fn is_round(message: &[u8]) -> bool {
     message.first() == Some(&KIND_ROUND)
@@ -537,7 +575,12 @@ fn decode_request(bytes: &mut [u8]) -> Result<Request<'_>, Malformed> {
                 len,
                 need: CHANNEL_HEADER_LEN,
             })?;
-    if channel[1..4] != [0; 3] {
+    let round_follows = match channel[1] {
+        0 => false,
+        1 => true,
+        _ => return Err(Malformed::ReservedNotZero),
+    };
+    if channel[2..4] != [0; 2] {
         return Err(Malformed::ReservedNotZero);
     }
     let u32_at = |at: usize| u32::from_le_bytes(channel[at..at + 4].try_into().expect("4 bytes"));
@@ -551,16 +594,55 @@ fn decode_request(bytes: &mut [u8]) -> Result<Request<'_>, Malformed> {
             gid: u32_at(28),
         },
     };
+    let (transport, round) = match round_follows {
+        false => (transport, None),
+        true => {
+            let request_len = transport_len(transport);
+            let (request, round) =
+                transport
+                    .split_at_mut_checked(request_len)
+                    .ok_or(Malformed::TooShort {
+                        len,
+                        need: CHANNEL_HEADER_LEN + request_len,
+                    })?;
+            (request, Some(round))
+        }
+    };
     let wire::Request {
         header,
         metadata,
         payload,
     } = wire::decode_request(transport).map_err(Malformed::Request)?;
+    let round = match round {
+        None => None,
+        Some(_) if header.opcode != Opcode::Write => {
+            return Err(Malformed::RoundAfter(header.opcode))
+        }
+        Some(round) => match round.first() {
+            Some(&KIND_ROUND) => Some(decode_round(round)?),
+            Some(&kind) => return Err(Malformed::UnknownKind(kind)),
+            None => return Err(Malformed::RoundLength(0)),
+        },
+    };
     Ok(Request {
         head: head(header),
         metadata,
         payload,
+        round,
     })
+}
+
+/// The length a host transport request declares (its header, metadata and
+/// payload), or what there is of it when too short to say: the bytes after it
+/// are not its own.
+fn transport_len(transport: &[u8]) -> usize {
+    match transport {
+        [_, metadata, _, _, a, b, c, d, ..] if transport.len() >= REQUEST_HEADER_LEN => {
+            let declared = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+            REQUEST_HEADER_LEN + usize::from(*metadata) * 8 + declared.min(MAX_PAYLOAD)
+        }
+        _ => transport.len(),
+    }
 }
 
 /// A decoded reply, borrowing the received message.
@@ -672,6 +754,72 @@ mod tests {
         assert_eq!(request.head, head);
         assert_eq!(request.metadata.as_slice(), &[1, 2]);
         assert_eq!(request.payload, b"payload");
+    }
+
+    #[test]
+    fn a_write_carries_a_round_after_it_and_nothing_else_does() {
+        let interest = Interest {
+            id: 3,
+            flags: EventFlags::EVENT_READ,
+            caller: head(Opcode::Write).caller,
+        };
+        let mut message = encoded(&head(Opcode::Write), &[], b"frame");
+        let alone = message.clone();
+        assert!(!carries_round(&message));
+        assert_eq!(append_round(&[interest], true, &mut message), Some(1));
+        assert!(carries_round(&message));
+        assert_eq!(message.len(), alone.len() + ROUND_HEADER_LEN + INTEREST_LEN);
+        let Message::Request(request) = decode_message(&mut message).unwrap() else {
+            panic!("not a request");
+        };
+        assert_eq!(request.payload, b"frame");
+        let round = request.round.expect("the round after the write");
+        assert!(round.line_fired);
+        assert_eq!(round.interests.iter().collect::<Vec<_>>(), [interest]);
+        assert_eq!(
+            append_round(&[interest], false, &mut message),
+            None,
+            "one round"
+        );
+
+        let mut read = encoded(&head(Opcode::Read), &[], &[]);
+        assert_eq!(append_round(&[], false, &mut read), None, "a write only");
+        // One that would not fit one message goes without.
+        let mut largest = encoded(&head(Opcode::Write), &[], &[0; MAX_PAYLOAD]);
+        let many = vec![interest; 8];
+        assert_eq!(append_round(&many, false, &mut largest), None);
+        assert!(!carries_round(&largest));
+    }
+
+    #[test]
+    fn a_round_after_anything_but_a_write_or_cut_short_is_malformed() {
+        let mut read = encoded(&head(Opcode::Read), &[], &[]);
+        read[1] = 1;
+        let mut round = Vec::new();
+        encode_round(&[], false, &mut round);
+        read.extend_from_slice(&round);
+        assert_eq!(
+            decode_message(&mut read),
+            Err(Malformed::RoundAfter(Opcode::Read))
+        );
+        let mut write = encoded(&head(Opcode::Write), &[], b"frame");
+        let mut flagged = write.clone();
+        flagged[1] = 2;
+        assert_eq!(
+            decode_message(&mut flagged),
+            Err(Malformed::ReservedNotZero)
+        );
+        write[1] = 1;
+        assert_eq!(
+            decode_message(&mut write.clone()),
+            Err(Malformed::RoundLength(0)),
+            "the flag without a round"
+        );
+        write.push(KIND_REQUEST);
+        assert_eq!(
+            decode_message(&mut write),
+            Err(Malformed::UnknownKind(KIND_REQUEST))
+        );
     }
 
     #[test]

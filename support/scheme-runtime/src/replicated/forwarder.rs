@@ -42,8 +42,8 @@ use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use super::codec::{
-    decode_reply, decode_round_answers, decode_round_reply, encode_request, encode_round, Hello,
-    Interest, Reply, RequestHead, RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
+    append_round, decode_reply, decode_round_answers, decode_round_reply, encode_request,
+    encode_round, Hello, Interest, Reply, RequestHead, RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
 use super::pacing::Pacing;
 use crate::wire::{MalformedRequest, Opcode, MAX_PAYLOAD};
@@ -105,7 +105,8 @@ pub struct Forwarder<L> {
 /// are [paced](Pacing) by their own cost, except that a write or a call (which
 /// may have handed the daemon work for its device, such as a frame to send), or
 /// a round that reached out (a driver that polls its device with port accesses
-/// does at every round), gets the next round at once. A round the pacing skips
+/// does at every round), gets the next round at once. A write carries that
+/// round in its own exchange where both fit one message. A round the pacing skips
 /// answers every
 /// readiness question with "not ready": the next round that runs then reports
 /// whatever is ready as a new event, so no wake-up is lost, only delayed, and a
@@ -134,11 +135,11 @@ impl RoundPacing {
 
     /// As [`due`](Self::due) for replicas whose line is relayed, which
     /// `wished` for an early round or not.
+    /// Their line, a request or their wish tells of new work, so a round that
+    /// reached out calls for no other.
     fn due_with_line(&self, now: Instant, wished: bool) -> bool {
         let quiet_for = |ended: Instant| now.duration_since(ended) >= QUIET_ROUND;
-        self.urgent
-            || self.found_work
-            || (self.pacing.due(now) && (wished || self.last_ended.is_none_or(quiet_for)))
+        self.urgent || (self.pacing.due(now) && (wished || self.last_ended.is_none_or(quiet_for)))
     }
 
     fn ran(&mut self, started: Instant, ended: Instant, found_work: bool) {
@@ -253,6 +254,19 @@ struct Channel<L> {
 /// event came: a lost event must not leave the replicas' line masked for good.
 const LINE_RECHECK: Duration = QUIET_ROUND;
 
+/// A round's answers about its interests, in order, and what the daemon asks
+/// of the next round.
+type RoundAnswers = (Vec<Result<EventFlags>>, RoundWait);
+
+/// Decodes the payload of a round's reply about `listed` interests.
+fn decode_round_payload(name: &str, payload: &[u8], listed: usize) -> Result<RoundAnswers> {
+    let (answers, wait) = decode_round_reply(payload, listed).map_err(|malformed| {
+        log::error!("{name}: a round about {listed} handles came back with {malformed}");
+        Error::new(EPROTO)
+    })?;
+    Ok((decode_round_answers(answers).collect(), wait))
+}
+
 /// A relayed interrupt line, as this side holds it.
 struct EngineLine {
     handle: Handle,
@@ -323,7 +337,7 @@ impl<L: ReplicaLink> Channel<L> {
     /// Runs a round that also asks about the interests (as many as one round
     /// carries), and keeps the answers for [`Self::answered`].
     fn round(&mut self, name: &str) -> Result<()> {
-        let line_fired = self.line.as_ref().is_some_and(|line| line.pending);
+        let line_fired = self.line_fired();
         let listed = encode_round(&self.interests, line_fired, &mut self.message);
         let reply = self.exchange(name)?;
         let count = reply.header.result()?;
@@ -331,11 +345,39 @@ impl<L: ReplicaLink> Channel<L> {
             log::error!("{name}: a round about {listed} handles came back with {count} status");
             return Err(Error::new(EPROTO));
         }
-        let (answers, wait) = decode_round_reply(reply.payload, listed).map_err(|malformed| {
-            log::error!("{name}: a round about {listed} handles came back with {malformed}");
-            Error::new(EPROTO)
-        })?;
-        let answers: Vec<Result<EventFlags>> = decode_round_answers(answers).collect();
+        let ran = decode_round_payload(name, reply.payload, listed)?;
+        self.round_ran(listed, ran);
+        Ok(())
+    }
+
+    /// Writes `payload` to the replicas' handle of `head` and runs a round
+    /// after it in the same exchange, where it fits one message; otherwise
+    /// the write alone (the caller's pacing then runs the round). Returns
+    /// the write's result and whether the round ran.
+    fn write_then_round(
+        &mut self,
+        name: &str,
+        head: RequestHead,
+        payload: &[u8],
+    ) -> Result<(Result<usize>, bool)> {
+        encode_request(&head, &[], payload, &mut self.message).map_err(|_| Error::new(EMSGSIZE))?;
+        let line_fired = self.line_fired();
+        let Some(listed) = append_round(&self.interests, line_fired, &mut self.message) else {
+            return Ok((self.exchange(name)?.header.result(), false));
+        };
+        let reply = self.exchange(name)?;
+        let written = reply.header.result();
+        let ran = decode_round_payload(name, reply.payload, listed)?;
+        self.round_ran(listed, ran);
+        Ok((written, true))
+    }
+
+    fn line_fired(&self) -> bool {
+        self.line.as_ref().is_some_and(|line| line.pending)
+    }
+
+    /// Keeps what a round about the first `listed` interests answered.
+    fn round_ran(&mut self, listed: usize, (answers, wait): RoundAnswers) {
         self.wait = wait;
         if let Some(line) = &mut self.line {
             line.pending = false;
@@ -348,7 +390,6 @@ impl<L: ReplicaLink> Channel<L> {
             .copied()
             .zip(answers)
             .collect();
-        Ok(())
     }
 
     /// The last round's answer for the replicas' handle `id` and `flags`, if no
@@ -528,11 +569,14 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
         head.header.offset = offset;
         head.header.len = buf.len() as u64;
         head.fcntl_flags = fcntl_flags;
-        self.pacing.urgent = true;
-        self.channel
-            .request(&self.name, head, &[], buf)?
-            .header
-            .result()
+        let started = Instant::now();
+        let (written, round_ran) = self.channel.write_then_round(&self.name, head, buf)?;
+        match round_ran {
+            // The round the write calls for ran with it.
+            true => self.pacing.ran(started, Instant::now(), false),
+            false => self.pacing.urgent = true,
+        }
+        written
     }
 
     fn call(
@@ -648,13 +692,16 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
             None => self.pacing.due(started),
         };
         if !fired && !due {
-            // Every idle tick comes here: the answers' buffer is reused.
+            // Every idle tick comes here: the answers' buffer is reused. What a
+            // round answered since the last message (a write's own round) holds.
             let Channel {
                 answered,
                 interests,
                 ..
             } = &mut self.channel;
-            answered.clear();
+            if !answered.is_empty() {
+                return;
+            }
             answered.extend(
                 interests
                     .iter()
@@ -902,7 +949,8 @@ mod tests {
         forwarder.on_close(id);
         assert_eq!(errno(forwarder.fstat(id, &mut stat, &ctx)), EBADF);
         drop(forwarder);
-        assert_eq!((notes.rounds, notes.closed.as_slice()), (1, &[id][..]));
+        // The write's round, and the one asked for.
+        assert_eq!((notes.rounds, notes.closed.as_slice()), (2, &[id][..]));
         assert_eq!(notes.last_pid, 42);
     }
 
@@ -921,8 +969,8 @@ mod tests {
         assert!(pacing.due_with_line(later(1), false), "a write came");
         pacing.ran(later(1), later(2), true);
         assert!(
-            pacing.due_with_line(later(2), false),
-            "the last round found work"
+            !pacing.due_with_line(later(3), false),
+            "a round that reached out calls for no other: the line tells of work"
         );
     }
 
@@ -1020,6 +1068,8 @@ mod tests {
         assert_eq!(forwarder.write(id, b"x", 0, 0, &ctx), Ok(1));
         let wanted = EventFlags::EVENT_READ;
         assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
+        // A read reaches the replicas: the write's round no longer answers.
+        assert_eq!(forwarder.read(id, &mut [0; 1], 0, 0, &ctx), Ok(1));
         // As if the last round had just ended after an hour's work.
         forwarder.pacing.ran(
             Instant::now(),
@@ -1034,13 +1084,19 @@ mod tests {
             "not ready until a round says so"
         );
         assert_eq!(forwarder.channel.link.exchanges, before, "nothing asked");
-        // A write gets the next round at once, and the truth with it.
+        // A write carries its round, and the truth with it, in one exchange;
+        // the pacing then skips the next, which keeps that answer.
         assert_eq!(forwarder.write(id, b"y", 0, 0, &ctx), Ok(1));
+        forwarder.pacing.ran(
+            Instant::now(),
+            Instant::now() + Duration::from_secs(3600),
+            false,
+        );
         forwarder.after_round();
         assert_eq!(forwarder.fevent(id, wanted, &ctx), Ok(wanted));
-        assert_eq!(forwarder.channel.link.exchanges, before + 2);
+        assert_eq!(forwarder.channel.link.exchanges, before + 1);
         drop(forwarder);
-        assert_eq!(notes.rounds, 1);
+        assert_eq!(notes.rounds, 2);
     }
 
     #[test]

@@ -157,33 +157,38 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
         self
     }
 
+    /// Runs `round`: tells the daemon's line if it fired, runs the daemon's
+    /// round, and writes the answers about its interests and what it asks of
+    /// the next round into the reply body from `at`; returns the bytes
+    /// written.
+    fn run_round(&mut self, round: Round<'_>, at: usize) -> usize {
+        if let Some(line) = self.line.as_ref().filter(|_| round.line_fired) {
+            line.fire();
+        }
+        self.daemon.after_round();
+        let daemon = &mut *self.daemon;
+        let answers = round.interests.iter().map(|interest| {
+            let Caller { pid, uid, gid } = interest.caller;
+            daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
+        });
+        let len = encode_round_answers(answers, &mut self.reply.body()[at..]);
+        let wait = RoundWait {
+            within: self.daemon.next_round_within(),
+            acknowledge: self
+                .line
+                .as_ref()
+                .is_some_and(RelayedLine::take_acknowledged),
+        };
+        len + wait.encode(&mut self.reply.body()[at + len..])
+    }
+
     /// Performs one message and returns the reply to write.
     pub(crate) fn answer(&mut self, message: &mut [u8]) -> &[u8] {
         let performed = match decode_message(message) {
-            Ok(Message::Round(Round {
-                line_fired,
-                interests,
-            })) => {
-                if let Some(line) = self.line.as_ref().filter(|_| line_fired) {
-                    line.fire();
-                }
-                self.daemon.after_round();
-                let daemon = &mut *self.daemon;
-                let answers = interests.iter().map(|interest| {
-                    let Caller { pid, uid, gid } = interest.caller;
-                    daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
-                });
-                let len = encode_round_answers(answers, self.reply.body());
-                let wait = RoundWait {
-                    within: self.daemon.next_round_within(),
-                    acknowledge: self
-                        .line
-                        .as_ref()
-                        .is_some_and(RelayedLine::take_acknowledged),
-                };
-                let len = len + wait.encode(&mut self.reply.body()[len..]);
+            Ok(Message::Round(round)) => {
+                let len = self.run_round(round, 0);
                 Performed {
-                    result: Ok(interests.len()),
+                    result: Ok(round.interests.len()),
                     extra: 0,
                     data_len: len,
                 }
@@ -192,6 +197,7 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
                 head,
                 metadata,
                 payload,
+                round,
             })) => {
                 let id = match head.header.opcode {
                     Opcode::Open => self.root,
@@ -205,7 +211,11 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
                     payload,
                 };
                 let ctx = caller_ctx(head.caller.pid, head.caller.uid, head.caller.gid);
-                perform(self.daemon, operation, &ctx, self.reply.body())
+                let mut performed = perform(self.daemon, operation, &ctx, self.reply.body());
+                if let Some(round) = round {
+                    performed.data_len += self.run_round(round, performed.data_len);
+                }
+                performed
             }
             Err(malformed) => {
                 log::warn!("replica channel: malformed message: {malformed}");
@@ -220,8 +230,8 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
 #[cfg(test)]
 mod tests {
     use super::super::codec::{
-        decode_reply, decode_round_answers, decode_round_reply, encode_request, encode_round,
-        Interest, RequestHead, RoundWait,
+        append_round, decode_reply, decode_round_answers, decode_round_reply, encode_request,
+        encode_round, Interest, RequestHead, RoundWait,
     };
     use super::super::test_scheme::Notes;
     use super::*;
@@ -346,6 +356,35 @@ mod tests {
         let mut cut = request(Opcode::Write, 1, 5, b"hello");
         cut.pop();
         assert_eq!(answer(&mut replica, cut).0, Err(Error::new(EPROTO)));
+        drop(replica);
+        assert_eq!(notes.rounds, 1);
+    }
+
+    #[test]
+    fn a_write_with_a_round_writes_then_runs_the_round_and_answers_both() {
+        let mut notes = Notes::default();
+        let mut replica = Replica::new(&mut notes).unwrap();
+        let (opened, _, _) = answer(&mut replica, request(Opcode::Open, 0, 0, b"note"));
+        let id = opened.unwrap();
+        let interest = Interest {
+            id,
+            flags: EventFlags::EVENT_READ,
+            caller: Caller {
+                pid: 42,
+                uid: 1,
+                gid: 2,
+            },
+        };
+        let mut message = request(Opcode::Write, id, 5, b"hello");
+        assert_eq!(append_round(&[interest], false, &mut message), Some(1));
+        let (result, _, reply) = answer(&mut replica, message);
+        assert_eq!(result, Ok(5), "the write's result");
+        let (answers, _) = decode_round_reply(&reply, 1).unwrap();
+        assert_eq!(
+            decode_round_answers(answers).collect::<Vec<_>>(),
+            [Ok(EventFlags::EVENT_READ)],
+            "readable: the round ran after the write"
+        );
         drop(replica);
         assert_eq!(notes.rounds, 1);
     }
