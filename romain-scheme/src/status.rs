@@ -50,6 +50,8 @@
 //! memory_sync_ms=0           the part of it keeping shared memory in step with the device
 //! recovery_us=3000           the part of it recovering from faults: settling memory,
 //!                            repairing and replacing replicas (the group's stall)
+//! running_ms=7               the part of it the replicas ran to their next event, stops included
+//! effects_ms=3               the part of it performing the events' effects once
 //! replica_pids=4243,4244,4245    comma-separated; `-` for a place being refilled
 //! engine_last_fault=replica 1 at syscall(1): diverged: ...   or `none`
 //! ```
@@ -137,7 +139,7 @@ pub enum EngineReport {
 
 /// The counters of the engine's `status` answer, by (the engine's key, the key
 /// here); a status key does not contain a `-`.
-const ENGINE_COUNTERS: [(&str, &str); 15] = [
+const ENGINE_COUNTERS: [(&str, &str); 17] = [
     ("events", "events"),
     ("votes", "votes"),
     ("divergences", "divergences"),
@@ -153,6 +155,8 @@ const ENGINE_COUNTERS: [(&str, &str); 15] = [
     ("busy-ms", "busy_ms"),
     ("memory-sync-ms", "memory_sync_ms"),
     ("recovery-us", "recovery_us"),
+    ("running-ms", "running_ms"),
+    ("effects-ms", "effects_ms"),
 ];
 
 /// A replica group's counters, as the engine's `status` command gives them.
@@ -514,7 +518,7 @@ mod tests {
     const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
         group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nbusy-ms: 12\n\
-        memory-sync-ms: 0\nrecovery-us: 3000\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
+        memory-sync-ms: 0\nrecovery-us: 3000\nrunning-ms: 7\neffects-ms: 3\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
 
     fn replicated(engine: EngineReport) -> GroupStatus<'static> {
         GroupStatus {
@@ -549,7 +553,8 @@ mod tests {
             text.ends_with(
                 "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
-                 requests=40\nrounds=80\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nreplica_pids=101,-,103\n\
+                 requests=40\nrounds=80\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
+                 effects_ms=3\nreplica_pids=101,-,103\n\
                  engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
             ),
             "{text}"
@@ -629,13 +634,15 @@ mod tests {
             busy: std::time::Duration::from_millis(13),
             memory_sync: std::time::Duration::from_micros(14_999),
             recovery: std::time::Duration::from_micros(15),
+            running: std::time::Duration::from_millis(16),
+            effects: std::time::Duration::from_millis(17),
         };
         let counters = EngineCounters::parse(&stats.to_string()).unwrap();
         let counts: Vec<u64> = ENGINE_COUNTERS
             .iter()
             .map(|(_, key)| counters.count(key).unwrap())
             .collect();
-        assert_eq!(counts, (1..=15).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=17).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
     }

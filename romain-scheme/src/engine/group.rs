@@ -271,7 +271,9 @@ impl ReplicaGroup {
                 }
             }
             self.apply_injections();
+            let running = Instant::now();
             let arrivals = self.advance()?;
+            self.stats.running += running.elapsed();
             self.conclude(arrivals, devices)?;
         }
     }
@@ -653,7 +655,12 @@ impl ReplicaGroup {
             self.stats.recovery += started.elapsed();
         }
 
-        match self.perform(&reference, source, devices)? {
+        let performing = Instant::now();
+        let synced_before = self.stats.memory_sync;
+        let completion = self.perform(&reference, source, devices)?;
+        let synced = self.stats.memory_sync.saturating_sub(synced_before);
+        self.stats.effects += performing.elapsed().saturating_sub(synced);
+        match completion {
             Completion::Continue { regs, stores } => {
                 if tells_of_a_device(&reference.action) {
                     // What the answer tells of (a cause a read cleared, say)

@@ -44,6 +44,12 @@ pub struct EngineStats {
     /// replicas' memory before a copy, repairing and replacing replicas. What the
     /// group stalls per fault, by its own clock.
     pub recovery: Duration,
+    /// The part of `busy` the replicas spent running to their next event,
+    /// their stops and the reading of their registers included.
+    pub running: Duration,
+    /// The part of `busy` spent performing the events' effects once: device
+    /// accesses, calls to other schemes, the replicas' own system calls.
+    pub effects: Duration,
 }
 
 impl fmt::Display for EngineStats {
@@ -70,6 +76,8 @@ impl fmt::Display for EngineStats {
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;
+        writeln!(f, "running-ms: {}", self.running.as_millis())?;
+        writeln!(f, "effects-ms: {}", self.effects.as_millis())?;
         writeln!(
             f,
             "last-fault: {}",

@@ -271,7 +271,8 @@ mod tests {
         assert_eq!(e1000.uid(), 1001);
         assert_eq!(e1000.device(), Some(e1000_id));
         assert_eq!((e1000.bars(), e1000.direct_bars()), (&[0][..], &[0][..]));
-        assert_eq!(e1000.dma_quota(), 4 << 20);
+        // Four 2 MiB huge pages: each ring's descriptors and its packet buffers.
+        assert_eq!(e1000.dma_quota(), 8 << 20);
         let nic: Bdf = "00:02.0".parse().unwrap();
         assert!(e1000.check_bar(nic, 1).is_err(), "BAR 1 is not granted");
 
