@@ -131,9 +131,14 @@ impl Bridge {
         loop {
             match self.nic.reopen(REOPEN_SLICE) {
                 Ok(()) => break,
-                // Not served yet, or the successor died too while the bridge
-                // was reopening it: wait for the next one.
-                Err(e) if e.raw_os_error() == Some(syscall::error::ENODEV) || server_gone(&e) => {
+                // Not served yet, or the successor died too, or its group was
+                // started afresh (a request at hand then fails with EIO), while
+                // the bridge was reopening it: wait for the next one.
+                Err(e)
+                    if e.raw_os_error() == Some(syscall::error::ENODEV)
+                        || server_gone(&e)
+                        || request_failed(&e) =>
+                {
                     let [stopping] = wait([stop.as_fd()], PollTimeout::ZERO)?;
                     if stopping {
                         return Ok(false);

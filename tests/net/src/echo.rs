@@ -20,6 +20,53 @@ const CHUNK: usize = 64 << 10;
 pub const LISTENING: &str = "tcp-echo listening";
 /// The line the service prints when it ends: `tcp-echo served <`[`Served`]`>`.
 pub const SERVED: &str = "tcp-echo served";
+/// The lines `tcp-echo` prints as each session begins and ends:
+/// `tcp-echo session <`[`SessionNews`]`>`.
+pub const SESSION: &str = "tcp-echo session";
+
+/// A session beginning or ending, as [`EchoService::serve_telling`] tells it:
+/// `began <command>`, or `ended <command>: <n> exchanges`, where an exchange
+/// is one chunk echoed (one round trip of a client that waits for each
+/// answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionNews {
+    Began(Command),
+    Ended { command: Command, exchanges: u64 },
+}
+
+impl fmt::Display for SessionNews {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Began(command) => write!(f, "began {command}"),
+            Self::Ended { command, exchanges } => {
+                write!(f, "ended {command}: {exchanges} exchanges")
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SessionNews {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("not a session's news: {text:?}");
+        if let Some(command) = text.strip_prefix("began ") {
+            return Ok(Self::Began(command.parse()?));
+        }
+        let (command, exchanges) = text
+            .strip_prefix("ended ")
+            .and_then(|rest| rest.rsplit_once(": "))
+            .ok_or_else(bad)?;
+        let exchanges = exchanges
+            .strip_suffix(" exchanges")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(bad)?;
+        Ok(Self::Ended {
+            command: command.parse()?,
+            exchanges,
+        })
+    }
+}
 
 /// What the service did before it was told to stop.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,11 +121,17 @@ impl EchoService {
 
     /// Serves connections until one says `quit`.
     pub fn serve(&self) -> io::Result<Served> {
+        self.serve_telling(|_| {})
+    }
+
+    /// As [`serve`](Self::serve), telling `tell` as each session begins and
+    /// ends.
+    pub fn serve_telling(&self, mut tell: impl FnMut(SessionNews)) -> io::Result<Served> {
         let mut served = Served::default();
         loop {
             let (stream, peer) = self.listener.accept()?;
             served.connections += 1;
-            match self.session(stream, &mut served) {
+            match self.session(stream, &mut served, &mut tell) {
                 Ok(Some(Command::Quit)) => return Ok(served),
                 Ok(_) => {}
                 Err(err) => {
@@ -91,7 +144,12 @@ impl EchoService {
 
     /// Greets, takes one command and carries it out; returns it, or `None` for a
     /// command that was refused.
-    fn session(&self, stream: TcpStream, served: &mut Served) -> io::Result<Option<Command>> {
+    fn session(
+        &self,
+        stream: TcpStream,
+        served: &mut Served,
+        tell: &mut dyn FnMut(SessionNews),
+    ) -> io::Result<Option<Command>> {
         stream.set_read_timeout(Some(self.io_timeout))?;
         stream.set_write_timeout(Some(self.io_timeout))?;
         // Round trips are single small writes each way: no waiting to coalesce them.
@@ -109,8 +167,14 @@ impl EchoService {
             }
         };
         log::debug!("{command}");
+        tell(SessionNews::Began(command));
+        let mut exchanges = 0;
         match command {
-            Command::Echo => served.echoed_bytes += echo(&mut reader, &mut writer, &self.echoing)?,
+            Command::Echo => {
+                let (bytes, chunks) = echo(&mut reader, &mut writer, &self.echoing)?;
+                served.echoed_bytes += bytes;
+                exchanges = chunks;
+            }
             Command::Sink { len } => {
                 let checksum = sink(&mut reader, len)?;
                 served.sunk_bytes += len;
@@ -124,6 +188,7 @@ impl EchoService {
             Command::Quit => write_line(&mut writer, BYE)?,
         }
         writer.shutdown(Shutdown::Write)?;
+        tell(SessionNews::Ended { command, exchanges });
         if matches!(command, Command::Quit) {
             // The service ends next, and the guest then takes down the path the answer
             // travels on (the bridge, the driver): wait until the client has read it
@@ -144,22 +209,24 @@ fn wait_for_close(reader: &mut impl Read) -> io::Result<()> {
 }
 
 /// Sends back whatever arrives, as it arrives, until the client closes its side;
-/// counts each chunk into `echoing` once sent.
+/// counts each chunk into `echoing` once sent. Returns the bytes and the
+/// chunks echoed.
 fn echo(
     reader: &mut impl BufRead,
     writer: &mut impl Write,
     echoing: &AtomicU64,
-) -> io::Result<u64> {
-    let mut echoed = 0;
+) -> io::Result<(u64, u64)> {
+    let (mut echoed, mut chunks) = (0, 0);
     loop {
         let chunk = reader.fill_buf()?;
         if chunk.is_empty() {
-            return Ok(echoed);
+            return Ok((echoed, chunks));
         }
         let n = chunk.len();
         writer.write_all(chunk)?;
         reader.consume(n);
         echoed += n as u64;
+        chunks += 1;
         echoing.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -195,4 +262,39 @@ fn source(writer: &mut impl Write, pattern: Pattern, len: u64) -> io::Result<u32
         offset += n as u64;
     }
     Ok(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_news_reads_back_as_it_was_told() {
+        for news in [
+            SessionNews::Began(Command::Echo),
+            SessionNews::Ended {
+                command: Command::Echo,
+                exchanges: 1000,
+            },
+            SessionNews::Ended {
+                command: Command::Source { len: 5, seed: 7 },
+                exchanges: 0,
+            },
+        ] {
+            assert_eq!(news.to_string().parse(), Ok(news), "{news}");
+        }
+        assert_eq!(
+            SessionNews::Began(Command::Sink { len: 3 }).to_string(),
+            "began sink 3"
+        );
+        for bad in [
+            "",
+            "began",
+            "ended echo",
+            "ended echo: many exchanges",
+            "went echo",
+        ] {
+            assert!(bad.parse::<SessionNews>().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use guest_net::echo::{EchoService, LISTENING, SERVED};
+use guest_net::echo::{EchoService, LISTENING, SERVED, SESSION};
 
 /// Serve the TCP echo service on PORT, one connection at a time, until a client sends
 /// `quit`: `echo` echoes, `sink LEN` checksums what arrives, `source LEN SEED` sends a
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let timeout = Duration::from_secs(args.io_timeout);
     let served = EchoService::bind(addr, &args.label, timeout).and_then(|service| {
         println!("{LISTENING} on {} as {}", service.local_addr()?, args.label);
-        service.serve()
+        service.serve_telling(|news| println!("{SESSION} {news}"))
     });
     match served {
         Ok(served) => {

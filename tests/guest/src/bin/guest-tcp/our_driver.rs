@@ -24,7 +24,9 @@ use guest_harness::protocol::{E1000_DRIVER_LABEL, GUEST_BENCH_PREFIX};
 use guest_net::bridge::RELAYING;
 use guest_net::child::Child;
 use guest_net::cpu::{cpu_time, percent, DriverCpu};
+use guest_net::echo::SessionNews;
 use guest_net::paths::{Access, NetPath, ReplicaCount, Waiting, REPLICAS, REPLICATED_ACCESS};
+use guest_net::protocol::Command as EchoCommand;
 use guest_net::relay::BridgeCounters;
 use nix::sys::signal::Signal;
 use scheme_runtime::Handle;
@@ -142,7 +144,17 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
         }
         NetPath::ReplicaCountE1000(count) => {
             let before_load = driver.as_ref().map(Driver::before_load);
-            service::run(report, path, settings, up);
+            let mut round_trips = RoundTripEvents::default();
+            service::run_telling(report, path, settings, up, &mut |news| {
+                if let Some(driver) = &driver {
+                    round_trips.note(&news, || {
+                        driver.engine_status().ok()?.counter("events").ok()
+                    });
+                }
+            });
+            if let Some(per_round_trip) = round_trips.text() {
+                println!("{GUEST_BENCH_PREFIX} tcp {path} events per round trip: {per_round_trip}");
+            }
             engine_events = report.run_after(&step("engine-ran"), driver.as_ref(), |driver| {
                 engine_ran(driver, path, count)
             });
@@ -400,6 +412,43 @@ fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult
     status.counter("events")
 }
 
+/// The engine's events while the service echoed: between its echo session's
+/// beginning and end.
+#[derive(Default)]
+struct RoundTripEvents {
+    at_start: Option<u64>,
+    counted: Option<(u64, u64)>,
+}
+
+impl RoundTripEvents {
+    /// Takes `news`, reading the engine's event count with `events` at the
+    /// echo session's beginning and end.
+    fn note(&mut self, news: &SessionNews, events: impl FnOnce() -> Option<u64>) {
+        match news {
+            SessionNews::Began(EchoCommand::Echo) => self.at_start = events(),
+            SessionNews::Ended {
+                command: EchoCommand::Echo,
+                exchanges,
+            } => {
+                self.counted = self
+                    .at_start
+                    .zip(events())
+                    .map(|(start, end)| (end.saturating_sub(start), *exchanges));
+            }
+            _ => {}
+        }
+    }
+
+    /// `2.10 (2100 events, 1000 round trips)`, once counted.
+    fn text(&self) -> Option<String> {
+        let (events, round_trips) = self.counted.filter(|&(_, trips)| trips > 0)?;
+        Some(format!(
+            "{:.2} ({events} events, {round_trips} round trips)",
+            events as f64 / round_trips as f64
+        ))
+    }
+}
+
 /// Events the floor of a replicated event is measured over.
 const FLOOR_EVENTS: u32 = 500;
 
@@ -630,6 +679,39 @@ mod tests {
             unreplaced.contains("no replica was replaced"),
             "{unreplaced}"
         );
+    }
+
+    #[test]
+    fn events_per_round_trip_count_only_the_echo_session() {
+        let mut counted = RoundTripEvents::default();
+        let echo = EchoCommand::Echo;
+        counted.note(&SessionNews::Began(EchoCommand::Sink { len: 9 }), || {
+            Some(1)
+        });
+        assert_eq!(counted.text(), None, "nothing echoed yet");
+        counted.note(&SessionNews::Began(echo), || Some(100));
+        counted.note(
+            &SessionNews::Ended {
+                command: echo,
+                exchanges: 1000,
+            },
+            || Some(2_600),
+        );
+        counted.note(&SessionNews::Began(EchoCommand::Quit), || Some(9_999));
+        assert_eq!(
+            counted.text().as_deref(),
+            Some("2.50 (2500 events, 1000 round trips)")
+        );
+        let mut unread = RoundTripEvents::default();
+        unread.note(&SessionNews::Began(echo), || None);
+        unread.note(
+            &SessionNews::Ended {
+                command: echo,
+                exchanges: 10,
+            },
+            || Some(5),
+        );
+        assert_eq!(unread.text(), None, "a count that could not be read");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use guest_harness::guest::report::{Report, StepResult};
 use guest_net::child::Child;
-use guest_net::echo::{LISTENING, SERVED};
+use guest_net::echo::{SessionNews, LISTENING, SERVED, SESSION};
 use guest_net::ipconfig::QEMU_GATEWAY;
 use guest_net::paths::NetPath;
 use guest_net::protocol::serving_line;
@@ -30,10 +30,22 @@ pub struct Settings {
 /// Runs the shared steps of `path`, named `tcp-<label>-<step>`, once `up` says its
 /// interface is configured.
 pub fn run(report: &mut Report, path: NetPath, settings: &Settings, up: Option<()>) {
+    run_telling(report, path, settings, up, &mut |_| {});
+}
+
+/// As [`run`], telling `on_news` as each of the service's sessions begins and
+/// ends.
+pub fn run_telling(
+    report: &mut Report,
+    path: NetPath,
+    settings: &Settings,
+    up: Option<()>,
+    on_news: &mut dyn FnMut(SessionNews),
+) {
     let step = |name: &str| format!("tcp-{path}-{name}");
     let reachable = report.run_after(&step("gateway-answers-ping"), up, |()| gateway_answers());
     report.run_after(&step("echo-served-host"), reachable, |_| {
-        serve(path, settings)
+        serve(path, settings, on_news)
     });
 }
 
@@ -59,9 +71,14 @@ pub(crate) fn gateway_answers() -> StepResult<Duration> {
     }
 }
 
-/// Starts the service, announces it on the console for the host, and waits until
-/// the host has run its load and said `quit`; returns the service's closing line.
-fn serve(path: NetPath, settings: &Settings) -> StepResult<String> {
+/// Starts the service, announces it on the console for the host, tells
+/// `on_news` of its sessions as they begin and end, and waits until the host
+/// has run its load and said `quit`; returns the service's closing line.
+fn serve(
+    path: NetPath,
+    settings: &Settings,
+    on_news: &mut dyn FnMut(SessionNews),
+) -> StepResult<String> {
     let mut command = Command::new("tcp-echo");
     command.args([
         "--port",
@@ -72,7 +89,22 @@ fn serve(path: NetPath, settings: &Settings) -> StepResult<String> {
     let mut echo = Child::spawn("tcp-echo", command)?;
     echo.wait_for_line(LISTENING, LISTEN_TIMEOUT)?;
     println!("{}", serving_line(path.label(), settings.port));
-    let status = echo.wait(settings.host_timeout)?;
+    let deadline = Instant::now() + settings.host_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match echo.wait_for_line(SESSION, left) {
+            Ok(line) => {
+                if let Ok(news) = line[SESSION.len()..].trim().parse() {
+                    on_news(news);
+                }
+            }
+            // The service ended: its status says how.
+            Err(_) if echo.has_ended()? => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let status = echo.wait(left)?;
     if !status.success() {
         return Err(format!("tcp-echo ended with {status}").into());
     }
