@@ -141,18 +141,3 @@ impl Drop for KilledOnDrop {
         let _ = waitpid(self.0, None);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_floor_of_one_two_and_three_replicas_grows_with_them() {
-        let one = measure(1, 200).unwrap();
-        let three = measure(3, 200).unwrap();
-        assert!(!one.is_zero());
-        // Three replicas stop three times per event where one stops once; the
-        // noise of a shared machine is far below that factor.
-        assert!(three > one, "N=1 {one:?}, N=3 {three:?}");
-    }
-}
