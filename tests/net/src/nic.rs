@@ -11,13 +11,10 @@
 //! ([`FrameSink::flush`]) or the batch is full.
 //!
 //! Events come once per rising edge, as with an edge-triggered epoll: a reader
-//! reads until no frame is left, and only then waits for the next event. A read
-//! returns every waiting frame that fits, so a batch with room left for the
-//! longest frame emptied the ring, as a read that would block says it is empty:
-//! one request fewer per burst, which under replication is an event of the
-//! group. The runtime re-asks `fevent` after every round, and tells afresh
-//! readiness that a read used up and a frame restored within the round, so a
-//! frame that arrives after the read is an event either way.
+//! reads until a read would block, and only then waits for the next event. The
+//! runtime re-asks `fevent` after every round, so the round that answered "would
+//! block" saw no frame, and a frame that arrives later is a rising edge whose event
+//! reaches the descriptor after that answer.
 //!
 //! When the driver serving the scheme dies, both handles fail with `ESTALE`
 //! (the request at hand when a replicated driver's group restarts fails once
@@ -54,9 +51,6 @@ pub struct Nic {
     /// The last batch read, and where in it the next frame starts.
     received: Vec<u8>,
     received_at: usize,
-    /// The last batch read emptied the receive ring: once it is handed out,
-    /// no frame is waiting until the next arrival event.
-    emptied: bool,
     /// Frames gathered to go as one write.
     to_send: Vec<u8>,
 }
@@ -82,7 +76,6 @@ impl Nic {
             link,
             received: Vec::with_capacity(BATCH_BYTES),
             received_at: 0,
-            emptied: false,
             to_send: Vec::with_capacity(BATCH_BYTES),
         })
     }
@@ -92,8 +85,6 @@ impl Nic {
     pub fn reopen(&mut self, wait: Duration) -> io::Result<()> {
         // Frames gathered for the dead driver are lost with those in flight.
         self.to_send.clear();
-        // The successor may have frames waiting already.
-        self.emptied = false;
         self.receive.reopen(wait)?;
         self.send.reopen(wait)?;
         self.link.reopen(wait)?;
@@ -179,12 +170,6 @@ fn frames_path(scheme: &str) -> String {
     format!("/scheme/{scheme}")
 }
 
-/// Whether a batch read of `n` bytes took every frame waiting: it left room
-/// for the longest.
-fn emptied_the_ring(n: usize) -> bool {
-    n + batch::record_len(FRAME_MAX) <= BATCH_BYTES
-}
-
 fn batch_path(scheme: &str) -> String {
     format!("{}/batch", frames_path(scheme))
 }
@@ -197,17 +182,11 @@ impl FrameSource for Nic {
     /// The next frame of the last batch read, or of a new one.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if self.received_at == self.received.len() {
-            if std::mem::take(&mut self.emptied) {
-                return Ok(None);
-            }
             self.received.resize(BATCH_BYTES, 0);
             let read = self.receive.read(&mut self.received);
             self.received_at = 0;
             match read {
-                Ok(n) => {
-                    self.received.truncate(n);
-                    self.emptied = emptied_the_ring(n);
-                }
+                Ok(n) => self.received.truncate(n),
                 Err(e) => {
                     self.received.clear();
                     return match e.kind() {
