@@ -182,13 +182,14 @@ impl Window {
         }
         for (index, record) in records.iter_mut().enumerate() {
             let (op, access) = self.decode_checked(index, record)?;
-            // SAFETY (both arms): `access` was checked against this bus's region.
             match op.kind {
-                OpKind::Read => wire::set_value(
-                    record,
-                    unsafe { self.bus.read(access) }.map_err(WindowError::Io)?,
-                ),
+                OpKind::Read => {
+                    // SAFETY: `access` was checked against this bus's region.
+                    let value = unsafe { self.bus.read(access) }.map_err(WindowError::Io)?;
+                    wire::set_value(record, value)
+                }
                 OpKind::Write => {
+                    // SAFETY: `access` was checked against this bus's region.
                     unsafe { self.bus.write(access, op.value) }.map_err(WindowError::Io)?
                 }
             }

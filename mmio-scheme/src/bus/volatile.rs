@@ -77,7 +77,7 @@ mod tests {
         // SAFETY: `backing` is 32 bytes, 8-aligned and outlives `regs`.
         let regs = unsafe { VolatileRegion::new(base, 32) };
         let at = |offset, width| regs.region().check(offset, width).unwrap();
-        // SAFETY (all accesses): checked against the region.
+        // SAFETY: every access below was checked against the region.
         unsafe {
             regs.write(at(8, Width::U32), 0x8008_0783);
             regs.write(at(16, Width::U8), 0x5a);

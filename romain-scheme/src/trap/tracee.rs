@@ -75,12 +75,16 @@ impl Tracee {
     /// The caller may be multi-threaded, so `body` must do only what is async-signal-safe
     /// after `fork` (no allocation, no locks): typically a few instructions of inline asm.
     pub unsafe fn fork(body: fn() -> i32) -> Result<Tracee, TrapError> {
-        match fork()? {
+        // SAFETY: the child does only what is async-signal-safe (ptrace, raise,
+        // the caller's `body`, _exit) and never returns into the caller's code.
+        match unsafe { fork() }? {
             ForkResult::Child => {
                 if ptrace::traceme().is_err() || raise(Signal::SIGSTOP).is_err() {
-                    libc::_exit(TRACEME_FAILED);
+                    // SAFETY: ends the forked child without the parent's exit handlers.
+                    unsafe { libc::_exit(TRACEME_FAILED) };
                 }
-                libc::_exit(body())
+                // SAFETY: as above.
+                unsafe { libc::_exit(body()) }
             }
             ForkResult::Parent { child } => Tracee::adopt(child, Signal::SIGSTOP),
         }

@@ -62,27 +62,3 @@ pub trait SchemeDaemon: SchemeSync {
         None
     }
 }
-
-/// The wait before the next round: the sooner of the tick and what the daemon
-/// asks for.
-pub(crate) fn round_wait(tick: Option<Duration>, asked: Option<Duration>) -> Option<Duration> {
-    match (tick, asked) {
-        (Some(tick), Some(asked)) => Some(tick.min(asked)),
-        (tick, asked) => tick.or(asked),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sooner_of_the_tick_and_the_daemons_wish_is_waited_for() {
-        let ms = Duration::from_millis;
-        assert_eq!(round_wait(Some(ms(100)), Some(ms(1))), Some(ms(1)));
-        assert_eq!(round_wait(Some(ms(1)), Some(ms(100))), Some(ms(1)));
-        assert_eq!(round_wait(None, Some(ms(3))), Some(ms(3)));
-        assert_eq!(round_wait(Some(ms(7)), None), Some(ms(7)));
-        assert_eq!(round_wait(None, None), None);
-    }
-}

@@ -33,7 +33,9 @@ impl Io for DirectIo {
             // this process aliases.
             let register = unsafe { self.mapping.as_ptr().add(op.reg as usize).cast::<u32>() };
             match op.access {
+                // SAFETY: `register` is inside the mapping and aligned (above).
                 Access::Read => op.value = unsafe { register.read_volatile() },
+                // SAFETY: as for the read.
                 Access::Write => unsafe { register.write_volatile(op.value) },
             }
         }

@@ -196,6 +196,7 @@ impl RxRing {
         // SAFETY: desc points at a descriptor inside the ring.
         let status = unsafe { addr_of_mut!((*desc).status).read_volatile() };
         fence(Ordering::Acquire);
+        // SAFETY: as above.
         let errors = unsafe { addr_of_mut!((*desc).errors).read_volatile() };
         (status, errors)
     }

@@ -321,7 +321,7 @@ impl HostServer {
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
-        let tick = crate::daemon::round_wait(self.tick, daemon.next_round_within());
+        let tick = round_wait(self.tick, daemon.next_round_within());
         let timeout = match (tick, resting) {
             (Some(a), Some(b)) => PollTimeout::try_from(a.min(b)).unwrap_or(PollTimeout::MAX),
             (Some(wait), None) | (None, Some(wait)) => {
@@ -716,6 +716,15 @@ impl HostServer {
     }
 }
 
+/// The wait before the next round: the sooner of the tick and what the daemon
+/// asks for.
+fn round_wait(tick: Option<Duration>, asked: Option<Duration>) -> Option<Duration> {
+    match (tick, asked) {
+        (Some(tick), Some(asked)) => Some(tick.min(asked)),
+        (tick, asked) => tick.or(asked),
+    }
+}
+
 /// Whether a read or write must wait for the scheme's state to change: it would
 /// block, on a handle that blocks.
 fn must_wait(fcntl_flags: u32, result: Result<usize>) -> bool {
@@ -731,6 +740,16 @@ const REARMED_BY_IO: EventFlags = EventFlags::EVENT_READ.union(EventFlags::EVENT
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sooner_of_the_tick_and_the_daemons_wish_is_waited_for() {
+        let ms = Duration::from_millis;
+        assert_eq!(round_wait(Some(ms(100)), Some(ms(1))), Some(ms(1)));
+        assert_eq!(round_wait(Some(ms(1)), Some(ms(100))), Some(ms(1)));
+        assert_eq!(round_wait(None, Some(ms(3))), Some(ms(3)));
+        assert_eq!(round_wait(Some(ms(7)), None), Some(ms(7)));
+        assert_eq!(round_wait(None, None), None);
+    }
 
     #[test]
     fn limits_keep_a_reserve_of_descriptors_and_half_the_places_from_any_one_uid() {
