@@ -1186,8 +1186,6 @@ fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
     }
 }
 
-/// Whether completing `action` can show a device what is in shared memory: a
-/// scheme call (to `mmio:`, say), a port or device-memory access.
 /// Whether the event's answer may tell the replicas of a device's state: a
 /// register or port read, or a scheme's reply. Their copies of the device's
 /// memory are brought up to date before they go on, or a driver that reads a
@@ -1207,6 +1205,8 @@ fn tells_of_a_device(action: &Action) -> bool {
     )
 }
 
+/// Whether completing `action` can show a device what is in shared memory: a
+/// scheme call (to `mmio:`, say), a port or device-memory access.
 fn reaches_a_device(action: &Action) -> bool {
     matches!(
         action,

@@ -393,19 +393,21 @@ pub fn append_round(interests: &[Interest], line_fired: bool, out: &mut Vec<u8>)
     if out.len() + ROUND_HEADER_LEN + listed * INTEREST_LEN > MAX_MESSAGE_LEN {
         return None;
     }
-    let mut round = Vec::with_capacity(ROUND_HEADER_LEN + listed * INTEREST_LEN);
-    encode_round(interests, line_fired, &mut round);
     out[1] = 1;
-    out.extend_from_slice(&round);
-    Some(listed)
+    Some(push_round(interests, line_fired, out))
 }
 
 /// Encodes a round that tells whether the relayed line fired and asks about
 /// the first [`MAX_ROUND_INTERESTS`] of `interests` into `out` (cleared
 /// first); returns how many it lists.
 pub fn encode_round(interests: &[Interest], line_fired: bool, out: &mut Vec<u8>) -> usize {
-    let listed = &interests[..interests.len().min(MAX_ROUND_INTERESTS)];
     out.clear();
+    push_round(interests, line_fired, out)
+}
+
+/// Appends the round [`encode_round`] encodes to `out`.
+fn push_round(interests: &[Interest], line_fired: bool, out: &mut Vec<u8>) -> usize {
+    let listed = &interests[..interests.len().min(MAX_ROUND_INTERESTS)];
     out.push(KIND_ROUND);
     out.push(u8::from(line_fired));
     out.extend_from_slice(&[0; ROUND_HEADER_LEN - 2]);

@@ -107,10 +107,11 @@ pub struct Forwarder<L> {
 /// a round that reached out (a driver that polls its device with port accesses
 /// does at every round), gets the next round at once. A write carries that
 /// round in its own exchange where both fit one message. A round the pacing skips
-/// answers every
-/// readiness question with "not ready": the next round that runs then reports
-/// whatever is ready as a new event, so no wake-up is lost, only delayed, and a
-/// client that already read sees an extra event, which costs it one read.
+/// keeps the answers of a round that ran since the last message (a write's
+/// own); otherwise it answers every readiness question with "not ready": the
+/// next round that runs then reports whatever is ready as a new event, so no
+/// wake-up is lost, only delayed, and a client that already read sees an extra
+/// event, which costs it one read.
 #[derive(Default)]
 struct RoundPacing {
     pacing: Pacing,
@@ -134,9 +135,8 @@ impl RoundPacing {
     }
 
     /// As [`due`](Self::due) for replicas whose line is relayed, which
-    /// `wished` for an early round or not.
-    /// Their line, a request or their wish tells of new work, so a round that
-    /// reached out calls for no other.
+    /// `wished` for an early round or not. Their line, a request or their wish
+    /// tells of new work, so a round that reached out calls for no other.
     fn due_with_line(&self, now: Instant, wished: bool) -> bool {
         let quiet_for = |ended: Instant| now.duration_since(ended) >= QUIET_ROUND;
         self.urgent || (self.pacing.due(now) && (wished || self.last_ended.is_none_or(quiet_for)))
