@@ -1,7 +1,8 @@
 //! The `mmio:` access layer: the only process that touches device registers.
 //!
 //! Drivers open one BAR of a PCI function (`pci/<bdf>/bar<N>`) or an I/O port
-//! range (`port/<first>-<last>`) and read and write registers through the
+//! range (`port/<first>-<last>`), having found their device in the list of
+//! the functions their rule grants (`pci`), and read and write registers through the
 //! handle, one access at a time (`pread`/`pwrite`) or in batches (`call`, in
 //! the [`wire`] format), and wait for a function's interrupt
 //! (`pci/<bdf>/irq`, an [`interrupt::InterruptLine`]). A [`driver_policy::Policy`] decides what each driver
@@ -9,7 +10,7 @@
 //! it reaches a device.
 //!
 //! Drivers depend on this crate for [`wire`] (building batches) and
-//! [`open_path`] (building paths); the daemon is [`MmioScheme`] over a
+//! [`client`] (opening what it serves, finding their device); the daemon is [`MmioScheme`] over a
 //! [`Hardware`]: the platform's real devices ([`SystemHardware`]) or, in host
 //! tests, a [`SoftMachine`] of software register banks.
 
@@ -17,6 +18,7 @@
 compile_error!("mmio-scheme serves x86 I/O ports and is built for x86_64 only");
 
 pub mod bus;
+pub mod client;
 pub mod hardware;
 pub mod interrupt;
 pub mod open_path;

@@ -4,6 +4,9 @@
 //!   (`0000:00:03.0` or `00:03.0`);
 //! - `port/<first>-<last>`: the I/O ports `first..=last` (hex, `0x2f8-0x2ff`);
 //! - `pci/<bdf>/irq`: the interrupt of the PCI function at `<bdf>`;
+//! - `pci`: the PCI functions the opener's rule grants, a line each
+//!   (`0000:00:03.0 8086:100e`): how a driver whose rule names its device by
+//!   id finds where the device is;
 //! - `status`: counters and open handles, as text.
 //!
 //! A register or interrupt path may end in `?label=<driver>`: uid 0 (the supervisor) opens
@@ -18,6 +21,8 @@ use syscall::error::{Error, EINVAL, ENOENT};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Status,
+    /// The list of the PCI functions the opener's rule grants.
+    Functions,
     Registers(RegisterTarget),
     /// The interrupt of the PCI function at `bdf`.
     Interrupt {
@@ -62,7 +67,7 @@ impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoSuchResource => f.write_str(
-                "no such resource (want pci/<bdf>/bar<N>, pci/<bdf>/irq, port/<first>-<last> or status)",
+                "no such resource (want pci/<bdf>/bar<N>, pci/<bdf>/irq, pci, port/<first>-<last> or status)",
             ),
             Self::BadQuery(why) => write!(f, "bad query: {why}"),
         }
@@ -88,6 +93,7 @@ fn parse_target(path: &str) -> Option<Target> {
     let mut parts = path.split('/');
     let target = match (parts.next()?, parts.next(), parts.next()) {
         ("status", None, None) => Target::Status,
+        ("pci", None, None) => Target::Functions,
         ("port", Some(range), None) => {
             Target::Registers(RegisterTarget::Ports(range.parse().ok()?))
         }
@@ -134,6 +140,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Status => f.write_str("status"),
+            Self::Functions => f.write_str("pci"),
             Self::Registers(registers) => registers.fmt(f),
             Self::Interrupt { bdf } => write!(f, "pci/{bdf}/irq"),
         }
@@ -188,6 +195,12 @@ mod tests {
             ))
         );
         assert_eq!(parse("status"), Ok((Target::Status, None)));
+        assert_eq!(parse("/pci/"), Ok((Target::Functions, None)));
+        assert_eq!(
+            parse("pci?label=e1000"),
+            Ok((Target::Functions, Some("e1000")))
+        );
+        assert_eq!(Target::Functions.to_string(), "pci");
         assert_eq!(
             parse("pci/00:03.0/bar0?label=e1000"),
             Ok((bar("00:03.0", 0), Some("e1000")))
@@ -212,7 +225,7 @@ mod tests {
         for path in [
             "",
             "/",
-            "pci",
+            "pcix",
             "pci/00:03.0",
             "pci/00:03.0/bar6",
             "pci/00:03.0/bar",

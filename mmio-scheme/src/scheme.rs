@@ -99,8 +99,11 @@ pub struct MmioScheme<H: Hardware> {
 }
 
 enum Handle {
-    /// A snapshot of the status text, taken at open.
-    Status(Vec<u8>),
+    /// A snapshot of a text (the status, the list of functions), taken at open.
+    Text {
+        target: Target,
+        text: Vec<u8>,
+    },
     Registers(RegisterHandle),
     Interrupt(InterruptHandle),
 }
@@ -156,7 +159,14 @@ impl<H: Hardware> MmioScheme<H> {
             error.errno()
         })?;
         let target = match request.target {
-            Target::Status => return Ok(Handle::Status(self.status_text(ctx).into_bytes())),
+            Target::Status => {
+                let text = self.status_text(ctx).into_bytes();
+                return Ok(Handle::Text {
+                    target: Target::Status,
+                    text,
+                });
+            }
+            Target::Functions => return self.open_functions(&request, ctx),
             Target::Registers(target) => Some(target),
             Target::Interrupt { .. } => None,
         };
@@ -195,6 +205,40 @@ impl<H: Hardware> MmioScheme<H> {
             },
             accesses: 0,
         }))
+    }
+
+    /// The list of the PCI functions the opener may open: those its rule (or
+    /// the rule it names, for root) grants; every function for root naming
+    /// none, who administers them all.
+    fn open_functions(&mut self, request: &OpenRequest, ctx: &CallerCtx) -> Result<Handle> {
+        let rule = match (ctx.uid, request.label) {
+            (SUPERVISOR_UID, None) => None,
+            (uid, label) => match self
+                .policy
+                .resolve(uid, label)
+                .and_then(|rule| rule.check_scheme(SCHEME_NAME).map(|()| rule))
+            {
+                Ok(rule) => Some(rule.clone()),
+                Err(denial) => return Err(self.deny(ctx, request, &denial)),
+            },
+        };
+        let functions = self.hardware.functions().map_err(|error| {
+            self.counters.errors += 1;
+            log::error!("listing the PCI functions: {error}");
+            hardware_errno(&error)
+        })?;
+        let text: String = functions
+            .iter()
+            .filter(|function| {
+                rule.as_ref()
+                    .is_none_or(|rule| rule.check_device(function.bdf, function.id).is_ok())
+            })
+            .map(|function| format!("{function}\n"))
+            .collect();
+        Ok(Handle::Text {
+            target: Target::Functions,
+            text: text.into_bytes(),
+        })
     }
 
     /// Opens the interrupt `request` names for `driver`, unmasked.
@@ -542,7 +586,7 @@ impl<H: Hardware> MmioScheme<H> {
         let open_handles = self
             .handles
             .values()
-            .filter(|handle| !matches!(handle, Handle::Status(_)))
+            .filter(|handle| !matches!(handle, Handle::Text { .. }))
             .count();
         let lines: Vec<String> = self
             .handles
@@ -561,7 +605,7 @@ impl<H: Hardware> MmioScheme<H> {
                     "handle {id}: driver {} pid {} pci/{}/irq interrupts {} acknowledged {}",
                     h.driver, h.pid, h.bdf, h.delivered, h.acknowledged
                 )),
-                Handle::Registers(_) | Handle::Interrupt(_) | Handle::Status(_) => None,
+                Handle::Registers(_) | Handle::Interrupt(_) | Handle::Text { .. } => None,
             })
             .collect();
         status::render(&self.counters, open_handles, &lines)
@@ -640,7 +684,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _ctx: &CallerCtx,
     ) -> Result<usize> {
         match self.handles.get(&id) {
-            Some(Handle::Status(text)) => {
+            Some(Handle::Text { text, .. }) => {
                 return Ok(scheme_runtime::copy_at_offset(text, offset, buf))
             }
             Some(Handle::Interrupt(_)) => return self.read_interrupt(id, buf),
@@ -692,7 +736,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
 
     fn fsize(&mut self, id: usize, _ctx: &CallerCtx) -> Result<u64> {
         match self.handles.get(&id) {
-            Some(Handle::Status(text)) => Ok(text.len() as u64),
+            Some(Handle::Text { text, .. }) => Ok(text.len() as u64),
             Some(Handle::Registers(handle)) => Ok(handle.window.region().len),
             Some(Handle::Interrupt(_)) => Ok(INTERRUPT_COUNT_LEN as u64),
             None => Err(Error::new(EBADF)),
@@ -702,7 +746,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
         stat.st_size = self.fsize(id, ctx)?;
         stat.st_mode = match self.handles.get(&id) {
-            Some(Handle::Status(_)) => MODE_FILE | 0o444,
+            Some(Handle::Text { .. }) => MODE_FILE | 0o444,
             _ => MODE_CHR | 0o600,
         };
         Ok(())
@@ -710,7 +754,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
 
     fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
         let target = match self.handles.get(&id) {
-            Some(Handle::Status(_)) => Target::Status,
+            Some(Handle::Text { target, .. }) => *target,
             Some(Handle::Registers(handle)) => Target::Registers(handle.target),
             Some(Handle::Interrupt(handle)) => Target::Interrupt { bdf: handle.bdf },
             None => return Err(Error::new(EBADF)),
@@ -751,7 +795,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
                 handle.delivered
             ),
             Some(Handle::Registers(handle)) => self.close_registers(handle),
-            Some(Handle::Status(_)) | None => {}
+            Some(Handle::Text { .. }) | None => {}
         }
     }
 }

@@ -1040,3 +1040,65 @@ fn a_successor_finds_the_line_its_dead_predecessor_left_masked_unmasked() {
         1u64.to_le_bytes()
     );
 }
+
+/// The text `ctx` reads from `mmio:pci` (opened with `path`).
+fn functions_listed(scheme: &mut MmioScheme<SoftMachine>, path: &str, ctx: &CallerCtx) -> String {
+    let id = open_with(scheme, path, O_RDONLY, ctx).unwrap();
+    let mut text = vec![0; 4096];
+    let read = scheme.read(id, &mut text, 0, 0, ctx).unwrap();
+    text.truncate(read);
+    let mut fpath = [0; 64];
+    let len = scheme.fpath(id, &mut fpath, ctx).unwrap();
+    assert_eq!(&fpath[..len], b"/scheme/mmio/pci");
+    scheme.on_close(id);
+    String::from_utf8(text).unwrap()
+}
+
+#[test]
+fn a_driver_finds_the_functions_its_rule_grants_and_no_others_in_the_pci_list() {
+    let mut m = machine();
+    assert_eq!(
+        functions_listed(&mut m.scheme, "pci", &e1000_ctx()),
+        "0000:00:03.0 8086:100e\n0000:00:05.0 8086:100e\n",
+        "both e1000s match `device`; the unknown device does not"
+    );
+    let indirect = caller_ctx(42, 1003, 1003);
+    assert_eq!(
+        functions_listed(&mut m.scheme, "pci", &indirect),
+        "0000:00:05.0 8086:100e\n",
+        "a rule by address lists that address"
+    );
+    assert_eq!(
+        functions_listed(&mut m.scheme, "pci", &uart_ctx()),
+        "",
+        "a rule of ports grants no function"
+    );
+    assert_eq!(
+        functions_listed(&mut m.scheme, "pci?label=indirect", &root_ctx()),
+        "0000:00:05.0 8086:100e\n"
+    );
+    assert_eq!(
+        functions_listed(&mut m.scheme, "pci", &root_ctx())
+            .lines()
+            .count(),
+        3,
+        "root naming no driver sees every function"
+    );
+}
+
+#[test]
+fn the_pci_list_is_refused_to_strangers_foreign_labels_and_rules_without_mmio() {
+    let mut m = machine();
+    let stranger = caller_ctx(43, 4242, 4242);
+    assert_eq!(errno(open(&mut m.scheme, "pci", &stranger)), EACCES);
+    assert_eq!(
+        errno(open(&mut m.scheme, "pci?label=uart", &e1000_ctx())),
+        EACCES
+    );
+    let dma_only = caller_ctx(44, 1004, 1004);
+    assert_eq!(errno(open(&mut m.scheme, "pci", &dma_only)), EACCES);
+    assert_eq!(
+        errno(open(&mut m.scheme, "pci?label=nobody", &root_ctx())),
+        EACCES
+    );
+}

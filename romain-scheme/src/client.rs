@@ -4,7 +4,7 @@
 use std::io;
 use std::num::NonZeroUsize;
 
-use scheme_runtime::Handle;
+use scheme_runtime::{read_text, Handle};
 use syscall::error::{EACCES, EINVAL, ENODEV, ENOENT, EOPNOTSUPP, ESRCH, ETIMEDOUT};
 use syscall::flag::{O_RDONLY, O_RDWR};
 
@@ -48,20 +48,6 @@ pub fn send(driver: &str, command: &Command) -> io::Result<String> {
     let handle = Handle::open(&group_path(driver, Some("attach"))?, O_RDWR)?;
     handle.write(command.to_string().as_bytes())?;
     read_text(&handle)
-}
-
-/// Reads a handle's whole text from offset 0.
-fn read_text(handle: &Handle) -> io::Result<String> {
-    let mut text = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = handle.read_at(&mut chunk, text.len() as u64)?;
-        if n == 0 {
-            break;
-        }
-        text.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// What an error from `romain:` means, in words, for `driver`.

@@ -12,6 +12,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use driver_policy::Bdf;
+use mmio_scheme::open_path::Target;
 use scheme_runtime::replicated::RelayedLine;
 use scheme_runtime::Handle;
 use syscall::flag::{EventFlags, O_NONBLOCK, O_RDWR};
@@ -46,15 +47,14 @@ pub struct MmioInterrupt {
 impl MmioInterrupt {
     /// Where `mmio:` serves the interrupt of the function at `bdf`.
     pub fn path(bdf: Bdf) -> String {
-        format!("/scheme/mmio/pci/{bdf}/irq")
+        mmio_scheme::client::path(Target::Interrupt { bdf }, None)
     }
 
     /// Opens the interrupt of the function at `bdf`, non-blocking, with interest
     /// in its readiness.
     pub fn open(bdf: Bdf) -> io::Result<Self> {
-        let path = Self::path(bdf);
-        let handle = Handle::open(&path, O_RDWR | O_NONBLOCK)
-            .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+        let handle =
+            mmio_scheme::client::open(Target::Interrupt { bdf }, None, O_RDWR | O_NONBLOCK)?;
         handle.fevent(EventFlags::EVENT_READ)?;
         Ok(Self {
             handle,

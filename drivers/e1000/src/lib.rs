@@ -109,6 +109,12 @@ pub mod takeover;
 #[cfg(any(test, feature = "model"))]
 pub mod model;
 
+/// The NIC this driver drives: the 82540EM's vendor and device id.
+pub const DEVICE_ID: driver_policy::DeviceId = driver_policy::DeviceId {
+    vendor: 0x8086,
+    device: 0x100e,
+};
+
 pub use device::Device;
 pub use io::{DirectIo, Io, MmioIo};
 pub use scheme::NetworkScheme;

@@ -13,9 +13,9 @@ use e1000::interrupt::{
 };
 use e1000::stats::format_mac;
 use e1000::{Device, DirectIo, Io, MmioIo, NetworkScheme};
-use mmio_scheme::open_path::RegisterTarget;
+use mmio_scheme::open_path::{RegisterTarget, Target};
 use scheme_runtime::replicated::RelayedLine;
-use scheme_runtime::{Handle, StateStore};
+use scheme_runtime::StateStore;
 use syscall::flag::O_RDWR;
 
 /// Drive an Intel 82540EM (e1000) through mmio: and dma: and serve its frames as
@@ -24,9 +24,11 @@ use syscall::flag::O_RDWR;
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// PCI address of the NIC, as mmio: names it (e.g. 0000:00:03.0)
+    /// PCI address of the NIC, as mmio: names it (e.g. 0000:00:03.0); by
+    /// default the first 82540EM (8086:100e) among the functions mmio: grants
+    /// this driver
     #[arg(long, value_name = "BDF")]
-    pci: Bdf,
+    pci: Option<Bdf>,
     /// How the registers are reached: BAR 0 mapped directly, or a request to
     /// mmio: per batch of accesses
     #[arg(long, value_enum, default_value_t = Access::Mmio)]
@@ -100,14 +102,13 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> io::Result<()> {
     // A standby waits here, started and set up, until its supervisor needs it.
     scheme_runtime::standby::wait_if_standby();
-    let interrupt = open_interrupt(args);
-    let bar0 = RegisterTarget::Bar {
-        bdf: args.pci,
-        bar: 0,
+    let bdf = match args.pci {
+        Some(bdf) => bdf,
+        None => find_nic()?,
     };
-    let path = format!("/scheme/mmio/{bar0}");
-    let handle = Handle::open(&path, O_RDWR)
-        .map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
+    let interrupt = open_interrupt(args, bdf);
+    let bar0 = Target::Registers(RegisterTarget::Bar { bdf, bar: 0 });
+    let handle = mmio_scheme::client::open(bar0, None, O_RDWR)?;
     let io: Box<dyn Io> = match args.access {
         Access::Direct => Box::new(DirectIo::map(handle)?),
         Access::Mmio => Box::new(MmioIo::new(handle)?),
@@ -124,7 +125,7 @@ fn run(args: &Args) -> io::Result<()> {
     log::info!(
         "{} at {}: address {}, registers {}; {how}",
         name,
-        args.pci,
+        bdf,
         format_mac(device.mac()),
         args.access.name()
     );
@@ -134,6 +135,37 @@ fn run(args: &Args) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     e1000::shutdown::install()?;
     scheme_runtime::serve_with_tick(&name, &mut scheme, Some(tick))
+}
+
+/// The first 82540EM among the PCI functions `mmio:` grants this driver: the
+/// policy names the device by id, and the driver needs no address given.
+fn find_nic() -> io::Result<Bdf> {
+    let granted = mmio_scheme::client::granted_functions()?;
+    let nic = granted
+        .iter()
+        .find(|function| function.id == e1000::DEVICE_ID);
+    match nic {
+        Some(nic) => {
+            log::info!(
+                "found the NIC at {} among {} granted",
+                nic.bdf,
+                granted.len()
+            );
+            Ok(nic.bdf)
+        }
+        None => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "mmio: grants this driver no {} (it grants {}); check the policy's \
+                 `device`, or give --pci",
+                e1000::DEVICE_ID,
+                match granted.len() {
+                    0 => "no PCI function".to_owned(),
+                    n => format!("{n} other functions"),
+                }
+            ),
+        )),
+    }
 }
 
 /// How the driver learns that its NIC has work.
@@ -148,13 +180,13 @@ enum Line {
 /// the NIC is brought up: on Linux the first open binds the function to
 /// `uio_pci_generic`, and the kernel enables the function as it binds. A
 /// replica only names it: its engine opens it (when it starts serving).
-fn open_interrupt(args: &Args) -> Result<Line, String> {
+fn open_interrupt(args: &Args, bdf: Bdf) -> Result<Line, String> {
     match args.interrupt {
         InterruptUse::Off => Err("--interrupt off".to_owned()),
-        InterruptUse::Auto if scheme_runtime::runs_as_replica() => Ok(Line::Relayed(
-            RelayedLine::new(&MmioInterrupt::path(args.pci)),
-        )),
-        InterruptUse::Auto => MmioInterrupt::open(args.pci)
+        InterruptUse::Auto if scheme_runtime::runs_as_replica() => {
+            Ok(Line::Relayed(RelayedLine::new(&MmioInterrupt::path(bdf))))
+        }
+        InterruptUse::Auto => MmioInterrupt::open(bdf)
             .map(Line::Own)
             .map_err(|error| error.to_string()),
     }

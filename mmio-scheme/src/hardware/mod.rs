@@ -11,7 +11,7 @@ mod soft;
 
 use std::io;
 
-use driver_policy::{Bdf, DeviceId, PortRange};
+use driver_policy::{Bdf, DeviceId, PciFunction, PortRange};
 
 use crate::bus::RegisterBus;
 use crate::interrupt::InterruptLine;
@@ -33,6 +33,11 @@ pub type SystemHardware = RedoxHardware;
 /// granted the request, except [`device_id`](Self::device_id), which the
 /// policy decision itself needs.
 pub trait Hardware {
+    /// Every PCI function on the machine, in address order, with its ids:
+    /// what `mmio:pci` lists to a driver that must find its device. Reading
+    /// the ids takes no function from anyone.
+    fn functions(&mut self) -> io::Result<Vec<PciFunction>>;
+
     /// The vendor and device id the PCI function at `bdf` reports.
     fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId>;
 

@@ -11,6 +11,11 @@
 //!
 //! Only `RequestConfig` is needed: its answer holds the function's address,
 //! its six BARs (address and size) and its vendor and device ids.
+//!
+//! Listing the functions takes none of them: `/scheme/pci` names one folder per
+//! function ([`function_name`]), and root reads any function's configuration
+//! space through `/scheme/pci/access` with a call whose two metadata words are
+//! a read and the address and offset packed as [`config_read`] builds them.
 
 use std::fmt;
 
@@ -21,6 +26,22 @@ pub const REQUEST_CONFIG: [u8; 4] = 1u32.to_le_bytes();
 
 /// `PcidClientResponse::Config`.
 const RESPONSE_CONFIG: u32 = 1;
+
+/// The folder pcid lists the functions in.
+pub const PCI_ROOT: &str = "/scheme/pci";
+
+/// The handle root reads configuration space through, for any function.
+pub const CONFIG_ACCESS_PATH: &str = "/scheme/pci/access";
+
+/// The first metadata word of a configuration-space read on the access handle
+/// (2 writes).
+const CONFIG_READ: u64 = 1;
+
+/// The metadata of a read of configuration space at `offset` of the function
+/// at `bdf` on the access handle.
+pub fn config_read(bdf: Bdf, offset: u16) -> [u64; 2] {
+    [CONFIG_READ, config_address(bdf, offset)]
+}
 
 /// The largest response pcid sends (its own client's limit).
 pub const MAX_RESPONSE: u64 = 0x10_0000;
@@ -63,9 +84,50 @@ impl std::error::Error for PcidWireError {}
 /// `SS-BB--DD.F`: its address with `:` written `--`).
 pub fn channel_path(bdf: Bdf) -> String {
     format!(
-        "/scheme/pci/{:02x}-{:02x}--{:02x}.{}/channel",
+        "{PCI_ROOT}/{:02x}-{:02x}--{:02x}.{}/channel",
         bdf.domain, bdf.bus, bdf.device, bdf.function
     )
+}
+
+/// The function a folder of `/scheme/pci` names (`00-00--03.0`, as
+/// [`channel_path`] writes it); `None` for anything else (`access`).
+pub fn function_name(name: &str) -> Option<Bdf> {
+    let (domain, rest) = name.split_once('-')?;
+    let (bus, rest) = rest.split_once("--")?;
+    let (device, function) = rest.split_once('.')?;
+    let hex = |field: &str, digits: usize| {
+        (!field.is_empty() && field.len() <= digits && field.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u32::from_str_radix(field, 16).ok())
+            .flatten()
+    };
+    format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        hex(domain, 4)?,
+        hex(bus, 2)?,
+        hex(device, 2)?,
+        hex(function, 1)?
+    )
+    .parse()
+    .ok()
+}
+
+/// The second metadata word of a configuration-space access: the segment at
+/// bit 28, the bus at 20, the device at 15, the function at 12, the offset
+/// (0-4095) below.
+fn config_address(bdf: Bdf, offset: u16) -> u64 {
+    u64::from(bdf.domain) << 28
+        | u64::from(bdf.bus) << 20
+        | u64::from(bdf.device) << 15
+        | u64::from(bdf.function) << 12
+        | u64::from(offset & 0xfff)
+}
+
+/// The ids in the first dword of configuration space (vendor in the low half).
+pub fn device_id_of(dword: [u8; 4]) -> DeviceId {
+    DeviceId {
+        vendor: u16::from_le_bytes([dword[0], dword[1]]),
+        device: u16::from_le_bytes([dword[2], dword[3]]),
+    }
 }
 
 /// The length of the response that follows the 8-byte header.
@@ -287,6 +349,33 @@ mod tests {
             "/scheme/pci/00-00--03.0/channel"
         );
         assert_eq!(response_len(57u64.to_le_bytes()), Ok(57));
+        let bdf: Bdf = "0000:00:03.0".parse().unwrap();
+        assert_eq!(function_name("00-00--03.0"), Some(bdf));
+        let far: Bdf = "abcd:fe:1f.7".parse().unwrap();
+        assert_eq!(function_name("abcd-fe--1f.7"), Some(far));
+        for other in [
+            "access",
+            "00-00--03",
+            "00:00:03.0",
+            "00-00--20.0",
+            "00-00--03.8",
+            "-00--03.0",
+        ] {
+            assert_eq!(function_name(other), None, "{other}");
+        }
+        assert_eq!(config_read(bdf, 0), [1, 3 << 15]);
+        assert_eq!(
+            config_read(far, 0x104),
+            [1, 0xabcd << 28 | 0xfe << 20 | 0x1f << 15 | 7 << 12 | 0x104]
+        );
+        assert!(CONFIG_ACCESS_PATH.starts_with(PCI_ROOT));
+        assert_eq!(
+            device_id_of([0x86, 0x80, 0x0e, 0x10]),
+            DeviceId {
+                vendor: 0x8086,
+                device: 0x100e
+            }
+        );
         assert!(response_len((MAX_RESPONSE + 1).to_le_bytes()).is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use driver_policy::{Bdf, DeviceId, PortRange};
+use driver_policy::{Bdf, DeviceId, PciFunction, PortRange};
 
 use super::command::{BUS_MASTER, MEMORY_SPACE};
 use super::Hardware;
@@ -94,6 +94,17 @@ impl SoftMachine {
 }
 
 impl Hardware for SoftMachine {
+    fn functions(&mut self) -> io::Result<Vec<PciFunction>> {
+        Ok(self
+            .functions
+            .iter()
+            .map(|(&bdf, function)| PciFunction {
+                bdf,
+                id: function.id,
+            })
+            .collect())
+    }
+
     fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId> {
         Ok(self.function(bdf)?.id)
     }

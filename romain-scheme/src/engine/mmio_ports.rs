@@ -4,6 +4,7 @@
 use std::io;
 
 use driver_policy::PortRange;
+use mmio_scheme::open_path::{RegisterTarget, Target};
 use scheme_runtime::Handle;
 use syscall::flag::O_RDWR;
 
@@ -22,12 +23,8 @@ impl MmioPorts {
     /// Opens `range` for the driver whose policy rule is `label`; `mmio:` lets only
     /// uid 0 act for another driver, and only for what that driver's rule grants.
     pub fn open(range: PortRange, label: Option<&str>) -> io::Result<Self> {
-        let mut path = format!("/scheme/mmio/port/{range}");
-        if let Some(label) = label {
-            path.push_str(&format!("?label={label}"));
-        }
-        let handle = Handle::open(&path, O_RDWR)
-            .map_err(|error| io::Error::new(error.kind(), format!("opening {path}: {error}")))?;
+        let ports = Target::Registers(RegisterTarget::Ports(range));
+        let handle = mmio_scheme::client::open(ports, label, O_RDWR)?;
         Ok(Self { handle, range })
     }
 

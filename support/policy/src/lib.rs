@@ -50,7 +50,7 @@ use std::str::FromStr;
 pub use clipped::{Clipped, CLIPPED_CHARS};
 pub use denial::Denial;
 pub use error::{PolicyError, ValueError};
-pub use pci::{Bdf, DeviceId};
+pub use pci::{Bdf, DeviceId, PciFunction};
 pub use ports::PortRange;
 pub use rule::DriverRule;
 pub use size::parse_size;

@@ -87,6 +87,34 @@ impl fmt::Display for DeviceId {
     }
 }
 
+/// A PCI function present on a machine: its address and what it is. As text
+/// (what `mmio:pci` lists, a line each): `0000:00:03.0 8086:100e`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PciFunction {
+    pub bdf: Bdf,
+    pub id: DeviceId,
+}
+
+impl FromStr for PciFunction {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let (bdf, id) = s.split_once(' ').ok_or_else(|| {
+            ValueError::new(s, "is not a PCI function (want <address> <vendor:device>)")
+        })?;
+        Ok(PciFunction {
+            bdf: bdf.parse()?,
+            id: id.parse()?,
+        })
+    }
+}
+
+impl fmt::Display for PciFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.bdf, self.id)
+    }
+}
+
 /// A hex field of at most `max_digits` digits (no sign, no prefix).
 fn hex_field<T: TryFrom<u32>>(s: &str, max_digits: usize) -> Option<T> {
     if s.is_empty() || s.len() > max_digits || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -100,6 +128,21 @@ fn hex_field<T: TryFrom<u32>>(s: &str, max_digits: usize) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pci_function_reads_back_as_it_is_written() {
+        let function: PciFunction = "00:03.0 8086:100E".parse().unwrap();
+        assert_eq!(function.to_string(), "0000:00:03.0 8086:100e");
+        assert_eq!(function.to_string().parse(), Ok(function));
+        for bad in [
+            "",
+            "0000:00:03.0",
+            "0000:00:03.0  8086:100e",
+            "8086:100e 00:03.0",
+        ] {
+            assert!(bad.parse::<PciFunction>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn bdf_long_and_short_forms() {

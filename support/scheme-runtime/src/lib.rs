@@ -48,7 +48,7 @@ pub use readiness::Caller;
 pub use reopen::open_when_served;
 pub use replicated::{runs_as_replica, REPLICA_CHANNEL_ENV};
 pub use state_store::StateStore;
-pub use text::copy_at_offset;
+pub use text::{copy_at_offset, read_text};
 
 #[cfg(target_os = "linux")]
 pub use host::client::Handle;

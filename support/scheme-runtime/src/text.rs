@@ -1,4 +1,24 @@
-//! Serving bytes a scheme holds (a status text, a path) through `read` and `fpath`.
+//! Texts a scheme serves (a status, a path, a list): handing them out through
+//! `read` and `fpath`, and reading them whole as a client.
+
+use std::io;
+
+use crate::Handle;
+
+/// Reads the whole text behind `handle`, from offset 0 to its end, as a
+/// client of a status or a list does.
+pub fn read_text(handle: &Handle) -> io::Result<String> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = handle.read_at(&mut chunk, text.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 /// Copies what of `bytes` lies at `offset` into `buf` and returns how many bytes
 /// that was: 0 at or past the end, as a read at end of file.

@@ -7,7 +7,7 @@
 use std::io;
 
 use driver_policy::PortRange;
-use mmio_scheme::open_path::RegisterTarget;
+use mmio_scheme::open_path::{RegisterTarget, Target};
 use mmio_scheme::wire::{Batch, Width};
 use scheme_runtime::Handle;
 use syscall::flag::O_RDWR;
@@ -24,9 +24,8 @@ impl MmioPorts {
     /// Opens the ports as the calling user; `mmio:` grants them only to the driver
     /// whose policy rule has this uid and names the range.
     pub fn open(range: PortRange) -> io::Result<Self> {
-        let path = format!("/scheme/mmio/{}", RegisterTarget::Ports(range));
-        let handle = Handle::open(&path, O_RDWR)
-            .map_err(|error| io::Error::new(error.kind(), format!("opening {path}: {error}")))?;
+        let ports = Target::Registers(RegisterTarget::Ports(range));
+        let handle = mmio_scheme::client::open(ports, None, O_RDWR)?;
         Ok(Self {
             handle,
             batch: Batch::new(),

@@ -8,7 +8,7 @@ mod uio;
 use std::io;
 use std::path::PathBuf;
 
-use driver_policy::{Bdf, DeviceId, PortRange};
+use driver_policy::{Bdf, DeviceId, PciFunction, PortRange};
 
 use super::command::{
     BUS_MASTER as COMMAND_BUS_MASTER, IO_SPACE as COMMAND_IO_SPACE,
@@ -57,6 +57,21 @@ impl LinuxHardware {
 }
 
 impl Hardware for LinuxHardware {
+    fn functions(&mut self) -> io::Result<Vec<PciFunction>> {
+        let mut functions = Vec::new();
+        for entry in std::fs::read_dir(&self.devices)? {
+            // sysfs names each function's folder by its address; anything else
+            // there is not a function.
+            let Some(bdf) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let id = SysfsFunction::open(&self.devices, bdf)?.device_id()?;
+            functions.push(PciFunction { bdf, id });
+        }
+        functions.sort_by_key(|function| function.bdf);
+        Ok(functions)
+    }
+
     fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId> {
         SysfsFunction::open(&self.devices, bdf)?.device_id()
     }
@@ -151,6 +166,25 @@ mod tests {
     fn command(dir: &Path) -> u16 {
         let config = fs::read(dir.join("config")).unwrap();
         u16::from_le_bytes([config[4], config[5]])
+    }
+
+    #[test]
+    fn the_functions_are_listed_in_address_order_with_their_ids_and_other_entries_skipped() {
+        let root = scratch("list");
+        fake_function(&root);
+        let second = root.join("0000:00:02.0");
+        fs::create_dir_all(&second).unwrap();
+        fs::write(second.join("vendor"), "0x1234\n").unwrap();
+        fs::write(second.join("device"), "0x1111\n").unwrap();
+        fs::create_dir_all(root.join("dev")).unwrap();
+        let listed: Vec<String> = LinuxHardware::at(&root)
+            .functions()
+            .unwrap()
+            .iter()
+            .map(PciFunction::to_string)
+            .collect();
+        assert_eq!(listed, ["0000:00:02.0 1234:1111", "0000:00:03.0 8086:100e"]);
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -8,11 +8,11 @@ mod physical_bar;
 use std::collections::btree_map::{BTreeMap, Entry};
 use std::io;
 
-use driver_policy::{Bdf, DeviceId, PortRange};
+use driver_policy::{Bdf, DeviceId, PciFunction, PortRange};
 use libredox::Fd;
 use syscall::flag::{CallFlags, ProcSchemeVerb};
 
-use super::pcid_wire::PcidBar;
+use super::pcid_wire::{self, PcidBar};
 use super::Hardware;
 use crate::bus::{PortBus, RegisterBus};
 use crate::interrupt::InterruptLine;
@@ -63,6 +63,38 @@ impl RedoxHardware {
 }
 
 impl Hardware for RedoxHardware {
+    fn functions(&mut self) -> io::Result<Vec<PciFunction>> {
+        // The ids come through pcid's access handle, not the functions'
+        // channels: taking a channel would take the function from its driver.
+        let access = Fd::open(
+            pcid_wire::CONFIG_ACCESS_PATH,
+            libredox::flag::O_CLOEXEC | libredox::flag::O_RDWR,
+            0,
+        )?;
+        let mut functions = Vec::new();
+        for entry in std::fs::read_dir(pcid_wire::PCI_ROOT)? {
+            let Some(bdf) = entry?
+                .file_name()
+                .to_str()
+                .and_then(pcid_wire::function_name)
+            else {
+                continue;
+            };
+            let mut dword = [0; 4];
+            access.call_ro(
+                &mut dword,
+                CallFlags::empty(),
+                &pcid_wire::config_read(bdf, 0),
+            )?;
+            functions.push(PciFunction {
+                bdf,
+                id: pcid_wire::device_id_of(dword),
+            });
+        }
+        functions.sort_by_key(|function| function.bdf);
+        Ok(functions)
+    }
+
     fn device_id(&mut self, bdf: Bdf) -> io::Result<DeviceId> {
         Ok(self.function(bdf)?.config.id)
     }

@@ -3,15 +3,10 @@
 
 use std::io;
 
-use mmio_scheme::open_path::RegisterTarget;
+use mmio_scheme::open_path::{RegisterTarget, Target};
 use mmio_scheme::wire::Batch;
 use scheme_runtime::Handle;
 use syscall::flag::O_RDWR;
-
-/// The `mmio:` path of `target`.
-pub fn path(target: RegisterTarget) -> String {
-    format!("/scheme/mmio/{target}")
-}
 
 /// An open register window (a BAR or a port range).
 #[derive(Debug)]
@@ -21,17 +16,17 @@ pub struct Registers {
 
 impl Registers {
     pub fn open(target: RegisterTarget) -> io::Result<Registers> {
-        Self::open_path(&path(target))
+        Self::open_as(target, None)
     }
 
     /// Opens `target` on behalf of driver `label`, as the supervisor (uid 0) does.
     pub fn open_for(target: RegisterTarget, label: &str) -> io::Result<Registers> {
-        Self::open_path(&format!("{}?label={label}", path(target)))
+        Self::open_as(target, Some(label))
     }
 
-    fn open_path(path: &str) -> io::Result<Registers> {
+    fn open_as(target: RegisterTarget, label: Option<&str>) -> io::Result<Registers> {
         Ok(Registers {
-            handle: Handle::open(path, O_RDWR)?,
+            handle: mmio_scheme::client::open(Target::Registers(target), label, O_RDWR)?,
         })
     }
 
