@@ -2,13 +2,16 @@
 //! crate of this workspace with a binary, and `filesystem.toml` parses with the
 //! installer's own config types and starts the stack from init.
 //!
-//! The cookbook and init are not crates we can depend on, so their formats are
-//! mirrored here with `deny_unknown_fields`: a misspelt key fails the test instead
-//! of being ignored by the image build.
+//! The cookbook is not a crate we can depend on, so its format is mirrored here
+//! with `deny_unknown_fields` (init's units are read by `image-config`, which
+//! does the same): a misspelt key fails the test instead of being ignored by
+//! the image build.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use image_config::init_unit::{self, ServiceKind, Unit};
+use image_config::ImageFile;
 use redox_installer::Config;
 use serde::Deserialize;
 
@@ -46,48 +49,6 @@ struct CargoBuild {
     /// Accepted (the cookbook knows this key), not checked.
     #[serde(default, rename = "dependencies")]
     _dependencies: Vec<String>,
-}
-
-/// Init's unit file (`/usr/lib/init.d/NN_name.service`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Unit {
-    unit: UnitInfo,
-    service: Service,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnitInfo {
-    description: Option<String>,
-    #[serde(default)]
-    requires: Vec<String>,
-    #[serde(default)]
-    requires_weak: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Service {
-    cmd: String,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default)]
-    envs: BTreeMap<String, String>,
-    #[serde(default)]
-    inherit_envs: BTreeSet<String>,
-    #[serde(rename = "type")]
-    kind: ServiceKind,
-    priority: Option<i32>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "snake_case")]
-enum ServiceKind {
-    Notify,
-    Scheme(String),
-    Oneshot,
-    OneshotAsync,
 }
 
 /// The binaries a crate builds: its `[[bin]]` names, or the package name for
@@ -236,20 +197,18 @@ fn file<'a>(config: &'a Config, path: &str) -> &'a redox_installer::FileConfig {
         .unwrap_or_else(|| panic!("filesystem.toml writes no {path}"))
 }
 
+/// The init units among the image's files, parsed as init reads them.
 fn units(config: &Config) -> BTreeMap<String, Unit> {
-    config
+    let files: Vec<ImageFile> = config
         .files
         .iter()
-        .filter_map(|f| Some((f.path.strip_prefix("/usr/lib/init.d/")?.to_owned(), f)))
-        .map(|(name, f)| {
-            assert!(
-                name.ends_with(".service"),
-                "{name}: init only reads TOML units named *.service"
-            );
-            let unit = toml::from_str(&f.data).unwrap_or_else(|e| panic!("{}: {e}", f.path));
-            (name, unit)
+        .map(|f| ImageFile {
+            path: f.path.clone(),
+            data: f.data.clone(),
+            postinstall: f.postinstall,
         })
-        .collect()
+        .collect();
+    init_unit::units(&files).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -377,6 +336,11 @@ fn the_image_registry_is_valid_and_names_the_e1000_driver() {
     assert_eq!(
         e1000.policy, "e1000",
         "the driver runs under its policy rule"
+    );
+    assert!(
+        !e1000.args.iter().any(|arg| arg.starts_with("--pci")),
+        "the driver finds its NIC by the policy's device id (mmio:pci), as pcid \
+         matches drivers: an address in the registry would tie the image to one machine"
     );
     let policy: driver_policy::Policy = file(&config, "/etc/drivers/policy.toml")
         .data
