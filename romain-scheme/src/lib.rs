@@ -37,6 +37,7 @@ mod serving_time;
 mod status;
 pub mod store;
 mod supervisor;
+pub mod top;
 #[cfg(target_os = "linux")]
 pub mod trap;
 pub mod vote;

@@ -49,6 +49,19 @@ enum Subcommands {
         /// The driver's name in the registry; without it, all groups.
         driver: Option<String>,
     },
+    /// Watch every group live: replicas and their pids, events per second,
+    /// votes, divergences, repairs, replacements, hangs, injected faults,
+    /// restarts and the last fault, refreshed each interval (q quits).
+    Top {
+        /// Print one frame (rates over one interval) and exit, without taking
+        /// over the terminal: for scripts and serial consoles.
+        #[arg(long)]
+        once: bool,
+        /// Milliseconds between frames.
+        #[arg(long, value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(100..=60_000))]
+        interval_ms: u64,
+    },
     /// Stop a driver's group for good.
     Down {
         /// The driver's name in the registry.
@@ -124,6 +137,7 @@ fn main() -> ExitCode {
         Subcommands::Status {
             driver: Some(driver),
         } => (client::status(Some(&driver)), driver),
+        Subcommands::Top { once, interval_ms } => return top(once, interval_ms),
         Subcommands::Down { driver } => (client::send(&driver, &Command::Down), driver),
         Subcommands::Inject { driver, command } => match command.join(" ").parse::<Command>() {
             Ok(command) => (client::send(&driver, &command), driver),
@@ -144,6 +158,25 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("romain: {}", client::explain(&e, &driver));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn top(once: bool, interval_ms: u64) -> ExitCode {
+    let interval = std::time::Duration::from_millis(interval_ms);
+    let shown = match once {
+        true => romain_scheme::top::once(interval).map(|frame| {
+            for line in frame {
+                println!("{line}");
+            }
+        }),
+        false => romain_scheme::top::live(interval),
+    };
+    match shown {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("romain top: {}", client::explain(&e, "romain:"));
             ExitCode::FAILURE
         }
     }

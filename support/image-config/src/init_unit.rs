@@ -93,8 +93,8 @@ pub fn units(files: &[ImageFile]) -> Result<BTreeMap<String, Unit>, ConfigError>
                     file.path
                 )));
             }
-            let unit = Unit::parse(&file.data)
-                .map_err(|e| ConfigError(format!("{}: {e}", file.path)))?;
+            let unit =
+                Unit::parse(&file.data).map_err(|e| ConfigError(format!("{}: {e}", file.path)))?;
             Ok((name.to_owned(), unit))
         })
         .collect()
