@@ -6,7 +6,11 @@ REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-schem
 
 CARGO ?= cargo
 
-.PHONY: demo demo-host demo-guest test test-host test-guest test-campaign lint bench bench-restart campaign redox-check toolchain
+.PHONY: run demo demo-host demo-guest test test-host test-guest test-campaign lint bench bench-restart campaign redox-check toolchain
+
+## run: boot the guest and leave it up: the image's init units bring up mmio:, dma:, romain: and the e1000 driver as 3 voting replicas; the guest's TCP/IP, a web page (127.0.0.1:8080) and a TCP echo (127.0.0.1:8007) go through it; the console is a shell (Ctrl-A X ends it)
+run: toolchain
+	$(CARGO) run --quiet -p guest-harness -- run
 
 ## demo: what the project does today, on this machine and in a QEMU guest
 demo: demo-host demo-guest
@@ -26,9 +30,10 @@ test: lint test-host redox-check test-guest test-campaign
 test-host: toolchain
 	$(CARGO) test --workspace
 
-## test-guest: tests against QEMU's real devices inside a Linux guest, and TCP from the host through our e1000 driver
+## test-guest: tests against QEMU's real devices inside a Linux guest, and TCP from the host through our e1000 driver; then `make run`'s guest, checked: its page and TCP echo through the forwards while faults go into a replica, and `romain top`
 test-guest: toolchain
 	$(CARGO) run --quiet -p guest-harness -- test
+	$(CARGO) run --quiet -p guest-harness -- run --check --timeout 600
 
 ## test-campaign: a short fault campaign in the guest: 100 faults at each of N = 1, 2, 3 into the replicated e1000 driver under the host's TCP load
 test-campaign: toolchain

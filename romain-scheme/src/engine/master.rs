@@ -178,7 +178,6 @@ impl GroupLink {
 
 impl ReplicaLink for GroupLink {
     fn exchange(&mut self, message: &[u8], reply: &mut Vec<u8>) -> io::Result<()> {
-        self.serve_control();
         self.scrub_when_due();
         match self.group.exchange(Some(message), &mut self.devices) {
             Ok(Some(answer)) => {
@@ -201,6 +200,21 @@ impl ReplicaLink for GroupLink {
     /// fails, as the forwarder expects.
     fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The control socket: `romain:` asks for status and injects faults
+    /// while the group idles too, and waits [`ENGINE_WAIT`](crate::replica::ENGINE_WAIT)
+    /// for the answer.
+    fn wake_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.control
+            .as_ref()
+            .map(AsRawFd::as_raw_fd)
+            .into_iter()
+            .collect()
+    }
+
+    fn attend(&mut self) {
+        self.serve_control();
     }
 
     fn receive_hello(&mut self, reply: &mut Vec<u8>) -> io::Result<()> {

@@ -72,6 +72,7 @@ pub fn run(settings: &Settings) -> Result<Baseline> {
     let workload = settings.workload;
     let load = TcpLoad::start(move |_| workload, None)?;
     let config = BootConfig {
+        serial: qemu::Serial::Harness,
         kernel: kernel.vmlinuz,
         initrd,
         memory_mib: settings.memory_mib,

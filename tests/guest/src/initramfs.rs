@@ -2,6 +2,7 @@
 //! crate) holding busybox, `/init`, the guest programs, the kernel modules, the driver
 //! policy, the lists `/init` works through and the `/dev/console` node it prints through.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -13,8 +14,13 @@ use flate2::Compression;
 use crate::programs::{BuiltProgram, Purpose};
 use crate::Result;
 use guest_harness::protocol::GUEST_POLICY_PATH;
+use image_config::ImageFile;
 
 const INIT_SCRIPT: &str = include_str!("../init.sh");
+/// What both kinds of /init source first: file systems, modules, huge pages.
+const PREPARE_SCRIPT: &str = include_str!("../prepare.sh");
+/// /init of the `make run` guest, which boots the image's own init units.
+const RUN_INIT_SCRIPT: &str = include_str!("../run-init.sh");
 /// The driver policy the daemons enforce inside the guest.
 pub const GUEST_POLICY: &str = include_str!("../guest-policy.toml");
 /// Folders busybox installs its applet links into, plus the mount points /init uses.
@@ -47,18 +53,24 @@ pub struct Contents<'a> {
     pub policy: &'a str,
 }
 
-/// Writes the compressed archive to `out`.
+/// What the `make run` guest's archive holds besides the fixed layout.
+pub struct ImageContents<'a> {
+    pub busybox: &'a Path,
+    /// Installed into /usr/bin, where the recipes install them on Redox.
+    pub programs: &'a [BuiltProgram],
+    /// (module name, .ko file), in load order.
+    pub modules: &'a [(String, PathBuf)],
+    /// The files `filesystem.toml` writes (the policy, the registry, the init
+    /// units), each at its path.
+    pub files: &'a [ImageFile],
+    /// The guest's own files besides (the web page, the shell's profile):
+    /// (absolute path, mode, contents).
+    pub extra: &'a [(String, u32, Vec<u8>)],
+}
+
+/// Writes the compressed archive of the test guest to `out`.
 pub fn write(contents: &Contents, out: &Path) -> Result<()> {
-    let file = BufWriter::new(File::create(out)?);
-    let mut archive = Archive::new(GzEncoder::new(file, Compression::fast()));
-    for dir in DIRECTORIES {
-        archive.directory(dir)?;
-    }
-    archive.char_device("dev/console", 0o600, CONSOLE_MAJOR, CONSOLE_MINOR)?;
-    archive.file("init", 0o755, INIT_SCRIPT.as_bytes())?;
-    archive.file("bin/busybox", 0o755, &read(contents.busybox)?)?;
-    // /init's interpreter must exist before `busybox --install` makes the other links.
-    archive.symlink("bin/sh", "busybox")?;
+    let mut archive = base(INIT_SCRIPT, contents.busybox, contents.modules, out)?;
     for program in contents.programs {
         archive.file(
             &format!("bin/{}", program.name),
@@ -66,11 +78,6 @@ pub fn write(contents: &Contents, out: &Path) -> Result<()> {
             &read(&program.path)?,
         )?;
     }
-    for (name, path) in contents.modules {
-        archive.file(&format!("lib/modules/{name}.ko"), 0o644, &read(path)?)?;
-    }
-    let module_list = lines(contents.modules.iter().map(|(name, _)| name.clone()));
-    archive.file("etc/guest/modules", 0o644, module_list.as_bytes())?;
     // One daemon per line: its name, then its arguments (which hold no spaces).
     let daemons = contents.programs.iter().filter_map(|p| match p.purpose {
         Purpose::Daemon(args) => Some([&[p.name.as_str()], args].concat().join(" ")),
@@ -91,6 +98,57 @@ pub fn write(contents: &Contents, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes the compressed archive of the `make run` guest to `out`.
+pub fn write_image(contents: &ImageContents, out: &Path) -> Result<()> {
+    let mut archive = base(RUN_INIT_SCRIPT, contents.busybox, contents.modules, out)?;
+    for program in contents.programs {
+        archive.file(
+            &format!("usr/bin/{}", program.name),
+            0o755,
+            &read(&program.path)?,
+        )?;
+    }
+    for file in contents.files {
+        archive.file(
+            file.path.trim_start_matches('/'),
+            0o644,
+            file.data.as_bytes(),
+        )?;
+    }
+    for (path, mode, data) in contents.extra {
+        archive.file(path.trim_start_matches('/'), *mode, data)?;
+    }
+    archive.finish()?.finish()?.flush()?;
+    Ok(())
+}
+
+/// An archive at `out` with the fixed layout, `/init`, busybox, what /init
+/// sources first, and the kernel modules with their list.
+fn base(
+    init: &str,
+    busybox: &Path,
+    modules: &[(String, PathBuf)],
+    out: &Path,
+) -> Result<Archive<GzEncoder<BufWriter<File>>>> {
+    let file = BufWriter::new(File::create(out)?);
+    let mut archive = Archive::new(GzEncoder::new(file, Compression::fast()));
+    for dir in DIRECTORIES {
+        archive.directory(dir)?;
+    }
+    archive.char_device("dev/console", 0o600, CONSOLE_MAJOR, CONSOLE_MINOR)?;
+    archive.file("init", 0o755, init.as_bytes())?;
+    archive.file("etc/guest/prepare.sh", 0o644, PREPARE_SCRIPT.as_bytes())?;
+    archive.file("bin/busybox", 0o755, &read(busybox)?)?;
+    // /init's interpreter must exist before `busybox --install` makes the other links.
+    archive.symlink("bin/sh", "busybox")?;
+    for (name, path) in modules {
+        archive.file(&format!("lib/modules/{name}.ko"), 0o644, &read(path)?)?;
+    }
+    let module_list = lines(modules.iter().map(|(name, _)| name.clone()));
+    archive.file("etc/guest/modules", 0o644, module_list.as_bytes())?;
+    Ok(archive)
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()).into())
 }
@@ -99,22 +157,35 @@ fn lines(items: impl Iterator<Item = String>) -> String {
     items.map(|item| format!("{item}\n")).collect()
 }
 
-/// A newc archive being written; gives every entry its own inode number.
+/// A newc archive being written; gives every entry its own inode number, and
+/// every file the folders above it (the kernel unpacks into existing ones only).
 struct Archive<W: Write> {
     out: W,
     next_ino: u32,
+    directories: BTreeSet<String>,
 }
 
 impl<W: Write> Archive<W> {
     fn new(out: W) -> Self {
-        Archive { out, next_ino: 1 }
+        Archive {
+            out,
+            next_ino: 1,
+            directories: BTreeSet::new(),
+        }
     }
 
     fn directory(&mut self, name: &str) -> io::Result<()> {
+        if !self.directories.insert(name.to_owned()) {
+            return Ok(());
+        }
         self.entry(name, ModeFileType::Directory, 0o755, b"", (0, 0))
     }
 
     fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> io::Result<()> {
+        let folders: Vec<usize> = name.match_indices('/').map(|(at, _)| at).collect();
+        for at in folders {
+            self.directory(&name[..at])?;
+        }
         self.entry(name, ModeFileType::Regular, mode, data, (0, 0))
     }
 
@@ -284,6 +355,58 @@ mod tests {
             "no device for the uart driver"
         );
         assert_eq!(policy.drivers().count(), 2, "every other uid is a stranger");
+    }
+
+    #[test]
+    fn the_image_archive_installs_programs_in_usr_bin_and_each_file_with_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let busybox = dir.path().join("busybox");
+        fs::write(&busybox, b"busybox binary").unwrap();
+        let programs = [BuiltProgram {
+            name: "romain".into(),
+            path: busybox.clone(),
+            purpose: Purpose::Helper,
+        }];
+        let files = [ImageFile {
+            path: "/usr/lib/init.d/02_romain.service".into(),
+            data: "[unit]".into(),
+            postinstall: false,
+        }];
+        let extra = [(
+            "/www/cgi-bin/status".to_owned(),
+            0o755,
+            b"#!/bin/sh\n".to_vec(),
+        )];
+        let out = dir.path().join("image.cpio.gz");
+        let contents = ImageContents {
+            busybox: &busybox,
+            programs: &programs,
+            modules: &[],
+            files: &files,
+            extra: &extra,
+        };
+        write_image(&contents, &out).unwrap();
+        let entries = unpack(&fs::read(&out).unwrap());
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        let position = |name: &str| {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .unwrap_or_else(|| panic!("{name} missing from {names:?}"))
+        };
+        assert!(position("usr/lib") < position("usr/lib/init.d"));
+        assert!(position("usr/lib/init.d") < position("usr/lib/init.d/02_romain.service"));
+        assert!(position("www/cgi-bin") < position("www/cgi-bin/status"));
+        assert_eq!(entries[position("www/cgi-bin/status")].1, 0o100755);
+        assert_eq!(entries[position("usr/bin/romain")].4, b"busybox binary");
+        assert!(entries[position("init")].4.starts_with(b"#!/bin/sh\n"));
+        assert!(String::from_utf8_lossy(&entries[position("init")].4).contains("image-init"));
+        assert_eq!(
+            entries[position("etc/guest/prepare.sh")].4,
+            PREPARE_SCRIPT.as_bytes()
+        );
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "every entry once");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod qemu;
 mod qmp;
 mod restart_bench;
 mod results;
+mod run;
 mod serial_peer;
 mod tcp_load;
 mod tcp_table;
@@ -131,6 +132,16 @@ struct Cli {
     /// Campaign: where the CSV and the plot go
     #[arg(long, global = true, default_value = "target/campaign/e1000")]
     out: PathBuf,
+    /// Run: instead of handing the console over, type into it and check the
+    /// page, the echo under faults and `romain top` from the host
+    #[arg(long, global = true)]
+    check: bool,
+    /// Run: the host port (127.0.0.1) forwarded to the guest's web page
+    #[arg(long, global = true, default_value_t = 8080, value_name = "PORT")]
+    web_port: u16,
+    /// Run: the host port (127.0.0.1) forwarded to the guest's TCP echo
+    #[arg(long, global = true, default_value_t = 8007, value_name = "PORT")]
+    echo_port: u16,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +164,11 @@ enum Mode {
     /// romain's restart-to-serving time, beside MINIX 3's figures (what `make
     /// bench-restart` runs)
     BenchRestart,
+    /// A guest you can use (what `make run` runs): the image's own init units
+    /// bring up mmio:, dma:, romain: and the e1000 driver as 3 voting replicas,
+    /// the guest's TCP/IP goes through it, a web page and a TCP echo are
+    /// forwarded to 127.0.0.1, and the console is a shell (Ctrl-A X ends it)
+    Run,
 }
 
 impl Mode {
@@ -163,6 +179,8 @@ impl Mode {
             Mode::Bench => Purpose::Bench,
             Mode::Campaign => Purpose::Campaign,
             Mode::BenchRestart => Purpose::RestartBench,
+            // Boots the image's units, not test programs.
+            Mode::Run => Purpose::Helper,
         }
     }
 
@@ -172,7 +190,9 @@ impl Mode {
             (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
             (Mode::Demo, NetPath::ReplicatedE1000) => tcp_load::DEMO_REPLICATED_WORKLOAD,
             (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
-            (Mode::Bench | Mode::Campaign | Mode::BenchRestart, _) => tcp_load::BENCH_WORKLOAD,
+            (Mode::Bench | Mode::Campaign | Mode::BenchRestart | Mode::Run, _) => {
+                tcp_load::BENCH_WORKLOAD
+            }
         }
     }
 
@@ -181,8 +201,8 @@ impl Mode {
         match self {
             Mode::Test | Mode::Demo => &OUR_DRIVER_PATHS,
             Mode::Bench => &BENCH_PATHS,
-            // These run their own loads.
-            Mode::Campaign | Mode::BenchRestart => &[],
+            // These run their own loads, or none.
+            Mode::Campaign | Mode::BenchRestart | Mode::Run => &[],
         }
     }
 }
@@ -209,6 +229,19 @@ fn run(cli: &Cli) -> Result<Summary> {
     };
     let workspace = Workspace::locate()?;
     let guest_dir = workspace.target_dir.join("guest");
+    if cli.mode == Mode::Run {
+        let run_dir = prepare_run_dir(&guest_dir.join("run"), cli.keep)?;
+        return run::run(&run::RunOptions {
+            workspace: &workspace,
+            web_port: cli.web_port,
+            echo_port: cli.echo_port,
+            memory_mib: cli.memory,
+            accel: cli.accel.resolve(),
+            kernel_params: &cli.kernel_params,
+            run_dir: &run_dir,
+            check: cli.check.then(|| Duration::from_secs(cli.timeout)),
+        });
+    }
 
     narrate(
         "== 1/5 Provisioning: QEMU, a static busybox and the Debian cloud kernel (only \
@@ -321,6 +354,7 @@ fn run(cli: &Cli) -> Result<Summary> {
         (None, None) => (tcp.kernel_params(tcp_paths), tcp.port()),
     };
     let config = BootConfig {
+        serial: qemu::Serial::Harness,
         kernel: kernel.vmlinuz,
         initrd,
         memory_mib: cli.memory,

@@ -2,11 +2,11 @@
 //! running QEMU under a timeout while collecting the console and serving COM2.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -71,9 +71,24 @@ fn choose_accel(cpuinfo: &str, kvm_pvm_loaded: bool, dev_kvm: bool) -> Accel {
     }
 }
 
+/// Who is on the guest's serial ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serial {
+    /// The harness: COM1 (the console) on QEMU's stdout, read line by line;
+    /// COM2 on a socket the harness answers; the NIC's frames captured.
+    Harness,
+    /// A person at this terminal: the console on QEMU's stdin and stdout,
+    /// QEMU's monitor behind Ctrl-A (Ctrl-A X ends the guest); no COM2.
+    Person,
+    /// A program typing into the console through QEMU's stdin and reading its
+    /// stdout; no COM2.
+    Typed,
+}
+
 /// Everything that decides how the guest boots.
 #[derive(Debug, Clone)]
 pub struct BootConfig {
+    pub serial: Serial,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub memory_mib: u32,
@@ -144,18 +159,11 @@ impl BootConfig {
             .collect();
         args.push(self.memory_mib.to_string());
         args.extend(
-            [
-                "-smp",
-                "1",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-no-reboot",
-                "-monitor",
-                "none",
-            ]
-            .map(String::from),
+            ["-smp", "1", "-nodefaults", "-display", "none", "-no-reboot"].map(String::from),
         );
+        if self.serial != Serial::Person {
+            args.extend(["-monitor", "none"].map(String::from));
+        }
         args.extend([
             // QMP: the harness may take the NIC's link down and up.
             "-qmp".into(),
@@ -169,30 +177,42 @@ impl BootConfig {
             self.initrd.display().to_string(),
             "-append".into(),
             self.kernel_command_line(),
-            // COM1: the console, read line by line from QEMU's stdout.
-            "-serial".into(),
-            "stdio".into(),
-            // COM2: a socket, both ways; QEMU waits for the harness to connect.
-            "-chardev".into(),
-            format!(
-                "socket,id=com2,path={},server=on,wait=on",
-                option_value(&self.com2_socket())
-            ),
-            "-serial".into(),
-            "chardev:com2".into(),
+        ]);
+        match self.serial {
+            // COM1: the console, read line by line from QEMU's stdout. COM2: a
+            // socket, both ways; QEMU waits for the harness to connect.
+            Serial::Harness => args.extend([
+                "-serial".into(),
+                "stdio".into(),
+                "-chardev".into(),
+                format!(
+                    "socket,id=com2,path={},server=on,wait=on",
+                    option_value(&self.com2_socket())
+                ),
+                "-serial".into(),
+                "chardev:com2".into(),
+            ]),
+            Serial::Person => args.extend(["-serial", "mon:stdio"].map(String::from)),
+            Serial::Typed => args.extend(["-serial", "stdio"].map(String::from)),
+        }
+        args.extend([
             // restrict=on keeps all traffic inside QEMU; hostfwd still reaches the guest.
             "-netdev".into(),
             format!("user,id=n1,restrict=on{hostfwd}"),
             "-device".into(),
             format!("e1000,netdev=n1,mac={GUEST_MAC},romfile="),
+        ]);
+        if self.serial == Serial::Harness {
             // The checks look at small test frames; keeping only each frame's first
             // bytes keeps the capture of a 40 MB TCP load small.
-            "-object".into(),
-            format!(
-                "filter-dump,id=f1,netdev=n1,file={},maxlen={CAPTURE_MAXLEN}",
-                option_value(&self.capture())
-            ),
-        ]);
+            args.extend([
+                "-object".into(),
+                format!(
+                    "filter-dump,id=f1,netdev=n1,file={},maxlen={CAPTURE_MAXLEN}",
+                    option_value(&self.capture())
+                ),
+            ]);
+        }
         args
     }
 }
@@ -256,21 +276,7 @@ pub fn boot(
     let peer = SerialPeer::start(stream, com2_script, File::create(config.com2_log())?)?;
 
     let stdout = qemu.0.stdout.take().ok_or("QEMU's stdout is not piped")?;
-    let (lines, console_lines) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut raw = Vec::new();
-        while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
-            let line = String::from_utf8_lossy(&raw);
-            if lines
-                .send(line.trim_end_matches(['\r', '\n']).to_string())
-                .is_err()
-            {
-                break;
-            }
-            raw.clear();
-        }
-    });
+    let console_lines = read_lines(stdout);
 
     let mut log_file = File::create(config.console_log())?;
     let mut console = String::new();
@@ -303,6 +309,135 @@ pub fn boot(
         ending,
         elapsed,
     })
+}
+
+/// The lines `from` gives, without their line ends, as a thread reads them.
+fn read_lines(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut raw = Vec::new();
+        while reader.read_until(b'\n', &mut raw).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&raw);
+            if lines
+                .send(line.trim_end_matches(['\r', '\n']).to_string())
+                .is_err()
+            {
+                break;
+            }
+            raw.clear();
+        }
+    });
+    received
+}
+
+/// Boots the guest with its console on this terminal ([`Serial::Person`]) and
+/// waits until QEMU ends.
+pub fn boot_attached(config: &BootConfig) -> Result<ExitStatus> {
+    let args = config.command_line();
+    log::info!("starting {QEMU} {}", shell_words(&args));
+    let mut qemu = Running(
+        Command::new(QEMU)
+            .args(&args)
+            .stderr(File::create(config.qemu_stderr())?)
+            .spawn()
+            .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
+    );
+    Ok(qemu.0.wait()?)
+}
+
+/// A guest whose console a program types into and reads ([`Serial::Typed`]).
+pub struct TypedConsole {
+    qemu: Running,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    log: File,
+    /// Every line so far.
+    pub console: String,
+}
+
+impl TypedConsole {
+    pub fn boot(config: &BootConfig) -> Result<Self> {
+        let args = config.command_line();
+        log::info!("starting {QEMU} {}", shell_words(&args));
+        let mut qemu = Running(
+            Command::new(QEMU)
+                .args(&args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(File::create(config.qemu_stderr())?)
+                .spawn()
+                .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
+        );
+        let stdin = qemu.0.stdin.take().ok_or("QEMU's stdin is not piped")?;
+        let stdout = qemu.0.stdout.take().ok_or("QEMU's stdout is not piped")?;
+        Ok(Self {
+            qemu,
+            stdin,
+            lines: read_lines(stdout),
+            log: File::create(config.console_log())?,
+            console: String::new(),
+        })
+    }
+
+    /// Waits for a console line `wanted` accepts and returns it with the lines
+    /// before it (since the last wait); every line goes to `on_line` too.
+    pub fn wait_for(
+        &mut self,
+        wanted: impl Fn(&str) -> bool,
+        timeout: Duration,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match self.lines.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("no such console line within {timeout:?}").into())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the guest's console closed (QEMU ended)".into())
+                }
+            };
+            writeln!(self.log, "{line}")?;
+            self.console.push_str(&line);
+            self.console.push('\n');
+            on_line(&line);
+            let found = wanted(&line);
+            seen.push(line);
+            if found {
+                return Ok(seen);
+            }
+        }
+    }
+
+    /// Types `line` and Enter into the console.
+    pub fn type_line(&mut self, line: &str) -> Result<()> {
+        self.stdin.write_all(format!("{line}\n").as_bytes())?;
+        self.stdin.flush()?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for QEMU to end (the guest powered off), logging
+    /// what the console still says; kills it after that.
+    pub fn finish(mut self, timeout: Duration) -> Result<Ending> {
+        let deadline = Instant::now() + timeout;
+        // Returns when the console closes, which QEMU does as it exits.
+        let _ = self.wait_for(|_| false, timeout, |_| {});
+        loop {
+            if let Some(status) = self.qemu.0.try_wait()? {
+                return Ok(Ending::Exited(status));
+            }
+            if Instant::now() >= deadline {
+                self.qemu.0.kill()?;
+                self.qemu.0.wait()?;
+                return Ok(Ending::TimedOut(timeout));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// QEMU creates the COM2 socket and does not start the guest until someone connects.
@@ -353,6 +488,7 @@ mod tests {
 
     fn config() -> BootConfig {
         BootConfig {
+            serial: Serial::Harness,
             kernel: "/cache/vmlinuz".into(),
             initrd: "/run/initramfs.cpio.gz".into(),
             memory_mib: 512,
@@ -377,6 +513,25 @@ mod tests {
              -device e1000,netdev=n1,mac=52:54:00:12:34:56,romfile= \
              -object filter-dump,id=f1,netdev=n1,file=/run/a,,b/dump.pcap,maxlen=256"
         );
+    }
+
+    #[test]
+    fn a_person_gets_the_console_and_the_monitor_and_a_typing_program_the_console_alone() {
+        let mut config = config();
+        config.serial = Serial::Person;
+        let person = shell_words(&config.command_line());
+        assert!(person.contains(" -no-reboot -qmp "), "{person}");
+        assert!(person.contains(" -serial mon:stdio -netdev "), "{person}");
+        config.serial = Serial::Typed;
+        let typed = shell_words(&config.command_line());
+        assert!(typed.contains(" -monitor none "), "{typed}");
+        assert!(typed.contains(" -serial stdio -netdev "), "{typed}");
+        for line in [person, typed] {
+            assert!(
+                !line.contains("com2") && !line.contains("filter-dump"),
+                "{line}"
+            );
+        }
     }
 
     #[test]

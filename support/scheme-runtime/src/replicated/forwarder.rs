@@ -78,6 +78,19 @@ pub trait ReplicaLink {
     fn generation(&self) -> u64 {
         0
     }
+
+    /// Descriptors of the link's own that need it between exchanges (a
+    /// control socket): they wake the server as the relayed line does, and
+    /// [`attend`](Self::attend) runs at the next round. Without them, a link
+    /// heard only inside exchanges would wait for the replicas' next round,
+    /// a second apart when nothing happens.
+    fn wake_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+
+    /// Runs at every round, whether or not the pacing lets the replicas run
+    /// theirs.
+    fn attend(&mut self) {}
 }
 
 /// The forwarder's scheme root. Replicas open from their own roots, so it never
@@ -679,6 +692,7 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
     }
 
     fn after_round(&mut self) {
+        self.channel.link.attend();
         let started = Instant::now();
         let fired = self
             .channel
@@ -720,11 +734,13 @@ impl<L: ReplicaLink> SchemeDaemon for Forwarder<L> {
     /// The relayed line: it wakes the forwarder, which then runs the
     /// replicas' round.
     fn wake_fds(&self) -> Vec<RawFd> {
-        self.channel
+        let line = self
+            .channel
             .line
             .as_ref()
-            .and_then(|line| line.handle.events_fd())
-            .into_iter()
+            .and_then(|line| line.handle.events_fd());
+        line.into_iter()
+            .chain(self.channel.link.wake_fds())
             .collect()
     }
 
@@ -767,11 +783,13 @@ mod tests {
         }
     }
 
-    /// Answers every message with the same reply, or fails; keeps what was sent.
+    /// Answers every message with the same reply, or fails; keeps what was
+    /// sent; counts the rounds it was attended at.
     struct Canned {
         reply: io::Result<Vec<u8>>,
         sent: Vec<Vec<u8>>,
         generation: u64,
+        attended: usize,
     }
 
     impl Canned {
@@ -787,6 +805,7 @@ mod tests {
                 reply,
                 sent: Vec::new(),
                 generation: 0,
+                attended: 0,
             };
             let mut forwarder = Forwarder::connect(link).unwrap().0;
             assert_eq!(forwarder.channel.handles.add(1), Ok(1));
@@ -817,7 +836,18 @@ mod tests {
         fn generation(&self) -> u64 {
             self.generation
         }
+
+        fn wake_fds(&self) -> Vec<RawFd> {
+            vec![CANNED_WAKE_FD]
+        }
+
+        fn attend(&mut self) {
+            self.attended += 1;
+        }
     }
+
+    /// The descriptor a [`Canned`] link asks to be woken by.
+    const CANNED_WAKE_FD: RawFd = 42;
 
     /// A replica of its own `Notes` in this thread, which a test can have
     /// started afresh: the next exchange then fails, as the engine's does when
@@ -1097,6 +1127,24 @@ mod tests {
         assert_eq!(forwarder.channel.link.exchanges, before + 1);
         drop(forwarder);
         assert_eq!(notes.rounds, 2);
+    }
+
+    #[test]
+    fn the_links_own_descriptors_wake_the_server_and_it_is_attended_at_every_round() {
+        let mut forwarder = Canned::replying(Ok(0), b"");
+        assert_eq!(forwarder.wake_fds(), [CANNED_WAKE_FD]);
+        forwarder.after_round();
+        let exchanges = forwarder.channel.link.sent.len();
+        // As if the last round had just ended after an hour's work: the
+        // pacing skips the next, the link is attended all the same.
+        forwarder.pacing.ran(
+            Instant::now(),
+            Instant::now() + Duration::from_secs(3600),
+            false,
+        );
+        forwarder.after_round();
+        assert_eq!(forwarder.channel.link.sent.len(), exchanges, "skipped");
+        assert_eq!(forwarder.channel.link.attended, 2);
     }
 
     #[test]

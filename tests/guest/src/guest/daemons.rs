@@ -36,14 +36,5 @@ pub fn wait_until_serving(status_paths: &[&str], timeout: Duration) -> io::Resul
 
 /// The whole status text behind `path`, a snapshot taken when it opens.
 pub fn read_status(path: &str) -> io::Result<String> {
-    let handle = Handle::open(path, O_RDONLY)?;
-    let mut text = Vec::new();
-    let mut chunk = [0; 4096];
-    loop {
-        match handle.read(&mut chunk)? {
-            0 => break,
-            n => text.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8(text).map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))
+    scheme_runtime::read_text(&Handle::open(path, O_RDONLY)?)
 }
