@@ -118,13 +118,13 @@ impl Summary {
     }
 }
 
-/// Where the plot's text font is looked for (Debian's `fonts-dejavu-core`).
+/// Where the plot's text font is looked for (Debian's `fonts-dejavu-core`,
+/// which the guest harness's provisioning installs).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-/// Draws the outcomes per N as stacked bars (share of faults) into a PNG at `path`.
-pub fn plot(path: &Path, summary: &Summary) -> io::Result<()> {
-    use plotters::prelude::*;
-
+/// Makes [`FONT`] the plots' `sans-serif`: plotters draws text with a font it
+/// is given, not the system's.
+pub fn register_plot_font() -> io::Result<()> {
     let font = std::fs::read(FONT).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -132,8 +132,15 @@ pub fn plot(path: &Path, summary: &Summary) -> io::Result<()> {
         )
     })?;
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| io::Error::other("the plot font cannot be read"))?;
+    plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, font)
+        .map_err(|_| io::Error::other("the plot font cannot be read"))
+}
+
+/// Draws the outcomes per N as stacked bars (share of faults) into a PNG at `path`.
+pub fn plot(path: &Path, summary: &Summary) -> io::Result<()> {
+    use plotters::prelude::*;
+
+    register_plot_font()?;
     let error = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
 
     let sizes = summary.replica_counts();

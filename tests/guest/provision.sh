@@ -1,6 +1,7 @@
 #!/bin/sh
 # Provisions what the QEMU guest harness needs, idempotently:
-#   - the Debian packages (qemu-system-x86, busybox-static, libc6-dev), installed only when missing;
+#   - the Debian packages (qemu-system-x86, busybox-static, libc6-dev, and fonts-dejavu-core
+#     for the plots' text), installed only when missing;
 #   - the Debian cloud kernel and the modules the guest loads, unpacked into CACHE_DIR
 #     WITHOUT installing the kernel package (installing it would pull in initramfs-tools
 #     and change the host).
@@ -17,7 +18,7 @@ set -eu
 cache=$1
 shift
 modules=$*
-packages="qemu-system-x86 busybox-static libc6-dev"
+packages="qemu-system-x86 busybox-static libc6-dev fonts-dejavu-core"
 
 export DEBIAN_FRONTEND=noninteractive
 # Another apt run (a second harness, an engineer's install) must make us wait, not fail.

@@ -15,6 +15,7 @@ mod restart_bench;
 mod results;
 mod run;
 mod serial_peer;
+mod show;
 mod tcp_load;
 mod tcp_table;
 mod udp_flood;
@@ -149,7 +150,10 @@ enum Mode {
     /// Provision, build, boot and check; exits non-zero on any failure, a missing
     /// summary or a timeout (what `make test-guest` runs)
     Test,
-    /// The same run, narrated for a newcomer, with the guest's console shown live
+    /// The system at work in about a minute and a half (what `make demo`
+    /// runs): the image boots with the e1000 driver as 3 voting replicas, the
+    /// host's round trips go through it while a fault of each kind goes into a
+    /// replica; a table and a plot of round-trip time over time end it
     Demo,
     /// Boot the guest with the benchmark programs instead of the tests and print their
     /// tables (what `make bench` runs after the host benchmarks)
@@ -175,12 +179,12 @@ impl Mode {
     /// Which guest programs /init runs besides the daemons.
     fn runs(self) -> Purpose {
         match self {
-            Mode::Test | Mode::Demo => Purpose::Test,
+            Mode::Test => Purpose::Test,
             Mode::Bench => Purpose::Bench,
             Mode::Campaign => Purpose::Campaign,
             Mode::BenchRestart => Purpose::RestartBench,
-            // Boots the image's units, not test programs.
-            Mode::Run => Purpose::Helper,
+            // Boot the image's units, not test programs.
+            Mode::Demo | Mode::Run => Purpose::Helper,
         }
     }
 
@@ -188,9 +192,8 @@ impl Mode {
     fn tcp_workload(self, path: NetPath) -> Workload {
         match (self, path) {
             (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
-            (Mode::Demo, NetPath::ReplicatedE1000) => tcp_load::DEMO_REPLICATED_WORKLOAD,
-            (Mode::Test | Mode::Demo, _) => tcp_load::TEST_WORKLOAD,
-            (Mode::Bench | Mode::Campaign | Mode::BenchRestart | Mode::Run, _) => {
+            (Mode::Test, _) => tcp_load::TEST_WORKLOAD,
+            (Mode::Bench | Mode::Campaign | Mode::BenchRestart | Mode::Demo | Mode::Run, _) => {
                 tcp_load::BENCH_WORKLOAD
             }
         }
@@ -199,10 +202,10 @@ impl Mode {
     /// The network paths the host's TCP load runs on unless told otherwise.
     fn tcp_paths(self) -> &'static [NetPath] {
         match self {
-            Mode::Test | Mode::Demo => &OUR_DRIVER_PATHS,
+            Mode::Test => &OUR_DRIVER_PATHS,
             Mode::Bench => &BENCH_PATHS,
             // These run their own loads, or none.
-            Mode::Campaign | Mode::BenchRestart | Mode::Run => &[],
+            Mode::Campaign | Mode::BenchRestart | Mode::Demo | Mode::Run => &[],
         }
     }
 }
@@ -221,17 +224,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<Summary> {
-    let demo = cli.mode == Mode::Demo;
-    let narrate = |text: &str| {
-        if demo {
-            println!("\n{text}");
-        }
-    };
     let workspace = Workspace::locate()?;
     let guest_dir = workspace.target_dir.join("guest");
-    if cli.mode == Mode::Run {
+    if let Mode::Demo | Mode::Run = cli.mode {
         let run_dir = prepare_run_dir(&guest_dir.join("run"), cli.keep)?;
-        return run::run(&run::RunOptions {
+        let options = run::RunOptions {
             workspace: &workspace,
             web_port: cli.web_port,
             echo_port: cli.echo_port,
@@ -239,14 +236,14 @@ fn run(cli: &Cli) -> Result<Summary> {
             accel: cli.accel.resolve(),
             kernel_params: &cli.kernel_params,
             run_dir: &run_dir,
-            check: cli.check.then(|| Duration::from_secs(cli.timeout)),
-        });
+        };
+        if cli.mode == Mode::Demo {
+            return show::show(&options, &workspace.target_dir.join("demo"));
+        }
+        let check = cli.check.then(|| Duration::from_secs(cli.timeout));
+        return run::run(&options, check);
     }
 
-    narrate(
-        "== 1/5 Provisioning: QEMU, a static busybox and the Debian cloud kernel (only \
-         unpacked, never installed). The first run downloads them; later runs find them.",
-    );
     let started = Instant::now();
     let script = workspace.root.join("tests/guest/provision.sh");
     let kernel = provision::provision(&script, &guest_dir.join("kernel"))?;
@@ -256,10 +253,6 @@ fn run(cli: &Cli) -> Result<Summary> {
         started.elapsed()
     );
 
-    narrate(
-        "== 2/5 Building the guest programs as static executables, so they run in a guest \
-         that has no C library.",
-    );
     let mut chosen = programs::for_run(GUEST_PROGRAMS, cli.mode.runs());
     if let Some(unknown) = cli.only.iter().find(|name| {
         !chosen
@@ -275,10 +268,6 @@ fn run(cli: &Cli) -> Result<Summary> {
     }
     let programs = programs::build(&workspace, &chosen)?;
 
-    narrate(
-        "== 3/5 Packing the initramfs: busybox, /init, the daemons, the programs, the \
-         driver policy, the kernel modules and /dev/console. The guest runs entirely from it.",
-    );
     let run_dir = prepare_run_dir(&guest_dir, cli.keep)?;
     let initrd = run_dir.join("initramfs.cpio.gz");
     let contents = initramfs::Contents {
@@ -296,17 +285,6 @@ fn run(cli: &Cli) -> Result<Summary> {
         started.elapsed()
     );
 
-    narrate(
-        "== 4/5 Booting QEMU: COM1 is the console below, COM2 is a socket the harness \
-         answers on, the e1000 sits on an isolated user network whose frames are captured.\n   \
-         /init loads the modules, starts the mmio and dma daemons as root and runs each test \
-         program, whose steps act as the drivers of the policy; every step prints one line. \
-         The UART driver also runs replicated (romain's engine: 1, 2 and 3 replicas voting \
-         on every port access), the last time with a fault injected every 20-50 ms; \
-         the e1000 driver serves the host's TCP load alone and as 3 replicas (a group \
-         romain: starts as the e1000 rule's user and supervises), the replicas taking a \
-         fault every second.",
-    );
     let mode = cli.mode;
     // The tests take the link down and up under the first path's upload.
     let link_flap = (mode == Mode::Test).then(|| LinkFlap {
@@ -373,9 +351,7 @@ fn run(cli: &Cli) -> Result<Summary> {
         answer: run.host_bytes().into(),
     }));
     let show_line = |line: &str| {
-        if demo {
-            println!("  guest | {line}");
-        } else if let Some(bench) = line.strip_prefix(GUEST_BENCH_PREFIX) {
+        if let Some(bench) = line.strip_prefix(GUEST_BENCH_PREFIX) {
             println!("{}", bench.trim_start());
         } else if line.starts_with(GUEST_TEST_PREFIX) || line.starts_with(GUEST_SUMMARY_LABEL) {
             println!("{line}");
@@ -404,11 +380,6 @@ fn run(cli: &Cli) -> Result<Summary> {
         qemu::Ending::TimedOut(_) => log::warn!("QEMU killed after {:.2?}", boot.elapsed),
     }
 
-    narrate(
-        "== 5/5 Checking from the host's side: QEMU ended cleanly, every program closed \
-         with a summary, the daemons outlived the programs, COM2 carried the uart driver's \
-         line, the capture holds the e1000 driver's frame byte for byte.",
-    );
     let guest = results::parse_console(&boot.console);
     let runs = programs.iter().filter(|program| program.purpose.is_run());
     let daemons: Vec<&str> = programs
@@ -533,10 +504,6 @@ mod tests {
         assert_eq!(
             Mode::Test.tcp_workload(NetPath::ReplicatedE1000),
             tcp_load::TEST_WORKLOAD
-        );
-        assert_eq!(
-            Mode::Demo.tcp_workload(NetPath::ReplicatedE1000),
-            tcp_load::DEMO_REPLICATED_WORKLOAD
         );
         let bench = Mode::Bench.tcp_paths();
         assert!(

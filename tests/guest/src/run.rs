@@ -46,9 +46,9 @@ const fn image_program(package: &'static str, bin: &'static str) -> GuestProgram
 }
 
 /// The line /init prints once the services are up.
-const READY: &str = "guest-run: ready";
+pub const READY: &str = "guest-run: ready";
 /// The line /init prints when the network did not come up.
-const NOT_READY: &str = "guest-run: FAILED";
+pub const NOT_READY: &str = "guest-run: FAILED";
 /// What the page says, which the check looks for.
 const PAGE_MARKER: &str = "romain:e1000?replicas=3";
 /// Bytes the check sends through the echo, in blocks.
@@ -60,7 +60,7 @@ const FAULTS: [&str; 2] = [
     "romain inject e1000 flip 2 reg rax 3",
 ];
 
-/// How the guest is run.
+/// How the guest is booted.
 pub struct RunOptions<'a> {
     pub workspace: &'a Workspace,
     pub web_port: u16,
@@ -69,23 +69,62 @@ pub struct RunOptions<'a> {
     pub accel: Accel,
     pub kernel_params: &'a [String],
     pub run_dir: &'a Path,
-    /// `Some(timeout)`: the non-interactive check, within this long.
-    pub check: Option<Duration>,
 }
 
-/// Boots the guest: for a person, until they end it; or checked.
-pub fn run(options: &RunOptions) -> Result<Summary> {
+/// The guest's host ports: those asked for when a person uses them, free
+/// ones when a program does (it must not collide with a `make run` left up).
+pub fn ports(options: &RunOptions, serial: Serial) -> Result<(u16, u16)> {
+    Ok(match serial {
+        Serial::Person => (options.web_port, options.echo_port),
+        Serial::Harness | Serial::Typed => (free_port()?, free_port()?),
+    })
+}
+
+/// Boots the guest: for a person, until they end it; or, with `check` (a
+/// timeout), checked.
+pub fn run(options: &RunOptions, check: Option<Duration>) -> Result<Summary> {
+    let serial = match check {
+        Some(_) => Serial::Typed,
+        None => Serial::Person,
+    };
+    let (web_port, echo_port) = ports(options, serial)?;
+    let config = prepare(options, serial, web_port, echo_port)?;
+    let Some(timeout) = check else {
+        println!(
+            "Booting the guest (under software emulation the replicated e1000 takes a \
+             minute or two to come up). Then:\n  \
+             http://127.0.0.1:{web_port}/        the page, served through romain:e1000?replicas=3\n  \
+             nc 127.0.0.1 {echo_port}            a TCP echo, through the same driver\n  \
+             romain top, romain inject ...   at the guest's shell\n\
+             Ctrl-A X ends the guest (exit or poweroff -f at its shell too)."
+        );
+        let status = qemu::boot_attached(&config)?;
+        println!(
+            "QEMU ended ({status}); its log is in {}",
+            options.run_dir.display()
+        );
+        return Ok(Summary {
+            passed: usize::from(status.success()),
+            failed: usize::from(!status.success()),
+        });
+    };
+    self::check(&config, web_port, echo_port, timeout)
+}
+
+/// Provisions, builds the image's programs, packs the image's files and the
+/// guest's own into an initramfs, and says how to boot it.
+pub fn prepare(
+    options: &RunOptions,
+    serial: Serial,
+    web_port: u16,
+    echo_port: u16,
+) -> Result<BootConfig> {
     let guest_dir = options.workspace.target_dir.join("guest");
     let script = options.workspace.root.join("tests/guest/provision.sh");
     let kernel = provision::provision(&script, &guest_dir.join("kernel"))?;
     let programs = programs::build(options.workspace, &RUN_PROGRAMS)?;
     let config_path = options.workspace.root.join("filesystem.toml");
     let files = image_config::files(&fs::read_to_string(&config_path)?)?;
-    let (web_port, echo_port) = match options.check {
-        // The check must not collide with a `make run` left up on this host.
-        Some(_) => (free_port()?, free_port()?),
-        None => (options.web_port, options.echo_port),
-    };
     let initrd = options.run_dir.join("initramfs.cpio.gz");
     let extra = guest_files(web_port, echo_port);
     initramfs::write_image(
@@ -98,11 +137,8 @@ pub fn run(options: &RunOptions) -> Result<Summary> {
         },
         &initrd,
     )?;
-    let config = BootConfig {
-        serial: match options.check {
-            Some(_) => Serial::Typed,
-            None => Serial::Person,
-        },
+    Ok(BootConfig {
+        serial,
         kernel: kernel.vmlinuz,
         initrd,
         memory_mib: options.memory_mib,
@@ -118,29 +154,7 @@ pub fn run(options: &RunOptions) -> Result<Summary> {
         forwarded_ports: vec![web_port, echo_port],
         forwarded_udp_ports: vec![],
         run_dir: options.run_dir.to_owned(),
-    };
-    match options.check {
-        Some(timeout) => check(&config, web_port, echo_port, timeout),
-        None => {
-            println!(
-                "Booting the guest (under software emulation the replicated e1000 takes a \
-                 minute or two to come up). Then:\n  \
-                 http://127.0.0.1:{web_port}/        the page, served through romain:e1000?replicas=3\n  \
-                 nc 127.0.0.1 {echo_port}            a TCP echo, through the same driver\n  \
-                 romain top, romain inject ...   at the guest's shell\n\
-                 Ctrl-A X ends the guest (exit or poweroff -f at its shell too)."
-            );
-            let status = qemu::boot_attached(&config)?;
-            println!(
-                "QEMU ended ({status}); its log is in {}",
-                options.run_dir.display()
-            );
-            Ok(Summary {
-                passed: usize::from(status.success()),
-                failed: usize::from(!status.success()),
-            })
-        }
-    }
+    })
 }
 
 /// The guest's own files: the page, its live status, the shell's profile.

@@ -53,13 +53,6 @@ pub const REPLICA_COUNT_WORKLOAD: Workload = Workload {
     message_len: 64,
     transfer_bytes: 2 << 20,
 };
-/// The demo's load on the replicated driver: enough to watch it work, some seconds
-/// under TCG, where the tests' load takes minutes.
-pub const DEMO_REPLICATED_WORKLOAD: Workload = Workload {
-    round_trips: 100,
-    message_len: 64,
-    transfer_bytes: 128 << 10,
-};
 
 /// The guest NIC's link taken down and brought up again through QEMU's
 /// machine protocol while the upload on `path` runs.
