@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::SchemeDaemon;
+use scheme_runtime::{HandleTable, SchemeDaemon, ROOT_ID};
 use syscall::error::{
-    Error, Result, EACCES, EBADF, EDQUOT, EEXIST, EINVAL, EIO, ENFILE, ENOMEM, ENOTDIR, EOPNOTSUPP,
+    Error, Result, EACCES, EBADF, EDQUOT, EEXIST, EINVAL, EIO, ENOMEM, ENOTDIR, EOPNOTSUPP,
 };
 use syscall::schemev2::NewFdFlags;
 use syscall::{Stat, MODE_FILE};
@@ -25,7 +25,6 @@ use crate::request::{self, AllocRequest, KeepName, OpenRequest};
 use crate::status;
 
 /// The id `scheme_root` answers; every handle id is larger and none is reused.
-const ROOT_ID: usize = 0;
 
 /// The `dma:` scheme over a backend `B`, with quotas from `Q`.
 ///
@@ -50,8 +49,7 @@ const ROOT_ID: usize = 0;
 pub struct DmaScheme<B: DmaBackend, Q: QuotaSource> {
     backend: B,
     quota: Q,
-    handles: BTreeMap<usize, Handle<B::Memory>>,
-    last_id: usize,
+    handles: HandleTable<Handle<B::Memory>>,
     ledger: Ledger,
     quarantine: Quarantine<B::Memory>,
     orphans: Orphans<B::Memory>,
@@ -88,8 +86,7 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         Self {
             backend,
             quota,
-            handles: BTreeMap::new(),
-            last_id: ROOT_ID,
+            handles: HandleTable::new(),
             ledger: Ledger::default(),
             quarantine: Quarantine::new(quarantine),
             orphans: Orphans::new(quarantine.keep),
@@ -263,14 +260,9 @@ impl<B: DmaBackend, Q: QuotaSource> DmaScheme<B, Q> {
         })
     }
 
-    fn next_id(&mut self) -> Result<usize> {
-        self.last_id = self.last_id.checked_add(1).ok_or(Error::new(ENFILE))?;
-        Ok(self.last_id)
-    }
-
     /// The handle `id` if `ctx` is its owner.
     fn handle(&self, id: usize, ctx: &CallerCtx) -> Result<&HandleKind<B::Memory>> {
-        let handle = self.handles.get(&id).ok_or(Error::new(EBADF))?;
+        let handle = self.handles.get(id).ok_or(Error::new(EBADF))?;
         if handle.owner != ctx.pid {
             log::warn!(
                 "pid {} used handle {id} of pid {}: refused",
@@ -330,7 +322,6 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
             log::warn!("pid {}: open refused: {e}", ctx.pid);
             Error::new(e.errno())
         })?;
-        let id = self.next_id()?;
         let (kind, flags) = match request {
             OpenRequest::Alloc(request) => (self.alloc(request, ctx)?, NewFdFlags::empty()),
             OpenRequest::Status => (
@@ -338,11 +329,20 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
                 NewFdFlags::POSITIONED,
             ),
         };
-        if let HandleKind::Buffer {
-            memory,
-            request,
-            keep,
-        } = &kind
+        let id = self.handles.insert(Handle {
+            owner: ctx.pid,
+            owner_uid: ctx.uid,
+            kind,
+        })?;
+        if let Some(Handle {
+            kind:
+                HandleKind::Buffer {
+                    memory,
+                    request,
+                    keep,
+                },
+            ..
+        }) = self.handles.get(id)
         {
             log::info!(
                 "pid {} (uid {}): buffer {id}: {} bytes, bus address {}, flags [{}]{}",
@@ -363,14 +363,6 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
                 self.kept_live.insert((ctx.uid, name), id);
             }
         }
-        self.handles.insert(
-            id,
-            Handle {
-                owner: ctx.pid,
-                owner_uid: ctx.uid,
-                kind,
-            },
-        );
         Ok(OpenResult::ThisScheme { number: id, flags })
     }
 
@@ -469,7 +461,7 @@ impl<B: DmaBackend, Q: QuotaSource> SchemeSync for DmaScheme<B, Q> {
     }
 
     fn on_close(&mut self, id: usize) {
-        let Some(handle) = self.handles.remove(&id) else {
+        let Some(handle) = self.handles.remove(id) else {
             return;
         };
         let HandleKind::Buffer {

@@ -60,14 +60,13 @@
 //! with the rule), device failures EIO. A refusal logs one line, quoting at
 //! most a [`Clipped`] prefix of what the client sent.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::RawFd;
 
 use driver_policy::{Bdf, Clipped, Denial, DriverRule, Policy, SUPERVISOR_UID};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::{MapGrant, SchemeDaemon};
+use scheme_runtime::{HandleTable, MapGrant, SchemeDaemon, ROOT_ID};
 use syscall::data::Stat;
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EOPNOTSUPP, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MapFlags, MODE_CHR, MODE_FILE, O_ACCMODE, O_RDWR, O_WRONLY};
@@ -82,7 +81,6 @@ use crate::wire::START_BUS_MASTER;
 use crate::PAGE_SIZE;
 
 /// The handle id of the scheme's root, which paths are opened against.
-const ROOT_ID: usize = 0;
 
 /// The scheme's name, as a policy rule's `schemes` lists it.
 const SCHEME_NAME: &str = "mmio";
@@ -93,8 +91,7 @@ const DMA_SCHEME: &str = "dma";
 pub struct MmioScheme<H: Hardware> {
     policy: Policy,
     hardware: H,
-    handles: BTreeMap<usize, Handle>,
-    next_id: usize,
+    handles: HandleTable<Handle>,
     counters: Counters,
 }
 
@@ -141,8 +138,7 @@ impl<H: Hardware> MmioScheme<H> {
         Self {
             policy,
             hardware,
-            handles: BTreeMap::new(),
-            next_id: ROOT_ID + 1,
+            handles: HandleTable::new(),
             counters: Counters::default(),
         }
     }
@@ -309,7 +305,7 @@ impl<H: Hardware> MmioScheme<H> {
 
     /// Hands out what interrupt handle `id` has seen fire, into `buf`.
     fn read_interrupt(&mut self, id: usize, buf: &mut [u8]) -> Result<usize> {
-        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(&id) else {
+        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(id) else {
             return Err(Error::new(EBADF));
         };
         if buf.len() < INTERRUPT_COUNT_LEN {
@@ -327,7 +323,7 @@ impl<H: Hardware> MmioScheme<H> {
 
     /// Acknowledges interrupt handle `id`'s line: unmasks it.
     fn acknowledge(&mut self, id: usize, buf: &[u8]) -> Result<usize> {
-        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(&id) else {
+        let Some(Handle::Interrupt(handle)) = self.handles.get_mut(id) else {
             return Err(Error::new(EBADF));
         };
         if !handle.writable {
@@ -407,7 +403,7 @@ impl<H: Hardware> MmioScheme<H> {
         id: usize,
         operations: impl FnOnce(&mut Window) -> std::result::Result<usize, WindowError>,
     ) -> Result<usize> {
-        let handle = match self.handles.get_mut(&id) {
+        let handle = match self.handles.get_mut(id) {
             Some(Handle::Registers(handle)) => handle,
             _ => return Err(Error::new(EBADF)),
         };
@@ -444,7 +440,7 @@ impl<H: Hardware> MmioScheme<H> {
         size: usize,
         writable: bool,
     ) -> Result<&RegisterHandle> {
-        let handle = match self.handles.get(&id) {
+        let handle = match self.handles.get(id) {
             Some(Handle::Registers(handle)) => handle,
             _ => return Err(Error::new(EBADF)),
         };
@@ -494,7 +490,7 @@ impl<H: Hardware> MmioScheme<H> {
     /// Lets the function of BAR handle `id` master the bus, for its driver;
     /// 0 when it may.
     fn start_bus_master(&mut self, id: usize) -> Result<usize> {
-        let handle = match self.handles.get(&id) {
+        let handle = match self.handles.get(id) {
             Some(Handle::Registers(handle)) => handle,
             _ => return Err(Error::new(EBADF)),
         };
@@ -666,9 +662,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         }
         let writable = matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR);
         let handle = self.open(path, writable, ctx)?;
-        let id = self.next_id;
-        self.next_id += 1;
-        self.handles.insert(id, handle);
+        let id = self.handles.insert(handle)?;
         Ok(OpenResult::ThisScheme {
             number: id,
             flags: NewFdFlags::POSITIONED,
@@ -683,7 +677,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        match self.handles.get(&id) {
+        match self.handles.get(id) {
             Some(Handle::Text { text, .. }) => {
                 return Ok(scheme_runtime::copy_at_offset(text, offset, buf))
             }
@@ -702,7 +696,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         _fcntl: u32,
         _ctx: &CallerCtx,
     ) -> Result<usize> {
-        if let Some(Handle::Interrupt(_)) = self.handles.get(&id) {
+        if let Some(Handle::Interrupt(_)) = self.handles.get(id) {
             return self.acknowledge(id, buf);
         }
         self.perform(id, |window| window.write_from(offset, buf).map(|()| 1))?;
@@ -719,7 +713,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
         match metadata {
             [] => {}
             [START_BUS_MASTER] if payload.is_empty() => return self.start_bus_master(id),
-            _ if self.handles.contains_key(&id) => {
+            _ if self.handles.contains(id) => {
                 self.counters.invalid += 1;
                 log::debug!(
                     "handle {id}: call with {} words of metadata (a batch takes none)",
@@ -735,7 +729,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     }
 
     fn fsize(&mut self, id: usize, _ctx: &CallerCtx) -> Result<u64> {
-        match self.handles.get(&id) {
+        match self.handles.get(id) {
             Some(Handle::Text { text, .. }) => Ok(text.len() as u64),
             Some(Handle::Registers(handle)) => Ok(handle.window.region().len),
             Some(Handle::Interrupt(_)) => Ok(INTERRUPT_COUNT_LEN as u64),
@@ -745,7 +739,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
 
     fn fstat(&mut self, id: usize, stat: &mut Stat, ctx: &CallerCtx) -> Result<()> {
         stat.st_size = self.fsize(id, ctx)?;
-        stat.st_mode = match self.handles.get(&id) {
+        stat.st_mode = match self.handles.get(id) {
             Some(Handle::Text { .. }) => MODE_FILE | 0o444,
             _ => MODE_CHR | 0o600,
         };
@@ -753,7 +747,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     }
 
     fn fpath(&mut self, id: usize, buf: &mut [u8], _ctx: &CallerCtx) -> Result<usize> {
-        let target = match self.handles.get(&id) {
+        let target = match self.handles.get(id) {
             Some(Handle::Text { target, .. }) => *target,
             Some(Handle::Registers(handle)) => Target::Registers(handle.target),
             Some(Handle::Interrupt(handle)) => Target::Interrupt { bdf: handle.bdf },
@@ -779,7 +773,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     }
 
     fn fevent(&mut self, id: usize, _flags: EventFlags, _ctx: &CallerCtx) -> Result<EventFlags> {
-        match self.handles.get(&id) {
+        match self.handles.get(id) {
             Some(Handle::Interrupt(handle)) if handle.pending > 0 => Ok(EventFlags::EVENT_READ),
             Some(_) => Ok(EventFlags::empty()),
             None => Err(Error::new(EBADF)),
@@ -787,7 +781,7 @@ impl<H: Hardware> SchemeSync for MmioScheme<H> {
     }
 
     fn on_close(&mut self, id: usize) {
-        match self.handles.remove(&id) {
+        match self.handles.remove(id) {
             Some(Handle::Interrupt(handle)) => log::info!(
                 "driver {} closed pci/{}/irq after {} interrupts",
                 handle.driver,

@@ -21,14 +21,13 @@
 //! at most one value (a snapshot taken at a read at offset 0, shared with the
 //! store), and a driver at most [`MAX_STORE_HANDLES`] of them at a time.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use driver_policy::Clipped;
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::SchemeDaemon;
+use scheme_runtime::{HandleTable, SchemeDaemon, ROOT_ID};
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EMFILE, ENOENT};
 use syscall::flag::{MODE_FILE, O_ACCMODE, O_CREAT, O_EXCL, O_WRONLY};
 use syscall::schemev2::NewFdFlags;
@@ -40,8 +39,6 @@ use crate::status::Audience;
 use crate::store::{Key, Store, StoreError};
 use crate::supervisor::Supervisor;
 use crate::SCHEME_NAME;
-
-const ROOT_ID: usize = 0;
 
 /// Characters of an error message that quotes client text (a query key, a
 /// command word) kept in a log line: the explanation, not 64 KiB of input.
@@ -80,8 +77,7 @@ struct OpenHandle {
 pub struct RomainScheme {
     supervisor: Supervisor,
     store: Store,
-    handles: BTreeMap<usize, OpenHandle>,
-    next_id: usize,
+    handles: HandleTable<OpenHandle>,
     owner_uid: u32,
 }
 
@@ -92,8 +88,7 @@ impl RomainScheme {
         Self {
             supervisor,
             store: Store::new(),
-            handles: BTreeMap::new(),
-            next_id: ROOT_ID + 1,
+            handles: HandleTable::new(),
             owner_uid,
         }
     }
@@ -103,7 +98,7 @@ impl RomainScheme {
     }
 
     fn handle(&self, id: usize) -> Result<&OpenHandle> {
-        self.handles.get(&id).ok_or(Error::new(EBADF))
+        self.handles.get(id).ok_or(Error::new(EBADF))
     }
 
     /// How much of `driver`'s status `uid` may see: everything for root, the
@@ -172,7 +167,7 @@ impl RomainScheme {
     }
 
     fn store_handle(&mut self, id: usize) -> Result<&mut StoreHandle> {
-        match &mut self.handles.get_mut(&id).ok_or(Error::new(EBADF))?.target {
+        match &mut self.handles.get_mut(id).ok_or(Error::new(EBADF))?.target {
             Target::Store(handle) => Ok(handle),
             _ => Err(Error::new(EBADF)),
         }
@@ -330,16 +325,11 @@ impl SchemeSync for RomainScheme {
                 return Err(Error::new(EINVAL));
             }
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.handles.insert(
-            id,
-            OpenHandle {
-                target,
-                opener_uid: ctx.uid,
-                snapshot: String::new(),
-            },
-        );
+        let id = self.handles.insert(OpenHandle {
+            target,
+            opener_uid: ctx.uid,
+            snapshot: String::new(),
+        })?;
         Ok(OpenResult::ThisScheme {
             number: id,
             flags: NewFdFlags::POSITIONED,
@@ -360,7 +350,7 @@ impl SchemeSync for RomainScheme {
         }
         if offset == 0 {
             let text = self.render(handle);
-            self.handles.get_mut(&id).expect("looked up above").snapshot = text;
+            self.handles.get_mut(id).expect("looked up above").snapshot = text;
         }
         let snapshot = self.handle(id)?.snapshot.as_bytes();
         Ok(scheme_runtime::copy_at_offset(snapshot, offset, buf))
@@ -402,7 +392,7 @@ impl SchemeSync for RomainScheme {
 
     fn on_close(&mut self, id: usize) {
         // The group lives on: closing a handle never stops it.
-        self.handles.remove(&id);
+        self.handles.remove(id);
     }
 }
 

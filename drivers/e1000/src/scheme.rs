@@ -1,13 +1,12 @@
 //! The `network.<name>` scheme, with the semantics of Redox's network drivers
 //! (driver-network): see the crate documentation for what a client sees.
 
-use std::collections::BTreeMap;
 use std::io;
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
 use scheme_runtime::replicated::RelayedLine;
-use scheme_runtime::{copy_at_offset, SchemeDaemon, StateStore};
+use scheme_runtime::{copy_at_offset, HandleTable, SchemeDaemon, StateStore, ROOT_ID};
 use syscall::error::{Error, Result, EACCES, EBADF, EINVAL, EIO, ENOENT, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
@@ -31,8 +30,6 @@ pub const MTU: usize = 1500;
 pub const MAX_FRAME_LEN: usize = ETHERNET_HEADER_LEN + MTU;
 /// Bytes of an Ethernet address.
 pub const MAC_LEN: usize = 6;
-
-const ROOT_ID: usize = 0;
 
 /// What an open handle is.
 enum HandleKind {
@@ -66,8 +63,7 @@ pub struct NetworkScheme {
     /// How registers are reached, for the status text.
     access: String,
     device: Device,
-    handles: BTreeMap<usize, HandleKind>,
-    next_id: usize,
+    handles: HandleTable<HandleKind>,
     counters: DriverCounters,
     /// Set when a register access failed: the NIC's state is unknown from then on.
     failure: Option<String>,
@@ -91,8 +87,7 @@ impl NetworkScheme {
             name: name.to_owned(),
             access: access.to_owned(),
             device,
-            handles: BTreeMap::new(),
-            next_id: ROOT_ID + 1,
+            handles: HandleTable::new(),
             counters: DriverCounters::default(),
             failure: None,
             store: StateStore::absent(),
@@ -206,7 +201,7 @@ impl NetworkScheme {
     }
 
     fn handle(&self, id: usize) -> Result<&HandleKind> {
-        self.handles.get(&id).ok_or(Error::new(EBADF))
+        self.handles.get(id).ok_or(Error::new(EBADF))
     }
 
     /// The device, unless a register access failed earlier (EIO).
@@ -307,7 +302,7 @@ impl NetworkScheme {
                 return Err(Error::new(EIO));
             }
         };
-        if let Some(HandleKind::Link { seen }) = self.handles.get_mut(&id) {
+        if let Some(HandleKind::Link { seen }) = self.handles.get_mut(id) {
             *seen = changes;
         }
         let text: &[u8] = if link.up { b"up\n" } else { b"down\n" };
@@ -417,9 +412,7 @@ impl SchemeSync for NetworkScheme {
             ),
             _ => return Err(Error::new(ENOENT)),
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.handles.insert(id, kind);
+        let id = self.handles.insert(kind)?;
         Ok(OpenResult::ThisScheme { number: id, flags })
     }
 
@@ -497,7 +490,7 @@ impl SchemeSync for NetworkScheme {
     }
 
     fn on_close(&mut self, id: usize) {
-        self.handles.remove(&id);
+        self.handles.remove(id);
     }
 }
 

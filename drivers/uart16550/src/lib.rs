@@ -3,7 +3,7 @@
 //!
 //! The driver reaches the chip through a small [`access::PortIo`] trait, chosen at
 //! start: `direct` executes `in`/`out` itself (the instructions the replication
-//! engine traps; needs port rights, root on Linux), `split` goes through
+//! engine traps; needs port rights, root on Linux), `mmio` goes through
 //! `mmio:port/<first>-<last>` as the policy's unprivileged uart driver. It polls the
 //! chip ([`poll`]), since no interrupt reaches a user-space COM2 driver on Linux, and
 //! buffers both directions with bounds and back-pressure ([`port`]).

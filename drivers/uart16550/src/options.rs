@@ -22,14 +22,14 @@ pub enum Access {
     /// `in`/`out` instructions in this process (needs port rights: root on Linux)
     Direct,
     /// Through `mmio:port/<first>-<last>`, as the policy's driver for those ports
-    Split,
+    Mmio,
 }
 
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Access::Direct => "direct access (in/out)",
-            Access::Split => "split access (mmio:)",
+            Access::Mmio => "access through mmio:",
         })
     }
 }
@@ -40,7 +40,7 @@ impl fmt::Display for Access {
 #[command(version)]
 pub struct Options {
     /// How to reach the chip
-    #[arg(long, value_enum, default_value_t = Access::Split)]
+    #[arg(long, value_enum, default_value_t = Access::Mmio)]
     pub access: Access,
     /// Scheme name to serve
     #[arg(long, default_value = "uart.com2")]
@@ -113,7 +113,7 @@ pub fn run(options: &Options) -> Result<(), Box<dyn Error>> {
     log::info!("opening the {device} with {settings}");
     match options.access {
         Access::Direct => serve(DirectPorts::open(ports)?, settings, device, options),
-        Access::Split => serve(MmioPorts::open(ports)?, settings, device, options),
+        Access::Mmio => serve(MmioPorts::open(ports)?, settings, device, options),
     }
 }
 

@@ -12,11 +12,9 @@
 //! and requests a path does not serve EINVAL, unknown handles EBADF, and a device
 //! that stopped answering EIO.
 
-use std::collections::BTreeMap;
-
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::{copy_at_offset, SchemeDaemon, StateStore};
+use scheme_runtime::{copy_at_offset, HandleTable, SchemeDaemon, StateStore, ROOT_ID};
 use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT};
 use syscall::flag::{EventFlags, MODE_CHR, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
@@ -28,7 +26,6 @@ use crate::port::SerialPort;
 use crate::state;
 
 /// The handle id of the scheme's root, which paths are opened against.
-const ROOT_ID: usize = 0;
 
 enum Handle {
     Data,
@@ -54,8 +51,7 @@ pub struct UartScheme<P> {
     device: String,
     port: SerialPort<P>,
     poll: PollPolicy,
-    handles: BTreeMap<usize, Handle>,
-    next_id: usize,
+    handles: HandleTable<Handle>,
     /// Where changed settings are published.
     store: StateStore,
 }
@@ -67,8 +63,7 @@ impl<P: PortIo> UartScheme<P> {
             device,
             port,
             poll,
-            handles: BTreeMap::new(),
-            next_id: ROOT_ID + 1,
+            handles: HandleTable::new(),
             store: StateStore::absent(),
         }
     }
@@ -79,7 +74,7 @@ impl<P: PortIo> UartScheme<P> {
     }
 
     fn handle(&self, id: usize) -> Result<&Handle> {
-        self.handles.get(&id).ok_or(Error::new(EBADF))
+        self.handles.get(id).ok_or(Error::new(EBADF))
     }
 
     fn settings_text(&self) -> String {
@@ -132,9 +127,7 @@ impl<P: PortIo> SchemeSync for UartScheme<P> {
                 return Err(Error::new(ENOENT));
             }
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        self.handles.insert(id, handle);
+        let id = self.handles.insert(handle)?;
         Ok(OpenResult::ThisScheme { number: id, flags })
     }
 
@@ -192,7 +185,7 @@ impl<P: PortIo> SchemeSync for UartScheme<P> {
     }
 
     fn on_close(&mut self, id: usize) {
-        self.handles.remove(&id);
+        self.handles.remove(id);
     }
 }
 

@@ -22,6 +22,7 @@
 mod caller;
 mod daemon;
 mod errno;
+pub mod handles;
 pub mod logging;
 mod mapping;
 pub mod path;
@@ -42,6 +43,7 @@ pub mod wire;
 pub use caller::caller_ctx;
 pub use daemon::{MapGrant, SchemeDaemon};
 pub use errno::{errno_name, io_error};
+pub use handles::{HandleTable, ROOT_ID};
 pub use mapping::Mapping;
 pub use path::SchemePath;
 pub use readiness::Caller;

@@ -21,11 +21,11 @@
 #[cfg(target_os = "linux")]
 pub mod process;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::{CallerCtx, OpenResult};
-use scheme_runtime::{copy_at_offset, SchemeDaemon};
+use scheme_runtime::{copy_at_offset, HandleTable, SchemeDaemon, ROOT_ID};
 use syscall::error::{Error, Result, EBADF, EINVAL, ENOENT, ENOSPC, EWOULDBLOCK};
 use syscall::flag::{EventFlags, MODE_FILE};
 use syscall::schemev2::NewFdFlags;
@@ -39,8 +39,6 @@ pub const CALL_REVERSE: u64 = 1;
 pub const SHARED_SIZE: usize = 4096;
 /// Queues that may exist at once (held or holding bytes).
 pub const MAX_QUEUES: usize = 256;
-
-const ROOT_ID: usize = 0;
 
 enum HandleKind {
     Queue(String),
@@ -58,8 +56,7 @@ struct Queue {
 
 #[derive(Default)]
 pub struct Testbed {
-    next_id: usize,
-    handles: BTreeMap<usize, HandleKind>,
+    handles: HandleTable<HandleKind>,
     queues: HashMap<String, Queue>,
     /// Queues created since the start (a name forgotten and opened again counts twice).
     queues_created: u64,
@@ -74,18 +71,15 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn new() -> Self {
-        Self {
-            next_id: ROOT_ID + 1,
-            ..Self::default()
-        }
+        Self::default()
     }
 
     fn handle(&self, id: usize) -> Result<&HandleKind> {
-        self.handles.get(&id).ok_or(Error::new(EBADF))
+        self.handles.get(id).ok_or(Error::new(EBADF))
     }
 
     fn queue(&mut self, id: usize) -> Result<&mut VecDeque<u8>> {
-        match self.handles.get(&id) {
+        match self.handles.get(id) {
             // A held queue is never forgotten; were it missing, the handle is dead.
             Some(HandleKind::Queue(name)) => self
                 .queues
@@ -167,12 +161,10 @@ impl SchemeSync for Testbed {
                 _ => return Err(Error::new(ENOENT)),
             },
         };
-        let id = self.next_id;
-        self.next_id += 1;
         if !matches!(kind, HandleKind::Stats) {
             self.opened += 1;
         }
-        self.handles.insert(id, kind);
+        let id = self.handles.insert(kind)?;
         Ok(OpenResult::ThisScheme { number: id, flags })
     }
 
@@ -272,7 +264,7 @@ impl SchemeSync for Testbed {
     }
 
     fn on_close(&mut self, id: usize) {
-        match self.handles.remove(&id) {
+        match self.handles.remove(id) {
             // Stats handles are not counted, so reading the counters leaves them be.
             None | Some(HandleKind::Stats) => {}
             Some(kind) => {

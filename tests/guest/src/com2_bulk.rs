@@ -1,5 +1,5 @@
 //! The bulk exchange on COM2 through the uart16550 driver, once per way of running it
-//! (direct, split, and replicated by the engine): the guest sends its run's marker line
+//! (direct, through `mmio:`, and replicated by the engine): the guest sends its run's marker line
 //! through the driver, then the run's bytes; the host, on seeing the marker, answers
 //! with as many bytes of its own, so both directions run at once. Each side knows what
 //! the other must have sent and checks it byte for byte, reporting [`checksum`]s when
@@ -16,17 +16,17 @@ pub const REPLICATED_BULK_LEN: usize = 4 * 1024;
 pub enum Setup {
     /// The driver alone, with `in`/`out` of its own (`--access direct`).
     Direct,
-    /// The driver alone, through `mmio:` (`--access split`).
-    Split,
+    /// The driver alone, through `mmio:` (`--access mmio`).
+    Mmio,
     /// `romain replicate` runs the driver as `replicas` replicas. Direct access: the
-    /// engine performs their port accesses through `mmio:`. Split access (`split`):
+    /// engine performs their port accesses through `mmio:`. Access through `mmio:` (`through_mmio`):
     /// the engine, running as the uart rule's uid, holds their `mmio:` connections
     /// and makes each voted call once. With `faults`, the guest injects faults into
     /// the replicas during the exchange.
     Replicated {
         replicas: usize,
         faults: bool,
-        split: bool,
+        through_mmio: bool,
     },
 }
 
@@ -52,7 +52,7 @@ const fn replicated(
         setup: Setup::Replicated {
             replicas,
             faults,
-            split: false,
+            through_mmio: false,
         },
         marker,
         len: REPLICATED_BULK_LEN,
@@ -68,9 +68,9 @@ pub const BULK_RUNS: [BulkRun; 7] = [
         len: BULK_LEN,
     },
     BulkRun {
-        name: "split",
-        setup: Setup::Split,
-        marker: "uart16550 split: 64 KiB each way starts after this line\n",
+        name: "mmio",
+        setup: Setup::Mmio,
+        marker: "uart16550 mmio: 64 KiB each way starts after this line\n",
         len: BULK_LEN,
     },
     replicated(
@@ -98,13 +98,13 @@ pub const BULK_RUNS: [BulkRun; 7] = [
         "uart16550 replicated x3 under fault injection: 4 KiB each way starts after this line\n",
     ),
     BulkRun {
-        name: "replicated-split-3",
+        name: "replicated-mmio-3",
         setup: Setup::Replicated {
             replicas: 3,
             faults: false,
-            split: true,
+            through_mmio: true,
         },
-        marker: "uart16550 replicated x3, split access: 4 KiB each way starts after this line\n",
+        marker: "uart16550 replicated x3, through mmio: 4 KiB each way starts after this line\n",
         len: REPLICATED_BULK_LEN,
     },
 ];

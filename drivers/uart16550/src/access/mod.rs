@@ -6,12 +6,12 @@
 //! sends a batch as one call. Host tests use the software chip in [`crate::soft`].
 
 mod direct;
-mod split;
+mod mmio;
 
 use std::io;
 
 pub use direct::DirectPorts;
-pub use split::MmioPorts;
+pub use mmio::MmioPorts;
 
 /// One register access of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ struct Pace {
     drain_poll: Duration,
 }
 
-/// The driver alone; split access under TCG is the slow case.
+/// The driver alone; access through `mmio:` under TCG is the slow case.
 const ALONE: Pace = Pace {
     timeout: Duration::from_secs(40),
     drain_poll: Duration::from_millis(5),
@@ -43,7 +43,7 @@ pub struct Throughput {
     pub to_host: Duration,
     /// Until the last of the host's bytes was read.
     pub from_host: Duration,
-    /// Register batches the driver ran since it started (`mmio:` calls in split mode).
+    /// Register batches the driver ran since it started (`mmio:` calls in mmio mode).
     pub steps: String,
 }
 
@@ -53,7 +53,7 @@ pub fn exchange(run: &BulkRun) -> StepResult<Throughput> {
     let sender = Handle::open(&data_path(run.name), O_RDWR)?;
     let receiver = Handle::open(&data_path(run.name), O_RDWR)?;
     let pace = match run.setup {
-        Setup::Direct | Setup::Split => &ALONE,
+        Setup::Direct | Setup::Mmio => &ALONE,
         Setup::Replicated { .. } => &REPLICATED,
     };
     let started = Instant::now();

@@ -54,7 +54,7 @@ pub fn alone(program: &Path, access: &str, run: &str, ports: PortRange, uid: u32
 /// commands on `control`, which only the child keeps. With a policy rule `label`, the
 /// direct-access driver, whose port accesses the engine performs through `mmio:` for
 /// that rule (as root: `mmio:` lets only root act for a driver's rule). Without one,
-/// the split-access driver, whose `mmio:` calls the engine makes on connections it
+/// the driver reaching its ports through `mmio:`, whose `mmio:` calls the engine makes on connections it
 /// holds for the replicas, as whatever uid the command runs as.
 pub fn replicated(
     romain: &Path,
@@ -71,7 +71,7 @@ pub fn replicated(
     if let Some(label) = label {
         command.args(["--ports", &ports.to_string(), "--label", label]);
     }
-    let access = if label.is_some() { "direct" } else { "split" };
+    let access = if label.is_some() { "direct" } else { "mmio" };
     command
         .args(["--watchdog-ms", &REPLICA_WATCHDOG_MS.to_string()])
         .args(["--control-fd", &number.to_string(), "--"])

@@ -1,5 +1,5 @@
 //! In-guest test of the uart16550 driver on QEMU's COM2, alone in both access modes
-//! and replicated by the engine: start the driver (direct as root, split as the uart
+//! and replicated by the engine: start the driver (direct as root, through `mmio:` as the uart
 //! rule's uid through `mmio:`, or `romain replicate` as root with 1, 2 and 3 replicas
 //! whose port accesses the engine performs through `mmio:`), stream the run's bytes
 //! out through it while reading what the host answers, compare what arrived, check the
@@ -33,7 +33,7 @@ use guest_harness::protocol::{GUEST_BENCH_PREFIX, GUEST_POLICY_PATH, UART_DRIVER
 use crate::bulk::Throughput;
 use crate::driver::Driver;
 
-/// Tests the uart16550 driver on QEMU's COM2 in its direct and split modes and
+/// Tests the uart16550 driver on QEMU's COM2 in its direct and mmio access modes and
 /// replicated, against the host's end of COM2; run as root.
 #[derive(Parser)]
 #[command(version)]
@@ -128,9 +128,12 @@ fn uart_rule(policy: &Path) -> StepResult<UartRule> {
 fn exercise(report: &mut Report, args: &Args, rule: &UartRule, run: &BulkRun) {
     let step = |name: &str| format!("uart16550-{}-{name}", run.name);
     // Direct access needs port rights (root), and so does acting for the uart rule
-    // through `mmio:` (the engine); split access is the policy's driver.
+    // through `mmio:` (the engine); access through `mmio:` is the policy's driver.
     let uid = match run.setup {
-        Setup::Split | Setup::Replicated { split: true, .. } => rule.uid,
+        Setup::Mmio
+        | Setup::Replicated {
+            through_mmio: true, ..
+        } => rule.uid,
         _ => 0,
     };
     let started = report.run(&step("driver-serving"), || start(args, rule, run, uid));
@@ -180,7 +183,7 @@ fn exercise(report: &mut Report, args: &Args, rule: &UartRule, run: &BulkRun) {
         |_| bulk::check_counters(run),
     );
     let engine = match (run.setup, faulted) {
-        (Setup::Direct | Setup::Split, _) => None,
+        (Setup::Direct | Setup::Mmio, _) => None,
         (Setup::Replicated { replicas, .. }, None) => report.run_after(
             &step("replicas-agreed-at-every-event"),
             control.as_ref(),
@@ -225,12 +228,14 @@ fn start(
             driver::alone(&args.driver, "direct", run.name, rule.ports, uid),
             None,
         ),
-        Setup::Split => (
-            driver::alone(&args.driver, "split", run.name, rule.ports, uid),
+        Setup::Mmio => (
+            driver::alone(&args.driver, "mmio", run.name, rule.ports, uid),
             None,
         ),
         Setup::Replicated {
-            replicas, split, ..
+            replicas,
+            through_mmio,
+            ..
         } => {
             let (control, theirs) = Control::pair()?;
             let mut command = driver::replicated(
@@ -239,10 +244,10 @@ fn start(
                 replicas,
                 run.name,
                 rule.ports,
-                (!split).then_some(UART_DRIVER_LABEL),
+                (!through_mmio).then_some(UART_DRIVER_LABEL),
                 theirs,
             );
-            if split {
+            if through_mmio {
                 command.uid(uid).gid(uid);
             }
             (command, Some(control))
@@ -356,14 +361,14 @@ fn print_throughput(run: &BulkRun, throughput: &Throughput, engine: Option<&Engi
 fn how(setup: Setup) -> String {
     match setup {
         Setup::Direct => "direct access".to_owned(),
-        Setup::Split => "split access".to_owned(),
+        Setup::Mmio => "access through mmio:".to_owned(),
         Setup::Replicated {
             replicas,
             faults,
-            split,
+            through_mmio,
         } => format!(
             "replicated x{replicas}{}{}",
-            if split { ", split access" } else { "" },
+            if through_mmio { ", through mmio:" } else { "" },
             if faults { " under fault injection" } else { "" }
         ),
     }

@@ -79,7 +79,7 @@ impl Target {
         let entry = RegistryEntry {
             driver: DRIVER.to_owned(),
             binary: program.display().to_string(),
-            args: driver::driver_args("split", RUN, rule.ports).to_vec(),
+            args: driver::driver_args("mmio", RUN, rule.ports).to_vec(),
             policy: UART_DRIVER_LABEL.to_owned(),
             uid: rule.uid,
             gid: rule.uid,

@@ -1,4 +1,4 @@
-//! Split access: the registers through `mmio:port/<first>-<last>`, the access layer
+//! Access through `mmio:`: the registers through `mmio:port/<first>-<last>`, the access layer
 //! that checks every access against the policy. A single access is a one-byte
 //! pread/pwrite; a batch is one `call` in `mmio_scheme::wire` format, so a step of
 //! the driver (take a byte, fill the transmit FIFO, read the line status) costs one
