@@ -24,8 +24,6 @@ use crate::quota::QuotaSource;
 use crate::request::{self, AllocRequest, KeepName, OpenRequest};
 use crate::status;
 
-/// The id `scheme_root` answers; every handle id is larger and none is reused.
-
 /// The `dma:` scheme over a backend `B`, with quotas from `Q`.
 ///
 /// A caller that `Q` does not let open `dma:` (a driver whose policy rule does

@@ -80,8 +80,6 @@ use crate::status::{self, Counters};
 use crate::wire::START_BUS_MASTER;
 use crate::PAGE_SIZE;
 
-/// The handle id of the scheme's root, which paths are opened against.
-
 /// The scheme's name, as a policy rule's `schemes` lists it.
 const SCHEME_NAME: &str = "mmio";
 /// The scheme a rule lists for DMA buffers: who may have a device master the bus.

@@ -25,8 +25,6 @@ use crate::poll::PollPolicy;
 use crate::port::SerialPort;
 use crate::state;
 
-/// The handle id of the scheme's root, which paths are opened against.
-
 enum Handle {
     Data,
     Settings,
