@@ -20,7 +20,9 @@ pub fn path(target: Target, label: Option<&str>) -> String {
 }
 
 /// Opens `target` with `flags` (the registers of a BAR or a port range, an
-/// interrupt, a text); an error names the path.
+/// interrupt, a text); an error names the path, for a person to read. It keeps
+/// the errno only as its kind: code that tells errors apart by errno opens
+/// [`path`] with `Handle::open` itself.
 pub fn open(target: Target, label: Option<&str>, flags: usize) -> io::Result<Handle> {
     let path = path(target, label);
     Handle::open(&path, flags)
