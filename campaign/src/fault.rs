@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Where the engine puts replicas' copies of scheme memory.
-pub use romain_scheme::engine::SHARED_MEMORY_BASE;
+pub use romain_engine::SHARED_MEMORY_BASE;
 /// The copies' span: 1 TiB, far beyond what the engine's 1,024 objects of
 /// `dma:` buffers reach, and far below the C library's mappings.
 const SHARED_MEMORY_SPAN: u64 = 1 << 40;
@@ -19,7 +19,7 @@ pub enum FaultKind {
     Heap,
     Data,
     /// A bit of the replica's private copy of a `dma:` buffer (see
-    /// `romain_scheme::engine::shared_memory`).
+    /// `romain_engine::shared_memory`).
     Dma,
     Code,
     Kill,

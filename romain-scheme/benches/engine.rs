@@ -2,7 +2,7 @@
 //! a trapped port instruction, a trapped load from device memory, an intercepted
 //! syscall, and a whole scheme call through the replicas, against baselines measured
 //! in the same run (a native syscall, the same scheme call to the driver unreplicated,
-//! and the floor: the least any replicated event costs, `romain_scheme::floor`).
+//! and the floor: the least any replicated event costs, `romain_engine::floor`).
 //!
 //! Run with `cargo bench -p romain-scheme --bench engine`. Each layout is measured
 //! twice: every process on one CPU (the layout DESIGN's numbers were taken in), and
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
-use romain_scheme::engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
-use romain_scheme::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
+use romain_engine::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
+use romain_engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
 use scheme_runtime::{Handle, SCHEME_DIR_ENV};
 use syscall::flag::O_RDWR;
 
@@ -96,7 +96,7 @@ struct Row {
 }
 
 fn replicated(replicas: usize) -> Row {
-    let floor = romain_scheme::floor::measure(replicas, EVENTS as u32).unwrap();
+    let floor = romain_engine::floor::measure(replicas, EVENTS as u32).unwrap();
     let dir = scheme_dir(&format!("n{replicas}"));
     let mut command = ReplicaCommand::new(DRIVER);
     command.args(driver_args());

@@ -24,15 +24,15 @@ use crate::command::Command;
 use crate::fault::{Fault, FaultReason};
 use crate::heartbeat::ProbeReply;
 use crate::platform::{self, HeldScheme};
+use crate::process::{EngineError, GroupProcess, KillCause, Program, ENGINE_WAIT};
 use crate::recovery::RecoveryScript;
 use crate::registry::DriverSpec;
-use crate::replica::{EngineError, KillCause, Program, Replica, ENGINE_WAIT};
 use crate::serving_time::ServingTimes;
 use crate::status::{EngineCounters, EngineReport, GroupState, GroupStatus, Millis};
 
 #[derive(Debug)]
 enum State {
-    Up(Replica),
+    Up(GroupProcess),
     Backoff { due: Instant },
     Down,
 }
@@ -53,7 +53,7 @@ pub struct Group {
     serving: ServingTimes,
     /// A driver alone with `standby` in its registry entry: the next process,
     /// started and waiting to take over.
-    standby: Option<Replica>,
+    standby: Option<GroupProcess>,
     /// No standby is started before this (one that died waits a period).
     standby_after: Instant,
     /// The scheme the heartbeat probes, bound here and handed to every process
@@ -198,7 +198,7 @@ impl Group {
             repetition: self.repetition,
             generation: self.generation,
             serving: self.serving,
-            standby: self.standby.as_ref().map(Replica::pid),
+            standby: self.standby.as_ref().map(GroupProcess::pid),
             last_fault: self.last_fault.as_ref(),
             next_restart_at,
             engine: self.is_replicated().then(|| self.engine_report()),
@@ -272,7 +272,7 @@ impl Group {
         if !serving || now < self.standby_after {
             return;
         }
-        match Replica::spawn_standby(&self.spec, self.scheme.as_ref(), now) {
+        match GroupProcess::spawn_standby(&self.spec, self.scheme.as_ref(), now) {
             Ok(standby) => {
                 log::info!("{}: standby pid {} waits", self.spec.name, standby.pid());
                 self.standby = Some(standby);
@@ -396,7 +396,7 @@ impl Group {
         Ok(())
     }
 
-    fn live_replica(&mut self) -> Result<&mut Replica, ControlError> {
+    fn live_replica(&mut self) -> Result<&mut GroupProcess, ControlError> {
         let state = self.state();
         match &mut self.state {
             State::Up(replica) if !replica.is_going_down() => Ok(replica),
@@ -530,7 +530,7 @@ impl Group {
             return;
         }
         self.hold_scheme();
-        match Replica::spawn(&self.spec, &self.program, self.scheme.as_ref(), now) {
+        match GroupProcess::spawn(&self.spec, &self.program, self.scheme.as_ref(), now) {
             Ok(replica) => {
                 self.generation += 1;
                 log::info!(

@@ -30,7 +30,7 @@ use scheme_runtime::Handle;
 use syscall::error::{ECONNRESET, ENODEV, EPIPE, ESTALE};
 use syscall::flag::O_RDONLY;
 
-use crate::replica::ReplicaId;
+use crate::process::ReplicaId;
 
 /// How long a new process may take to answer its first probe, at least.
 pub const START_GRACE: Duration = Duration::from_secs(10);

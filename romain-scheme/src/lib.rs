@@ -8,7 +8,7 @@
 //! Reading a handle gives status; writing one takes commands.
 //!
 //! A group runs one process. With `replicas=N`, N >= 2, that process is the
-//! replication engine ([`engine`], `romain replicate`): N traced replicas of the
+//! replication engine (the `romain-engine` crate, `romain replicate`): N traced replicas of the
 //! driver that vote on every effect, repaired or replaced by the engine, which
 //! also serves the driver's scheme and takes fault injections from the group's
 //! handle. Without `replicas=` or with N = 1 the process is the driver alone,
@@ -20,27 +20,20 @@
 mod backoff;
 pub mod client;
 mod command;
-#[cfg(target_os = "linux")]
-pub mod engine;
 mod fault;
-#[cfg(target_os = "linux")]
-pub mod floor;
 mod group;
 mod heartbeat;
 mod open_path;
 mod platform;
+mod process;
 mod recovery;
 mod registry;
-mod replica;
 mod scheme;
 mod serving_time;
 mod status;
 pub mod store;
 mod supervisor;
 pub mod top;
-#[cfg(target_os = "linux")]
-pub mod trap;
-pub mod vote;
 
 pub use command::{Command, CommandError};
 pub use platform::{own_uid, wake_on_child_exit};

@@ -262,8 +262,8 @@ fn serve(registry: &std::path::Path, policy: Option<&std::path::Path>) -> ExitCo
 fn replicate(args: ReplicateArgs) -> ExitCode {
     use std::os::fd::{FromRawFd, OwnedFd};
 
-    use romain_scheme::engine::{GroupConfig, ReplicateOptions};
-    use romain_scheme::trap::ReplicaCommand;
+    use romain_engine::trap::ReplicaCommand;
+    use romain_engine::{GroupConfig, ReplicateOptions};
 
     if args.replicas == 0 {
         eprintln!("romain: a group needs at least one replica");
@@ -272,11 +272,7 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
     // The scheme's socket, if romain: handed it over, is the engine's alone: no
     // replica may accept on it behind the vote.
     scheme_runtime::claim_inherited();
-    let schemes = match args
-        .schemes
-        .as_deref()
-        .map(romain_scheme::engine::scheme_names)
-    {
+    let schemes = match args.schemes.as_deref().map(romain_engine::scheme_names) {
         Some(Err(problem)) => {
             eprintln!("romain: --schemes: {problem}");
             return ExitCode::FAILURE;
@@ -308,7 +304,7 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
             .control_fd
             .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
     };
-    match romain_scheme::engine::replicate(options) {
+    match romain_engine::replicate(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("romain replicate: {e}");

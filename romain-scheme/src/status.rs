@@ -31,7 +31,7 @@
 //! A replicated group (2 or more replicas) runs one process, the replication
 //! engine: `pids` is the engine's, and the engine's own counters follow, each
 //! `unknown` while no engine answers (none runs, or it did not answer within
-//! [`ENGINE_WAIT`](crate::replica::ENGINE_WAIT)):
+//! [`ENGINE_WAIT`](crate::process::ENGINE_WAIT)):
 //!
 //! ```text
 //! events=1234                externalization events (syscalls, port accesses) handled
@@ -615,7 +615,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_engines_own_status_text_parses() {
-        let stats = crate::engine::EngineStats {
+        let stats = romain_engine::EngineStats {
             replicas: 2,
             pids: vec![Some(7), None],
             events: 1,

@@ -11,8 +11,8 @@ use crate::command::Command;
 use crate::group::{ControlError, Group};
 use crate::heartbeat::Probes;
 use crate::open_path::GroupRequest;
+use crate::process::Program;
 use crate::registry::Registry;
-use crate::replica::Program;
 use crate::status::GroupState;
 
 /// The longest a dead process waits to be noticed: the supervisor polls at

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::OpenResult;
-use romain_scheme::engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
-use romain_scheme::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
+use romain_engine::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
+use romain_engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
 use scheme_runtime::{caller_ctx, Handle};
 use syscall::flag::O_RDWR;
 use uart16550::access::PortIo;
@@ -648,7 +648,7 @@ fn scheme_memory_the_replicas_map_is_kept_in_step_with_the_device() {
     assert_eq!(read(), 1001);
     // A flipped bit in one replica's copy never reaches the device: the majority's
     // page goes out and the replica is repaired.
-    let address = romain_scheme::engine::SHARED_MEMORY_BASE + 1;
+    let address = romain_engine::SHARED_MEMORY_BASE + 1;
     let answer = group
         .command(&format!("flip 2 mem {address:#x} 3"))
         .unwrap();
@@ -694,14 +694,14 @@ fn a_device_write_that_a_read_tells_of_is_in_the_replicas_memory_when_the_read_r
 /// Three replicas of the test driver, driven without a forwarder: each request
 /// is one exchange.
 struct DirectGroup {
-    group: romain_scheme::engine::ReplicaGroup,
+    group: romain_engine::ReplicaGroup,
     devices: Devices,
 }
 
 impl DirectGroup {
     fn start(command: ReplicaCommand) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
-        let group = romain_scheme::engine::ReplicaGroup::start(GroupConfig {
+        let group = romain_engine::ReplicaGroup::start(GroupConfig {
             command,
             replicas: 3,
             watchdog: Duration::from_secs(2),
@@ -798,7 +798,7 @@ fn a_request_to_another_scheme_and_its_reply_are_one_event() {
 /// the driver sees a refusal and no replica diverges.
 #[test]
 fn replicas_reach_only_the_schemes_their_rule_lists() {
-    use romain_scheme::engine::SchemeAllowList;
+    use romain_engine::SchemeAllowList;
     use scheme_runtime::wire::Opcode;
 
     let dir = unique_dir("allowed");

@@ -3,7 +3,7 @@
 //! it forks the whole process, which other tests that fork and compare memory
 //! would see.
 
-use romain_scheme::floor::measure;
+use romain_engine::floor::measure;
 
 #[test]
 fn the_floor_is_measured_for_one_two_and_three_replicas() {

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use romain_scheme::engine::{Devices, GroupConfig, GroupThread};
-use romain_scheme::trap::{PortDevice, ReplicaCommand, Width};
+use romain_engine::trap::{PortDevice, ReplicaCommand, Width};
+use romain_engine::{Devices, GroupConfig, GroupThread};
 use scheme_runtime::Handle;
 use syscall::flag::{O_NONBLOCK, O_RDWR};
 

@@ -13,9 +13,9 @@ use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use romain_scheme::trap::syscalls::ALLOWED;
-use romain_scheme::trap::{
-    decode, is_seccomp_stop, DecodeError, Replica, ReplicaCommand, SpawnError, Syscall,
+use romain_engine::trap::syscalls::ALLOWED;
+use romain_engine::trap::{
+    decode, is_seccomp_stop, DecodeError, ReplicaCommand, SpawnError, Spawned, Syscall,
 };
 
 const PROBE: &str = env!("CARGO_BIN_EXE_romain-probe");
@@ -45,7 +45,7 @@ fn probe(reports: &[&str]) -> ReplicaCommand {
 
 /// Runs `replica` to a clean exit, emulating `rdtsc`, running every intercepted syscall
 /// and delivering every other signal.
-fn run(replica: Replica) -> Run {
+fn run(replica: Spawned) -> Run {
     let run = run_emulating(replica, |_| None);
     assert_eq!(run.status, WaitStatus::Exited(run.pid, 0), "{}", run.output);
     run
@@ -54,8 +54,8 @@ fn run(replica: Replica) -> Run {
 /// Runs `replica` to its end, emulating `rdtsc` and delivering every other signal; an
 /// intercepted syscall for which `emulate` gives a result is skipped with that result,
 /// any other runs.
-fn run_emulating(replica: Replica, emulate: impl Fn(&Syscall) -> Option<c_long>) -> Run {
-    let Replica {
+fn run_emulating(replica: Spawned, emulate: impl Fn(&Syscall) -> Option<c_long>) -> Run {
+    let Spawned {
         mut tracee,
         mut stdout,
     } = replica;

@@ -401,7 +401,7 @@ fn check_masked(status: &EngineStatus, sent: &Injected) -> StepResult<()> {
 fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult<u64> {
     let status = driver.engine_status()?;
     // Measured here, after the load, on the same machine in the same run.
-    let floor = romain_scheme::floor::measure(count.get(), FLOOR_EVENTS)
+    let floor = romain_engine::floor::measure(count.get(), FLOOR_EVENTS)
         .map_err(|error| format!("measuring the floor: {error}"))?;
     println!(
         "{GUEST_BENCH_PREFIX} tcp {path} engine: {}{}",

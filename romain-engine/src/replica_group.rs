@@ -30,7 +30,7 @@ use super::shared_memory::SharedMemory;
 use super::stats::EngineStats;
 use super::syscall_policy::SyscallClass;
 use super::watchdog::Watchdog;
-use crate::trap::state::{
+use crate::trap::repair::{
     compare_memory, differing_code_pages, find_spin_instruction, flip_memory_bit,
     flip_register_bit, repair_code, repair_memory, vote_pages, FpState, PageVote,
 };

@@ -67,7 +67,7 @@ pub struct ReplicaCommand {
 
 /// A replica stopped at its exec, before its first instruction, and the read end of its
 /// standard output.
-pub struct Replica {
+pub struct Spawned {
     pub tracee: Tracee,
     pub stdout: ChildStdout,
 }
@@ -195,7 +195,7 @@ impl ReplicaCommand {
     /// Starts the program (a path; `PATH` is not searched) traced by the calling thread,
     /// with standard input empty and standard output piped, and returns it stopped at its
     /// exec. The tracer gets a seccomp stop at each externalizing syscall.
-    pub fn spawn(&self) -> Result<Replica, SpawnError> {
+    pub fn spawn(&self) -> Result<Spawned, SpawnError> {
         let start_error = |source| SpawnError::Start {
             program: self.program.clone(),
             source,
@@ -249,7 +249,7 @@ impl ReplicaCommand {
             ptrace::Options::PTRACE_O_EXITKILL | ptrace::Options::PTRACE_O_TRACESECCOMP,
         )?;
         make_auxv_deterministic(pid, &self.at_random)?;
-        Ok(Replica { tracee, stdout })
+        Ok(Spawned { tracee, stdout })
     }
 }
 

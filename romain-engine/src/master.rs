@@ -24,7 +24,7 @@ use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag
 use scheme_runtime::replicated::{Forwarder, ReplicaLink, QUIET_ROUND};
 use scheme_runtime::HostServer;
 
-use super::group::{Devices, GroupConfig, GroupFailure, ReplicaGroup};
+use super::replica_group::{Devices, GroupConfig, GroupFailure, ReplicaGroup};
 use super::{Injection, SchemeAllowList};
 use crate::trap::PortDevice;
 
@@ -203,7 +203,7 @@ impl ReplicaLink for GroupLink {
     }
 
     /// The control socket: `romain:` asks for status and injects faults
-    /// while the group idles too, and waits [`ENGINE_WAIT`](crate::replica::ENGINE_WAIT)
+    /// while the group idles too, and waits `romain:`'s `ENGINE_WAIT`
     /// for the answer.
     fn wake_fds(&self) -> Vec<std::os::fd::RawFd> {
         self.control

@@ -5,8 +5,8 @@
 
 pub mod memory_access;
 pub mod port_io;
+pub mod repair;
 pub mod spawn;
-pub mod state;
 pub mod syscalls;
 pub mod tracee;
 
@@ -14,10 +14,10 @@ pub use memory_access::{decode_memory_access, MemoryAccess, MemoryDecodeError, M
 pub use port_io::{
     decode, DecodeError, Direction, PortAccess, PortDevice, PortIn, PortOut, PortString, Width,
 };
-pub use spawn::{Replica, ReplicaCommand, SpawnError};
-pub use state::{
+pub use repair::{
     compare_memory, find_spin_instruction, flip_memory_bit, flip_register_bit, repair_memory,
     writable_private_regions, FpState, MemoryRepair, Region, RepairError,
 };
+pub use spawn::{ReplicaCommand, SpawnError, Spawned};
 pub use syscalls::{is_seccomp_stop, Syscall};
 pub use tracee::{Tracee, TrapError};

@@ -170,7 +170,7 @@ pub enum KillCause {
 }
 
 #[derive(Debug)]
-pub struct Replica {
+pub struct GroupProcess {
     id: ReplicaId,
     child: Child,
     started: Instant,
@@ -183,7 +183,7 @@ pub struct Replica {
     standby: Option<StandbySignal>,
 }
 
-impl Replica {
+impl GroupProcess {
     /// Starts `spec`'s driver as `program`, handing it `scheme` if the
     /// supervisor holds the driver's scheme.
     pub fn spawn(
@@ -241,7 +241,7 @@ impl Replica {
 
     /// Starts `spec`'s driver alone as a standby: it waits, set up but serving
     /// nothing (it holds `scheme`, the held scheme, but does not accept on it),
-    /// until [`Replica::take_over`].
+    /// until [`GroupProcess::take_over`].
     pub fn spawn_standby(
         spec: &DriverSpec,
         scheme: Option<&HeldScheme>,

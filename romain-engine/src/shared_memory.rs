@@ -44,7 +44,7 @@ use nix::unistd::Pid;
 use dma_scheme::Direction;
 
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
-use crate::trap::state::{page_runs, read_memory_exactly, write_memory_exactly, PAGE_SIZE};
+use crate::trap::repair::{page_runs, read_memory_exactly, write_memory_exactly, PAGE_SIZE};
 
 /// The first virtual descriptor for a scheme's memory object.
 pub const FIRST_OBJECT_FD: u64 = 1536;

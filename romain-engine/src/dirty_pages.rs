@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 
 use nix::unistd::Pid;
 
-use crate::trap::state::PAGE_SIZE;
+use crate::trap::repair::PAGE_SIZE;
 
 const SOFT_DIRTY: u64 = 1 << 55;
 const PAGEMAP_ENTRY_LEN: usize = 8;

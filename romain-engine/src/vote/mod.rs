@@ -6,11 +6,11 @@
 
 mod event;
 mod registers;
-mod state;
+mod replica_state;
 
 pub use event::{Event, EventField, EventKind};
 pub use registers::{Register, Registers};
-pub use state::{Difference, ReplicaState};
+pub use replica_state::{Difference, ReplicaState};
 
 /// A replica's position in its group, 0-based.
 pub type ReplicaIndex = usize;
