@@ -117,8 +117,26 @@ enum Completion {
     RunInEach,
     /// Every replica runs the syscall with these registers (other arguments).
     RunInEachAs(Box<user_regs_struct>),
-    /// The replicas wait for the next request at their channel exchange.
-    AwaitRequest,
+    /// The replicas wait for the next request at their channel exchange,
+    /// having written `reply` there.
+    AwaitRequest { reply: Vec<u8> },
+}
+
+/// Where the group is between its exchanges with the daemon it serves.
+enum Phase {
+    /// The replicas run toward their next event, or were just started: the
+    /// next exchange runs them until they wait for a request.
+    Running,
+    /// The replicas wait at their channel exchange in the voted state
+    /// `stopped`, having written `reply` there, which the exchange that parked
+    /// them hands out (`None` once it has).
+    AwaitingRequest {
+        stopped: Box<Stopped>,
+        reply: Option<Vec<u8>>,
+    },
+    /// A failure found between exchanges (a scrub with no majority): the next
+    /// exchange fails with it, and the group is restarted as at an event.
+    Failed(GroupFailure),
 }
 
 /// Why [`ReplicaGroup::settle_memory`] settled nothing.
@@ -136,9 +154,7 @@ pub struct ReplicaGroup {
     watchdog: Watchdog,
     /// Where a `syscall` instruction sits in the replicas' code, for replacement by fork.
     syscall_site: Option<u64>,
-    /// The voted state the group waits in at its channel exchange.
-    parked: Option<Box<Stopped>>,
-    reply: Option<Vec<u8>>,
+    phase: Phase,
     injections: Vec<Injection>,
     /// The scheme connections the replicas opened.
     connections: Connections,
@@ -156,9 +172,6 @@ pub struct ReplicaGroup {
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
-    /// A failure found between exchanges (a scrub with no majority): the next
-    /// exchange fails with it, so the group restarts as at an event.
-    pending_failure: Option<GroupFailure>,
     log: Box<dyn Write + Send>,
     stats: EngineStats,
 }
@@ -172,8 +185,7 @@ impl ReplicaGroup {
             pgid: Pid::from_raw(0),
             watchdog,
             syscall_site: None,
-            parked: None,
-            reply: None,
+            phase: Phase::Running,
             injections: Vec::new(),
             connections: Connections::default(),
             shared: SharedMemory::default(),
@@ -183,7 +195,6 @@ impl ReplicaGroup {
             quiet_events: 0,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
-            pending_failure: None,
             log: Box::new(std::io::stderr()),
             stats: EngineStats {
                 replicas: config.replicas,
@@ -242,7 +253,6 @@ impl ReplicaGroup {
         request: Option<&[u8]>,
         devices: &mut Devices,
     ) -> Result<Option<Vec<u8>>, GroupFailure> {
-        self.reply = None;
         let started = Instant::now();
         // Quiet events are events too, so never more than all of them.
         let reaching_before = self.stats.events.saturating_sub(self.quiet_events);
@@ -251,24 +261,26 @@ impl ReplicaGroup {
             Some(_) => self.stats.requests += 1,
             None => {}
         }
-        if let Some(failure) = self.pending_failure.take() {
-            return Err(failure);
-        }
         let mut request = request;
         loop {
-            if let Some(parked) = self.parked.take() {
-                match request.take() {
-                    Some(message) => self.deliver(&parked, message)?,
+            match std::mem::replace(&mut self.phase, Phase::Running) {
+                Phase::Running => {}
+                Phase::Failed(failure) => return Err(failure),
+                Phase::AwaitingRequest { stopped, reply } => match request.take() {
+                    Some(message) => self.deliver(&stopped, message)?,
                     None => {
-                        self.parked = Some(parked);
+                        self.phase = Phase::AwaitingRequest {
+                            stopped,
+                            reply: None,
+                        };
                         self.stats.busy += started.elapsed();
                         // The exchange that ends it is one event; any other
                         // but a quiet one reached out.
                         let reaching = self.stats.events.saturating_sub(self.quiet_events);
                         self.reached_out = reaching.saturating_sub(reaching_before) > 1;
-                        return Ok(self.reply.take());
+                        return Ok(reply);
                     }
-                }
+                },
             }
             self.apply_injections();
             let running = Instant::now();
@@ -290,7 +302,7 @@ impl ReplicaGroup {
     /// majority settles is counted as a divergence without majority, and the next
     /// exchange fails with it (the group restarts, as at an event).
     pub fn scrub(&mut self) -> Result<usize, String> {
-        if self.parked.is_none() {
+        if !matches!(self.phase, Phase::AwaitingRequest { .. }) {
             return Err("the group is not waiting for a request".to_owned());
         }
         let live: Vec<ReplicaIndex> = self.live().map(|(index, _)| index).collect();
@@ -298,7 +310,7 @@ impl ReplicaGroup {
             Ok(repaired) => Ok(repaired),
             Err(MemoryVerdict::Unreadable(error)) => Err(error),
             Err(MemoryVerdict::NoMajority(report)) => {
-                self.pending_failure = Some(GroupFailure::NoMajority(report.clone()));
+                self.phase = Phase::Failed(GroupFailure::NoMajority(report.clone()));
                 Err(format!(
                     "no majority: {report}; the group restarts at the next request"
                 ))
@@ -406,9 +418,8 @@ impl ReplicaGroup {
             );
             self.injections.clear();
         }
-        self.pending_failure = None;
+        self.phase = Phase::Running;
         self.members.clear();
-        self.parked = None;
         self.frozen.clear();
         self.connections.clear();
         self.shared = SharedMemory::default();
@@ -684,11 +695,14 @@ impl ReplicaGroup {
                 self.drop_repaired(&minority);
             }
             Completion::RunInEach => self.drop_repaired(&minority),
-            Completion::AwaitRequest => {
+            Completion::AwaitRequest { reply } => {
                 // The copies wait at the exchange with the others: delivering the
                 // next request sets every replica's registers.
                 self.refill(source, &reference.regs);
-                self.parked = Some(reference);
+                self.phase = Phase::AwaitingRequest {
+                    stopped: reference,
+                    reply: Some(reply),
+                };
             }
         }
         Ok(())
@@ -916,8 +930,9 @@ impl ReplicaGroup {
                 };
                 let result: i64 = match *class {
                     SyscallClass::ChannelExchange { .. } => {
-                        self.reply = Some(data.to_vec());
-                        return Ok(Completion::AwaitRequest);
+                        return Ok(Completion::AwaitRequest {
+                            reply: data.to_vec(),
+                        });
                     }
                     SyscallClass::RunInEach => return Ok(Completion::RunInEach),
                     SyscallClass::Log { .. } => {
