@@ -144,16 +144,19 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
         }
         NetPath::ReplicaCountE1000(count) => {
             let before_load = driver.as_ref().map(Driver::before_load);
-            let mut round_trips = RoundTripEvents::default();
+            let mut sessions = SessionEvents::default();
             service::run_telling(report, path, settings, up, &mut |news| {
                 if let Some(driver) = &driver {
-                    round_trips.note(&news, || {
-                        driver.engine_status().ok()?.counter("events").ok()
+                    sessions.note(&news, || {
+                        Some(Count {
+                            events: driver.engine_status().ok()?.counter("events").ok()?,
+                            frames: nic_frames()?,
+                        })
                     });
                 }
             });
-            if let Some(per_round_trip) = round_trips.text() {
-                println!("{GUEST_BENCH_PREFIX} tcp {path} events per round trip: {per_round_trip}");
+            for line in sessions.lines() {
+                println!("{GUEST_BENCH_PREFIX} tcp {path} events per {line}");
             }
             engine_events = report.run_after(&step("engine-ran"), driver.as_ref(), |driver| {
                 engine_ran(driver, path, count)
@@ -412,40 +415,83 @@ fn engine_ran(driver: &Driver, path: NetPath, count: ReplicaCount) -> StepResult
     status.counter("events")
 }
 
-/// The engine's events while the service echoed: between its echo session's
-/// beginning and end.
-#[derive(Default)]
-struct RoundTripEvents {
-    at_start: Option<u64>,
-    counted: Option<(u64, u64)>,
+/// The engine's events and the NIC's frames (received and sent) at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Count {
+    events: u64,
+    frames: u64,
 }
 
-impl RoundTripEvents {
-    /// Takes `news`, reading the engine's event count with `events` at the
-    /// echo session's beginning and end.
-    fn note(&mut self, news: &SessionNews, events: impl FnOnce() -> Option<u64>) {
-        match news {
-            SessionNews::Began(EchoCommand::Echo) => self.at_start = events(),
-            SessionNews::Ended {
-                command: EchoCommand::Echo,
-                exchanges,
-            } => {
-                self.counted = self
-                    .at_start
-                    .zip(events())
-                    .map(|(start, end)| (end.saturating_sub(start), *exchanges));
-            }
-            _ => {}
+/// The frames the NIC received and sent so far (`gprc` + `gptc` of the
+/// driver's status): read through the driver, which costs the group a few
+/// events of its own.
+fn nic_frames() -> Option<u64> {
+    let status = read_status(STATUS_PATH).ok()?;
+    let count = |key: &str| -> Option<u64> {
+        status
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    Some(count("gprc")? + count("gptc")?)
+}
+
+/// The engine's events during the service's sessions: per round trip of the
+/// echo session, and per frame of the bulk transfers each way.
+#[derive(Default)]
+struct SessionEvents {
+    at_start: Option<Count>,
+    /// (events, round trips) of the echo session.
+    echo: Option<(u64, u64)>,
+    /// (events, frames) of the transfers to and from the guest.
+    to_guest: Option<(u64, u64)>,
+    from_guest: Option<(u64, u64)>,
+}
+
+impl SessionEvents {
+    /// Takes `news`, reading the counts with `count` at each session's
+    /// beginning and end.
+    fn note(&mut self, news: &SessionNews, count: impl FnOnce() -> Option<Count>) {
+        let SessionNews::Ended { command, exchanges } = news else {
+            self.at_start = count();
+            return;
+        };
+        let Some((start, end)) = self.at_start.take().zip(count()) else {
+            return;
+        };
+        let events = end.events.saturating_sub(start.events);
+        let frames = end.frames.saturating_sub(start.frames);
+        match command {
+            EchoCommand::Echo => self.echo = Some((events, *exchanges)),
+            EchoCommand::Sink { .. } => self.to_guest = Some((events, frames)),
+            EchoCommand::Source { .. } => self.from_guest = Some((events, frames)),
+            EchoCommand::Quit => {}
         }
     }
 
-    /// `2.10 (2100 events, 1000 round trips)`, once counted.
-    fn text(&self) -> Option<String> {
-        let (events, round_trips) = self.counted.filter(|&(_, trips)| trips > 0)?;
-        Some(format!(
-            "{:.2} ({events} events, {round_trips} round trips)",
-            events as f64 / round_trips as f64
-        ))
+    /// `round trip: 2.10 (2100 events, 1000 round trips)`, `frame to the
+    /// guest: 0.40 (...)`, `frame from the guest: ...`: those counted.
+    fn lines(&self) -> Vec<String> {
+        let ratio = |what: &str, (events, of): (u64, u64), unit: &str| {
+            (of > 0).then(|| {
+                format!(
+                    "{what}: {:.2} ({events} events, {of} {unit})",
+                    events as f64 / of as f64
+                )
+            })
+        };
+        [
+            self.echo
+                .and_then(|counted| ratio("round trip", counted, "round trips")),
+            self.to_guest
+                .and_then(|counted| ratio("frame to the guest", counted, "frames")),
+            self.from_guest
+                .and_then(|counted| ratio("frame from the guest", counted, "frames")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -682,36 +728,46 @@ mod tests {
     }
 
     #[test]
-    fn events_per_round_trip_count_only_the_echo_session() {
-        let mut counted = RoundTripEvents::default();
+    fn events_are_counted_per_round_trip_of_the_echo_and_per_frame_of_each_transfer() {
+        let at = |events, frames| move || Some(Count { events, frames });
+        let mut counted = SessionEvents::default();
         let echo = EchoCommand::Echo;
-        counted.note(&SessionNews::Began(EchoCommand::Sink { len: 9 }), || {
-            Some(1)
-        });
-        assert_eq!(counted.text(), None, "nothing echoed yet");
-        counted.note(&SessionNews::Began(echo), || Some(100));
+        let sink = EchoCommand::Sink { len: 9 };
+        counted.note(&SessionNews::Began(sink), at(1, 10));
+        assert!(counted.lines().is_empty(), "nothing ended yet");
+        counted.note(
+            &SessionNews::Ended {
+                command: sink,
+                exchanges: 0,
+            },
+            at(401, 1_010),
+        );
+        counted.note(&SessionNews::Began(echo), at(500, 2_000));
         counted.note(
             &SessionNews::Ended {
                 command: echo,
                 exchanges: 1000,
             },
-            || Some(2_600),
+            at(3_000, 4_000),
         );
-        counted.note(&SessionNews::Began(EchoCommand::Quit), || Some(9_999));
+        counted.note(&SessionNews::Began(EchoCommand::Quit), at(9_999, 9_999));
         assert_eq!(
-            counted.text().as_deref(),
-            Some("2.50 (2500 events, 1000 round trips)")
+            counted.lines(),
+            [
+                "round trip: 2.50 (2500 events, 1000 round trips)",
+                "frame to the guest: 0.40 (400 events, 1000 frames)",
+            ]
         );
-        let mut unread = RoundTripEvents::default();
+        let mut unread = SessionEvents::default();
         unread.note(&SessionNews::Began(echo), || None);
         unread.note(
             &SessionNews::Ended {
                 command: echo,
                 exchanges: 10,
             },
-            || Some(5),
+            at(5, 5),
         );
-        assert_eq!(unread.text(), None, "a count that could not be read");
+        assert!(unread.lines().is_empty(), "a count that could not be read");
     }
 
     #[test]
