@@ -256,6 +256,7 @@ pub fn show(options: &RunOptions, out: &Path) -> Result<Summary> {
         Err(why) => println!("plot: not drawn: {why}"),
     }
     std::fs::write(out.join("summary.txt"), &table)?;
+    std::fs::write(out.join("round-trips.csv"), round_trips_csv(&trips))?;
 
     // What the units and the bridge said, into the console log.
     asked.ask(&mut console, "tail -n 40 /var/log/*.log")?;
@@ -414,6 +415,29 @@ fn moved(before: &BTreeMap<&str, u64>, after: &BTreeMap<&str, u64>) -> String {
         true => "nothing (masked)".to_owned(),
         false => changes.join(", "),
     }
+}
+
+/// Every round trip, a line each: when it began (seconds since the traffic
+/// began), how long it took (milliseconds), and why it failed if it did.
+fn round_trips_csv(trips: &[RoundTrip]) -> String {
+    let mut csv = String::from("began_s,took_ms,failure\n");
+    for trip in trips {
+        let _ = match &trip.took {
+            Ok(took) => writeln!(
+                csv,
+                "{:.3},{:.3},",
+                trip.at.as_secs_f64(),
+                took.as_secs_f64() * 1000.0
+            ),
+            Err(why) => writeln!(
+                csv,
+                "{:.3},,{}",
+                trip.at.as_secs_f64(),
+                why.replace(',', ";")
+            ),
+        };
+    }
+    csv
 }
 
 /// The longest round trip that started within [`SETTLE`] of `at`.
@@ -662,5 +686,10 @@ mod tests {
             first_failure(&trips).as_deref(),
             Some("at 9.0 s: reading back: timed out")
         );
+        let csv = round_trips_csv(&trips);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "began_s,took_ms,failure");
+        assert_eq!(lines[2], "5.000,900.000,");
+        assert_eq!(lines[4], "9.000,,reading back: timed out");
     }
 }
