@@ -242,7 +242,7 @@ pub fn live(interval: Duration) -> io::Result<()> {
     let mut before = Sample::take().unwrap_or_default();
     loop {
         let next = Instant::now() + interval;
-        let (columns, rows) = terminal::size().unwrap_or((80, 24));
+        let (columns, rows) = drawing_size(terminal::size());
         let mut lines = match Sample::take() {
             Ok(now) => {
                 let lines = Frame::new(&before, &now).render(Some(columns.into()));
@@ -286,6 +286,16 @@ pub fn live(interval: Duration) -> io::Result<()> {
                 }
             }
         }
+    }
+}
+
+/// The columns and rows to draw in: the terminal's, or the classic 80 x 24
+/// where it does not know its size (a bare pseudo-terminal says 0 x 0, and
+/// drawing in that would draw nothing).
+fn drawing_size(size: io::Result<(u16, u16)>) -> (u16, u16) {
+    match size {
+        Ok((columns, rows)) if columns > 0 && rows > 0 => (columns, rows),
+        _ => (80, 24),
     }
 }
 
@@ -393,6 +403,14 @@ mod tests {
         let empty = Frame::new(&Sample::default(), &Sample::default()).render(None);
         assert_eq!(empty[0], "romain top: 0 groups, rates over 0.0 s");
         assert!(empty[2].contains("romain up"));
+    }
+
+    #[test]
+    fn a_terminal_that_does_not_know_its_size_is_drawn_as_80_by_24() {
+        assert_eq!(drawing_size(Ok((120, 40))), (120, 40));
+        assert_eq!(drawing_size(Ok((0, 0))), (80, 24));
+        assert_eq!(drawing_size(Ok((100, 0))), (80, 24));
+        assert_eq!(drawing_size(Err(io::Error::other("no terminal"))), (80, 24));
     }
 
     #[test]
