@@ -230,6 +230,10 @@ fn check(config: &BootConfig, web_port: u16, echo_port: u16, timeout: Duration) 
             "run-romain-top-draws-the-group",
             top_frame(&mut console),
         ));
+        checks.push(host_check(
+            "run-romain-top-live-on-the-serial-console",
+            top_live(&mut console),
+        ));
     }
     // What the units and the bridge said, into the console log.
     let _ = console.type_line("tail -n 30 /var/log/*.log; echo guest-run: logs-done");
@@ -350,6 +354,34 @@ fn top_frame(console: &mut TypedConsole) -> std::result::Result<(), String> {
         }
         _ => Err(format!("the row says {row:?}")),
     }
+}
+
+/// Starts the live `romain top` at the console (a serial line, whose size
+/// the terminal does not know), waits for it to draw the group, and quits it
+/// with `q`: the shell must come back.
+fn top_live(console: &mut TypedConsole) -> std::result::Result<(), String> {
+    const BACK: &str = "guest-run: top-left";
+    console
+        .type_line("romain top --interval-ms 500")
+        .map_err(|e| e.to_string())?;
+    let drawn = console.wait_for(
+        |line| line.contains("e1000   running  3"),
+        Duration::from_secs(30),
+        |_| {},
+    );
+    // Quit whatever happened, so the shell takes the next line. What is typed
+    // before top has left raw mode is top's to read, and a prompt ends no
+    // line: give it time to leave before typing on.
+    console.type_line("q").map_err(|e| e.to_string())?;
+    drawn.map_err(|e| format!("no frame with the group: {e}"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    console
+        .type_line(&format!("echo {BACK}"))
+        .map_err(|e| e.to_string())?;
+    console
+        .wait_for(|line| line == BACK, Duration::from_secs(30), |_| {})
+        .map_err(|e| format!("the shell did not come back after q: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
