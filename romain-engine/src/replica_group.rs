@@ -166,9 +166,6 @@ pub struct ReplicaGroup {
     handing_over: bool,
     /// See [`Self::last_exchange_reached_out`].
     reached_out: bool,
-    /// Events that found nothing to do: a clock read, a log line, a receive
-    /// that would block (a driver asking whether its interrupt fired).
-    quiet_events: u64,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -192,7 +189,6 @@ impl ReplicaGroup {
             fresh_mapping: false,
             handing_over: false,
             reached_out: false,
-            quiet_events: 0,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -255,7 +251,7 @@ impl ReplicaGroup {
     ) -> Result<Option<Vec<u8>>, GroupFailure> {
         let started = Instant::now();
         // Quiet events are events too, so never more than all of them.
-        let reaching_before = self.stats.events.saturating_sub(self.quiet_events);
+        let reaching_before = self.stats.events.saturating_sub(self.stats.quiet);
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -276,7 +272,7 @@ impl ReplicaGroup {
                         self.stats.busy += started.elapsed();
                         // The exchange that ends it is one event; any other
                         // but a quiet one reached out.
-                        let reaching = self.stats.events.saturating_sub(self.quiet_events);
+                        let reaching = self.stats.events.saturating_sub(self.stats.quiet);
                         self.reached_out = reaching.saturating_sub(reaching_before) > 1;
                         return Ok(reply);
                     }
@@ -938,7 +934,7 @@ impl ReplicaGroup {
                     SyscallClass::Log { .. } => {
                         // The replicas' log lines are the driver's: best effort, like
                         // a write to a closed terminal.
-                        self.quiet_events += 1;
+                        self.stats.quiet += 1;
                         let _ = self.log.write_all(data);
                         data.len() as i64
                     }
@@ -956,7 +952,7 @@ impl ReplicaGroup {
                         }
                     }
                     SyscallClass::Clock { clock, buffer } => {
-                        self.quiet_events += 1;
+                        self.stats.quiet += 1;
                         let mut now = libc::timespec {
                             tv_sec: 0,
                             tv_nsec: 0,
@@ -1013,7 +1009,7 @@ impl ReplicaGroup {
                                 );
                                 stores.extend(received);
                                 if result == -i64::from(libc::EAGAIN) {
-                                    self.quiet_events += 1;
+                                    self.stats.quiet += 1;
                                 }
                                 result
                             }

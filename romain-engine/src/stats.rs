@@ -36,6 +36,10 @@ pub struct EngineStats {
     pub requests: u64,
     /// Rounds the replicas ran (their daemon's per-round work).
     pub rounds: u64,
+    /// Events that found nothing to do: a clock read, a log line, a receive
+    /// that would block (a driver asking whether its interrupt fired). Each
+    /// costs a meeting of the replicas all the same.
+    pub quiet: u64,
     /// Time spent running the group through requests and rounds, all included.
     pub busy: Duration,
     /// The part of `busy` spent keeping shared memory in step with the device.
@@ -73,6 +77,7 @@ impl fmt::Display for EngineStats {
         writeln!(f, "injected: {}", self.injected)?;
         writeln!(f, "requests: {}", self.requests)?;
         writeln!(f, "rounds: {}", self.rounds)?;
+        writeln!(f, "quiet: {}", self.quiet)?;
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;

@@ -46,6 +46,8 @@
 //! injected=1                 faults injected on command
 //! requests=40                client requests the replicas answered
 //! rounds=80                  rounds the replicas ran
+//! quiet=20                   events that found nothing to do: clock reads, log
+//!                            lines, receives that would block
 //! busy_ms=12                 time spent running the group, all included
 //! memory_sync_ms=0           the part of it keeping shared memory in step with the device
 //! recovery_us=3000           the part of it recovering from faults: settling memory,
@@ -139,7 +141,7 @@ pub enum EngineReport {
 
 /// The counters of the engine's `status` answer, by (the engine's key, the key
 /// here); a status key does not contain a `-`.
-const ENGINE_COUNTERS: [(&str, &str); 17] = [
+const ENGINE_COUNTERS: [(&str, &str); 18] = [
     ("events", "events"),
     ("votes", "votes"),
     ("divergences", "divergences"),
@@ -152,6 +154,7 @@ const ENGINE_COUNTERS: [(&str, &str); 17] = [
     ("injected", "injected"),
     ("requests", "requests"),
     ("rounds", "rounds"),
+    ("quiet", "quiet"),
     ("busy-ms", "busy_ms"),
     ("memory-sync-ms", "memory_sync_ms"),
     ("recovery-us", "recovery_us"),
@@ -517,7 +520,7 @@ mod tests {
     /// What the engine answers to `status`, after its `ok`.
     const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
-        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nbusy-ms: 12\n\
+        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nbusy-ms: 12\n\
         memory-sync-ms: 0\nrecovery-us: 3000\nrunning-ms: 7\neffects-ms: 3\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
 
     fn replicated(engine: EngineReport) -> GroupStatus<'static> {
@@ -553,7 +556,7 @@ mod tests {
             text.ends_with(
                 "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
-                 requests=40\nrounds=80\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
+                 requests=40\nrounds=80\nquiet=20\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
                  effects_ms=3\nreplica_pids=101,-,103\n\
                  engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
             ),
@@ -631,18 +634,19 @@ mod tests {
             last_fault: None,
             requests: 11,
             rounds: 12,
-            busy: std::time::Duration::from_millis(13),
-            memory_sync: std::time::Duration::from_micros(14_999),
-            recovery: std::time::Duration::from_micros(15),
-            running: std::time::Duration::from_millis(16),
-            effects: std::time::Duration::from_millis(17),
+            quiet: 13,
+            busy: std::time::Duration::from_millis(14),
+            memory_sync: std::time::Duration::from_micros(15_999),
+            recovery: std::time::Duration::from_micros(16),
+            running: std::time::Duration::from_millis(17),
+            effects: std::time::Duration::from_millis(18),
         };
         let counters = EngineCounters::parse(&stats.to_string()).unwrap();
         let counts: Vec<u64> = ENGINE_COUNTERS
             .iter()
             .map(|(_, key)| counters.count(key).unwrap())
             .collect();
-        assert_eq!(counts, (1..=17).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=18).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
     }

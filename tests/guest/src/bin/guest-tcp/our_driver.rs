@@ -80,11 +80,12 @@ const ENGINE_COUNTERS: [&str; 12] = [
 ];
 
 /// The counters the benchmark's rows show of the engine's work.
-const ENGINE_WORK: [&str; 8] = [
+const ENGINE_WORK: [&str; 9] = [
     "replicas",
     "events",
     "requests",
     "rounds",
+    "quiet",
     "busy_ms",
     "memory_sync_ms",
     "running_ms",
