@@ -354,6 +354,8 @@ pub struct TypedConsole {
     log: File,
     /// Every line so far.
     pub console: String,
+    /// Commands [`ask`](Self::ask)ed so far, which numbers their end markers.
+    asked: usize,
 }
 
 impl TypedConsole {
@@ -377,6 +379,7 @@ impl TypedConsole {
             lines: read_lines(stdout),
             log: File::create(config.console_log())?,
             console: String::new(),
+            asked: 0,
         })
     }
 
@@ -411,6 +414,21 @@ impl TypedConsole {
                 return Ok(seen);
             }
         }
+    }
+
+    /// Types `command` at the guest's shell and returns the lines it printed:
+    /// it is typed with a marker echoed after it, and the lines between the
+    /// typed line and the marker's are the command's.
+    pub fn ask(&mut self, command: &str, timeout: Duration) -> Result<Vec<String>> {
+        self.asked += 1;
+        let done = format!("harness: done {}", self.asked);
+        self.type_line(&format!("{command}; echo {done}"))?;
+        let lines = self.wait_for(|line| line == done, timeout, |_| {})?;
+        let typed = lines
+            .iter()
+            .position(|line| line.contains(&format!("echo {done}")))
+            .map_or(0, |at| at + 1);
+        Ok(lines[typed..lines.len() - 1].to_vec())
     }
 
     /// Types `line` and Enter into the console.

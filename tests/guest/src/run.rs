@@ -236,12 +236,7 @@ fn check(config: &BootConfig, web_port: u16, echo_port: u16, timeout: Duration) 
         ));
     }
     // What the units and the bridge said, into the console log.
-    let _ = console.type_line("tail -n 30 /var/log/*.log; echo guest-run: logs-done");
-    let _ = console.wait_for(
-        |line| line == "guest-run: logs-done",
-        Duration::from_secs(30),
-        |_| {},
-    );
+    let _ = console.ask("tail -n 30 /var/log/*.log", Duration::from_secs(30));
     console.type_line("poweroff -f")?;
     let ending = console.finish(Duration::from_secs(60))?;
     checks.push(host_check(
@@ -324,17 +319,12 @@ fn echo_with_faults(console: &mut TypedConsole, port: u16) -> std::result::Resul
 /// Types `romain top --once` and checks the frame: the e1000 group running
 /// as 3 replicas, the faults typed in counted.
 fn top_frame(console: &mut TypedConsole) -> std::result::Result<(), String> {
-    const DONE: &str = "guest-run: top-done";
-    console
-        .type_line(&format!("romain top --once; echo {DONE}"))
-        .map_err(|e| e.to_string())?;
     let lines = console
-        .wait_for(|line| line == DONE, Duration::from_secs(60), |_| {})
+        .ask("romain top --once", Duration::from_secs(60))
         .map_err(|e| e.to_string())?;
     let frame: Vec<&String> = lines
         .iter()
         .skip_while(|line| !line.starts_with("romain top:"))
-        .take_while(|line| line.as_str() != DONE)
         .collect();
     for line in &frame {
         println!("  romain top | {line}");

@@ -196,12 +196,11 @@ pub fn show(options: &RunOptions, out: &Path) -> Result<Summary> {
          shell as `romain inject e1000 ...`; the engine's counters {SETTLE:?} later:",
         FAULT_SPACING.as_secs()
     );
-    let mut asked = Asker::default();
-    let mut before = counters(&asker_status(&mut console, &mut asked)?);
+    let mut before = counters(&group_status(&mut console)?);
     let mut injected = Vec::new();
     for (i, fault) in FAULTS.iter().enumerate() {
         let regions = match fault.target {
-            Target::Memory(..) => Some(replica_regions(&mut console, &mut asked, fault.replica)?),
+            Target::Memory(..) => Some(replica_regions(&mut console, fault.replica)?),
             Target::Fixed(_) => None,
         };
         let Some(command) = fault.command(regions.as_ref()) else {
@@ -214,12 +213,12 @@ pub fn show(options: &RunOptions, out: &Path) -> Result<Summary> {
         let due = FIRST_FAULT + FAULT_SPACING * i as u32;
         thread::sleep(due.saturating_sub(traffic_start.elapsed()));
         let at = traffic_start.elapsed();
-        let answer = asked.ask(&mut console, &format!("romain inject e1000 {command}"))?;
+        let answer = console.ask(&format!("romain inject e1000 {command}"), ASK_TIMEOUT)?;
         if let Some(error) = answer.iter().find(|line| line.starts_with("romain:")) {
             println!("  {:<9} {command}: {error}", fault.kind);
         }
         thread::sleep(SETTLE);
-        let after = counters(&asker_status(&mut console, &mut asked)?);
+        let after = counters(&group_status(&mut console)?);
         let moved = moved(&before, &after);
         println!(
             "  {:>5.1} s  {:<9} {command:<34} {moved}",
@@ -237,7 +236,7 @@ pub fn show(options: &RunOptions, out: &Path) -> Result<Summary> {
     thread::sleep(SETTLE);
     stop.store(true, Ordering::Relaxed);
     let trips = traffic.join().map_err(|_| "the traffic thread panicked")?;
-    let frame = asked.ask(&mut console, "romain top --once")?;
+    let frame = console.ask("romain top --once", ASK_TIMEOUT)?;
 
     println!("\n== 4/4 Summary");
     let table = summary_table(&injected, &trips);
@@ -259,7 +258,7 @@ pub fn show(options: &RunOptions, out: &Path) -> Result<Summary> {
     std::fs::write(out.join("round-trips.csv"), round_trips_csv(&trips))?;
 
     // What the units and the bridge said, into the console log.
-    asked.ask(&mut console, "tail -n 40 /var/log/*.log")?;
+    console.ask("tail -n 40 /var/log/*.log", ASK_TIMEOUT)?;
     console.type_line("poweroff -f")?;
     let ending = console.finish(Duration::from_secs(60))?;
     let failed = trips.iter().filter(|trip| trip.took.is_err()).count();
@@ -347,30 +346,12 @@ fn round_trips(port: u16, stop: &AtomicBool) -> Vec<RoundTrip> {
     trips
 }
 
-/// Types commands into the guest's shell and returns what they printed.
-#[derive(Default)]
-struct Asker {
-    asked: usize,
-}
+/// How long a command typed at the guest's shell may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(60);
 
-impl Asker {
-    /// The lines `command` printed: typed with a marker echoed after it, the
-    /// lines between the typed line and the marker's.
-    fn ask(&mut self, console: &mut TypedConsole, command: &str) -> Result<Vec<String>> {
-        self.asked += 1;
-        let done = format!("demo: done {}", self.asked);
-        console.type_line(&format!("{command}; echo {done}"))?;
-        let lines = console.wait_for(|line| line == done, Duration::from_secs(60), |_| {})?;
-        let typed = lines
-            .iter()
-            .position(|line| line.contains(&format!("echo {done}")))
-            .map_or(0, |at| at + 1);
-        Ok(lines[typed..lines.len() - 1].to_vec())
-    }
-}
-
-fn asker_status(console: &mut TypedConsole, asker: &mut Asker) -> Result<BTreeMap<String, String>> {
-    let lines = asker.ask(console, "romain status e1000")?;
+/// The group's status, as `romain status e1000` prints it at the guest's shell.
+fn group_status(console: &mut TypedConsole) -> Result<BTreeMap<String, String>> {
+    let lines = console.ask("romain status e1000", ASK_TIMEOUT)?;
     Ok(lines
         .iter()
         .filter_map(|line| line.split_once('='))
@@ -379,8 +360,8 @@ fn asker_status(console: &mut TypedConsole, asker: &mut Asker) -> Result<BTreeMa
 }
 
 /// The memory regions of replica `index` of the group, from its memory map.
-fn replica_regions(console: &mut TypedConsole, asker: &mut Asker, index: usize) -> Result<Regions> {
-    let status = asker_status(console, asker)?;
+fn replica_regions(console: &mut TypedConsole, index: usize) -> Result<Regions> {
+    let status = group_status(console)?;
     let pids = status
         .get("replica_pids")
         .ok_or("the status names no replicas")?;
@@ -389,7 +370,7 @@ fn replica_regions(console: &mut TypedConsole, asker: &mut Asker, index: usize) 
         .nth(index)
         .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && !pid.is_empty())
         .ok_or_else(|| format!("replica {index} has no pid in {pids:?}"))?;
-    let maps = asker.ask(console, &format!("cat /proc/{pid}/maps"))?;
+    let maps = console.ask(&format!("cat /proc/{pid}/maps"), ASK_TIMEOUT)?;
     Ok(Regions::parse(&maps.join("\n"), DRIVER_FILE))
 }
 
