@@ -259,19 +259,9 @@ pub fn boot(
     com2_script: Vec<Exchange>,
     mut on_line: impl FnMut(&str),
 ) -> Result<Boot> {
-    let args = config.command_line();
-    log::info!("starting {QEMU} {}", shell_words(&args));
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut qemu = Running(
-        Command::new(QEMU)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(config.qemu_stderr())?)
-            .spawn()
-            .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
-    );
+    let mut qemu = start_qemu(config, Stdio::null(), Stdio::piped())?;
     let stream = connect_com2(config, &mut qemu.0, deadline)?;
     let peer = SerialPeer::start(stream, com2_script, File::create(config.com2_log())?)?;
 
@@ -334,16 +324,23 @@ fn read_lines(from: impl Read + Send + 'static) -> Receiver<String> {
 /// Boots the guest with its console on this terminal ([`Serial::Person`]) and
 /// waits until QEMU ends.
 pub fn boot_attached(config: &BootConfig) -> Result<ExitStatus> {
+    let mut qemu = start_qemu(config, Stdio::inherit(), Stdio::inherit())?;
+    Ok(qemu.0.wait()?)
+}
+
+/// Starts QEMU as `config` says, its stderr into the run's log.
+fn start_qemu(config: &BootConfig, stdin: Stdio, stdout: Stdio) -> Result<Running> {
     let args = config.command_line();
     log::info!("starting {QEMU} {}", shell_words(&args));
-    let mut qemu = Running(
+    Ok(Running(
         Command::new(QEMU)
             .args(&args)
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(File::create(config.qemu_stderr())?)
             .spawn()
             .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
-    );
-    Ok(qemu.0.wait()?)
+    ))
 }
 
 /// A guest whose console a program types into and reads ([`Serial::Typed`]).
@@ -360,17 +357,7 @@ pub struct TypedConsole {
 
 impl TypedConsole {
     pub fn boot(config: &BootConfig) -> Result<Self> {
-        let args = config.command_line();
-        log::info!("starting {QEMU} {}", shell_words(&args));
-        let mut qemu = Running(
-            Command::new(QEMU)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(File::create(config.qemu_stderr())?)
-                .spawn()
-                .map_err(|err| format!("cannot start {QEMU}: {err}"))?,
-        );
+        let mut qemu = start_qemu(config, Stdio::piped(), Stdio::piped())?;
         let stdin = qemu.0.stdin.take().ok_or("QEMU's stdin is not piped")?;
         let stdout = qemu.0.stdout.take().ok_or("QEMU's stdout is not piped")?;
         Ok(Self {
@@ -438,9 +425,19 @@ impl TypedConsole {
         Ok(())
     }
 
+    /// Powers the guest off from its shell and waits a minute for QEMU to
+    /// end: whether it did, as a check's result.
+    pub fn power_off(mut self) -> Result<std::result::Result<(), String>> {
+        self.type_line("poweroff -f")?;
+        Ok(match self.finish(Duration::from_secs(60))? {
+            Ending::Exited(_) => Ok(()),
+            Ending::TimedOut(after) => Err(format!("still running {after:?} after poweroff")),
+        })
+    }
+
     /// Waits up to `timeout` for QEMU to end (the guest powered off), logging
     /// what the console still says; kills it after that.
-    pub fn finish(mut self, timeout: Duration) -> Result<Ending> {
+    fn finish(mut self, timeout: Duration) -> Result<Ending> {
         let deadline = Instant::now() + timeout;
         // Returns when the console closes, which QEMU does as it exits.
         let _ = self.wait_for(|_| false, timeout, |_| {});

@@ -20,7 +20,7 @@ use guest_harness::protocol::Summary;
 use guest_net::pattern::Pattern;
 
 use crate::programs::{self, GuestProgram, Purpose, Workspace};
-use crate::qemu::{self, Accel, BootConfig, Ending, Serial, TypedConsole};
+use crate::qemu::{self, Accel, BootConfig, Serial, TypedConsole};
 use crate::results::{self, host_check, HARNESS_SUMMARY_LABEL};
 use crate::{initramfs, provision, Result};
 
@@ -237,15 +237,7 @@ fn check(config: &BootConfig, web_port: u16, echo_port: u16, timeout: Duration) 
     }
     // What the units and the bridge said, into the console log.
     let _ = console.ask("tail -n 30 /var/log/*.log", Duration::from_secs(30));
-    console.type_line("poweroff -f")?;
-    let ending = console.finish(Duration::from_secs(60))?;
-    checks.push(host_check(
-        "run-guest-powered-off",
-        match ending {
-            Ending::Exited(_) => Ok(()),
-            Ending::TimedOut(after) => Err(format!("still running {after:?} after poweroff")),
-        },
-    ));
+    checks.push(host_check("run-guest-powered-off", console.power_off()?));
     for check in &checks {
         println!("{check}");
     }
