@@ -100,7 +100,11 @@ mod tests {
         };
         assert_eq!(table.insert(1), Ok(usize::MAX));
         assert_eq!(table.insert(2), Err(Error::new(ENFILE)));
-        assert_eq!(table.values().copied().collect::<Vec<_>>(), [1], "nothing added");
+        assert_eq!(
+            table.values().copied().collect::<Vec<_>>(),
+            [1],
+            "nothing added"
+        );
         for value in table.values_mut() {
             *value = 3;
         }
