@@ -32,6 +32,8 @@ use nix::sys::socket::{
     connect, sendmsg, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
+use scheme_runtime::wire::{ResponseHeader, ResponseKind, RESPONSE_HEADER_LEN};
+
 use super::shared_memory::SharedMemory;
 use crate::trap::Tracee;
 
@@ -382,6 +384,41 @@ impl Connections {
             Ok((len, _, _)) => {
                 data.truncate(len);
                 (len as i64, data)
+            }
+        }
+    }
+
+    /// Makes a call the replicas held for their reply: sends `request` on `fd`
+    /// and waits for its reply, passing over the events the scheme posts before
+    /// it (nobody waits for them: a driver holds calls only on handles that wait
+    /// for no events). Returns the reply's status: the call's result or a
+    /// negated errno.
+    pub fn make_held_call(&mut self, fd: u64, request: &[u8]) -> i64 {
+        // A reply is a header and at most the payload the request carried.
+        let room = request.len().max(RESPONSE_HEADER_LEN) as u64;
+        let (mut received, mut reply) = self.exchange(fd, request, room);
+        loop {
+            if received < 0 {
+                return received;
+            }
+            let header = reply
+                .first_chunk::<RESPONSE_HEADER_LEN>()
+                .and_then(ResponseHeader::decode);
+            match header {
+                Some(header) if header.kind == ResponseKind::Reply => return header.status,
+                Some(_) => {}
+                None => return -(Errno::EPROTO as i64),
+            }
+            let Some(socket) = self.sockets.get(&fd) else {
+                return -(Errno::EBADF as i64);
+            };
+            reply.resize(room as usize, 0);
+            match receive_message(socket, &mut reply, MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok((len, _, _)) => {
+                    reply.truncate(len);
+                    received = len as i64;
+                }
+                Err(errno) => received = -(errno as i64),
             }
         }
     }

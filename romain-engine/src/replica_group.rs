@@ -20,7 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use scheme_runtime::replicated::codec;
+use scheme_runtime::replicated::{codec, held};
 use scheme_runtime::wire::Opcode;
 
 use super::connections::{Connections, MessageHeader, SchemeAllowList};
@@ -252,6 +252,7 @@ impl ReplicaGroup {
         let started = Instant::now();
         // Quiet events are events too, so never more than all of them.
         let reaching_before = self.stats.events.saturating_sub(self.stats.quiet);
+        let held_before = self.stats.held_calls;
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -273,7 +274,8 @@ impl ReplicaGroup {
                         // The exchange that ends it is one event; any other
                         // but a quiet one reached out.
                         let reaching = self.stats.events.saturating_sub(self.stats.quiet);
-                        self.reached_out = reaching.saturating_sub(reaching_before) > 1;
+                        self.reached_out = reaching.saturating_sub(reaching_before) > 1
+                            || self.stats.held_calls > held_before;
                         return Ok(reply);
                     }
                 },
@@ -926,9 +928,9 @@ impl ReplicaGroup {
                 };
                 let result: i64 = match *class {
                     SyscallClass::ChannelExchange { .. } => {
-                        return Ok(Completion::AwaitRequest {
-                            reply: data.to_vec(),
-                        });
+                        let mut reply = data.to_vec();
+                        self.make_held_calls(&mut reply);
+                        return Ok(Completion::AwaitRequest { reply });
                     }
                     SyscallClass::RunInEach => return Ok(Completion::RunInEach),
                     SyscallClass::Log { .. } => {
@@ -1058,6 +1060,45 @@ impl ReplicaGroup {
             regs: Box::new(regs),
             stores,
         })
+    }
+
+    /// Makes the calls the replicas held for `reply` (voted with it, so a
+    /// majority's), in the order they held them, and leaves the reply as the
+    /// daemon expects it. Their answers are the engine's to check: nobody
+    /// waits for them.
+    fn make_held_calls(&mut self, reply: &mut Vec<u8>) {
+        let section = match held::split_held(reply) {
+            Ok(section) => section,
+            Err(malformed) => {
+                log::error!("the replicas' reply: {malformed}; no held call is made");
+                return;
+            }
+        };
+        if section.is_empty() {
+            return;
+        }
+        // The device must find what the replicas wrote before the calls.
+        self.push_shared_memory();
+        for call in held::records(&section) {
+            let call = match call {
+                Ok(call) => call,
+                Err(malformed) => {
+                    log::error!("the replicas' held calls: {malformed}; the rest are not made");
+                    return;
+                }
+            };
+            self.stats.held_calls += 1;
+            let status = self
+                .connections
+                .make_held_call(u64::from(call.fd), call.request);
+            if status < 0 {
+                log::warn!(
+                    "a held call on the replicas' descriptor {} failed: {}",
+                    call.fd,
+                    Errno::from_raw(-status as i32)
+                );
+            }
+        }
     }
 
     /// Gives replicas waiting at their channel exchange the request, the same bytes each.

@@ -40,6 +40,9 @@ pub struct EngineStats {
     /// that would block (a driver asking whether its interrupt fired). Each
     /// costs a meeting of the replicas all the same.
     pub quiet: u64,
+    /// Calls the replicas held for their reply and the engine made with it,
+    /// at no meeting of their own.
+    pub held_calls: u64,
     /// Time spent running the group through requests and rounds, all included.
     pub busy: Duration,
     /// The part of `busy` spent keeping shared memory in step with the device.
@@ -78,6 +81,7 @@ impl fmt::Display for EngineStats {
         writeln!(f, "requests: {}", self.requests)?;
         writeln!(f, "rounds: {}", self.rounds)?;
         writeln!(f, "quiet: {}", self.quiet)?;
+        writeln!(f, "held-calls: {}", self.held_calls)?;
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;

@@ -467,9 +467,13 @@ const WINDOW: u64 = 0x5000_0000_0000;
 /// `command` as three replicas with a 2 s watchdog, no device window and a chip
 /// nothing uses, served in `dir`.
 fn three_without_devices(command: ReplicaCommand, dir: &Path) -> GroupThread {
+    group_without_devices(3, command, dir)
+}
+
+fn group_without_devices(replicas: usize, command: ReplicaCommand, dir: &Path) -> GroupThread {
     let config = GroupConfig {
         command,
-        replicas: 3,
+        replicas,
         watchdog: Duration::from_secs(2),
         device_window: None,
     };
@@ -547,13 +551,117 @@ fn scheme_calls_of_the_replicas_are_made_once_by_the_engine() {
 /// A `testbed` daemon and three replicas of the test driver's `events` scheme,
 /// whose `client` events write to `client`, served side by side in a new directory.
 fn events_beside_testbed(name: &str, client: &str) -> (PathBuf, KillOnDrop, GroupThread) {
+    replicas_beside_testbed(3, name, client)
+}
+
+fn replicas_beside_testbed(
+    replicas: usize,
+    name: &str,
+    client: &str,
+) -> (PathBuf, KillOnDrop, GroupThread) {
     let _ = env_logger::builder().is_test(true).try_init();
     let dir = unique_dir(name);
     let testbed = testbed_in(&dir);
-    let group = three_without_devices(client_driver(&dir, client), &dir);
+    let group = group_without_devices(replicas, client_driver(&dir, client), &dir);
     wait_for_scheme(&dir, "testbed", &group);
     wait_for_scheme(&dir, "events", &group);
     (dir, testbed, group)
+}
+
+/// The bytes a queue in `dir` holds, taken.
+fn queue_contents(dir: &Path, path: &str) -> Vec<u8> {
+    let queue = Handle::open_in(dir, path, O_RDWR).unwrap();
+    let mut received = [0; 256];
+    match queue.read(&mut received) {
+        Ok(n) => received[..n].to_vec(),
+        Err(error) if error.raw_os_error() == Some(syscall::error::EWOULDBLOCK) => Vec::new(),
+        Err(error) => panic!("reading {path}: {error}"),
+    }
+}
+
+/// Where the test driver's `held` events find their bytes in replica `pid`,
+/// just after the marker it keeps before them.
+fn held_bytes_address(pid: i32) -> u64 {
+    const MARK: &[u8] = b"held bytes:";
+    for (start, end) in writable_regions(pid) {
+        let memory = replica_memory(pid, start, (end - start) as usize);
+        if let Some(at) = memory.windows(MARK.len()).position(|window| window == MARK) {
+            return start + (at + MARK.len()) as u64;
+        }
+    }
+    panic!("no held bytes in pid {pid}'s memory");
+}
+
+fn group_pids(group: &GroupThread) -> Vec<i32> {
+    status(group)["pids"]
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn calls_held_for_the_reply_reach_the_scheme_once_in_order_and_cost_no_event_of_their_own() {
+    let (dir, _testbed, group) = events_beside_testbed("held", "testbed:queue/held");
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    // The first opens the queue the held calls go to.
+    assert_eq!(events.write(b"held 1").unwrap(), 6);
+    let before = status_counter(&group, "events");
+    assert_eq!(events.write(b"held 5").unwrap(), 6);
+    assert_eq!(
+        status_counter(&group, "events") - before,
+        1,
+        "the request's reply and the five calls held for it are one event"
+    );
+    assert_eq!(queue_contents(&dir, "testbed:queue/held"), b"abcdef");
+    assert_eq!(status_counter(&group, "held-calls"), 6);
+    assert_eq!(status_counter(&group, "divergences"), 0);
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_held_call_one_replica_disagrees_on_is_out_voted_and_the_majoritys_go_out_in_order() {
+    let (dir, _testbed, group) = events_beside_testbed("held-vote", "testbed:queue/voted");
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"held 1").unwrap(), 6);
+    // Replica 1 would append `c` with a bit flipped: `a` (0x61 ^ 0x02).
+    let next = held_bytes_address(group_pids(&group)[1]) + 2;
+    let answer = group.command(&format!("flip 1 mem {next:#x} 1")).unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    assert_eq!(events.write(b"held 3").unwrap(), 6);
+    assert_eq!(queue_contents(&dir, "testbed:queue/voted"), b"abcd");
+    let status = status(&group);
+    assert_eq!(status["divergences"], "1", "{status:?}");
+    assert_eq!(status["repairs"], "1", "{status:?}");
+    assert_eq!(status["held-calls"], "4", "{status:?}");
+    // Repaired, replica 1 holds what the others hold.
+    assert_eq!(events.write(b"held 2").unwrap(), 6);
+    assert_eq!(queue_contents(&dir, "testbed:queue/voted"), b"ef");
+    assert_eq!(status_counter(&group, "divergences"), 1);
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_two_replicas_a_held_call_they_disagree_on_never_reaches_the_scheme() {
+    let (dir, _testbed, group) = replicas_beside_testbed(2, "held-split", "testbed:queue/split");
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"held 1").unwrap(), 6);
+    let next = held_bytes_address(group_pids(&group)[1]) + 1;
+    let answer = group.command(&format!("flip 1 mem {next:#x} 1")).unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    // Neither reply has a majority: not one of the calls held with them goes out.
+    assert!(events.write(b"held 3").is_err());
+    assert_eq!(queue_contents(&dir, "testbed:queue/split"), b"a");
+    let status = status(&group);
+    assert_eq!(status["no-majority"], "1", "{status:?}");
+    assert_eq!(status["held-calls"], "1", "{status:?}");
+    // The group starts afresh and serves again, from the first byte.
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    assert_eq!(events.write(b"held 2").unwrap(), 6);
+    assert_eq!(queue_contents(&dir, "testbed:queue/split"), b"ab");
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A `testbed` daemon serving in `dir`.

@@ -210,7 +210,12 @@ impl Device {
         if ops.is_empty() {
             return Ok(None);
         }
-        self.io.run(&mut ops)?;
+        if take_causes {
+            self.io.run(&mut ops)?;
+        } else {
+            // Only tails and masks: the last the round does with the NIC.
+            self.io.run_late(&mut ops)?;
+        }
         if sending.is_some() {
             // The slots of frames the NIC sent already are free this round.
             self.tx.reclaim();

@@ -64,6 +64,15 @@ pub trait Io {
         Ok(op[0].value)
     }
 
+    /// Performs `ops` in order, as [`run`](Self::run), where they may also wait
+    /// until the driver answers its current request: a replica hands them to
+    /// its supervisor with its reply, voted with it, instead of stopping for
+    /// them. For the writes that end a round (the rings' tails), which nothing
+    /// in the round reads after. A batch that reads is run at once.
+    fn run_late(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
+        self.run(ops)
+    }
+
     fn write32(&mut self, reg: u32, value: u32) -> io::Result<()> {
         self.run(&mut [RegOp::write(reg, value)])
     }

@@ -38,8 +38,10 @@ enum Mode {
     /// path, write one byte, close), `shared` (add one to the counter at the start of
     /// the --shared path's memory, mapped once), `witness` (read the --shared
     /// handle, which stores a number in the memory's second word and answers it,
-    /// and fail with EIO unless the memory holds it), `none`; `exit <code>` ends the
-    /// driver with that status. Runs under the replication engine, which
+    /// and fail with EIO unless the memory holds it), `held` (hold a call that
+    /// appends one byte to the --client queue, the next of `abc...z` in the
+    /// driver's memory after the marker `held bytes:`, for the reply), `none`;
+    /// `exit <code>` ends the driver with that status. Runs under the replication engine, which
     /// traps each event.
     #[cfg(target_os = "linux")]
     Events {
@@ -156,12 +158,7 @@ fn main() -> ExitCode {
             shared,
         } => events::map_window(window).and_then(|window| {
             let mut alive = Alive {
-                events: Some(events::Events {
-                    window,
-                    client,
-                    shared,
-                    memory: None,
-                }),
+                events: Some(events::Events::new(window, client, shared)),
                 ..Alive::default()
             };
             scheme_runtime::serve(&name, &mut alive)
@@ -199,6 +196,7 @@ mod events {
 
     use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
     use scheme_runtime::{Handle, Mapping};
+    use scheme_testbed::CALL_APPEND;
     use syscall::error::{Error, Result, EINVAL, EIO};
     use syscall::flag::O_RDWR;
 
@@ -206,16 +204,38 @@ mod events {
     /// answers; under the engine the read never reaches a device anyway.
     const PORT: u16 = 0x80;
 
+    /// What the `held` events' bytes follow in the driver's memory, so that a
+    /// test finds them there.
+    pub const HELD_MARK: &[u8] = b"held bytes:";
+    const HELD_BYTES: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
+
     /// What the events reach.
     pub struct Events {
-        pub window: NonNull<u32>,
-        pub client: String,
-        pub shared: String,
+        window: NonNull<u32>,
+        client: String,
+        shared: String,
         /// The `shared` path's handle and memory, once mapped.
-        pub memory: Option<(Handle, Mapping)>,
+        memory: Option<(Handle, Mapping)>,
+        /// The `client` path's handle the `held` events keep, once opened.
+        held_client: Option<Handle>,
+        /// [`HELD_MARK`], then the bytes the `held` events append in turn.
+        held_bytes: Vec<u8>,
+        held_so_far: usize,
     }
 
     impl Events {
+        pub fn new(window: NonNull<u32>, client: String, shared: String) -> Self {
+            Self {
+                window,
+                client,
+                shared,
+                memory: None,
+                held_client: None,
+                held_bytes: [HELD_MARK, HELD_BYTES].concat(),
+                held_so_far: 0,
+            }
+        }
+
         /// Makes the events `request` (`<kind> <count>`) asks for.
         pub fn make(&mut self, request: &[u8]) -> Result<()> {
             let text = std::str::from_utf8(request).map_err(|_| Error::new(EINVAL))?;
@@ -233,6 +253,7 @@ mod events {
                     "client" => write_through(&self.client)?,
                     "shared" => self.count_in_shared_memory()?,
                     "witness" => self.witness_a_device_write()?,
+                    "held" => self.hold_an_append()?,
                     // The driver ends on its own, as a driver that gives up does.
                     "exit" => std::process::exit(count as i32),
                     "none" => 0,
@@ -257,6 +278,29 @@ mod events {
                 self.memory = Some((handle, mapping));
             }
             Ok(self.memory.as_ref().expect("mapped above"))
+        }
+
+        /// Holds a call that appends the next of the held bytes to the
+        /// `client` queue: it goes out with the reply.
+        fn hold_an_append(&mut self) -> Result<u64> {
+            if self.held_client.is_none() {
+                let handle = Handle::open(&self.client, O_RDWR).map_err(|error| {
+                    log::warn!("{}: {error}", self.client);
+                    Error::new(EIO)
+                })?;
+                self.held_client = Some(handle);
+            }
+            let client = self.held_client.as_ref().expect("opened above");
+            let at = HELD_MARK.len() + self.held_so_far % HELD_BYTES.len();
+            self.held_so_far += 1;
+            let mut payload = [self.held_bytes[at]];
+            client
+                .call_held(&mut payload, &[CALL_APPEND])
+                .map_err(|error| {
+                    log::warn!("holding an append to {}: {error}", self.client);
+                    Error::new(EIO)
+                })?;
+            Ok(1)
         }
 
         fn count_in_shared_memory(&mut self) -> Result<u64> {

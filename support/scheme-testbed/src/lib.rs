@@ -7,7 +7,9 @@
 //! | `stats`        | read gives `opened= closed= queues=`: handles opened and closed (stats handles not counted) and queues created, since the start |
 //! | `shared`       | one page of memory every client maps (on Linux); a read plays a device that wrote to it: it stores the next number in the page's second 32-bit word and answers it (4 bytes, little-endian) |
 //!
-//! `call` with metadata `[CALL_REVERSE]` reverses the payload in place.
+//! `call` with metadata `[CALL_REVERSE]` reverses the payload in place; on a
+//! queue, `call` with `[CALL_APPEND]` appends the payload as `write` does (a
+//! call a replicated driver may hold for its reply).
 //!
 //! A queue lives while a handle holds it or bytes wait in it: closing the last
 //! handle of an empty queue forgets its name. At most [`MAX_QUEUES`] exist at
@@ -35,6 +37,8 @@ use syscall::Stat;
 pub const QUEUE_CAPACITY: usize = 64 * 1024;
 /// `call` metadata word: reverse the payload in place.
 pub const CALL_REVERSE: u64 = 1;
+/// `call` metadata: append the payload to the handle's queue.
+pub const CALL_APPEND: u64 = 2;
 /// Size of the `shared` page.
 pub const SHARED_SIZE: usize = 4096;
 /// Queues that may exist at once (held or holding bytes).
@@ -217,7 +221,7 @@ impl SchemeSync for Testbed {
         id: usize,
         payload: &mut [u8],
         metadata: &[u64],
-        _ctx: &CallerCtx,
+        ctx: &CallerCtx,
     ) -> Result<usize> {
         self.handle(id)?;
         match metadata {
@@ -225,6 +229,7 @@ impl SchemeSync for Testbed {
                 payload.reverse();
                 Ok(payload.len())
             }
+            [CALL_APPEND] => self.write(id, payload, 0, 0, ctx),
             _ => Err(Error::new(EINVAL)),
         }
     }
@@ -395,6 +400,26 @@ mod tests {
         assert_eq!(
             bed.call(who, &mut [1, 2], &[77], &ctx).unwrap_err().errno,
             EINVAL
+        );
+    }
+
+    #[test]
+    fn an_append_call_on_a_queue_adds_its_payload_as_a_write_does() {
+        let mut bed = Testbed::new();
+        let ctx = caller_ctx(1, 2, 3);
+        let queue = open(&mut bed, "queue/held").unwrap();
+        let mut payload = *b"ab";
+        assert_eq!(bed.call(queue, &mut payload, &[CALL_APPEND], &ctx), Ok(2));
+        assert_eq!(bed.write(queue, b"c", 0, 0, &ctx), Ok(1));
+        let mut buf = [0u8; 8];
+        assert_eq!(bed.read(queue, &mut buf, 0, 0, &ctx), Ok(3));
+        assert_eq!(&buf[..3], b"abc");
+        let who = open(&mut bed, "whoami").unwrap();
+        assert_eq!(
+            bed.call(who, &mut payload, &[CALL_APPEND], &ctx)
+                .map_err(|e| e.errno),
+            Err(EINVAL),
+            "only a queue takes an append"
         );
     }
 

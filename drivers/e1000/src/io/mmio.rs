@@ -34,32 +34,57 @@ pub(super) fn start_bus_master(bar: &Handle) -> io::Result<()> {
     bar.call(&mut [], &[START_BUS_MASTER]).map(drop)
 }
 
-impl Io for MmioIo {
-    fn start_bus_master(&mut self) -> io::Result<()> {
-        start_bus_master(&self.bar)
-    }
-
-    fn run(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
+impl MmioIo {
+    /// Checks `ops` and lays them out as the batch to send.
+    fn lay_out(&mut self, ops: &[RegOp]) -> io::Result<()> {
         // mmio: checks too; checking here keeps the error message the driver's own.
         check_batch(ops, self.len)?;
-        if ops.is_empty() {
-            return Ok(());
-        }
         self.batch.clear();
-        for op in ops.iter() {
+        for op in ops {
             let pushed = match op.access {
                 Access::Read => self.batch.read(op.reg.into(), Width::U32),
                 Access::Write => self.batch.write(op.reg.into(), Width::U32, op.value.into()),
             };
             pushed.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         }
-        let performed = self.bar.call(self.batch.payload_mut(), &[])?;
-        if performed != ops.len() {
-            return Err(io::Error::other(format!(
-                "mmio: performed {performed} of {} register accesses",
-                ops.len()
-            )));
+        Ok(())
+    }
+}
+
+fn check_performed(performed: usize, asked: usize) -> io::Result<()> {
+    if performed == asked {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "mmio: performed {performed} of {asked} register accesses"
+        )))
+    }
+}
+
+impl Io for MmioIo {
+    fn start_bus_master(&mut self) -> io::Result<()> {
+        start_bus_master(&self.bar)
+    }
+
+    fn run_late(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
+        if ops.iter().any(|op| op.access == Access::Read) {
+            return self.run(ops);
         }
+        self.lay_out(ops)?;
+        match self.bar.call_held(self.batch.payload_mut(), &[])? {
+            Some(performed) => check_performed(performed, ops.len()),
+            // mmio: refuses a bad batch whole, and this one was checked.
+            None => Ok(()),
+        }
+    }
+
+    fn run(&mut self, ops: &mut [RegOp]) -> io::Result<()> {
+        self.lay_out(ops)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let performed = self.bar.call(self.batch.payload_mut(), &[])?;
+        check_performed(performed, ops.len())?;
         for (index, op) in ops.iter_mut().enumerate() {
             if op.access == Access::Read {
                 let value = self.batch.value(index).unwrap_or_default();

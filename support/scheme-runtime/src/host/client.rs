@@ -16,6 +16,7 @@ use syscall::schemev2::NewFdFlags;
 use syscall::Stat;
 
 use super::socket::{connect_to, recv, send, Received};
+use crate::replicated::held;
 use crate::wire::{
     encode_request_head, Opcode, RequestHeader, ResponseHeader, ResponseKind, MAX_METADATA,
     MAX_PAYLOAD, REQUEST_HEADER_LEN, RESPONSE_HEADER_LEN,
@@ -203,14 +204,27 @@ impl Handle {
         if metadata.len() > MAX_METADATA {
             return Err(redox_error(EINVAL));
         }
-        let header = RequestHeader {
-            opcode: Opcode::Call,
-            flags: 0,
-            offset: 0,
-            len: 0,
-        };
-        let (reply, _) = self.round_trip(header, metadata, Payload::InReplyBuffer, payload)?;
+        let (reply, _) =
+            self.round_trip(call_header(), metadata, Payload::InReplyBuffer, payload)?;
         Ok(reply.status as usize)
+    }
+
+    /// A call whose answer the caller does not wait for: in a replica under a
+    /// supervisor that intercepts, it is held and goes out with the replica's
+    /// next reply, voted with it ([`crate::replicated::held`]), and this returns
+    /// `None`; anywhere else it is made at once, as [`Handle::call`], and this
+    /// returns its result.
+    pub fn call_held(&self, payload: &mut [u8], metadata: &[u64]) -> io::Result<Option<usize>> {
+        if held::holding() && metadata.len() <= MAX_METADATA {
+            let mut space = self.exchange_space.borrow_mut();
+            let request_len =
+                lay_out_request(&mut space, call_header(), metadata, payload, payload.len())?;
+            let fd = u32::try_from(self.socket.as_raw_fd()).map_err(|_| redox_error(EINVAL))?;
+            if held::hold(fd, &space[..request_len]) {
+                return Ok(None);
+            }
+        }
+        self.call(payload, metadata).map(Some)
     }
 
     pub fn fstat(&self) -> io::Result<Stat> {
@@ -369,6 +383,7 @@ impl Handle {
         payload: Payload<'_>,
         into: &mut [u8],
     ) -> io::Result<(ResponseHeader, usize)> {
+        make_held_calls();
         if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
             let mut space = self.exchange_space.borrow_mut();
             let request_len = lay_out_request(
@@ -502,6 +517,77 @@ impl Handle {
                     return Ok((header, received));
                 }
             }
+        }
+    }
+}
+
+impl Drop for Handle {
+    /// Calls held on this handle go out before its connection closes.
+    fn drop(&mut self) {
+        make_held_calls();
+    }
+}
+
+fn call_header() -> RequestHeader {
+    RequestHeader {
+        opcode: Opcode::Call,
+        flags: 0,
+        offset: 0,
+        len: 0,
+    }
+}
+
+/// Makes the calls held so far, in order, before anything else goes out: a
+/// request made now must reach its scheme after them. Their answers are lost,
+/// as holding them promised; a failure is logged.
+fn make_held_calls() {
+    if !held::pending() {
+        return;
+    }
+    let section = held::take_all();
+    let mut space = Vec::new();
+    for call in held::records(&section) {
+        let call = match call {
+            Ok(call) => call,
+            Err(malformed) => {
+                log::error!("held calls: {malformed}; the rest are dropped");
+                return;
+            }
+        };
+        space.clear();
+        space.extend_from_slice(call.request);
+        space.resize(call.request.len().max(RESPONSE_HEADER_LEN), 0);
+        // SAFETY: the descriptor is a handle's connection, open while the
+        // call was held; a handle closes only after making the held calls.
+        let socket = unsafe { BorrowedFd::borrow_raw(call.fd as RawFd) };
+        let answered = loop {
+            match pread(socket, &mut space, call.request.len() as i64) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        let mut status = answered.ok().and_then(|received| {
+            let head = space.get(..RESPONSE_HEADER_LEN.min(received))?;
+            ResponseHeader::decode(head.try_into().ok()?)
+        });
+        // Events the scheme posted first are the handle's; the reply follows.
+        while let Some(ResponseHeader {
+            kind: ResponseKind::Event,
+            ..
+        }) = status
+        {
+            let mut head = [0u8; RESPONSE_HEADER_LEN];
+            status = recv(
+                call.fd as RawFd,
+                &mut [IoSliceMut::new(&mut head), IoSliceMut::new(&mut space)],
+                false,
+            )
+            .ok()
+            .and_then(|_| ResponseHeader::decode(&head));
+        }
+        match status {
+            Some(header) if header.status >= 0 => {}
+            other => log::warn!("a held call on descriptor {} failed: {other:?}", call.fd),
         }
     }
 }

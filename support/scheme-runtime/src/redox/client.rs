@@ -72,6 +72,12 @@ impl Handle {
         call::call_rw(self.raw(), payload, CallFlags::empty(), metadata).map_err(lib_error)
     }
 
+    /// A call whose answer the caller does not wait for. Replicas on Redox
+    /// do not hold calls yet, so it is made at once, as [`Handle::call`].
+    pub fn call_held(&self, payload: &mut [u8], metadata: &[u64]) -> io::Result<Option<usize>> {
+        self.call(payload, metadata).map(Some)
+    }
+
     pub fn fstat(&self) -> io::Result<Stat> {
         use std::os::unix::fs::MetadataExt;
         let m = self.file.metadata()?;

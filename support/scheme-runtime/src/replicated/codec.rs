@@ -59,7 +59,8 @@
 //! Every message gets one reply: a host transport response header of kind reply
 //! (status: the result or -errno; extra: open's `NewFdFlags` bits), then at most
 //! [`MAX_PAYLOAD`] bytes: the data read, the call's payload as the scheme left
-//! it, the `Stat`, the path. Open's status is the new handle's number, fevent's
+//! it, the `Stat`, the path. A replica whose calls were held adds them after
+//! the reply, as [`super::held`] lays out; the supervisor takes them off. Open's status is the new handle's number, fevent's
 //! the ready event flags. A round's reply has the number of handles it listed
 //! as status, and for each, in order, 8 bytes: the ready flags' bits, or a
 //! negated errno. Then what the daemon asks of the next round

@@ -17,6 +17,7 @@
 
 pub mod codec;
 mod forwarder;
+pub mod held;
 mod pacing;
 mod relayed_line;
 mod replica;

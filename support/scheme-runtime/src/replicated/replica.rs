@@ -25,6 +25,7 @@ use super::codec::{
     decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, Round, RoundWait,
     MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
+use super::held::{self, MAX_HELD_LEN};
 use super::RelayedLine;
 use crate::perform::{perform, Operation, Performed};
 use crate::wire::Opcode;
@@ -65,8 +66,9 @@ pub fn serve_replica<D: SchemeDaemon>(
         socket: false,
     };
     // One byte more than the largest message, so that an oversized message is
-    // never cut down to one that decodes; and room for the largest reply.
-    let mut buffer = vec![0u8; (MAX_MESSAGE_LEN + 1).max(MAX_REPLY_LEN)];
+    // never cut down to one that decodes; and room for the largest reply and
+    // the calls held with it.
+    let mut buffer = vec![0u8; (MAX_MESSAGE_LEN + 1).max(MAX_REPLY_LEN + MAX_HELD_LEN)];
     buffer[..hello.len()].copy_from_slice(&hello);
     let mut reply_len = hello.len();
     loop {
@@ -74,9 +76,19 @@ pub fn serve_replica<D: SchemeDaemon>(
         if len == 0 {
             return Ok(());
         }
+        if !channel.socket {
+            // A supervisor intercepts the channel: it takes held calls with
+            // each reply.
+            held::start_holding();
+        }
         let reply = replica.answer(&mut buffer[..len]);
         buffer[..reply.len()].copy_from_slice(reply);
         reply_len = reply.len();
+        let held_len = held::take_into(&mut buffer[reply_len..]);
+        if held_len > 0 {
+            held::set_section_len(&mut buffer[..reply_len], held_len);
+            reply_len += held_len;
+        }
     }
 }
 

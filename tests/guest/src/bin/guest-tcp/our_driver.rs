@@ -80,12 +80,13 @@ const ENGINE_COUNTERS: [&str; 12] = [
 ];
 
 /// The counters the benchmark's rows show of the engine's work.
-const ENGINE_WORK: [&str; 9] = [
+const ENGINE_WORK: [&str; 10] = [
     "replicas",
     "events",
     "requests",
     "rounds",
     "quiet",
+    "held_calls",
     "busy_ms",
     "memory_sync_ms",
     "running_ms",
