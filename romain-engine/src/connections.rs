@@ -394,23 +394,32 @@ impl Connections {
     /// for no events). Returns the reply's status: the call's result or a
     /// negated errno.
     pub fn make_held_call(&mut self, fd: u64, request: &[u8]) -> i64 {
+        self.make_call(fd, request).0
+    }
+
+    /// Makes a call for the replicas that none of them asked for at this
+    /// event (see [`make_held_call`](Self::make_held_call)): the reply's
+    /// status and its payload.
+    pub fn make_call(&mut self, fd: u64, request: &[u8]) -> (i64, Vec<u8>) {
         // A reply is a header and at most the payload the request carried.
         let room = request.len().max(RESPONSE_HEADER_LEN) as u64;
         let (mut received, mut reply) = self.exchange(fd, request, room);
         loop {
             if received < 0 {
-                return received;
+                return (received, Vec::new());
             }
             let header = reply
                 .first_chunk::<RESPONSE_HEADER_LEN>()
                 .and_then(ResponseHeader::decode);
             match header {
-                Some(header) if header.kind == ResponseKind::Reply => return header.status,
+                Some(header) if header.kind == ResponseKind::Reply => {
+                    return (header.status, reply.split_off(RESPONSE_HEADER_LEN))
+                }
                 Some(_) => {}
-                None => return -(Errno::EPROTO as i64),
+                None => return (-(Errno::EPROTO as i64), Vec::new()),
             }
             let Some(socket) = self.sockets.get(&fd) else {
-                return -(Errno::EBADF as i64);
+                return (-(Errno::EBADF as i64), Vec::new());
             };
             reply.resize(room as usize, 0);
             match receive_message(socket, &mut reply, MsgFlags::MSG_CMSG_CLOEXEC) {

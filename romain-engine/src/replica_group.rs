@@ -20,6 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use scheme_runtime::replicated::codec::{CauseRead, Hello};
 use scheme_runtime::replicated::{codec, held};
 use scheme_runtime::wire::Opcode;
 
@@ -166,6 +167,9 @@ pub struct ReplicaGroup {
     handing_over: bool,
     /// See [`Self::last_exchange_reached_out`].
     reached_out: bool,
+    /// The call the replicas' hello asked the engine to make for them when
+    /// their relayed line fires.
+    cause_read: Option<CauseRead>,
     /// Replicas stopped on command: they stay stopped until the watchdog gives up.
     frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
@@ -189,6 +193,7 @@ impl ReplicaGroup {
             fresh_mapping: false,
             handing_over: false,
             reached_out: false,
+            cause_read: None,
             frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
@@ -252,7 +257,7 @@ impl ReplicaGroup {
         let started = Instant::now();
         // Quiet events are events too, so never more than all of them.
         let reaching_before = self.stats.events.saturating_sub(self.stats.quiet);
-        let held_before = self.stats.held_calls;
+        let held_before = self.stats.held_calls + self.stats.cause_reads;
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -275,7 +280,7 @@ impl ReplicaGroup {
                         // but a quiet one reached out.
                         let reaching = self.stats.events.saturating_sub(self.stats.quiet);
                         self.reached_out = reaching.saturating_sub(reaching_before) > 1
-                            || self.stats.held_calls > held_before;
+                            || self.stats.held_calls + self.stats.cause_reads > held_before;
                         return Ok(reply);
                     }
                 },
@@ -929,6 +934,9 @@ impl ReplicaGroup {
                 let result: i64 = match *class {
                     SyscallClass::ChannelExchange { .. } => {
                         let mut reply = data.to_vec();
+                        if let Ok(hello) = Hello::decode(&reply) {
+                            self.cause_read = hello.cause_read;
+                        }
                         self.make_held_calls(&mut reply);
                         return Ok(Completion::AwaitRequest { reply });
                     }
@@ -1122,6 +1130,10 @@ impl ReplicaGroup {
                 Some(Opcode::Write | Opcode::Call)
             ) && !codec::carries_round(message),
         );
+        // The causes are read before the memory is brought in: a frame whose
+        // cause the read cleared is then in the replicas' copy.
+        let with_cause = self.read_causes(message);
+        let message = with_cause.as_deref().unwrap_or(message);
         if codec::is_round(message) && !handing_over {
             self.pull_shared_memory();
         }
@@ -1136,6 +1148,31 @@ impl ReplicaGroup {
             continue_member(ptrace::setregs(member.pid(), regs))?;
         }
         Ok(())
+    }
+
+    /// `message` with the answer to the replicas' cause read, made now, if it
+    /// is a round that tells them their line fired and they named one; `None`
+    /// to deliver it as it is (the replicas then read the causes themselves).
+    fn read_causes(&mut self, message: &[u8]) -> Option<Vec<u8>> {
+        let cause_read = self.cause_read.as_ref()?;
+        if !codec::is_round(message) || message.get(1) != Some(&1) {
+            return None;
+        }
+        let started = Instant::now();
+        let (status, answer) = self
+            .connections
+            .make_call(u64::from(cause_read.fd), &cause_read.request);
+        self.stats.effects += started.elapsed();
+        if status < 0 {
+            log::warn!(
+                "the replicas' cause read failed ({}); they read the causes themselves",
+                Errno::from_raw(-status as i32)
+            );
+            return None;
+        }
+        self.stats.cause_reads += 1;
+        let mut message = message.to_vec();
+        codec::attach_cause(&mut message, &answer).then_some(message)
     }
 
     /// Brings every replica what the device wrote into shared memory.

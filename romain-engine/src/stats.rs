@@ -43,6 +43,9 @@ pub struct EngineStats {
     /// Calls the replicas held for their reply and the engine made with it,
     /// at no meeting of their own.
     pub held_calls: u64,
+    /// Interrupt cause reads the engine made for the replicas as their line
+    /// fired, at no event of their own.
+    pub cause_reads: u64,
     /// Time spent running the group through requests and rounds, all included.
     pub busy: Duration,
     /// The part of `busy` spent keeping shared memory in step with the device.
@@ -82,6 +85,7 @@ impl fmt::Display for EngineStats {
         writeln!(f, "rounds: {}", self.rounds)?;
         writeln!(f, "quiet: {}", self.quiet)?;
         writeln!(f, "held-calls: {}", self.held_calls)?;
+        writeln!(f, "cause-reads: {}", self.cause_reads)?;
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;

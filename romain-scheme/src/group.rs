@@ -221,7 +221,7 @@ impl Group {
             .map_err(|e| e.to_string())
             .and_then(|answer| EngineCounters::parse(&answer));
         match counters {
-            Ok(counters) => EngineReport::Counters(counters),
+            Ok(counters) => EngineReport::Counters(Box::new(counters)),
             Err(problem) => {
                 log::warn!("{}: no engine counters: {problem}", self.spec.name);
                 EngineReport::Unknown

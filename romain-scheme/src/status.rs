@@ -134,14 +134,14 @@ pub struct GroupStatus<'a> {
 /// What the engine of a replicated group said about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineReport {
-    Counters(EngineCounters),
+    Counters(Box<EngineCounters>),
     /// No engine answered.
     Unknown,
 }
 
 /// The counters of the engine's `status` answer, by (the engine's key, the key
 /// here); a status key does not contain a `-`.
-const ENGINE_COUNTERS: [(&str, &str); 19] = [
+const ENGINE_COUNTERS: [(&str, &str); 20] = [
     ("events", "events"),
     ("votes", "votes"),
     ("divergences", "divergences"),
@@ -156,6 +156,7 @@ const ENGINE_COUNTERS: [(&str, &str); 19] = [
     ("rounds", "rounds"),
     ("quiet", "quiet"),
     ("held-calls", "held_calls"),
+    ("cause-reads", "cause_reads"),
     ("busy-ms", "busy_ms"),
     ("memory-sync-ms", "memory_sync_ms"),
     ("recovery-us", "recovery_us"),
@@ -521,7 +522,7 @@ mod tests {
     /// What the engine answers to `status`, after its `ok`.
     const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
-        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nheld-calls: 5\nbusy-ms: 12\n\
+        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nheld-calls: 5\ncause-reads: 6\nbusy-ms: 12\n\
         memory-sync-ms: 0\nrecovery-us: 3000\nrunning-ms: 7\neffects-ms: 3\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
 
     fn replicated(engine: EngineReport) -> GroupStatus<'static> {
@@ -551,13 +552,13 @@ mod tests {
         assert_eq!(counters.count("votes"), Some(118));
         assert_eq!(counters.count("no_majority"), Some(0));
         assert_eq!(counters.count("no-majority"), None, "keys are the status's");
-        let status = replicated(EngineReport::Counters(counters));
+        let status = replicated(EngineReport::Counters(Box::new(counters)));
         let text = status.to_string();
         assert!(
             text.ends_with(
                 "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
-                 requests=40\nrounds=80\nquiet=20\nheld_calls=5\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
+                 requests=40\nrounds=80\nquiet=20\nheld_calls=5\ncause_reads=6\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
                  effects_ms=3\nreplica_pids=101,-,103\n\
                  engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
             ),
@@ -637,18 +638,19 @@ mod tests {
             rounds: 12,
             quiet: 13,
             held_calls: 14,
-            busy: std::time::Duration::from_millis(15),
-            memory_sync: std::time::Duration::from_micros(16_999),
-            recovery: std::time::Duration::from_micros(17),
-            running: std::time::Duration::from_millis(18),
-            effects: std::time::Duration::from_millis(19),
+            cause_reads: 15,
+            busy: std::time::Duration::from_millis(16),
+            memory_sync: std::time::Duration::from_micros(17_999),
+            recovery: std::time::Duration::from_micros(18),
+            running: std::time::Duration::from_millis(19),
+            effects: std::time::Duration::from_millis(20),
         };
         let counters = EngineCounters::parse(&stats.to_string()).unwrap();
         let counts: Vec<u64> = ENGINE_COUNTERS
             .iter()
             .map(|(_, key)| counters.count(key).unwrap())
             .collect();
-        assert_eq!(counts, (1..=19).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=20).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
     }
@@ -659,9 +661,9 @@ mod tests {
             reason: FaultReason::Signaled(9),
             at: at(1_767_225_600_125),
         };
-        let mut status = replicated(EngineReport::Counters(
+        let mut status = replicated(EngineReport::Counters(Box::new(
             EngineCounters::parse(ENGINE_ANSWER).unwrap(),
-        ));
+        )));
         status.last_fault = Some(&fault);
         let public = status.text_for(Audience::Public);
         for key in [

@@ -238,6 +238,18 @@ impl Device {
         Some(RegOp::write(if filling { IMS } else { IMC }, ICR_TXDW))
     }
 
+    /// The read of ICR laid out as a call the engine may make for the driver
+    /// as its line fires; `None` where registers are not reached through
+    /// calls.
+    pub fn cause_read_request(&mut self) -> Option<(u32, Vec<u8>)> {
+        self.io.read_request(ICR)
+    }
+
+    /// The causes the answer to [`cause_read_request`](Self::cause_read_request) read.
+    pub fn causes_in_answer(&self, answer: &[u8]) -> Option<u32> {
+        self.io.value_in_answer(answer)
+    }
+
     /// Reads the link state and the statistics registers in one batch; the
     /// counters add up in [`nic_counters`](Self::nic_counters).
     pub fn read_status(&mut self) -> io::Result<Link> {

@@ -73,6 +73,19 @@ pub trait Io {
         self.run(ops)
     }
 
+    /// A read of `reg` laid out as a call someone else may make for the
+    /// driver (its engine, as the interrupt line fires): the connection's
+    /// descriptor and the request. `None` where registers are not reached
+    /// through calls.
+    fn read_request(&mut self, _reg: u32) -> Option<(u32, Vec<u8>)> {
+        None
+    }
+
+    /// The value the answer to a [`read_request`](Self::read_request) read.
+    fn value_in_answer(&self, _answer: &[u8]) -> Option<u32> {
+        None
+    }
+
     fn write32(&mut self, reg: u32, value: u32) -> io::Result<()> {
         self.run(&mut [RegOp::write(reg, value)])
     }

@@ -226,7 +226,10 @@ fn wait_on_interrupt_or_poll(
                     Box::new(RelayedInterrupt(line)),
                 ),
             };
-            let scheme = scheme.with_interrupt(InterruptWait::new(line, busy_poll))?;
+            let mut scheme = scheme.with_interrupt(InterruptWait::new(line, busy_poll))?;
+            if budget_us == 0 && scheme.read_causes_as_the_line_fires() {
+                log::info!("the engine reads the interrupt causes as the line fires");
+            }
             Ok((scheme, Duration::from_millis(args.safety_tick_ms)))
         }
         Err(why) => {

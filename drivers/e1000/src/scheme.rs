@@ -114,6 +114,25 @@ impl NetworkScheme {
         self
     }
 
+    /// Asks the engine that relays the line to read the interrupt causes for
+    /// the replicas as it fires, so that the round it fired in takes them
+    /// without reading them itself: for a driver that takes the causes in
+    /// the round the line fired (no busy polling after it), since the read
+    /// clears them. False when there is no relayed line or registers are not
+    /// reached through calls.
+    pub fn read_causes_as_the_line_fires(&mut self) -> bool {
+        let Some(line) = &self.relayed_line else {
+            return false;
+        };
+        match self.device.cause_read_request() {
+            Some((fd, request)) => {
+                line.set_cause_read(fd, request);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Takes an interrupt if the line fired; says whether the driver is done
     /// with it: it has polled its budget without a frame after it, and the
     /// causes are to be read (which lowers the line) with the round's
@@ -504,11 +523,21 @@ impl SchemeDaemon for NetworkScheme {
             std::process::exit(0);
         }
         if self.failure.is_none() {
-            let take_causes = self.causes_due();
+            // Read for the replicas as the line fired, the causes are taken
+            // in this round whatever else it does: the read cleared them.
+            let read_for_us = self
+                .relayed_line
+                .as_ref()
+                .and_then(RelayedLine::take_cause)
+                .and_then(|answer| self.device.causes_in_answer(&answer));
+            let take_causes = self.causes_due() && read_for_us.is_none();
             match self.device.poll(take_causes) {
                 Ok(Some(causes)) => self.take_causes(causes),
                 Ok(None) => {}
                 Err(error) => self.fail("moving the ring tails", error),
+            }
+            if let Some(causes) = read_for_us {
+                self.take_causes(causes);
             }
         }
         if self.store.driver().is_some() && self.pacing.due(std::time::Instant::now) {

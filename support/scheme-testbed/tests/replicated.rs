@@ -313,6 +313,7 @@ fn served_through_a_replica_clients_see_what_they_see_served_directly() {
             tick: None,
             name: "testbed".into(),
             line: None,
+            cause_read: None,
         }
     );
     let replicated = Served::start(forwarder);

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use mmio_scheme::wire::{Batch, Width, START_BUS_MASTER};
+use mmio_scheme::wire::{records, Batch, RegisterOp, Width, START_BUS_MASTER};
 use scheme_runtime::Handle;
 
 use super::{check_batch, Access, Io, RegOp};
@@ -64,6 +64,19 @@ fn check_performed(performed: usize, asked: usize) -> io::Result<()> {
 impl Io for MmioIo {
     fn start_bus_master(&mut self) -> io::Result<()> {
         start_bus_master(&self.bar)
+    }
+
+    fn read_request(&mut self, reg: u32) -> Option<(u32, Vec<u8>)> {
+        self.lay_out(&[RegOp::read(reg)]).ok()?;
+        self.bar.call_request(self.batch.payload_mut(), &[]).ok()
+    }
+
+    fn value_in_answer(&self, answer: &[u8]) -> Option<u32> {
+        let [record] = records(answer).ok()? else {
+            return None;
+        };
+        let value = RegisterOp::decode(record).ok()?.value;
+        u32::try_from(value).ok()
     }
 
     fn run_late(&mut self, ops: &mut [RegOp]) -> io::Result<()> {

@@ -227,6 +227,21 @@ impl Handle {
         self.call(payload, metadata).map(Some)
     }
 
+    /// A call of `payload` laid out as this handle's connection carries it,
+    /// for a supervisor to make for this process (a replica's cause read,
+    /// `RelayedLine::set_cause_read`): the connection's descriptor and the
+    /// request.
+    pub fn call_request(&self, payload: &[u8], metadata: &[u64]) -> io::Result<(u32, Vec<u8>)> {
+        if metadata.len() > MAX_METADATA {
+            return Err(redox_error(EINVAL));
+        }
+        let mut space = Vec::new();
+        let len = lay_out_request(&mut space, call_header(), metadata, payload, 0)?;
+        space.truncate(len);
+        let fd = u32::try_from(self.socket.as_raw_fd()).map_err(|_| redox_error(EINVAL))?;
+        Ok((fd, space))
+    }
+
     pub fn fstat(&self) -> io::Result<Stat> {
         let mut stat = Stat::default();
         let header = RequestHeader {

@@ -78,6 +78,12 @@ impl Handle {
         self.call(payload, metadata).map(Some)
     }
 
+    /// A call laid out for a supervisor to make for this process. Replicas
+    /// on Redox are not served by a supervisor that makes calls yet.
+    pub fn call_request(&self, _payload: &[u8], _metadata: &[u64]) -> io::Result<(u32, Vec<u8>)> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     pub fn fstat(&self) -> io::Result<Stat> {
         use std::os::unix::fs::MetadataExt;
         let m = self.file.metadata()?;

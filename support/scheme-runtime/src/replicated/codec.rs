@@ -16,7 +16,11 @@
 //! and, when the daemon waits on an interrupt line that the supervisor should
 //! wait on for the replicas and relay to them ([`crate::replicated::RelayedLine`]),
 //! a zero byte and the line's path (as `Handle::open` takes it), UTF-8, 1 to
-//! [`MAX_NAME_LEN`] bytes.
+//! [`MAX_NAME_LEN`] bytes; and, when the daemon reads its device's interrupt
+//! causes through a call the supervisor may make for it as the line fires
+//! ([`CauseRead`]), another zero byte, the replica's descriptor of the
+//! connection (4 bytes) and the call's request as the connection carries it
+//! ([`crate::wire`]), 1 to [`MAX_CAUSE_LEN`] bytes.
 //!
 //! Then the supervisor sends messages, each told by its first byte:
 //!
@@ -24,8 +28,10 @@
 //!   its scheme's `fevent` about each handle the round lists, so that one
 //!   exchange per round also answers the readiness the platform re-queries
 //!   after every round. One byte, 1 if the relayed interrupt line fired since
-//!   the last round that told so (else 0), six zero bytes, then one 32-byte
-//!   record per handle:
+//!   the last round that told so (else 0), two bytes (`cause`) that give the
+//!   length of the cause read's answer at the end of the message (0 for none;
+//!   only with the line fired), four zero bytes, then one 32-byte record per
+//!   handle, then the answer (the call's payload as the scheme left it):
 //!
 //!   | bytes  | field | meaning                                  |
 //!   |--------|-------|------------------------------------------|
@@ -87,6 +93,8 @@ use syscall::flag::EventFlags;
 pub const HELLO_MAGIC: [u8; 8] = *b"REPLICA1";
 /// Longest scheme name a hello carries.
 pub const MAX_NAME_LEN: usize = 255;
+/// Longest cause read's request, and longest answer a round carries.
+pub const MAX_CAUSE_LEN: usize = 4096;
 /// Length of a request's header, before the host transport request.
 pub const CHANNEL_HEADER_LEN: usize = 32;
 /// Largest well-formed message from the supervisor.
@@ -138,6 +146,9 @@ pub enum Malformed {
     },
     /// A round after a request other than a write.
     RoundAfter(Opcode),
+    /// A hello's cause read is not a descriptor and 1 to [`MAX_CAUSE_LEN`]
+    /// bytes of request, or comes without a line.
+    CauseRead(usize),
 }
 
 impl fmt::Display for Malformed {
@@ -169,6 +180,11 @@ impl fmt::Display for Malformed {
                  each, then {ROUND_WAIT_LEN})"
             ),
             Self::RoundAfter(opcode) => write!(f, "a round after a {opcode:?}, not a write"),
+            Self::CauseRead(n) => write!(
+                f,
+                "a cause read of {n} bytes (a line, a descriptor, then 1 to {MAX_CAUSE_LEN} \
+                 bytes of request)"
+            ),
         }
     }
 }
@@ -182,6 +198,20 @@ pub struct Hello {
     pub tick: Option<Duration>,
     pub name: String,
     pub line: Option<String>,
+    /// Only with a line.
+    pub cause_read: Option<CauseRead>,
+}
+
+/// A call a replica's supervisor makes for the replicas when their relayed
+/// line fires, before the round that tells them, and whose answer that round
+/// carries: a driver reads its device's interrupt causes this way without a
+/// meeting of the replicas of its own (`RelayedLine::set_cause_read`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CauseRead {
+    /// The replicas' descriptor of the connection the call is made on.
+    pub fd: u32,
+    /// The request, as the connection carries it.
+    pub request: Vec<u8>,
 }
 
 impl Hello {
@@ -194,6 +224,12 @@ impl Hello {
         if let Some(line) = &self.line {
             line_path(line.as_bytes())?;
         }
+        if let Some(cause) = &self.cause_read {
+            let len = cause.request.len();
+            if self.line.is_none() || len == 0 || len > MAX_CAUSE_LEN {
+                return Err(Malformed::CauseRead(len));
+            }
+        }
         out.clear();
         out.extend_from_slice(&HELLO_MAGIC);
         out.extend_from_slice(&micros.to_le_bytes());
@@ -201,6 +237,11 @@ impl Hello {
         if let Some(line) = &self.line {
             out.push(0);
             out.extend_from_slice(line.as_bytes());
+        }
+        if let Some(cause) = &self.cause_read {
+            out.push(0);
+            out.extend_from_slice(&cause.fd.to_le_bytes());
+            out.extend_from_slice(&cause.request);
         }
         Ok(())
     }
@@ -218,15 +259,33 @@ impl Hello {
             return Err(Malformed::NotAHello);
         }
         let micros = u64_at(fixed, 8);
-        let (name, line) = match name.iter().position(|&byte| byte == 0) {
-            Some(at) => (&name[..at], Some(line_path(&name[at + 1..])?.to_owned())),
-            None => (name, None),
+        let (name, line, cause_read) = match name.iter().position(|&byte| byte == 0) {
+            Some(at) => {
+                let line = &name[at + 1..];
+                let (line, cause_read) = match line.iter().position(|&byte| byte == 0) {
+                    Some(end) => (&line[..end], Some(cause_read(&line[end + 1..])?)),
+                    None => (line, None),
+                };
+                (&name[..at], Some(line_path(line)?.to_owned()), cause_read)
+            }
+            None => (name, None, None),
         };
         Ok(Self {
             tick: (micros != 0).then(|| Duration::from_micros(micros)),
             name: scheme_name(name)?.to_owned(),
             line,
+            cause_read,
         })
+    }
+}
+
+fn cause_read(bytes: &[u8]) -> Result<CauseRead, Malformed> {
+    match bytes.split_first_chunk::<4>() {
+        Some((fd, request)) if (1..=MAX_CAUSE_LEN).contains(&request.len()) => Ok(CauseRead {
+            fd: u32::from_le_bytes(*fd),
+            request: request.to_vec(),
+        }),
+        _ => Err(Malformed::CauseRead(bytes.len().saturating_sub(4))),
     }
 }
 
@@ -296,6 +355,9 @@ pub enum Message<'a> {
 pub struct Round<'a> {
     pub line_fired: bool,
     pub interests: Interests<'a>,
+    /// The answer to the hello's cause read, which the supervisor made as the
+    /// line fired; empty when it made none.
+    pub cause: &'a [u8],
 }
 
 /// A handle whose readiness a round asks about, for the caller that asked.
@@ -518,6 +580,22 @@ pub fn carries_round(message: &[u8]) -> bool {
     matches!(message, [KIND_REQUEST, 1, ..])
 }
 
+/// Adds `answer`, the answer to the hello's cause read, to `message` if it is a
+/// round that tells the line fired and carries none yet; false, with `message`
+/// as it was, otherwise (a request, a quiet round, an answer too long).
+pub fn attach_cause(message: &mut Vec<u8>, answer: &[u8]) -> bool {
+    let fired_round = matches!(message.as_slice(), [KIND_ROUND, 1, 0, 0, ..]);
+    let Ok(len) = u16::try_from(answer.len()) else {
+        return false;
+    };
+    if !fired_round || answer.is_empty() || answer.len() > MAX_CAUSE_LEN {
+        return false;
+    }
+    message[2..4].copy_from_slice(&len.to_le_bytes());
+    message.extend_from_slice(answer);
+    true
+}
+
 /// Whether `message` is a round, told by its first byte alone.
 pub fn is_round(message: &[u8]) -> bool {
     message.first() == Some(&KIND_ROUND)
@@ -555,9 +633,14 @@ fn decode_round(bytes: &[u8]) -> Result<Round<'_>, Malformed> {
         1 => true,
         _ => return Err(Malformed::ReservedNotZero),
     };
-    if header[2..] != [0; ROUND_HEADER_LEN - 2] {
+    if header[4..] != [0; ROUND_HEADER_LEN - 4] {
         return Err(Malformed::ReservedNotZero);
     }
+    let cause_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
+    if cause_len > MAX_CAUSE_LEN || cause_len > records.len() || (cause_len > 0 && !line_fired) {
+        return Err(Malformed::RoundLength(len));
+    }
+    let (records, cause) = records.split_at(records.len() - cause_len);
     if !records.len().is_multiple_of(INTEREST_LEN)
         || records.len() / INTEREST_LEN > MAX_ROUND_INTERESTS
     {
@@ -566,6 +649,7 @@ fn decode_round(bytes: &[u8]) -> Result<Round<'_>, Malformed> {
     Ok(Round {
         line_fired,
         interests: Interests { records },
+        cause,
     })
 }
 
@@ -964,7 +1048,7 @@ mod tests {
         let mut out = Vec::new();
         encode_round(&[], false, &mut out);
         let mut reserved = out.clone();
-        reserved[3] = 1;
+        reserved[4] = 1;
         assert_eq!(
             decode_message(&mut reserved),
             Err(Malformed::ReservedNotZero)
@@ -982,6 +1066,109 @@ mod tests {
             decode_message(&mut too_many),
             Err(Malformed::RoundLength(len))
         );
+    }
+
+    #[test]
+    fn a_fired_round_carries_the_cause_answer_after_its_interests_and_no_other_message_does() {
+        let interest = Interest {
+            id: 3,
+            flags: EventFlags::EVENT_READ,
+            caller: Caller {
+                pid: 1,
+                uid: 2,
+                gid: 3,
+            },
+        };
+        let mut fired = Vec::new();
+        encode_round(&[interest], true, &mut fired);
+        assert!(attach_cause(&mut fired, b"ICR=0x80"));
+        assert!(!attach_cause(&mut fired, b"again"), "one answer per round");
+        let Ok(Message::Round(round)) = decode_message(&mut fired) else {
+            panic!("a round")
+        };
+        assert!(round.line_fired);
+        assert_eq!(round.interests.iter().collect::<Vec<_>>(), [interest]);
+        assert_eq!(round.cause, b"ICR=0x80");
+
+        let mut quiet = Vec::new();
+        encode_round(&[interest], false, &mut quiet);
+        let before = quiet.clone();
+        assert!(!attach_cause(&mut quiet, b"ICR"), "the line did not fire");
+        assert!(!attach_cause(&mut fired.clone(), &[]));
+        assert!(!attach_cause(
+            &mut {
+                let mut plain = Vec::new();
+                encode_round(&[], true, &mut plain);
+                plain
+            },
+            &[0; MAX_CAUSE_LEN + 1]
+        ));
+        assert_eq!(quiet, before);
+        let Ok(Message::Round(round)) = decode_message(&mut quiet) else {
+            panic!("a round")
+        };
+        assert!(round.cause.is_empty());
+
+        // An answer on a round whose line did not fire, or longer than the
+        // message, is malformed.
+        quiet[2] = 1;
+        assert!(matches!(
+            decode_message(&mut quiet),
+            Err(Malformed::RoundLength(_))
+        ));
+        let mut short = Vec::new();
+        encode_round(&[], true, &mut short);
+        short[2] = 9;
+        short.extend_from_slice(&[0; 8]);
+        assert!(matches!(
+            decode_message(&mut short),
+            Err(Malformed::RoundLength(_))
+        ));
+    }
+
+    #[test]
+    fn a_hello_names_its_cause_read_only_with_a_line_and_a_request() {
+        let mut out = Vec::new();
+        let hello = Hello {
+            tick: None,
+            name: "e1000".into(),
+            line: Some("/scheme/mmio/pci/0000:00:03.0/irq".into()),
+            cause_read: Some(CauseRead {
+                fd: 9,
+                request: b"read ICR\0with a zero".to_vec(),
+            }),
+        };
+        hello.encode(&mut out).unwrap();
+        assert_eq!(Hello::decode(&out), Ok(hello.clone()));
+        let lineless = Hello {
+            line: None,
+            ..hello.clone()
+        };
+        assert_eq!(lineless.encode(&mut out), Err(Malformed::CauseRead(20)));
+        let empty = Hello {
+            cause_read: Some(CauseRead {
+                fd: 9,
+                request: Vec::new(),
+            }),
+            ..hello.clone()
+        };
+        assert_eq!(empty.encode(&mut out), Err(Malformed::CauseRead(0)));
+        let long = Hello {
+            cause_read: Some(CauseRead {
+                fd: 9,
+                request: vec![1; MAX_CAUSE_LEN + 1],
+            }),
+            ..hello
+        };
+        assert_eq!(
+            long.encode(&mut out),
+            Err(Malformed::CauseRead(MAX_CAUSE_LEN + 1))
+        );
+        // A descriptor cut short.
+        let mut cut = HELLO_MAGIC.to_vec();
+        cut.extend_from_slice(&[0; 8]);
+        cut.extend_from_slice(b"e1000\0/irq\0\x01\x02");
+        assert_eq!(Hello::decode(&cut), Err(Malformed::CauseRead(0)));
     }
 
     #[test]
@@ -1086,6 +1273,7 @@ mod tests {
                     tick,
                     name: "e1000".into(),
                     line,
+                    cause_read: None,
                 };
                 hello.encode(&mut out).unwrap();
                 assert_eq!(Hello::decode(&out), Ok(hello));
@@ -1097,6 +1285,7 @@ mod tests {
                 tick: None,
                 name: "e1000".into(),
                 line: Some(bad.into()),
+                cause_read: None,
             };
             assert_eq!(hello.encode(&mut out), Err(Malformed::LinePath(bad.len())));
         }
@@ -1108,6 +1297,7 @@ mod tests {
             tick: Some(Duration::from_nanos(1)),
             name: "x".into(),
             line: None,
+            cause_read: None,
         };
         tiny.encode(&mut out).unwrap();
         assert_eq!(
@@ -1120,12 +1310,14 @@ mod tests {
             tick: None,
             name: String::new(),
             line: None,
+            cause_read: None,
         };
         assert_eq!(nameless.encode(&mut out), Err(Malformed::NameLength(0)));
         let long = Hello {
             tick: None,
             name: "n".repeat(MAX_NAME_LEN + 1),
             line: None,
+            cause_read: None,
         };
         assert_eq!(
             long.encode(&mut out),
@@ -1189,7 +1381,7 @@ mod tests {
 
         #[test]
         fn hello_decode_inverts_encode(micros in 0u64.., name in "[a-z0-9._-]{1,40}") {
-            let hello = Hello { tick: (micros != 0).then(|| Duration::from_micros(micros)), name, line: None };
+            let hello = Hello { tick: (micros != 0).then(|| Duration::from_micros(micros)), name, line: None, cause_read: None };
             let mut out = Vec::new();
             hello.encode(&mut out).unwrap();
             prop_assert_eq!(Hello::decode(&out), Ok(hello));

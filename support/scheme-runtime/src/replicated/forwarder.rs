@@ -894,6 +894,7 @@ mod tests {
             tick: None,
             name: name.into(),
             line: None,
+            cause_read: None,
         };
         hello
             .encode(reply)

@@ -52,6 +52,7 @@ pub fn serve_replica<D: SchemeDaemon>(
         tick,
         name: name.to_owned(),
         line: line.as_ref().map(|line| line.path().to_owned()),
+        cause_read: line.as_ref().and_then(RelayedLine::cause_read),
     }
     .encode(&mut hello)
     .map_err(|malformed| {
@@ -175,7 +176,7 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
     /// written.
     fn run_round(&mut self, round: Round<'_>, at: usize) -> usize {
         if let Some(line) = self.line.as_ref().filter(|_| round.line_fired) {
-            line.fire();
+            line.fire(round.cause);
         }
         self.daemon.after_round();
         let daemon = &mut *self.daemon;
@@ -421,6 +422,23 @@ mod tests {
         assert_eq!((notes.rounds, notes.line_fired), (3, 1));
     }
 
+    #[test]
+    fn the_cause_a_fired_round_carries_reaches_the_daemons_line() {
+        let line = RelayedLine::new("/scheme/lines/7");
+        let mut notes = Notes::default();
+        notes.line = Some(line.clone());
+        let mut replica = Replica::new(&mut notes)
+            .unwrap()
+            .with_line(Some(line.clone()));
+        let mut round = Vec::new();
+        encode_round(&[], true, &mut round);
+        assert!(super::super::codec::attach_cause(&mut round, b"ICR=0x84"));
+        let (result, _, _) = answer(&mut replica, round);
+        assert_eq!(result, Ok(0));
+        drop(replica);
+        assert_eq!(line.take_cause().as_deref(), Some(&b"ICR=0x84"[..]));
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn serves_over_a_socket_until_it_ends() {
@@ -454,6 +472,7 @@ mod tests {
                 tick: Some(Duration::from_millis(7)),
                 name: "notes".into(),
                 line: None,
+                cause_read: None,
             }
         );
         send(fd, &request(Opcode::Open, 0, 0, b"note"), MsgFlags::empty()).unwrap();

@@ -80,13 +80,14 @@ const ENGINE_COUNTERS: [&str; 12] = [
 ];
 
 /// The counters the benchmark's rows show of the engine's work.
-const ENGINE_WORK: [&str; 10] = [
+const ENGINE_WORK: [&str; 11] = [
     "replicas",
     "events",
     "requests",
     "rounds",
     "quiet",
     "held_calls",
+    "cause_reads",
     "busy_ms",
     "memory_sync_ms",
     "running_ms",
