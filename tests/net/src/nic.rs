@@ -11,10 +11,16 @@
 //! ([`FrameSink::flush`]) or the batch is full.
 //!
 //! Events come once per rising edge, as with an edge-triggered epoll: a reader
-//! reads until a read would block, and only then waits for the next event. The
-//! runtime re-asks `fevent` after every round, so the round that answered "would
-//! block" saw no frame, and a frame that arrives later is a rising edge whose event
-//! reaches the descriptor after that answer.
+//! reads until the frames run out, and only then waits for the next event. The
+//! runtime re-asks `fevent` after every read and every round, so the round that
+//! answered "none waiting" saw no frame, and a frame that arrives later is a
+//! rising edge whose event reaches the descriptor after that answer. The frames
+//! ran out when a read would block, or when a read came back with room for
+//! another whole frame: the scheme fills a batch until its ring is empty, so
+//! that read found it so, and reading again would only hear "would block"
+//! (under replication, one more meeting of the replicas per burst). An event
+//! taken after that read tells of frames that came since: it always leads to a
+//! read.
 //!
 //! When the driver serving the scheme dies, both handles fail with `ESTALE`
 //! (the request at hand when a replicated driver's group restarts fails once
@@ -51,6 +57,9 @@ pub struct Nic {
     /// The last batch read, and where in it the next frame starts.
     received: Vec<u8>,
     received_at: usize,
+    /// The last batch read emptied the scheme's ring: once it is handed out,
+    /// the frames ran out until the next event.
+    received_all: bool,
     /// Frames gathered to go as one write.
     to_send: Vec<u8>,
 }
@@ -76,6 +85,7 @@ impl Nic {
             link,
             received: Vec::with_capacity(BATCH_BYTES),
             received_at: 0,
+            received_all: false,
             to_send: Vec::with_capacity(BATCH_BYTES),
         })
     }
@@ -83,8 +93,10 @@ impl Nic {
     /// Opens both handles again on the scheme's new server, waiting up to `wait`
     /// for it to serve (then `ENODEV`), and registers for arrivals again.
     pub fn reopen(&mut self, wait: Duration) -> io::Result<()> {
-        // Frames gathered for the dead driver are lost with those in flight.
+        // Frames gathered for the dead driver are lost with those in flight;
+        // the new one's are read afresh.
         self.to_send.clear();
+        self.received_all = false;
         self.receive.reopen(wait)?;
         self.send.reopen(wait)?;
         self.link.reopen(wait)?;
@@ -125,9 +137,15 @@ impl Nic {
         self.receive.as_fd()
     }
 
-    /// Consumes the posted events; true if one said a frame arrived.
-    pub fn take_arrivals(&self) -> io::Result<bool> {
-        Ok(self.receive.take_events()?.contains(EventFlags::EVENT_READ))
+    /// Consumes the posted events; true if one said a frame arrived. Such an
+    /// event was posted after the last read, so the next frame is read even
+    /// if that read had emptied the ring.
+    pub fn take_arrivals(&mut self) -> io::Result<bool> {
+        let arrived = self.receive.take_events()?.contains(EventFlags::EVENT_READ);
+        if arrived {
+            self.received_all = false;
+        }
+        Ok(arrived)
     }
 }
 
@@ -182,11 +200,17 @@ impl FrameSource for Nic {
     /// The next frame of the last batch read, or of a new one.
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         if self.received_at == self.received.len() {
+            if std::mem::take(&mut self.received_all) {
+                return Ok(None);
+            }
             self.received.resize(BATCH_BYTES, 0);
             let read = self.receive.read(&mut self.received);
             self.received_at = 0;
             match read {
-                Ok(n) => self.received.truncate(n),
+                Ok(n) => {
+                    self.received.truncate(n);
+                    self.received_all = n + batch::record_len(FRAME_MAX) <= BATCH_BYTES;
+                }
                 Err(e) => {
                     self.received.clear();
                     return match e.kind() {
