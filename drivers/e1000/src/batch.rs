@@ -10,6 +10,11 @@
 //!
 //! A record that claims more bytes than the batch has left is cut short:
 //! [`records`] yields [`CutShort`] for it and stops.
+//!
+//! A read fills the batch until the receive ring is empty or the buffer has
+//! no room for another whole frame, so a batch that comes back with room for
+//! another whole frame found the ring empty: its reader may wait for the next
+//! readiness event instead of reading again to hear "would block".
 
 /// Bytes of a record's length field.
 pub const LEN_BYTES: usize = 2;
