@@ -257,7 +257,7 @@ impl ReplicaGroup {
         let started = Instant::now();
         // Quiet events are events too, so never more than all of them.
         let reaching_before = self.stats.events.saturating_sub(self.stats.quiet);
-        let held_before = self.stats.held_calls + self.stats.cause_reads;
+        let made_for_them_before = self.stats.held_calls + self.stats.cause_reads;
         match request {
             Some(message) if codec::is_round(message) => self.stats.rounds += 1,
             Some(_) => self.stats.requests += 1,
@@ -280,7 +280,8 @@ impl ReplicaGroup {
                         // but a quiet one reached out.
                         let reaching = self.stats.events.saturating_sub(self.stats.quiet);
                         self.reached_out = reaching.saturating_sub(reaching_before) > 1
-                            || self.stats.held_calls + self.stats.cause_reads > held_before;
+                            || self.stats.held_calls + self.stats.cause_reads
+                                > made_for_them_before;
                         return Ok(reply);
                     }
                 },
@@ -1155,7 +1156,7 @@ impl ReplicaGroup {
     /// to deliver it as it is (the replicas then read the causes themselves).
     fn read_causes(&mut self, message: &[u8]) -> Option<Vec<u8>> {
         let cause_read = self.cause_read.as_ref()?;
-        if !codec::is_round(message) || message.get(1) != Some(&1) {
+        if !codec::tells_line_fired(message) {
             return None;
         }
         let started = Instant::now();

@@ -215,11 +215,9 @@ impl Handle {
     /// `None`; anywhere else it is made at once, as [`Handle::call`], and this
     /// returns its result.
     pub fn call_held(&self, payload: &mut [u8], metadata: &[u64]) -> io::Result<Option<usize>> {
-        if held::holding() && metadata.len() <= MAX_METADATA {
+        if held::holding() {
             let mut space = self.exchange_space.borrow_mut();
-            let request_len =
-                lay_out_request(&mut space, call_header(), metadata, payload, payload.len())?;
-            let fd = u32::try_from(self.socket.as_raw_fd()).map_err(|_| redox_error(EINVAL))?;
+            let (fd, request_len) = self.lay_out_call(&mut space, payload, metadata)?;
             if held::hold(fd, &space[..request_len]) {
                 return Ok(None);
             }
@@ -232,14 +230,26 @@ impl Handle {
     /// `RelayedLine::set_cause_read`): the connection's descriptor and the
     /// request.
     pub fn call_request(&self, payload: &[u8], metadata: &[u64]) -> io::Result<(u32, Vec<u8>)> {
+        let mut space = Vec::new();
+        let (fd, len) = self.lay_out_call(&mut space, payload, metadata)?;
+        space.truncate(len);
+        Ok((fd, space))
+    }
+
+    /// Lays a call out in `space` as the connection carries it: the
+    /// connection's descriptor and the request's length.
+    fn lay_out_call(
+        &self,
+        space: &mut Vec<u8>,
+        payload: &[u8],
+        metadata: &[u64],
+    ) -> io::Result<(u32, usize)> {
         if metadata.len() > MAX_METADATA {
             return Err(redox_error(EINVAL));
         }
-        let mut space = Vec::new();
-        let len = lay_out_request(&mut space, call_header(), metadata, payload, 0)?;
-        space.truncate(len);
+        let len = lay_out_request(space, call_header(), metadata, payload, 0)?;
         let fd = u32::try_from(self.socket.as_raw_fd()).map_err(|_| redox_error(EINVAL))?;
-        Ok((fd, space))
+        Ok((fd, len))
     }
 
     pub fn fstat(&self) -> io::Result<Stat> {

@@ -584,7 +584,7 @@ pub fn carries_round(message: &[u8]) -> bool {
 /// round that tells the line fired and carries none yet; false, with `message`
 /// as it was, otherwise (a request, a quiet round, an answer too long).
 pub fn attach_cause(message: &mut Vec<u8>, answer: &[u8]) -> bool {
-    let fired_round = matches!(message.as_slice(), [KIND_ROUND, 1, 0, 0, ..]);
+    let fired_round = tells_line_fired(message) && message[2..4] == [0, 0];
     let Ok(len) = u16::try_from(answer.len()) else {
         return false;
     };
@@ -594,6 +594,11 @@ pub fn attach_cause(message: &mut Vec<u8>, answer: &[u8]) -> bool {
     message[2..4].copy_from_slice(&len.to_le_bytes());
     message.extend_from_slice(answer);
     true
+}
+
+/// Whether `message` is a round that tells the relayed line fired.
+pub fn tells_line_fired(message: &[u8]) -> bool {
+    matches!(message, [KIND_ROUND, 1, _, _, ..])
 }
 
 /// Whether `message` is a round, told by its first byte alone.
@@ -1081,6 +1086,7 @@ mod tests {
         };
         let mut fired = Vec::new();
         encode_round(&[interest], true, &mut fired);
+        assert!(tells_line_fired(&fired));
         assert!(attach_cause(&mut fired, b"ICR=0x80"));
         assert!(!attach_cause(&mut fired, b"again"), "one answer per round");
         let Ok(Message::Round(round)) = decode_message(&mut fired) else {
@@ -1093,6 +1099,7 @@ mod tests {
         let mut quiet = Vec::new();
         encode_round(&[interest], false, &mut quiet);
         let before = quiet.clone();
+        assert!(!tells_line_fired(&quiet));
         assert!(!attach_cause(&mut quiet, b"ICR"), "the line did not fire");
         assert!(!attach_cause(&mut fired.clone(), &[]));
         assert!(!attach_cause(
