@@ -35,7 +35,7 @@ use nix::sys::socket::{
 use scheme_runtime::wire::{ResponseHeader, ResponseKind, RESPONSE_HEADER_LEN};
 
 use super::shared_memory::SharedMemory;
-use crate::trap::Tracee;
+use crate::backend::ReplicaMemory;
 
 /// The first virtual descriptor number: far above what a driver opens itself, so
 /// a replica's own files never take one.
@@ -76,14 +76,14 @@ pub struct MessageHeader {
 impl MessageHeader {
     /// Reads the `msghdr` at `address` and its iovecs from a stopped replica; `None`
     /// when the memory is unreadable or the message is larger than any scheme's.
-    pub fn read(tracee: &Tracee, address: u64) -> Option<Self> {
-        let header = tracee.read_memory(address, MSGHDR_LEN).ok()?;
+    pub fn read(memory: &dyn ReplicaMemory, address: u64) -> Option<Self> {
+        let header = memory.read_memory(address, MSGHDR_LEN).ok()?;
         let word = |at: usize| u64::from_ne_bytes(header[at..at + 8].try_into().expect("8"));
         let (iov, iovlen) = (word(MSGHDR_IOV), word(MSGHDR_IOVLEN));
         if iovlen > MAX_IOVECS {
             return None;
         }
-        let table = tracee.read_memory(iov, iovlen as usize * IOVEC_LEN).ok()?;
+        let table = memory.read_memory(iov, iovlen as usize * IOVEC_LEN).ok()?;
         let iovecs: Vec<(u64, u64)> = table
             .chunks_exact(IOVEC_LEN)
             .map(|entry| {
@@ -101,10 +101,10 @@ impl MessageHeader {
     }
 
     /// The bytes a `sendmsg` hands out, gathered from the iovecs.
-    pub fn gather(&self, tracee: &Tracee) -> Option<Vec<u8>> {
+    pub fn gather(&self, memory: &dyn ReplicaMemory) -> Option<Vec<u8>> {
         let mut data = Vec::new();
         for &(base, len) in &self.iovecs {
-            data.extend(tracee.read_memory(base, len as usize).ok()?);
+            data.extend(memory.read_memory(base, len as usize).ok()?);
         }
         Some(data)
     }

@@ -12,6 +12,8 @@
 //!   reading, repairing and corrupting a replica's state;
 //! - [`replica_group`]: the event loop, vote, repair, replacement and fault
 //!   injection;
+//! - [`backend`]: the seam between that logic and the mechanism that stops
+//!   replicas at their events, and its ptrace implementation;
 //! - [`member`]: what one replica's stop means;
 //! - [`syscall_policy`]: which syscalls the engine performs, emulates, lets each
 //!   replica run, or refuses;
@@ -26,6 +28,8 @@
 
 pub mod vote;
 
+#[cfg(target_os = "linux")]
+pub mod backend;
 #[cfg(target_os = "linux")]
 mod connections;
 #[cfg(target_os = "linux")]

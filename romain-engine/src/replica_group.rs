@@ -15,36 +15,26 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, user_regs_struct};
-use nix::sys::ptrace::{self, Options};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use scheme_runtime::replicated::codec::{CauseRead, Hello};
 use scheme_runtime::replicated::{codec, held};
 use scheme_runtime::wire::Opcode;
 
+use super::backend::ptrace::PtraceBackend;
+use super::backend::{Backend, ReplicaOf};
 use super::connections::{Connections, MessageHeader, SchemeAllowList};
-use super::fault_injection::{Fault, Injection};
-use super::member::{Action, Arrival, Member, Stopped};
+use super::fault_injection::Injection;
+use super::member::{Action, Arrival, Stopped};
 use super::shared_memory::SharedMemory;
 use super::stats::EngineStats;
 use super::syscall_policy::SyscallClass;
-use super::watchdog::Watchdog;
-use crate::trap::repair::{
-    compare_memory, differing_code_pages, find_spin_instruction, flip_memory_bit,
-    flip_register_bit, repair_code, repair_memory, vote_pages, FpState, PageVote,
-};
-use crate::trap::{
-    MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, Tracee, TrapError,
-};
+use crate::trap::repair::PageVote;
+use crate::trap::{MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, TrapError};
 use crate::vote::{vote, Dissent, ReplicaIndex, ReplicaState, VoteOutcome};
 
 /// The descriptor number of the replica channel in every replica.
 pub const CHANNEL_FD: i32 = 100;
-
-/// The length of the `syscall` instruction.
-const SYSCALL_LEN: u64 = 2;
 
 /// How to start a group.
 #[derive(Clone, Debug)]
@@ -148,13 +138,10 @@ enum MemoryVerdict {
     Unreadable(String),
 }
 
-pub struct ReplicaGroup {
+/// A group of replicas on backend `B` (by default traced processes).
+pub struct ReplicaGroup<B: Backend = PtraceBackend> {
     config: GroupConfig,
-    members: Vec<Option<Member>>,
-    pgid: Pid,
-    watchdog: Watchdog,
-    /// Where a `syscall` instruction sits in the replicas' code, for replacement by fork.
-    syscall_site: Option<u64>,
+    backend: B,
     phase: Phase,
     injections: Vec<Injection>,
     /// The scheme connections the replicas opened.
@@ -170,22 +157,29 @@ pub struct ReplicaGroup {
     /// The call the replicas' hello asked the engine to make for them when
     /// their relayed line fires.
     cause_read: Option<CauseRead>,
-    /// Replicas stopped on command: they stay stopped until the watchdog gives up.
-    frozen: BTreeSet<i32>,
     refused_logged: BTreeSet<i64>,
     log: Box<dyn Write + Send>,
     stats: EngineStats,
 }
 
-impl ReplicaGroup {
-    /// Starts the replicas, stopped before their first instruction.
+impl ReplicaGroup<PtraceBackend> {
+    /// Starts the replicas as traced processes, stopped before their first
+    /// instruction.
     pub fn start(config: GroupConfig) -> Result<Self, GroupFailure> {
-        let watchdog = Watchdog::new(config.watchdog);
+        let backend = PtraceBackend::new(
+            config.command.clone(),
+            config.watchdog,
+            config.device_window.clone(),
+        );
+        Self::start_on(backend, config)
+    }
+}
+
+impl<B: Backend> ReplicaGroup<B> {
+    /// Starts the replicas on `backend`, stopped before their first instruction.
+    pub fn start_on(backend: B, config: GroupConfig) -> Result<Self, GroupFailure> {
         let mut group = ReplicaGroup {
-            members: Vec::new(),
-            pgid: Pid::from_raw(0),
-            watchdog,
-            syscall_site: None,
+            backend,
             phase: Phase::Running,
             injections: Vec::new(),
             connections: Connections::default(),
@@ -194,7 +188,6 @@ impl ReplicaGroup {
             handing_over: false,
             reached_out: false,
             cause_read: None,
-            frozen: BTreeSet::new(),
             refused_logged: BTreeSet::new(),
             log: Box::new(std::io::stderr()),
             stats: EngineStats {
@@ -220,6 +213,11 @@ impl ReplicaGroup {
         self.log = log;
     }
 
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> &B {
+        &self.backend
+    }
+
     /// Requests delivered so far.
     pub fn requests(&self) -> u64 {
         self.stats.requests
@@ -227,10 +225,8 @@ impl ReplicaGroup {
 
     pub fn stats(&self) -> EngineStats {
         let mut stats = self.stats.clone();
-        stats.pids = self
-            .members
-            .iter()
-            .map(|member| member.as_ref().map(|member| member.pid().as_raw()))
+        stats.pids = (0..self.backend.places())
+            .map(|index| self.backend.pid(index).map(Pid::as_raw))
             .collect();
         stats
     }
@@ -288,7 +284,7 @@ impl ReplicaGroup {
             }
             self.apply_injections();
             let running = Instant::now();
-            let arrivals = self.advance()?;
+            let arrivals = self.backend.advance()?;
             self.stats.running += running.elapsed();
             self.conclude(arrivals, devices)?;
         }
@@ -309,7 +305,7 @@ impl ReplicaGroup {
         if !matches!(self.phase, Phase::AwaitingRequest { .. }) {
             return Err("the group is not waiting for a request".to_owned());
         }
-        let live: Vec<ReplicaIndex> = self.live().map(|(index, _)| index).collect();
+        let live = self.live();
         match self.settle_memory(&live, "found by scrubbing", &[]) {
             Ok(repaired) => Ok(repaired),
             Err(MemoryVerdict::Unreadable(error)) => Err(error),
@@ -339,44 +335,23 @@ impl ReplicaGroup {
         known_alike: &[Range<u64>],
     ) -> Result<usize, MemoryVerdict> {
         let needed = self.config.replicas / 2 + 1;
-        let mut pids = Vec::with_capacity(among.len());
-        for &index in among {
-            match &self.members[index] {
-                Some(member) => pids.push(member.pid()),
-                None => {
-                    return Err(MemoryVerdict::Unreadable(format!(
-                        "replica {index} is gone"
-                    )))
-                }
-            }
-        }
-        let Some(&reference) = pids.first() else {
-            return Ok(0);
-        };
-        let mut pages = BTreeSet::new();
-        for &other in &pids[1..] {
-            pages.extend(
-                compare_memory(reference, other, known_alike)
-                    .map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
-            );
-        }
-        // Code is compared too: a corrupted instruction is a fault no event shows
-        // until it runs, and a replica copied from carries it along.
-        pages.extend(
-            differing_code_pages(&pids).map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?,
-        );
+        let pages = self
+            .backend
+            .differing_pages(among, known_alike)
+            .map_err(MemoryVerdict::Unreadable)?;
         if pages.is_empty() {
             return Ok(0);
         }
-        let pages: Vec<u64> = pages.into_iter().collect();
-        let vote = if pids.len() < needed {
+        let vote = if among.len() < needed {
             // Too few to out-vote anything: every differing page is unsettled.
             PageVote {
                 rewritten: Vec::new(),
                 unsettled: pages,
             }
         } else {
-            vote_pages(&pids, &pages).map_err(|e| MemoryVerdict::Unreadable(e.to_string()))?
+            self.backend
+                .vote_pages(among, &pages)
+                .map_err(MemoryVerdict::Unreadable)?
         };
         if let Some(&first) = vote.unsettled.first() {
             let report = format!(
@@ -423,8 +398,7 @@ impl ReplicaGroup {
             self.injections.clear();
         }
         self.phase = Phase::Running;
-        self.members.clear();
-        self.frozen.clear();
+        self.backend.clear();
         self.connections.clear();
         self.shared = SharedMemory::default();
         self.stats.restarts += 1;
@@ -432,108 +406,14 @@ impl ReplicaGroup {
     }
 
     fn spawn_all(&mut self) -> Result<(), GroupFailure> {
-        self.members.clear();
-        let mut command = self.config.command.clone();
-        command
-            .placeholder_fd(CHANNEL_FD)
-            .env(scheme_runtime::REPLICA_CHANNEL_ENV, CHANNEL_FD.to_string());
-        for index in 0..self.config.replicas {
-            let pgid = if index == 0 { 0 } else { self.pgid.as_raw() };
-            command.process_group(pgid);
-            let replica = command.spawn().map_err(GroupFailure::Spawn)?;
-            if index == 0 {
-                self.pgid = replica.tracee.pid();
-            }
-            // Replicas' own writes are performed by the engine, so the pipe stays empty.
-            drop(replica.stdout);
-            self.members.push(Some(Member {
-                tracee: replica.tracee,
-            }));
-        }
-        Ok(())
+        self.backend.spawn(self.config.replicas)
     }
 
-    fn live(&self) -> impl Iterator<Item = (ReplicaIndex, &Member)> {
-        self.members
-            .iter()
-            .enumerate()
-            .filter_map(|(index, member)| member.as_ref().map(|member| (index, member)))
-    }
-
-    /// Resumes every replica and waits until each reaches its next event, dies, or is
-    /// caught by the watchdog.
-    fn advance(&mut self) -> Result<Vec<Option<Arrival>>, GroupFailure> {
-        let mut arrivals: Vec<Option<Arrival>> = (0..self.members.len()).map(|_| None).collect();
-        let mut awaited = BTreeSet::new();
-        for (_, member) in self.live() {
-            let pid = member.pid();
-            if !self.frozen.contains(&pid.as_raw()) {
-                continue_member(ptrace::cont(pid, None))?;
-            }
-            awaited.insert(pid.as_raw());
-        }
-        // The watchdog signals only replicas that run: one stopped on command would
-        // keep the signal pending and stop again as soon as it is repaired.
-        let frozen = &self.frozen;
-        self.watchdog.arm(
-            awaited
-                .iter()
-                .filter(|pid| !frozen.contains(pid))
-                .map(|&pid| Pid::from_raw(pid)),
-        );
-        while !awaited.is_empty() {
-            if awaited.iter().all(|pid| self.frozen.contains(pid)) {
-                // Nothing left that could report: let the period run out.
-                std::thread::sleep(self.watchdog.period());
-                for pid in std::mem::take(&mut awaited) {
-                    let index = self.index_of(pid).expect("awaited replicas are members");
-                    arrivals[index] = Some(Arrival::Hung);
-                }
-                break;
-            }
-            let status = match waitpid(
-                Pid::from_raw(-self.pgid.as_raw()),
-                Some(WaitPidFlag::__WALL),
-            ) {
-                Ok(status) => status,
-                Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
-            };
-            let Some(pid) = status.pid() else { continue };
-            let Some(index) = self.index_of(pid.as_raw()) else {
-                continue;
-            };
-            if !awaited.contains(&pid.as_raw()) {
-                continue;
-            }
-            let arrival = match status {
-                WaitStatus::Stopped(_, Signal::SIGSTOP) if self.watchdog.stopped(pid) => {
-                    Arrival::Hung
-                }
-                WaitStatus::Stopped(_, Signal::SIGSTOP) => {
-                    // Stopped from outside: it will not move again by itself.
-                    self.watchdog.arrived(pid);
-                    self.frozen.insert(pid.as_raw());
-                    continue;
-                }
-                status => {
-                    self.watchdog.arrived(pid);
-                    let member = self.members[index].as_ref().expect("indexed");
-                    let window = self.config.device_window.clone();
-                    member.arrival(status, CHANNEL_FD as u64, window)
-                }
-            };
-            awaited.remove(&pid.as_raw());
-            arrivals[index] = Some(arrival);
-        }
-        self.watchdog.disarm();
-        Ok(arrivals)
-    }
-
-    fn index_of(&self, pid: i32) -> Option<ReplicaIndex> {
-        self.live()
-            .find(|(_, member)| member.pid().as_raw() == pid)
-            .map(|(index, _)| index)
+    /// The places whose replica is alive.
+    fn live(&self) -> Vec<ReplicaIndex> {
+        (0..self.backend.places())
+            .filter(|&index| self.backend.is_live(index))
+            .collect()
     }
 
     /// Votes on the arrivals, repairs or replaces the minority and completes the event.
@@ -553,7 +433,7 @@ impl ReplicaGroup {
             return Err(GroupFailure::DriverEnded(how));
         }
         self.stats.events += 1;
-        if self.live().count() > 1 {
+        if self.live().len() > 1 {
             self.stats.votes += 1;
         }
         let (source, minority) = match vote(&states) {
@@ -589,14 +469,15 @@ impl ReplicaGroup {
             unreachable!("the vote's source arrived at the event");
         };
         let reference = reference.clone();
-        if let Action::Syscall(..) = reference.action {
-            self.syscall_site = Some(reference.regs.rip - SYSCALL_LEN);
-        }
+        self.backend.agreed_on(
+            &reference.regs,
+            matches!(reference.action, Action::Syscall(..)),
+        );
 
         // A replica is repaired or replaced from `source`, whose event and registers
         // a majority voted but whose memory none has: the agreeing replicas' memory
         // is settled page by page first, and without a majority nothing is copied.
-        let copies_needed = !minority.is_empty() || self.members.iter().any(Option::is_none);
+        let copies_needed = !minority.is_empty() || self.live().len() < self.backend.places();
         let recovering = copies_needed.then(Instant::now);
         if copies_needed {
             let agreeing: Vec<ReplicaIndex> = (0..states.len())
@@ -610,10 +491,7 @@ impl ReplicaGroup {
             // Shared memory the replicas did not write since its last vote is
             // still what that vote left in all of them (the trust `push` puts
             // in soft-dirty bits); the periodic scrub reads it whole.
-            let pids: Vec<Pid> = agreeing
-                .iter()
-                .filter_map(|&index| Some(self.members[index].as_ref()?.pid()))
-                .collect();
+            let pids = self.pids_of(&agreeing);
             let settling = Instant::now();
             let agreed = self.shared.agreed_pages(&pids);
             let settled = self.settle_memory(&agreeing, &found, &agreed);
@@ -663,7 +541,7 @@ impl ReplicaGroup {
             };
             let repaired = repairable && self.repair(dissenter.replica, source);
             if !repaired {
-                self.members[dissenter.replica] = None;
+                self.backend.discard(dissenter.replica);
             }
         }
         if let Some(started) = recovering {
@@ -682,19 +560,14 @@ impl ReplicaGroup {
                     // the device wrote before it: the replicas see it too.
                     self.pull_shared_memory();
                 }
-                for (index, member) in self.live() {
-                    for (address, bytes) in &stores {
-                        if let Err(error) = member.tracee.write_memory(*address, bytes) {
-                            log::warn!("replica {index}: result not stored: {error}");
-                        }
-                    }
-                    continue_member(ptrace::setregs(member.pid(), *regs))?;
+                for index in self.live() {
+                    self.backend.complete(index, &stores, &regs)?;
                 }
                 self.refill(source, &regs);
             }
             Completion::RunInEachAs(regs) => {
-                for (_, member) in self.live() {
-                    continue_member(ptrace::setregs(member.pid(), *regs))?;
+                for index in self.live() {
+                    self.backend.complete(index, &[], &regs)?;
                 }
                 self.drop_repaired(&minority);
             }
@@ -716,8 +589,8 @@ impl ReplicaGroup {
     /// copy could be made (a syscall each replica runs), with a copy of `source`
     /// going on with `regs`.
     fn refill(&mut self, source: ReplicaIndex, regs: &user_regs_struct) {
-        let vacant: Vec<ReplicaIndex> = (0..self.members.len())
-            .filter(|&index| self.members[index].is_none())
+        let vacant: Vec<ReplicaIndex> = (0..self.backend.places())
+            .filter(|&index| !self.backend.is_live(index))
             .collect();
         for index in vacant {
             self.replace(index, source, regs);
@@ -728,7 +601,7 @@ impl ReplicaGroup {
     /// that syscall: it is dropped and replaced at the next event.
     fn drop_repaired(&mut self, minority: &[crate::vote::Dissenter]) {
         for dissenter in minority {
-            self.members[dissenter.replica] = None;
+            self.backend.discard(dissenter.replica);
         }
     }
 
@@ -750,7 +623,7 @@ impl ReplicaGroup {
             }
             (Dissent::Dead, Some(Arrival::Hung)) => format!(
                 "hung: no event within {} ms",
-                self.watchdog.period().as_millis()
+                self.config.watchdog.as_millis()
             ),
             (Dissent::Dead, Some(Arrival::Died(how))) => how.clone(),
             (Dissent::Dead, _) => "gone".to_owned(),
@@ -760,122 +633,38 @@ impl ReplicaGroup {
     /// Copies the memory and FP state of replica `source` into `faulty`; its registers
     /// are set with everyone's once the event completes. False when it cannot be done.
     fn repair(&mut self, faulty: ReplicaIndex, source: ReplicaIndex) -> bool {
-        let (Some(healthy), Some(broken)) = (&self.members[source], &self.members[faulty]) else {
-            return false;
-        };
-        let (healthy, broken) = (healthy.pid(), broken.pid());
-        self.frozen.remove(&broken.as_raw());
-        let memory = match repair_memory(healthy, broken) {
-            Ok(memory) => memory,
-            Err(error) => {
-                log::warn!("replica {faulty}: memory not repairable ({error}); replacing it");
-                return false;
+        match self.backend.repair(faulty, source) {
+            Ok(copied) => {
+                log::info!("replica {faulty} repaired from replica {source}: {copied}");
+                self.stats.repairs += 1;
+                true
             }
-        };
-        let code = match repair_code(healthy, broken) {
-            Ok(pages) => pages,
-            Err(error) => {
-                log::warn!("replica {faulty}: code not repairable ({error}); replacing it");
-                return false;
+            Err(why) => {
+                log::warn!("replica {faulty}: {why}; replacing it");
+                false
             }
-        };
-        let fp = FpState::read(healthy).and_then(|fp| fp.write(broken));
-        if let Err(errno) = fp {
-            log::warn!("replica {faulty}: FP state not repairable ({errno}); replacing it");
-            return false;
         }
-        log::info!(
-            "replica {faulty} repaired from replica {source}: {} pages of memory and {code} of code copied",
-            memory.pages_copied
-        );
-        self.stats.repairs += 1;
-        true
     }
 
-    /// Fills place `index` with a copy of replica `source`, made by having it fork with
-    /// the registers every replica continues with.
+    /// Fills place `index` with a copy of replica `source` going on with `regs`.
     fn replace(&mut self, index: ReplicaIndex, source: ReplicaIndex, regs: &user_regs_struct) {
         let started = Instant::now();
-        let forked = self.fork_member(source, regs);
+        let replaced = self.backend.replace(index, source, regs);
         self.stats.recovery += started.elapsed();
-        match forked {
-            Ok(member) => {
+        match replaced {
+            Ok(()) => {
                 log::info!(
                     "replica {index} replaced by a copy of replica {source} (pid {}) in {:.1} ms",
-                    member.pid(),
+                    self.backend.pid(index).map_or(0, Pid::as_raw),
                     started.elapsed().as_secs_f64() * 1000.0
                 );
-                self.members[index] = Some(member);
                 self.stats.replacements += 1;
             }
             Err(error) => {
                 // The source stopped half-way through forking: it cannot go on either.
                 log::error!("replica {index} could not be replaced from replica {source}: {error}");
-                self.members[source] = None;
             }
         }
-    }
-
-    fn fork_member(
-        &mut self,
-        source: ReplicaIndex,
-        regs: &user_regs_struct,
-    ) -> Result<Member, GroupFailure> {
-        let parent = self.members[source].as_ref().expect("source is live").pid();
-        let site = self.syscall_site.ok_or_else(|| {
-            GroupFailure::Trace(TrapError::UnexpectedStart("no syscall seen yet".into()))
-        })?;
-        let traced = Options::PTRACE_O_EXITKILL | Options::PTRACE_O_TRACESECCOMP;
-        ptrace::setoptions(
-            parent,
-            traced | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_TRACESYSGOOD,
-        )?;
-        // A `clone` with no flags and no exit signal is a fork whose end does not
-        // signal the replica it came from, so no replica sees a SIGCHLD its
-        // siblings do not.
-        let mut fork_regs = *regs;
-        fork_regs.rip = site;
-        fork_regs.rax = libc::SYS_clone as u64;
-        fork_regs.orig_rax = u64::MAX;
-        fork_regs.rdi = 0;
-        fork_regs.rsi = 0;
-        fork_regs.rdx = 0;
-        fork_regs.r10 = 0;
-        fork_regs.r8 = 0;
-        ptrace::setregs(parent, fork_regs)?;
-        ptrace::cont(parent, None)?;
-        // The filter sends the clone to us first; letting it run forks.
-        let child = loop {
-            match waitpid(parent, Some(WaitPidFlag::__WALL))? {
-                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_SECCOMP) => {
-                    ptrace::cont(parent, None)?
-                }
-                WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_CLONE) => {
-                    break Pid::from_raw(ptrace::getevent(parent)? as i32);
-                }
-                other => {
-                    return Err(GroupFailure::Trace(TrapError::UnexpectedStart(format!(
-                        "replica {source} while forking: {other:?}"
-                    ))))
-                }
-            }
-        };
-        // Stop the parent as the fork returns, and put both back where all replicas are.
-        ptrace::syscall(parent, None)?;
-        match waitpid(parent, Some(WaitPidFlag::__WALL))? {
-            WaitStatus::PtraceSyscall(_) => {}
-            other => {
-                return Err(GroupFailure::Trace(TrapError::UnexpectedStart(format!(
-                    "replica {source} after forking: {other:?}"
-                ))))
-            }
-        }
-        ptrace::setregs(parent, *regs)?;
-        ptrace::setoptions(parent, traced)?;
-        let tracee = Tracee::adopt(child, Signal::SIGSTOP)?;
-        ptrace::setoptions(child, traced)?;
-        ptrace::setregs(child, *regs)?;
-        Ok(Member { tracee })
     }
 
     /// Performs the event once, as `reference` asks, and says how replicas go on.
@@ -1005,11 +794,11 @@ impl ReplicaGroup {
                         result
                     }
                     SyscallClass::ReceiveMessage { fd, header, flags } => {
-                        let source = &self.members[source]
-                            .as_ref()
-                            .expect("source is live")
-                            .tracee;
-                        match MessageHeader::read(source, header) {
+                        let source = ReplicaOf {
+                            backend: &self.backend,
+                            index: source,
+                        };
+                        match MessageHeader::read(&source, header) {
                             Some(message) => {
                                 let (result, received) = self.connections.receive(
                                     fd,
@@ -1142,11 +931,9 @@ impl ReplicaGroup {
         let mut regs = parked.regs;
         regs.orig_rax = u64::MAX;
         regs.rax = take as u64;
-        for (index, member) in self.live() {
-            if let Err(error) = member.tracee.write_memory(buffer, &message[..take]) {
-                log::warn!("replica {index}: request not delivered: {error}");
-            }
-            continue_member(ptrace::setregs(member.pid(), regs))?;
+        let stores = [(buffer, message[..take].to_vec())];
+        for index in self.live() {
+            self.backend.complete(index, &stores, &regs)?;
         }
         Ok(())
     }
@@ -1180,7 +967,7 @@ impl ReplicaGroup {
     fn pull_shared_memory(&mut self) {
         if !self.shared.is_empty() {
             let started = Instant::now();
-            let pids: Vec<Pid> = self.live().map(|(_, member)| member.pid()).collect();
+            let pids = self.pids_of(&self.live());
             self.shared.pull(&pids);
             self.stats.memory_sync += started.elapsed();
         }
@@ -1192,16 +979,13 @@ impl ReplicaGroup {
         if self.shared.is_empty() {
             return;
         }
-        let live: Vec<(ReplicaIndex, Pid)> = self
-            .live()
-            .map(|(index, member)| (index, member.pid()))
-            .collect();
-        let pids: Vec<Pid> = live.iter().map(|&(_, pid)| pid).collect();
+        let live = self.live();
+        let pids = self.pids_of(&live);
         let started = Instant::now();
         let repaired = self.shared.push(&pids);
         self.stats.memory_sync += started.elapsed();
         for position in repaired {
-            let index = live[position].0;
+            let index = live[position];
             let fault = format!("replica {index}: shared memory differs from the majority's");
             log::warn!("{fault}; repaired");
             self.stats.last_fault = Some(fault);
@@ -1213,39 +997,7 @@ impl ReplicaGroup {
     /// Puts queued faults into their replicas, all stopped between events.
     fn apply_injections(&mut self) {
         for injection in std::mem::take(&mut self.injections) {
-            let Some(member) = self.members[injection.replica].as_ref() else {
-                log::warn!("{injection}: replica {} is not running", injection.replica);
-                continue;
-            };
-            let pid = member.pid();
-            let applied = match injection.fault {
-                Fault::RegisterBit { register, bit } => ptrace::getregs(pid)
-                    .and_then(|mut regs| {
-                        // The parser keeps bits in range, so the flip cannot fail.
-                        let _ = flip_register_bit(&mut regs, register, bit);
-                        ptrace::setregs(pid, regs)
-                    })
-                    .map_err(|errno| errno.to_string()),
-                Fault::MemoryBit { address, bit } => flip_memory_bit(pid, address, bit)
-                    .map(|_| ())
-                    .map_err(|error| error.to_string()),
-                Fault::Kill => kill(pid, Signal::SIGKILL).map_err(|errno| errno.to_string()),
-                Fault::Stop => {
-                    self.frozen.insert(pid.as_raw());
-                    Ok(())
-                }
-                Fault::Spin => match find_spin_instruction(pid) {
-                    Ok(Some(address)) => ptrace::getregs(pid)
-                        .and_then(|mut regs| {
-                            regs.rip = address;
-                            ptrace::setregs(pid, regs)
-                        })
-                        .map_err(|errno| errno.to_string()),
-                    Ok(None) => Err("no `jmp $` in the replica's code".to_owned()),
-                    Err(error) => Err(error.to_string()),
-                },
-            };
-            match applied {
+            match self.backend.inject(injection.replica, &injection.fault) {
                 Ok(()) => {
                     log::info!("injected: {injection}");
                     self.stats.injected += 1;
@@ -1253,6 +1005,15 @@ impl ReplicaGroup {
                 Err(error) => log::warn!("{injection} not injected: {error}"),
             }
         }
+    }
+
+    /// The processes of the live replicas of `among`, for keeping scheme memory
+    /// in step.
+    fn pids_of(&self, among: &[ReplicaIndex]) -> Vec<Pid> {
+        among
+            .iter()
+            .filter_map(|&index| self.backend.pid(index))
+            .collect()
     }
 }
 
@@ -1265,15 +1026,6 @@ fn unanimous_end(arrivals: &[Option<Arrival>]) -> Option<String> {
     });
     let first = ends.next()??;
     ends.all(|end| end == Some(first)).then(|| first.clone())
-}
-
-/// A replica killed while stopped is gone before the engine's next call on it; its
-/// death shows at the next wait, so only other failures stop the group.
-fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
-    match result {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno.into()),
-    }
 }
 
 /// Whether the event's answer may tell the replicas of a device's state: a

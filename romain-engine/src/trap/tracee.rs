@@ -218,6 +218,12 @@ impl Drop for Tracee {
     }
 }
 
+impl crate::backend::ReplicaMemory for Tracee {
+    fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError> {
+        Tracee::read_memory(self, address, len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::arch::asm;

@@ -1,0 +1,124 @@
+//! The seam between the group's logic and the mechanism that stops replicas at
+//! their events.
+//!
+//! [`crate::replica_group`] decides: it votes on what the replicas did, chooses
+//! whom to repair or replace, performs the effect once and says how every
+//! replica goes on. A [`Backend`] carries that out on real replicas: it starts
+//! them, runs them to their next event and reports what each reached
+//! ([`Arrival`]), sets the results, copies one replica's state into another and
+//! compares their memory. The ptrace backend ([`ptrace::PtraceBackend`]) is the
+//! one Linux runs today; an in-process trap stub (the Redox issue) fits behind
+//! the same trait, and the group's logic is tested with a scripted one.
+
+pub mod ptrace;
+#[cfg(test)]
+pub mod scripted;
+
+use std::ops::Range;
+
+use nix::libc::user_regs_struct;
+use nix::unistd::Pid;
+
+use crate::fault_injection::Fault;
+use crate::member::Arrival;
+use crate::replica_group::GroupFailure;
+use crate::trap::repair::PageVote;
+use crate::trap::TrapError;
+use crate::vote::ReplicaIndex;
+
+/// A replica's memory, as the group reads what an event hands out (a message
+/// header and the buffers it points to).
+pub trait ReplicaMemory {
+    fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError>;
+}
+
+/// Replicas in numbered places, each stopped at an event, running toward the
+/// next, or gone. Every method but [`Backend::advance`] is called while the
+/// live replicas are stopped.
+pub trait Backend {
+    /// Starts replicas in places `0..count`, stopped before their first
+    /// instruction; earlier ones must be gone ([`Backend::clear`]).
+    fn spawn(&mut self, count: usize) -> Result<(), GroupFailure>;
+
+    /// Ends every replica and empties every place.
+    fn clear(&mut self);
+
+    /// How many places there are, live or empty.
+    fn places(&self) -> usize;
+
+    fn is_live(&self, index: ReplicaIndex) -> bool;
+
+    /// The process of a live replica, for the status and for keeping scheme
+    /// memory in step (which reads and writes replicas' memory by process).
+    fn pid(&self, index: ReplicaIndex) -> Option<Pid>;
+
+    /// Resumes every live replica and waits until each reaches its next event,
+    /// dies, or does not arrive within the watchdog period; one arrival per
+    /// place (none for an empty place).
+    fn advance(&mut self) -> Result<Vec<Option<Arrival>>, GroupFailure>;
+
+    /// The event a majority agreed on, before it is completed.
+    fn agreed_on(&mut self, regs: &user_regs_struct, is_syscall: bool);
+
+    /// Makes a stopped replica go on from its event with `stores` written
+    /// into its memory and `regs` as its registers. A replica left without it
+    /// goes on as it stopped (it runs an intercepted syscall itself).
+    fn complete(
+        &mut self,
+        index: ReplicaIndex,
+        stores: &[(u64, Vec<u8>)],
+        regs: &user_regs_struct,
+    ) -> Result<(), GroupFailure>;
+
+    /// Reads a stopped replica's memory.
+    fn read_memory(
+        &self,
+        index: ReplicaIndex,
+        address: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, TrapError>;
+
+    /// Empties place `index`; its replica is ended.
+    fn discard(&mut self, index: ReplicaIndex);
+
+    /// Copies the memory, code and floating-point state of `source` into
+    /// `faulty`; its registers are set with everyone's when the event
+    /// completes. Says what was copied, or why it cannot be done.
+    fn repair(&mut self, faulty: ReplicaIndex, source: ReplicaIndex) -> Result<String, String>;
+
+    /// Fills the empty place `index` with a copy of `source` that goes on with
+    /// `regs`, stopped where `source` is.
+    fn replace(
+        &mut self,
+        index: ReplicaIndex,
+        source: ReplicaIndex,
+        regs: &user_regs_struct,
+    ) -> Result<(), GroupFailure>;
+
+    /// The pages (private memory and code) on which any of `among` differs
+    /// from the first of them, not reading those in `known_alike`.
+    fn differing_pages(
+        &self,
+        among: &[ReplicaIndex],
+        known_alike: &[Range<u64>],
+    ) -> Result<Vec<u64>, String>;
+
+    /// Gives every page of `pages`, in each of `among`, the content a strict
+    /// majority of them holds; positions in the result are into `among`.
+    fn vote_pages(&mut self, among: &[ReplicaIndex], pages: &[u64]) -> Result<PageVote, String>;
+
+    /// Puts a fault into a stopped replica.
+    fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String>;
+}
+
+/// One replica of a backend, as [`ReplicaMemory`].
+pub struct ReplicaOf<'a, B: ?Sized> {
+    pub backend: &'a B,
+    pub index: ReplicaIndex,
+}
+
+impl<B: Backend + ?Sized> ReplicaMemory for ReplicaOf<'_, B> {
+    fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError> {
+        self.backend.read_memory(self.index, address, len)
+    }
+}
