@@ -972,6 +972,73 @@ fn the_group_tells_an_exchange_that_reached_out_from_one_that_only_answered() {
     );
 }
 
+#[test]
+fn memory_only_the_device_writes_is_mapped_into_every_replica_read_only_and_never_copied() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let dir = unique_dir("received");
+    let _testbed = testbed_in(&dir);
+    let mut command = client_driver(&dir, "testbed:queue/received-test");
+    command.args(["--shared", "testbed:received"]);
+    let group = group_without_devices(3, command, &dir);
+    wait_for_scheme(&dir, "testbed", &group);
+    wait_for_scheme(&dir, "events", &group);
+    let events = Handle::open_in(&dir, "events:", O_RDWR).unwrap();
+    // Each witness asks the device for a write and finds it in the memory.
+    for _ in 0..3 {
+        assert_eq!(events.write(b"witness 2").unwrap(), 9);
+    }
+    let counters = status(&group);
+    assert_eq!(counters["shared-mappings"], "1", "{counters:?}");
+    assert_eq!(counters["divergences"], "0", "{counters:?}");
+    let replica_pids = || -> Vec<i32> {
+        status(&group)["pids"]
+            .split_whitespace()
+            .map(|pid| pid.parse().unwrap())
+            .collect()
+    };
+    let base = romain_engine::SHARED_MEMORY_BASE;
+    // The test plays the device: what it writes is in every replica at once,
+    // with no exchange to bring it.
+    let device = Handle::open_in(&dir, "testbed:received", O_RDWR).unwrap();
+    let page = device.mmap(0, 4096, true).unwrap();
+    // SAFETY: a writable page that lives to the end of the test.
+    unsafe { page.as_ptr().cast::<u32>().add(2).write_volatile(0xfeed) };
+    let sees_the_device = |pid: i32| {
+        assert_eq!(mapping_permissions(pid, base).as_deref(), Some("r--s"));
+        assert_eq!(replica_memory(pid, base + 8, 4), 0xfeed_u32.to_le_bytes());
+        // It keeps no descriptor of the object (one would let it map it again).
+        let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+        for link in descriptors.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok()) {
+            assert!(
+                !link.to_string_lossy().contains("testbed-received"),
+                "replica {pid} holds {link:?}"
+            );
+        }
+    };
+    replica_pids().into_iter().for_each(sees_the_device);
+    // A copy put in place of a killed replica maps it as its source does.
+    let answer = group.command("kill 1").unwrap();
+    assert!(answer.starts_with("ok"), "{answer}");
+    assert_eq!(events.write(b"witness 1").unwrap(), 9);
+    assert_eq!(status(&group)["replacements"], "1");
+    let pids = replica_pids();
+    assert_eq!(pids.len(), 3);
+    pids.into_iter().for_each(sees_the_device);
+    drop(group);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The permissions of the mapping that starts at `address` in process `pid`.
+fn mapping_permissions(pid: i32, address: u64) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let start = fields.next()?.split_once('-')?.0;
+        (u64::from_str_radix(start, 16).ok()? == address)
+            .then(|| fields.next().map(str::to_owned))?
+    })
+}
+
 /// `len` bytes of replica `pid`'s memory at `address`.
 fn replica_memory(pid: i32, address: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;

@@ -7,11 +7,12 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::os::fd::BorrowedFd;
 
 use nix::libc::user_regs_struct;
 use nix::unistd::Pid;
 
-use super::Backend;
+use super::{Backend, MapRefusal};
 use crate::fault_injection::Fault;
 use crate::member::{Action, Arrival, Stopped};
 use crate::replica_group::GroupFailure;
@@ -256,6 +257,19 @@ impl Backend for ScriptedBackend {
 
     fn vote_pages(&mut self, _among: &[ReplicaIndex], _pages: &[u64]) -> Result<PageVote, String> {
         Ok(self.page_vote.clone())
+    }
+
+    fn map_read_only(
+        &mut self,
+        _index: ReplicaIndex,
+        _object: BorrowedFd<'_>,
+        _address: u64,
+        _len: u64,
+        _offset: u64,
+    ) -> Result<(), MapRefusal> {
+        Err(MapRefusal::Intact(
+            "scripted replicas have no memory to map into".to_owned(),
+        ))
     }
 
     fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String> {
