@@ -1,6 +1,7 @@
 //! The Redox packaging: every recipe has what the cookbook needs and points at a
-//! crate of this workspace with a binary, and `filesystem.toml` parses with the
-//! installer's own config types and starts the stack from init.
+//! crate of this workspace with a binary (but the kernel's, which patches
+//! upstream's kernel), and `filesystem.toml` parses with the installer's own config
+//! types, builds the patched kernel and starts the stack from init.
 //!
 //! The cookbook is not a crate we can depend on, so its format is mirrored here
 //! with `deny_unknown_fields` (init's units are read by `image-config`, which
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use image_config::init_unit::{self, ServiceKind, Unit};
 use image_config::ImageFile;
-use redox_installer::Config;
+use redox_installer::{Config, PackageConfig};
 use serde::Deserialize;
 
 fn workspace_root() -> PathBuf {
@@ -71,13 +72,21 @@ fn binaries_of(crate_dir: &Path) -> Vec<String> {
     bins
 }
 
-/// Every recipe, checked, with the binaries its package installs.
+/// Recipes that build an upstream Redox package with our patches rather than a crate
+/// of this workspace; each has its own checks below.
+const PATCHED_UPSTREAM: &[&str] = &["kernel"];
+
+/// Every recipe of this workspace's crates, checked, with the binaries its package
+/// installs.
 fn recipes() -> BTreeMap<String, Vec<String>> {
     let recipes_dir = workspace_root().join("recipes");
     let mut found = BTreeMap::new();
     for entry in std::fs::read_dir(&recipes_dir).unwrap() {
         let dir = entry.unwrap().path();
         let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        if PATCHED_UPSTREAM.contains(&name.as_str()) {
+            continue;
+        }
         let text = std::fs::read_to_string(dir.join("recipe.toml"))
             .unwrap_or_else(|e| panic!("recipes/{name}: no recipe.toml: {e}"));
         let recipe: Recipe =
@@ -181,6 +190,77 @@ fn every_program_the_image_starts_is_installed_by_one_of_our_recipes() {
             installed.contains(program),
             "{by} starts {program}, which none of recipes/ installs"
         );
+    }
+}
+
+/// The cookbook's `recipe.toml` for an upstream package built from a pinned git
+/// commit with patches of ours.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchedRecipe {
+    source: GitSource,
+    build: CustomBuild,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GitSource {
+    git: String,
+    rev: String,
+    patches: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomBuild {
+    template: String,
+    script: String,
+}
+
+#[test]
+fn the_kernel_recipe_pins_an_upstream_commit_and_applies_our_patch() {
+    let dir = workspace_root().join("recipes/kernel");
+    let text = std::fs::read_to_string(dir.join("recipe.toml")).unwrap();
+    let recipe: PatchedRecipe =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("recipes/kernel/recipe.toml: {e}"));
+    assert_eq!(
+        recipe.source.git,
+        "https://gitlab.redox-os.org/redox-os/kernel.git"
+    );
+    let rev = &recipe.source.rev;
+    assert!(
+        rev.len() == 40 && rev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "rev must be a full commit hash, so that the patch always meets the same source: {rev}"
+    );
+    assert!(
+        !recipe.source.patches.is_empty(),
+        "the recipe applies no patch"
+    );
+    for patch in &recipe.source.patches {
+        let text = std::fs::read_to_string(dir.join(patch))
+            .unwrap_or_else(|e| panic!("recipes/kernel: patch {patch}: {e}"));
+        // The cookbook applies patches with `patch --strip=1` from the source root.
+        assert!(
+            text.contains("\n--- a/src/") && text.contains("\n+++ b/src/"),
+            "recipes/kernel/{patch} is empty or not a diff of the kernel's src/"
+        );
+    }
+    assert_eq!(recipe.build.template, "custom");
+    assert!(
+        recipe.build.script.contains("make install"),
+        "the kernel is built by its own Makefile"
+    );
+}
+
+#[test]
+fn the_image_builds_the_patched_kernel_from_source() {
+    let config = image();
+    // The package keeps upstream's name, so the image's kernel is ours; "source"
+    // makes the cookbook build it from the recipe even when it takes other packages
+    // prebuilt (the prebuilt kernel lacks the patch).
+    match config.packages.get("kernel") {
+        Some(PackageConfig::Build(rule)) => assert_eq!(rule, "source"),
+        other => panic!("filesystem.toml must ask for kernel = \"source\", not {other:?}"),
     }
 }
 
