@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn the_files_are_read_and_the_other_tables_left_alone() {
         let config = r#"
-include = ["minimal-net.toml"]
+include = ["minimal.toml"]
 [general]
 filesystem_size = 512
 [packages]

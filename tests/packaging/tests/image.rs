@@ -7,6 +7,12 @@
 //! with `deny_unknown_fields` (init's units are read by `image-config`, which
 //! does the same): a misspelt key fails the test instead of being ignored by
 //! the image build.
+//!
+//! The mirror follows the cookbook as it is in the redox-os/redox repository (the
+//! cookbook was merged into it in November 2025), checked at commit 81bc5bf1
+//! (2026-08-21): `src/recipe.rs` for the recipe format, `config/` for the image
+//! configs. Nothing here reaches the network, so when the cookbook changes again
+//! this mirror and the lists below must be updated by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -40,16 +46,46 @@ struct PathSource {
     path: String,
 }
 
+/// The `[build]` table of the cookbook's cargo template (`BuildKind::Cargo` in the
+/// cookbook's `src/recipe.rs`). Since redox-os/redox 2d899ca1 (2026-03-06) the
+/// crate's folder is `cargopath` (it was `package_path`) and `cargoflags` is a
+/// list of strings (it was one string). The cookbook ignores keys it does not know,
+/// so an old `package_path` would be dropped silently and cargo run at the
+/// workspace root; an old string `cargoflags` fails to parse.
+///
+/// The template has more keys (`cargopackages`, `cargoexamples`, `clearlocked`,
+/// `cargopackagesprefixed`); our recipes use none of them, so they are rejected
+/// here until a recipe needs one and this mirror learns what it means.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CargoBuild {
     template: String,
-    package_path: Option<String>,
+    /// The crate's folder, relative to the source (this workspace).
+    cargopath: Option<String>,
+    /// Extra arguments to `cargo install`, one or more words per item: the
+    /// cookbook appends the items unquoted, so `"--bin romain"` and
+    /// `["--bin", "romain"]` both reach cargo as two arguments.
     #[serde(default)]
-    cargoflags: String,
+    cargoflags: Vec<String>,
     /// Accepted (the cookbook knows this key), not checked.
     #[serde(default, rename = "dependencies")]
     _dependencies: Vec<String>,
+}
+
+/// The keys of the cargo template the cookbook renamed or retyped, and what
+/// replaced them, named so that a recipe written for the older cookbook fails with
+/// a message saying what to write instead.
+fn old_cargo_keys(build: &toml::Table) -> Vec<String> {
+    let mut found = Vec::new();
+    if build.contains_key("package_path") {
+        found.push("`package_path` is now `cargopath`".to_owned());
+    }
+    if let Some(flags @ toml::Value::String(_)) = build.get("cargoflags") {
+        found.push(format!(
+            "`cargoflags` is now a list of strings, not {flags}"
+        ));
+    }
+    found
 }
 
 /// The binaries a crate builds: its `[[bin]]` names, or the package name for
@@ -89,6 +125,17 @@ fn recipes() -> BTreeMap<String, Vec<String>> {
         }
         let text = std::fs::read_to_string(dir.join("recipe.toml"))
             .unwrap_or_else(|e| panic!("recipes/{name}: no recipe.toml: {e}"));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("recipes/{name}/recipe.toml: {e}"));
+        if let Some(build) = table.get("build").and_then(toml::Value::as_table) {
+            let old = old_cargo_keys(build);
+            assert!(
+                old.is_empty(),
+                "recipes/{name}/recipe.toml uses the older cookbook's cargo keys: {}",
+                old.join("; ")
+            );
+        }
         let recipe: Recipe =
             toml::from_str(&text).unwrap_or_else(|e| panic!("recipes/{name}/recipe.toml: {e}"));
         assert_eq!(
@@ -101,31 +148,45 @@ fn recipes() -> BTreeMap<String, Vec<String>> {
             workspace_root(),
             "recipes/{name}: the source is this workspace"
         );
-        let package_path = recipe
-            .build
-            .package_path
-            .unwrap_or_else(|| panic!("recipes/{name}: package_path"));
-        let crate_dir = source.join(&package_path);
+        // Without `cargopath` the cookbook runs `cargo install` at the source's
+        // root, which is this workspace's virtual manifest: it has no package.
+        let cargopath = recipe.build.cargopath.unwrap_or_else(|| {
+            panic!("recipes/{name}: `cargopath` must name the crate's folder in this workspace")
+        });
+        let crate_dir = source.join(&cargopath);
+        assert!(
+            crate_dir.join("Cargo.toml").is_file(),
+            "recipes/{name}: cargopath {cargopath} is not a crate of this workspace"
+        );
         let mut bins = binaries_of(&crate_dir);
         // `cargo install --bin X` installs only the binaries named.
-        let flags: Vec<&str> = recipe.build.cargoflags.split_whitespace().collect();
+        let flags: Vec<&str> = recipe
+            .build
+            .cargoflags
+            .iter()
+            .flat_map(|item| item.split_whitespace())
+            .collect();
         let chosen: Vec<&str> = flags
-            .windows(2)
-            .filter(|w| w[0] == "--bin")
-            .map(|w| w[1])
+            .iter()
+            .enumerate()
+            .filter_map(|(i, flag)| match flag.strip_prefix("--bin") {
+                Some("") => flags.get(i + 1).copied(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            })
             .collect();
         if !chosen.is_empty() {
             for bin in &chosen {
                 assert!(
                     bins.iter().any(|b| b == bin),
-                    "recipes/{name}: cargoflags name {bin}, which {package_path} does not build"
+                    "recipes/{name}: cargoflags name {bin}, which {cargopath} does not build"
                 );
             }
             bins.retain(|b| chosen.contains(&b.as_str()));
         }
         assert!(
             !bins.is_empty(),
-            "recipes/{name}: {package_path} builds no binary"
+            "recipes/{name}: {cargopath} builds no binary"
         );
         found.insert(name, bins);
     }
@@ -291,13 +352,52 @@ fn units(config: &Config) -> BTreeMap<String, Unit> {
     init_unit::units(&files).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The upstream image configs `filesystem.toml` may include, from the build tree's
+/// `config/` folder (where the README puts it): each is a bootable system with a
+/// console, and each has the network stack, since every upstream config builds on
+/// `base.toml`, which installs the `base` package (its init units start `smolnetd`
+/// and `dhcpd`), `netutils` and `netdb`. `minimal.toml` is the smallest of them and
+/// the one we use; the others add a server toolset or a desktop.
+///
+/// Checked against redox-os/redox 81bc5bf1 (2026-08-21), `config/`.
+const UPSTREAM_BASE_CONFIGS: &[&str] = &[
+    "minimal.toml",
+    "server.toml",
+    "desktop-minimal.toml",
+    "desktop.toml",
+];
+
+/// Configs upstream has removed, which the build would fail to find. `net.toml`
+/// and `minimal-net.toml` went on 2026-03-01 (redox-os/redox 85b62fd8 and
+/// 62429864), when networking moved into `base.toml` and so into every config.
+const REMOVED_UPSTREAM_CONFIGS: &[&str] = &["minimal-net.toml", "net.toml"];
+
 #[test]
-fn the_image_includes_a_base_and_installs_our_packages() {
+fn the_image_builds_on_a_current_upstream_config_with_networking() {
     let config = image();
     assert!(
         !config.include.is_empty(),
         "filesystem.toml must include a Redox base config"
     );
+    for include in &config.include {
+        let name = include.to_str().unwrap();
+        assert!(
+            !REMOVED_UPSTREAM_CONFIGS.contains(&name),
+            "filesystem.toml includes {name}, which upstream has removed; include \
+             minimal.toml, which has networking now"
+        );
+        assert!(
+            UPSTREAM_BASE_CONFIGS.contains(&name),
+            "filesystem.toml includes {name}, which is none of the upstream configs \
+             we have checked ({UPSTREAM_BASE_CONFIGS:?}); check it in the redox \
+             repository's config/ folder and add it to the list"
+        );
+    }
+}
+
+#[test]
+fn the_image_installs_our_packages() {
+    let config = image();
     for package in recipes().keys() {
         assert!(
             config.packages.contains_key(package),
