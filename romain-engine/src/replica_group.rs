@@ -220,6 +220,13 @@ impl<B: Backend> ReplicaGroup<B> {
         &self.backend
     }
 
+    /// Keeps `object` as a scheme would have passed it to the replicas; the
+    /// descriptor they know it by.
+    #[cfg(test)]
+    pub(crate) fn adopt_object(&mut self, object: std::os::fd::OwnedFd) -> u64 {
+        self.shared.adopt(object).expect("room for an object")
+    }
+
     /// Requests delivered so far.
     pub fn requests(&self) -> u64 {
         self.stats.requests
@@ -479,7 +486,8 @@ impl<B: Backend> ReplicaGroup<B> {
         // A replica is repaired or replaced from `source`, whose event and registers
         // a majority voted but whose memory none has: the agreeing replicas' memory
         // is settled page by page first, and without a majority nothing is copied.
-        let copies_needed = !minority.is_empty() || self.live().len() < self.backend.places();
+        // An empty place is in the minority too (the vote takes it as dead).
+        let copies_needed = !minority.is_empty();
         let recovering = copies_needed.then(Instant::now);
         if copies_needed {
             let agreeing: Vec<ReplicaIndex> = (0..states.len())
@@ -517,6 +525,12 @@ impl<B: Backend> ReplicaGroup<B> {
         // Repair the minority before the effect: a replica that cannot be repaired is
         // dropped and replaced once the effect is complete.
         for dissenter in &minority {
+            if arrivals[dissenter.replica].is_none() {
+                // A place emptied at an earlier event (a repaired replica
+                // dropped after a syscall each runs): no fault of this event,
+                // and refilled below.
+                continue;
+            }
             let what = self.describe(dissenter.replica, &dissenter.dissent, &arrivals);
             log::warn!(
                 "replica {} at {}: {what}",

@@ -100,7 +100,7 @@ pub trait Backend {
     /// The pages (private memory and code) on which any of `among` differs
     /// from the first of them, not reading those in `known_alike`.
     fn differing_pages(
-        &self,
+        &mut self,
         among: &[ReplicaIndex],
         known_alike: &[Range<u64>],
     ) -> Result<Vec<u64>, String>;

@@ -329,7 +329,7 @@ impl Backend for PtraceBackend {
     }
 
     fn differing_pages(
-        &self,
+        &mut self,
         among: &[ReplicaIndex],
         known_alike: &[Range<u64>],
     ) -> Result<Vec<u64>, String> {

@@ -31,6 +31,10 @@ pub enum Step {
     PortOut { port: u16, value: u32, rax: u64 },
     /// Writes `reply` to its channel and waits for the next request.
     AwaitRequest { reply: Vec<u8> },
+    /// A syscall it runs itself (`getpid` under no filter), with `rax` holding `rax`.
+    RunsItself { rax: u64 },
+    /// Maps `len` bytes of the scheme memory object it knows as `fd`.
+    MapObject { fd: u64, len: u64 },
     /// Ends with this status, as `exit` does.
     Exit(i32),
     /// Crashes.
@@ -61,6 +65,9 @@ pub enum Call {
         source: ReplicaIndex,
     },
     Discard(ReplicaIndex),
+    /// The memory of some replicas was compared.
+    Compare(Vec<ReplicaIndex>),
+    MapReadOnly(ReplicaIndex),
 }
 
 /// Replicas that follow their scripts. `spawn` gives place `i` the script
@@ -75,6 +82,8 @@ pub struct ScriptedBackend {
     /// What [`Backend::differing_pages`] and [`Backend::vote_pages`] find.
     pub differing: Vec<u64>,
     pub page_vote: PageVote,
+    /// Replicas [`Backend::map_read_only`] fails in, and how.
+    pub map_refusals: Vec<(ReplicaIndex, MapRefusal)>,
 }
 
 impl ScriptedBackend {
@@ -123,6 +132,40 @@ impl ScriptedBackend {
                             len: 4096,
                             reply_len: reply.len() as u64,
                         },
+                    ),
+                    regs,
+                }))
+            }
+            Some(Step::RunsItself { rax }) => {
+                regs.rax = rax;
+                let syscall = Syscall {
+                    number: nix::libc::SYS_getpid,
+                    args: [0; 6],
+                };
+                Arrival::Event(Box::new(Stopped {
+                    event: Event::Syscall {
+                        number: syscall.number as u64,
+                        args: syscall.args,
+                        data: Vec::new(),
+                    },
+                    action: Action::Syscall(syscall, SyscallClass::RunInEach),
+                    regs,
+                }))
+            }
+            Some(Step::MapObject { fd, len }) => {
+                let syscall = Syscall {
+                    number: nix::libc::SYS_mmap,
+                    args: [0, len, 3, 1, fd, 0],
+                };
+                Arrival::Event(Box::new(Stopped {
+                    event: Event::Syscall {
+                        number: syscall.number as u64,
+                        args: syscall.args,
+                        data: Vec::new(),
+                    },
+                    action: Action::Syscall(
+                        syscall,
+                        SyscallClass::MapObject { fd, len, offset: 0 },
                     ),
                     regs,
                 }))
@@ -248,10 +291,11 @@ impl Backend for ScriptedBackend {
     }
 
     fn differing_pages(
-        &self,
-        _among: &[ReplicaIndex],
+        &mut self,
+        among: &[ReplicaIndex],
         _known_alike: &[Range<u64>],
     ) -> Result<Vec<u64>, String> {
+        self.calls.push(Call::Compare(among.to_vec()));
         Ok(self.differing.clone())
     }
 
@@ -261,15 +305,17 @@ impl Backend for ScriptedBackend {
 
     fn map_read_only(
         &mut self,
-        _index: ReplicaIndex,
+        index: ReplicaIndex,
         _object: BorrowedFd<'_>,
         _address: u64,
         _len: u64,
         _offset: u64,
     ) -> Result<(), MapRefusal> {
-        Err(MapRefusal::Intact(
-            "scripted replicas have no memory to map into".to_owned(),
-        ))
+        self.calls.push(Call::MapReadOnly(index));
+        match self.map_refusals.iter().find(|(at, _)| *at == index) {
+            Some((_, refusal)) => Err(refusal.clone()),
+            None => Ok(()),
+        }
     }
 
     fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String> {
@@ -374,10 +420,13 @@ mod tests {
         assert_eq!(written(&device), [1, 2]);
         assert_eq!(
             group.backend().calls,
-            [Call::Repair {
-                faulty: 1,
-                source: 0
-            }]
+            [
+                Call::Compare(vec![0, 2]),
+                Call::Repair {
+                    faulty: 1,
+                    source: 0
+                }
+            ]
         );
         let stats = group.stats();
         assert_eq!((stats.divergences, stats.repairs), (1, 1));
@@ -409,10 +458,13 @@ mod tests {
         assert_eq!(written(&device), [1]);
         assert_eq!(
             group.backend().calls,
-            [Call::Repair {
-                faulty: 0,
-                source: 1
-            }]
+            [
+                Call::Compare(vec![1, 2]),
+                Call::Repair {
+                    faulty: 0,
+                    source: 1
+                }
+            ]
         );
     }
 
@@ -445,6 +497,7 @@ mod tests {
         assert_eq!(
             group.backend().calls,
             [
+                Call::Compare(vec![0, 1]),
                 Call::Discard(2),
                 Call::Replace {
                     index: 2,
@@ -476,10 +529,13 @@ mod tests {
         assert_eq!(written(&device), [1]);
         assert_eq!(
             group.backend().calls,
-            [Call::Repair {
-                faulty: 1,
-                source: 0
-            }]
+            [
+                Call::Compare(vec![0, 2]),
+                Call::Repair {
+                    faulty: 1,
+                    source: 0
+                }
+            ]
         );
         assert_eq!((group.stats().hangs, group.stats().crashes), (1, 0));
     }
@@ -498,6 +554,7 @@ mod tests {
         assert_eq!(
             group.backend().calls,
             [
+                Call::Compare(vec![0, 2]),
                 Call::Repair {
                     faulty: 1,
                     source: 0
@@ -526,7 +583,13 @@ mod tests {
         let failure = group.exchange(None, &mut devices).expect_err("no majority");
         assert!(matches!(failure, GroupFailure::NoMajority(_)), "{failure}");
         assert!(written(&device).is_empty());
-        assert!(group.backend().calls.is_empty(), "nothing copied");
+        assert_eq!(
+            group.backend().calls,
+            [Call::Compare(vec![0, 2])],
+            "the agreeing replicas compared, nothing copied"
+        );
+        let stats = group.stats();
+        assert_eq!((stats.no_majority, stats.divergences), (1, 1));
     }
 
     #[test]
@@ -547,6 +610,46 @@ mod tests {
         // The agreeing replicas are 0 and 2: position 1 among them is replica 2.
         let stats = group.stats();
         assert_eq!((stats.divergences, stats.repairs), (2, 2));
+        let fault = stats.last_fault.unwrap_or_default();
+        assert!(
+            fault.contains("replica 1"),
+            "the last fault is the register one: {fault}"
+        );
+        assert_eq!(
+            group.backend().calls[..2],
+            [
+                Call::Compare(vec![0, 2]),
+                Call::Repair {
+                    faulty: 1,
+                    source: 0
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_memory_repair_names_the_first_page_the_replica_differs_on() {
+        // Replica 1 is repaired at a syscall each replica runs, so dropped: at
+        // the next event only its empty place calls for a copy, and the
+        // memory the others settle is the last fault.
+        let good = vec![Step::RunsItself { rax: 39 }, out(1), park()];
+        let bad = vec![Step::RunsItself { rax: 40 }, out(1), park()];
+        let mut backend = ScriptedBackend::new(vec![good.clone(), bad, good]);
+        backend.differing = vec![0x5000, 0x6000];
+        backend.page_vote = PageVote {
+            rewritten: vec![(0, 0x5000), (1, 0x6000)],
+            unsettled: Vec::new(),
+        };
+        let mut group = start(backend);
+        let (mut devices, _) = devices();
+        group
+            .exchange(None, &mut devices)
+            .expect("the majority goes on");
+        let fault = group.stats().last_fault.unwrap_or_default();
+        assert!(
+            fault.contains("replica 2: memory differs from the majority's from page 0x6000"),
+            "{fault}"
+        );
     }
 
     #[test]
@@ -575,6 +678,25 @@ mod tests {
             assert_eq!(replica.stores, [(REQUEST_BUFFER, b"request".to_vec())]);
         }
         assert_eq!(group.requests(), 1);
+        let stats = group.stats();
+        assert_eq!((stats.replicas, stats.requests, stats.rounds), (3, 1, 0));
+    }
+
+    #[test]
+    fn a_round_is_delivered_as_any_message_and_counted_as_a_round() {
+        let script = vec![park(), out(1), park()];
+        let mut group = start(ScriptedBackend::new(vec![script; 2]));
+        let (mut devices, device) = devices();
+        group.exchange(None, &mut devices).expect("parks");
+        let mut round = Vec::new();
+        scheme_runtime::replicated::codec::encode_round(&[], false, &mut round);
+        group.exchange(Some(&round), &mut devices).expect("runs");
+        assert_eq!(written(&device), [1]);
+        for replica in group.backend().replicas.iter().flatten() {
+            assert_eq!(replica.stores, [(REQUEST_BUFFER, round.clone())]);
+        }
+        let stats = group.stats();
+        assert_eq!((stats.rounds, stats.requests), (1, 0));
     }
 
     #[test]
@@ -596,6 +718,7 @@ mod tests {
         assert_eq!(
             group.backend().calls,
             [
+                Call::Compare(vec![1, 2]),
                 Call::Discard(0),
                 Call::Replace {
                     index: 0,
@@ -604,6 +727,234 @@ mod tests {
             ]
         );
         assert_eq!(group.stats().injected, 1);
+    }
+
+    #[test]
+    fn a_single_replica_is_counted_in_events_but_never_voted() {
+        let mut group = start(ScriptedBackend::new(vec![vec![out(1), park()]]));
+        let (mut devices, device) = devices();
+        group.exchange(None, &mut devices).expect("runs");
+        assert_eq!(written(&device), [1]);
+        let stats = group.stats();
+        assert_eq!((stats.events, stats.votes), (2, 0));
+    }
+
+    #[test]
+    fn an_exchange_reaches_out_only_with_an_event_besides_the_one_that_ends_it() {
+        let script = vec![park(), out(1), park(), park()];
+        let mut group = start(ScriptedBackend::new(vec![script; 3]));
+        let (mut devices, _) = devices();
+        group.exchange(None, &mut devices).expect("parks");
+        assert!(
+            !group.last_exchange_reached_out(),
+            "only the exchange itself"
+        );
+        group
+            .exchange(Some(b"write"), &mut devices)
+            .expect("serves");
+        assert!(group.last_exchange_reached_out(), "a port write");
+        group
+            .exchange(Some(b"nothing"), &mut devices)
+            .expect("serves");
+        assert!(!group.last_exchange_reached_out());
+    }
+
+    /// A reply that holds one call for the engine to make with it, on a
+    /// descriptor the replicas never opened (so the call itself fails).
+    fn reply_holding_a_call() -> Vec<u8> {
+        let request = b"held request";
+        let mut section = 7u32.to_le_bytes().to_vec();
+        section.extend((request.len() as u32).to_le_bytes());
+        section.extend(request);
+        let mut reply = vec![0; scheme_runtime::wire::RESPONSE_HEADER_LEN];
+        reply[4..8].copy_from_slice(&(section.len() as u32).to_le_bytes());
+        reply.extend(section);
+        reply
+    }
+
+    #[test]
+    fn a_call_held_for_the_reply_is_made_and_counts_as_reaching_out() {
+        let script = vec![
+            park(),
+            Step::AwaitRequest {
+                reply: reply_holding_a_call(),
+            },
+            park(),
+        ];
+        let mut group = start(ScriptedBackend::new(vec![script; 3]));
+        let (mut devices, _) = devices();
+        group.exchange(None, &mut devices).expect("parks");
+        let reply = group
+            .exchange(Some(b"request"), &mut devices)
+            .expect("serves")
+            .expect("a reply");
+        assert_eq!(group.stats().held_calls, 1);
+        assert!(
+            group.last_exchange_reached_out(),
+            "the held call reached out"
+        );
+        assert_eq!(
+            reply,
+            vec![0; scheme_runtime::wire::RESPONSE_HEADER_LEN],
+            "the daemon gets the reply without the section"
+        );
+        group
+            .exchange(Some(b"request"), &mut devices)
+            .expect("serves");
+        assert!(!group.last_exchange_reached_out(), "no call held this time");
+    }
+
+    #[test]
+    fn every_replica_crashing_alike_is_a_fault_not_the_driver_ending() {
+        let mut group = start(ScriptedBackend::new(vec![vec![Step::Crash]; 3]));
+        let (mut devices, _) = devices();
+        let failure = group.exchange(None, &mut devices).expect_err("no majority");
+        assert!(matches!(failure, GroupFailure::NoMajority(_)), "{failure}");
+    }
+
+    #[test]
+    fn a_replica_repaired_at_a_syscall_each_runs_is_replaced_at_the_next_event() {
+        let good = vec![Step::RunsItself { rax: 39 }, out(1), park()];
+        let bad = vec![Step::RunsItself { rax: 40 }, out(1), park()];
+        let mut group = start(ScriptedBackend::new(vec![good.clone(), bad, good]));
+        let (mut devices, device) = devices();
+        group
+            .exchange(None, &mut devices)
+            .expect("the majority goes on");
+        assert_eq!(written(&device), [1]);
+        // Repaired, it may not be at the syscall the others run: dropped, and at
+        // the next event a copy takes its place, after the others' memory is
+        // settled.
+        assert_eq!(
+            group.backend().calls,
+            [
+                Call::Compare(vec![0, 2]),
+                Call::Repair {
+                    faulty: 1,
+                    source: 0
+                },
+                Call::Discard(1),
+                Call::Compare(vec![0, 2]),
+                Call::Replace {
+                    index: 1,
+                    source: 0
+                }
+            ]
+        );
+        let stats = group.stats();
+        assert_eq!(
+            (stats.divergences, stats.crashes, stats.replacements),
+            (1, 0, 1),
+            "the dropped replica did not crash"
+        );
+    }
+
+    /// A page-sized memory object named as `dma:` names a buffer only the
+    /// device writes.
+    fn from_device_object() -> std::os::fd::OwnedFd {
+        let name = dma_scheme::Direction::FromDevice.object_name("scripted");
+        let object =
+            nix::sys::memfd::memfd_create(name.as_str(), nix::sys::memfd::MFdFlags::empty())
+                .expect("a memfd");
+        nix::unistd::ftruncate(&object, 4096).expect("sized");
+        object
+    }
+
+    /// A group of three that maps a from-device object at its first event,
+    /// with `refusals` from the backend.
+    fn mapping_group(
+        refusals: Vec<(ReplicaIndex, MapRefusal)>,
+    ) -> (
+        ReplicaGroup<ScriptedBackend>,
+        Result<Option<Vec<u8>>, GroupFailure>,
+    ) {
+        let fd = crate::shared_memory::FIRST_OBJECT_FD;
+        let script = vec![Step::MapObject { fd, len: 4096 }, park()];
+        let mut backend = ScriptedBackend::new(vec![script; 3]);
+        backend.map_refusals = refusals;
+        let mut group = start(backend);
+        assert_eq!(group.adopt_object(from_device_object()), fd);
+        let (mut devices, _) = devices();
+        let ran = group.exchange(None, &mut devices);
+        (group, ran)
+    }
+
+    fn results(group: &ReplicaGroup<ScriptedBackend>) -> Vec<u64> {
+        group
+            .backend()
+            .replicas
+            .iter()
+            .map(|replica| replica.as_ref().expect("live").regs.rax)
+            .collect()
+    }
+
+    #[test]
+    fn memory_only_the_device_writes_is_mapped_into_each_replica_source_first() {
+        let (group, ran) = mapping_group(Vec::new());
+        ran.expect("runs");
+        assert_eq!(
+            group.backend().calls,
+            [
+                Call::MapReadOnly(0),
+                Call::MapReadOnly(1),
+                Call::MapReadOnly(2)
+            ]
+        );
+        let base = crate::SHARED_MEMORY_BASE;
+        assert_eq!(results(&group), [base; 3], "each mmap returns the address");
+        assert_eq!(group.stats().shared_mappings, 1);
+    }
+
+    #[test]
+    fn a_source_that_cannot_map_it_leaves_every_replica_a_copy_instead() {
+        let refusal = MapRefusal::Intact("no /proc".to_owned());
+        let (group, ran) = mapping_group(vec![(0, refusal)]);
+        ran.expect("runs");
+        assert_eq!(group.backend().calls, [Call::MapReadOnly(0)]);
+        assert_eq!(group.stats().shared_mappings, 0);
+        // Each replica maps an anonymous copy at the address itself.
+        let regs: Vec<(u64, u64)> = group
+            .backend()
+            .replicas
+            .iter()
+            .map(|replica| {
+                let regs = replica.as_ref().expect("live").regs;
+                (regs.rdi, regs.r10 & nix::libc::MAP_ANONYMOUS as u64)
+            })
+            .collect();
+        let copy = (crate::SHARED_MEMORY_BASE, nix::libc::MAP_ANONYMOUS as u64);
+        assert_eq!(regs, [copy; 3]);
+    }
+
+    #[test]
+    fn a_replica_the_mapping_fails_in_after_the_source_is_replaced_by_a_copy_of_it() {
+        let refusal = MapRefusal::Intact("no room".to_owned());
+        let (group, ran) = mapping_group(vec![(2, refusal)]);
+        ran.expect("runs");
+        assert_eq!(
+            group.backend().calls,
+            [
+                Call::MapReadOnly(0),
+                Call::MapReadOnly(1),
+                Call::MapReadOnly(2),
+                Call::Discard(2),
+                Call::Replace {
+                    index: 2,
+                    source: 0
+                }
+            ]
+        );
+        assert_eq!(group.stats().shared_mappings, 1);
+        assert_eq!(results(&group), [crate::SHARED_MEMORY_BASE; 3]);
+    }
+
+    #[test]
+    fn a_source_left_half_way_by_the_mapping_fails_the_group() {
+        let refusal = MapRefusal::Broken("killed".to_owned());
+        let (group, ran) = mapping_group(vec![(0, refusal)]);
+        assert!(ran.is_err());
+        assert_eq!(group.backend().calls, [Call::MapReadOnly(0)]);
+        assert_eq!(group.stats().shared_mappings, 0);
     }
 
     #[test]
