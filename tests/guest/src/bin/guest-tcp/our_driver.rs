@@ -811,8 +811,17 @@ mod tests {
     fn engine_work_needs_the_asked_replicas_and_events() {
         let [one, _, three] = ReplicaCount::ALL;
         let status = |text: &str| EngineStatus::parse(text).unwrap();
-        assert!(check_engine_work(&status("ok\nreplicas: 1\nevents: 25\n"), one).is_ok());
-        let wrong = check_engine_work(&status("ok\nreplicas: 1\nevents: 25\n"), three);
+        let working = "ok\nreplicas: 1\nevents: 25\nshared-mappings: 1\n";
+        assert!(check_engine_work(&status(working), one).is_ok());
+        let copies = check_engine_work(
+            &status("ok\nreplicas: 1\nevents: 25\nshared-mappings: 0\n"),
+            one,
+        );
+        assert!(copies
+            .unwrap_err()
+            .to_string()
+            .contains("keep copies of the received packets"));
+        let wrong = check_engine_work(&status(working), three);
         assert!(wrong
             .unwrap_err()
             .to_string()
