@@ -557,6 +557,13 @@ impl SchemeDaemon for NetworkScheme {
         self.relayed_line.clone()
     }
 
+    /// Frames are taken as they came, whatever the offset: a replica may read
+    /// them for the client in the round that found them (which, after an
+    /// interrupt, is the round that took them off the ring).
+    fn may_read_ahead(&self, id: usize) -> bool {
+        matches!(self.handle(id), Ok(HandleKind::Frames | HandleKind::Batch))
+    }
+
     fn next_round_within(&self) -> Option<std::time::Duration> {
         self.interrupt
             .as_ref()

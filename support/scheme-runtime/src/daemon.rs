@@ -61,4 +61,16 @@ pub trait SchemeDaemon: SchemeSync {
     fn relayed_line(&self) -> Option<crate::replicated::RelayedLine> {
         None
     }
+
+    /// Whether a replica may read handle `id` for its client before the client
+    /// asks, when a round finds it readable, and have the supervisor hold the
+    /// data for the client's next read: a read that would otherwise cost the
+    /// replicas a meeting of its own, right after the round that made the
+    /// handle readable. Only for handles whose reads take what is there (a
+    /// NIC's received frames), whatever the offset; the data is read with the
+    /// length of the client's last read and handed out in order.
+    #[allow(unused_variables)]
+    fn may_read_ahead(&self, id: usize) -> bool {
+        false
+    }
 }

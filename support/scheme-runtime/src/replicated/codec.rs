@@ -33,13 +33,14 @@
 //!   only with the line fired), four zero bytes, then one 32-byte record per
 //!   handle, then the answer (the call's payload as the scheme left it):
 //!
-//!   | bytes  | field | meaning                                  |
-//!   |--------|-------|------------------------------------------|
-//!   | 0..8   | id    | the handle                               |
-//!   | 8..16  | flags | the event flags the caller wants         |
-//!   | 16..24 | pid   | the caller that registered the interest  |
-//!   | 24..28 | uid   |                                          |
-//!   | 28..32 | gid   |                                          |
+//!   | bytes  | field      | meaning                                  |
+//!   |--------|------------|------------------------------------------|
+//!   | 0..8   | id         | the handle                               |
+//!   | 8..12  | flags      | the event flags the caller wants         |
+//!   | 12..16 | read_ahead | bytes the replica may read ahead for the handle's client when it finds the handle readable (see below), 0 for none |
+//!   | 16..24 | pid        | the caller that registered the interest  |
+//!   | 24..28 | uid        |                                          |
+//!   | 28..32 | gid        |                                          |
 //! - `1`: a request: a 32-byte header, then a host transport request
 //!   ([`crate::wire`]: its opcode is the method, its flags the open flags or the
 //!   wanted event flags, then offset, length, metadata and the payload: the path
@@ -77,6 +78,15 @@
 //! | 0..8  | within      | run the next round within this many microseconds, sooner than the tick; 0 for no wish (`SchemeDaemon::next_round_within`) |
 //! | 8     | acknowledge | 1 if the daemon acknowledged the relayed line in this round (the supervisor unmasks it), else 0 |
 //! | 9..16 | reserved    | zero                                                       |
+//!
+//! Then the reads made ahead ([`ReadAhead`]): for an interest with a
+//! `read_ahead` length whose handle the round found readable, and whose daemon
+//! allows it (`SchemeDaemon::may_read_ahead`), the replica reads that many
+//! bytes at most, as a client's non-blocking read at offset 0 would, and,
+//! where it read any, appends a record: the handle (8 bytes), the length (4),
+//! four zero bytes, then the data. The answer about that handle is then its
+//! readiness after the read. The supervisor holds the data for the client's
+//! next read, which so costs the replicas no meeting of its own.
 
 use std::fmt;
 use std::time::Duration;
@@ -114,7 +124,7 @@ const ANSWER_LEN: usize = 8;
 pub const MAX_ROUND_INTERESTS: usize = 1024;
 const _: () = assert!(ROUND_HEADER_LEN + MAX_ROUND_INTERESTS * INTEREST_LEN <= MAX_MESSAGE_LEN);
 /// The bytes of a [`RoundWait`] after a round's answers.
-const ROUND_WAIT_LEN: usize = 16;
+pub const ROUND_WAIT_LEN: usize = 16;
 const _: () = assert!(MAX_ROUND_INTERESTS * ANSWER_LEN + ROUND_WAIT_LEN <= MAX_PAYLOAD);
 
 /// Why bytes are not a well-formed message of the replica channel.
@@ -139,7 +149,11 @@ pub enum Malformed {
     NotAHello,
     NameLength(usize),
     NameNotUtf8,
-    /// A round's reply whose length is not its answers and a [`RoundWait`].
+    /// A read-ahead record of a round's reply runs past the reply's end.
+    ReadAheadCutShort {
+        at: usize,
+    },
+    /// A round's reply shorter than its answers and a [`RoundWait`].
     RoundReplyLength {
         len: usize,
         answers: usize,
@@ -180,6 +194,9 @@ impl fmt::Display for Malformed {
                  each, then {ROUND_WAIT_LEN})"
             ),
             Self::RoundAfter(opcode) => write!(f, "a round after a {opcode:?}, not a write"),
+            Self::ReadAheadCutShort { at } => {
+                write!(f, "a read-ahead record at byte {at} runs past the reply")
+            }
             Self::CauseRead(n) => write!(
                 f,
                 "a cause read of {n} bytes (a line, a descriptor, then 1 to {MAX_CAUSE_LEN} \
@@ -366,12 +383,17 @@ pub struct Interest {
     pub id: usize,
     pub flags: EventFlags,
     pub caller: Caller,
+    /// Bytes the replica may read ahead for the client when the round finds
+    /// the handle readable; 0 for none.
+    pub read_ahead: u32,
 }
 
 impl Interest {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.id as u64).to_le_bytes());
-        out.extend_from_slice(&(self.flags.bits() as u64).to_le_bytes());
+        // Event flags fit 32 bits on both platforms.
+        out.extend_from_slice(&(self.flags.bits() as u32).to_le_bytes());
+        out.extend_from_slice(&self.read_ahead.to_le_bytes());
         out.extend_from_slice(&(self.caller.pid as u64).to_le_bytes());
         out.extend_from_slice(&self.caller.uid.to_le_bytes());
         out.extend_from_slice(&self.caller.gid.to_le_bytes());
@@ -381,12 +403,13 @@ impl Interest {
         let u32_at = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().expect("4"));
         Self {
             id: u64_at(record, 0) as usize,
-            flags: EventFlags::from_bits_truncate(u64_at(record, 8) as usize),
+            flags: EventFlags::from_bits_truncate(u32_at(8) as usize),
             caller: Caller {
                 pid: u64_at(record, 16) as usize,
                 uid: u32_at(24),
                 gid: u32_at(28),
             },
+            read_ahead: u32_at(12),
         }
     }
 }
@@ -544,18 +567,80 @@ impl RoundWait {
     }
 }
 
-/// Splits a round's reply `payload` for `answers` interests into the answers'
-/// bytes (for [`decode_round_answers`]) and the daemon's [`RoundWait`].
-pub fn decode_round_reply(payload: &[u8], answers: usize) -> Result<(&[u8], RoundWait), Malformed> {
+/// Bytes before a read-ahead record's data.
+pub const READ_AHEAD_HEADER_LEN: usize = 16;
+
+/// Data a replica read for a handle's client before the client asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadAhead<'a> {
+    pub id: usize,
+    pub data: &'a [u8],
+}
+
+/// Writes the header of a read-ahead record for `len` bytes of data read for
+/// handle `id` (which the caller put right after it) into `body`; returns the
+/// whole record's length.
+///
+/// # Panics
+///
+/// If `body` is shorter than [`READ_AHEAD_HEADER_LEN`], or `len` over `u32`.
+pub fn encode_read_ahead_header(id: usize, len: usize, body: &mut [u8]) -> usize {
+    let len32 = u32::try_from(len).expect("a read fits a reply");
+    body[..8].copy_from_slice(&(id as u64).to_le_bytes());
+    body[8..12].copy_from_slice(&len32.to_le_bytes());
+    body[12..READ_AHEAD_HEADER_LEN].fill(0);
+    READ_AHEAD_HEADER_LEN + len
+}
+
+/// The read-ahead records of a round's reply, in order.
+pub fn read_aheads(section: &[u8]) -> impl Iterator<Item = Result<ReadAhead<'_>, Malformed>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at == section.len() {
+            return None;
+        }
+        let cut = Malformed::ReadAheadCutShort { at };
+        let Some(header) = section.get(at..at + READ_AHEAD_HEADER_LEN) else {
+            at = section.len();
+            return Some(Err(cut));
+        };
+        let id = u64_at(header, 0) as usize;
+        let len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+        if header[12..] != [0; 4] {
+            at = section.len();
+            return Some(Err(Malformed::ReservedNotZero));
+        }
+        let start = at + READ_AHEAD_HEADER_LEN;
+        let Some(data) = start
+            .checked_add(len)
+            .and_then(|end| section.get(start..end))
+        else {
+            at = section.len();
+            return Some(Err(cut));
+        };
+        at = start + len;
+        Some(Ok(ReadAhead { id, data }))
+    })
+}
+
+/// Splits a round's reply `payload` for `answers` interests into the answers,
+/// what the daemon asks of the next round, and the reads made ahead (the
+/// section [`read_aheads`] reads).
+pub fn decode_round_reply(
+    payload: &[u8],
+    answers: usize,
+) -> Result<(&[u8], RoundWait, &[u8]), Malformed> {
     let malformed = Malformed::RoundReplyLength {
         len: payload.len(),
         answers,
     };
     let answered_len = answers.checked_mul(ANSWER_LEN).ok_or(malformed)?;
-    if payload.len() != answered_len.checked_add(ROUND_WAIT_LEN).ok_or(malformed)? {
+    let waited_len = answered_len.checked_add(ROUND_WAIT_LEN).ok_or(malformed)?;
+    if payload.len() < waited_len {
         return Err(malformed);
     }
-    let (answered, wait) = payload.split_at(answered_len);
+    let (answered, rest) = payload.split_at(answered_len);
+    let (wait, read_ahead) = rest.split_at(ROUND_WAIT_LEN);
     let within = match u64_at(wait, 0) {
         0 => None,
         micros => Some(Duration::from_micros(micros)),
@@ -571,6 +656,7 @@ pub fn decode_round_reply(payload: &[u8], answers: usize) -> Result<(&[u8], Roun
             within,
             acknowledge,
         },
+        read_ahead,
     ))
 }
 
@@ -854,6 +940,7 @@ mod tests {
             id: 3,
             flags: EventFlags::EVENT_READ,
             caller: head(Opcode::Write).caller,
+            read_ahead: 0,
         };
         let mut message = encoded(&head(Opcode::Write), &[], b"frame");
         let alone = message.clone();
@@ -925,6 +1012,7 @@ mod tests {
                     uid: 1000,
                     gid: 100,
                 },
+                read_ahead: 0,
             },
             Interest {
                 id: usize::MAX,
@@ -934,6 +1022,7 @@ mod tests {
                     uid: u32::MAX,
                     gid: 0,
                 },
+                read_ahead: 0,
             },
         ];
         let mut out = vec![1, 2, 3];
@@ -989,7 +1078,7 @@ mod tests {
             &body[8..24],
             &[100, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
         );
-        let (answers, decoded) = decode_round_reply(&body[..len], 1).unwrap();
+        let (answers, decoded, _) = decode_round_reply(&body[..len], 1).unwrap();
         assert_eq!(answers.len(), 8);
         assert_eq!(decoded, wait);
         // No wish; a wish under a microsecond is one for a round at once.
@@ -1008,17 +1097,9 @@ mod tests {
     }
 
     #[test]
-    fn a_rounds_reply_of_the_wrong_length_or_flag_is_malformed() {
+    fn a_rounds_reply_too_short_or_with_a_bad_flag_is_malformed() {
         let body = [0u8; 64];
-        for (len, answers) in [
-            (0, 0),
-            (8, 1),
-            (15, 0),
-            (17, 0),
-            (24, 0),
-            (16, 1),
-            (16, usize::MAX),
-        ] {
+        for (len, answers) in [(0, 0), (8, 1), (15, 0), (16, 1), (23, 1), (16, usize::MAX)] {
             assert_eq!(
                 decode_round_reply(&body[..len], answers),
                 Err(Malformed::RoundReplyLength { len, answers }),
@@ -1026,12 +1107,75 @@ mod tests {
             );
         }
         assert!(decode_round_reply(&body[..24], 1).is_ok());
+        // What follows the wait is the reads made ahead.
+        let (_, _, section) = decode_round_reply(&body[..40], 1).unwrap();
+        assert_eq!(section.len(), 16);
         let mut flagged = [0u8; 16];
         flagged[8] = 2;
         assert_eq!(
             decode_round_reply(&flagged, 0),
             Err(Malformed::ReservedNotZero)
         );
+    }
+
+    #[test]
+    fn reads_made_ahead_come_back_in_order_and_a_record_cut_short_is_malformed() {
+        let mut section = vec![0u8; 64];
+        section[16..21].copy_from_slice(b"frame");
+        let first = encode_read_ahead_header(7, 5, &mut section);
+        section[first + 16..first + 18].copy_from_slice(b"ok");
+        let second = encode_read_ahead_header(usize::MAX, 2, &mut section[first..]);
+        section.truncate(first + second);
+        let records: Vec<_> = read_aheads(&section).collect();
+        assert_eq!(
+            records,
+            [
+                Ok(ReadAhead {
+                    id: 7,
+                    data: b"frame"
+                }),
+                Ok(ReadAhead {
+                    id: usize::MAX,
+                    data: b"ok"
+                })
+            ]
+        );
+        let cut = &section[..section.len() - 1];
+        assert_eq!(
+            read_aheads(cut).last(),
+            Some(Err(Malformed::ReadAheadCutShort { at: first }))
+        );
+        assert_eq!(
+            read_aheads(&section[..10]).collect::<Vec<_>>(),
+            [Err(Malformed::ReadAheadCutShort { at: 0 })]
+        );
+        let mut reserved = section.clone();
+        reserved[12] = 1;
+        assert_eq!(
+            read_aheads(&reserved).next(),
+            Some(Err(Malformed::ReservedNotZero))
+        );
+        assert_eq!(read_aheads(&[]).count(), 0);
+    }
+
+    #[test]
+    fn an_interest_carries_how_much_to_read_ahead_beside_its_flags() {
+        let interest = Interest {
+            id: 9,
+            flags: EventFlags::EVENT_READ | EventFlags::EVENT_WRITE,
+            caller: Caller {
+                pid: 3,
+                uid: 4,
+                gid: 5,
+            },
+            read_ahead: 49_000,
+        };
+        let mut round = Vec::new();
+        encode_round(&[interest], false, &mut round);
+        let Ok(Message::Round(decoded)) = decode_message(&mut round) else {
+            panic!("a round");
+        };
+        assert_eq!(decoded.interests.iter().collect::<Vec<_>>(), [interest]);
     }
 
     #[test]
@@ -1083,6 +1227,7 @@ mod tests {
                 uid: 2,
                 gid: 3,
             },
+            read_ahead: 0,
         };
         let mut fired = Vec::new();
         encode_round(&[interest], true, &mut fired);

@@ -8,6 +8,14 @@
 //! replica, or a tracer that intercepts every replica's `read` and `write` and
 //! votes.
 //!
+//! **Reads made ahead.** For a handle whose daemon allows it
+//! (`SchemeDaemon::may_read_ahead`), each round lets the replicas read as much
+//! as the handle's client read last time, when they find it readable; the
+//! forwarder holds what they read and answers the client's next read from it
+//! without a message, and tells the handle readable while it holds some. One
+//! read's worth at most is held per handle: a round reads ahead only for a
+//! handle that holds none.
+//!
 //! **Handles across a restart.** The supervisor may start the replicas afresh
 //! (a group that lost its majority); the fresh ones know none of the handles
 //! clients hold and number new ones from the start again. So the numbers
@@ -43,7 +51,8 @@ use syscall::Stat;
 
 use super::codec::{
     append_round, decode_reply, decode_round_answers, decode_round_reply, encode_request,
-    encode_round, Hello, Interest, Reply, RequestHead, RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
+    encode_round, read_aheads, Hello, Interest, Malformed, ReadAhead, Reply, RequestHead,
+    RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN,
 };
 use super::pacing::Pacing;
 use crate::wire::{MalformedRequest, Opcode, MAX_PAYLOAD};
@@ -259,6 +268,11 @@ struct Channel<L> {
     answered: Vec<(Interest, Result<EventFlags>)>,
     /// What the replicas asked of the next round at the end of the last.
     wait: RoundWait,
+    /// Data the replicas read ahead for a handle's client (`SchemeDaemon::
+    /// may_read_ahead`), held for the client's next read.
+    ahead: HashMap<usize, Vec<u8>>,
+    /// The length of each handle's last read: what a round may read ahead.
+    read_lengths: HashMap<usize, u32>,
     /// The interrupt line the replicas asked this side to wait on and relay.
     line: Option<EngineLine>,
 }
@@ -267,17 +281,22 @@ struct Channel<L> {
 /// event came: a lost event must not leave the replicas' line masked for good.
 const LINE_RECHECK: Duration = QUIET_ROUND;
 
-/// A round's answers about its interests, in order, and what the daemon asks
-/// of the next round.
-type RoundAnswers = (Vec<Result<EventFlags>>, RoundWait);
+/// A round's answers about its interests, in order, what the daemon asks of
+/// the next round, and the data it read ahead, by handle.
+type RoundAnswers = (Vec<Result<EventFlags>>, RoundWait, Vec<(usize, Vec<u8>)>);
 
 /// Decodes the payload of a round's reply about `listed` interests.
 fn decode_round_payload(name: &str, payload: &[u8], listed: usize) -> Result<RoundAnswers> {
-    let (answers, wait) = decode_round_reply(payload, listed).map_err(|malformed| {
+    let refused = |malformed: Malformed| {
         log::error!("{name}: a round about {listed} handles came back with {malformed}");
         Error::new(EPROTO)
-    })?;
-    Ok((decode_round_answers(answers).collect(), wait))
+    };
+    let (answers, wait, section) = decode_round_reply(payload, listed).map_err(refused)?;
+    let read_ahead = read_aheads(section)
+        .map(|record| record.map(|ReadAhead { id, data }| (id, data.to_vec())))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(refused)?;
+    Ok((decode_round_answers(answers).collect(), wait, read_ahead))
 }
 
 /// A relayed interrupt line, as this side holds it.
@@ -350,6 +369,7 @@ impl<L: ReplicaLink> Channel<L> {
     /// Runs a round that also asks about the interests (as many as one round
     /// carries), and keeps the answers for [`Self::answered`].
     fn round(&mut self, name: &str) -> Result<()> {
+        self.ask_to_read_ahead();
         let line_fired = self.line_fired();
         let listed = encode_round(&self.interests, line_fired, &mut self.message);
         let reply = self.exchange(name)?;
@@ -374,6 +394,7 @@ impl<L: ReplicaLink> Channel<L> {
         payload: &[u8],
     ) -> Result<(Result<usize>, bool)> {
         encode_request(&head, &[], payload, &mut self.message).map_err(|_| Error::new(EMSGSIZE))?;
+        self.ask_to_read_ahead();
         let line_fired = self.line_fired();
         let Some(listed) = append_round(&self.interests, line_fired, &mut self.message) else {
             return Ok((self.exchange(name)?.header.result(), false));
@@ -385,13 +406,63 @@ impl<L: ReplicaLink> Channel<L> {
         Ok((written, true))
     }
 
+    /// Lets the next round read ahead, for each handle whose client holds no
+    /// data read ahead yet, as much as that client last read.
+    fn ask_to_read_ahead(&mut self) {
+        for interest in &mut self.interests {
+            interest.read_ahead = match self.ahead.contains_key(&interest.id) {
+                true => 0,
+                false => self.read_lengths.get(&interest.id).copied().unwrap_or(0),
+            };
+        }
+    }
+
+    /// Up to `want` bytes read ahead for the replicas' handle `id`; the rest
+    /// stays for the next read.
+    fn take_ahead(&mut self, id: usize, want: usize) -> Option<Vec<u8>> {
+        let mut data = self.ahead.remove(&id)?;
+        if data.len() > want {
+            self.ahead.insert(id, data.split_off(want));
+        }
+        Some(data)
+    }
+
+    /// `answer` about the replicas' handle `id`, readable too while data read
+    /// ahead waits for its client.
+    fn with_ahead(
+        &self,
+        id: usize,
+        flags: EventFlags,
+        answer: Result<EventFlags>,
+    ) -> Result<EventFlags> {
+        match self.ahead.contains_key(&id) {
+            true => answer.map(|ready| ready | (flags & EventFlags::EVENT_READ)),
+            false => answer,
+        }
+    }
+
+    /// Forgets what is held for the replicas' handle `id`.
+    fn forget(&mut self, id: usize) {
+        self.interests.retain(|interest| interest.id != id);
+        self.read_lengths.remove(&id);
+        if let Some(data) = self.ahead.remove(&id) {
+            log::debug!(
+                "{} bytes read ahead for handle {id} dropped with it",
+                data.len()
+            );
+        }
+    }
+
     fn line_fired(&self) -> bool {
         self.line.as_ref().is_some_and(|line| line.pending)
     }
 
     /// Keeps what a round about the first `listed` interests answered.
-    fn round_ran(&mut self, listed: usize, (answers, wait): RoundAnswers) {
+    fn round_ran(&mut self, listed: usize, (answers, wait, read_ahead): RoundAnswers) {
         self.wait = wait;
+        for (id, data) in read_ahead {
+            self.ahead.entry(id).or_default().extend(data);
+        }
         if let Some(line) = &mut self.line {
             line.pending = false;
             if wait.acknowledge {
@@ -423,6 +494,8 @@ impl<L: ReplicaLink> Channel<L> {
             // The replicas that knew the handles and interests are gone.
             let stale = self.handles.replicas_restarted(generation);
             self.interests.clear();
+            self.ahead.clear();
+            self.read_lengths.clear();
             log::warn!(
                 "{name}: the replicas were started afresh; the {stale} handles opened before \
                  fail with ESTALE from now on"
@@ -477,6 +550,8 @@ impl<L: ReplicaLink> Forwarder<L> {
                 reply,
                 answered: Vec::new(),
                 wait: RoundWait::default(),
+                ahead: HashMap::new(),
+                read_lengths: HashMap::new(),
                 line,
             },
             name: hello.name.clone(),
@@ -561,6 +636,11 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
     ) -> Result<usize> {
         let want = buf.len().min(MAX_PAYLOAD);
         let mut head = self.head(Opcode::Read, id, ctx)?;
+        if let Some(data) = self.channel.take_ahead(head.id, want) {
+            buf[..data.len()].copy_from_slice(&data);
+            return Ok(data.len());
+        }
+        self.channel.read_lengths.insert(head.id, want as u32);
         head.header.offset = offset;
         head.header.len = want as u64;
         head.fcntl_flags = fcntl_flags;
@@ -631,7 +711,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
             HandleState::Stale => return Ok(flags),
         };
         if let Some(answer) = self.channel.answered(replicas_id, flags) {
-            return answer;
+            return self.channel.with_ahead(replicas_id, flags, answer);
         }
         let mut head = RequestHead::new(Opcode::Fevent, replicas_id, caller(ctx));
         head.header.flags = flags.bits() as u64;
@@ -645,9 +725,10 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
                 id: replicas_id,
                 flags,
                 caller: caller(ctx),
+                read_ahead: 0,
             });
         }
-        Ok(ready)
+        self.channel.with_ahead(replicas_id, flags, Ok(ready))
     }
 
     fn on_close(&mut self, id: usize) {
@@ -661,9 +742,7 @@ impl<L: ReplicaLink> SchemeSync for Forwarder<L> {
                 return;
             }
         };
-        self.channel
-            .interests
-            .retain(|interest| interest.id != replicas_id);
+        self.channel.forget(replicas_id);
         // The platform closes on behalf of no caller in particular.
         let nobody = Caller {
             pid: 0,
@@ -908,6 +987,88 @@ mod tests {
             exchanges: 0,
         };
         Forwarder::connect(link).unwrap().0
+    }
+
+    #[test]
+    fn data_the_replicas_read_ahead_answers_the_clients_next_read_with_no_exchange() {
+        let mut notes = Notes::taking();
+        let mut forwarder = loopback(&mut notes);
+        let id = open_note(&mut forwarder);
+        let ctx = ctx();
+        assert_eq!(
+            forwarder.fevent(id, EventFlags::EVENT_READ, &ctx),
+            Ok(EventFlags::empty())
+        );
+        assert_eq!(forwarder.write(id, b"hello world", 0, 0, &ctx), Ok(11));
+        let mut buf = [0u8; 5];
+        // The first read goes to the replicas and tells how much to read ahead.
+        assert_eq!(forwarder.read(id, &mut buf, 0, 0, &ctx), Ok(5));
+        assert_eq!(&buf, b"hello");
+        forwarder.channel.round("notes").unwrap();
+        let exchanges = forwarder.channel.link.exchanges;
+        assert_eq!(
+            forwarder.fevent(id, EventFlags::EVENT_READ, &ctx),
+            Ok(EventFlags::EVENT_READ)
+        );
+        assert_eq!(forwarder.read(id, &mut buf, 0, 0, &ctx), Ok(5));
+        assert_eq!(&buf, b" worl");
+        assert_eq!(
+            forwarder.channel.link.exchanges, exchanges,
+            "answered from what the round read"
+        );
+        // Held data goes out in order even to a shorter read.
+        forwarder.channel.round("notes").unwrap();
+        let mut short = [0u8; 3];
+        assert_eq!(forwarder.read(id, &mut short, 0, 0, &ctx), Ok(1));
+        assert_eq!(&short[..1], b"d");
+        assert_eq!(
+            forwarder.read(id, &mut short, 0, 0, &ctx),
+            Err(Error::new(EWOULDBLOCK))
+        );
+    }
+
+    #[test]
+    fn a_handle_holding_data_read_ahead_is_readable_until_its_client_reads_it() {
+        let mut notes = Notes::taking();
+        let mut forwarder = loopback(&mut notes);
+        let id = open_note(&mut forwarder);
+        let ctx = ctx();
+        forwarder.fevent(id, EventFlags::EVENT_READ, &ctx).unwrap();
+        assert_eq!(forwarder.write(id, b"a", 0, 0, &ctx), Ok(1));
+        let mut buf = [0u8; 64];
+        assert_eq!(forwarder.read(id, &mut buf, 0, 0, &ctx), Ok(1));
+        assert_eq!(forwarder.write(id, b"bc", 0, 0, &ctx), Ok(2));
+        forwarder.channel.round("notes").unwrap();
+        // The replicas' note is empty now; the data waits here.
+        assert_eq!(
+            forwarder.fevent(id, EventFlags::EVENT_READ, &ctx),
+            Ok(EventFlags::EVENT_READ)
+        );
+        assert_eq!(forwarder.read(id, &mut buf, 0, 0, &ctx), Ok(2));
+        assert_eq!(&buf[..2], b"bc");
+        forwarder.channel.round("notes").unwrap();
+        assert_eq!(
+            forwarder.fevent(id, EventFlags::EVENT_READ, &ctx),
+            Ok(EventFlags::empty())
+        );
+    }
+
+    #[test]
+    fn closing_a_handle_drops_what_was_read_ahead_for_it() {
+        let mut notes = Notes::taking();
+        let mut forwarder = loopback(&mut notes);
+        let id = open_note(&mut forwarder);
+        let ctx = ctx();
+        forwarder.fevent(id, EventFlags::EVENT_READ, &ctx).unwrap();
+        assert_eq!(forwarder.write(id, b"a", 0, 0, &ctx), Ok(1));
+        let mut buf = [0u8; 64];
+        assert_eq!(forwarder.read(id, &mut buf, 0, 0, &ctx), Ok(1));
+        assert_eq!(forwarder.write(id, b"b", 0, 0, &ctx), Ok(1));
+        forwarder.channel.round("notes").unwrap();
+        assert_eq!(forwarder.channel.ahead.len(), 1);
+        forwarder.on_close(id);
+        assert!(forwarder.channel.ahead.is_empty());
+        assert!(forwarder.channel.read_lengths.is_empty());
     }
 
     /// Opens a new note through `forwarder`.

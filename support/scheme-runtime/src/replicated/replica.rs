@@ -19,11 +19,13 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use syscall::error::{Error, EPROTO, ESPIPE};
+use syscall::error::{Error, Result, EPROTO, ESPIPE};
+use syscall::flag::{EventFlags, O_NONBLOCK};
 
 use super::codec::{
-    decode_message, encode_round_answers, Hello, Message, ReplyBuffer, Request, Round, RoundWait,
-    MAX_MESSAGE_LEN, MAX_REPLY_LEN,
+    decode_message, encode_read_ahead_header, encode_round_answers, Hello, Message, ReplyBuffer,
+    Request, Round, RoundWait, MAX_MESSAGE_LEN, MAX_REPLY_LEN, READ_AHEAD_HEADER_LEN,
+    ROUND_WAIT_LEN,
 };
 use super::held::{self, MAX_HELD_LEN};
 use super::RelayedLine;
@@ -180,11 +182,45 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
         }
         self.daemon.after_round();
         let daemon = &mut *self.daemon;
-        let answers = round.interests.iter().map(|interest| {
+        let mut answers: Vec<Result<EventFlags>> = round
+            .interests
+            .iter()
+            .map(|interest| {
+                let Caller { pid, uid, gid } = interest.caller;
+                daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
+            })
+            .collect();
+        // The reads made ahead go after the answers and the wait, which are
+        // written last: an answer is the handle's readiness after its read.
+        let answers_len = answers.len() * 8;
+        let mut read_ahead_at = at + answers_len + ROUND_WAIT_LEN;
+        for (interest, answer) in round.interests.iter().zip(answers.iter_mut()) {
+            let readable = answer
+                .as_ref()
+                .is_ok_and(|ready| ready.contains(EventFlags::EVENT_READ));
+            if interest.read_ahead == 0 || !readable || !self.daemon.may_read_ahead(interest.id) {
+                continue;
+            }
+            let body = &mut self.reply.body()[read_ahead_at..];
+            let Some(room) = body.len().checked_sub(READ_AHEAD_HEADER_LEN) else {
+                break;
+            };
+            let want = (interest.read_ahead as usize).min(room);
             let Caller { pid, uid, gid } = interest.caller;
-            daemon.fevent(interest.id, interest.flags, &caller_ctx(pid, uid, gid))
-        });
-        let len = encode_round_answers(answers, &mut self.reply.body()[at..]);
+            let ctx = caller_ctx(pid, uid, gid);
+            let data = &mut body[READ_AHEAD_HEADER_LEN..READ_AHEAD_HEADER_LEN + want];
+            match self
+                .daemon
+                .read(interest.id, data, 0, O_NONBLOCK as u32, &ctx)
+            {
+                Ok(0) | Err(_) => continue,
+                Ok(read) => {
+                    read_ahead_at += encode_read_ahead_header(interest.id, read, body);
+                    *answer = self.daemon.fevent(interest.id, interest.flags, &ctx);
+                }
+            }
+        }
+        let len = encode_round_answers(answers.into_iter(), &mut self.reply.body()[at..]);
         let wait = RoundWait {
             within: self.daemon.next_round_within(),
             acknowledge: self
@@ -192,7 +228,8 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
                 .as_ref()
                 .is_some_and(RelayedLine::take_acknowledged),
         };
-        len + wait.encode(&mut self.reply.body()[at + len..])
+        wait.encode(&mut self.reply.body()[at + len..]);
+        read_ahead_at - at
     }
 
     /// Performs one message and returns the reply to write.
@@ -244,7 +281,7 @@ impl<'d, D: SchemeDaemon> Replica<'d, D> {
 mod tests {
     use super::super::codec::{
         append_round, decode_reply, decode_round_answers, decode_round_reply, encode_request,
-        encode_round, Interest, RequestHead, RoundWait,
+        encode_round, read_aheads, Interest, RequestHead, RoundWait,
     };
     use super::super::test_scheme::Notes;
     use super::*;
@@ -337,18 +374,20 @@ mod tests {
                 id,
                 flags: EventFlags::EVENT_READ | EventFlags::EVENT_WRITE,
                 caller,
+                read_ahead: 0,
             },
             Interest {
                 id: 99,
                 flags: EventFlags::EVENT_READ,
                 caller,
+                read_ahead: 0,
             },
         ];
         let mut round = Vec::new();
         encode_round(&interests, false, &mut round);
         let (result, _, reply) = answer(&mut replica, round);
         assert_eq!(result, Ok(2));
-        let (answers, wait) = decode_round_reply(&reply, 2).unwrap();
+        let (answers, wait, _) = decode_round_reply(&reply, 2).unwrap();
         assert_eq!(
             decode_round_answers(answers).collect::<Vec<_>>(),
             [Ok(EventFlags::EVENT_WRITE), Err(Error::new(EBADF))],
@@ -387,12 +426,13 @@ mod tests {
                 uid: 1,
                 gid: 2,
             },
+            read_ahead: 0,
         };
         let mut message = request(Opcode::Write, id, 5, b"hello");
         assert_eq!(append_round(&[interest], false, &mut message), Some(1));
         let (result, _, reply) = answer(&mut replica, message);
         assert_eq!(result, Ok(5), "the write's result");
-        let (answers, _) = decode_round_reply(&reply, 1).unwrap();
+        let (answers, _, _) = decode_round_reply(&reply, 1).unwrap();
         assert_eq!(
             decode_round_answers(answers).collect::<Vec<_>>(),
             [Ok(EventFlags::EVENT_READ)],
@@ -400,6 +440,86 @@ mod tests {
         );
         drop(replica);
         assert_eq!(notes.rounds, 1);
+    }
+
+    /// A round about note `id` that may read `read_ahead` bytes ahead for its
+    /// reader; the answer about it and the data read ahead.
+    fn round_reading_ahead(
+        replica: &mut Replica<'_, Notes>,
+        id: usize,
+        read_ahead: u32,
+    ) -> (Result<EventFlags>, Vec<(usize, Vec<u8>)>) {
+        let interest = Interest {
+            id,
+            flags: EventFlags::EVENT_READ,
+            caller: Caller {
+                pid: 7,
+                uid: 1,
+                gid: 2,
+            },
+            read_ahead,
+        };
+        let mut round = Vec::new();
+        encode_round(&[interest], false, &mut round);
+        let (result, _, reply) = answer(replica, round);
+        assert_eq!(result, Ok(1));
+        let (answers, _, section) = decode_round_reply(&reply, 1).unwrap();
+        let answer = decode_round_answers(answers).next().unwrap();
+        let read = read_aheads(section)
+            .map(|record| {
+                let record = record.unwrap();
+                (record.id, record.data.to_vec())
+            })
+            .collect();
+        (answer, read)
+    }
+
+    #[test]
+    fn a_round_reads_ahead_what_a_readable_handle_holds_and_answers_its_readiness_after() {
+        let mut notes = Notes::taking();
+        let mut replica = Replica::new(&mut notes).unwrap();
+        let (opened, _, _) = answer(&mut replica, request(Opcode::Open, 0, 0, b"note"));
+        let id = opened.unwrap();
+        // Nothing to read: nothing read, and no read tried.
+        assert_eq!(
+            round_reading_ahead(&mut replica, id, 5),
+            (Ok(EventFlags::empty()), vec![])
+        );
+        let (written, _, _) = answer(&mut replica, request(Opcode::Write, id, 11, b"hello world"));
+        assert_eq!(written, Ok(11));
+        assert_eq!(
+            round_reading_ahead(&mut replica, id, 5),
+            (Ok(EventFlags::EVENT_READ), vec![(id, b"hello".to_vec())]),
+            "still readable after five bytes"
+        );
+        // Without a length from the supervisor, nothing is read ahead.
+        assert_eq!(
+            round_reading_ahead(&mut replica, id, 0),
+            (Ok(EventFlags::EVENT_READ), vec![])
+        );
+        assert_eq!(
+            round_reading_ahead(&mut replica, id, 64),
+            (Ok(EventFlags::empty()), vec![(id, b" world".to_vec())]),
+            "no longer readable once taken"
+        );
+        drop(replica);
+        assert_eq!(notes.reads, 2, "only readable handles are read");
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_allow_it_is_never_read_ahead() {
+        let mut notes = Notes::default();
+        let mut replica = Replica::new(&mut notes).unwrap();
+        let (opened, _, _) = answer(&mut replica, request(Opcode::Open, 0, 0, b"note"));
+        let id = opened.unwrap();
+        let (written, _, _) = answer(&mut replica, request(Opcode::Write, id, 5, b"hello"));
+        assert_eq!(written, Ok(5));
+        assert_eq!(
+            round_reading_ahead(&mut replica, id, 64),
+            (Ok(EventFlags::EVENT_READ), vec![])
+        );
+        drop(replica);
+        assert_eq!(notes.reads, 0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A small scheme for the replica and forwarder tests.
 //!
 //! Opening `note` makes a note: write appends to it, read reads it at an offset
-//! (and would block while it is empty), call reverses the payload and answers
+//! (and would block while it is empty; with `reads_take`, read takes its first
+//! bytes as from a queue, whatever the offset, and may be read ahead), call reverses the payload and answers
 //! with the number of metadata words. `elsewhere` answers with another scheme's
 //! descriptor, which cannot be passed on. Rounds and closes are counted.
 
@@ -32,9 +33,21 @@ pub struct Notes {
     pub line: Option<super::RelayedLine>,
     /// Rounds the line fired in.
     pub line_fired: usize,
+    /// Reads take the bytes they read, and may be made ahead.
+    pub reads_take: bool,
+    /// Reads made, by the replica for a client or not.
+    pub reads: usize,
 }
 
 impl Notes {
+    /// Notes whose reads take what they read, and may be made ahead.
+    pub fn taking() -> Self {
+        Self {
+            reads_take: true,
+            ..Self::default()
+        }
+    }
+
     fn note(&mut self, id: usize) -> Result<&mut Vec<u8>> {
         self.notes.get_mut(&id).ok_or(Error::new(EBADF))
     }
@@ -80,9 +93,17 @@ impl SchemeSync for Notes {
         ctx: &CallerCtx,
     ) -> Result<usize> {
         self.last_pid = ctx.pid;
+        self.reads += 1;
+        let reads_take = self.reads_take;
         let note = self.note(id)?;
         if note.is_empty() {
             return Err(Error::new(EWOULDBLOCK));
+        }
+        if reads_take {
+            let taken = buf.len().min(note.len());
+            buf[..taken].copy_from_slice(&note[..taken]);
+            note.drain(..taken);
+            return Ok(taken);
         }
         Ok(copy_at_offset(note, offset, buf))
     }
@@ -156,5 +177,9 @@ impl SchemeDaemon for Notes {
 
     fn next_round_within(&self) -> Option<std::time::Duration> {
         self.next_round_within
+    }
+
+    fn may_read_ahead(&self, id: usize) -> bool {
+        self.reads_take && self.notes.contains_key(&id)
     }
 }
