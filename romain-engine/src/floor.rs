@@ -124,8 +124,11 @@ fn replica(program: &[libc::sock_filter], calls: u32) -> ! {
     let traced = ptrace::traceme().is_ok() && raise(Signal::SIGSTOP).is_ok();
     if traced && install(program).is_ok() {
         for _ in 0..calls {
-            // SAFETY: getppid has no arguments and no memory effects.
-            unsafe { libc::getppid() };
+            // Every argument register is set, so that what each replica asks
+            // is the same whatever the code around the call left in them
+            // (the replicas are forked at different turns of a loop).
+            // SAFETY: getppid takes no arguments and has no memory effects.
+            unsafe { libc::syscall(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) };
         }
     }
     // SAFETY: ends this forked child without running the parent's exit handlers.

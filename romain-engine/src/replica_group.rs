@@ -11,20 +11,18 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
 use std::ops::Range;
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::libc::{self, user_regs_struct};
 use nix::unistd::Pid;
 
-use dma_scheme::Direction;
 use scheme_runtime::replicated::codec::{CauseRead, Hello};
 use scheme_runtime::replicated::{codec, held};
 use scheme_runtime::wire::Opcode;
 
 use super::backend::ptrace::PtraceBackend;
-use super::backend::{Backend, MapRefusal, ReplicaOf};
+use super::backend::{Backend, ReplicaOf};
 use super::connections::{Connections, MessageHeader, SchemeAllowList};
 use super::fault_injection::Injection;
 use super::member::{Action, Arrival, Stopped};
@@ -218,13 +216,6 @@ impl<B: Backend> ReplicaGroup<B> {
     #[cfg(test)]
     pub(crate) fn backend(&self) -> &B {
         &self.backend
-    }
-
-    /// Keeps `object` as a scheme would have passed it to the replicas; the
-    /// descriptor they know it by.
-    #[cfg(test)]
-    pub(crate) fn adopt_object(&mut self, object: std::os::fd::OwnedFd) -> u64 {
-        self.shared.adopt(object).expect("room for an object")
     }
 
     /// Requests delivered so far.
@@ -836,20 +827,7 @@ impl<B: Backend> ReplicaGroup<B> {
                     SyscallClass::CloseObject { fd } => self.shared.close(fd),
                     SyscallClass::MapObject { fd, len, offset } => {
                         match self.shared.map(fd, len, offset) {
-                            Ok((address, direction)) => {
-                                if direction == Direction::FromDevice {
-                                    let mapped =
-                                        self.map_shared(fd, address, len, offset, source)?;
-                                    if mapped {
-                                        let mut regs = reference.regs;
-                                        regs.orig_rax = u64::MAX;
-                                        regs.rax = address;
-                                        return Ok(Completion::Continue {
-                                            regs: Box::new(regs),
-                                            stores,
-                                        });
-                                    }
-                                }
+                            Ok(address) => {
                                 let mut regs = reference.regs;
                                 regs.rdi = address;
                                 regs.rsi = len;
@@ -887,58 +865,6 @@ impl<B: Backend> ReplicaGroup<B> {
             regs: Box::new(regs),
             stores,
         })
-    }
-
-    /// Maps memory only the device writes into every replica as itself,
-    /// shared and read-only, instead of giving each a copy to keep in step.
-    /// False when the backend cannot map it into `source` (the replicas are
-    /// then as they were, for copies); a replica it fails in after that is
-    /// dropped, and replaced by a copy of `source`, which shares the mapping.
-    fn map_shared(
-        &mut self,
-        fd: u64,
-        address: u64,
-        len: u64,
-        offset: u64,
-        source: ReplicaIndex,
-    ) -> Result<bool, GroupFailure> {
-        let object = match self
-            .shared
-            .object(fd)
-            .map(|object| object.try_clone_to_owned())
-        {
-            Some(Ok(object)) => object,
-            _ => return Ok(false),
-        };
-        let others = self.live().into_iter().filter(|&index| index != source);
-        for (nth, index) in std::iter::once(source).chain(others).enumerate() {
-            let mapped = self
-                .backend
-                .map_read_only(index, object.as_fd(), address, len, offset);
-            match mapped {
-                Ok(()) => {}
-                Err(MapRefusal::Intact(why)) if nth == 0 => {
-                    log::info!(
-                        "memory only the device writes is not mapped into the replicas ({why}); they keep copies of it"
-                    );
-                    return Ok(false);
-                }
-                Err(refusal) if nth == 0 => {
-                    return Err(GroupFailure::Trace(TrapError::UnexpectedStart(format!(
-                        "replica {index} mapping device memory: {refusal}"
-                    ))))
-                }
-                Err(refusal) => {
-                    log::warn!(
-                        "replica {index}: device memory not mapped ({refusal}); replacing it"
-                    );
-                    self.backend.discard(index);
-                }
-            }
-        }
-        self.shared.share(address);
-        self.stats.shared_mappings += 1;
-        Ok(true)
     }
 
     /// Makes the calls the replicas held for `reply` (voted with it, so a

@@ -29,19 +29,11 @@
 //! descriptor), because a device writes the data before the descriptor that
 //! hands it over. Comparing is most of a pull's cost, and most of the memory is
 //! packet buffers.
-//!
-//! Better still, memory only the device writes can be the device's own memory
-//! in every replica, mapped shared and read-only ([`SharedMemory::share`],
-//! when the backend can map it so): nothing is copied or compared, a replica
-//! reads what the device wrote as soon as it is there, and none can write it
-//! (its descriptor is opened read-only, so no `mprotect` makes it writable).
-//! The replicas still learn that a buffer is theirs to read only from a
-//! descriptor, which they see at a pull.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::ops::Range;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 
 use nix::errno::Errno;
@@ -83,8 +75,6 @@ struct Region {
     direction: Direction,
     /// Whether a pull has brought the replicas the object's content yet.
     pulled: bool,
-    /// The replicas map the object itself, read-only: nothing to keep in step.
-    shared_read_only: bool,
 }
 
 impl Region {
@@ -192,15 +182,9 @@ impl SharedMemory {
         }
     }
 
-    /// The object behind the replicas' descriptor `fd`.
-    pub fn object(&self, fd: u64) -> Option<BorrowedFd<'_>> {
-        self.objects.get(&fd).map(AsFd::as_fd)
-    }
-
     /// Maps `len` bytes at `offset` of object `fd` for the engine, and says where
-    /// the replicas' copy goes and which way the object's bytes go, or a
-    /// negated errno.
-    pub fn map(&mut self, fd: u64, len: u64, offset: u64) -> Result<(u64, Direction), i64> {
+    /// the replicas' copy goes, or a negated errno.
+    pub fn map(&mut self, fd: u64, len: u64, offset: u64) -> Result<u64, i64> {
         let object = self.objects.get(&fd).ok_or(-(Errno::EBADF as i64))?;
         let length = NonZeroUsize::new(len as usize)
             .filter(|_| len <= MAX_MAPPING)
@@ -224,7 +208,6 @@ impl SharedMemory {
         let replica_address = self.regions.last().map_or(SHARED_MEMORY_BASE, |last| {
             (last.replica_address + last.len as u64).next_multiple_of(PLACEMENT)
         });
-        let direction = direction_of(object);
         self.regions.push(Region {
             replica_address,
             real: real.cast(),
@@ -233,32 +216,10 @@ impl SharedMemory {
             // The replicas' copies start zeroed: the first pull brings them the
             // object's content.
             snapshot: vec![0; len as usize],
-            direction,
+            direction: direction_of(object),
             pulled: false,
-            shared_read_only: false,
         });
-        Ok((replica_address, direction))
-    }
-
-    /// Takes the region the replicas have at `replica_address` as the object
-    /// itself, which every replica maps read-only: it is never copied or
-    /// compared again.
-    pub fn share(&mut self, replica_address: u64) {
-        if let Some(region) = self
-            .regions
-            .iter_mut()
-            .find(|region| region.replica_address == replica_address)
-        {
-            region.shared_read_only = true;
-            region.snapshot = Vec::new();
-        }
-    }
-
-    /// The regions the replicas keep copies of.
-    fn copies(&mut self) -> impl Iterator<Item = &mut Region> {
-        self.regions
-            .iter_mut()
-            .filter(|region| !region.shared_read_only)
+        Ok(replica_address)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -274,11 +235,7 @@ impl SharedMemory {
         if !self.soft_dirty {
             return agreed;
         }
-        for region in self
-            .regions
-            .iter()
-            .filter(|region| !region.shared_read_only)
-        {
+        for region in &self.regions {
             let Some(written) =
                 self.dirty_pages
                     .written(replicas, region.replica_address, region.len)
@@ -298,14 +255,14 @@ impl SharedMemory {
         // not changed.
         let mut page = vec![0; PAGE_SIZE];
         let mut handed_over = false;
-        for region in self.copies() {
+        for region in self.regions.iter_mut() {
             if region.direction == Direction::Both || !region.pulled {
                 handed_over |=
                     region.pull(replicas, &mut page) && region.direction == Direction::Both;
             }
         }
         if handed_over {
-            for region in self.copies() {
+            for region in self.regions.iter_mut() {
                 if region.direction == Direction::FromDevice {
                     region.pull(replicas, &mut page);
                 }
@@ -322,11 +279,7 @@ impl SharedMemory {
         let soft_dirty = self.soft_dirty;
         let dirty_pages = &mut self.dirty_pages;
         let mut any_written = false;
-        for region in self
-            .regions
-            .iter_mut()
-            .filter(|region| !region.shared_read_only)
-        {
+        for region in &mut self.regions {
             let every_page = || vec![true; region.len.div_ceil(PAGE_SIZE)];
             let written = match soft_dirty {
                 true => dirty_pages
@@ -445,7 +398,6 @@ mod tests {
         assert_eq!(memory.close(fd), 0);
         assert_eq!(memory.close(fd), -(Errno::EBADF as i64));
         assert_eq!(memory.map(fd, 4096, 0), Err(-(Errno::EBADF as i64)));
-        assert!(memory.object(fd).is_none());
     }
 
     /// A page-sized memory object named as `dma:` names a buffer that goes

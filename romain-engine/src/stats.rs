@@ -46,9 +46,6 @@ pub struct EngineStats {
     /// Interrupt cause reads the engine made for the replicas as their line
     /// fired, at no event of their own.
     pub cause_reads: u64,
-    /// Buffers only the device writes that the replicas map as the device's
-    /// own memory, read-only: never copied or compared.
-    pub shared_mappings: u64,
     /// Time spent running the group through requests and rounds, all included.
     pub busy: Duration,
     /// The part of `busy` spent keeping shared memory in step with the device.
@@ -89,7 +86,6 @@ impl fmt::Display for EngineStats {
         writeln!(f, "quiet: {}", self.quiet)?;
         writeln!(f, "held-calls: {}", self.held_calls)?;
         writeln!(f, "cause-reads: {}", self.cause_reads)?;
-        writeln!(f, "shared-mappings: {}", self.shared_mappings)?;
         writeln!(f, "busy-ms: {}", self.busy.as_millis())?;
         writeln!(f, "memory-sync-ms: {}", self.memory_sync.as_millis())?;
         writeln!(f, "recovery-us: {}", self.recovery.as_micros())?;

@@ -141,7 +141,7 @@ pub enum EngineReport {
 
 /// The counters of the engine's `status` answer, by (the engine's key, the key
 /// here); a status key does not contain a `-`.
-const ENGINE_COUNTERS: [(&str, &str); 21] = [
+const ENGINE_COUNTERS: [(&str, &str); 20] = [
     ("events", "events"),
     ("votes", "votes"),
     ("divergences", "divergences"),
@@ -157,7 +157,6 @@ const ENGINE_COUNTERS: [(&str, &str); 21] = [
     ("quiet", "quiet"),
     ("held-calls", "held_calls"),
     ("cause-reads", "cause_reads"),
-    ("shared-mappings", "shared_mappings"),
     ("busy-ms", "busy_ms"),
     ("memory-sync-ms", "memory_sync_ms"),
     ("recovery-us", "recovery_us"),
@@ -523,7 +522,7 @@ mod tests {
     /// What the engine answers to `status`, after its `ok`.
     const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
-        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nheld-calls: 5\ncause-reads: 6\nshared-mappings: 1\nbusy-ms: 12\n\
+        group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nheld-calls: 5\ncause-reads: 6\nbusy-ms: 12\n\
         memory-sync-ms: 0\nrecovery-us: 3000\nrunning-ms: 7\neffects-ms: 3\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
 
     fn replicated(engine: EngineReport) -> GroupStatus<'static> {
@@ -559,7 +558,7 @@ mod tests {
             text.ends_with(
                 "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
-                 requests=40\nrounds=80\nquiet=20\nheld_calls=5\ncause_reads=6\nshared_mappings=1\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
+                 requests=40\nrounds=80\nquiet=20\nheld_calls=5\ncause_reads=6\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
                  effects_ms=3\nreplica_pids=101,-,103\n\
                  engine_last_fault=replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0\n"
             ),
@@ -640,19 +639,18 @@ mod tests {
             quiet: 13,
             held_calls: 14,
             cause_reads: 15,
-            shared_mappings: 16,
-            busy: std::time::Duration::from_millis(17),
-            memory_sync: std::time::Duration::from_micros(18_999),
-            recovery: std::time::Duration::from_micros(19),
-            running: std::time::Duration::from_millis(20),
-            effects: std::time::Duration::from_millis(21),
+            busy: std::time::Duration::from_millis(16),
+            memory_sync: std::time::Duration::from_micros(17_999),
+            recovery: std::time::Duration::from_micros(18),
+            running: std::time::Duration::from_millis(19),
+            effects: std::time::Duration::from_millis(20),
         };
         let counters = EngineCounters::parse(&stats.to_string()).unwrap();
         let counts: Vec<u64> = ENGINE_COUNTERS
             .iter()
             .map(|(_, key)| counters.count(key).unwrap())
             .collect();
-        assert_eq!(counts, (1..=21).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=20).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
     }

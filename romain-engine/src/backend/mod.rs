@@ -14,9 +14,7 @@ pub mod ptrace;
 #[cfg(test)]
 pub mod scripted;
 
-use std::fmt;
 use std::ops::Range;
-use std::os::fd::BorrowedFd;
 
 use nix::libc::user_regs_struct;
 use nix::unistd::Pid;
@@ -111,36 +109,6 @@ pub trait Backend {
 
     /// Puts a fault into a stopped replica.
     fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String>;
-
-    /// Maps `len` bytes at `offset` of `object` into a replica stopped at a
-    /// syscall, shared and read-only at `address`, where nothing is mapped;
-    /// completing the event then makes its registers the syscall's result.
-    fn map_read_only(
-        &mut self,
-        index: ReplicaIndex,
-        object: BorrowedFd<'_>,
-        address: u64,
-        len: u64,
-        offset: u64,
-    ) -> Result<(), MapRefusal>;
-}
-
-/// Why [`Backend::map_read_only`] mapped nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapRefusal {
-    /// The replica is as it was: it can be given a copy instead.
-    Intact(String),
-    /// The replica was left half-way: it cannot go on.
-    Broken(String),
-}
-
-impl fmt::Display for MapRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MapRefusal::Intact(why) => write!(f, "{why}"),
-            MapRefusal::Broken(why) => write!(f, "{why}; the replica was left half-way"),
-        }
-    }
 }
 
 /// One replica of a backend, as [`ReplicaMemory`].

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -16,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{Backend, MapRefusal};
+use super::Backend;
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
@@ -93,7 +92,7 @@ impl PtraceBackend {
         let site = self.syscall_site.ok_or_else(|| {
             GroupFailure::Trace(TrapError::UnexpectedStart("no syscall seen yet".into()))
         })?;
-        let traced = TRACED;
+        let traced = Options::PTRACE_O_EXITKILL | Options::PTRACE_O_TRACESECCOMP;
         ptrace::setoptions(
             parent,
             traced | Options::PTRACE_O_TRACECLONE | Options::PTRACE_O_TRACESYSGOOD,
@@ -384,176 +383,6 @@ impl Backend for PtraceBackend {
             },
         }
     }
-
-    fn map_read_only(
-        &mut self,
-        index: ReplicaIndex,
-        object: BorrowedFd<'_>,
-        address: u64,
-        len: u64,
-        offset: u64,
-    ) -> Result<(), MapRefusal> {
-        let member = self
-            .member(index)
-            .map_err(|error| MapRefusal::Intact(error.to_string()))?;
-        let mut remote = RemoteSyscalls::start(member.pid())
-            .map_err(|errno| MapRefusal::Intact(format!("not traceable: {errno}")))?;
-        let mapped =
-            map_object_read_only(&mut remote, &member.tracee, object, address, len, offset);
-        remote
-            .finish()
-            .map_err(|errno| MapRefusal::Broken(format!("not traced again: {errno}")))?;
-        mapped
-    }
-}
-
-/// Runs syscalls of the engine's choosing in a replica stopped at one of its
-/// own: each is made at that syscall instruction, with the replica stopped
-/// again as it returns.
-struct RemoteSyscalls {
-    pid: Pid,
-    /// The replica's registers at its own syscall.
-    base: user_regs_struct,
-    /// Where the first is still the replica's own syscall, stopped at its
-    /// seccomp stop (and changed into ours); after it, at a syscall's return.
-    at_entry: bool,
-}
-
-impl RemoteSyscalls {
-    /// Starts at a replica stopped at its seccomp stop.
-    fn start(pid: Pid) -> nix::Result<Self> {
-        ptrace::setoptions(pid, TRACED | Options::PTRACE_O_TRACESYSGOOD)?;
-        Ok(Self {
-            pid,
-            base: ptrace::getregs(pid)?,
-            at_entry: true,
-        })
-    }
-
-    /// Makes syscall `number` with `args`; its result, or a negated errno.
-    fn run(&mut self, number: i64, args: [u64; 6]) -> Result<i64, String> {
-        let mut regs = self.base;
-        [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9] = args;
-        regs.orig_rax = number as u64;
-        regs.rax = number as u64;
-        let pid = self.pid;
-        let failed = |what: &str, errno: Errno| format!("syscall {number} {what}: {errno}");
-        let at_entry = std::mem::replace(&mut self.at_entry, false);
-        if !at_entry {
-            // At a return: back to the instruction, and through its entry stop.
-            regs.rip = self.base.rip - SYSCALL_LEN;
-        }
-        ptrace::setregs(pid, regs).map_err(|errno| failed("not set up", errno))?;
-        ptrace::syscall(pid, None).map_err(|errno| failed("not started", errno))?;
-        if !at_entry {
-            match waitpid(pid, Some(WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::PtraceSyscall(_)) => {
-                    ptrace::syscall(pid, None).map_err(|errno| failed("not entered", errno))?
-                }
-                other => return Err(format!("syscall {number}: not entered ({other:?})")),
-            }
-        }
-        loop {
-            match waitpid(pid, Some(WaitPidFlag::__WALL)) {
-                Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_SECCOMP)) => {
-                    ptrace::syscall(pid, None).map_err(|errno| failed("not let run", errno))?
-                }
-                Ok(WaitStatus::PtraceSyscall(_)) => break,
-                other => return Err(format!("syscall {number}: no return ({other:?})")),
-            }
-        }
-        let result = ptrace::getregs(pid).map_err(|errno| failed("result unread", errno))?;
-        Ok(result.rax as i64)
-    }
-
-    /// Leaves the replica traced as the others are, at its syscall's return.
-    fn finish(self) -> nix::Result<()> {
-        ptrace::setoptions(self.pid, TRACED)
-    }
-}
-
-/// How every replica is traced between events.
-const TRACED: Options = Options::PTRACE_O_EXITKILL.union(Options::PTRACE_O_TRACESECCOMP);
-
-/// The bytes of the scratch page that holds the path a replica opens.
-const SCRATCH_LEN: u64 = 4096;
-
-/// Maps `len` bytes at `offset` of the engine's descriptor `object` shared and
-/// read-only at `address` in the replica `remote` runs syscalls in. It opens
-/// the object itself, through this process's `/proc` entry, read-only: no
-/// descriptor of the engine's is passed, and none stays in the replica.
-fn map_object_read_only(
-    remote: &mut RemoteSyscalls,
-    tracee: &Tracee,
-    object: BorrowedFd<'_>,
-    address: u64,
-    len: u64,
-    offset: u64,
-) -> Result<(), MapRefusal> {
-    let path = format!("/proc/{}/fd/{}\0", std::process::id(), object.as_raw_fd());
-    let broken = MapRefusal::Broken;
-    let scratch = remote
-        .run(
-            libc::SYS_mmap,
-            [
-                address,
-                SCRATCH_LEN,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
-                u64::MAX,
-                0,
-            ],
-        )
-        .map_err(broken)?;
-    if scratch as u64 != address {
-        return Err(MapRefusal::Intact(format!(
-            "no room at {address:#x} ({})",
-            Errno::from_raw(-scratch as i32)
-        )));
-    }
-    let unmap_scratch = |remote: &mut RemoteSyscalls| {
-        remote
-            .run(libc::SYS_munmap, [address, SCRATCH_LEN, 0, 0, 0, 0])
-            .map_err(broken)
-    };
-    tracee
-        .write_memory(address, path.as_bytes())
-        .map_err(|error| MapRefusal::Broken(error.to_string()))?;
-    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    let fd = remote
-        .run(
-            libc::SYS_openat,
-            [libc::AT_FDCWD as u64, address, flags, 0, 0, 0],
-        )
-        .map_err(broken)?;
-    unmap_scratch(remote)?;
-    if fd < 0 {
-        return Err(MapRefusal::Intact(format!(
-            "it cannot open the object ({})",
-            Errno::from_raw(-fd as i32)
-        )));
-    }
-    let mapped = remote.run(
-        libc::SYS_mmap,
-        [
-            address,
-            len,
-            libc::PROT_READ as u64,
-            (libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE) as u64,
-            fd as u64,
-            offset,
-        ],
-    );
-    let closed = remote.run(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]);
-    let mapped = mapped.map_err(broken)?;
-    closed.map_err(broken)?;
-    if mapped as u64 != address {
-        return Err(MapRefusal::Intact(format!(
-            "the object does not map ({})",
-            Errno::from_raw(-mapped as i32)
-        )));
-    }
-    Ok(())
 }
 
 /// A replica killed while stopped is gone before the engine's next call on it; its

@@ -7,12 +7,11 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::os::fd::BorrowedFd;
 
 use nix::libc::user_regs_struct;
 use nix::unistd::Pid;
 
-use super::{Backend, MapRefusal};
+use super::Backend;
 use crate::fault_injection::Fault;
 use crate::member::{Action, Arrival, Stopped};
 use crate::replica_group::GroupFailure;
@@ -33,8 +32,6 @@ pub enum Step {
     AwaitRequest { reply: Vec<u8> },
     /// A syscall it runs itself (`getpid` under no filter), with `rax` holding `rax`.
     RunsItself { rax: u64 },
-    /// Maps `len` bytes of the scheme memory object it knows as `fd`.
-    MapObject { fd: u64, len: u64 },
     /// Ends with this status, as `exit` does.
     Exit(i32),
     /// Crashes.
@@ -67,7 +64,6 @@ pub enum Call {
     Discard(ReplicaIndex),
     /// The memory of some replicas was compared.
     Compare(Vec<ReplicaIndex>),
-    MapReadOnly(ReplicaIndex),
 }
 
 /// Replicas that follow their scripts. `spawn` gives place `i` the script
@@ -82,8 +78,6 @@ pub struct ScriptedBackend {
     /// What [`Backend::differing_pages`] and [`Backend::vote_pages`] find.
     pub differing: Vec<u64>,
     pub page_vote: PageVote,
-    /// Replicas [`Backend::map_read_only`] fails in, and how.
-    pub map_refusals: Vec<(ReplicaIndex, MapRefusal)>,
 }
 
 impl ScriptedBackend {
@@ -149,24 +143,6 @@ impl ScriptedBackend {
                         data: Vec::new(),
                     },
                     action: Action::Syscall(syscall, SyscallClass::RunInEach),
-                    regs,
-                }))
-            }
-            Some(Step::MapObject { fd, len }) => {
-                let syscall = Syscall {
-                    number: nix::libc::SYS_mmap,
-                    args: [0, len, 3, 1, fd, 0],
-                };
-                Arrival::Event(Box::new(Stopped {
-                    event: Event::Syscall {
-                        number: syscall.number as u64,
-                        args: syscall.args,
-                        data: Vec::new(),
-                    },
-                    action: Action::Syscall(
-                        syscall,
-                        SyscallClass::MapObject { fd, len, offset: 0 },
-                    ),
                     regs,
                 }))
             }
@@ -301,21 +277,6 @@ impl Backend for ScriptedBackend {
 
     fn vote_pages(&mut self, _among: &[ReplicaIndex], _pages: &[u64]) -> Result<PageVote, String> {
         Ok(self.page_vote.clone())
-    }
-
-    fn map_read_only(
-        &mut self,
-        index: ReplicaIndex,
-        _object: BorrowedFd<'_>,
-        _address: u64,
-        _len: u64,
-        _offset: u64,
-    ) -> Result<(), MapRefusal> {
-        self.calls.push(Call::MapReadOnly(index));
-        match self.map_refusals.iter().find(|(at, _)| *at == index) {
-            Some((_, refusal)) => Err(refusal.clone()),
-            None => Ok(()),
-        }
     }
 
     fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String> {
@@ -847,114 +808,6 @@ mod tests {
             (1, 0, 1),
             "the dropped replica did not crash"
         );
-    }
-
-    /// A page-sized memory object named as `dma:` names a buffer only the
-    /// device writes.
-    fn from_device_object() -> std::os::fd::OwnedFd {
-        let name = dma_scheme::Direction::FromDevice.object_name("scripted");
-        let object =
-            nix::sys::memfd::memfd_create(name.as_str(), nix::sys::memfd::MFdFlags::empty())
-                .expect("a memfd");
-        nix::unistd::ftruncate(&object, 4096).expect("sized");
-        object
-    }
-
-    /// A group of three that maps a from-device object at its first event,
-    /// with `refusals` from the backend.
-    fn mapping_group(
-        refusals: Vec<(ReplicaIndex, MapRefusal)>,
-    ) -> (
-        ReplicaGroup<ScriptedBackend>,
-        Result<Option<Vec<u8>>, GroupFailure>,
-    ) {
-        let fd = crate::shared_memory::FIRST_OBJECT_FD;
-        let script = vec![Step::MapObject { fd, len: 4096 }, park()];
-        let mut backend = ScriptedBackend::new(vec![script; 3]);
-        backend.map_refusals = refusals;
-        let mut group = start(backend);
-        assert_eq!(group.adopt_object(from_device_object()), fd);
-        let (mut devices, _) = devices();
-        let ran = group.exchange(None, &mut devices);
-        (group, ran)
-    }
-
-    fn results(group: &ReplicaGroup<ScriptedBackend>) -> Vec<u64> {
-        group
-            .backend()
-            .replicas
-            .iter()
-            .map(|replica| replica.as_ref().expect("live").regs.rax)
-            .collect()
-    }
-
-    #[test]
-    fn memory_only_the_device_writes_is_mapped_into_each_replica_source_first() {
-        let (group, ran) = mapping_group(Vec::new());
-        ran.expect("runs");
-        assert_eq!(
-            group.backend().calls,
-            [
-                Call::MapReadOnly(0),
-                Call::MapReadOnly(1),
-                Call::MapReadOnly(2)
-            ]
-        );
-        let base = crate::SHARED_MEMORY_BASE;
-        assert_eq!(results(&group), [base; 3], "each mmap returns the address");
-        assert_eq!(group.stats().shared_mappings, 1);
-    }
-
-    #[test]
-    fn a_source_that_cannot_map_it_leaves_every_replica_a_copy_instead() {
-        let refusal = MapRefusal::Intact("no /proc".to_owned());
-        let (group, ran) = mapping_group(vec![(0, refusal)]);
-        ran.expect("runs");
-        assert_eq!(group.backend().calls, [Call::MapReadOnly(0)]);
-        assert_eq!(group.stats().shared_mappings, 0);
-        // Each replica maps an anonymous copy at the address itself.
-        let regs: Vec<(u64, u64)> = group
-            .backend()
-            .replicas
-            .iter()
-            .map(|replica| {
-                let regs = replica.as_ref().expect("live").regs;
-                (regs.rdi, regs.r10 & nix::libc::MAP_ANONYMOUS as u64)
-            })
-            .collect();
-        let copy = (crate::SHARED_MEMORY_BASE, nix::libc::MAP_ANONYMOUS as u64);
-        assert_eq!(regs, [copy; 3]);
-    }
-
-    #[test]
-    fn a_replica_the_mapping_fails_in_after_the_source_is_replaced_by_a_copy_of_it() {
-        let refusal = MapRefusal::Intact("no room".to_owned());
-        let (group, ran) = mapping_group(vec![(2, refusal)]);
-        ran.expect("runs");
-        assert_eq!(
-            group.backend().calls,
-            [
-                Call::MapReadOnly(0),
-                Call::MapReadOnly(1),
-                Call::MapReadOnly(2),
-                Call::Discard(2),
-                Call::Replace {
-                    index: 2,
-                    source: 0
-                }
-            ]
-        );
-        assert_eq!(group.stats().shared_mappings, 1);
-        assert_eq!(results(&group), [crate::SHARED_MEMORY_BASE; 3]);
-    }
-
-    #[test]
-    fn a_source_left_half_way_by_the_mapping_fails_the_group() {
-        let refusal = MapRefusal::Broken("killed".to_owned());
-        let (group, ran) = mapping_group(vec![(0, refusal)]);
-        assert!(ran.is_err());
-        assert_eq!(group.backend().calls, [Call::MapReadOnly(0)]);
-        assert_eq!(group.stats().shared_mappings, 0);
     }
 
     #[test]

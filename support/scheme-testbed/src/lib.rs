@@ -6,7 +6,6 @@
 //! | `whoami`       | read gives the caller's `pid= uid= gid=` as the scheme saw them  |
 //! | `stats`        | read gives `opened= closed= queues=`: handles opened and closed (stats handles not counted) and queues created, since the start |
 //! | `shared`       | one page of memory every client maps (on Linux); a read plays a device that wrote to it: it stores the next number in the page's second 32-bit word and answers it (4 bytes, little-endian) |
-//! | `received`     | as `shared`, a page of its own that only the device writes, named as `dma:` names such a buffer (`from-device`): a replication engine maps it into replicas read-only |
 //!
 //! `call` with metadata `[CALL_REVERSE]` reverses the payload in place; on a
 //! queue, `call` with `[CALL_APPEND]` appends the payload as `write` does (a
@@ -50,25 +49,7 @@ enum HandleKind {
     /// A text fixed at open or produced at read time, read by offset.
     WhoAmI(String),
     Stats,
-    Page(Page),
-}
-
-/// The pages of memory clients map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Page {
     Shared,
-    Received,
-}
-
-impl Page {
-    const ALL: [Page; 2] = [Page::Shared, Page::Received];
-
-    fn path(self) -> &'static str {
-        match self {
-            Page::Shared => "shared",
-            Page::Received => "received",
-        }
-    }
 }
 
 /// A named queue: its bytes, and how many handles hold it.
@@ -85,10 +66,9 @@ pub struct Testbed {
     queues_created: u64,
     opened: u64,
     closed: u64,
-    /// The memory of each [`Page`], once a client mapped it.
     #[cfg(target_os = "linux")]
-    pages: [Option<std::os::fd::OwnedFd>; Page::ALL.len()],
-    /// The last number a read of a page stored in it.
+    shared: Option<std::os::fd::OwnedFd>,
+    /// The last number a read of `shared` stored in its page.
     #[cfg(target_os = "linux")]
     device_writes: u32,
 }
@@ -176,15 +156,13 @@ impl SchemeSync for Testbed {
                 NewFdFlags::POSITIONED,
             ),
             "stats" => (HandleKind::Stats, NewFdFlags::POSITIONED),
+            "shared" => (HandleKind::Shared, NewFdFlags::empty()),
             other => match other.strip_prefix("queue/") {
                 Some(name) if !name.is_empty() && !name.contains('/') => {
                     self.hold_queue(name)?;
                     (HandleKind::Queue(name.to_owned()), NewFdFlags::empty())
                 }
-                _ => match Page::ALL.into_iter().find(|page| page.path() == other) {
-                    Some(page) => (HandleKind::Page(page), NewFdFlags::empty()),
-                    None => return Err(Error::new(ENOENT)),
-                },
+                _ => return Err(Error::new(ENOENT)),
             },
         };
         if !matches!(kind, HandleKind::Stats) {
@@ -205,7 +183,7 @@ impl SchemeSync for Testbed {
         match self.handle(id)? {
             HandleKind::WhoAmI(text) => Ok(copy_at_offset(text.as_bytes(), offset, buf)),
             HandleKind::Stats => Ok(copy_at_offset(self.stats_text().as_bytes(), offset, buf)),
-            &HandleKind::Page(page) => self.write_as_the_device(page, buf),
+            HandleKind::Shared => self.write_as_the_device(buf),
             HandleKind::Queue(_) => {
                 let queue = self.queue(id)?;
                 if queue.is_empty() {
@@ -273,7 +251,7 @@ impl SchemeSync for Testbed {
             HandleKind::Queue(_) => self.queue(id)?.len(),
             HandleKind::WhoAmI(text) => text.len(),
             HandleKind::Stats => self.stats_text().len(),
-            HandleKind::Page(_) => SHARED_SIZE,
+            HandleKind::Shared => SHARED_SIZE,
         };
         stat.st_mode = MODE_FILE | 0o666;
         stat.st_size = size as u64;
@@ -285,7 +263,7 @@ impl SchemeSync for Testbed {
             HandleKind::Queue(name) => format!("testbed:queue/{name}"),
             HandleKind::WhoAmI(_) => "testbed:whoami".to_owned(),
             HandleKind::Stats => "testbed:stats".to_owned(),
-            HandleKind::Page(page) => format!("testbed:{}", page.path()),
+            HandleKind::Shared => "testbed:shared".to_owned(),
         };
         Ok(copy_at_offset(path.as_bytes(), 0, buf))
     }
@@ -305,14 +283,12 @@ impl SchemeSync for Testbed {
 }
 
 impl Testbed {
-    /// A device's write into `page`, then the register read that tells of
-    /// it: a driver that sees the number must find it in its memory.
+    /// A device's write into the `shared` page, then the register read that
+    /// tells of it: a driver that sees the number must find it in its memory.
     #[cfg(target_os = "linux")]
-    fn write_as_the_device(&mut self, page: Page, buf: &mut [u8]) -> Result<usize> {
+    fn write_as_the_device(&mut self, buf: &mut [u8]) -> Result<usize> {
         // Before anyone mapped the page there is no device memory to write.
-        let memory = self.pages[page as usize]
-            .as_ref()
-            .ok_or(Error::new(EINVAL))?;
+        let memory = self.shared.as_ref().ok_or(Error::new(EINVAL))?;
         let answer = buf.get_mut(..4).ok_or(Error::new(EINVAL))?;
         let written = self.device_writes.wrapping_add(1);
         nix::sys::uio::pwrite(memory, &written.to_le_bytes(), 4)
@@ -323,7 +299,7 @@ impl Testbed {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn write_as_the_device(&mut self, _page: Page, _buf: &mut [u8]) -> Result<usize> {
+    fn write_as_the_device(&mut self, _buf: &mut [u8]) -> Result<usize> {
         Err(Error::new(EINVAL))
     }
 }
@@ -337,28 +313,24 @@ impl SchemeDaemon for Testbed {
         size: usize,
         _ctx: &CallerCtx,
     ) -> Result<scheme_runtime::MapGrant> {
-        let &HandleKind::Page(page) = self.handle(id)? else {
+        if !matches!(self.handle(id)?, HandleKind::Shared) {
             return Err(Error::new(EINVAL));
-        };
+        }
         if offset != 0 || size == 0 || size > SHARED_SIZE {
             return Err(Error::new(EINVAL));
         }
-        let memory = &mut self.pages[page as usize];
-        if memory.is_none() {
-            let name = match page {
-                Page::Shared => "testbed-shared".to_owned(),
-                Page::Received => dma_scheme::Direction::FromDevice.object_name("testbed-received"),
-            };
-            *memory = Some(
+        if self.shared.is_none() {
+            self.shared = Some(
                 scheme_runtime::sealed_memfd(
-                    &name,
+                    "testbed-shared",
                     SHARED_SIZE,
                     nix::sys::memfd::MFdFlags::empty(),
                 )
                 .map_err(|e| Error::new(e.raw_os_error().unwrap_or(syscall::error::EIO)))?,
             );
         }
-        let fd = memory
+        let fd = self
+            .shared
             .as_ref()
             .expect("created above")
             .try_clone()
