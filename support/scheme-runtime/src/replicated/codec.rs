@@ -594,32 +594,46 @@ pub fn encode_read_ahead_header(id: usize, len: usize, body: &mut [u8]) -> usize
 
 /// The read-ahead records of a round's reply, in order.
 pub fn read_aheads(section: &[u8]) -> impl Iterator<Item = Result<ReadAhead<'_>, Malformed>> {
+    length_prefixed(section, READ_AHEAD_HEADER_LEN, 8).map(|record| {
+        let (header, data) = record.map_err(|at| Malformed::ReadAheadCutShort { at })?;
+        if header[12..] != [0; 4] {
+            return Err(Malformed::ReservedNotZero);
+        }
+        Ok(ReadAhead {
+            id: u64_at(header, 0) as usize,
+            data,
+        })
+    })
+}
+
+/// Splits `section` into records of a `header_len`-byte header, whose bytes
+/// `len_at..len_at + 4` give the length of the data after it, and that data;
+/// a record cut short is `Err` with where it starts, and ends the walk.
+pub(crate) fn length_prefixed(
+    section: &[u8],
+    header_len: usize,
+    len_at: usize,
+) -> impl Iterator<Item = Result<(&[u8], &[u8]), usize>> {
     let mut at = 0;
     std::iter::from_fn(move || {
         if at == section.len() {
             return None;
         }
-        let cut = Malformed::ReadAheadCutShort { at };
-        let Some(header) = section.get(at..at + READ_AHEAD_HEADER_LEN) else {
+        let start = at + header_len;
+        let record = section.get(at..start).and_then(|header| {
+            let len = u32::from_le_bytes(header[len_at..len_at + 4].try_into().expect("4 bytes"));
+            let data = start
+                .checked_add(len as usize)
+                .and_then(|end| section.get(start..end))?;
+            Some((header, data))
+        });
+        let Some((header, data)) = record else {
+            let cut = at;
             at = section.len();
             return Some(Err(cut));
         };
-        let id = u64_at(header, 0) as usize;
-        let len = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
-        if header[12..] != [0; 4] {
-            at = section.len();
-            return Some(Err(Malformed::ReservedNotZero));
-        }
-        let start = at + READ_AHEAD_HEADER_LEN;
-        let Some(data) = start
-            .checked_add(len)
-            .and_then(|end| section.get(start..end))
-        else {
-            at = section.len();
-            return Some(Err(cut));
-        };
-        at = start + len;
-        Some(Ok(ReadAhead { id, data }))
+        at = start + data.len();
+        Some(Ok((header, data)))
     })
 }
 

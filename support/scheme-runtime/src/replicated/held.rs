@@ -101,28 +101,10 @@ pub fn encode_record(fd: u32, request: &[u8], section: &mut Vec<u8>) {
 /// The calls of `section`, in the order they were held; a record cut short
 /// ends it.
 pub fn records(section: &[u8]) -> impl Iterator<Item = Result<HeldCall<'_>, MalformedHeld>> {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        if at == section.len() {
-            return None;
-        }
-        let cut = MalformedHeld::RecordCutShort { at };
-        let Some(head) = section.get(at..at + RECORD_HEADER_LEN) else {
-            at = section.len();
-            return Some(Err(cut));
-        };
+    super::codec::length_prefixed(section, RECORD_HEADER_LEN, 4).map(|record| {
+        let (head, request) = record.map_err(|at| MalformedHeld::RecordCutShort { at })?;
         let fd = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
-        let len = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
-        let start = at + RECORD_HEADER_LEN;
-        let Some(request) = start
-            .checked_add(len)
-            .and_then(|end| section.get(start..end))
-        else {
-            at = section.len();
-            return Some(Err(cut));
-        };
-        at = start + len;
-        Some(Ok(HeldCall { fd, request }))
+        Ok(HeldCall { fd, request })
     })
 }
 
