@@ -2,7 +2,7 @@
 # the pieces `make test` is made of. Every target installs what it needs.
 
 # Crates with a Redox side: daemons, drivers and the libraries they share.
-REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-engine romain-scheme e1000 uart16550
+REDOX_CRATES := scheme-runtime driver-policy mmio-scheme dma-scheme romain-engine romain-stub romain-scheme e1000 uart16550
 
 CARGO ?= cargo
 

@@ -88,6 +88,7 @@ impl UartTarget {
             replicas: self.replicas,
             watchdog: self.watchdog,
             device_window: None,
+            backend: Default::default(),
         };
         let devices = Devices {
             ports: Box::new(SoftPorts(self.chip.clone())),

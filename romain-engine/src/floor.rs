@@ -16,7 +16,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::trap::is_seccomp_stop;
-use crate::trap::syscalls::{filter, install};
+use crate::trap::syscalls::{filter, install, Outside};
 
 /// Events run before the clock starts: the first stops fault in pages.
 const WARM_UP: u32 = 100;
@@ -52,7 +52,7 @@ impl From<nix::Error> for FloorError {
 /// The time one event of `replicas` replicas takes, over `events` events.
 pub fn measure(replicas: usize, events: u32) -> Result<Duration, FloorError> {
     // Built before forking: a child makes raw system calls only.
-    let program = filter();
+    let program = filter(Outside::Trace, None);
     let mut children = Vec::with_capacity(replicas);
     for _ in 0..replicas {
         // SAFETY: the child makes only raw system calls (ptrace, kill, prctl,

@@ -28,6 +28,9 @@
 
 pub mod vote;
 
+mod backend_kind;
+pub use backend_kind::BackendKind;
+
 #[cfg(target_os = "linux")]
 pub mod backend;
 #[cfg(target_os = "linux")]

@@ -63,6 +63,16 @@ impl Stopped {
     }
 }
 
+/// What stopped a replica at an event, as its backend saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A syscall the filter sent to the engine; the registers hold its number
+    /// in `orig_rax` and its arguments.
+    Syscall,
+    /// A `SIGSEGV` with its `si_code` and `si_addr`.
+    Fault { code: i32, address: u64 },
+}
+
 /// What became of a replica between two events.
 #[derive(Debug)]
 pub enum Arrival {
@@ -100,8 +110,50 @@ impl Member {
         let pid = self.pid();
         Ok(match status {
             WaitStatus::PtraceEvent(_, Signal::SIGTRAP, libc::PTRACE_EVENT_SECCOMP) => {
-                let regs = ptrace::getregs(pid)?;
-                let syscall = self.tracee.intercepted_syscall()?;
+                self.read_stop(Stop::Syscall, ptrace::getregs(pid)?, channel, window)?
+            }
+            WaitStatus::Stopped(_, Signal::SIGSEGV) => {
+                let info = ptrace::getsiginfo(pid)?;
+                // SAFETY: every SIGSEGV siginfo carries si_addr.
+                let address = unsafe { info.si_addr() } as u64;
+                let stop = Stop::Fault {
+                    code: info.si_code,
+                    address,
+                };
+                self.read_stop(stop, ptrace::getregs(pid)?, channel, window)?
+            }
+            WaitStatus::Stopped(_, signal) => Arrival::Died(format!("crashed with {signal}")),
+            WaitStatus::Exited(_, code) => Arrival::Died(format!("exited with status {code}")),
+            WaitStatus::Signaled(_, signal, _) => Arrival::Died(format!("killed by {signal}")),
+            other => Arrival::Died(format!("stopped unexpectedly: {other:?}")),
+        })
+    }
+
+    /// Interprets a stop a backend saw, with the registers the replica stopped
+    /// with, reading what the event needs from its memory.
+    pub fn interpret(
+        &self,
+        stop: Stop,
+        regs: user_regs_struct,
+        channel: u64,
+        window: Option<Range<u64>>,
+    ) -> Arrival {
+        match self.read_stop(stop, regs, channel, window) {
+            Ok(arrival) => arrival,
+            Err(error) => Arrival::Died(format!("could not read its state: {error}")),
+        }
+    }
+
+    fn read_stop(
+        &self,
+        stop: Stop,
+        regs: user_regs_struct,
+        channel: u64,
+        window: Option<Range<u64>>,
+    ) -> Result<Arrival, TrapError> {
+        Ok(match stop {
+            Stop::Syscall => {
+                let syscall = Syscall::from_regs(&regs);
                 let mut class = classify(&syscall, channel);
                 let data = match class {
                     SyscallClass::Connect { address, len, .. } => self
@@ -174,25 +226,22 @@ impl Member {
                     regs,
                 }))
             }
-            WaitStatus::Stopped(_, Signal::SIGSEGV) => self.at_fault(window)?,
-            WaitStatus::Stopped(_, signal) => Arrival::Died(format!("crashed with {signal}")),
-            WaitStatus::Exited(_, code) => Arrival::Died(format!("exited with status {code}")),
-            WaitStatus::Signaled(_, signal, _) => Arrival::Died(format!("killed by {signal}")),
-            other => Arrival::Died(format!("stopped unexpectedly: {other:?}")),
+            Stop::Fault { code, address } => self.at_fault(code, address, regs, window)?,
         })
     }
 
     /// A SIGSEGV is a port instruction or `rdtsc` (#GP, no address) or a genuine crash.
-    fn at_fault(&self, window: Option<Range<u64>>) -> Result<Arrival, TrapError> {
-        let pid = self.pid();
-        let info = ptrace::getsiginfo(pid)?;
-        // SAFETY: every SIGSEGV siginfo carries si_addr.
-        let address = unsafe { info.si_addr() } as u64;
-        let regs = ptrace::getregs(pid)?;
+    fn at_fault(
+        &self,
+        code: i32,
+        address: u64,
+        regs: user_regs_struct,
+        window: Option<Range<u64>>,
+    ) -> Result<Arrival, TrapError> {
         if window.is_some_and(|window| window.contains(&address)) {
             return self.at_device_memory(address, regs);
         }
-        if info.si_code != libc::SI_KERNEL || address != 0 {
+        if code != libc::SI_KERNEL || address != 0 {
             return Ok(Arrival::Died(format!(
                 "crashed: SIGSEGV at address {address:#x}"
             )));

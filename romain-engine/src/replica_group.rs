@@ -22,6 +22,7 @@ use scheme_runtime::replicated::{codec, held};
 use scheme_runtime::wire::Opcode;
 
 use super::backend::ptrace::PtraceBackend;
+use super::backend::stub::StubBackend;
 use super::backend::{Backend, ReplicaOf};
 use super::connections::{Connections, MessageHeader, SchemeAllowList};
 use super::fault_injection::Injection;
@@ -32,6 +33,7 @@ use super::syscall_policy::SyscallClass;
 use crate::trap::repair::PageVote;
 use crate::trap::{MemoryAccess, MemoryDevice, PortDevice, ReplicaCommand, SpawnError, TrapError};
 use crate::vote::{vote, Dissent, ReplicaIndex, ReplicaState, VoteOutcome};
+use crate::BackendKind;
 
 /// The descriptor number of the replica channel in every replica.
 pub const CHANNEL_FD: i32 = 100;
@@ -47,6 +49,7 @@ pub struct GroupConfig {
     /// Addresses where the replicas keep device memory unmapped: their loads and
     /// stores there fault and are performed once on [`Devices::memory`].
     pub device_window: Option<Range<u64>>,
+    pub backend: BackendKind,
 }
 
 /// What the group's effects reach, each performed once.
@@ -138,8 +141,9 @@ enum MemoryVerdict {
     Unreadable(String),
 }
 
-/// A group of replicas on backend `B` (by default traced processes).
-pub struct ReplicaGroup<B: Backend = PtraceBackend> {
+/// A group of replicas on backend `B` (by default the one its configuration
+/// names).
+pub struct ReplicaGroup<B: Backend = Box<dyn Backend>> {
     config: GroupConfig,
     backend: B,
     phase: Phase,
@@ -162,15 +166,22 @@ pub struct ReplicaGroup<B: Backend = PtraceBackend> {
     stats: EngineStats,
 }
 
-impl ReplicaGroup<PtraceBackend> {
-    /// Starts the replicas as traced processes, stopped before their first
-    /// instruction.
+impl ReplicaGroup {
+    /// Starts the replicas on the backend `config` names, stopped before their
+    /// first instruction.
     pub fn start(config: GroupConfig) -> Result<Self, GroupFailure> {
-        let backend = PtraceBackend::new(
-            config.command.clone(),
-            config.watchdog,
-            config.device_window.clone(),
-        );
+        let command = config.command.clone();
+        let window = config.device_window.clone();
+        let backend: Box<dyn Backend> = match config.backend {
+            BackendKind::Ptrace => Box::new(PtraceBackend::new(command, config.watchdog, window)),
+            BackendKind::Stub => Box::new(
+                StubBackend::new(command, config.watchdog, window).map_err(|error| {
+                    GroupFailure::Trace(TrapError::Trace(Errno::from_raw(
+                        error.raw_os_error().unwrap_or(libc::EIO),
+                    )))
+                })?,
+            ),
+        };
         Self::start_on(backend, config)
     }
 }
@@ -192,6 +203,7 @@ impl<B: Backend> ReplicaGroup<B> {
             log: Box::new(std::io::stderr()),
             stats: EngineStats {
                 replicas: config.replicas,
+                backend: config.backend.to_string(),
                 ..EngineStats::default()
             },
             config,

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct EngineStats {
     /// How many replicas the group runs.
     pub replicas: usize,
+    /// The mechanism that stops them at their events (`ptrace` or `stub`).
+    pub backend: String,
     /// Each replica's process id; none while its place is empty.
     pub pids: Vec<Option<i32>>,
     /// Externalization events handled.
@@ -70,6 +72,7 @@ impl fmt::Display for EngineStats {
             .map(|pid| pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string()))
             .collect();
         writeln!(f, "replicas: {}", self.replicas)?;
+        writeln!(f, "backend: {}", self.backend)?;
         writeln!(f, "pids: {}", pids.join(" "))?;
         writeln!(f, "events: {}", self.events)?;
         writeln!(f, "votes: {}", self.votes)?;

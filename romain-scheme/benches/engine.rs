@@ -105,6 +105,7 @@ fn replicated(replicas: usize) -> Row {
         replicas,
         watchdog: Duration::from_secs(5),
         device_window: Some(WINDOW..WINDOW + 4096),
+        backend: Default::default(),
     };
     let devices = Devices {
         ports: Box::new(NoDevice),

@@ -109,6 +109,11 @@ struct ReplicateArgs {
     /// Milliseconds a replica may take to reach its next event before it counts as hung.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     watchdog_ms: u64,
+    /// How replicas stop at their events: `ptrace` (traced processes) or
+    /// `stub` (a signal handler in each replica posting to a table shared
+    /// with the engine, the mechanism Redox can run).
+    #[arg(long, value_name = "KIND", default_value = "ptrace")]
+    backend: romain_engine::BackendKind,
     /// The I/O ports the driver's port instructions reach, through mmio: (e.g. 0x2f8-0x2ff).
     #[arg(long, value_name = "RANGE")]
     ports: Option<driver_policy::PortRange>,
@@ -294,6 +299,7 @@ fn replicate(args: ReplicateArgs) -> ExitCode {
             replicas: args.replicas,
             watchdog: std::time::Duration::from_millis(args.watchdog_ms),
             device_window: None,
+            backend: args.backend,
         },
         ports: args.ports,
         label: args.label,

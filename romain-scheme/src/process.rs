@@ -103,6 +103,9 @@ impl Program {
                 if let Some(watchdog) = spec.watchdog {
                     command.arg(format!("--watchdog-ms={}", watchdog.as_millis()));
                 }
+                if let Some(backend) = spec.backend {
+                    command.arg(format!("--backend={backend}"));
+                }
                 if let Some(schemes) = &spec.schemes {
                     command.arg(format!("--schemes={}", schemes.join(",")));
                 }
@@ -460,7 +463,7 @@ mod tests {
     fn spec() -> DriverSpec {
         "[driver.uart]\nbinary = \"/usr/bin/uartd\"\nargs = [\"-v\", \"--\"]\n\
          env = { RUST_LOG = \"debug\" }\npolicy = \"serial\"\n\
-         ports = \"0x2f8-0x2ff\"\nwatchdog_ms = 250\n"
+         ports = \"0x2f8-0x2ff\"\nwatchdog_ms = 250\nbackend = \"stub\"\n"
             .parse::<crate::registry::Registry>()
             .unwrap()
             .driver("uart")
@@ -522,6 +525,7 @@ mod tests {
                 "--label=serial",
                 "--ports=0x2f8-0x2ff",
                 "--watchdog-ms=250",
+                "--backend=stub",
                 "--",
                 "/usr/bin/uartd",
                 "-v",
@@ -535,7 +539,7 @@ mod tests {
 
         let plain: DriverSpec = {
             let mut spec = spec();
-            (spec.ports, spec.watchdog) = (None, None);
+            (spec.ports, spec.watchdog, spec.backend) = (None, None, None);
             spec.args.clear();
             spec
         };

@@ -17,6 +17,8 @@
 //!                                      # replicas' port instructions reach (through mmio:)
 //! watchdog_ms = 1000                   # optional, replicated groups: how long a replica may
 //!                                      # take to its next event (default: the engine's, 1000)
+//! backend = "stub"                     # optional, replicated groups: how replicas stop at
+//!                                      # their events, "ptrace" or "stub" (default "ptrace")
 //! uid = 1001                           # optional: the user and group the group's process
 //! gid = 1001                           # runs as (default: the supervisor's own)
 //! ```
@@ -51,6 +53,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use driver_policy::{Policy, PortRange};
+use romain_engine::BackendKind;
 use scheme_runtime::SchemePath;
 use serde::Deserialize;
 
@@ -87,6 +90,9 @@ pub struct DriverSpec {
     pub ports: Option<PortRange>,
     /// The replication engine's watchdog; `None` leaves the engine's default.
     pub watchdog: Option<Duration>,
+    /// How the engine's replicas stop at their events; `None` leaves the
+    /// engine's default.
+    pub backend: Option<BackendKind>,
     /// The user the group's process runs as; `None`: the supervisor's.
     pub uid: Option<u32>,
     /// Its group; `None`: the supervisor's.
@@ -220,6 +226,7 @@ struct DriverEntry {
     standby: bool,
     ports: Option<String>,
     watchdog_ms: Option<u64>,
+    backend: Option<String>,
     // Wider than the ids, so that a value out of range gets this module's message.
     uid: Option<i64>,
     gid: Option<i64>,
@@ -282,6 +289,13 @@ impl DriverEntry {
             .watchdog_ms
             .map(|ms| milliseconds("watchdog_ms", ms))
             .transpose()?;
+        let backend = self
+            .backend
+            .map(|text| {
+                text.parse::<BackendKind>()
+                    .map_err(|e| invalid("backend", e))
+            })
+            .transpose()?;
         let ports = self
             .ports
             .map(|text| {
@@ -333,6 +347,7 @@ impl DriverEntry {
             standby: self.standby,
             ports,
             watchdog,
+            backend,
             uid,
             gid,
             schemes: None,
@@ -382,6 +397,7 @@ mod tests {
             binary = "/usr/bin/uartd"
             ports = "0x2f8-0x2ff"
             watchdog_ms = 250
+            backend = "stub"
             "#,
         )
         .unwrap();
@@ -397,7 +413,10 @@ mod tests {
             e1000.recovery_script.as_deref(),
             Some(Path::new("/etc/romain/recover"))
         );
-        assert_eq!((e1000.ports, e1000.watchdog), (None, None));
+        assert_eq!(
+            (e1000.ports, e1000.watchdog, e1000.backend),
+            (None, None, None)
+        );
         assert_eq!((e1000.uid, e1000.gid), (Some(1001), Some(0)));
 
         let uart = registry.driver("uart").unwrap();
@@ -410,6 +429,7 @@ mod tests {
         assert!(uart.args.is_empty() && uart.env.is_empty() && uart.heartbeat.is_none());
         assert_eq!(uart.ports, Some(PortRange::new(0x2f8, 0x2ff).unwrap()));
         assert_eq!(uart.watchdog, Some(Duration::from_millis(250)));
+        assert_eq!(uart.backend, Some(BackendKind::Stub));
         assert_eq!(
             (uart.uid, uart.gid),
             (None, None),
@@ -481,6 +501,10 @@ mod tests {
             (
                 "[driver.a]\nbinary = \"/x\"\nwatchdog_ms = 0",
                 "driver `a`: watchdog_ms: 0: want 1 to",
+            ),
+            (
+                "[driver.a]\nbinary = \"/x\"\nbackend = \"strace\"",
+                "driver `a`: backend: no backend \"strace\" (ptrace or stub)",
             ),
             (
                 "[driver.a]\nbinary = \"/x\"\nuid = 4294967296\ngid = 1",

@@ -34,6 +34,7 @@
 //! [`ENGINE_WAIT`](crate::process::ENGINE_WAIT)):
 //!
 //! ```text
+//! engine_backend=ptrace      how replicas stop at their events: ptrace or stub
 //! events=1234                externalization events (syscalls, port accesses) handled
 //! votes=1234                 events at which replicas were compared
 //! divergences=1              replicas found in a state other than the majority's
@@ -172,6 +173,8 @@ pub struct EngineCounters {
     /// `None` for a place being refilled.
     replica_pids: Vec<Option<u32>>,
     last_fault: String,
+    /// `ptrace` or `stub`.
+    backend: String,
 }
 
 impl EngineCounters {
@@ -211,6 +214,7 @@ impl EngineCounters {
             counts,
             replica_pids,
             last_fault: value("last-fault")?.to_owned(),
+            backend: value("backend")?.to_owned(),
         })
     }
 
@@ -235,6 +239,7 @@ impl EngineReport {
         let trusted = audience == Audience::Trusted;
         match self {
             Self::Counters(counters) => {
+                writeln!(f, "engine_backend={}", counters.backend)?;
                 for ((_, key), count) in ENGINE_COUNTERS.iter().zip(counters.counts) {
                     writeln!(f, "{key}={count}")?;
                 }
@@ -250,6 +255,7 @@ impl EngineReport {
                 Ok(())
             }
             Self::Unknown => {
+                writeln!(f, "engine_backend=unknown")?;
                 for (_, key) in ENGINE_COUNTERS {
                     writeln!(f, "{key}=unknown")?;
                 }
@@ -520,7 +526,7 @@ mod tests {
     }
 
     /// What the engine answers to `status`, after its `ok`.
-    const ENGINE_ANSWER: &str = "replicas: 3\npids: 101 - 103\nevents: 120\nvotes: 118\n\
+    const ENGINE_ANSWER: &str = "replicas: 3\nbackend: ptrace\npids: 101 - 103\nevents: 120\nvotes: 118\n\
         divergences: 2\nrepairs: 1\nreplacements: 1\nhangs: 0\ncrashes: 1\nno-majority: 0\n\
         group-restarts: 0\ninjected: 2\nrequests: 40\nrounds: 80\nquiet: 20\nheld-calls: 5\ncause-reads: 6\nbusy-ms: 12\n\
         memory-sync-ms: 0\nrecovery-us: 3000\nrunning-ms: 7\neffects-ms: 3\nlast-fault: replica 1 at syscall(1): diverged: arg0: 0x64 vs 0x0";
@@ -556,7 +562,7 @@ mod tests {
         let text = status.to_string();
         assert!(
             text.ends_with(
-                "next_restart_at=none\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
+                "next_restart_at=none\nengine_backend=ptrace\nevents=120\nvotes=118\ndivergences=2\nrepairs=1\n\
                  replacements=1\nhangs=0\ncrashes=1\nno_majority=0\ngroup_restarts=0\ninjected=2\n\
                  requests=40\nrounds=80\nquiet=20\nheld_calls=5\ncause_reads=6\nbusy_ms=12\nmemory_sync_ms=0\nrecovery_us=3000\nrunning_ms=7\n\
                  effects_ms=3\nreplica_pids=101,-,103\n\
@@ -577,9 +583,9 @@ mod tests {
         let text = status.to_string();
         let engine_lines: Vec<&str> = text
             .lines()
-            .skip_while(|l| !l.starts_with("events="))
+            .skip_while(|l| !l.starts_with("engine_backend="))
             .collect();
-        assert_eq!(engine_lines.len(), ENGINE_COUNTERS.len() + 2, "{text}");
+        assert_eq!(engine_lines.len(), ENGINE_COUNTERS.len() + 3, "{text}");
         assert!(
             engine_lines.iter().all(|l| l.ends_with("=unknown")),
             "{text}"
@@ -622,6 +628,7 @@ mod tests {
     fn the_engines_own_status_text_parses() {
         let stats = romain_engine::EngineStats {
             replicas: 2,
+            backend: "stub".to_owned(),
             pids: vec![Some(7), None],
             events: 1,
             votes: 2,
@@ -653,6 +660,7 @@ mod tests {
         assert_eq!(counts, (1..=20).collect::<Vec<_>>());
         assert_eq!(counters.replica_pids, [Some(7), None]);
         assert_eq!(counters.last_fault, "none");
+        assert_eq!(counters.backend, "stub");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redox_scheme::scheme::SchemeSync;
 use redox_scheme::OpenResult;
 use romain_engine::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
-use romain_engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
+use romain_engine::{BackendKind, DeviceWindow, Devices, GroupConfig, GroupThread};
 use scheme_runtime::{caller_ctx, Handle};
 use syscall::flag::O_RDWR;
 use uart16550::access::PortIo;
@@ -58,6 +58,10 @@ struct Replicated {
 
 impl Replicated {
     fn start(replicas: usize, watchdog: Duration) -> Self {
+        Self::start_on(BackendKind::Ptrace, replicas, watchdog)
+    }
+
+    fn start_on(backend: BackendKind, replicas: usize, watchdog: Duration) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
         let dir = unique_dir("group");
         let chip = Soft16550::new();
@@ -71,6 +75,7 @@ impl Replicated {
             replicas,
             watchdog,
             device_window: None,
+            backend,
         };
         let devices = Devices {
             ports: Box::new(SoftPorts(chip.clone())),
@@ -78,7 +83,16 @@ impl Replicated {
         };
         let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
         wait_for_scheme(&dir, SCHEME, &group);
-        Self { dir, chip, group }
+        let replicated = Self { dir, chip, group };
+        let status = replicated.status();
+        assert_eq!(status["backend"], backend.to_string(), "{status:?}");
+        if backend == BackendKind::Stub {
+            // Serving, the replicas post their events themselves: none is traced.
+            for pid in pids(&replicated) {
+                assert_eq!(tracer_of(pid), 0, "replica {pid} is traced");
+            }
+        }
+        replicated
     }
 
     fn command(&self, text: &str) -> String {
@@ -212,11 +226,20 @@ fn unreplicated_output(messages: &[Vec<u8>]) -> (Vec<u8>, (u16, u8, u8, u8)) {
 
 #[test]
 fn one_two_or_three_replicas_send_what_the_unreplicated_driver_sends() {
+    same_output_as_the_unreplicated_driver(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_one_two_or_three_replicas_send_what_the_unreplicated_driver_sends() {
+    same_output_as_the_unreplicated_driver(BackendKind::Stub);
+}
+
+fn same_output_as_the_unreplicated_driver(backend: BackendKind) {
     let messages = messages(20);
     let (expected, settings) = unreplicated_output(&messages);
     assert_eq!(expected, messages.concat());
     for replicas in 1..=3 {
-        let group = Replicated::start(replicas, Duration::from_secs(2));
+        let group = Replicated::start_on(backend, replicas, Duration::from_secs(2));
         let sent = send_all(&group.dir, &group.chip, &messages);
         assert_eq!(sent, expected, "{replicas} replicas");
         assert_eq!(chip_settings(&group.chip), settings, "{replicas} replicas");
@@ -280,7 +303,16 @@ fn drain(chip: &Soft16550, expected: usize) -> Vec<u8> {
 
 #[test]
 fn with_three_replicas_every_register_flip_is_masked_or_repaired() {
-    let group = Replicated::start(3, Duration::from_millis(300));
+    with_three_replicas_every_register_flip_is_masked_or_repaired_on(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_with_three_replicas_every_register_flip_is_masked_or_repaired() {
+    with_three_replicas_every_register_flip_is_masked_or_repaired_on(BackendKind::Stub);
+}
+
+fn with_three_replicas_every_register_flip_is_masked_or_repaired_on(backend: BackendKind) {
+    let group = Replicated::start_on(backend, 3, Duration::from_millis(300));
     let settings = chip_settings(&group.chip);
     let messages = messages(100);
     let mut random = XorShift(0x2545_f491_4f6c_dd1d);
@@ -312,7 +344,16 @@ fn with_three_replicas_every_register_flip_is_masked_or_repaired() {
 
 #[test]
 fn with_two_replicas_a_flip_never_reaches_the_device() {
-    let group = Replicated::start(2, Duration::from_millis(300));
+    with_two_replicas_a_flip_never_reaches_the_device_on(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_with_two_replicas_a_flip_never_reaches_the_device() {
+    with_two_replicas_a_flip_never_reaches_the_device_on(BackendKind::Stub);
+}
+
+fn with_two_replicas_a_flip_never_reaches_the_device_on(backend: BackendKind) {
+    let group = Replicated::start_on(backend, 2, Duration::from_millis(300));
     let settings = chip_settings(&group.chip);
     let messages = messages(40);
     let alphabet: std::collections::BTreeSet<u8> = messages.concat().into_iter().collect();
@@ -366,6 +407,56 @@ fn writable_regions(pid: i32) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The process tracing `pid` (0: none), from `/proc/<pid>/status`.
+fn tracer_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("TracerPid:"))
+        .map(|value| value.trim().parse().unwrap())
+        .unwrap()
+}
+
+/// Where the mapping of `pid` whose name ends with `name` starts.
+fn mapping_of(pid: i32, name: &str) -> u64 {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps
+        .lines()
+        .find(|line| line.trim_end().ends_with(name))
+        .unwrap_or_else(|| panic!("no mapping {name} in {maps}"));
+    u64::from_str_radix(line.split('-').next().unwrap(), 16).unwrap()
+}
+
+#[test]
+fn on_the_stub_backend_a_replica_whose_slot_or_stub_is_corrupted_is_outvoted_and_replaced() {
+    let group = Replicated::start_on(BackendKind::Stub, 3, Duration::from_millis(300));
+    // The slot's copy of RIP (word 16 of the registers at byte 56) is what
+    // replica 1 goes on with; the stub's own `syscall` instruction is the
+    // first byte of its site page.
+    let slot = mapping_of(pids(&group)[1], "/memfd:romain-slot (deleted)");
+    group.inject(&format!("flip 1 mem {:#x} 3", slot + 56 + 16 * 8 + 1));
+    assert!(write_message(&group.dir, b"slot\r\n"));
+    assert_eq!(drain(&group.chip, 6), b"slot\r\n");
+    group.inject(&format!("flip 2 mem {:#x} 0", romain_stub::SITE_PAGE));
+    assert!(write_message(&group.dir, b"stub\r\n"));
+    assert_eq!(drain(&group.chip, 6), b"stub\r\n");
+    let status = group.status();
+    assert_eq!(status["injected"], "2", "{status:?}");
+    assert_eq!(status["no-majority"], "0", "{status:?}");
+    let caught: u64 = ["divergences", "crashes", "hangs"]
+        .iter()
+        .map(|key| status[*key].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(caught, 2, "both faults were caught: {status:?}");
+    assert!(
+        !status["pids"].contains('-'),
+        "every place is filled: {status:?}"
+    );
+    assert!(write_message(&group.dir, b"after\r\n"));
+    assert_eq!(drain(&group.chip, 7), b"after\r\n");
+    assert_eq!(group.counter("no-majority"), 0);
+}
+
 fn pids(group: &Replicated) -> Vec<i32> {
     group.status()["pids"]
         .split_whitespace()
@@ -375,7 +466,16 @@ fn pids(group: &Replicated) -> Vec<i32> {
 
 #[test]
 fn memory_flips_are_repaired_and_do_not_reach_the_device() {
-    let group = Replicated::start(3, Duration::from_millis(300));
+    memory_flips_are_repaired_and_do_not_reach_the_device_on(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_memory_flips_are_repaired_and_do_not_reach_the_device() {
+    memory_flips_are_repaired_and_do_not_reach_the_device_on(BackendKind::Stub);
+}
+
+fn memory_flips_are_repaired_and_do_not_reach_the_device_on(backend: BackendKind) {
+    let group = Replicated::start_on(backend, 3, Duration::from_millis(300));
     let messages = messages(30);
     let mut random = XorShift(0x1234_5678_9abc_def1);
     for message in &messages {
@@ -403,7 +503,16 @@ fn memory_flips_are_repaired_and_do_not_reach_the_device() {
 
 #[test]
 fn a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one() {
-    let group = Replicated::start(3, Duration::from_secs(2));
+    a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one_on(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one() {
+    a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one_on(BackendKind::Stub);
+}
+
+fn a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one_on(backend: BackendKind) {
+    let group = Replicated::start_on(backend, 3, Duration::from_secs(2));
     let before = pids(&group);
     group.inject("kill 1");
     let messages = messages(5);
@@ -433,8 +542,17 @@ fn a_killed_replica_is_replaced_by_a_copy_of_a_healthy_one() {
 
 #[test]
 fn a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog() {
+    a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog_on(BackendKind::Ptrace);
+}
+
+#[test]
+fn on_the_stub_backend_a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog() {
+    a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog_on(BackendKind::Stub);
+}
+
+fn a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog_on(backend: BackendKind) {
     let watchdog = Duration::from_millis(200);
-    let group = Replicated::start(3, watchdog);
+    let group = Replicated::start_on(backend, 3, watchdog);
     group.inject("hang 2");
     assert!(write_message(&group.dir, b"one\r\n"));
     assert_eq!(drain(&group.chip, 5), b"one\r\n");
@@ -444,7 +562,13 @@ fn a_replica_in_an_endless_loop_or_stopped_is_caught_by_the_watchdog() {
     assert_eq!(drain(&group.chip, 5), b"two\r\n");
     let status = group.status();
     assert_eq!(status["hangs"], "2", "{status:?}");
-    assert_eq!(status["repairs"], "2", "{status:?}");
+    // A stub's registers are in reach only while it waits at an event: a
+    // hung replica there is replaced by a copy instead of repaired.
+    let recovered = match backend {
+        BackendKind::Ptrace => "repairs",
+        BackendKind::Stub => "replacements",
+    };
+    assert_eq!(status[recovered], "2", "{status:?}");
     assert!(status["last-fault"].contains("hung"), "{status:?}");
 }
 
@@ -476,6 +600,7 @@ fn group_without_devices(replicas: usize, command: ReplicaCommand, dir: &Path) -
         replicas,
         watchdog: Duration::from_secs(2),
         device_window: None,
+        backend: Default::default(),
     };
     let devices = Devices {
         ports: Box::new(SoftPorts(Soft16550::new())),
@@ -503,6 +628,7 @@ fn loads_from_the_device_window_are_performed_once_for_the_group() {
         replicas: 3,
         watchdog: Duration::from_secs(2),
         device_window: Some(WINDOW..WINDOW + 4096),
+        backend: Default::default(),
     };
     let group = GroupThread::spawn(config, devices, dir.clone()).unwrap();
     wait_for_scheme(&dir, "events", &group);
@@ -814,6 +940,7 @@ impl DirectGroup {
             replicas: 3,
             watchdog: Duration::from_secs(2),
             device_window: None,
+            backend: Default::default(),
         })
         .unwrap();
         let mut direct = DirectGroup {

@@ -62,6 +62,7 @@ impl Group {
             replicas: 2,
             watchdog: Duration::from_secs(2),
             device_window: None,
+            backend: Default::default(),
         };
         let devices = Devices {
             ports: Box::new(NoPorts),

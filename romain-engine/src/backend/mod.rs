@@ -13,6 +13,7 @@
 pub mod ptrace;
 #[cfg(test)]
 pub mod scripted;
+pub mod stub;
 
 use std::ops::Range;
 
@@ -22,7 +23,7 @@ use nix::unistd::Pid;
 use crate::fault_injection::Fault;
 use crate::member::Arrival;
 use crate::replica_group::GroupFailure;
-use crate::trap::repair::PageVote;
+use crate::trap::repair::{compare_memory, differing_code_pages, PageVote};
 use crate::trap::TrapError;
 use crate::vote::ReplicaIndex;
 
@@ -120,5 +121,89 @@ pub struct ReplicaOf<'a, B: ?Sized> {
 impl<B: Backend + ?Sized> ReplicaMemory for ReplicaOf<'_, B> {
     fn read_memory(&self, address: u64, len: usize) -> Result<Vec<u8>, TrapError> {
         self.backend.read_memory(self.index, address, len)
+    }
+}
+
+/// The pages (private memory and code) on which any of the processes `pids`
+/// differs from the first, not reading those in `known_alike`.
+pub fn compare_replicas(pids: &[Pid], known_alike: &[Range<u64>]) -> Result<Vec<u64>, String> {
+    let Some(&reference) = pids.first() else {
+        return Ok(Vec::new());
+    };
+    let mut pages = std::collections::BTreeSet::new();
+    for &other in &pids[1..] {
+        pages.extend(compare_memory(reference, other, known_alike).map_err(|e| e.to_string())?);
+    }
+    // Code is compared too: a corrupted instruction is a fault no event shows
+    // until it runs, and a replica copied from carries it along.
+    pages.extend(differing_code_pages(pids).map_err(|e| e.to_string())?);
+    Ok(pages.into_iter().collect())
+}
+
+/// Any backend, chosen when the group starts.
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn spawn(&mut self, count: usize) -> Result<(), GroupFailure> {
+        (**self).spawn(count)
+    }
+    fn clear(&mut self) {
+        (**self).clear()
+    }
+    fn places(&self) -> usize {
+        (**self).places()
+    }
+    fn is_live(&self, index: ReplicaIndex) -> bool {
+        (**self).is_live(index)
+    }
+    fn pid(&self, index: ReplicaIndex) -> Option<Pid> {
+        (**self).pid(index)
+    }
+    fn advance(&mut self) -> Result<Vec<Option<Arrival>>, GroupFailure> {
+        (**self).advance()
+    }
+    fn agreed_on(&mut self, regs: &user_regs_struct, is_syscall: bool) {
+        (**self).agreed_on(regs, is_syscall)
+    }
+    fn complete(
+        &mut self,
+        index: ReplicaIndex,
+        stores: &[(u64, Vec<u8>)],
+        regs: &user_regs_struct,
+    ) -> Result<(), GroupFailure> {
+        (**self).complete(index, stores, regs)
+    }
+    fn read_memory(
+        &self,
+        index: ReplicaIndex,
+        address: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, TrapError> {
+        (**self).read_memory(index, address, len)
+    }
+    fn discard(&mut self, index: ReplicaIndex) {
+        (**self).discard(index)
+    }
+    fn repair(&mut self, faulty: ReplicaIndex, source: ReplicaIndex) -> Result<String, String> {
+        (**self).repair(faulty, source)
+    }
+    fn replace(
+        &mut self,
+        index: ReplicaIndex,
+        source: ReplicaIndex,
+        regs: &user_regs_struct,
+    ) -> Result<(), GroupFailure> {
+        (**self).replace(index, source, regs)
+    }
+    fn differing_pages(
+        &mut self,
+        among: &[ReplicaIndex],
+        known_alike: &[Range<u64>],
+    ) -> Result<Vec<u64>, String> {
+        (**self).differing_pages(among, known_alike)
+    }
+    fn vote_pages(&mut self, among: &[ReplicaIndex], pages: &[u64]) -> Result<PageVote, String> {
+        (**self).vote_pages(among, pages)
+    }
+    fn inject(&mut self, index: ReplicaIndex, fault: &Fault) -> Result<(), String> {
+        (**self).inject(index, fault)
     }
 }

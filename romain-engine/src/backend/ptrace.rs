@@ -15,13 +15,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::Backend;
+use super::{compare_replicas, Backend};
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
 use crate::trap::repair::{
-    compare_memory, differing_code_pages, find_spin_instruction, flip_memory_bit,
-    flip_register_bit, repair_code, repair_memory, vote_pages, FpState, PageVote,
+    find_spin_instruction, flip_memory_bit, flip_register_bit, repair_code, repair_memory,
+    vote_pages, FpState, PageVote,
 };
 use crate::trap::{ReplicaCommand, Tracee, TrapError};
 use crate::vote::ReplicaIndex;
@@ -333,17 +333,7 @@ impl Backend for PtraceBackend {
         known_alike: &[Range<u64>],
     ) -> Result<Vec<u64>, String> {
         let pids = self.live_pids(among)?;
-        let Some(&reference) = pids.first() else {
-            return Ok(Vec::new());
-        };
-        let mut pages = BTreeSet::new();
-        for &other in &pids[1..] {
-            pages.extend(compare_memory(reference, other, known_alike).map_err(|e| e.to_string())?);
-        }
-        // Code is compared too: a corrupted instruction is a fault no event shows
-        // until it runs, and a replica copied from carries it along.
-        pages.extend(differing_code_pages(&pids).map_err(|e| e.to_string())?);
-        Ok(pages.into_iter().collect())
+        compare_replicas(&pids, known_alike)
     }
 
     fn vote_pages(&mut self, among: &[ReplicaIndex], pages: &[u64]) -> Result<PageVote, String> {

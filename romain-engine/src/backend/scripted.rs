@@ -333,6 +333,7 @@ mod tests {
             replicas: backend.scripts.len(),
             watchdog: Duration::from_millis(100),
             device_window: None,
+            backend: Default::default(),
         };
         ReplicaGroup::start_on(backend, config).expect("a scripted group starts")
     }

@@ -22,11 +22,12 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::iter;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command, Stdio};
+use std::sync::Arc;
 
 use nix::libc::{self, c_char, c_long};
 use nix::sys::personality::{self, Persona};
@@ -35,7 +36,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::syscalls;
+use super::syscalls::{self, Outside};
 use super::tracee::{Tracee, TrapError};
 
 /// The glibc tunable that keeps it from registering an rseq area.
@@ -63,6 +64,10 @@ pub struct ReplicaCommand {
     at_random: [u8; AT_RANDOM_LEN],
     process_group: Option<i32>,
     placeholder_fd: Option<RawFd>,
+    /// Descriptors of the caller's the replica gets at numbers of its own.
+    inherited_fds: Vec<(Arc<OwnedFd>, RawFd)>,
+    /// Calls made from here are let through by the filter (a stub's site).
+    filter_site: Option<u64>,
 }
 
 /// A replica stopped at its exec, before its first instruction, and the read end of its
@@ -126,6 +131,8 @@ impl ReplicaCommand {
             at_random: [0; AT_RANDOM_LEN],
             process_group: None,
             placeholder_fd: None,
+            inherited_fds: Vec::new(),
+            filter_site: None,
         }
     }
 
@@ -179,6 +186,21 @@ impl ReplicaCommand {
         self
     }
 
+    /// Gives the replica `fd` (which stays the caller's) as descriptor `at`,
+    /// in place of any descriptor given there before.
+    pub fn inherit_fd(&mut self, fd: Arc<OwnedFd>, at: RawFd) -> &mut Self {
+        self.inherited_fds.retain(|(_, number)| *number != at);
+        self.inherited_fds.push((fd, at));
+        self
+    }
+
+    /// Lets every call made with the instruction pointer at `site` through the
+    /// filter: the replica's stub makes the calls it was told to make there.
+    pub fn filter_site(&mut self, site: u64) -> &mut Self {
+        self.filter_site = Some(site);
+        self
+    }
+
     /// The complete environment the program gets.
     pub fn environment(&self) -> Vec<(OsString, OsString)> {
         let mut env = self.env.clone();
@@ -202,7 +224,12 @@ impl ReplicaCommand {
         };
         let image =
             ExecImage::new(&self.program, &self.args, &self.environment()).map_err(start_error)?;
-        let filter = syscalls::filter();
+        let filter = syscalls::filter(Outside::Trace, self.filter_site);
+        let inherited: Vec<(RawFd, RawFd)> = self
+            .inherited_fds
+            .iter()
+            .map(|(fd, at)| (fd.as_raw_fd(), *at))
+            .collect();
         let mut command = Command::new(&self.program);
         command
             .current_dir(&self.current_dir)
@@ -219,6 +246,12 @@ impl ReplicaCommand {
             if let Some((null, fd)) = &placeholder {
                 // SAFETY: dup2 is a raw system call on descriptors this process owns.
                 if unsafe { libc::dup2(null.as_raw_fd(), *fd) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for &(fd, at) in &inherited {
+                // SAFETY: as above; dup2 leaves the copy open across exec.
+                if unsafe { libc::dup2(fd, at) } < 0 {
                     return Err(io::Error::last_os_error());
                 }
             }

@@ -106,6 +106,17 @@ impl Tracee {
         Ok(tracee)
     }
 
+    /// A child of this process that it reads and writes but does not trace (any
+    /// more, or ever): killed and reaped on drop like a traced one.
+    pub fn owned(pid: Pid) -> Tracee {
+        Tracee { pid, ended: false }
+    }
+
+    /// Says the child was reaped: dropping it kills nothing.
+    pub fn ended(&mut self) {
+        self.ended = true;
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> Pid {
         self.pid

@@ -56,7 +56,24 @@ pub(crate) fn serve_if_replica<D: SchemeDaemon>(
     tick: Option<Duration>,
 ) -> Option<io::Result<()>> {
     let value = std::env::var_os(REPLICA_CHANNEL_ENV).filter(|value| !value.is_empty())?;
-    Some(channel_fd(&value).and_then(|channel| serve_replica(channel, name, daemon, tick)))
+    Some(
+        install_stub()
+            .and_then(|()| channel_fd(&value))
+            .and_then(|channel| serve_replica(channel, name, daemon, tick)),
+    )
+}
+
+/// Hands the replica over to its stub when the engine asked for one
+/// ([`romain_stub::STUB_ENV`]): its events are then posted to the engine from
+/// a signal handler instead of stopping it for a tracer.
+fn install_stub() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os(romain_stub::STUB_ENV).is_some_and(|value| !value.is_empty()) {
+        return romain_stub::install().map_err(|error| {
+            io::Error::new(error.kind(), format!("cannot install the stub: {error}"))
+        });
+    }
+    Ok(())
 }
 
 fn channel_fd(value: &OsStr) -> io::Result<OwnedFd> {
