@@ -126,9 +126,12 @@ fn replica(program: &[libc::sock_filter], calls: u32) -> ! {
         for _ in 0..calls {
             // Every argument register is set, so that what each replica asks
             // is the same whatever the code around the call left in them
-            // (the replicas are forked at different turns of a loop).
+            // (the replicas are forked at different turns of a loop). They
+            // are passed as 64-bit values: a variadic `0` is an `int`, whose
+            // upper half syscall() would read from whatever the stack held.
+            let zero: libc::c_long = 0;
             // SAFETY: getppid takes no arguments and has no memory effects.
-            unsafe { libc::syscall(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) };
+            unsafe { libc::syscall(libc::SYS_getppid, zero, zero, zero, zero, zero, zero) };
         }
     }
     // SAFETY: ends this forked child without running the parent's exit handlers.

@@ -4,6 +4,10 @@
 //! in the same run (a native syscall, the same scheme call to the driver unreplicated,
 //! and the floor: the least any replicated event costs, `romain_engine::floor`).
 //!
+//! Each event is measured on both of the engine's backends: replicas traced with
+//! ptrace, and replicas whose own stub posts their events (the mechanism Redox can
+//! run).
+//!
 //! Run with `cargo bench -p romain-scheme --bench engine`. Each layout is measured
 //! twice: every process on one CPU (the layout DESIGN's numbers were taken in), and
 //! unpinned, where wake-ups may cross CPUs.
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use romain_engine::trap::{MemoryDevice, PortDevice, ReplicaCommand, Width};
-use romain_engine::{DeviceWindow, Devices, GroupConfig, GroupThread};
+use romain_engine::{BackendKind, DeviceWindow, Devices, GroupConfig, GroupThread};
 use scheme_runtime::{Handle, SCHEME_DIR_ENV};
 use syscall::flag::O_RDWR;
 
@@ -87,6 +91,9 @@ fn per_call(handle: &Handle) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / CALLS as f64
 }
 
+/// One figure of a row.
+type Measure = dyn Fn(&Row) -> f64;
+
 struct Row {
     floor: f64,
     port: f64,
@@ -95,9 +102,9 @@ struct Row {
     call: f64,
 }
 
-fn replicated(replicas: usize) -> Row {
+fn replicated(replicas: usize, backend: BackendKind) -> Row {
     let floor = romain_engine::floor::measure(replicas, EVENTS as u32).unwrap();
-    let dir = scheme_dir(&format!("n{replicas}"));
+    let dir = scheme_dir(&format!("n{replicas}-{backend}"));
     let mut command = ReplicaCommand::new(DRIVER);
     command.args(driver_args());
     let config = GroupConfig {
@@ -105,7 +112,7 @@ fn replicated(replicas: usize) -> Row {
         replicas,
         watchdog: Duration::from_secs(5),
         device_window: Some(WINDOW..WINDOW + 4096),
-        backend: Default::default(),
+        backend,
     };
     let devices = Devices {
         ports: Box::new(NoDevice),
@@ -157,19 +164,24 @@ fn unreplicated() -> (f64, f64) {
 
 fn table(layout: &str) {
     let (plain_call, native_syscall) = unreplicated();
-    let rows: Vec<Row> = (1..=3).map(replicated).collect();
+    let rows: Vec<Row> = (1..=3)
+        .map(|n| replicated(n, BackendKind::Ptrace))
+        .collect();
+    let stub: Vec<Row> = (1..=3).map(|n| replicated(n, BackendKind::Stub)).collect();
     println!("\nreplication engine, µs per event ({layout}); ratios against N=1 and against the unreplicated driver");
     println!(
         "{:<22} {:>9} {:>9} {:>9} {:>9}   baseline",
         "event", "N=1", "N=2", "N=3", "N=3/N=1"
     );
-    let line = |name: &str, value: &dyn Fn(&Row) -> f64, baseline: String| {
+    let line_of = |rows: &[Row], name: &str, value: &Measure, baseline: String| {
         let [one, two, three] = [value(&rows[0]), value(&rows[1]), value(&rows[2])];
         println!(
             "{name:<22} {one:>9.2} {two:>9.2} {three:>9.2} {:>8.2}x   {baseline}",
             three / one
         );
     };
+    let line =
+        |name: &str, value: &Measure, baseline: String| line_of(&rows, name, value, baseline);
     line(
         "floor (rendezvous)",
         &|row| row.floor,
@@ -204,6 +216,22 @@ fn table(layout: &str) {
             rows[2].call / plain_call
         ),
     );
+    let against_ptrace = |value: &Measure| {
+        format!(
+            "against ptrace: N=1 {:.2}x, N=3 {:.2}x",
+            value(&stub[0]) / value(&rows[0]),
+            value(&stub[2]) / value(&rows[2])
+        )
+    };
+    let events: [(&str, &Measure); 4] = [
+        ("stub: port I/O", &|row| row.port),
+        ("stub: MMIO load", &|row| row.mmio),
+        ("stub: syscall", &|row| row.syscall),
+        ("stub: scheme call", &|row| row.call),
+    ];
+    for (name, value) in events {
+        line_of(&stub, name, value, against_ptrace(value));
+    }
 }
 
 fn main() {

@@ -33,7 +33,10 @@ use guest_harness::protocol::{
 };
 use guest_net::cpu::DriverCpu;
 use guest_net::load::Workload;
-use guest_net::paths::{NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS, WAITING_PATHS};
+use guest_net::paths::{
+    NetPath, OUR_DRIVER_PATHS, REPLICA_COUNT_PATHS, STUB_REPLICATED_PATH, STUB_REPLICA_COUNT_PATH,
+    WAITING_PATHS,
+};
 
 use crate::campaign::{CampaignLoad, CampaignPlan};
 use crate::programs::{Purpose, Workspace, GUEST_PROGRAMS};
@@ -50,8 +53,8 @@ const BENCH_LOG_LEVEL: &str = "RUST_LOG=warn";
 
 /// The benchmark's network paths: our driver in both access modes, in direct
 /// mode the other ways it may wait for its NIC, then replicated as 1, 2 and 3
-/// replicas without faults.
-const BENCH_PATHS: [NetPath; 7] = [
+/// replicas without faults, and as 3 on the stub backend.
+const BENCH_PATHS: [NetPath; 8] = [
     OUR_DRIVER_PATHS[0],
     OUR_DRIVER_PATHS[1],
     WAITING_PATHS[1],
@@ -59,6 +62,17 @@ const BENCH_PATHS: [NetPath; 7] = [
     REPLICA_COUNT_PATHS[0],
     REPLICA_COUNT_PATHS[1],
     REPLICA_COUNT_PATHS[2],
+    STUB_REPLICA_COUNT_PATH,
+];
+
+/// The tests' network paths: our driver's, then the replicated driver under
+/// faults on the stub backend.
+const TEST_PATHS: [NetPath; 5] = [
+    OUR_DRIVER_PATHS[0],
+    OUR_DRIVER_PATHS[1],
+    OUR_DRIVER_PATHS[2],
+    OUR_DRIVER_PATHS[3],
+    STUB_REPLICATED_PATH,
 ];
 
 /// Boots a small Linux guest in QEMU with an emulated e1000 NIC and 16550 COM2, starts
@@ -191,7 +205,10 @@ impl Mode {
     /// The host's TCP load on network path `path`.
     fn tcp_workload(self, path: NetPath) -> Workload {
         match (self, path) {
-            (_, NetPath::ReplicaCountE1000(_)) => tcp_load::REPLICA_COUNT_WORKLOAD,
+            (_, NetPath::ReplicaCountE1000(..)) => tcp_load::REPLICA_COUNT_WORKLOAD,
+            // The ptrace backend carries the full load under faults; the stub
+            // backend, the same mechanism otherwise, a smaller one.
+            (Mode::Test, STUB_REPLICATED_PATH) => tcp_load::STUB_TEST_WORKLOAD,
             (Mode::Test, _) => tcp_load::TEST_WORKLOAD,
             (Mode::Bench | Mode::Campaign | Mode::BenchRestart | Mode::Demo | Mode::Run, _) => {
                 tcp_load::BENCH_WORKLOAD
@@ -202,7 +219,7 @@ impl Mode {
     /// The network paths the host's TCP load runs on unless told otherwise.
     fn tcp_paths(self) -> &'static [NetPath] {
         match self {
-            Mode::Test => &OUR_DRIVER_PATHS,
+            Mode::Test => &TEST_PATHS,
             Mode::Bench => &BENCH_PATHS,
             // These run their own loads, or none.
             Mode::Campaign | Mode::BenchRestart | Mode::Demo | Mode::Run => &[],
@@ -500,15 +517,23 @@ mod tests {
 
     #[test]
     fn the_tests_fault_the_replicated_driver_under_full_load_and_the_bench_counts_replicas() {
-        assert_eq!(Mode::Test.tcp_paths(), OUR_DRIVER_PATHS);
+        assert_eq!(Mode::Test.tcp_paths()[..4], OUR_DRIVER_PATHS);
+        assert_eq!(Mode::Test.tcp_paths()[4], STUB_REPLICATED_PATH);
         assert_eq!(
-            Mode::Test.tcp_workload(NetPath::ReplicatedE1000),
+            Mode::Test.tcp_workload(OUR_DRIVER_PATHS[2]),
             tcp_load::TEST_WORKLOAD
         );
+        assert_eq!(
+            Mode::Test.tcp_workload(STUB_REPLICATED_PATH),
+            tcp_load::STUB_TEST_WORKLOAD
+        );
         let bench = Mode::Bench.tcp_paths();
+        for faulted in [OUR_DRIVER_PATHS[2], STUB_REPLICATED_PATH] {
+            assert!(!bench.contains(&faulted), "no faults in the bench");
+        }
         assert!(
-            !bench.contains(&NetPath::ReplicatedE1000),
-            "no faults in the bench"
+            bench.contains(&STUB_REPLICA_COUNT_PATH),
+            "a row per backend"
         );
         assert!(REPLICA_COUNT_PATHS.iter().all(|path| bench.contains(path)));
         assert!(

@@ -10,7 +10,7 @@ use guest_net::cpu::DriverCpu;
 use guest_net::load::{micros, PathReport, Workload};
 use guest_net::paths::{
     NetPath, Waiting, BUSY_POLL_US, DRIVER_TICK_US, OUR_DRIVER_PATHS, REPLICATED_ACCESS,
-    REPLICA_COUNT_PATHS, WAITING_PATHS,
+    REPLICA_COUNT_PATHS, STUB_REPLICA_COUNT_PATH, WAITING_PATHS,
 };
 
 /// Rows, baseline first.
@@ -29,12 +29,14 @@ const GOALS: [(NetPath, f64, f64); 2] = [
 const IDLE_CPU_GOAL: f64 = 1.0;
 
 /// Rows of the replication table, baseline first: the driver unreplicated in the
-/// access mode its replicas use, then 1, 2 and 3 replicas.
-const REPLICATION_ROWS: [NetPath; 4] = [
+/// access mode its replicas use, then 1, 2 and 3 replicas, then 3 on the stub
+/// backend.
+const REPLICATION_ROWS: [NetPath; 5] = [
     NetPath::OurE1000(REPLICATED_ACCESS, Waiting::BusyPolling),
     REPLICA_COUNT_PATHS[0],
     REPLICA_COUNT_PATHS[1],
     REPLICA_COUNT_PATHS[2],
+    STUB_REPLICA_COUNT_PATH,
 ];
 /// The replicated row the throughput and idle goals judge: the fewest
 /// replicas that mask a fault.
@@ -175,7 +177,7 @@ pub fn render_replication(
         format!(
             "Replication, laid out like Bailleu's Table 4.1: TCP echo through our e1000 \
              driver in {} access mode, unreplicated ({}) and as 1, 2 and 3 replicas under \
-             romain's engine without faults ({} per row)",
+             romain's engine (and 3 on its stub backend) without faults ({} per row)",
             REPLICATED_ACCESS.name(),
             load_text(unreplicated),
             load_text(replicated)
@@ -212,7 +214,8 @@ pub fn render_replication(
         GOAL_ROW.description(),
         ratios.join(", ")
     ));
-    for path in REPLICA_COUNT_PATHS {
+    for path in &REPLICATION_ROWS[1..] {
+        let path = *path;
         let cpu = cpu_of(driver_cpu, path)
             .map_or_else(|| "not measured".to_string(), |cpu| cpu.to_string());
         lines.push(format!(
@@ -505,7 +508,7 @@ mod tests {
         report
     }
 
-    fn replication(rows: [(u64, f64, f64); 4]) -> Vec<PathReport> {
+    fn replication(rows: [(u64, f64, f64); 5]) -> Vec<PathReport> {
         REPLICATION_ROWS
             .into_iter()
             .zip(rows)
@@ -522,6 +525,7 @@ mod tests {
             (5_200, 1.0, 2.0),
             (11_700, 0.5, 1.0),
             (17_000, 0.2, 0.3),
+            (16_900, 0.2, 0.3),
         ]);
         reports.push(report(NetPath::LinuxE1000, 100, 50));
         let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD, &[]);
@@ -545,7 +549,7 @@ mod tests {
         );
         assert!(lines[1].contains("|   mean ms |"), "{}", lines[1]);
         assert!(lines[1].contains("| x unrepl |"), "{}", lines[1]);
-        let names: Vec<&str> = lines[2..6]
+        let names: Vec<&str> = lines[2..7]
             .iter()
             .map(|line| line.split(" | ").next().unwrap().trim_end())
             .collect();
@@ -555,7 +559,8 @@ mod tests {
                 "our e1000, through mmio:",
                 "our e1000, 1 replica (engine)",
                 "our e1000, 2 replicas (engine)",
-                "our e1000, 3 replicas (engine)"
+                "our e1000, 3 replicas (engine)",
+                "our e1000, 3 replicas (stub engine)"
             ]
         );
         assert!(
@@ -575,23 +580,24 @@ mod tests {
             "{}",
             lines[5]
         );
+        assert!(lines[6].contains("|   13.00x |"), "{}", lines[6]);
         assert_eq!(
-            lines[6],
+            lines[7],
             "goal: our e1000, 3 replicas (engine) round trip within 1.9x unreplicated: 13.08x, \
              missed"
         );
         assert_eq!(
-            lines[7],
+            lines[8],
             "goal: our e1000, 1 replica (engine) round trip within 1.3x unreplicated: 4.00x, \
              missed"
         );
         assert_eq!(
-            lines[8],
+            lines[9],
             "goal: our e1000, 3 replicas (engine) throughput at least 0.4x unreplicated each \
              way: 0.10x to guest, 0.07x from guest, missed"
         );
         assert_eq!(
-            lines[9..13],
+            lines[10..15],
             [
                 "processor time of romain:, the engine and the replicas, our e1000, 1 replica \
                  (engine): not measured",
@@ -599,21 +605,23 @@ mod tests {
                  replicas (engine): not measured",
                 "processor time of romain:, the engine and the replicas, our e1000, 3 \
                  replicas (engine): not measured",
+                "processor time of romain:, the engine and the replicas, our e1000, 3 \
+                 replicas (stub engine): not measured",
                 "goal: our e1000, 3 replicas (engine) idle at most 1% of the processor: not \
                  measured",
             ]
         );
         assert!(
-            lines[13].starts_with("Bailleu 2015, Table 4.1"),
+            lines[15].starts_with("Bailleu 2015, Table 4.1"),
             "{}",
-            lines[13]
+            lines[15]
         );
         assert!(
-            lines[13].contains("0.206 / 0.254 / 0.299 ms (1.36x / 1.67x / 1.97x)"),
+            lines[15].contains("0.206 / 0.254 / 0.299 ms (1.36x / 1.67x / 1.97x)"),
             "{}",
-            lines[13]
+            lines[15]
         );
-        assert_eq!(lines.len(), 14);
+        assert_eq!(lines.len(), 16);
 
         let cpu = DriverCpu {
             under_load_percent: 60.0,
@@ -627,11 +635,11 @@ mod tests {
             &[("e1000-replicated-3", cpu)],
         );
         assert!(
-            lines[11].ends_with("3 replicas (engine): 60.00% under load, 1.25% idle over 10 s"),
+            lines[12].ends_with("3 replicas (engine): 60.00% under load, 1.25% idle over 10 s"),
             "{}",
-            lines[11]
+            lines[12]
         );
-        assert!(lines[12].ends_with(": 1.25%, missed"), "{}", lines[12]);
+        assert!(lines[14].ends_with(": 1.25%, missed"), "{}", lines[14]);
     }
 
     #[test]
@@ -642,9 +650,10 @@ mod tests {
                 (1_100, 2.0, 2.0),
                 (1_300, 2.0, 2.0),
                 (1_500, to_guest, from_guest),
+                (1_500, 2.0, 2.0),
             ]);
             let lines = render_replication(&reports, &WORKLOAD, &REPLICATED_WORKLOAD, &[]);
-            (lines[6].clone(), lines[7].clone(), lines[8].clone())
+            (lines[7].clone(), lines[8].clone(), lines[9].clone())
         };
         let (three, one, throughput) = verdicts(0.8, 1.2);
         assert!(three.ends_with(": 1.50x, met"), "{three}");
@@ -667,6 +676,7 @@ mod tests {
             (5_000, 1.0, 1.0),
             (9_000, 1.0, 1.0),
             (17_000, 0.2, 0.2),
+            (17_000, 0.2, 0.2),
         ]);
         reports[3].upload = Err("checksum".into());
         reports.remove(2);
@@ -680,12 +690,13 @@ mod tests {
         );
         assert!(lines[4].ends_with("| not measured"), "{}", lines[4]);
         assert!(lines[5].contains("|           failed |"), "{}", lines[5]);
-        assert!(lines[6].ends_with(": not measured"), "{}", lines[6]);
+        assert!(lines[6].contains("|    0.20 (     -) |"), "{}", lines[6]);
         assert!(lines[7].ends_with(": not measured"), "{}", lines[7]);
+        assert!(lines[8].ends_with(": not measured"), "{}", lines[8]);
         assert!(
-            lines[8].ends_with(": - to guest, - from guest, not measured"),
+            lines[9].ends_with(": - to guest, - from guest, not measured"),
             "{}",
-            lines[8]
+            lines[9]
         );
     }
 }

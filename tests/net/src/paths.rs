@@ -1,12 +1,14 @@
 //! The network paths the echo service is measured on: our e1000 driver in each of
 //! its register access modes under the guest's stack (through the TAP bridge), the
 //! same driver replicated by the replication engine (under fault injection, for the
-//! tests; as 1, 2 and 3 replicas without faults, for the benchmark), each way our
-//! driver alone may wait for its NIC (for the benchmark), and Linux's in-kernel
-//! e1000 driver as the baseline.
+//! tests; as 1, 2 and 3 replicas without faults, for the benchmark), on each of the
+//! engine's backends, each way our driver alone may wait for its NIC (for the
+//! benchmark), and Linux's in-kernel e1000 driver as the baseline.
 
 use std::fmt;
 use std::str::FromStr;
+
+pub use romain_engine::BackendKind;
 
 /// How our driver reaches the NIC's registers (its `--access` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +65,19 @@ pub enum NetPath {
     /// Our driver, serving `network.e1000` to the TAP bridge.
     OurE1000(Access, Waiting),
     /// Our driver as a group of [`REPLICAS`] replicas that `romain:` starts and
-    /// supervises, in [`REPLICATED_ACCESS`] mode, serving the bridge the same way,
-    /// with a fault injected into a random replica every second: the tests' path.
-    ReplicatedE1000,
+    /// supervises on the engine's backend, in [`REPLICATED_ACCESS`] mode, serving
+    /// the bridge the same way, with a fault injected into a random replica every
+    /// second: the tests' path.
+    ReplicatedE1000(BackendKind),
     /// Our driver alone in direct mode as a group of one under `romain:`, which
     /// restarts it: killed every few seconds (once hung instead) while it serves,
     /// its successor taking over the NIC and the bridge reopening it: the tests'
     /// path for restart-only supervision.
     RestartedE1000,
-    /// Our driver as this many replicas under the replication engine, in
-    /// [`REPLICATED_ACCESS`] mode, without faults: what each replica costs, for the
-    /// benchmark.
-    ReplicaCountE1000(ReplicaCount),
+    /// Our driver as this many replicas under the replication engine on its
+    /// backend, in [`REPLICATED_ACCESS`] mode, without faults: what each replica
+    /// costs, for the benchmark.
+    ReplicaCountE1000(ReplicaCount, BackendKind),
     /// Linux's e1000 module driving `eth0`.
     LinuxE1000,
 }
@@ -110,17 +113,25 @@ impl ReplicaCount {
 pub const OUR_DRIVER_PATHS: [NetPath; 4] = [
     NetPath::OurE1000(Access::Direct, Waiting::BusyPolling),
     NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling),
-    NetPath::ReplicatedE1000,
+    NetPath::ReplicatedE1000(BackendKind::Ptrace),
     NetPath::RestartedE1000,
 ];
+
+/// The replicated driver under faults on the stub backend, which Redox can run.
+pub const STUB_REPLICATED_PATH: NetPath = NetPath::ReplicatedE1000(BackendKind::Stub);
 
 /// Our driver as 1, 2 and 3 replicas without faults, in the order a benchmark run
 /// measures them (after both access modes).
 pub const REPLICA_COUNT_PATHS: [NetPath; 3] = [
-    NetPath::ReplicaCountE1000(ReplicaCount::ALL[0]),
-    NetPath::ReplicaCountE1000(ReplicaCount::ALL[1]),
-    NetPath::ReplicaCountE1000(ReplicaCount::ALL[2]),
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[0], BackendKind::Ptrace),
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[1], BackendKind::Ptrace),
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[2], BackendKind::Ptrace),
 ];
+
+/// Three replicas without faults on the stub backend: the benchmark's row
+/// beside the ptrace backend's.
+pub const STUB_REPLICA_COUNT_PATH: NetPath =
+    NetPath::ReplicaCountE1000(ReplicaCount::ALL[2], BackendKind::Stub);
 
 /// Our driver alone in direct mode, each way of waiting for its NIC, the
 /// default first: the benchmark's notification-against-polling table.
@@ -131,7 +142,7 @@ pub const WAITING_PATHS: [NetPath; 3] = [
 ];
 
 /// Every path there is, for parsing labels.
-const ALL_PATHS: [NetPath; 12] = [
+const ALL_PATHS: [NetPath; 14] = [
     OUR_DRIVER_PATHS[0],
     OUR_DRIVER_PATHS[1],
     OUR_DRIVER_PATHS[2],
@@ -144,6 +155,8 @@ const ALL_PATHS: [NetPath; 12] = [
     WAITING_PATHS[2],
     NetPath::OurE1000(Access::Mmio, Waiting::Notified),
     NetPath::OurE1000(Access::Mmio, Waiting::Polled),
+    STUB_REPLICATED_PATH,
+    STUB_REPLICA_COUNT_PATH,
 ];
 
 impl NetPath {
@@ -156,12 +169,18 @@ impl NetPath {
             NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling) => "e1000-mmio",
             NetPath::OurE1000(Access::Mmio, Waiting::Notified) => "e1000-mmio-notified",
             NetPath::OurE1000(Access::Mmio, Waiting::Polled) => "e1000-mmio-polled",
-            NetPath::ReplicatedE1000 => "e1000-replicated",
+            NetPath::ReplicatedE1000(BackendKind::Ptrace) => "e1000-replicated",
+            NetPath::ReplicatedE1000(BackendKind::Stub) => "e1000-replicated-stub",
             NetPath::RestartedE1000 => "e1000-restarted",
-            NetPath::ReplicaCountE1000(count) => [
+            NetPath::ReplicaCountE1000(count, BackendKind::Ptrace) => [
                 "e1000-replicated-1",
                 "e1000-replicated-2",
                 "e1000-replicated-3",
+            ][count.0 - 1],
+            NetPath::ReplicaCountE1000(count, BackendKind::Stub) => [
+                "e1000-replicated-1-stub",
+                "e1000-replicated-2-stub",
+                "e1000-replicated-3-stub",
             ][count.0 - 1],
             NetPath::LinuxE1000 => "linux-e1000",
         }
@@ -180,12 +199,18 @@ impl NetPath {
             NetPath::OurE1000(Access::Mmio, Waiting::BusyPolling) => "our e1000, through mmio:",
             NetPath::OurE1000(Access::Mmio, Waiting::Notified) => "our e1000, mmio:, irq per burst",
             NetPath::OurE1000(Access::Mmio, Waiting::Polled) => "our e1000, mmio:, polled",
-            NetPath::ReplicatedE1000 => "our e1000 x3 under romain, mmio:",
+            NetPath::ReplicatedE1000(BackendKind::Ptrace) => "our e1000 x3 under romain, mmio:",
+            NetPath::ReplicatedE1000(BackendKind::Stub) => "our e1000 x3 under romain, stub",
             NetPath::RestartedE1000 => "our e1000 under romain, killed",
-            NetPath::ReplicaCountE1000(count) => [
+            NetPath::ReplicaCountE1000(count, BackendKind::Ptrace) => [
                 "our e1000, 1 replica (engine)",
                 "our e1000, 2 replicas (engine)",
                 "our e1000, 3 replicas (engine)",
+            ][count.0 - 1],
+            NetPath::ReplicaCountE1000(count, BackendKind::Stub) => [
+                "our e1000, 1 replica (stub engine)",
+                "our e1000, 2 replicas (stub engine)",
+                "our e1000, 3 replicas (stub engine)",
             ][count.0 - 1],
             NetPath::LinuxE1000 => "Linux in-kernel e1000",
         }
@@ -246,7 +271,7 @@ mod tests {
         let err = "e1000-replicated-4".parse::<NetPath>().unwrap_err();
         assert!(err.contains("not a network path"), "{err}");
         assert!(
-            err.ends_with("e1000-mmio-notified, e1000-mmio-polled"),
+            err.ends_with("e1000-mmio-polled, e1000-replicated-stub, e1000-replicated-3-stub"),
             "{err}"
         );
         assert_eq!(

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use guest_net::child::Child;
 use nix::sys::signal::Signal;
+use romain_engine::BackendKind;
 use romain_scheme::client::{self, explain, group_path};
 use romain_scheme::Registry;
 use scheme_runtime::Handle;
@@ -47,6 +48,8 @@ pub struct RegistryEntry {
     pub gid: u32,
     /// How long a replica may take to its next event.
     pub watchdog_ms: u32,
+    /// How the engine's replicas stop at their events.
+    pub backend: BackendKind,
 }
 
 /// How `romain:` watches a driver and restarts it (the registry's heartbeat and
@@ -98,6 +101,7 @@ impl RegistryEntry {
         entry.insert("uid".into(), self.uid.into());
         entry.insert("gid".into(), self.gid.into());
         entry.insert("watchdog_ms".into(), self.watchdog_ms.into());
+        entry.insert("backend".into(), self.backend.to_string().into());
         if let Some(supervision) = supervision {
             entry.insert("heartbeat".into(), supervision.heartbeat.clone().into());
             // TOML integers are i64; a period past that is no period anyone means.
@@ -261,6 +265,7 @@ mod tests {
             uid: 1001,
             gid: 1002,
             watchdog_ms: 5000,
+            backend: BackendKind::Stub,
         };
         let registry: Registry = entry.registry().parse().unwrap();
         let spec = registry.driver("e1000").unwrap();
@@ -269,6 +274,7 @@ mod tests {
         assert_eq!(spec.policy, "nic");
         assert_eq!((spec.uid, spec.gid), (Some(1001), Some(1002)));
         assert_eq!(spec.watchdog, Some(Duration::from_millis(5000)));
+        assert_eq!(spec.backend, Some(BackendKind::Stub));
         assert_eq!(registry.drivers().count(), 1);
         assert_eq!(spec.heartbeat, None, "romain's defaults");
     }
@@ -283,6 +289,7 @@ mod tests {
             uid: 1001,
             gid: 1001,
             watchdog_ms: 500,
+            backend: BackendKind::Ptrace,
         };
         let supervision = Supervision::quick_restart("/scheme/network.e1000");
         let registry: Registry = entry.supervised_registry(&supervision).parse().unwrap();

@@ -23,7 +23,7 @@ use guest_harness::guest::report::{Report, StepResult};
 use guest_net::child::Child;
 use guest_net::echo::EchoService;
 use guest_net::load::Client;
-use guest_net::paths::{NetPath, ReplicaCount};
+use guest_net::paths::{BackendKind, NetPath, ReplicaCount};
 use guest_net::protocol::serving_line;
 use romain_campaign::fault::Regions;
 use romain_campaign::outcome::Counters;
@@ -102,7 +102,7 @@ fn campaign(
         .checked_sub(1)
         .and_then(|at| ReplicaCount::ALL.get(at))
         .ok_or_else(|| format!("a group of {replicas}: the campaign runs 1 to 3 replicas"))?;
-    let mut target = Target::start(env, NetPath::ReplicaCountE1000(*count))?;
+    let mut target = Target::start(env, NetPath::ReplicaCountE1000(*count, BackendKind::Ptrace))?;
     let label = service_label(replicas);
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, settings.port));
     let service = Arc::new(EchoService::bind(address, &label, SERVICE_IO_TIMEOUT)?);

@@ -25,7 +25,9 @@ use guest_net::bridge::RELAYING;
 use guest_net::child::Child;
 use guest_net::cpu::{cpu_time, percent, DriverCpu};
 use guest_net::echo::SessionNews;
-use guest_net::paths::{Access, NetPath, ReplicaCount, Waiting, REPLICAS, REPLICATED_ACCESS};
+use guest_net::paths::{
+    Access, BackendKind, NetPath, ReplicaCount, Waiting, REPLICAS, REPLICATED_ACCESS,
+};
 use guest_net::protocol::Command as EchoCommand;
 use guest_net::relay::BridgeCounters;
 use nix::sys::signal::Signal;
@@ -138,14 +140,14 @@ pub fn run(report: &mut Report, env: Option<&Environment>, path: NetPath, settin
     let mut faults = None;
     let mut engine_events = None;
     match path {
-        NetPath::ReplicatedE1000 => {
+        NetPath::ReplicatedE1000(_) => {
             let group = match &driver {
                 Some(Driver::Supervised { group, .. }) => Some(group),
                 _ => None,
             };
             serve_under_faults(report, path, settings, up, group);
         }
-        NetPath::ReplicaCountE1000(count) => {
+        NetPath::ReplicaCountE1000(count, _) => {
             let before_load = driver.as_ref().map(Driver::before_load);
             let mut sessions = SessionEvents::default();
             service::run_telling(report, path, settings, up, &mut |news| {
@@ -242,10 +244,12 @@ pub(crate) fn start_driver(env: &Environment, path: NetPath) -> StepResult<Drive
             driver.wait_until(START_TIMEOUT, serving)?;
             Ok(Driver::Alone(driver))
         }
-        NetPath::ReplicatedE1000 => start_group(env, REPLICAS),
+        NetPath::ReplicatedE1000(backend) => start_group(env, REPLICAS, backend),
         NetPath::RestartedE1000 => restarted::start_group(env),
-        NetPath::ReplicaCountE1000(count) if count.get() == 1 => start_engine(env, count),
-        NetPath::ReplicaCountE1000(count) => start_group(env, count.get()),
+        NetPath::ReplicaCountE1000(count, backend) if count.get() == 1 => {
+            start_engine(env, count, backend)
+        }
+        NetPath::ReplicaCountE1000(count, backend) => start_group(env, count.get(), backend),
         NetPath::LinuxE1000 => Err("Linux's e1000 is not our driver".into()),
     }
 }
@@ -274,13 +278,17 @@ pub(crate) fn registry_entry(env: &Environment, access: Access) -> RegistryEntry
         uid: env.driver_uid,
         gid: env.driver_uid,
         watchdog_ms: env.replica_watchdog_ms,
+        backend: BackendKind::Ptrace,
     }
 }
 
-/// `romain:e1000?replicas=<replicas>`, from a registry this program writes, as the
-/// e1000 rule's user.
-fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
-    let entry = registry_entry(env, REPLICATED_ACCESS);
+/// `romain:e1000?replicas=<replicas>` on `backend`, from a registry this program
+/// writes, as the e1000 rule's user.
+fn start_group(env: &Environment, replicas: usize, backend: BackendKind) -> StepResult<Driver> {
+    let entry = RegistryEntry {
+        backend,
+        ..registry_entry(env, REPLICATED_ACCESS)
+    };
     let mut romain = Romain::start(&entry.registry())?;
     let group = RomainGroup::up(DRIVER_NAME, replicas)?;
     romain.wait_until(START_TIMEOUT, serving).map_err(|err| {
@@ -294,9 +302,13 @@ fn start_group(env: &Environment, replicas: usize) -> StepResult<Driver> {
     Ok(Driver::Supervised { romain, group })
 }
 
-/// `romain replicate` running the driver as `count` replicas, as the e1000 rule's
-/// user: what `romain:` starts for a group of two or more.
-fn start_engine(env: &Environment, count: ReplicaCount) -> StepResult<Driver> {
+/// `romain replicate` running the driver as `count` replicas on `backend`, as the
+/// e1000 rule's user: what `romain:` starts for a group of two or more.
+fn start_engine(
+    env: &Environment,
+    count: ReplicaCount,
+    backend: BackendKind,
+) -> StepResult<Driver> {
     let (control, engine_end) = Control::pair()?;
     let mut command = Command::new(ROMAIN_PROGRAM);
     let control_fd = control::hand_over(&mut command, engine_end);
@@ -304,6 +316,7 @@ fn start_engine(env: &Environment, count: ReplicaCount) -> StepResult<Driver> {
         .args(["replicate", "--replicas", &count.get().to_string()])
         .args(["--label", E1000_DRIVER_LABEL])
         .args(["--watchdog-ms", &env.replica_watchdog_ms.to_string()])
+        .args(["--backend", &backend.to_string()])
         .args([
             "--control-fd",
             &control_fd.to_string(),
@@ -374,9 +387,23 @@ fn serve_under_faults(
                  engine: {}",
                 status.counters(&ENGINE_COUNTERS)
             );
-            check_masked(&status, injected)
+            check_masked(&status, injected)?;
+            on_its_backend(&status, path)
         },
     );
+}
+
+/// The engine runs the backend `path` names.
+fn on_its_backend(status: &EngineStatus, path: NetPath) -> StepResult<()> {
+    let wanted = match path {
+        NetPath::ReplicatedE1000(backend) | NetPath::ReplicaCountE1000(_, backend) => backend,
+        _ => return Ok(()),
+    };
+    let running = status.value("engine_backend")?;
+    if running != wanted.to_string() {
+        return Err(format!("the engine runs the {running} backend, not {wanted}").into());
+    }
+    Ok(())
 }
 
 /// The engine took faults in, never lost its majority, and, if replicas were killed,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use guest_harness::guest::report::{Report, StepResult};
 use guest_harness::guest::romain::{RegistryEntry, Romain, RomainGroup, Supervision};
 use guest_harness::protocol::{GUEST_BENCH_PREFIX, UART_DRIVER_LABEL};
+use romain_engine::BackendKind;
 use scheme_runtime::Handle;
 use syscall::flag::{O_RDONLY, O_RDWR};
 
@@ -84,6 +85,7 @@ impl Target {
             uid: rule.uid,
             gid: rule.uid,
             watchdog_ms: WATCHDOG_MS,
+            backend: BackendKind::Ptrace,
         };
         let supervision = Supervision::quick_restart(&status_path(RUN));
         let mut romain = Romain::start(&entry.supervised_registry(&supervision))?;
