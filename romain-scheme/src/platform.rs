@@ -23,6 +23,28 @@ pub fn stop(pid: u32) -> io::Result<()> {
         .map_err(|e| scheme_runtime::io_error(syscall::error::Error::new(e.errno())))
 }
 
+/// Why a group asked for replicas runs its driver alone here (where the
+/// supervisor has no engine to run).
+#[cfg(target_os = "linux")]
+pub fn why_replication_is_unavailable() -> &'static str {
+    "this system cannot trace processes"
+}
+
+/// Why a group asked for replicas runs its driver alone on Redox: the
+/// engine's group logic runs on Linux only, and the replicas' stubs need the
+/// kernel of `recipes/kernel`, which is checked once.
+#[cfg(target_os = "redox")]
+pub fn why_replication_is_unavailable() -> &'static str {
+    static FORWARDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *FORWARDS.get_or_init(romain_stub::kernel_forwards_faults) {
+        "the kernel forwards faults to the replicas' stubs, but the engine does not run on \
+         Redox yet"
+    } else {
+        "the kernel does not forward faults to threads (recipes/kernel builds one that \
+         does) and the engine does not run on Redox yet"
+    }
+}
+
 /// The (effective) user this supervisor runs as.
 #[cfg(target_os = "linux")]
 pub fn own_uid() -> u32 {

@@ -24,9 +24,11 @@
 //! next_restart_at=none       Unix time of the pending restart while in backoff
 //! ```
 //!
-//! Where replication is unavailable (no process tracing: Redox today), a group
-//! opened with 2 or more replicas runs the driver alone and adds
-//! `replication=unavailable: N replicas asked; ...`.
+//! Where replication is unavailable (Redox today: the engine runs on Linux only,
+//! and the replicas' stubs need the kernel of `recipes/kernel`), a group opened
+//! with 2 or more replicas runs the driver alone and adds
+//! `replication=unavailable: N replicas asked; <why>, so the driver runs alone`,
+//! the reason saying whether the kernel forwards faults.
 //!
 //! A replicated group (2 or more replicas) runs one process, the replication
 //! engine: `pids` is the engine's, and the engine's own counters follow, each
@@ -385,8 +387,8 @@ impl GroupStatus<'_> {
         if let Some(asked) = self.unreplicated {
             writeln!(
                 f,
-                "replication=unavailable: {asked} replicas asked; this system cannot trace \
-                 processes, so the driver runs alone"
+                "replication=unavailable: {asked} replicas asked; {}, so the driver runs alone",
+                crate::platform::why_replication_is_unavailable()
             )?;
         }
         match &self.engine {

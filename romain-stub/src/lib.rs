@@ -18,6 +18,7 @@
 //! replica) from one `syscall` instruction at a fixed address
 //! ([`SITE_PAGE`]), which both filters let through.
 
+pub mod rendezvous;
 pub mod slot;
 
 #[cfg(target_os = "linux")]
@@ -27,6 +28,11 @@ mod linux;
 
 #[cfg(target_os = "linux")]
 pub use linux::{install, SIGNAL_STACK_LEN};
+
+#[cfg(target_os = "redox")]
+mod redox;
+#[cfg(target_os = "redox")]
+pub use redox::{install, kernel_forwards_faults, SIGNAL_STACK_LEN};
 
 /// The environment variable that asks a replica's runtime to install the stub.
 pub const STUB_ENV: &str = "SCHEME_REPLICA_STUB";

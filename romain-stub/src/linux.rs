@@ -10,12 +10,13 @@
 use std::arch::asm;
 use std::cell::UnsafeCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 use nix::libc::{self, c_int, c_long, c_void};
 
 use crate::filter::{filter, install_with, Outside};
-use crate::slot::{reg, Bell, Command, Slot, SlotState, StopKind, PAGE_LEN, REGISTER_WORDS};
+use crate::rendezvous::{hand_over, Forked, Kernel, Record};
+use crate::slot::{reg, Bell, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
 use crate::{BELL_FD, SITE_PAGE, SITE_RETURN, SLOT_FD};
 
 /// The stub's signal stack: room for the kernel's signal frame (with the
@@ -254,7 +255,7 @@ impl Part {
     }
 }
 
-fn futex(word: &std::sync::atomic::AtomicU32, operation: c_int, value: u32) {
+fn futex(word: &AtomicU32, operation: c_int, value: u32) {
     site_call(
         libc::SYS_futex,
         [
@@ -318,6 +319,48 @@ fn set_segment_base(segment: Segment, base: u64) {
     }
 }
 
+/// The hand-over's calls on Linux, through the site.
+struct LinuxKernel;
+
+impl Kernel for LinuxKernel {
+    fn wait(&self, word: &AtomicU32, value: u32) {
+        futex(word, libc::FUTEX_WAIT, value);
+    }
+
+    fn wake(&self, word: &AtomicU32) {
+        futex(word, libc::FUTEX_WAKE, i32::MAX as u32);
+    }
+
+    fn fork_copy(&self, slot: &Slot) -> Forked {
+        let engine = slot.fork_pid.load(Ordering::Relaxed);
+        let fd = slot.fork_fd.load(Ordering::Relaxed);
+        // A copy whose parent is the engine, which reaps it like the others.
+        let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
+        match site_call(libc::SYS_clone, [flags, 0, 0, 0, 0, 0]) {
+            0 => {
+                take_own_slot(engine, fd);
+                site_call(
+                    libc::SYS_prctl,
+                    [
+                        libc::PR_SET_PDEATHSIG as u64,
+                        libc::SIGKILL as u64,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ],
+                );
+                Forked::Copy
+            }
+            child => Forked::Parent(child),
+        }
+    }
+
+    fn slot(&self) -> &'static Slot {
+        own_slot()
+    }
+}
+
 /// The gregs index of each `user_regs_struct` word the context has.
 const FROM_CONTEXT: [(usize, c_int); 18] = [
     (reg::R15, libc::REG_R15),
@@ -371,55 +414,13 @@ extern "C" fn on_event(signal: c_int, info: *mut libc::siginfo_t, context: *mut 
         (StopKind::Fault, info.si_code as u32, address)
     };
 
-    let slot = own_slot();
-    slot.stop.store(stop as u32, Ordering::Relaxed);
-    slot.code.store(code, Ordering::Relaxed);
-    slot.address.store(address, Ordering::Relaxed);
-    for (field, word) in slot.regs.iter().zip(words) {
-        field.store(word, Ordering::Relaxed);
-    }
-    let mut post = true;
-    loop {
-        if post {
-            slot.state
-                .store(SlotState::Posted as u32, Ordering::Release);
-            let bell = &bell().rung;
-            bell.fetch_add(1, Ordering::Release);
-            futex(bell, libc::FUTEX_WAKE, i32::MAX as u32);
-        }
-        while slot.state.load(Ordering::Acquire) == SlotState::Posted as u32 {
-            futex(&slot.state, libc::FUTEX_WAIT, SlotState::Posted as u32);
-        }
-        match Command::from_word(slot.command.load(Ordering::Relaxed)) {
-            Some(Command::Fork) => {
-                let engine = slot.fork_pid.load(Ordering::Relaxed);
-                let fd = slot.fork_fd.load(Ordering::Relaxed);
-                let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as u64;
-                let child = site_call(libc::SYS_clone, [flags, 0, 0, 0, 0, 0]);
-                if child == 0 {
-                    // The copy: the engine filled its slot with this event;
-                    // it waits there like the replica it came from.
-                    take_own_slot(engine, fd);
-                    site_call(
-                        libc::SYS_prctl,
-                        [
-                            libc::PR_SET_PDEATHSIG as u64,
-                            libc::SIGKILL as u64,
-                            0,
-                            0,
-                            0,
-                            0,
-                        ],
-                    );
-                    post = false;
-                } else {
-                    slot.forked.store(child, Ordering::Relaxed);
-                    post = true;
-                }
-            }
-            _ => break,
-        }
-    }
+    let record = Record {
+        stop,
+        code,
+        address,
+        regs: words,
+    };
+    let slot = hand_over(&record, bell(), &LinuxKernel);
 
     for (word, index) in FROM_CONTEXT {
         gregs[index as usize] = slot.regs[word].load(Ordering::Relaxed) as i64;

@@ -67,7 +67,6 @@ pub(crate) fn serve_if_replica<D: SchemeDaemon>(
 /// ([`romain_stub::STUB_ENV`]): its events are then posted to the engine from
 /// a signal handler instead of stopping it for a tracer.
 fn install_stub() -> io::Result<()> {
-    #[cfg(target_os = "linux")]
     if std::env::var_os(romain_stub::STUB_ENV).is_some_and(|value| !value.is_empty()) {
         return romain_stub::install().map_err(|error| {
             io::Error::new(error.kind(), format!("cannot install the stub: {error}"))
