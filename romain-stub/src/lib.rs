@@ -20,6 +20,9 @@
 
 pub mod rendezvous;
 pub mod slot;
+mod state;
+
+pub use state::SIGNAL_STACK_LEN;
 
 #[cfg(target_os = "linux")]
 pub mod filter;
@@ -27,12 +30,12 @@ pub mod filter;
 mod linux;
 
 #[cfg(target_os = "linux")]
-pub use linux::{install, SIGNAL_STACK_LEN};
+pub use linux::install;
 
 #[cfg(target_os = "redox")]
 mod redox;
 #[cfg(target_os = "redox")]
-pub use redox::{install, kernel_forwards_faults, SIGNAL_STACK_LEN};
+pub use redox::{install, kernel_forwards_faults};
 
 /// The environment variable that asks a replica's runtime to install the stub.
 pub const STUB_ENV: &str = "SCHEME_REPLICA_STUB";

@@ -8,20 +8,16 @@
 //! comparison.
 
 use std::arch::asm;
-use std::cell::UnsafeCell;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nix::libc::{self, c_int, c_long, c_void};
 
 use crate::filter::{filter, install_with, Outside};
 use crate::rendezvous::{hand_over, Forked, Kernel, Record};
-use crate::slot::{reg, Bell, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
+use crate::slot::{reg, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
+use crate::state::{bell, own_slot, set_pages, signal_stack, SIGNAL_STACK_LEN};
 use crate::{BELL_FD, SITE_PAGE, SITE_RETURN, SLOT_FD};
-
-/// The stub's signal stack: room for the kernel's signal frame (with the
-/// extended FP state) and the handler.
-pub const SIGNAL_STACK_LEN: usize = 64 * 1024;
 
 /// `syscall; ret`.
 const SITE_CODE: [u8; 3] = [0x0f, 0x05, 0xc3];
@@ -35,20 +31,6 @@ const ARCH_GET_GS: u64 = 0x1004;
 /// `HWCAP2_FSGSBASE`: the kernel lets user code read and write the FS and GS
 /// bases with `rdfsbase` and friends, no syscall needed.
 const HWCAP2_FSGSBASE: u64 = 1 << 1;
-
-#[repr(C, align(16))]
-struct SignalStack(UnsafeCell<[u8; SIGNAL_STACK_LEN]>);
-
-// SAFETY: only the replica's single thread touches the stack, and only as its
-// signal stack (and the engine, from outside, while the thread waits).
-unsafe impl Sync for SignalStack {}
-
-static SIGNAL_STACK: SignalStack = SignalStack(UnsafeCell::new([0; SIGNAL_STACK_LEN]));
-
-/// The replica's slot and the group's bell, mapped at the same addresses in
-/// every replica (which run without address-space randomisation).
-static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
-static BELL: AtomicPtr<Bell> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Whether `rdfsbase` and friends work (the same in every replica).
 static FSGSBASE: AtomicBool = AtomicBool::new(false);
@@ -94,16 +76,10 @@ pub fn install() -> io::Result<()> {
     let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
     FSGSBASE.store(hwcap2 & HWCAP2_FSGSBASE != 0, Ordering::Relaxed);
     map_site()?;
-    let slot = map_shared(SLOT_FD, 0)?;
-    SLOT.store(slot.cast(), Ordering::Relaxed);
-    BELL.store(map_shared(BELL_FD, 0)?.cast(), Ordering::Relaxed);
-    let slot = own_slot();
-    slot.stack_start
-        .store(stack_base() as u64, Ordering::Relaxed);
-    slot.stack_len
-        .store(SIGNAL_STACK_LEN as u64, Ordering::Relaxed);
+    // SAFETY: both are page mappings kept for the life of the process.
+    unsafe { set_pages(map_shared(SLOT_FD, 0)?, map_shared(BELL_FD, 0)?) };
     let stack = libc::stack_t {
-        ss_sp: stack_base().cast(),
+        ss_sp: signal_stack().cast(),
         ss_flags: 0,
         ss_size: SIGNAL_STACK_LEN,
     };
@@ -175,21 +151,6 @@ fn map_site() -> io::Result<()> {
     Ok(())
 }
 
-fn stack_base() -> *mut u8 {
-    SIGNAL_STACK.0.get().cast()
-}
-
-fn own_slot() -> &'static Slot {
-    // SAFETY: the slot is mapped (install) before any event, for good, and
-    // is all atomics.
-    unsafe { &*SLOT.load(Ordering::Relaxed) }
-}
-
-fn bell() -> &'static Bell {
-    // SAFETY: as for the slot.
-    unsafe { &*BELL.load(Ordering::Relaxed) }
-}
-
 /// In a copy just forked: opens the engine's descriptor of the copy's own
 /// slot and maps it where the parent's was. A copy that cannot ends; the
 /// engine sees it die.
@@ -218,7 +179,7 @@ fn take_own_slot(engine: u32, fd: u32) {
     let taken = opened >= 0
         && site_call(libc::SYS_dup2, [opened as u64, SLOT_FD as u64, 0, 0, 0, 0]) >= 0
         && site_call(libc::SYS_close, [opened as u64, 0, 0, 0, 0, 0]) >= 0
-        && map_shared(SLOT_FD, SLOT.load(Ordering::Relaxed) as u64).is_ok();
+        && map_shared(SLOT_FD, own_slot() as *const Slot as u64).is_ok();
     if !taken {
         site_call(libc::SYS_exit_group, [126, 0, 0, 0, 0, 0]);
     }

@@ -13,16 +13,16 @@
 //! Type-checked here (`make redox-check`); it runs on Redox with the patched
 //! kernel and an engine, which does not run on Redox yet.
 
-use std::cell::UnsafeCell;
 use std::io;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use libc::{c_int, c_void};
 use libredox::flag::{MAP_SHARED, PROT_READ, PROT_WRITE};
 use syscall::flag::{CallFlags, FUTEX_WAIT, FUTEX_WAKE};
 
 use crate::rendezvous::{hand_over, Forked, Kernel, Record};
-use crate::slot::{reg, Bell, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
+use crate::slot::{reg, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
+use crate::state::{bell, own_slot, set_pages, signal_stack, SIGNAL_STACK_LEN};
 use crate::{BELL_FD, SLOT_FD};
 
 /// The verb on a thread's kernel handle that sets its fault controls (the
@@ -31,24 +31,10 @@ const FAULT_CONTROL_VERB: u64 = 249;
 const FORWARD_FAULTS: u64 = 1;
 const RESTRICT_TSC: u64 = 2;
 
-/// The stub's signal stack.
-pub const SIGNAL_STACK_LEN: usize = 64 * 1024;
-
 extern "C" {
     /// relibc: the calling thread's handle in the `proc` scheme.
     fn redox_cur_thrfd_v0() -> usize;
 }
-
-#[repr(C, align(16))]
-struct SignalStack(UnsafeCell<[u8; SIGNAL_STACK_LEN]>);
-
-// SAFETY: only the replica's single thread uses the stack, as its signal stack.
-unsafe impl Sync for SignalStack {}
-
-static SIGNAL_STACK: SignalStack = SignalStack(UnsafeCell::new([0; SIGNAL_STACK_LEN]));
-
-static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
-static BELL: AtomicPtr<Bell> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Sets the calling thread's fault controls; returns the ones it had. A
 /// kernel without the patch refuses the verb.
@@ -94,15 +80,10 @@ pub fn install() -> io::Result<()> {
             format!("the kernel does not forward faults to threads (recipes/kernel): {error}"),
         )
     })?;
-    SLOT.store(map_shared(SLOT_FD)?.cast(), Ordering::Relaxed);
-    BELL.store(map_shared(BELL_FD)?.cast(), Ordering::Relaxed);
-    let slot = RedoxKernel.slot();
-    slot.stack_start
-        .store(SIGNAL_STACK.0.get() as u64, Ordering::Relaxed);
-    slot.stack_len
-        .store(SIGNAL_STACK_LEN as u64, Ordering::Relaxed);
+    // SAFETY: both are page mappings kept for the life of the process.
+    unsafe { set_pages(map_shared(SLOT_FD)?, map_shared(BELL_FD)?) };
     let stack = libc::stack_t {
-        ss_sp: SIGNAL_STACK.0.get().cast(),
+        ss_sp: signal_stack().cast(),
         ss_flags: 0,
         ss_size: SIGNAL_STACK_LEN,
     };
@@ -163,8 +144,7 @@ impl Kernel for RedoxKernel {
     }
 
     fn slot(&self) -> &'static Slot {
-        // SAFETY: mapped at install, before any fault is forwarded, for good.
-        unsafe { &*SLOT.load(Ordering::Relaxed) }
+        own_slot()
     }
 }
 
@@ -215,9 +195,7 @@ extern "C" fn on_fault(_signal: c_int, info: *mut libc::siginfo_t, context: *mut
         address,
         regs,
     };
-    // SAFETY: mapped at install, before any fault is forwarded.
-    let bell = unsafe { &*BELL.load(Ordering::Relaxed) };
-    let slot = hand_over(&record, bell, &RedoxKernel);
+    let slot = hand_over(&record, bell(), &RedoxKernel);
     let answer = |word: usize| slot.regs[word].load(Ordering::Relaxed) as _;
     mcontext.r15 = answer(reg::R15);
     mcontext.r14 = answer(reg::R14);

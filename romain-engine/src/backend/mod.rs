@@ -124,6 +124,15 @@ impl<B: Backend + ?Sized> ReplicaMemory for ReplicaOf<'_, B> {
     }
 }
 
+/// A replica killed while stopped is gone before the engine's next call on it; its
+/// death shows at the next wait, so only other failures stop the group.
+pub(crate) fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
+    match result {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
 /// The pages (private memory and code) on which any of the processes `pids`
 /// differs from the first, not reading those in `known_alike`.
 pub fn compare_replicas(pids: &[Pid], known_alike: &[Range<u64>]) -> Result<Vec<u64>, String> {

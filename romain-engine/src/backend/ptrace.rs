@@ -15,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{compare_replicas, Backend};
+use super::{compare_replicas, continue_member, Backend};
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
@@ -372,14 +372,5 @@ impl Backend for PtraceBackend {
                 Err(error) => Err(error.to_string()),
             },
         }
-    }
-}
-
-/// A replica killed while stopped is gone before the engine's next call on it; its
-/// death shows at the next wait, so only other failures stop the group.
-fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
-    match result {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno.into()),
     }
 }

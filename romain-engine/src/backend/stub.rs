@@ -36,7 +36,7 @@ use nix::unistd::Pid;
 use romain_stub::slot::{Bell, Command, Slot, SlotState, StopKind, PAGE_LEN, REGISTER_WORDS};
 use romain_stub::{BELL_FD, SITE_RETURN, SLOT_FD, STUB_ENV};
 
-use super::{compare_replicas, Backend};
+use super::{compare_replicas, continue_member, Backend};
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member, Stop};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
@@ -504,15 +504,6 @@ impl Backend for StubBackend {
                 }
             }
         }
-    }
-}
-
-/// A replica killed while stopped is gone before the engine's next call on it; its
-/// death shows at the next wait, so only other failures stop the group.
-fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailure> {
-    match result {
-        Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno.into()),
     }
 }
 
