@@ -545,7 +545,9 @@ impl SharedPage {
     fn create(name: &str) -> io::Result<Self> {
         let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
         // SAFETY: memfd_create takes a NUL-terminated name and flags.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -553,6 +555,14 @@ impl SharedPage {
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ftruncate on our own descriptor.
         if unsafe { libc::ftruncate(file.as_raw_fd(), PAGE_LEN as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A replica holds the page's descriptor too: sealed at its size, it
+        // cannot shrink it under the engine's mapping (which would fault the
+        // engine) or grow it.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on our own descriptor with integer arguments.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a shared mapping of the whole file, unmapped on drop.
@@ -631,5 +641,25 @@ impl SlotRegisters for Slot {
         for (field, word) in self.regs.iter().zip(words) {
             field.store(word, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_shared_with_replicas_cannot_be_resized_through_its_descriptor() {
+        let page = SharedPage::create("romain-test").unwrap();
+        let fd = page.file.as_raw_fd();
+        for len in [0, PAGE_LEN as libc::off_t * 2] {
+            // SAFETY: ftruncate on a descriptor the page owns.
+            let resized = unsafe { libc::ftruncate(fd, len) };
+            assert_eq!(resized, -1, "resized to {len}");
+            assert_eq!(Errno::last(), Errno::EPERM);
+        }
+        // The mapping is still whole.
+        page.slot().regs[26].store(7, Ordering::Relaxed);
+        assert_eq!(page.slot().regs[26].load(Ordering::Relaxed), 7);
     }
 }
