@@ -16,7 +16,7 @@ use nix::libc::{self, c_int, c_long, c_void};
 use crate::filter::{filter, install_with, Outside};
 use crate::rendezvous::{hand_over, Forked, Kernel, Record};
 use crate::slot::{reg, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
-use crate::state::{bell, own_slot, set_pages, signal_stack, SIGNAL_STACK_LEN};
+use crate::state::{bell, handle_on_signal_stack, own_slot, set_pages};
 use crate::{BELL_FD, SITE_PAGE, SITE_RETURN, SLOT_FD};
 
 /// `syscall; ret`.
@@ -78,28 +78,7 @@ pub fn install() -> io::Result<()> {
     map_site()?;
     // SAFETY: both are page mappings kept for the life of the process.
     unsafe { set_pages(map_shared(SLOT_FD, 0)?, map_shared(BELL_FD, 0)?) };
-    let stack = libc::stack_t {
-        ss_sp: signal_stack().cast(),
-        ss_flags: 0,
-        ss_size: SIGNAL_STACK_LEN,
-    };
-    // SAFETY: the stack is a static of the length given, used by no one else.
-    if unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for signal in [libc::SIGSYS, libc::SIGSEGV] {
-        // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
-        // signature and blocks every signal while it runs.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_event as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigfillset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
+    handle_on_signal_stack(&[libc::SIGSYS, libc::SIGSEGV], on_event)?;
     install_with(&filter(Outside::Trap, Some(SITE_RETURN)), site_call)?;
     // The first call the new filter traps hands the replica to the stub.
     // SAFETY: getppid has no arguments and no memory effects.

@@ -22,7 +22,7 @@ use syscall::flag::{CallFlags, FUTEX_WAIT, FUTEX_WAKE};
 
 use crate::rendezvous::{hand_over, Forked, Kernel, Record};
 use crate::slot::{reg, Slot, StopKind, PAGE_LEN, REGISTER_WORDS};
-use crate::state::{bell, own_slot, set_pages, signal_stack, SIGNAL_STACK_LEN};
+use crate::state::{bell, handle_on_signal_stack, own_slot, set_pages};
 use crate::{BELL_FD, SLOT_FD};
 
 /// The verb on a thread's kernel handle that sets its fault controls (the
@@ -82,26 +82,7 @@ pub fn install() -> io::Result<()> {
     })?;
     // SAFETY: both are page mappings kept for the life of the process.
     unsafe { set_pages(map_shared(SLOT_FD)?, map_shared(BELL_FD)?) };
-    let stack = libc::stack_t {
-        ss_sp: signal_stack().cast(),
-        ss_flags: 0,
-        ss_size: SIGNAL_STACK_LEN,
-    };
-    // SAFETY: the stack is a static of the length given, used by no one else.
-    if unsafe { libc::sigaltstack(&stack, std::ptr::null_mut()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
-    // signature and blocks every signal while it runs.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_fault as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-        libc::sigfillset(&mut action.sa_mask);
-        if libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    handle_on_signal_stack(&[libc::SIGSEGV], on_fault)?;
     // From here on the replica reaches nothing but its slot and the bell.
     libredox::call::setrens(0, 0)?;
     Ok(())

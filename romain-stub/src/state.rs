@@ -5,6 +5,10 @@
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, Ordering};
+use std::io;
+
+#[cfg(target_os = "linux")]
+use nix::libc;
 
 use crate::slot::{Bell, Slot};
 
@@ -55,4 +59,35 @@ pub fn own_slot() -> &'static Slot {
 pub fn bell() -> &'static Bell {
     // SAFETY: as for the slot.
     unsafe { &*BELL.load(Ordering::Relaxed) }
+}
+
+/// The signature of the stub's handlers (`SA_SIGINFO`).
+pub type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// Makes the signal stack the thread's and `handler` the handler of
+/// `signals`, run on that stack with every signal blocked.
+pub fn handle_on_signal_stack(signals: &[libc::c_int], handler: Handler) -> io::Result<()> {
+    let stack = libc::stack_t {
+        ss_sp: signal_stack().cast(),
+        ss_flags: 0,
+        ss_size: SIGNAL_STACK_LEN,
+    };
+    // SAFETY: the stack is a static of the length given, used by no one else.
+    if unsafe { libc::sigaltstack(&stack, core::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &signal in signals {
+        // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO
+        // signature and blocks every signal while it runs.
+        unsafe {
+            let mut action: libc::sigaction = core::mem::zeroed();
+            action.sa_sigaction = handler as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigfillset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, core::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }

@@ -23,7 +23,9 @@ use nix::unistd::Pid;
 use crate::fault_injection::Fault;
 use crate::member::Arrival;
 use crate::replica_group::GroupFailure;
-use crate::trap::repair::{compare_memory, differing_code_pages, PageVote};
+use crate::trap::repair::{
+    compare_memory, differing_code_pages, repair_code, repair_memory, PageVote,
+};
 use crate::trap::TrapError;
 use crate::vote::ReplicaIndex;
 
@@ -131,6 +133,19 @@ pub(crate) fn continue_member(result: nix::Result<()>) -> Result<(), GroupFailur
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(errno) => Err(errno.into()),
     }
+}
+
+/// Copies the private memory and code of process `healthy` that differ into
+/// `faulty`; says what was copied, or why it could not be.
+pub fn copy_memory_and_code(healthy: Pid, faulty: Pid) -> Result<String, String> {
+    let memory = repair_memory(healthy, faulty)
+        .map_err(|error| format!("memory not repairable ({error})"))?;
+    let code =
+        repair_code(healthy, faulty).map_err(|error| format!("code not repairable ({error})"))?;
+    Ok(format!(
+        "{} pages of memory and {code} of code copied",
+        memory.pages_copied
+    ))
 }
 
 /// The pages (private memory and code) on which any of the processes `pids`

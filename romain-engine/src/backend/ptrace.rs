@@ -15,13 +15,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::{compare_replicas, continue_member, Backend};
+use super::{compare_replicas, continue_member, copy_memory_and_code, Backend};
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
 use crate::trap::repair::{
-    find_spin_instruction, flip_memory_bit, flip_register_bit, repair_code, repair_memory,
-    vote_pages, FpState, PageVote,
+    find_spin_instruction, flip_memory_bit, flip_register_bit, vote_pages, FpState, PageVote,
 };
 use crate::trap::{ReplicaCommand, Tracee, TrapError};
 use crate::vote::ReplicaIndex;
@@ -295,17 +294,11 @@ impl Backend for PtraceBackend {
             return Err("it or its source is gone".to_owned());
         };
         self.frozen.remove(&broken.as_raw());
-        let memory = repair_memory(healthy, broken)
-            .map_err(|error| format!("memory not repairable ({error})"))?;
-        let code = repair_code(healthy, broken)
-            .map_err(|error| format!("code not repairable ({error})"))?;
+        let copied = copy_memory_and_code(healthy, broken)?;
         FpState::read(healthy)
             .and_then(|fp| fp.write(broken))
             .map_err(|errno| format!("FP state not repairable ({errno})"))?;
-        Ok(format!(
-            "{} pages of memory and {code} of code copied",
-            memory.pages_copied
-        ))
+        Ok(copied)
     }
 
     fn replace(

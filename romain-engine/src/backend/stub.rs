@@ -36,13 +36,12 @@ use nix::unistd::Pid;
 use romain_stub::slot::{Bell, Command, Slot, SlotState, StopKind, PAGE_LEN, REGISTER_WORDS};
 use romain_stub::{BELL_FD, SITE_RETURN, SLOT_FD, STUB_ENV};
 
-use super::{compare_replicas, continue_member, Backend};
+use super::{compare_replicas, continue_member, copy_memory_and_code, Backend};
 use crate::fault_injection::Fault;
 use crate::member::{Arrival, Member, Stop};
 use crate::replica_group::{GroupFailure, CHANNEL_FD};
 use crate::trap::repair::{
-    find_spin_instruction, flip_memory_bit, flip_register_bit, repair_code, repair_memory,
-    vote_pages, PageVote,
+    find_spin_instruction, flip_memory_bit, flip_register_bit, vote_pages, PageVote,
 };
 use crate::trap::{ReplicaCommand, Tracee, TrapError};
 use crate::vote::ReplicaIndex;
@@ -374,16 +373,9 @@ impl Backend for StubBackend {
             .member
             .pid();
         let healthy = self.waiting(source)?.member.pid();
-        let memory = repair_memory(healthy, broken)
-            .map_err(|error| format!("memory not repairable ({error})"))?;
         // The FP state is in the stub's frame, on the signal stack, which
-        // came along with the memory.
-        let code = repair_code(healthy, broken)
-            .map_err(|error| format!("code not repairable ({error})"))?;
-        Ok(format!(
-            "{} pages of memory and {code} of code copied",
-            memory.pages_copied
-        ))
+        // comes along with the memory.
+        copy_memory_and_code(healthy, broken)
     }
 
     fn replace(
