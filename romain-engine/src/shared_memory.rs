@@ -29,6 +29,12 @@
 //! descriptor), because a device writes the data before the descriptor that
 //! hands it over. Comparing is most of a pull's cost, and most of the memory is
 //! packet buffers.
+//!
+//! Under emulation every system call and every instruction of the engine's
+//! counts, so a synchronisation point asks each replica once: one read of its
+//! page map for all regions (the copies lie one after the other), one read of
+//! all the pages it wrote, one write of all the changes the device made
+//! ([`crate::trap::scattered`]); and equal bytes are skipped a word at a time.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -44,7 +50,8 @@ use nix::unistd::Pid;
 use dma_scheme::Direction;
 
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
-use crate::trap::repair::{page_runs, read_memory_exactly, write_memory_exactly, PAGE_SIZE};
+use crate::trap::repair::{page_runs, write_memory_exactly, PAGE_SIZE};
+use crate::trap::scattered::{read_pieces, write_pieces, Piece};
 
 /// The first virtual descriptor for a scheme's memory object.
 pub const FIRST_OBJECT_FD: u64 = 1536;
@@ -52,8 +59,10 @@ const MAX_OBJECTS: u64 = 1024;
 /// Where replicas' copies of shared memory go: far from anything the C library
 /// or the kernel places, and the same in every replica.
 pub const SHARED_MEMORY_BASE: u64 = 0x6100_0000_0000;
-/// Copies are placed on 2 MiB boundaries (a hugetlbfs page, what `dma:` hands out).
-const PLACEMENT: u64 = 2 << 20;
+/// Copies are placed one after the other, each on a page of its own: their
+/// page map entries are then read in one call per replica, where each entry
+/// of a hole between them would cost as much as one of a copy.
+const PLACEMENT: u64 = PAGE_SIZE as u64;
 /// The most a single mapping may be.
 const MAX_MAPPING: u64 = 256 << 20;
 
@@ -104,9 +113,10 @@ impl Region {
         real == bytes
     }
 
-    /// Brings `replicas` the bytes the device changed since the last pull, a
-    /// page at a time through `page`; says whether there were any.
-    fn pull(&mut self, replicas: &[Pid], page: &mut [u8]) -> bool {
+    /// Takes in the bytes the device changed since the last pull, a page at a
+    /// time through `page`: the snapshot holds them after, and `runs` gets
+    /// where they are (offsets in the region). Says whether there were any.
+    fn pull(&mut self, page: &mut [u8], runs: &mut Vec<Range<usize>>) -> bool {
         self.pulled = true;
         let mut changed = false;
         for start in (0..self.len).step_by(PAGE_SIZE) {
@@ -117,17 +127,48 @@ impl Region {
             changed = true;
             let page = &mut page[..end - start];
             self.read_real_into(start, page);
-            for (from, to) in changed_runs(&self.snapshot[start..end], page) {
-                let address = self.replica_address + (start + from) as u64;
-                for &pid in replicas {
-                    if let Err(error) = write_memory_exactly(pid, address, &page[from..to]) {
-                        log::warn!("shared memory not brought to pid {pid}: {error}");
-                    }
-                }
-                self.snapshot[start + from..start + to].copy_from_slice(&page[from..to]);
+            let snapshot = &self.snapshot[start..end];
+            if self.direction == Direction::FromDevice {
+                runs.extend(
+                    changed_span(snapshot, page).map(|(from, to)| start + from..start + to),
+                );
+            } else {
+                // The replicas may have written two-way memory since: only
+                // the bytes the device changed go to them.
+                runs.extend(
+                    changed_runs(snapshot, page)
+                        .into_iter()
+                        .map(|(from, to)| start + from..start + to),
+                );
             }
+            self.snapshot[start..end].copy_from_slice(page);
         }
         changed
+    }
+
+    /// Sends the device the bytes of `majority`, the replicas' voted page at
+    /// `page`, that changed since the last agreement. Bytes the device changed
+    /// meanwhile keep the device's value.
+    fn send_out(&mut self, page: usize, majority: &[u8]) {
+        let end = page + majority.len();
+        let mut real = vec![0; majority.len()];
+        self.read_real_into(page, &mut real);
+        for (start, stop) in changed_runs(&self.snapshot[page..end], majority) {
+            let mut at = start;
+            while at < stop {
+                let device_changed = |at: usize| real[at] != self.snapshot[page + at];
+                if device_changed(at) {
+                    at += 1;
+                    continue;
+                }
+                let from = at;
+                while at < stop && !device_changed(at) {
+                    at += 1;
+                }
+                self.write_real(page + from, &majority[from..at]);
+            }
+            self.snapshot[page + start..page + stop].copy_from_slice(&majority[start..stop]);
+        }
     }
 
     /// Writes `bytes` at `start` of the real memory.
@@ -254,20 +295,70 @@ impl SharedMemory {
         // that tells of a device, over a driver's DMA memory, and most pages have
         // not changed.
         let mut page = vec![0; PAGE_SIZE];
+        let mut runs: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.regions.len()];
         let mut handed_over = false;
-        for region in self.regions.iter_mut() {
+        for (region, runs) in self.regions.iter_mut().zip(&mut runs) {
             if region.direction == Direction::Both || !region.pulled {
-                handed_over |=
-                    region.pull(replicas, &mut page) && region.direction == Direction::Both;
+                handed_over |= region.pull(&mut page, runs) && region.direction == Direction::Both;
             }
         }
         if handed_over {
-            for region in self.regions.iter_mut() {
+            for (region, runs) in self.regions.iter_mut().zip(&mut runs) {
                 if region.direction == Direction::FromDevice {
-                    region.pull(replicas, &mut page);
+                    region.pull(&mut page, runs);
                 }
             }
         }
+        // Every change goes to a replica in one call.
+        let writes: Vec<(u64, &[u8])> = self
+            .regions
+            .iter()
+            .zip(&runs)
+            .flat_map(|(region, runs)| {
+                runs.iter().map(|run| {
+                    (
+                        region.replica_address + run.start as u64,
+                        &region.snapshot[run.clone()],
+                    )
+                })
+            })
+            .collect();
+        if !writes.is_empty() {
+            for &pid in replicas {
+                for address in write_pieces(pid, &writes) {
+                    log::warn!("shared memory at {address:#x} not brought to pid {pid}");
+                }
+            }
+        }
+    }
+
+    /// The pages of each region that any of `replicas` wrote since the last
+    /// agreement (all of them where soft-dirty bits do not tell), asked of
+    /// each replica's page map once for all regions, which lie one after the
+    /// other.
+    fn written_pages(&mut self, replicas: &[Pid]) -> Vec<Vec<bool>> {
+        let (Some(first), Some(last)) = (self.regions.first(), self.regions.last()) else {
+            return Vec::new();
+        };
+        let span = first.replica_address..last.replica_address + last.len as u64;
+        let written = match self.soft_dirty {
+            true => {
+                self.dirty_pages
+                    .written(replicas, span.start, (span.end - span.start) as usize)
+            }
+            false => None,
+        };
+        self.regions
+            .iter()
+            .map(|region| {
+                let pages = region.len.div_ceil(PAGE_SIZE);
+                let first = ((region.replica_address - span.start) as usize) / PAGE_SIZE;
+                written.as_ref().map_or_else(
+                    || vec![true; pages],
+                    |written| written[first..first + pages].to_vec(),
+                )
+            })
+            .collect()
     }
 
     /// Sends out what a majority of the replicas changed since the last agreement,
@@ -275,73 +366,55 @@ impl SharedMemory {
     /// replicas (positions in `replicas`) that were repaired.
     pub fn push(&mut self, replicas: &[Pid]) -> Vec<usize> {
         let needed = replicas.len() / 2 + 1;
-        let mut repaired = Vec::new();
-        let soft_dirty = self.soft_dirty;
-        let dirty_pages = &mut self.dirty_pages;
-        let mut any_written = false;
-        for region in &mut self.regions {
-            let every_page = || vec![true; region.len.div_ceil(PAGE_SIZE)];
-            let written = match soft_dirty {
-                true => dirty_pages
-                    .written(replicas, region.replica_address, region.len)
-                    .unwrap_or_else(every_page),
-                false => every_page(),
-            };
-            if !written.contains(&true) {
-                continue;
-            }
-            any_written = true;
-            for page in (0..region.len)
-                .step_by(PAGE_SIZE)
-                .filter(|page| written[page / PAGE_SIZE])
-            {
-                let end = (page + PAGE_SIZE).min(region.len);
-                let copies: Vec<Option<Vec<u8>>> = replicas
+        let written = self.written_pages(replicas);
+        // (region, offset in it) of every written page.
+        let pages: Vec<(usize, usize)> = written
+            .iter()
+            .enumerate()
+            .flat_map(|(region, written)| {
+                written
                     .iter()
-                    .map(|&pid| {
-                        read_memory_exactly(pid, region.replica_address + page as u64, end - page)
-                            .ok()
-                    })
-                    .collect();
-                let pages: Vec<Option<&[u8]>> = copies.iter().map(|copy| copy.as_deref()).collect();
-                let Some(majority) = pages.iter().flatten().find(|candidate| {
-                    pages
-                        .iter()
-                        .filter(|page| **page == Some(**candidate))
-                        .count()
-                        >= needed
-                }) else {
+                    .enumerate()
+                    .filter(|(_, &written)| written)
+                    .map(move |(page, _)| (region, page * PAGE_SIZE))
+            })
+            .collect();
+        let mut repaired = Vec::new();
+        if !pages.is_empty() {
+            let pieces: Vec<Piece> = pages
+                .iter()
+                .map(|&(region, page)| {
+                    let region = &self.regions[region];
+                    Piece {
+                        address: region.replica_address + page as u64,
+                        len: PAGE_SIZE.min(region.len - page),
+                    }
+                })
+                .collect();
+            // Each replica's copies of the written pages, in one call each.
+            let copies: Vec<Vec<Option<Vec<u8>>>> = replicas
+                .iter()
+                .map(|&pid| read_pieces(pid, &pieces))
+                .collect();
+            for (nth, (&(region, page), piece)) in pages.iter().zip(&pieces).enumerate() {
+                let held: Vec<Option<&[u8]>> =
+                    copies.iter().map(|copies| copies[nth].as_deref()).collect();
+                let Some(majority) = majority_of(&held, needed) else {
                     continue;
                 };
-                let mut real = vec![0; end - page];
-                region.read_real_into(page, &mut real);
-                let device_view = real.clone();
-                let snapshot = &mut region.snapshot[page..end];
-                for (start, stop) in changed_runs(snapshot, majority) {
-                    // Bytes the device changed meanwhile keep the device's value.
-                    for at in start..stop {
-                        if real[at] == snapshot[at] {
-                            real[at] = majority[at];
-                        }
-                    }
-                    snapshot[start..stop].copy_from_slice(&majority[start..stop]);
-                }
-                for (start, stop) in changed_runs(&device_view, &real) {
-                    region.write_real(page + start, &real[start..stop]);
-                }
-                for (position, copy) in pages.iter().enumerate() {
-                    if copy != &Some(*majority) {
-                        let address = region.replica_address + page as u64;
-                        if write_memory_exactly(replicas[position], address, majority).is_ok() {
-                            repaired.push(position);
-                        }
+                self.regions[region].send_out(page, majority);
+                for (position, copy) in held.iter().enumerate() {
+                    if *copy != Some(majority)
+                        && write_memory_exactly(replicas[position], piece.address, majority).is_ok()
+                    {
+                        repaired.push(position);
                     }
                 }
             }
         }
         // Clearing walks a replica's whole address space, so only after writes.
         // Without soft-dirty bits in the kernel every page is read each time.
-        if !self.soft_dirty || any_written {
+        if !self.soft_dirty || !pages.is_empty() {
             self.soft_dirty =
                 soft_dirty_works() && replicas.iter().all(|&pid| self.dirty_pages.forget(pid));
         }
@@ -349,6 +422,16 @@ impl SharedMemory {
         repaired.dedup();
         repaired
     }
+}
+
+/// The copy at least `needed` of `held` hold alike, if any.
+fn majority_of<'a>(held: &[Option<&'a [u8]>], needed: usize) -> Option<&'a [u8]> {
+    held.iter().flatten().copied().find(|candidate| {
+        held.iter()
+            .filter(|copy| **copy == Some(*candidate))
+            .count()
+            >= needed
+    })
 }
 
 /// The direction `object`'s name tells (`dma:` names its buffers by it);
@@ -361,22 +444,64 @@ fn direction_of(object: &OwnedFd) -> Direction {
         })
 }
 
-/// The runs `[start, end)` where `old` and `new` differ.
+/// The runs `[start, end)` where `old` and `new` (of one length) differ.
+/// Equal stretches are skipped a word at a time: under emulation every
+/// instruction counts, and most of a page is unchanged.
 fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    const WORD: usize = std::mem::size_of::<u64>();
+    let word = |bytes: &[u8], at: usize| {
+        u64::from_ne_bytes(bytes[at..at + WORD].try_into().expect("a word"))
+    };
+    let len = old.len().min(new.len());
     let mut runs = Vec::new();
     let mut at = 0;
-    while at < old.len() {
+    while at < len {
+        while at % WORD == 0 && at + WORD <= len && word(old, at) == word(new, at) {
+            at += WORD;
+        }
+        if at >= len {
+            break;
+        }
         if old[at] == new[at] {
             at += 1;
             continue;
         }
         let start = at;
-        while at < old.len() && old[at] != new[at] {
+        while at < len && old[at] != new[at] {
             at += 1;
         }
         runs.push((start, at));
     }
     runs
+}
+
+/// The one run from the first to the last byte where `old` and `new` (of one
+/// length) differ: where bytes between that did not change may be written
+/// again (memory only the device writes), one piece per page instead of one
+/// per changed run. Found from both ends a word at a time, since a received
+/// frame changes most bytes between.
+fn changed_span(old: &[u8], new: &[u8]) -> Option<(usize, usize)> {
+    const WORD: usize = std::mem::size_of::<u64>();
+    let len = old.len().min(new.len());
+    let (old, new) = (&old[..len], &new[..len]);
+    let mut start = 0;
+    while start + WORD <= len && old[start..start + WORD] == new[start..start + WORD] {
+        start += WORD;
+    }
+    while start < len && old[start] == new[start] {
+        start += 1;
+    }
+    if start == len {
+        return None;
+    }
+    let mut end = len;
+    while end >= start + WORD && old[end - WORD..end] == new[end - WORD..end] {
+        end -= WORD;
+    }
+    while old[end - 1] == new[end - 1] {
+        end -= 1;
+    }
+    Some((start, end))
 }
 
 #[cfg(test)]
@@ -387,6 +512,21 @@ mod tests {
     fn changed_runs_are_maximal() {
         assert_eq!(changed_runs(b"abcdef", b"abcdef"), vec![]);
         assert_eq!(changed_runs(b"abcdef", b"xbcdyz"), vec![(0, 1), (4, 6)]);
+        // Across words, at their edges and in a tail shorter than a word.
+        let old = [0_u8; 21];
+        let mut new = old;
+        for at in [7, 8, 9, 16, 20] {
+            new[at] = 1;
+        }
+        assert_eq!(changed_runs(&old, &new), vec![(7, 10), (16, 17), (20, 21)]);
+        assert_eq!(changed_span(&old, &new), Some((7, 21)));
+        assert_eq!(changed_span(&old, &old), None);
+        for lone in 0..old.len() {
+            let mut new = old;
+            new[lone] = 1;
+            assert_eq!(changed_runs(&old, &new), vec![(lone, lone + 1)]);
+            assert_eq!(changed_span(&old, &new), Some((lone, lone + 1)));
+        }
     }
 
     #[test]
@@ -450,6 +590,68 @@ mod tests {
         device_writes(&rings, 2);
         memory.pull(&[]);
         assert_eq!(replicas_see(&memory), [2, 2, 1]);
+    }
+
+    /// Reads `len` bytes of the device's memory at `at`.
+    fn device_reads(device: &OwnedFd, at: usize, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        nix::sys::uio::pread(device, &mut bytes, at as i64).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn replicas_get_only_what_the_device_changed_and_the_device_only_what_they_changed() {
+        let mut memory = SharedMemory::default();
+        let rings = map_buffer(&mut memory, Direction::Both);
+        let received = map_buffer(&mut memory, Direction::FromDevice);
+        // This process plays the replica: its copies go where the engine
+        // places them, one page after the other.
+        let length = NonZeroUsize::new(2 * PAGE_SIZE).unwrap();
+        let base = NonZeroUsize::new(SHARED_MEMORY_BASE as usize).unwrap();
+        // SAFETY: a fresh private mapping at an address nothing else in the
+        // test process uses, unmapped at the end.
+        let copies = unsafe {
+            nix::sys::mman::mmap_anonymous(
+                Some(base),
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
+            )
+        }
+        .unwrap();
+        // SAFETY: the two pages just mapped, which only this test touches.
+        let replica =
+            unsafe { std::slice::from_raw_parts_mut(copies.as_ptr().cast::<u8>(), 2 * PAGE_SIZE) };
+        let me = [Pid::this()];
+
+        nix::sys::uio::pwrite(&rings, &[1], 0).unwrap();
+        nix::sys::uio::pwrite(&received, &[3; 10], 10).unwrap();
+        memory.pull(&me);
+        assert_eq!(
+            (replica[0], &replica[PAGE_SIZE + 10..PAGE_SIZE + 20]),
+            (1, &[3; 10][..])
+        );
+
+        // The replica's own write to two-way memory, not voted yet, stays
+        // when the device changes a byte beside it.
+        replica[1] = 9;
+        nix::sys::uio::pwrite(&rings, &[4], 0).unwrap();
+        nix::sys::uio::pwrite(&rings, &[8], 2).unwrap();
+        nix::sys::uio::pwrite(&received, &[5], 30).unwrap();
+        memory.pull(&me);
+        assert_eq!(&replica[..3], [4, 9, 8]);
+        assert_eq!(replica[PAGE_SIZE + 30], 5, "handed over by the descriptor");
+
+        // Pushed: what the replica changed goes out, except where the device
+        // changed the byte meanwhile.
+        replica[0] = 7;
+        nix::sys::uio::pwrite(&rings, &[6], 0).unwrap();
+        assert!(memory.push(&me).is_empty(), "one copy is its own majority");
+        assert_eq!(device_reads(&rings, 0, 3), [6, 9, 8]);
+        assert_eq!(device_reads(&received, 10, 1), [3], "untouched");
+
+        // SAFETY: the mapping made above, no longer used.
+        unsafe { munmap(copies, 2 * PAGE_SIZE) }.unwrap();
     }
 
     const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";

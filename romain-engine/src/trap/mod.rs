@@ -6,6 +6,7 @@
 pub mod memory_access;
 pub mod port_io;
 pub mod repair;
+pub mod scattered;
 pub mod spawn;
 pub mod syscalls;
 pub mod tracee;
