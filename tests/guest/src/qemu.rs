@@ -105,7 +105,7 @@ pub struct BootConfig {
 
 /// The processor of a guest under software emulation: QEMU's `max` without the
 /// fast string instructions (ERMS, FSRM). With them the guest kernel copies to
-/// and from user memory with `rep movsb`, which TCG emulates a byte at a time:
+/// and from user memory with `rep movsb`, which runs slowly under TCG:
 /// measured in the guest, a 16 KiB `process_vm_readv` took 75 µs with them and
 /// 17 µs without (a user-space `memcpy` of 4 KiB, 1-2 µs either way). Every
 /// path copies through the kernel, Linux's own e1000 driver as much as ours, so
