@@ -348,17 +348,11 @@ impl SharedMemory {
             }
             false => None,
         };
-        self.regions
+        let regions = self
+            .regions
             .iter()
-            .map(|region| {
-                let pages = region.len.div_ceil(PAGE_SIZE);
-                let first = ((region.replica_address - span.start) as usize) / PAGE_SIZE;
-                written.as_ref().map_or_else(
-                    || vec![true; pages],
-                    |written| written[first..first + pages].to_vec(),
-                )
-            })
-            .collect()
+            .map(|region| region.replica_address..region.replica_address + region.len as u64);
+        pages_by_region(span.start, written.as_deref(), regions)
     }
 
     /// Sends out what a majority of the replicas changed since the last agreement,
@@ -422,6 +416,25 @@ impl SharedMemory {
         repaired.dedup();
         repaired
     }
+}
+
+/// Each of `regions`' pages marked in `written`, the pages from `start` on
+/// (every page where that is not known).
+fn pages_by_region(
+    start: u64,
+    written: Option<&[bool]>,
+    regions: impl Iterator<Item = Range<u64>>,
+) -> Vec<Vec<bool>> {
+    regions
+        .map(|region| {
+            let pages = ((region.end - region.start) as usize).div_ceil(PAGE_SIZE);
+            let first = ((region.start - start) as usize) / PAGE_SIZE;
+            written.map_or_else(
+                || vec![true; pages],
+                |written| written[first..first + pages].to_vec(),
+            )
+        })
+        .collect()
 }
 
 /// The copy at least `needed` of `held` hold alike, if any.
@@ -543,14 +556,19 @@ mod tests {
     /// A page-sized memory object named as `dma:` names a buffer that goes
     /// `direction`, adopted and mapped; and a descriptor to play the device by.
     fn map_buffer(memory: &mut SharedMemory, direction: Direction) -> OwnedFd {
+        map_buffer_of(memory, direction, PAGE_SIZE)
+    }
+
+    /// As [`map_buffer`], `len` bytes long.
+    fn map_buffer_of(memory: &mut SharedMemory, direction: Direction, len: usize) -> OwnedFd {
         let name = direction.object_name("dma-test");
         let object =
             nix::sys::memfd::memfd_create(name.as_str(), nix::sys::memfd::MFdFlags::empty())
                 .unwrap();
-        nix::unistd::ftruncate(&object, PAGE_SIZE as i64).unwrap();
+        nix::unistd::ftruncate(&object, len as i64).unwrap();
         let device = object.try_clone().unwrap();
         let fd = memory.adopt(object).unwrap();
-        memory.map(fd, PAGE_SIZE as u64, 0).unwrap();
+        memory.map(fd, len as u64, 0).unwrap();
         device
     }
 
@@ -599,59 +617,173 @@ mod tests {
         bytes
     }
 
+    /// The pages where the engine places the replicas' copies, mapped in this
+    /// process, which plays a replica; one test at a time has them.
+    struct ReplicaPages {
+        copies: std::ptr::NonNull<std::ffi::c_void>,
+        len: usize,
+        _alone: std::sync::MutexGuard<'static, ()>,
+    }
+
+    static REPLICA_PAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    impl ReplicaPages {
+        fn map(pages: usize) -> Self {
+            let alone = REPLICA_PAGES.lock().unwrap_or_else(|e| e.into_inner());
+            let len = pages * PAGE_SIZE;
+            let base = NonZeroUsize::new(SHARED_MEMORY_BASE as usize).unwrap();
+            // SAFETY: a fresh private mapping at an address nothing else in the
+            // test process uses (the lock keeps other tests off it), unmapped
+            // on drop.
+            let copies = unsafe {
+                nix::sys::mman::mmap_anonymous(
+                    Some(base),
+                    NonZeroUsize::new(len).unwrap(),
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                    MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
+                )
+            }
+            .unwrap();
+            Self {
+                copies,
+                len,
+                _alone: alone,
+            }
+        }
+
+        fn bytes(&mut self) -> &mut [u8] {
+            // SAFETY: the pages mapped in `map`, which only this test touches.
+            unsafe { std::slice::from_raw_parts_mut(self.copies.as_ptr().cast::<u8>(), self.len) }
+        }
+    }
+
+    impl Drop for ReplicaPages {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `map`, no longer used.
+            let _ = unsafe { munmap(self.copies, self.len) };
+        }
+    }
+
+    /// A copy of this process (forked, so its copies of shared memory are its
+    /// own) that waits until it is dropped.
+    struct ForkedReplica(Pid);
+
+    impl ForkedReplica {
+        fn start() -> Self {
+            // SAFETY: the child only pauses (async-signal-safe) until killed.
+            match unsafe { nix::unistd::fork() }.unwrap() {
+                nix::unistd::ForkResult::Child => loop {
+                    nix::unistd::pause();
+                },
+                nix::unistd::ForkResult::Parent { child } => Self(child),
+            }
+        }
+
+        fn write(&self, address: u64, byte: u8) {
+            assert!(write_pieces(self.0, &[(address, &[byte])]).is_empty());
+        }
+    }
+
+    impl Drop for ForkedReplica {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(self.0, None);
+        }
+    }
+
     #[test]
     fn replicas_get_only_what_the_device_changed_and_the_device_only_what_they_changed() {
+        const PAGE: usize = PAGE_SIZE;
         let mut memory = SharedMemory::default();
-        let rings = map_buffer(&mut memory, Direction::Both);
-        let received = map_buffer(&mut memory, Direction::FromDevice);
-        // This process plays the replica: its copies go where the engine
-        // places them, one page after the other.
-        let length = NonZeroUsize::new(2 * PAGE_SIZE).unwrap();
-        let base = NonZeroUsize::new(SHARED_MEMORY_BASE as usize).unwrap();
-        // SAFETY: a fresh private mapping at an address nothing else in the
-        // test process uses, unmapped at the end.
-        let copies = unsafe {
-            nix::sys::mman::mmap_anonymous(
-                Some(base),
-                length,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_PRIVATE | MapFlags::MAP_FIXED_NOREPLACE,
-            )
-        }
-        .unwrap();
-        // SAFETY: the two pages just mapped, which only this test touches.
-        let replica =
-            unsafe { std::slice::from_raw_parts_mut(copies.as_ptr().cast::<u8>(), 2 * PAGE_SIZE) };
+        // Descriptors over two pages and a bit; received packets over two.
+        let rings = map_buffer_of(&mut memory, Direction::Both, 2 * PAGE + 100);
+        let received = map_buffer_of(&mut memory, Direction::FromDevice, 2 * PAGE);
+        // The copies go one after the other from the first page on.
+        let mut pages = ReplicaPages::map(5);
+        let replica = pages.bytes();
         let me = [Pid::this()];
+        let descriptor = PAGE + 8;
+        let tail = 2 * PAGE + 50;
+        let packet = PAGE + 16;
+        let packet_copy = 3 * PAGE + packet;
 
-        nix::sys::uio::pwrite(&rings, &[1], 0).unwrap();
-        nix::sys::uio::pwrite(&received, &[3; 10], 10).unwrap();
+        nix::sys::uio::pwrite(&rings, &[1], descriptor as i64).unwrap();
+        nix::sys::uio::pwrite(&received, &[3; 10], packet as i64).unwrap();
         memory.pull(&me);
-        assert_eq!(
-            (replica[0], &replica[PAGE_SIZE + 10..PAGE_SIZE + 20]),
-            (1, &[3; 10][..])
-        );
+        assert_eq!(replica[descriptor], 1);
+        assert_eq!(replica[packet_copy..packet_copy + 10], [3; 10]);
 
         // The replica's own write to two-way memory, not voted yet, stays
-        // when the device changes a byte beside it.
-        replica[1] = 9;
-        nix::sys::uio::pwrite(&rings, &[4], 0).unwrap();
-        nix::sys::uio::pwrite(&rings, &[8], 2).unwrap();
-        nix::sys::uio::pwrite(&received, &[5], 30).unwrap();
+        // when the device changes the bytes on either side of it.
+        replica[descriptor + 1] = 9;
+        nix::sys::uio::pwrite(&rings, &[4], descriptor as i64).unwrap();
+        nix::sys::uio::pwrite(&rings, &[8], (descriptor + 2) as i64).unwrap();
+        nix::sys::uio::pwrite(&received, &[5], (packet + 20) as i64).unwrap();
         memory.pull(&me);
-        assert_eq!(&replica[..3], [4, 9, 8]);
-        assert_eq!(replica[PAGE_SIZE + 30], 5, "handed over by the descriptor");
+        assert_eq!(replica[descriptor..descriptor + 3], [4, 9, 8]);
+        assert_eq!(
+            replica[packet_copy + 20],
+            5,
+            "handed over by the descriptor"
+        );
 
-        // Pushed: what the replica changed goes out, except where the device
-        // changed the byte meanwhile.
-        replica[0] = 7;
-        nix::sys::uio::pwrite(&rings, &[6], 0).unwrap();
+        // Pushed: what the replica changed goes out, also in the last,
+        // short page, except where the device changed the byte meanwhile.
+        replica[descriptor] = 7;
+        replica[descriptor + 2] = 5;
+        replica[tail] = 2;
+        nix::sys::uio::pwrite(&rings, &[6], descriptor as i64).unwrap();
         assert!(memory.push(&me).is_empty(), "one copy is its own majority");
-        assert_eq!(device_reads(&rings, 0, 3), [6, 9, 8]);
-        assert_eq!(device_reads(&received, 10, 1), [3], "untouched");
+        assert_eq!(device_reads(&rings, descriptor, 3), [6, 9, 5]);
+        assert_eq!(device_reads(&rings, tail, 1), [2]);
+        assert_eq!(device_reads(&received, packet, 1), [3], "untouched");
+    }
 
-        // SAFETY: the mapping made above, no longer used.
-        unsafe { munmap(copies, 2 * PAGE_SIZE) }.unwrap();
+    #[test]
+    fn a_push_sends_out_what_a_majority_wrote_and_repairs_the_other_replica() {
+        let mut memory = SharedMemory::default();
+        let rings = map_buffer(&mut memory, Direction::Both);
+        let mut pages = ReplicaPages::map(1);
+        let [first, second] = [ForkedReplica::start(), ForkedReplica::start()];
+        let replicas = [Pid::this(), first.0, second.0];
+        let at = SHARED_MEMORY_BASE + 40;
+
+        // Three different bytes: none goes out, none is repaired.
+        pages.bytes()[40] = 1;
+        first.write(at, 2);
+        second.write(at, 3);
+        assert!(memory.push(&replicas).is_empty());
+        assert_eq!(device_reads(&rings, 40, 1), [0]);
+
+        // Two alike: theirs goes out, and the third is given it.
+        second.write(at, 1);
+        assert_eq!(memory.push(&replicas), [1]);
+        assert_eq!(device_reads(&rings, 40, 1), [1]);
+        let repaired = read_pieces(
+            first.0,
+            &[Piece {
+                address: at,
+                len: 1,
+            }],
+        );
+        assert_eq!(repaired, [Some(vec![1])]);
+    }
+
+    #[test]
+    fn each_region_gets_its_own_pages_of_the_page_map() {
+        let base = SHARED_MEMORY_BASE;
+        let page = PAGE_SIZE as u64;
+        let regions = || [base..base + page + 1, base + 2 * page..base + 3 * page].into_iter();
+        let written = [false, true, true];
+        assert_eq!(
+            pages_by_region(base, Some(&written), regions()),
+            [vec![false, true], vec![true]]
+        );
+        assert_eq!(
+            pages_by_region(base, None, regions()),
+            [vec![true, true], vec![true]],
+            "every page where the map does not tell"
+        );
     }
 
     const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";

@@ -179,6 +179,12 @@ mod tests {
             [Some(b"ab".to_vec()), None, Some(b"ef".to_vec())],
             "the piece after the hole is read too"
         );
+        let bytes = [first, hole, last + 7].map(|address| Piece { address, len: 1 });
+        assert_eq!(
+            read_pieces(me, &bytes),
+            [Some(b"a".to_vec()), None, Some(b"e".to_vec())],
+            "one byte a piece"
+        );
     }
 
     #[test]
