@@ -489,20 +489,6 @@ fn matching_layout(healthy: Pid, faulty: Pid) -> Result<Vec<Region>, RepairError
     }
 }
 
-/// `len` bytes at `address` of the stopped process `pid`, all or an error.
-pub fn read_memory_exactly(pid: Pid, address: u64, len: usize) -> Result<Vec<u8>, RepairError> {
-    let mut bytes = vec![0; len];
-    if read_fully(pid, address, &mut bytes)? {
-        Ok(bytes)
-    } else {
-        Err(RepairError::Memory {
-            pid,
-            address,
-            errno: Errno::EFAULT,
-        })
-    }
-}
-
 /// Writes all of `bytes` at `address` of the stopped process `pid`.
 pub fn write_memory_exactly(pid: Pid, address: u64, bytes: &[u8]) -> Result<(), RepairError> {
     write_fully(pid, address, bytes)
