@@ -21,6 +21,7 @@
 //! - [`connections`]: the replicas' scheme connections, held by the engine;
 //! - [`shared_memory`]: scheme memory (DMA buffers) the replicas map, kept in step;
 //! - [`dirty_pages`]: which pages of it the replicas wrote;
+//! - [`changed_bytes`]: where two copies of a page differ;
 //! - [`watchdog`]: catches replicas that do not reach the next event;
 //! - [`floor`]: the least any replicated event costs, for the benchmarks.
 //!
@@ -33,6 +34,8 @@ pub use backend_kind::BackendKind;
 
 #[cfg(target_os = "linux")]
 pub mod backend;
+#[cfg(target_os = "linux")]
+mod changed_bytes;
 #[cfg(target_os = "linux")]
 mod connections;
 #[cfg(target_os = "linux")]

@@ -34,7 +34,9 @@
 //! counts, so a synchronisation point asks each replica once: one read of its
 //! page map for all regions (the copies lie one after the other), one read of
 //! all the pages it wrote, one write of all the changes the device made
-//! ([`crate::trap::scattered`]); and equal bytes are skipped a word at a time.
+//! ([`crate::trap::scattered`]); and differences are found by `memcmp` on
+//! blocks ([`crate::changed_bytes`]). Memory only the device writes is left
+//! out of a push: the device does not read it.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -49,6 +51,7 @@ use nix::unistd::Pid;
 
 use dma_scheme::Direction;
 
+use super::changed_bytes::{changed_runs, changed_span};
 use super::dirty_pages::{soft_dirty_works, DirtyPages};
 use crate::trap::repair::{page_runs, write_memory_exactly, PAGE_SIZE};
 use crate::trap::scattered::{read_pieces, write_pieces, Piece};
@@ -152,6 +155,14 @@ impl Region {
     /// meanwhile keep the device's value.
     fn send_out(&mut self, page: usize, majority: &[u8]) {
         let end = page + majority.len();
+        if self.direction == Direction::ToDevice {
+            // The device does not write here: the replicas' span goes out whole.
+            if let Some((start, stop)) = changed_span(&self.snapshot[page..end], majority) {
+                self.write_real(page + start, &majority[start..stop]);
+                self.snapshot[page + start..page + stop].copy_from_slice(&majority[start..stop]);
+            }
+            return;
+        }
         let mut real = vec![0; majority.len()];
         self.read_real_into(page, &mut real);
         for (start, stop) in changed_runs(&self.snapshot[page..end], majority) {
@@ -271,13 +282,18 @@ impl SharedMemory {
     /// The pages of the replicas' copies that none of `replicas` wrote since the
     /// last agreement: each holds what the last [`push`](Self::push) voted (or
     /// [`pull`](Self::pull) brought) in all of them, so comparing them finds
-    /// nothing. Empty where soft-dirty bits do not tell.
+    /// nothing. Empty where soft-dirty bits do not tell. Memory only the device
+    /// writes is never among them: a push does not vote it, so a page a replica
+    /// wrote there may have lost its soft-dirty bit to a later clear unrepaired.
     pub fn agreed_pages(&mut self, replicas: &[Pid]) -> Vec<Range<u64>> {
         let mut agreed = Vec::new();
         if !self.soft_dirty {
             return agreed;
         }
         for region in &self.regions {
+            if region.direction == Direction::FromDevice {
+                continue;
+            }
             let Some(written) =
                 self.dirty_pages
                     .written(replicas, region.replica_address, region.len)
@@ -359,6 +375,12 @@ impl SharedMemory {
     /// Sends out what a majority of the replicas changed since the last agreement,
     /// and repairs replicas whose copy differs from the majority's. Returns the
     /// replicas (positions in `replicas`) that were repaired.
+    ///
+    /// Memory only the device writes is left out: the device never reads what
+    /// the replicas write there, and the pages a pull wrote into (received
+    /// frames) would otherwise be read back from every replica at the next
+    /// push. A replica's stray write there is found by the scrub, or by the
+    /// vote on what the replicas make of those bytes.
     pub fn push(&mut self, replicas: &[Pid]) -> Vec<usize> {
         let needed = replicas.len() / 2 + 1;
         let written = self.written_pages(replicas);
@@ -366,6 +388,7 @@ impl SharedMemory {
         let pages: Vec<(usize, usize)> = written
             .iter()
             .enumerate()
+            .filter(|&(region, _)| self.regions[region].direction != Direction::FromDevice)
             .flat_map(|(region, written)| {
                 written
                     .iter()
@@ -458,90 +481,9 @@ fn direction_of(object: &OwnedFd) -> Direction {
         })
 }
 
-/// The runs `[start, end)` where `old` and `new` (of one length) differ.
-/// Equal stretches are skipped a word at a time: under emulation every
-/// instruction counts, and most of a page is unchanged.
-fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
-    const WORD: usize = std::mem::size_of::<u64>();
-    let word = |bytes: &[u8], at: usize| {
-        u64::from_ne_bytes(bytes[at..at + WORD].try_into().expect("a word"))
-    };
-    let len = old.len().min(new.len());
-    let mut runs = Vec::new();
-    let mut at = 0;
-    while at < len {
-        while at % WORD == 0 && at + WORD <= len && word(old, at) == word(new, at) {
-            at += WORD;
-        }
-        if at >= len {
-            break;
-        }
-        if old[at] == new[at] {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < len && old[at] != new[at] {
-            at += 1;
-        }
-        runs.push((start, at));
-    }
-    runs
-}
-
-/// The one run from the first to the last byte where `old` and `new` (of one
-/// length) differ: where bytes between that did not change may be written
-/// again (memory only the device writes), one piece per page instead of one
-/// per changed run. Found from both ends a word at a time, since a received
-/// frame changes most bytes between.
-fn changed_span(old: &[u8], new: &[u8]) -> Option<(usize, usize)> {
-    const WORD: usize = std::mem::size_of::<u64>();
-    let len = old.len().min(new.len());
-    let (old, new) = (&old[..len], &new[..len]);
-    let mut start = 0;
-    while start + WORD <= len && old[start..start + WORD] == new[start..start + WORD] {
-        start += WORD;
-    }
-    while start < len && old[start] == new[start] {
-        start += 1;
-    }
-    if start == len {
-        return None;
-    }
-    let mut end = len;
-    while end >= start + WORD && old[end - WORD..end] == new[end - WORD..end] {
-        end -= WORD;
-    }
-    while old[end - 1] == new[end - 1] {
-        end -= 1;
-    }
-    Some((start, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn changed_runs_are_maximal() {
-        assert_eq!(changed_runs(b"abcdef", b"abcdef"), vec![]);
-        assert_eq!(changed_runs(b"abcdef", b"xbcdyz"), vec![(0, 1), (4, 6)]);
-        // Across words, at their edges and in a tail shorter than a word.
-        let old = [0_u8; 21];
-        let mut new = old;
-        for at in [7, 8, 9, 16, 20] {
-            new[at] = 1;
-        }
-        assert_eq!(changed_runs(&old, &new), vec![(7, 10), (16, 17), (20, 21)]);
-        assert_eq!(changed_span(&old, &new), Some((7, 21)));
-        assert_eq!(changed_span(&old, &old), None);
-        for lone in 0..old.len() {
-            let mut new = old;
-            new[lone] = 1;
-            assert_eq!(changed_runs(&old, &new), vec![(lone, lone + 1)]);
-            assert_eq!(changed_span(&old, &new), Some((lone, lone + 1)));
-        }
-    }
 
     #[test]
     fn objects_get_virtual_descriptors_in_their_range() {
@@ -768,6 +710,42 @@ mod tests {
             }],
         );
         assert_eq!(repaired, [Some(vec![1])]);
+    }
+
+    #[test]
+    fn a_push_sends_out_what_the_replicas_wrote_where_only_they_write() {
+        let mut memory = SharedMemory::default();
+        let to_send = map_buffer_of(&mut memory, Direction::ToDevice, 2 * PAGE_SIZE);
+        let mut pages = ReplicaPages::map(2);
+        let replica = pages.bytes();
+        let me = [Pid::this()];
+        replica[PAGE_SIZE + 10] = 1;
+        replica[PAGE_SIZE + 3000] = 2;
+        assert!(memory.push(&me).is_empty());
+        assert_eq!(device_reads(&to_send, PAGE_SIZE + 10, 1), [1]);
+        assert_eq!(device_reads(&to_send, PAGE_SIZE + 3000, 1), [2]);
+        assert_eq!(device_reads(&to_send, 0, PAGE_SIZE), vec![0; PAGE_SIZE]);
+        replica[PAGE_SIZE + 3000] = 3;
+        memory.push(&me);
+        assert_eq!(device_reads(&to_send, PAGE_SIZE + 3000, 1), [3]);
+    }
+
+    #[test]
+    fn a_push_leaves_memory_only_the_device_writes_to_the_device() {
+        let mut memory = SharedMemory::default();
+        let received = map_buffer(&mut memory, Direction::FromDevice);
+        let mut pages = ReplicaPages::map(1);
+        let [first, second] = [ForkedReplica::start(), ForkedReplica::start()];
+        let replicas = [Pid::this(), first.0, second.0];
+        let at = SHARED_MEMORY_BASE + 40;
+
+        // Two replicas write the same stray byte where only the device writes:
+        // it is neither sent to the device nor given to the third replica.
+        first.write(at, 7);
+        second.write(at, 7);
+        assert!(memory.push(&replicas).is_empty(), "nothing repaired");
+        assert_eq!(device_reads(&received, 40, 1), [0]);
+        assert_eq!(pages.bytes()[40], 0);
     }
 
     #[test]
