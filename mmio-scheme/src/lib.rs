@@ -30,5 +30,8 @@ pub mod wire;
 pub use hardware::{Hardware, SoftMachine, SystemHardware};
 pub use scheme::MmioScheme;
 
+/// The scheme's name: its socket in the scheme directory on Linux.
+pub const SCHEME_NAME: &str = "mmio";
+
 /// The page size of x86_64, the granule of direct BAR mappings.
 pub const PAGE_SIZE: usize = 4096;

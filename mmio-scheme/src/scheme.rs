@@ -78,10 +78,9 @@ use crate::interrupt::{InterruptLine, Unmasked};
 use crate::open_path::{OpenRequest, RegisterTarget, Target};
 use crate::status::{self, Counters};
 use crate::wire::START_BUS_MASTER;
-use crate::PAGE_SIZE;
+use crate::{PAGE_SIZE, SCHEME_NAME};
 
 /// The scheme's name, as a policy rule's `schemes` lists it.
-const SCHEME_NAME: &str = "mmio";
 /// The scheme a rule lists for DMA buffers: who may have a device master the bus.
 const DMA_SCHEME: &str = "dma";
 
@@ -414,17 +413,12 @@ impl<H: Hardware> MmioScheme<H> {
             Err(error @ WindowError::Io(_)) => {
                 self.counters.errors += 1;
                 log::error!("driver {}, {}: {error}", handle.driver, handle.target);
-                Err(Error::new(EIO))
-            }
-            Err(error @ WindowError::ReadOnly { .. }) => {
-                self.counters.invalid += 1;
-                log::debug!("driver {}, {}: {error}", handle.driver, handle.target);
-                Err(Error::new(EBADF))
+                Err(Error::new(error.errno()))
             }
             Err(error) => {
                 self.counters.invalid += 1;
                 log::debug!("driver {}, {}: {error}", handle.driver, handle.target);
-                Err(Error::new(EINVAL))
+                Err(Error::new(error.errno()))
             }
         }
     }

@@ -34,6 +34,7 @@ use nix::sys::socket::{
 
 use scheme_runtime::wire::{ResponseHeader, ResponseKind, RESPONSE_HEADER_LEN};
 
+use super::direct_registers::DirectRegisters;
 use super::shared_memory::SharedMemory;
 use crate::backend::ReplicaMemory;
 
@@ -215,6 +216,10 @@ impl fmt::Display for ConnectRefusal {
 #[derive(Default)]
 pub struct Connections {
     sockets: BTreeMap<u64, OwnedFd>,
+    /// The scheme socket each connected one reached.
+    peers: BTreeMap<u64, PathBuf>,
+    /// BARs the replicas opened that the engine reaches itself.
+    registers: DirectRegisters,
     /// Where the replicas may connect; `None`: anywhere the engine may.
     allowed: Option<SchemeAllowList>,
     /// Addresses whose refusal was logged.
@@ -278,6 +283,9 @@ impl Connections {
             }
         }
         let result = UnixAddr::new(path).and_then(|address| connect(socket.as_raw_fd(), &address));
+        if result.is_ok() {
+            self.peers.insert(fd, path.to_owned());
+        }
         errno_or(result.map(|()| 0))
     }
 
@@ -321,10 +329,21 @@ impl Connections {
             receive_flags |= MsgFlags::MSG_DONTWAIT;
         }
         let received = receive_message(socket, &mut data, receive_flags);
-        let (len, mut message_flags, passed) = match received {
+        let (len, mut message_flags, mut passed) = match received {
             Ok(received) => received,
             Err(errno) => return (-(errno as i64), Vec::new()),
         };
+        if !passed.is_empty() && self.peer_is(fd, mmio_scheme::SCHEME_NAME) {
+            // A mapping of registers is no memory to keep in step: copying
+            // it would read and write the device's registers wholesale. The
+            // engine makes the replicas' register accesses itself instead.
+            log::warn!(
+                "the replicas asked {}: to map registers; refused: a replicated driver reaches them through requests",
+                mmio_scheme::SCHEME_NAME
+            );
+            passed.clear();
+            message_flags |= MsgFlags::MSG_CTRUNC;
+        }
         let mut stores = Vec::new();
         let mut rest = &data[..len];
         for &(base, iov_len) in &header.iovecs {
@@ -362,11 +381,37 @@ impl Connections {
         (len as i64, stores)
     }
 
+    /// Whether connection `fd` reached the socket of scheme `name`.
+    fn peer_is(&self, fd: u64, name: &str) -> bool {
+        self.peers
+            .get(&fd)
+            .and_then(|peer| peer.file_name())
+            .is_some_and(|peer| peer == name)
+    }
+
     /// Sends `request` as one message and receives the next into at most `capacity`
     /// bytes: the result (the length received, or a negated errno) and the bytes.
     /// A reply that does not fit fails with `EMSGSIZE`; one that passes descriptors
     /// (memory to map, which clients take with `recvmsg`) with `EPROTO`.
     pub fn exchange(&mut self, fd: u64, request: &[u8], capacity: u64) -> (i64, Vec<u8>) {
+        if let Some(reply) = self.registers.answer(fd, request) {
+            return match reply.len() as u64 <= capacity {
+                true => (reply.len() as i64, reply),
+                false => (-(Errno::EMSGSIZE as i64), Vec::new()),
+            };
+        }
+        let (received, reply) = self.exchange_with_scheme(fd, request, capacity);
+        let granted = reply
+            .first_chunk::<RESPONSE_HEADER_LEN>()
+            .and_then(ResponseHeader::decode)
+            .is_some_and(|header| header.kind == ResponseKind::Reply && header.status >= 0);
+        if let (true, Some(peer)) = (received >= 0 && granted, self.peers.get(&fd)) {
+            self.registers.opened(fd, peer, request);
+        }
+        (received, reply)
+    }
+
+    fn exchange_with_scheme(&mut self, fd: u64, request: &[u8], capacity: u64) -> (i64, Vec<u8>) {
         let sent = self.send(fd, request, 0);
         if sent < 0 {
             return (sent, Vec::new());
@@ -433,6 +478,8 @@ impl Connections {
     }
 
     pub fn close(&mut self, fd: u64) -> i64 {
+        self.peers.remove(&fd);
+        self.registers.close(fd);
         match self.sockets.remove(&fd) {
             Some(_) => 0,
             None => -(Errno::EBADF as i64),
@@ -441,6 +488,8 @@ impl Connections {
 
     /// Closes every connection (the group starts afresh).
     pub fn clear(&mut self) {
+        self.registers.clear();
+        self.peers.clear();
         self.sockets.clear();
     }
 }
@@ -485,6 +534,7 @@ fn errno_or(result: nix::Result<i64>) -> i64 {
 mod tests {
     use super::*;
     use nix::sys::socket::recvmsg;
+    use scheme_runtime::wire::Opcode;
     use std::os::fd::FromRawFd;
 
     #[test]
@@ -574,6 +624,226 @@ mod tests {
             (-(Errno::EBADF as i64), Vec::new())
         );
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// An `mmio:` daemon in a scheme directory of its own, over a PCI function
+    /// made of ordinary files (BAR 0 is the file `resource0`), whose e1000 rule
+    /// lends BAR 0 in direct mode when `direct`; stopped on drop.
+    struct MmioOnFiles {
+        dir: PathBuf,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        server: Option<std::thread::JoinHandle<()>>,
+    }
+
+    const BAR0: &str = "pci/0000:00:03.0/bar0?label=e1000";
+
+    impl MmioOnFiles {
+        fn start(name: &str, direct: bool) -> Self {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let dir =
+                std::env::temp_dir().join(format!("romain-mmio-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let function = dir.join("devices/0000:00:03.0");
+            std::fs::create_dir_all(&function).unwrap();
+            std::fs::write(function.join("vendor"), "0x8086\n").unwrap();
+            std::fs::write(function.join("device"), "0x100e\n").unwrap();
+            std::fs::write(
+                function.join("resource"),
+                "0x00000000febc0000 0x00000000febc1fff 0x0000000000040200\n",
+            )
+            .unwrap();
+            std::fs::write(function.join("config"), [0_u8; 64]).unwrap();
+            std::fs::write(function.join("resource0"), [0_u8; 8192]).unwrap();
+            // Root opens for the driver by its label; anyone else is the driver.
+            let uid = match nix::unistd::getuid().as_raw() {
+                0 => 1001,
+                uid => uid,
+            };
+            let direct_bars = if direct { "direct_bars = [0]\n" } else { "" };
+            let policy = format!(
+                "[driver.e1000]\nuid = {uid}\ndevice = \"8086:100e\"\nbars = [0]\n{direct_bars}schemes = [\"mmio\"]\n"
+            );
+            let devices = dir.join("devices");
+            let mut server = scheme_runtime::HostServer::bind(&dir, "mmio").unwrap();
+            server.set_tick(Some(std::time::Duration::from_millis(10)));
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            let server = std::thread::spawn(move || {
+                let hardware = mmio_scheme::hardware::LinuxHardware::at(&devices);
+                let mut scheme = mmio_scheme::MmioScheme::new(policy.parse().unwrap(), hardware);
+                while !stopped.load(Ordering::Relaxed) {
+                    server.run_round(&mut scheme).unwrap();
+                }
+            });
+            Self {
+                dir,
+                stop,
+                server: Some(server),
+            }
+        }
+
+        /// A connection of `connections` to this daemon.
+        fn connect(&self, connections: &mut Connections) -> u64 {
+            let fd = connections.open() as u64;
+            assert_eq!(
+                connections.connect(fd, &sockaddr(&self.dir.join("mmio"))),
+                0
+            );
+            fd
+        }
+
+        /// The register at `offset` of BAR 0, as the device holds it.
+        fn register(&self, offset: u64) -> u32 {
+            use std::os::unix::fs::FileExt;
+            let bar = std::fs::File::open(self.dir.join("devices/0000:00:03.0/resource0")).unwrap();
+            let mut value = [0; 4];
+            bar.read_exact_at(&mut value, offset).unwrap();
+            u32::from_le_bytes(value)
+        }
+
+        /// Batches `mmio:` itself ran.
+        fn batches(&self) -> u64 {
+            let status = scheme_runtime::Handle::open_in(&self.dir, "mmio:status", 0).unwrap();
+            let mut text = vec![0; 4096];
+            let len = status.read(&mut text).unwrap();
+            let text = String::from_utf8_lossy(&text[..len]).into_owned();
+            text.lines()
+                .find_map(|line| line.strip_prefix("batches: "))
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no batch count in {text}"))
+        }
+    }
+
+    impl Drop for MmioOnFiles {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(server) = self.server.take() {
+                let _ = server.join();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A request message as a replica's `Handle` lays it out.
+    fn request(opcode: Opcode, flags: u64, offset: u64, len: u64, payload: &[u8]) -> Vec<u8> {
+        use scheme_runtime::wire::{
+            encode_request_head, RequestHeader, MAX_METADATA, REQUEST_HEADER_LEN,
+        };
+        let header = RequestHeader {
+            opcode,
+            flags,
+            offset,
+            len,
+        };
+        let mut head = [0; REQUEST_HEADER_LEN + MAX_METADATA * 8];
+        let head_len = encode_request_head(&header, &[], payload.len(), &mut head);
+        [&head[..head_len], payload].concat()
+    }
+
+    /// What the replicas' register requests get on BAR 0 opened with `flags`,
+    /// one reply per request: the batch writes a register and reads it back,
+    /// then come a batch past the end, a single read and a single write.
+    fn register_replies(mmio: &MmioOnFiles, flags: usize) -> Vec<(i64, Vec<u8>)> {
+        use mmio_scheme::wire::{Batch, Width};
+        let mut connections = Connections::default();
+        let fd = mmio.connect(&mut connections);
+        let (opened, _) = connections.exchange(
+            fd,
+            &request(Opcode::Open, flags as u64, 0, 0, BAR0.as_bytes()),
+            64,
+        );
+        assert!(opened > 0, "the open is granted");
+        let mut batch = Batch::new();
+        batch.write(0x1004, Width::U32, 0xcafe_f00d).unwrap();
+        batch.read(0x1004, Width::U32).unwrap();
+        let mut past_the_end = Batch::new();
+        past_the_end.read(0x2000, Width::U32).unwrap();
+        let requests = [
+            request(Opcode::Call, 0, 0, 0, batch.payload_mut()),
+            request(Opcode::Call, 0, 0, 0, past_the_end.payload_mut()),
+            request(Opcode::Read, 0, 0x1004, 4, &[]),
+            request(Opcode::Write, 0, 0x1008, 4, &7_u32.to_le_bytes()),
+        ];
+        requests
+            .iter()
+            .map(|request| connections.make_call(fd, request))
+            .collect()
+    }
+
+    #[test]
+    fn register_requests_on_a_bar_the_policy_lends_are_made_by_the_engine_as_mmio_makes_them() {
+        use syscall::flag::{O_RDONLY, O_RDWR};
+        let through_mmio = MmioOnFiles::start("requests", false);
+        let expected = register_replies(&through_mmio, O_RDWR);
+        assert_eq!(
+            through_mmio.batches(),
+            1,
+            "the batch past the end is refused"
+        );
+        assert_eq!(expected[0].0, 2);
+        assert_eq!(expected[1].0, -i64::from(syscall::error::EINVAL));
+        assert_eq!(expected[2], (4, 0xcafe_f00d_u32.to_le_bytes().to_vec()));
+
+        let direct = MmioOnFiles::start("direct", true);
+        assert_eq!(
+            register_replies(&direct, O_RDWR),
+            expected,
+            "the same replies"
+        );
+        assert_eq!(direct.batches(), 0, "none reached mmio:");
+        assert_eq!(
+            (direct.register(0x1004), direct.register(0x1008)),
+            (0xcafe_f00d, 7)
+        );
+
+        // A handle opened read-only writes nothing, either way.
+        let read_only = register_replies(&MmioOnFiles::start("read-only-mmio", false), O_RDONLY);
+        assert_eq!(read_only[0].0, -i64::from(syscall::error::EBADF));
+        let direct_read_only = MmioOnFiles::start("read-only", true);
+        assert_eq!(register_replies(&direct_read_only, O_RDONLY), read_only);
+        assert_eq!(direct_read_only.register(0x1004), 0);
+    }
+
+    #[test]
+    fn registers_mmio_would_map_are_never_taken_for_memory_to_keep_in_step() {
+        let mmio = MmioOnFiles::start("map", true);
+        let mut connections = Connections::default();
+        let fd = mmio.connect(&mut connections);
+        let open = request(
+            Opcode::Open,
+            syscall::flag::O_RDWR as u64,
+            0,
+            0,
+            BAR0.as_bytes(),
+        );
+        assert!(connections.exchange(fd, &open, 64).0 > 0);
+        let map = request(Opcode::Mmap, 0, 0, 4096, &[]);
+        assert_eq!(connections.send(fd, &map, 0), map.len() as i64);
+        let header = MessageHeader {
+            iovecs: vec![(0x1000, 64)],
+            control: 0x2000,
+            controllen: 64,
+        };
+        let mut shared = SharedMemory::default();
+        let (received, stores) = connections.receive(fd, &header, 0x3000, 0, &mut shared);
+        assert_eq!(
+            received, RESPONSE_HEADER_LEN as i64,
+            "the reply itself arrives"
+        );
+        assert_eq!(
+            shared.close(crate::shared_memory::FIRST_OBJECT_FD),
+            -(Errno::EBADF as i64),
+            "the BAR was not kept as shared memory"
+        );
+        let flags = stores
+            .iter()
+            .find(|(address, _)| *address == 0x3000 + MSGHDR_FLAGS as u64)
+            .map(|(_, bytes)| i32::from_ne_bytes(bytes[..4].try_into().unwrap()));
+        assert_eq!(
+            flags,
+            Some(MsgFlags::MSG_CTRUNC.bits()),
+            "the descriptor was cut"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!   replica run, or refuses;
 //! - [`master`]: serving the driver's scheme through the group (`romain replicate`);
 //! - [`connections`]: the replicas' scheme connections, held by the engine;
+//! - [`direct_registers`]: their register requests, made on the BAR itself
+//!   where the policy lends it;
 //! - [`shared_memory`]: scheme memory (DMA buffers) the replicas map, kept in step;
 //! - [`dirty_pages`]: which pages of it the replicas wrote;
 //! - [`changed_bytes`]: where two copies of a page differ;
@@ -38,6 +40,8 @@ pub mod backend;
 mod changed_bytes;
 #[cfg(target_os = "linux")]
 mod connections;
+#[cfg(target_os = "linux")]
+mod direct_registers;
 #[cfg(target_os = "linux")]
 mod dirty_pages;
 #[cfg(target_os = "linux")]

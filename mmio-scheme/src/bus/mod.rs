@@ -7,6 +7,7 @@
 //! checks every access against the bus's region first, and refuses every
 //! write when it was opened read-only.
 
+mod mapped;
 mod soft;
 mod volatile;
 #[cfg(target_arch = "x86_64")]
@@ -20,6 +21,7 @@ use scheme_runtime::MapGrant;
 use crate::region::{Access, AccessError, Region};
 use crate::wire::{self, OpKind, RegisterOp, Width, WireError};
 
+pub use mapped::MappedBar;
 pub use soft::SoftBank;
 pub(crate) use volatile::VolatileRegion;
 #[cfg(target_arch = "x86_64")]
@@ -87,6 +89,19 @@ impl fmt::Display for WindowError {
 }
 
 impl std::error::Error for WindowError {}
+
+impl WindowError {
+    /// The errno a client gets for it: a device failure is EIO, a write
+    /// through a read-only handle EBADF (as a read-only descriptor refuses a
+    /// `write`), anything malformed or out of range EINVAL.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Self::Io(_) => syscall::error::EIO,
+            Self::ReadOnly { .. } => syscall::error::EBADF,
+            Self::Wire { .. } | Self::Access { .. } | Self::AccessSize(_) => syscall::error::EINVAL,
+        }
+    }
+}
 
 /// A register bus behind the range, alignment and width checks, and behind
 /// the access mode its handle was opened with.

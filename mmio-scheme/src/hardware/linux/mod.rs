@@ -46,9 +46,8 @@ impl LinuxHardware {
     }
 
     /// PCI functions listed under `devices` instead of sysfs (for tests on a
-    /// tree of ordinary files).
-    #[cfg(test)]
-    fn at(devices: &std::path::Path) -> Self {
+    /// tree of ordinary files laid out as sysfs lays out a function's).
+    pub fn at(devices: &std::path::Path) -> Self {
         Self {
             devices: devices.to_owned(),
             dev: devices.join("dev"),
