@@ -701,16 +701,29 @@ mod tests {
             u32::from_le_bytes(value)
         }
 
-        /// Batches `mmio:` itself ran.
-        fn batches(&self) -> u64 {
+        /// A counter of `mmio:status` (`batches`, `accesses`, `handles`).
+        fn counter(&self, key: &str) -> u64 {
             let status = scheme_runtime::Handle::open_in(&self.dir, "mmio:status", 0).unwrap();
             let mut text = vec![0; 4096];
             let len = status.read(&mut text).unwrap();
             let text = String::from_utf8_lossy(&text[..len]).into_owned();
             text.lines()
-                .find_map(|line| line.strip_prefix("batches: "))
+                .find_map(|line| line.strip_prefix(&format!("{key}: ")))
                 .and_then(|count| count.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no batch count in {text}"))
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+        }
+
+        /// Open register and interrupt handles, once `mmio:` has seen the
+        /// connections closed so far go.
+        fn open_handles(&self, expected: u64) -> u64 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            loop {
+                let open = self.counter("handles");
+                if open == expected || std::time::Instant::now() > deadline {
+                    return open;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
 
@@ -722,6 +735,27 @@ mod tests {
             }
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// The `call` that asks `mmio:` to start the function's bus mastering.
+    fn start_bus_master() -> Vec<u8> {
+        use scheme_runtime::wire::{
+            encode_request_head, RequestHeader, MAX_METADATA, REQUEST_HEADER_LEN,
+        };
+        let header = RequestHeader {
+            opcode: Opcode::Call,
+            flags: 0,
+            offset: 0,
+            len: 0,
+        };
+        let mut head = [0; REQUEST_HEADER_LEN + MAX_METADATA * 8];
+        let len = encode_request_head(
+            &header,
+            &[mmio_scheme::wire::START_BUS_MASTER],
+            0,
+            &mut head,
+        );
+        head[..len].to_vec()
     }
 
     /// A request message as a replica's `Handle` lays it out.
@@ -742,7 +776,8 @@ mod tests {
 
     /// What the replicas' register requests get on BAR 0 opened with `flags`,
     /// one reply per request: the batch writes a register and reads it back,
-    /// then come a batch past the end, a single read and a single write.
+    /// then come a batch past the end, a single read, a single write and the
+    /// call that starts bus mastering (refused: the rule lists no `dma`).
     fn register_replies(mmio: &MmioOnFiles, flags: usize) -> Vec<(i64, Vec<u8>)> {
         use mmio_scheme::wire::{Batch, Width};
         let mut connections = Connections::default();
@@ -763,6 +798,7 @@ mod tests {
             request(Opcode::Call, 0, 0, 0, past_the_end.payload_mut()),
             request(Opcode::Read, 0, 0x1004, 4, &[]),
             request(Opcode::Write, 0, 0x1008, 4, &7_u32.to_le_bytes()),
+            start_bus_master(),
         ];
         requests
             .iter()
@@ -776,13 +812,14 @@ mod tests {
         let through_mmio = MmioOnFiles::start("requests", false);
         let expected = register_replies(&through_mmio, O_RDWR);
         assert_eq!(
-            through_mmio.batches(),
+            through_mmio.counter("batches"),
             1,
             "the batch past the end is refused"
         );
         assert_eq!(expected[0].0, 2);
         assert_eq!(expected[1].0, -i64::from(syscall::error::EINVAL));
         assert_eq!(expected[2], (4, 0xcafe_f00d_u32.to_le_bytes().to_vec()));
+        assert_eq!(expected[4].0, -i64::from(syscall::error::EACCES));
 
         let direct = MmioOnFiles::start("direct", true);
         assert_eq!(
@@ -790,7 +827,7 @@ mod tests {
             expected,
             "the same replies"
         );
-        assert_eq!(direct.batches(), 0, "none reached mmio:");
+        assert_eq!(direct.counter("accesses"), 0, "none reached mmio:");
         assert_eq!(
             (direct.register(0x1004), direct.register(0x1008)),
             (0xcafe_f00d, 7)
@@ -802,6 +839,56 @@ mod tests {
         let direct_read_only = MmioOnFiles::start("read-only", true);
         assert_eq!(register_replies(&direct_read_only, O_RDONLY), read_only);
         assert_eq!(direct_read_only.register(0x1004), 0);
+    }
+
+    #[test]
+    fn the_engine_holds_a_bar_it_mapped_only_while_the_replicas_hold_theirs() {
+        let mmio = MmioOnFiles::start("held", true);
+        let open = request(
+            Opcode::Open,
+            syscall::flag::O_RDWR as u64,
+            0,
+            0,
+            BAR0.as_bytes(),
+        );
+        let mut connections = Connections::default();
+        let fd = mmio.connect(&mut connections);
+        assert!(connections.exchange(fd, &open, 64).0 > 0);
+        assert_eq!(mmio.open_handles(2), 2, "the replicas' and the engine's");
+        assert_eq!(connections.close(fd), 0);
+        assert_eq!(mmio.open_handles(0), 0, "closed with the replicas' handle");
+
+        let fd = mmio.connect(&mut connections);
+        assert!(connections.exchange(fd, &open, 64).0 > 0);
+        assert_eq!(mmio.open_handles(2), 2);
+        connections.clear();
+        assert_eq!(mmio.open_handles(0), 0, "closed as the group starts afresh");
+    }
+
+    #[test]
+    fn only_an_open_the_scheme_granted_maps_a_bar() {
+        let mmio = MmioOnFiles::start("granted", true);
+        let mut connections = Connections::default();
+        let fd = mmio.connect(&mut connections);
+        let status = request(
+            Opcode::Open,
+            syscall::flag::O_RDONLY as u64,
+            0,
+            0,
+            b"status",
+        );
+        assert!(connections.exchange(fd, &status, 64).0 > 0);
+        // A read that carries the bytes of a BAR's path is answered, and
+        // opens nothing: the status handle still takes no batch.
+        let read = request(Opcode::Read, 0, 0, 16, BAR0.as_bytes());
+        assert!(connections.make_call(fd, &read).0 > 0);
+        let mut batch = mmio_scheme::wire::Batch::new();
+        batch.read(0, mmio_scheme::wire::Width::U32).unwrap();
+        let call = request(Opcode::Call, 0, 0, 0, batch.payload_mut());
+        assert_eq!(
+            connections.make_call(fd, &call).0,
+            -i64::from(syscall::error::EBADF)
+        );
     }
 
     #[test]

@@ -47,14 +47,14 @@ impl DirectRegisters {
         let Ok(path) = std::str::from_utf8(request.payload) else {
             return;
         };
-        if request.header.opcode != Opcode::Open
-            || !matches!(
-                OpenRequest::parse(path).map(|open| open.target),
-                Ok(Target::Registers(RegisterTarget::Bar { .. }))
-            )
-        {
+        if request.header.opcode != Opcode::Open {
             return;
         }
+        let Ok(Target::Registers(RegisterTarget::Bar { .. })) =
+            OpenRequest::parse(path).map(|open| open.target)
+        else {
+            return;
+        };
         let flags = request.header.flags as usize;
         let writable = matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR);
         let mapped = Handle::open_in(dir, &format!("{MMIO_SCHEME}:{path}"), flags)
