@@ -196,7 +196,7 @@ impl NetworkScheme {
 
     /// Publishes the counters if they changed, the NIC's read afresh.
     fn publish_counters(&mut self) {
-        if self.store.driver().is_none() {
+        if !self.store.keeps_values() {
             return;
         }
         if self.failure.is_none() {
@@ -540,7 +540,7 @@ impl SchemeDaemon for NetworkScheme {
                 self.take_causes(causes);
             }
         }
-        if self.store.driver().is_some() && self.pacing.due(std::time::Instant::now) {
+        if self.store.keeps_values() && self.pacing.due(std::time::Instant::now) {
             self.publish_counters();
         }
     }

@@ -14,12 +14,16 @@
 //! store that refuses (a replica whose policy rule does not list `romain`, a
 //! supervisor that is gone) is an error from `load` and `save`; drivers that
 //! only want to carry on use [`StateStore::restore`] and
-//! [`StateStore::publish`], which log the first failure and go on.
+//! [`StateStore::publish`], which log the first failure and go on. A refusal
+//! (`EACCES`: the policy or the store does not let this driver keep values)
+//! stands for the process's life: the store is not asked again, since every
+//! attempt of a replicated driver costs its group events, and a policy does
+//! not change under a running driver.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use syscall::error::ENOENT;
+use syscall::error::{Error, EACCES, ENOENT};
 use syscall::flag::{O_CREAT, O_RDONLY, O_WRONLY};
 
 use crate::Handle;
@@ -40,6 +44,8 @@ pub struct StateStore {
     dir: Option<std::path::PathBuf>,
     said_absent: AtomicBool,
     said_failed: AtomicBool,
+    /// The store refused this driver once: it is not asked again.
+    refused: AtomicBool,
 }
 
 impl StateStore {
@@ -77,12 +83,19 @@ impl StateStore {
             dir: None,
             said_absent: AtomicBool::new(false),
             said_failed: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
         }
     }
 
     /// The driver whose store this is, if there is one.
     pub fn driver(&self) -> Option<&str> {
         self.driver.as_deref()
+    }
+
+    /// Whether saving may keep anything: there is a store, and it has not
+    /// refused this driver.
+    pub fn keeps_values(&self) -> bool {
+        self.driver.is_some() && !self.refused.load(Ordering::Relaxed)
     }
 
     /// The value under `key`; `None` while it is unset, or without a store.
@@ -179,11 +192,23 @@ impl StateStore {
     }
 
     fn open(&self, path: &str, flags: usize) -> io::Result<Handle> {
-        #[cfg(target_os = "linux")]
-        if let Some(dir) = &self.dir {
-            return Handle::open_in(dir, path, flags);
+        if self.refused.load(Ordering::Relaxed) {
+            return Err(crate::io_error(Error::new(EACCES)));
         }
-        Handle::open(path, flags)
+        #[cfg(target_os = "linux")]
+        let opened = match &self.dir {
+            Some(dir) => Handle::open_in(dir, path, flags),
+            None => Handle::open(path, flags),
+        };
+        #[cfg(not(target_os = "linux"))]
+        let opened = Handle::open(path, flags);
+        if opened
+            .as_ref()
+            .is_err_and(|error| error.raw_os_error() == Some(EACCES))
+        {
+            self.refused.store(true, Ordering::Relaxed);
+        }
+        opened
     }
 }
 
@@ -213,6 +238,63 @@ mod tests {
             store.path("settings").as_deref(),
             Some("romain:store/uart/settings")
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_store_that_refused_the_driver_once_is_not_asked_again() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+
+        use nix::sys::socket::{
+            accept, bind, listen, recv, send, socket, AddressFamily, Backlog, MsgFlags, SockFlag,
+            SockType, UnixAddr,
+        };
+
+        use crate::wire::ResponseHeader;
+
+        let dir = std::env::temp_dir().join(format!("state-store-refusing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            listener.as_raw_fd(),
+            &UnixAddr::new(&dir.join(SCHEME)).unwrap(),
+        )
+        .unwrap();
+        listen(&listener, Backlog::new(4).unwrap()).unwrap();
+        // A store that refuses every open, counting them.
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counted = opens.clone();
+        std::thread::spawn(move || loop {
+            // SAFETY: accept just returned this descriptor, owned from here on.
+            let peer = unsafe { OwnedFd::from_raw_fd(accept(listener.as_raw_fd()).unwrap()) };
+            let mut request = [0; 256];
+            recv(peer.as_raw_fd(), &mut request, MsgFlags::empty()).unwrap();
+            counted.fetch_add(1, Ordering::SeqCst);
+            let reply = ResponseHeader::reply(Err(Error::new(EACCES))).encode();
+            send(peer.as_raw_fd(), &reply, MsgFlags::empty()).unwrap();
+        });
+
+        let store = StateStore::for_driver_in("e1000", &dir);
+        assert!(store.keeps_values());
+        assert!(!store.publish("stats", b"rx=1"));
+        assert!(!store.keeps_values());
+        assert!(!store.publish("stats", b"rx=2"));
+        assert_eq!(store.restore("stats"), None);
+        assert_eq!(
+            store.save("stats", b"rx=3").unwrap_err().raw_os_error(),
+            Some(EACCES)
+        );
+        assert_eq!(opens.load(Ordering::SeqCst), 1, "asked once");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[cfg(target_os = "linux")]
