@@ -30,6 +30,9 @@ const FAULT_EVERY: Duration = Duration::from_secs(4);
 /// Which fault (counted from 0) stops the driver instead of killing it.
 const HANG_AT: usize = 2;
 const POLL: Duration = Duration::from_millis(20);
+/// How long a restart may take to show in the status once the load ended:
+/// missed heartbeats, then a successor's start, with room to spare.
+const RESTART_WAIT: Duration = Duration::from_secs(15);
 
 /// The faults sent while the load ran.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,10 +126,20 @@ fn send_faults(group: &RomainGroup, done: &AtomicBool) -> StepResult<Faults> {
 }
 
 /// `romain:` restarted the driver once per fault, by itself, and timed each.
+/// The last fault may have gone in as the load ended: a stopped driver is
+/// restarted only once it has missed its heartbeats, so the count is waited
+/// for, up to [`RESTART_WAIT`].
 fn restarted_after_each(group: &RomainGroup, sent: Faults) -> StepResult<String> {
-    let status = group.status()?;
-    let restarts = status.counter("restarts")?;
-    let timed = status.counter("restart_to_serving_count")?;
+    let deadline = Instant::now() + RESTART_WAIT;
+    let (status, restarts, timed) = loop {
+        let status = group.status()?;
+        let restarts = status.counter("restarts")?;
+        let timed = status.counter("restart_to_serving_count")?;
+        if (restarts >= sent.total() && timed >= sent.total()) || Instant::now() > deadline {
+            break (status, restarts, timed);
+        }
+        sleep(POLL);
+    };
     let mean = status.value("restart_to_serving_mean_ms")?.to_owned();
     println!(
         "{GUEST_BENCH_PREFIX} tcp e1000-restarted: {} kills and {} hang, {restarts} restarts, \
