@@ -5,7 +5,7 @@
 //! for the group after the vote. Each is a round trip to `mmio:`: under
 //! emulation about 0.1 ms, two or three of them per event. Where the driver's
 //! rule grants the BAR in `direct_bars`, the engine maps it as a direct-mode
-//! driver would (`mmio_scheme::bus::MappedBar`) as soon as the replicas have
+//! driver would (`mmio_scheme::bus::mapped_window`) as soon as the replicas have
 //! opened it, and from then on answers their register requests on that handle
 //! itself: the same checks as `mmio:` makes (`mmio_scheme::bus::Window`: range,
 //! alignment, width, a read-only handle), the same replies byte for byte, and
@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mmio_scheme::bus::{MappedBar, Window};
+use mmio_scheme::bus::{mapped_window, Window};
 use mmio_scheme::open_path::{OpenRequest, RegisterTarget, Target};
 use mmio_scheme::SCHEME_NAME as MMIO_SCHEME;
 use scheme_runtime::wire::{decode_request, Opcode, ResponseHeader, MAX_PAYLOAD};
@@ -58,15 +58,10 @@ impl DirectRegisters {
         let flags = request.header.flags as usize;
         let writable = matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR);
         let mapped = Handle::open_in(dir, &format!("{MMIO_SCHEME}:{path}"), flags)
-            .and_then(|bar| MappedBar::map(bar, writable));
+            .and_then(|bar| mapped_window(bar, writable));
         match mapped {
-            Ok(bar) => {
+            Ok(window) => {
                 log::info!("{MMIO_SCHEME}:{path}: the replicas' register accesses are made on the BAR mapped here");
-                let bar = Box::new(bar);
-                let window = match writable {
-                    true => Window::new(bar),
-                    false => Window::read_only(bar),
-                };
                 self.windows.insert(fd, window);
             }
             Err(error) => log::info!(

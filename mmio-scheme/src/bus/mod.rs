@@ -21,9 +21,9 @@ use scheme_runtime::MapGrant;
 use crate::region::{Access, AccessError, Region};
 use crate::wire::{self, OpKind, RegisterOp, Width, WireError};
 
-pub use mapped::MappedBar;
+pub use mapped::mapped_window;
 pub use soft::SoftBank;
-pub(crate) use volatile::VolatileRegion;
+pub(crate) use volatile::{MappedRegion, RegionOwner, VolatileRegion};
 #[cfg(target_arch = "x86_64")]
 pub use x86_ports::PortBus;
 

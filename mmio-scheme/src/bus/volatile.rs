@@ -1,10 +1,67 @@
-//! Volatile loads and stores into a mapped register region, shared by the
-//! backends that map a memory BAR (Linux sysfs, Redox physical memory).
+//! Volatile loads and stores into a mapped register region, and the register
+//! bus every backend that maps a memory BAR is (Linux sysfs, Redox physical
+//! memory, a client's direct mapping): [`MappedRegion`], the region and what
+//! keeps it mapped.
 
+use std::io;
 use std::ptr::NonNull;
 
+use scheme_runtime::MapGrant;
+
+use super::RegisterBus;
 use crate::region::{Access, Region};
 use crate::wire::Width;
+
+/// What keeps a [`MappedRegion`] mapped (unmapping it on drop), and what
+/// else its backend lends.
+pub(crate) trait RegionOwner: Send {
+    /// Linux direct mode: see [`RegisterBus::map_grant`].
+    fn map_grant(&self, offset: u64) -> io::Result<MapGrant> {
+        let _ = offset;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// A memory BAR's registers, reached by volatile loads and stores, with
+/// the owner that keeps them mapped (dropped after them).
+pub(crate) struct MappedRegion<O: RegionOwner> {
+    registers: VolatileRegion,
+    owner: O,
+}
+
+impl<O: RegionOwner> MappedRegion<O> {
+    /// # Safety
+    /// `registers` stays mapped, readable and writable (or only ever read,
+    /// behind a read-only window), for as long as `owner` lives.
+    pub(crate) unsafe fn new(registers: VolatileRegion, owner: O) -> Self {
+        Self { registers, owner }
+    }
+}
+
+impl<O: RegionOwner> RegisterBus for MappedRegion<O> {
+    fn region(&self) -> Region {
+        self.registers.region()
+    }
+
+    unsafe fn read(&mut self, access: Access) -> io::Result<u64> {
+        // SAFETY: the caller checked `access` against `self.region()`.
+        Ok(unsafe { self.registers.read(access) })
+    }
+
+    unsafe fn write(&mut self, access: Access, value: u64) -> io::Result<()> {
+        // SAFETY: the caller checked `access` against `self.region()`.
+        unsafe { self.registers.write(access, value) };
+        Ok(())
+    }
+
+    fn map_grant(&self, offset: u64) -> io::Result<MapGrant> {
+        self.owner.map_grant(offset)
+    }
+
+    fn mapped_address(&self, offset: u64) -> Option<usize> {
+        self.registers.address(offset)
+    }
+}
 
 /// A mapped memory BAR: `len` bytes of registers at `base`.
 #[derive(Debug)]

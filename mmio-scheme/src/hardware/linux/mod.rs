@@ -19,7 +19,6 @@ use crate::bus::{PortBus, RegisterBus};
 use crate::interrupt::InterruptLine;
 use crate::region::Space;
 use io_bar::SysfsIoBar;
-use memory_bar::SysfsMemoryBar;
 use sysfs::{SysfsFunction, PCI_DEVICES};
 use uio::UioLine;
 
@@ -82,7 +81,7 @@ impl Hardware for LinuxHardware {
         Ok(match resource.space {
             Space::Memory => {
                 function.enable(COMMAND_MEMORY_SPACE)?;
-                Box::new(SysfsMemoryBar::map(file, resource.len)?)
+                Box::new(memory_bar::map(file, resource.len)?)
             }
             Space::Port => {
                 function.enable(COMMAND_IO_SPACE)?;

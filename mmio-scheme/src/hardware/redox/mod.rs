@@ -18,7 +18,6 @@ use crate::bus::{PortBus, RegisterBus};
 use crate::interrupt::InterruptLine;
 use irq::IrqLine;
 use pcid::PcidFunction;
-use physical_bar::PhysicalBar;
 
 extern "C" {
     /// relibc: the calling thread's handle in the `proc` scheme.
@@ -102,7 +101,7 @@ impl Hardware for RedoxHardware {
     fn open_bar(&mut self, bdf: Bdf, bar: u8) -> io::Result<Box<dyn RegisterBus>> {
         let config = self.function(bdf)?.config;
         match config.bars.get(usize::from(bar)).copied().unwrap_or(PcidBar::None) {
-            PcidBar::Memory { address, size } => Ok(Box::new(PhysicalBar::map(address, size)?)),
+            PcidBar::Memory { address, size } => Ok(Box::new(physical_bar::map(address, size)?)),
             PcidBar::Port(base) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("BAR {bar} of {bdf} is ports from {base:#x}: pcid does not tell their count; grant them as a port range"),
