@@ -220,6 +220,9 @@ pub struct Connections {
     peers: BTreeMap<u64, PathBuf>,
     /// BARs the replicas opened that the engine reaches itself.
     registers: DirectRegisters,
+    /// Whether a refused register mapping was logged (once; a driver may
+    /// retry in a loop).
+    register_map_refused: bool,
     /// Where the replicas may connect; `None`: anywhere the engine may.
     allowed: Option<SchemeAllowList>,
     /// Addresses whose refusal was logged.
@@ -337,7 +340,12 @@ impl Connections {
             // A mapping of registers is no memory to keep in step: copying
             // it would read and write the device's registers wholesale. The
             // engine makes the replicas' register accesses itself instead.
-            log::warn!(
+            let level = match std::mem::replace(&mut self.register_map_refused, true) {
+                false => log::Level::Warn,
+                true => log::Level::Debug,
+            };
+            log::log!(
+                level,
                 "the replicas asked {}: to map registers; refused: a replicated driver reaches them through requests",
                 mmio_scheme::SCHEME_NAME
             );

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use driver_policy::Clipped;
 use mmio_scheme::bus::{mapped_window, Window};
 use mmio_scheme::open_path::{OpenRequest, RegisterTarget, Target};
 use mmio_scheme::SCHEME_NAME as MMIO_SCHEME;
@@ -59,6 +60,8 @@ impl DirectRegisters {
         let writable = matches!(flags & O_ACCMODE, O_WRONLY | O_RDWR);
         let mapped = Handle::open_in(dir, &format!("{MMIO_SCHEME}:{path}"), flags)
             .and_then(|bar| mapped_window(bar, writable));
+        // The path is the replicas' words: the log quotes only its start.
+        let path = Clipped::new(path);
         match mapped {
             Ok(window) => {
                 log::info!("{MMIO_SCHEME}:{path}: the replicas' register accesses are made on the BAR mapped here");
