@@ -80,11 +80,11 @@ impl DirectRegisters {
         let mut request = request.to_vec();
         let request = decode_request(&mut request).ok()?;
         let header = request.header;
+        // The DMA memory written before (a push) reaches the device before
+        // the register access that hands it over, batch or single write.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         let (result, data) = match header.opcode {
             Opcode::Call if request.metadata.as_slice().is_empty() => {
-                // The DMA memory written before (a push) reaches the device
-                // before the register write that hands it over.
-                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                 let result = window.run_batch(request.payload);
                 // The payload goes back as the batch left it, whatever the result.
                 (result, request.payload.to_vec())
